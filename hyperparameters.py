@@ -1,0 +1,125 @@
+"""Every default of the pipeline, in one place.
+
+Scripts build their command line from `DEFAULTS`: each key becomes a `--flag` (underscores become
+dashes), so `python train.py --num-codes 256 --epochs 5` overrides two values and keeps the rest.
+The values a run used are written as JSON next to its checkpoints (`hyperparameters.json`), and
+`predict.py` / `similarity.py` read them back so they rebuild exactly the same model.
+"""
+import argparse
+import json
+import pathlib
+
+DEFAULTS = {
+    # --- data -------------------------------------------------------------------------------
+    # Root of the OASIS download (holding keras_png_slices_train/validate/test), a folder of
+    # NIfTI volumes, or a NIfTI slice layout. When it does not exist, the embedded MNI152 demo
+    # dataset is used instead (and the scripts say so).
+    "data_dir": "data/keras_png_slices_data",
+    "image_size": 128,  # slices are resized to image_size x image_size
+    "slices_per_volume": 32,  # central axial slices cut from each NIfTI volume
+    "num_slice_positions": 32,  # slice-index vocabulary for the conditional prior
+    "demo_copies": 6,  # augmented copies of each demo training slice
+    "skip_bad": False,  # skip unreadable files (with a count) instead of stopping
+    "seed": 42,
+    # --- VQ-VAE -----------------------------------------------------------------------------
+    "num_codes": 512,  # K: codebook size
+    "code_dim": 64,  # D: dimension of each code vector
+    "num_downsamples": 3,  # 3 -> 8x down: 256x256 -> 32x32 grid, 128x128 -> 16x16 grid
+    "channels": 64,  # width of the first encoder level; doubles per level up to 4x
+    "num_residual_blocks": 2,
+    "commitment_cost": 0.25,  # beta
+    "use_ema": True,  # EMA codebook updates (False: codebook loss with gradients)
+    "ema_decay": 0.99,
+    "dead_code_threshold": 1e-2,  # EMA cluster size under which a code is restarted
+    "ssim_weight": 0.5,  # reconstruction loss = MSE + ssim_weight * (1 - SSIM)
+    # --- VQ-VAE training --------------------------------------------------------------------
+    "batch_size": 32,
+    "learning_rate": 2e-3,
+    "epochs": 12,
+    "steps_per_epoch": 0,  # 0: one pass over the training split
+    # --- PixelCNN prior ---------------------------------------------------------------------
+    "prior_filters": 96,
+    "prior_layers": 6,  # gated layers after the first masked (type A) layer
+    "prior_kernel_size": 3,
+    "prior_dropout": 0.1,
+    "prior_batch_size": 32,
+    "prior_learning_rate": 2e-3,
+    "prior_epochs": 20,
+    # --- sampling ---------------------------------------------------------------------------
+    "temperature": 1.0,
+    "top_k": 0,  # 0: sample from all K codes
+    # --- runs -------------------------------------------------------------------------------
+    "output_dir": "runs/default",
+    "images_dir": "images",
+}
+
+# Values that fix the shape of a trained model: a checkpoint is refused when any of them differs.
+ARCHITECTURE_KEYS = (
+    "image_size", "num_codes", "code_dim", "num_downsamples", "channels", "num_residual_blocks",
+    "num_slice_positions", "prior_filters", "prior_layers", "prior_kernel_size",
+)
+
+HYPERPARAMETERS_FILE = "hyperparameters.json"
+
+
+def _parse_bool(text):
+    lowered = str(text).lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_arguments(parser, keys=None):
+    """Adds a `--flag` for each default (all, or only `keys`) to an argparse parser."""
+    for key, value in DEFAULTS.items():
+        if keys is not None and key not in keys:
+            continue
+        flag = "--" + key.replace("_", "-")
+        kind = _parse_bool if isinstance(value, bool) else type(value)
+        parser.add_argument(flag, dest=key, type=kind, default=None,
+                            help=f"default: {value}")
+    return parser
+
+
+def resolve(args):
+    """Returns the defaults updated with every flag the user actually gave."""
+    values = dict(DEFAULTS)
+    for key in DEFAULTS:
+        given = getattr(args, key, None)
+        if given is not None:
+            values[key] = given
+    return values
+
+
+def save(values, folder):
+    """Writes `values` as JSON into `folder` and returns the file path."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / HYPERPARAMETERS_FILE
+    path.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load(folder):
+    """Reads the hyperparameters a run saved; missing keys fall back to today's defaults."""
+    path = pathlib.Path(folder) / HYPERPARAMETERS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: run `python train.py --output-dir {folder}` first, "
+            f"or point --output-dir at a folder that a training run wrote.")
+    values = dict(DEFAULTS)
+    values.update(json.loads(path.read_text()))
+    return values
+
+
+def check_compatible(saved, wanted, source):
+    """Raises ValueError naming every architecture value that differs between two configs."""
+    clashes = [f"{key}: checkpoint has {saved.get(key)!r}, this run asks for {wanted.get(key)!r}"
+               for key in ARCHITECTURE_KEYS if saved.get(key) != wanted.get(key)]
+    if clashes:
+        raise ValueError(
+            f"The checkpoint in {source} was trained with other hyperparameters:\n  "
+            + "\n  ".join(clashes)
+            + "\nUse the same values (drop the flags), or a new --output-dir to train from scratch.")

@@ -1,0 +1,179 @@
+"""Reconstruct test slices with a trained VQ-VAE, and sample new slices from the prior.
+
+    python predict.py                     # reconstructions of the test split + mean SSIM
+    python predict.py --samples 16        # ... and 16 new synthetic slices from the prior
+    python predict.py --samples 16 --slice 20 --temperature 0.9 --top-k 64 --seed 3
+
+Reads the run in --output-dir (as train.py wrote it); figures go to --images-dir.
+"""
+import argparse
+import os
+import pathlib
+
+import numpy as np
+
+import hyperparameters
+
+
+def load_run(output_dir, overrides=None):
+    """Loads a finished run: its hyperparameters and its VQ-VAE.
+
+    Args:
+        output_dir: the folder train.py wrote.
+        overrides: values given on the command line; an architecture value that differs from
+            the saved one is refused with a message naming both.
+
+    Returns:
+        (values, vqvae): the run's hyperparameters (updated with non-architecture overrides)
+        and the loaded `VQVAETrainer`.
+    """
+    import keras
+
+    import modules  # noqa: F401  (registers the custom classes for loading)
+    import train
+
+    output_dir = pathlib.Path(output_dir)
+    values = hyperparameters.load(output_dir)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    hyperparameters.check_compatible(values, {**values, **overrides}, output_dir)
+    values.update(overrides)
+    checkpoint = output_dir / train.VQVAE_FILE
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{checkpoint} not found: train one with "
+                                f"`python train.py --stage vqvae --output-dir {output_dir}`")
+    vqvae = keras.saving.load_model(checkpoint)
+    saved = {key: getattr(vqvae, key) for key in ("image_size", "num_codes", "code_dim",
+                                                  "num_downsamples", "channels")}
+    hyperparameters.check_compatible({**values, **saved}, values, checkpoint)
+    return values, vqvae
+
+
+def load_test_split(values, split="test"):
+    """The evaluation split of the run's data (the demo data if its folder is absent)."""
+    import dataset
+
+    splits, description = dataset.load_splits(
+        values["data_dir"], values["image_size"], slices_per_volume=values["slices_per_volume"],
+        num_slice_positions=values["num_slice_positions"], demo_copies=values["demo_copies"],
+        seed=values["seed"], skip_bad=values["skip_bad"])
+    print(description)
+    return splits[split]
+
+
+def reconstruct(vqvae, images, batch_size=32):
+    """Reconstructions of `images` [N, S, S, 1], clipped to [0, 1]."""
+    return np.clip(vqvae.predict(images, batch_size=batch_size, verbose=0), 0.0, 1.0)
+
+
+def plot_reconstructions(originals, reconstructions, ssim_values, path):
+    """Two rows: originals above their reconstructions, SSIM in each title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = len(originals)
+    figure, axes = plt.subplots(2, count, figsize=(1.8 * count, 4.0), squeeze=False)
+    for column in range(count):
+        axes[0, column].imshow(originals[column, ..., 0], cmap="gray", vmin=0, vmax=1)
+        axes[1, column].imshow(reconstructions[column, ..., 0], cmap="gray", vmin=0, vmax=1)
+        axes[1, column].set_title(f"SSIM {ssim_values[column]:.3f}", fontsize=9)
+        for row in range(2):
+            axes[row, column].axis("off")
+    axes[0, 0].set_title("original", fontsize=9, loc="left")
+    figure.suptitle("Test slices (top) and their VQ-VAE reconstructions (bottom)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def write_samples(images, images_dir, slice_index=None):
+    """Writes a grid of samples and each sample as its own PNG; returns the grid's path."""
+    from PIL import Image
+
+    import metrics
+
+    images_dir = pathlib.Path(images_dir)
+    folder = images_dir / "samples"
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, image in enumerate(images):
+        pixels = (np.clip(image[..., 0], 0, 1) * 255).round().astype(np.uint8)
+        Image.fromarray(pixels, mode="L").save(folder / f"sample_{number:03d}.png")
+    condition = "unconditional" if slice_index is None else f"slice index {slice_index}"
+    grid = images_dir / "samples.png"
+    metrics.plot_image_grid(images, grid, columns=min(8, len(images)),
+                            title=f"{len(images)} new synthetic slices ({condition})")
+    return grid
+
+
+def generate(values, vqvae, output_dir, count, slice_index=None, temperature=None, top_k=None,
+             seed=None):
+    """Samples `count` code grids from the prior and decodes them into images [N, S, S, 1]."""
+    import keras
+
+    import sampling
+    import train
+
+    checkpoint = pathlib.Path(output_dir) / train.PRIOR_FILE
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{checkpoint} not found: train the prior with "
+                                f"`python train.py --stage prior --output-dir {output_dir}`")
+    prior = keras.saving.load_model(checkpoint)
+    codes = sampling.sample_codes(
+        prior, count, vqvae.grid_size, slice_index=slice_index,
+        temperature=values["temperature"] if temperature is None else temperature,
+        top_k=values["top_k"] if top_k is None else top_k,
+        seed=values["seed"] if seed is None else seed)
+    return np.clip(keras.ops.convert_to_numpy(vqvae.decode_codes(codes)), 0.0, 1.0), codes
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"],
+                        help="the run to load (default: %(default)s)")
+    parser.add_argument("--images-dir", default=hyperparameters.DEFAULTS["images_dir"],
+                        help="where figures are written (default: %(default)s)")
+    parser.add_argument("--data-dir", default=None,
+                        help="evaluate on this data instead of the run's own")
+    parser.add_argument("--count", type=int, default=8,
+                        help="test slices shown in the reconstruction figure (default: 8)")
+    parser.add_argument("--samples", type=int, default=0,
+                        help="number of new slices to sample from the prior (default: 0)")
+    parser.add_argument("--slice", type=int, default=None, dest="slice_index",
+                        help="condition the samples on this slice index (default: none)")
+    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import metrics
+
+    values, vqvae = load_run(args.output_dir, {"data_dir": args.data_dir})
+    images_dir = pathlib.Path(args.images_dir)
+    images_dir.mkdir(parents=True, exist_ok=True)
+
+    test = load_test_split(values)
+    reconstructions = reconstruct(vqvae, test.images)
+    ssim_values = np.array([metrics.ssim(a, b) for a, b in zip(test.images, reconstructions)])
+    shown = np.linspace(0, len(test) - 1, min(args.count, len(test))).round().astype(int)
+    figure = plot_reconstructions(test.images[shown], reconstructions[shown], ssim_values[shown],
+                                  images_dir / "reconstructions.png")
+    print(f"mean SSIM over {len(test)} test slices: {ssim_values.mean():.4f} "
+          f"± {ssim_values.std():.4f}")
+    print(f"reconstructions written to {figure}")
+
+    if args.samples > 0:
+        samples, _ = generate(values, vqvae, args.output_dir, args.samples,
+                              slice_index=args.slice_index, temperature=args.temperature,
+                              top_k=args.top_k, seed=args.seed)
+        grid = write_samples(samples, images_dir, args.slice_index)
+        print(f"{args.samples} samples written to {grid} and {images_dir / 'samples'}/")
+
+
+if __name__ == "__main__":
+    main()

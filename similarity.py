@@ -1,0 +1,131 @@
+"""How good are the reconstructions and the samples? Metrics as a table and CSV, and plots.
+
+    python similarity.py                  # reconstruction metrics over the test split
+    python similarity.py --samples 64     # ... plus realism / diversity / Fréchet of 64 samples
+
+Reconstruction metrics per test image: SSIM (scikit-image, data_range=1.0), PSNR, MS-SSIM (where
+the image is large enough) and SSIM inside the brain (a threshold mask of the original).
+Figures: SSIM histogram, SSIM against slice index, best and worst reconstructions.
+
+Sample metrics: SSIM of each sample to its nearest training slice (realism; near 1 warns of
+memorisation), pairwise MS-SSIM among samples (lower is more diverse), the Fréchet distance
+between real and generated images in the frozen encoder's feature space, and the distance between
+the code-usage histograms of sampled and real code grids.
+"""
+import argparse
+import os
+import pathlib
+
+import numpy as np
+
+import hyperparameters
+
+
+def encoder_features(vqvae, images, batch_size=64):
+    """Per-image features for the Fréchet distance: mean and std of the encoder output over
+    the grid, [N, 2 * code_dim]. Uses the frozen VQ-VAE encoder, so no downloaded weights."""
+    latents = vqvae.encoder.predict(images, batch_size=batch_size, verbose=0)
+    return np.concatenate([latents.mean(axis=(1, 2)), latents.std(axis=(1, 2))], axis=1)
+
+
+def encode_all(vqvae, images, batch_size=64):
+    """Code grids [N, g, g] of `images`."""
+    import keras
+
+    grids = [keras.ops.convert_to_numpy(vqvae.encode(images[start:start + batch_size]))
+             for start in range(0, len(images), batch_size)]
+    return np.concatenate(grids)
+
+
+def reconstruction_report(vqvae, test, images_dir, output_dir):
+    """Computes, prints and plots the reconstruction metrics of the split `test`."""
+    import metrics
+    import predict
+
+    reconstructions = predict.reconstruct(vqvae, test.images)
+    per_image = metrics.per_image_metrics(test.images, reconstructions)
+    print(f"Reconstruction metrics over {len(test)} test slices")
+    print(metrics.summary_table(per_image))
+    csv_path = pathlib.Path(output_dir) / "reconstruction_metrics.csv"
+    metrics.write_metrics_csv(csv_path, per_image, [str(p) for p in test.paths],
+                              extra_columns={"slice_index": test.slice_index})
+    figures = [
+        metrics.plot_ssim_histogram(per_image["ssim"], images_dir / "ssim_histogram.png"),
+        metrics.plot_metric_by_slice(test.slice_index, per_image["ssim"],
+                                     images_dir / "ssim_by_slice.png"),
+        metrics.plot_best_worst(test.images, reconstructions, per_image["ssim"],
+                                images_dir / "best_worst.png"),
+    ]
+    print(f"per-image metrics: {csv_path}")
+    print("figures: " + ", ".join(str(f) for f in figures))
+    return per_image
+
+
+def sample_report(values, vqvae, output_dir, train, test, count, seed):
+    """Samples `count` slices and prints realism, diversity and distribution distances."""
+    import metrics
+    import predict
+
+    samples, sampled_codes = predict.generate(values, vqvae, output_dir, count, seed=seed)
+    nearest, _ = metrics.nearest_neighbour_ssim(samples, train.images)
+    copies = metrics.memorisation_flags(nearest)
+    diversity_mean, diversity_std = metrics.pairwise_ms_ssim(samples, max_pairs=500, seed=seed)
+    real_features = encoder_features(vqvae, test.images)
+    fake_features = encoder_features(vqvae, samples)
+    frechet = metrics.frechet_distance(real_features, fake_features)
+    real_codes = metrics.code_histogram(encode_all(vqvae, test.images), values["num_codes"])
+    fake_codes = metrics.code_histogram(np.asarray(sampled_codes), values["num_codes"])
+    distances = metrics.histogram_distance(real_codes, fake_codes)
+    print(f"\nSample metrics over {count} samples (seed {seed})")
+    print(f"  nearest-training-slice SSIM: {nearest.mean():.4f} ± {nearest.std():.4f} "
+          f"(max {nearest.max():.4f})")
+    if copies.any():
+        print(f"  WARNING: {int(copies.sum())} sample(s) are near-copies of training slices "
+              f"(SSIM ≥ 0.95): the prior may be memorising")
+    print(f"  pairwise MS-SSIM among samples: {diversity_mean:.4f} ± {diversity_std:.4f} "
+          f"(lower = more diverse)")
+    print(f"  Fréchet distance, encoder features, test vs samples: {frechet:.4f}")
+    print(f"  code-usage histogram, samples vs test: total variation "
+          f"{distances['total_variation']:.4f}, JS divergence "
+          f"{distances['js_divergence_bits']:.4f} bits")
+    return {"nearest_ssim": nearest, "diversity": diversity_mean, "frechet": frechet, **distances}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"],
+                        help="the run to evaluate (default: %(default)s)")
+    parser.add_argument("--images-dir", default=hyperparameters.DEFAULTS["images_dir"],
+                        help="where figures are written (default: %(default)s)")
+    parser.add_argument("--data-dir", default=None,
+                        help="evaluate on this data instead of the run's own")
+    parser.add_argument("--split", default="test", choices=("train", "validate", "test"))
+    parser.add_argument("--samples", type=int, default=0,
+                        help="also sample this many slices and report sample metrics")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import predict
+
+    values, vqvae = predict.load_run(args.output_dir, {"data_dir": args.data_dir})
+    images_dir = pathlib.Path(args.images_dir)
+    images_dir.mkdir(parents=True, exist_ok=True)
+    import dataset
+
+    splits, description = dataset.load_splits(
+        values["data_dir"], values["image_size"], slices_per_volume=values["slices_per_volume"],
+        num_slice_positions=values["num_slice_positions"], demo_copies=values["demo_copies"],
+        seed=values["seed"], skip_bad=values["skip_bad"])
+    print(description)
+    reconstruction_report(vqvae, splits[args.split], images_dir, args.output_dir)
+    if args.samples > 0:
+        sample_report(values, vqvae, args.output_dir, splits["train"], splits[args.split],
+                      args.samples, args.seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""Train the VQ-VAE, then the PixelCNN prior over its frozen code grids.
+
+    python train.py                       # both stages on the default data (demo if no OASIS)
+    python train.py --stage vqvae --data-dir /data/keras_png_slices_data --image-size 256
+    python train.py --resume              # continue an interrupted run from its last checkpoint
+
+Everything lands in --output-dir: `vqvae.keras`, `prior.keras`, `hyperparameters.json`,
+`vqvae_log.csv`, `prior_log.csv` and `codes.npz` (the cached code grids of every split).
+"""
+import argparse
+import json
+import math
+import os
+import pathlib
+import shutil
+import sys
+import time
+
+import numpy as np
+
+import hyperparameters
+
+VQVAE_FILE = "vqvae.keras"
+PRIOR_FILE = "prior.keras"
+CODES_FILE = "codes.npz"
+STATE_FILE = "training_state.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# Callbacks
+# ---------------------------------------------------------------------------------------------
+
+def _callbacks():
+    """The training callbacks; defined in a function so importing train.py stays cheap."""
+    import keras
+
+    class AtomicCheckpoint(keras.callbacks.Callback):
+        """Saves the whole model (weights, optimizer, EMA codebook) after every good epoch.
+
+        The file is written under a temporary name and renamed into place, so a kill during a
+        save leaves the previous checkpoint intact. The epoch reached goes to a small JSON
+        state file, written the same way, which `--resume` reads.
+        """
+
+        def __init__(self, folder, filename, stage):
+            super().__init__()
+            self.folder = pathlib.Path(folder)
+            self.filename = filename
+            self.stage = stage
+
+        def on_epoch_end(self, epoch, logs=None):
+            if not all(math.isfinite(float(v)) for v in (logs or {}).values()):
+                return  # never overwrite a good checkpoint with a broken one
+            save_atomically(self.model, self.folder / self.filename)
+            state = read_state(self.folder)
+            state[self.stage] = {"epochs_done": epoch + 1}
+            write_json_atomically(self.folder / STATE_FILE, state)
+
+    class StopOnNonFinite(keras.callbacks.Callback):
+        """Stops training at the first NaN/Inf loss and remembers where it happened."""
+
+        def __init__(self, stage):
+            super().__init__()
+            self.stage = stage
+            self.epoch = 0
+            self.failure = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = float((logs or {}).get("loss", 0.0))
+            if not math.isfinite(loss):
+                self.failure = (f"{self.stage} stage: loss became {loss} at epoch "
+                                f"{self.epoch + 1}, batch {batch + 1}")
+                self.model.stop_training = True
+
+    class Throughput(keras.callbacks.Callback):
+        """Adds `images_per_second` (training images seen per wall-clock second) to the logs."""
+
+        def __init__(self, batch_size):
+            super().__init__()
+            self.batch_size = batch_size
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start, self.batches = time.perf_counter(), 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                seconds = time.perf_counter() - self.start
+                logs["images_per_second"] = self.batches * self.batch_size / max(seconds, 1e-9)
+
+    return AtomicCheckpoint, StopOnNonFinite, Throughput
+
+
+def save_atomically(model, path):
+    """`model.save(path)` through a temporary file and a rename."""
+    path = pathlib.Path(path)
+    partial = path.with_name(path.stem + ".partial.keras")
+    model.save(partial)
+    os.replace(partial, path)
+
+
+def write_json_atomically(path, data):
+    path = pathlib.Path(path)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+def read_state(folder):
+    path = pathlib.Path(folder) / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+class TrainingFailed(RuntimeError):
+    """Training stopped on a non-finite loss; the message names the stage and epoch."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+# ---------------------------------------------------------------------------------------------
+
+def _fit(model, stage, train_data, validation_data, values, epochs, batch_size, output_dir,
+         checkpoint_file, resume, extra_callbacks=()):
+    """Runs `model.fit` with checkpointing, CSV logging and the NaN guard; returns the history."""
+    import keras
+
+    AtomicCheckpoint, StopOnNonFinite, Throughput = _callbacks()
+    output_dir = pathlib.Path(output_dir)
+    epochs_done = read_state(output_dir).get(stage, {}).get("epochs_done", 0) if resume else 0
+    nan_guard = StopOnNonFinite(stage)
+    callbacks = [
+        nan_guard,
+        Throughput(batch_size),
+        *extra_callbacks,
+        AtomicCheckpoint(output_dir, checkpoint_file, stage),
+        keras.callbacks.CSVLogger(str(output_dir / f"{stage}_log.csv"),
+                                  append=resume and epochs_done > 0),
+    ]
+    if epochs_done >= epochs:
+        print(f"{stage}: all {epochs} epochs already done in {output_dir}")
+        return None
+    if epochs_done:
+        print(f"{stage}: resuming after epoch {epochs_done} of {epochs}")
+    steps = values["steps_per_epoch"] or None
+    history = model.fit(train_data, validation_data=validation_data, epochs=epochs,
+                        initial_epoch=epochs_done, steps_per_epoch=steps, callbacks=callbacks,
+                        verbose="auto" if sys.stdout.isatty() else 2)
+    if nan_guard.failure:
+        kept = output_dir / checkpoint_file
+        raise TrainingFailed(
+            nan_guard.failure + (f"; the last good checkpoint is kept at {kept}"
+                                 if kept.exists() else "; no checkpoint had been saved yet")
+            + ". Lower --learning-rate, or check the data for corrupt slices.")
+    return history
+
+
+def _load_for_resume(path, values, output_dir):
+    """Loads a checkpoint to resume from after checking its hyperparameters match."""
+    import keras
+
+    saved = hyperparameters.load(output_dir)
+    hyperparameters.check_compatible(saved, values, output_dir)
+    return keras.saving.load_model(path)
+
+
+def train_vqvae(values, splits, output_dir, resume=False, strategy=None):
+    """Fits the VQ-VAE on splits["train"], validating on splits["validate"]."""
+    import keras
+
+    import dataset
+    import modules
+
+    output_dir = pathlib.Path(output_dir)
+    checkpoint = output_dir / VQVAE_FILE
+    batch_size = values["batch_size"]
+    scope = strategy.scope() if strategy else _null_scope()
+    with scope:
+        if resume and checkpoint.exists():
+            model = _load_for_resume(checkpoint, values, output_dir)
+        else:
+            model = modules.vqvae_from_hyperparameters(values)
+            model.compile(optimizer=keras.optimizers.Adam(values["learning_rate"]))
+    train_data = dataset.make_tf_dataset(splits["train"], batch_size, shuffle=True,
+                                         seed=values["seed"], drop_remainder=bool(strategy))
+    validation_data = dataset.make_tf_dataset(splits["validate"], batch_size, shuffle=False)
+    _fit(model, "vqvae", train_data, validation_data, values, values["epochs"], batch_size,
+         output_dir, VQVAE_FILE, resume)
+    return keras.saving.load_model(checkpoint) if checkpoint.exists() else model
+
+
+class _null_scope:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--stage", choices=("vqvae", "prior", "all"), default="all",
+                        help="which stage to train (default: all = vqvae then prior)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the last checkpoint in --output-dir")
+    hyperparameters.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def prepare_output_dir(values, resume):
+    """Creates the output folder; a fresh run clears the state of an earlier one."""
+    output_dir = pathlib.Path(values["output_dir"])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        saved_path = output_dir / hyperparameters.HYPERPARAMETERS_FILE
+        if saved_path.exists():
+            hyperparameters.check_compatible(hyperparameters.load(output_dir), values, output_dir)
+    else:
+        for name in (STATE_FILE,):
+            (output_dir / name).unlink(missing_ok=True)
+    hyperparameters.save(values, output_dir)
+    return output_dir
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    values = hyperparameters.resolve(args)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    import dataset
+
+    keras.utils.set_random_seed(values["seed"])
+    output_dir = prepare_output_dir(values, args.resume)
+    splits, description = dataset.load_splits(
+        values["data_dir"], values["image_size"], slices_per_volume=values["slices_per_volume"],
+        num_slice_positions=values["num_slice_positions"], demo_copies=values["demo_copies"],
+        seed=values["seed"], skip_bad=values["skip_bad"])
+    print(description)
+    try:
+        if args.stage in ("vqvae", "all"):
+            train_vqvae(values, splits, output_dir, resume=args.resume)
+            print(f"VQ-VAE saved to {output_dir / VQVAE_FILE}, log in {output_dir / 'vqvae_log.csv'}")
+    except TrainingFailed as failure:
+        sys.exit(f"error: {failure}")
+
+
+if __name__ == "__main__":
+    main()

@@ -49,6 +49,8 @@ DEFAULTS = {
     "temperature": 1.0,
     "top_k": 0,  # 0: sample from all K codes
     # --- runs -------------------------------------------------------------------------------
+    "strategy": "none",  # none | mirrored (all local GPUs) | multiworker (TF_CONFIG)
+    "mixed_precision": False,  # float16 on GPU, bfloat16 on CPU; the quantizer stays float32
     "output_dir": "runs/default",
     "images_dir": "images",
 }

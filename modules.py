@@ -83,16 +83,19 @@ class VectorQuantizer(layers.Layer):
                              f"(code_dim), got shape {input_shape}")
         self.codebook = self.add_weight(
             name="codebook", shape=(self.num_codes, self.code_dim),
+            # EMA updates are identical on every replica (statistics are summed over replicas
+            # first); the first replica's value is kept.
+            aggregation="only_first_replica" if self.use_ema else "none",
             initializer=keras.initializers.RandomUniform(-1.0 / self.num_codes, 1.0 / self.num_codes),
             trainable=not self.use_ema, dtype="float32")
         self.ema_cluster_size = self.add_weight(
-            name="ema_cluster_size", shape=(self.num_codes,), initializer="zeros",
+            name="ema_cluster_size", aggregation="only_first_replica", shape=(self.num_codes,), initializer="zeros",
             trainable=False, dtype="float32")
         self.ema_code_sum = self.add_weight(
-            name="ema_code_sum", shape=(self.num_codes, self.code_dim), initializer="zeros",
+            name="ema_code_sum", aggregation="only_first_replica", shape=(self.num_codes, self.code_dim), initializer="zeros",
             trainable=False, dtype="float32")
         self.initialized = self.add_weight(
-            name="initialized", shape=(), initializer="zeros", trainable=False, dtype="float32")
+            name="initialized", aggregation="only_first_replica", shape=(), initializer="zeros", trainable=False, dtype="float32")
 
     # -- pieces --------------------------------------------------------------------------------
 
@@ -137,9 +140,11 @@ class VectorQuantizer(layers.Layer):
             self.ema_code_sum.assign(ops.where(first_time, codebook, self.ema_code_sum))
         self.initialized.assign(ops.ones_like(self.initialized))
 
-    def _ema_update(self, flat_inputs, one_hot):
-        """Moves each code towards the mean of the inputs assigned to it."""
-        counts = _sum_over_replicas(ops.sum(one_hot, axis=0))
+    def _ema_update(self, flat_inputs, one_hot, counts):
+        """Moves each code towards the mean of the inputs assigned to it.
+
+        `counts` are the assignments per code, already summed over replicas.
+        """
         sums = _sum_over_replicas(ops.matmul(ops.transpose(one_hot), flat_inputs))
         decay = self.ema_decay
         cluster_size = self.ema_cluster_size * decay + counts * (1.0 - decay)
@@ -169,6 +174,7 @@ class VectorQuantizer(layers.Layer):
             self._initialize_from(ops.stop_gradient(flat_inputs))
         code_indices = self.nearest_codes(flat_inputs)
         one_hot = ops.one_hot(code_indices, self.num_codes)
+        counts = _sum_over_replicas(ops.sum(one_hot, axis=0))
         quantized_flat = ops.take(self.codebook, code_indices, axis=0)
         quantized = ops.reshape(quantized_flat, ops.shape(inputs))
 
@@ -177,14 +183,14 @@ class VectorQuantizer(layers.Layer):
         if not self.use_ema:
             loss = loss + ops.mean((quantized - ops.stop_gradient(inputs)) ** 2)
         elif training:
-            self._ema_update(ops.stop_gradient(flat_inputs), one_hot)
+            self._ema_update(ops.stop_gradient(flat_inputs), one_hot, counts)
             if self.dead_code_threshold > 0:
                 self._restart_dead_codes(ops.stop_gradient(flat_inputs))
 
         # Straight-through: forward uses the code, backward copies the gradient to the input.
         quantized = inputs + ops.stop_gradient(quantized - inputs)
 
-        mean_usage = ops.mean(one_hot, axis=0)
+        mean_usage = counts / ops.maximum(ops.sum(counts), 1.0)
         perplexity = ops.exp(-ops.sum(mean_usage * ops.log(mean_usage + 1e-10)))
         usage = ops.mean(ops.cast(mean_usage > 0, "float32"))
         return {

@@ -201,6 +201,36 @@ class _null_scope:
         return False
 
 
+def make_strategy(name):
+    """The `tf.distribute` strategy for --strategy (None for a single device)."""
+    if name == "none":
+        return None
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise SystemExit("error: --strategy multiworker needs TF_CONFIG describing the "
+                             "cluster (see the README's section on long runs)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise SystemExit(f"error: unknown --strategy {name!r}; use none, mirrored or multiworker")
+
+
+def set_precision(mixed):
+    """float32, or mixed precision: float16 compute on a GPU, bfloat16 on a CPU."""
+    import keras
+
+    if not mixed:
+        keras.mixed_precision.set_global_policy("float32")
+        return "float32"
+    import tensorflow as tf
+
+    policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stage", choices=("vqvae", "prior", "all"), default="all",
@@ -235,6 +265,11 @@ def main(argv=None):
     import dataset
 
     keras.utils.set_random_seed(values["seed"])
+    strategy = make_strategy(values["strategy"])
+    policy = set_precision(values["mixed_precision"])
+    if strategy is not None or policy != "float32":
+        replicas = strategy.num_replicas_in_sync if strategy else 1
+        print(f"strategy: {values['strategy']} ({replicas} replica(s)), precision: {policy}")
     output_dir = prepare_output_dir(values, args.resume)
     splits, description = dataset.load_splits(
         values["data_dir"], values["image_size"], slices_per_volume=values["slices_per_volume"],
@@ -243,7 +278,7 @@ def main(argv=None):
     print(description)
     try:
         if args.stage in ("vqvae", "all"):
-            train_vqvae(values, splits, output_dir, resume=args.resume)
+            train_vqvae(values, splits, output_dir, resume=args.resume, strategy=strategy)
             print(f"VQ-VAE saved to {output_dir / VQVAE_FILE}, log in {output_dir / 'vqvae_log.csv'}")
     except TrainingFailed as failure:
         sys.exit(f"error: {failure}")

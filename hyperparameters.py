@@ -64,6 +64,10 @@ ARCHITECTURE_KEYS = (
 HYPERPARAMETERS_FILE = "hyperparameters.json"
 
 
+class IncompatibleCheckpoint(ValueError):
+    """A checkpoint was trained with other architecture hyperparameters than asked for."""
+
+
 def _parse_bool(text):
     lowered = str(text).lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -117,11 +121,11 @@ def load(folder):
 
 
 def check_compatible(saved, wanted, source):
-    """Raises ValueError naming every architecture value that differs between two configs."""
+    """Raises IncompatibleCheckpoint naming every architecture value that differs."""
     clashes = [f"{key}: checkpoint has {saved.get(key)!r}, this run asks for {wanted.get(key)!r}"
                for key in ARCHITECTURE_KEYS if saved.get(key) != wanted.get(key)]
     if clashes:
-        raise ValueError(
+        raise IncompatibleCheckpoint(
             f"The checkpoint in {source} was trained with other hyperparameters:\n  "
             + "\n  ".join(clashes)
             + "\nUse the same values (drop the flags), or a new --output-dir to train from scratch.")

@@ -119,7 +119,7 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{checkpoint} not found: train the prior with "
                                 f"`python train.py --stage prior --output-dir {output_dir}`")
-    prior = keras.saving.load_model(checkpoint)
+    prior = keras.saving.load_model(checkpoint, compile=False)
     codes = sampling.sample_codes(
         prior, count, vqvae.grid_size, slice_index=slice_index,
         temperature=values["temperature"] if temperature is None else temperature,

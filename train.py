@@ -112,8 +112,24 @@ def write_json_atomically(path, data):
 
 
 def read_state(folder):
+    """The training state file: {stage: {"epochs_done": N}} ({} before the first epoch)."""
     path = pathlib.Path(folder) / STATE_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def epochs_done(folder, stage="vqvae"):
+    """How many epochs of `stage` the checkpoint in `folder` holds."""
+    return read_state(folder).get(stage, {}).get("epochs_done", 0)
+
+
+def trim_log(path, epochs):
+    """Drops CSV log rows of epochs >= `epochs` (logged, but not checkpointed, before a kill)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < epochs]
+    path.write_text("".join(kept))
 
 
 class TrainingFailed(RuntimeError):
@@ -131,24 +147,26 @@ def _fit(model, stage, train_data, validation_data, values, epochs, batch_size, 
 
     AtomicCheckpoint, StopOnNonFinite, Throughput = _callbacks()
     output_dir = pathlib.Path(output_dir)
-    epochs_done = read_state(output_dir).get(stage, {}).get("epochs_done", 0) if resume else 0
+    done = epochs_done(output_dir, stage) if resume else 0
+    log_path = output_dir / f"{stage}_log.csv"
+    if done:
+        trim_log(log_path, done)
     nan_guard = StopOnNonFinite(stage)
     callbacks = [
         nan_guard,
         Throughput(batch_size),
         *extra_callbacks,
+        keras.callbacks.CSVLogger(str(log_path), append=done > 0),
         AtomicCheckpoint(output_dir, checkpoint_file, stage),
-        keras.callbacks.CSVLogger(str(output_dir / f"{stage}_log.csv"),
-                                  append=resume and epochs_done > 0),
     ]
-    if epochs_done >= epochs:
+    if done >= epochs:
         print(f"{stage}: all {epochs} epochs already done in {output_dir}")
         return None
-    if epochs_done:
-        print(f"{stage}: resuming after epoch {epochs_done} of {epochs}")
+    if done:
+        print(f"{stage}: resuming after epoch {done} of {epochs}")
     steps = values["steps_per_epoch"] or None
     history = model.fit(train_data, validation_data=validation_data, epochs=epochs,
-                        initial_epoch=epochs_done, steps_per_epoch=steps, callbacks=callbacks,
+                        initial_epoch=done, steps_per_epoch=steps, callbacks=callbacks,
                         verbose="auto" if sys.stdout.isatty() else 2)
     if nan_guard.failure:
         kept = output_dir / checkpoint_file
@@ -165,10 +183,10 @@ def _load_for_resume(path, values, output_dir):
 
     saved = hyperparameters.load(output_dir)
     hyperparameters.check_compatible(saved, values, output_dir)
-    return keras.saving.load_model(path)
+    return keras.saving.load_model(path, custom_objects={"bits_per_code": bits_per_code})
 
 
-def train_vqvae(values, splits, output_dir, resume=False, strategy=None):
+def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_callbacks=()):
     """Fits the VQ-VAE on splits["train"], validating on splits["validate"]."""
     import keras
 
@@ -186,11 +204,106 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None):
             model = modules.vqvae_from_hyperparameters(values)
             model.compile(optimizer=keras.optimizers.Adam(values["learning_rate"]))
     train_data = dataset.make_tf_dataset(splits["train"], batch_size, shuffle=True,
-                                         seed=values["seed"], drop_remainder=bool(strategy))
+                                         seed=values["seed"], drop_remainder=bool(strategy),
+                                         repeat=bool(values["steps_per_epoch"]))
     validation_data = dataset.make_tf_dataset(splits["validate"], batch_size, shuffle=False)
     _fit(model, "vqvae", train_data, validation_data, values, values["epochs"], batch_size,
-         output_dir, VQVAE_FILE, resume)
+         output_dir, VQVAE_FILE, resume, extra_callbacks)
     return keras.saving.load_model(checkpoint) if checkpoint.exists() else model
+
+
+def bits_per_code(code_indices, logits):
+    """Mean negative log-likelihood of the true codes, in bits (cross-entropy / ln 2)."""
+    import keras
+
+    nats = keras.losses.sparse_categorical_crossentropy(code_indices, logits, from_logits=True)
+    return keras.ops.mean(nats) / math.log(2.0)
+
+
+def encode_splits(vqvae, splits, output_dir):
+    """Code grids of every split, computed once with the frozen VQ-VAE and cached on disk.
+
+    The cache (`codes.npz`) is reused while the VQ-VAE checkpoint and the split sizes are the
+    same as when it was written; otherwise it is rebuilt.
+
+    Returns:
+        {split: (code_indices [N, g, g] int32, slice_index [N] int32)}
+    """
+    import keras
+
+    cache = pathlib.Path(output_dir) / CODES_FILE
+    checkpoint = pathlib.Path(output_dir) / VQVAE_FILE
+    stamp = np.array([checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0]
+                     + [len(splits[name]) for name in ("train", "validate", "test")])
+    if cache.is_file():
+        with np.load(cache) as stored:
+            if np.array_equal(stored["stamp"], stamp):
+                return {name: (stored[f"{name}_codes"], stored[f"{name}_slices"])
+                        for name in ("train", "validate", "test")}
+    encoded, arrays = {}, {"stamp": stamp}
+    for name in ("train", "validate", "test"):
+        images = splits[name].images
+        grids = [keras.ops.convert_to_numpy(vqvae.encode(images[start:start + 64]))
+                 for start in range(0, len(images), 64)]
+        codes = np.concatenate(grids).astype(np.int32)
+        slices = np.asarray(splits[name].slice_index, np.int32)
+        encoded[name] = (codes, slices)
+        arrays[f"{name}_codes"], arrays[f"{name}_slices"] = codes, slices
+    partial = cache.with_name("codes.partial.npz")
+    np.savez_compressed(partial, **arrays)
+    os.replace(partial, cache)
+    return encoded
+
+
+def code_dataset(codes, slices, batch_size, shuffle, seed=0, repeat=False):
+    """tf.data of ((code grids, slice index), code grids) for fitting the prior."""
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices(((codes, slices), codes)).cache()
+    if shuffle:
+        data = data.shuffle(len(codes), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        data = data.repeat()
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_callbacks=()):
+    """Fits the PixelCNN prior on the frozen VQ-VAE's code grids; returns the prior and the
+    test-split negative log-likelihood in bits per code."""
+    import keras
+
+    import modules
+
+    output_dir = pathlib.Path(output_dir)
+    vqvae_path = output_dir / VQVAE_FILE
+    if not vqvae_path.is_file():
+        raise FileNotFoundError(f"{vqvae_path} not found: train the VQ-VAE first "
+                                f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
+    vqvae = keras.saving.load_model(vqvae_path)
+    codes = encode_splits(vqvae, splits, output_dir)
+    checkpoint = output_dir / PRIOR_FILE
+    scope = strategy.scope() if strategy else _null_scope()
+    with scope:
+        if resume and checkpoint.exists():
+            prior = _load_for_resume(checkpoint, values, output_dir)
+        else:
+            prior = modules.prior_from_hyperparameters(values, vqvae.grid_size)
+            prior.compile(optimizer=keras.optimizers.Adam(values["prior_learning_rate"]),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          metrics=[keras.metrics.MeanMetricWrapper(bits_per_code,
+                                                                   name="bits_per_code")])
+    batch_size = values["prior_batch_size"]
+    train_data = code_dataset(*codes["train"], batch_size, shuffle=True, seed=values["seed"],
+                              repeat=bool(values["steps_per_epoch"]))
+    validation_data = code_dataset(*codes["validate"], batch_size, shuffle=False)
+    _fit(prior, "prior", train_data, validation_data, values, values["prior_epochs"], batch_size,
+         output_dir, PRIOR_FILE, resume, extra_callbacks)
+    if checkpoint.exists():
+        prior = keras.saving.load_model(checkpoint,
+                                        custom_objects={"bits_per_code": bits_per_code})
+    test = prior.evaluate(code_dataset(*codes["test"], batch_size, shuffle=False), verbose=0,
+                          return_dict=True)
+    return prior, float(test["bits_per_code"])
 
 
 class _null_scope:
@@ -270,17 +383,25 @@ def main(argv=None):
     if strategy is not None or policy != "float32":
         replicas = strategy.num_replicas_in_sync if strategy else 1
         print(f"strategy: {values['strategy']} ({replicas} replica(s)), precision: {policy}")
-    output_dir = prepare_output_dir(values, args.resume)
-    splits, description = dataset.load_splits(
-        values["data_dir"], values["image_size"], slices_per_volume=values["slices_per_volume"],
-        num_slice_positions=values["num_slice_positions"], demo_copies=values["demo_copies"],
-        seed=values["seed"], skip_bad=values["skip_bad"])
-    print(description)
     try:
+        output_dir = prepare_output_dir(values, args.resume)
+        splits, description = dataset.load_splits(
+            values["data_dir"], values["image_size"],
+            slices_per_volume=values["slices_per_volume"],
+            num_slice_positions=values["num_slice_positions"],
+            demo_copies=values["demo_copies"], seed=values["seed"], skip_bad=values["skip_bad"])
+        print(description)
         if args.stage in ("vqvae", "all"):
             train_vqvae(values, splits, output_dir, resume=args.resume, strategy=strategy)
             print(f"VQ-VAE saved to {output_dir / VQVAE_FILE}, log in {output_dir / 'vqvae_log.csv'}")
-    except TrainingFailed as failure:
+        if args.stage in ("prior", "all"):
+            _, test_bits = train_prior(values, splits, output_dir, resume=args.resume,
+                                       strategy=strategy)
+            print(f"prior saved to {output_dir / PRIOR_FILE}, log in {output_dir / 'prior_log.csv'}; "
+                  f"test-split NLL {test_bits:.3f} bits per code "
+                  f"(uniform: {math.log2(values['num_codes']):.1f})")
+    except (TrainingFailed, hyperparameters.IncompatibleCheckpoint,
+            dataset.DatasetError) as failure:
         sys.exit(f"error: {failure}")
 
 

@@ -1,0 +1,887 @@
+"""Image-quality, realism, diversity and distribution metrics, and the figures that show them.
+
+Pure numpy / scipy / scikit-image / matplotlib: no model code, so everything here can be tested
+without Keras. Images are grayscale floats in [0, 1], one image shaped [H, W] or [H, W, 1] and a
+batch shaped [N, H, W] or [N, H, W, 1].
+
+Reconstruction quality: `ssim`, `psnr`, `ms_ssim`, `masked_ssim` (inside a `brain_mask`),
+`per_image_metrics`, `summary_table`, `write_metrics_csv`.
+Samples: `nearest_neighbour_ssim` + `memorisation_flags` (realism / copying), `pairwise_ms_ssim`
+(diversity), `frechet_distance` (distribution of features), `code_histogram` +
+`histogram_distance` (code usage).
+Figures (PNG, Agg backend): `plot_ssim_histogram`, `plot_metric_by_slice`, `plot_best_worst`,
+`plot_image_grid`, `plot_loss_curves`, and `make_gif` to animate saved frames.
+"""
+import csv
+import math
+import pathlib
+import warnings
+
+import numpy as np
+from scipy import linalg, ndimage
+from skimage.metrics import structural_similarity
+
+DATA_RANGE = 1.0
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+MS_SSIM_SIGMA = 1.5
+MS_SSIM_TRUNCATE = 3.5  # sigma 1.5 truncated at 3.5 sigma: an 11 x 11 window, as in Wang et al.
+MS_SSIM_MIN_SIDE = 11  # the smallest side allowed at the coarsest scale
+K1, K2 = 0.01, 0.03
+FIGURE_DPI = 120
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _as_image(image):
+    """One grayscale image as a float64 [H, W] array (a trailing channel of 1 is dropped).
+
+    Args:
+        image: array shaped [H, W] or [H, W, 1].
+
+    Returns:
+        np.ndarray, float64, [H, W].
+    """
+    array = np.asarray(image, dtype=np.float64)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 2:
+        raise ValueError(f"expected one grayscale image [H, W] or [H, W, 1], got shape "
+                         f"{np.shape(image)}")
+    return array
+
+
+def _as_batch(images):
+    """A batch of grayscale images as an [N, H, W] array (a trailing channel of 1 is dropped).
+
+    Args:
+        images: array shaped [N, H, W] or [N, H, W, 1] (or a list of [H, W] images).
+
+    Returns:
+        np.ndarray [N, H, W], keeping a floating dtype (float32 stays float32).
+    """
+    array = np.asarray(images)
+    if not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float64)
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 3:
+        raise ValueError(f"expected a batch of grayscale images [N, H, W] or [N, H, W, 1], got "
+                         f"shape {np.shape(images)}")
+    return array
+
+
+def _check_same_shape(reference, test):
+    if reference.shape != test.shape:
+        raise ValueError(f"images differ in shape: {reference.shape} vs {test.shape}")
+
+
+def _ssim_window(shape):
+    """skimage's default 7 x 7 window, shrunk (odd, >= 3) for images smaller than 7 px."""
+    side = min(shape)
+    if side >= 7:
+        return 7
+    if side < 3:
+        raise ValueError(f"SSIM needs images of at least 3 x 3 px, got {shape}")
+    return side if side % 2 == 1 else side - 1
+
+
+def _pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path):
+    """Saves `figure` as a PNG at `path` (parent folders created), closes it, returns `path`."""
+    plt = _pyplot()
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=FIGURE_DPI)
+    plt.close(figure)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# full-reference image quality
+
+
+def ssim(reference, test):
+    """Structural similarity of two images (scikit-image, data_range 1.0, 7 x 7 uniform window).
+
+    Args:
+        reference: the original image, [H, W] or [H, W, 1], values in [0, 1].
+        test: the image compared with it, same shape.
+
+    Returns:
+        float: mean SSIM, 1.0 for identical images.
+    """
+    reference, test = _as_image(reference), _as_image(test)
+    _check_same_shape(reference, test)
+    return float(structural_similarity(reference, test, data_range=DATA_RANGE,
+                                       win_size=_ssim_window(reference.shape)))
+
+
+def psnr(reference, test):
+    """Peak signal-to-noise ratio 10 log10(1 / MSE) in dB, for data_range 1.0.
+
+    Args:
+        reference: the original image, [H, W] or [H, W, 1], values in [0, 1].
+        test: the image compared with it, same shape.
+
+    Returns:
+        float: PSNR in dB; math.inf for identical images (no warning is raised).
+    """
+    reference, test = _as_image(reference), _as_image(test)
+    _check_same_shape(reference, test)
+    mse = float(np.mean((reference - test) ** 2))
+    if mse == 0.0:
+        return math.inf
+    return 10.0 * math.log10(DATA_RANGE ** 2 / mse)
+
+
+def ms_ssim_scales(shape, max_scales=len(MS_SSIM_WEIGHTS)):
+    """How many MS-SSIM scales an image of `shape` allows.
+
+    Each scale halves the image; the coarsest must keep a smallest side of at least 11 px.
+
+    Args:
+        shape: (H, W) of the image.
+        max_scales: the most scales wanted (the number of weights).
+
+    Returns:
+        int: the number of scales, between 0 and `max_scales`.
+    """
+    side = min(shape[:2])
+    scales = 0
+    while scales < max_scales and side >= MS_SSIM_MIN_SIDE:
+        scales += 1
+        side //= 2
+    return scales
+
+
+def _ssim_components(x, y):
+    """Gaussian-window SSIM maps (sigma 1.5, 11 x 11) of two [H, W] images.
+
+    Returns:
+        (luminance map, contrast*structure map), each cropped to the pixels whose window lies
+        inside the image (at least one pixel for images of 11 px or more).
+    """
+    c1 = (K1 * DATA_RANGE) ** 2
+    c2 = (K2 * DATA_RANGE) ** 2
+
+    def blur(image):
+        return ndimage.gaussian_filter(image, MS_SSIM_SIGMA, truncate=MS_SSIM_TRUNCATE,
+                                       mode="reflect")
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x * mu_x
+    var_y = blur(y * y) - mu_y * mu_y
+    cov_xy = blur(x * y) - mu_x * mu_y
+    luminance = (2.0 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)
+    contrast_structure = (2.0 * cov_xy + c2) / (var_x + var_y + c2)
+    radius = int(MS_SSIM_TRUNCATE * MS_SSIM_SIGMA + 0.5)
+    crop = (slice(radius, -radius or None),) * 2
+    if luminance[crop].size == 0:
+        crop = (slice(None),) * 2
+    return luminance[crop], contrast_structure[crop]
+
+
+def _downsample2(image):
+    """2 x 2 average pooling of an [H, W] image (an odd last row / column is dropped)."""
+    height, width = (image.shape[0] // 2) * 2, (image.shape[1] // 2) * 2
+    image = image[:height, :width]
+    return image.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
+
+
+def ms_ssim(reference, test, weights=MS_SSIM_WEIGHTS):
+    """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003).
+
+    At each scale the mean contrast*structure term is computed with an 11 x 11 Gaussian window
+    (sigma 1.5, K1 0.01, K2 0.03, data_range 1); images are halved by 2 x 2 average pooling
+    between scales, and the luminance term enters only at the coarsest scale, where the mean of
+    luminance * contrast * structure is used. As many scales are used as keep the coarsest
+    smallest side >= 11 px (5 scales need 176 px, 128 px images get 4); with fewer scales than
+    weights the first n weights are renormalised to sum to 1. Negative terms are clipped to 0
+    before the power so the result stays real.
+
+    Args:
+        reference: the original image, [H, W] or [H, W, 1], values in [0, 1].
+        test: the image compared with it, same shape.
+        weights: the exponent of each scale, finest first.
+
+    Returns:
+        float: MS-SSIM in [0, 1], 1.0 for identical images.
+
+    Raises:
+        ValueError: if the image is too small for 2 scales (smallest side < 22 px).
+    """
+    reference, test = _as_image(reference), _as_image(test)
+    _check_same_shape(reference, test)
+    weights = np.asarray(weights, dtype=np.float64)
+    scales = ms_ssim_scales(reference.shape, len(weights))
+    if scales < 2:
+        raise ValueError(f"MS-SSIM needs images of at least {2 * MS_SSIM_MIN_SIDE} px on the "
+                         f"smallest side (2 scales), got {reference.shape}")
+    weights = weights[:scales] / weights[:scales].sum()
+    result = 1.0
+    for scale in range(scales):
+        luminance, contrast_structure = _ssim_components(reference, test)
+        if scale < scales - 1:
+            term = float(np.mean(contrast_structure))
+            reference, test = _downsample2(reference), _downsample2(test)
+        else:
+            term = float(np.mean(luminance * contrast_structure))
+        result *= max(term, 0.0) ** weights[scale]
+    return float(result)
+
+
+def brain_mask(image, threshold=0.05):
+    """A brain (foreground) mask from intensity, for when no segmentation is available.
+
+    Pixels above `threshold` are kept, then only the largest connected component, with its
+    holes filled.
+
+    Args:
+        image: [H, W] or [H, W, 1], values in [0, 1].
+        threshold: intensity above which a pixel is foreground.
+
+    Returns:
+        np.ndarray of bool, [H, W]; all False if no pixel exceeds the threshold.
+    """
+    image = _as_image(image)
+    foreground = image > threshold
+    labels, count = ndimage.label(foreground)
+    if count == 0:
+        return np.zeros(image.shape, dtype=bool)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    largest = labels == int(np.argmax(sizes))
+    return ndimage.binary_fill_holes(largest)
+
+
+def masked_ssim(reference, test, mask):
+    """Mean of the SSIM map (scikit-image, full=True, data_range 1.0) inside `mask`.
+
+    Args:
+        reference: the original image, [H, W] or [H, W, 1], values in [0, 1].
+        test: the image compared with it, same shape.
+        mask: bool-like [H, W] or [H, W, 1], True where the pixel counts (e.g. `brain_mask`).
+
+    Returns:
+        float: mean SSIM inside the mask; the whole-image SSIM if the mask is empty.
+    """
+    reference, test = _as_image(reference), _as_image(test)
+    _check_same_shape(reference, test)
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[-1] == 1:
+        mask = mask[..., 0]
+    mask = mask.astype(bool)
+    _check_same_shape(reference, mask)
+    mean, ssim_map = structural_similarity(reference, test, data_range=DATA_RANGE,
+                                           win_size=_ssim_window(reference.shape), full=True)
+    if not mask.any():
+        return float(mean)
+    return float(ssim_map[mask].mean())
+
+
+def per_image_metrics(references, reconstructions, masks=None):
+    """SSIM, PSNR, MS-SSIM and SSIM inside the brain of each pair of images.
+
+    Args:
+        references: originals, [N, H, W] or [N, H, W, 1], values in [0, 1].
+        reconstructions: the same shape.
+        masks: optional bool [N, H, W] (or [N, H, W, 1]) brain masks; when None, `brain_mask`
+            of each reference is used.
+
+    Returns:
+        dict of float64 arrays [N]: "ssim", "psnr" (inf for identical pairs), "ms_ssim" (NaN
+        where the image is too small for 2 scales) and "brain_ssim".
+    """
+    references, reconstructions = _as_batch(references), _as_batch(reconstructions)
+    _check_same_shape(references, reconstructions)
+    if masks is not None:
+        masks = np.asarray(masks)
+        if masks.ndim == 4 and masks.shape[-1] == 1:
+            masks = masks[..., 0]
+        _check_same_shape(references, masks)
+    count = len(references)
+    results = {name: np.empty(count, dtype=np.float64)
+               for name in ("ssim", "psnr", "ms_ssim", "brain_ssim")}
+    multi_scale = ms_ssim_scales(references.shape[1:]) >= 2
+    for index, (reference, reconstruction) in enumerate(zip(references, reconstructions)):
+        results["ssim"][index] = ssim(reference, reconstruction)
+        results["psnr"][index] = psnr(reference, reconstruction)
+        results["ms_ssim"][index] = (ms_ssim(reference, reconstruction) if multi_scale
+                                     else np.nan)
+        mask = brain_mask(reference) if masks is None else masks[index].astype(bool)
+        results["brain_ssim"][index] = masked_ssim(reference, reconstruction, mask)
+    return results
+
+
+def summary_table(metrics):
+    """An aligned text table of each metric: n, mean, std, min, max over the finite values.
+
+    Infinite values (PSNR of identical images) and NaNs are left out of the statistics and
+    counted in the last column, e.g. "2 inf".
+
+    Args:
+        metrics: dict name -> array of per-image values (as from `per_image_metrics`).
+
+    Returns:
+        str: the table, one line per metric, no trailing newline.
+    """
+    header = ("metric", "n", "mean", "std", "min", "max", "not counted")
+    rows = []
+    for name, values in metrics.items():
+        values = np.asarray(values, dtype=np.float64).ravel()
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            stats = [f"{finite.mean():.4f}", f"{finite.std():.4f}", f"{finite.min():.4f}",
+                     f"{finite.max():.4f}"]
+        else:
+            stats = ["-"] * 4
+        notes = []
+        for label, count in (("inf", int(np.isposinf(values).sum())),
+                             ("-inf", int(np.isneginf(values).sum())),
+                             ("nan", int(np.isnan(values).sum()))):
+            if count:
+                notes.append(f"{count} {label}")
+        rows.append((str(name), str(finite.size), *stats, ", ".join(notes) or "-"))
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
+
+    def line(row):
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:-1], widths[1:-1])]
+        cells.append(row[-1].ljust(widths[-1]))
+        return " | ".join(cells).rstrip()
+
+    separator = "-+-".join("-" * width for width in widths)
+    return "\n".join([line(header), separator, *(line(row) for row in rows)])
+
+
+def write_metrics_csv(path, metrics, names, extra_columns=None):
+    """Writes one CSV row per image: name, the extra columns, then each metric.
+
+    Args:
+        path: the CSV file to write (parent folders are created).
+        metrics: dict name -> array [N] of per-image values (inf / nan written as "inf" / "nan").
+        names: N image names (e.g. file paths), the first column "name".
+        extra_columns: optional dict column -> array [N] (e.g. {"slice_index": ...}).
+
+    Returns:
+        The `path` written.
+
+    Raises:
+        ValueError: if a column's length differs from len(names).
+    """
+    columns = {**(extra_columns or {}), **metrics}
+    count = len(names)
+    for column, values in columns.items():
+        if len(np.asarray(values).ravel()) != count:
+            raise ValueError(f"column {column!r} has {len(np.asarray(values).ravel())} values "
+                             f"for {count} names")
+
+    def cell(value):
+        if isinstance(value, (float, np.floating)):
+            return repr(float(value))
+        if isinstance(value, np.generic):
+            return str(value.item())
+        return str(value)
+
+    arrays = {column: np.asarray(values).ravel() for column, values in columns.items()}
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["name", *arrays])
+        for index, name in enumerate(names):
+            writer.writerow([name, *(cell(values[index]) for values in arrays.values())])
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# samples: distribution, realism, diversity
+
+
+def frechet_distance(features_a, features_b, eps=1e-6):
+    """Fréchet distance between Gaussians fitted to two feature sets.
+
+    ||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 sqrtm(C_a C_b)), with scipy.linalg.sqrtm; tiny
+    imaginary parts of the square root are dropped, and `eps` * I is added to both covariances
+    if the square root is not finite or scipy warns that the product is singular (e.g. fewer
+    samples than features).
+
+    Args:
+        features_a: [N, F] features (a 1-D array is taken as [N, 1]); N >= 2.
+        features_b: [M, F] features; M >= 2.
+        eps: the diagonal offset used when sqrtm fails.
+
+    Returns:
+        float: the distance (>= 0; ~0 for a set against itself).
+    """
+    features_a = np.asarray(features_a, dtype=np.float64)
+    features_b = np.asarray(features_b, dtype=np.float64)
+    features_a = features_a[:, None] if features_a.ndim == 1 else features_a
+    features_b = features_b[:, None] if features_b.ndim == 1 else features_b
+    if features_a.ndim != 2 or features_b.ndim != 2 or features_a.shape[1] != features_b.shape[1]:
+        raise ValueError(f"expected two [N, F] feature sets with the same F, got "
+                         f"{features_a.shape} and {features_b.shape}")
+    if len(features_a) < 2 or len(features_b) < 2:
+        raise ValueError("the Fréchet distance needs at least 2 feature vectors per set")
+    mean_a, mean_b = features_a.mean(axis=0), features_b.mean(axis=0)
+    cov_a = np.atleast_2d(np.cov(features_a, rowvar=False))
+    cov_b = np.atleast_2d(np.cov(features_b, rowvar=False))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", linalg.LinAlgWarning)
+        root = linalg.sqrtm(cov_a @ cov_b)
+    singular = any(issubclass(warning.category, linalg.LinAlgWarning) for warning in caught)
+    if singular or not np.isfinite(root).all():
+        offset = eps * np.eye(len(cov_a))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", linalg.LinAlgWarning)
+            root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    root = np.real(root)
+    difference = mean_a - mean_b
+    distance = difference @ difference + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(root)
+    return float(max(distance, 0.0))
+
+
+def _pool(images, factor):
+    """factor x factor average pooling of an [N, H, W] batch, flattened to [N, H*W/factor^2]."""
+    count, height, width = images.shape
+    height, width = (height // factor) * factor, (width // factor) * factor
+    images = images[:, :height, :width].astype(np.float32)
+    pooled = images.reshape(count, height // factor, factor, width // factor, factor).mean(
+        axis=(2, 4))
+    return pooled.reshape(count, -1)
+
+
+def nearest_neighbour_ssim(samples, training_images, max_training=None, candidates=16,
+                           chunk_size=2048):
+    """For each sample, the highest SSIM against any training image, and that image's index.
+
+    Candidates are prefiltered by L2 distance between 4 x 4 average-pooled images (the
+    `candidates` nearest per sample), then the exact SSIM (`ssim`) is computed on those.
+
+    Args:
+        samples: [M, H, W] or [M, H, W, 1], values in [0, 1].
+        training_images: [T, H, W] or [T, H, W, 1], same H, W.
+        max_training: if set and smaller than T, only this many training images, evenly spaced
+            through the set, are searched (returned indices still index `training_images`).
+        candidates: how many prefiltered training images get the exact SSIM per sample.
+        chunk_size: training images pooled at a time (bounds memory).
+
+    Returns:
+        (nearest_ssim float64 [M], nearest_index int64 [M]).
+    """
+    samples = _as_batch(samples)
+    training_images = _as_batch(training_images)
+    if samples.shape[1:] != training_images.shape[1:]:
+        raise ValueError(f"samples {samples.shape[1:]} and training images "
+                         f"{training_images.shape[1:]} differ in size")
+    if len(training_images) == 0:
+        raise ValueError("no training images to compare with")
+    searched = np.arange(len(training_images))
+    if max_training is not None and max_training < len(training_images):
+        searched = np.unique(np.linspace(0, len(training_images) - 1,
+                                         max(int(max_training), 1)).round().astype(np.int64))
+    factor = 4 if min(samples.shape[1:]) >= 4 * 7 else 1
+    sample_features = _pool(samples, factor)
+    training_features = np.concatenate(
+        [_pool(training_images[searched[start:start + chunk_size]], factor)
+         for start in range(0, len(searched), chunk_size)])
+    distances = ((sample_features ** 2).sum(1)[:, None]
+                 + (training_features ** 2).sum(1)[None, :]
+                 - 2.0 * sample_features @ training_features.T)
+    keep = min(int(candidates), len(searched))
+    if keep < len(searched):
+        shortlist = np.argpartition(distances, keep - 1, axis=1)[:, :keep]
+    else:
+        shortlist = np.broadcast_to(np.arange(len(searched)), (len(samples), len(searched)))
+    nearest_ssim = np.empty(len(samples), dtype=np.float64)
+    nearest_index = np.empty(len(samples), dtype=np.int64)
+    for number, sample in enumerate(samples):
+        # nearest candidates by L2 first so ties keep the closest image
+        ordered = shortlist[number][np.argsort(distances[number, shortlist[number]],
+                                               kind="stable")]
+        scores = [ssim(training_images[searched[candidate]], sample) for candidate in ordered]
+        best = int(np.argmax(scores))
+        nearest_ssim[number] = scores[best]
+        nearest_index[number] = searched[ordered[best]]
+    return nearest_ssim, nearest_index
+
+
+def memorisation_flags(nearest_ssim, threshold=0.95):
+    """Which samples are (near) copies of a training image.
+
+    Args:
+        nearest_ssim: [M] best SSIM of each sample against the training set
+            (from `nearest_neighbour_ssim`).
+        threshold: SSIM at or above which a sample counts as a copy.
+
+    Returns:
+        np.ndarray of bool [M] (NaN -> False).
+    """
+    values = np.asarray(nearest_ssim, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(values, nan=-np.inf) >= threshold
+
+
+def _pair_indices(count, max_pairs, seed):
+    """(i, j) with i < j: all pairs, or `max_pairs` distinct pairs drawn at random."""
+    total = count * (count - 1) // 2
+    if max_pairs is None or max_pairs >= total:
+        return np.triu_indices(count, 1)
+    ranks = np.sort(np.random.default_rng(seed).choice(total, size=int(max_pairs),
+                                                       replace=False))
+    rows = np.arange(count, dtype=np.int64)
+    offsets = rows * (2 * count - rows - 1) // 2  # rank of the first pair of each row
+    first = np.searchsorted(offsets, ranks, side="right") - 1
+    second = ranks - offsets[first] + first + 1
+    return first, second
+
+
+def pairwise_ms_ssim(samples, max_pairs=None, seed=0):
+    """Mean and std of MS-SSIM over distinct pairs of samples: lower is more diverse.
+
+    Falls back to SSIM when the images are too small for 2 MS-SSIM scales.
+
+    Args:
+        samples: [N, H, W] or [N, H, W, 1], values in [0, 1].
+        max_pairs: if set and smaller than N(N-1)/2, a random subset of this many distinct pairs.
+        seed: seed of the pair subset.
+
+    Returns:
+        (mean, std) as floats; (nan, nan) for fewer than 2 samples.
+    """
+    samples = _as_batch(samples)
+    if len(samples) < 2:
+        return math.nan, math.nan
+    similarity = ms_ssim if ms_ssim_scales(samples.shape[1:]) >= 2 else ssim
+    first, second = _pair_indices(len(samples), max_pairs, seed)
+    values = np.array([similarity(samples[i], samples[j]) for i, j in zip(first, second)])
+    return float(values.mean()), float(values.std())
+
+
+def code_histogram(code_indices, num_codes):
+    """Normalised frequency of each code over all positions of integer code grids.
+
+    Args:
+        code_indices: integer array of any shape (e.g. [N, g, g]) with values in [0, num_codes).
+        num_codes: the codebook size.
+
+    Returns:
+        np.ndarray float64 [num_codes], summing to 1.
+    """
+    codes = np.asarray(code_indices).ravel()
+    if codes.size == 0:
+        raise ValueError("no codes to count")
+    if not np.issubdtype(codes.dtype, np.integer):
+        if not np.all(np.equal(np.mod(codes, 1), 0)):
+            raise ValueError("code indices must be integers")
+        codes = codes.astype(np.int64)
+    if codes.min() < 0 or codes.max() >= num_codes:
+        raise ValueError(f"code indices must lie in [0, {num_codes}), got "
+                         f"[{codes.min()}, {codes.max()}]")
+    counts = np.bincount(codes, minlength=num_codes).astype(np.float64)
+    return counts / counts.sum()
+
+
+def histogram_distance(p, q):
+    """Distances between two discrete distributions (each renormalised to sum 1).
+
+    Args:
+        p: non-negative weights [K].
+        q: non-negative weights [K].
+
+    Returns:
+        dict: "total_variation" 0.5 * sum |p - q| (0 to 1) and "js_divergence_bits" the
+        Jensen-Shannon divergence in bits (0 to 1).
+    """
+    p = np.asarray(p, dtype=np.float64).ravel()
+    q = np.asarray(q, dtype=np.float64).ravel()
+    if p.shape != q.shape:
+        raise ValueError(f"histograms differ in length: {p.size} vs {q.size}")
+    if (p < 0).any() or (q < 0).any() or p.sum() <= 0 or q.sum() <= 0:
+        raise ValueError("histograms must be non-negative with a positive sum")
+    p, q = p / p.sum(), q / q.sum()
+    middle = 0.5 * (p + q)
+
+    def kl_bits(a, b):
+        support = a > 0
+        return float(np.sum(a[support] * np.log2(a[support] / b[support])))
+
+    js = 0.5 * kl_bits(p, middle) + 0.5 * kl_bits(q, middle)
+    return {"total_variation": float(0.5 * np.abs(p - q).sum()),
+            "js_divergence_bits": float(min(max(js, 0.0), 1.0))}
+
+
+# ------------------------------------------------------------------------------------------------
+# figures
+
+
+def plot_ssim_histogram(ssim_values, path, title="SSIM of reconstructions"):
+    """Histogram of SSIM values with the mean and mean ± std marked.
+
+    Args:
+        ssim_values: [N] values (non-finite ones are left out).
+        path: the PNG to write.
+        title: the figure title.
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    values = np.asarray(ssim_values, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    if values.size:
+        mean, std = values.mean(), values.std()
+        axes.hist(values, bins=min(40, max(5, values.size // 5)), color="tab:blue", alpha=0.75,
+                  edgecolor="white", label=f"n = {values.size}")
+        axes.axvline(mean, color="black", linewidth=2, label=f"mean {mean:.4f}")
+        axes.axvline(mean - std, color="black", linestyle="--", linewidth=1,
+                     label=f"± std {std:.4f}")
+        axes.axvline(mean + std, color="black", linestyle="--", linewidth=1)
+        axes.legend(loc="upper left")
+    else:
+        axes.text(0.5, 0.5, "no finite values", ha="center", va="center",
+                  transform=axes.transAxes)
+    axes.set_xlabel("SSIM")
+    axes.set_ylabel("number of images")
+    axes.set_title(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_metric_by_slice(slice_index, values, path, metric_name="SSIM"):
+    """A metric against slice position: every image as a faint dot, mean ± std per slice index.
+
+    Args:
+        slice_index: [N] slice index (position in the volume) of each image.
+        values: [N] metric values (pairs with a non-finite value or index are left out).
+        path: the PNG to write.
+        metric_name: name for the axis label and title.
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    index = np.asarray(slice_index, dtype=np.float64).ravel()
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if index.shape != values.shape:
+        raise ValueError(f"{index.size} slice indices for {values.size} values")
+    keep = np.isfinite(index) & np.isfinite(values)
+    index, values = index[keep], values[keep]
+    figure, axes = plt.subplots(figsize=(7.2, 4.2))
+    if values.size:
+        axes.scatter(index, values, s=8, color="tab:gray", alpha=0.3, zorder=1,
+                     label=f"images (n = {values.size})")
+        positions = np.unique(index)
+        means = np.array([values[index == position].mean() for position in positions])
+        stds = np.array([values[index == position].std() for position in positions])
+        axes.fill_between(positions, means - stds, means + stds, color="tab:blue", alpha=0.25,
+                          zorder=2, label="± std")
+        axes.plot(positions, means, color="tab:blue", marker="o", markersize=3, zorder=3,
+                  label="mean per slice index")
+        axes.legend(loc="best")
+    else:
+        axes.text(0.5, 0.5, "no finite values", ha="center", va="center",
+                  transform=axes.transAxes)
+    axes.set_xlabel("slice index")
+    axes.set_ylabel(metric_name)
+    axes.set_title(f"{metric_name} by slice index")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_best_worst(references, reconstructions, ssim_values, path, count=4):
+    """The worst and best reconstructions: original | reconstruction | |difference| per row.
+
+    Rows are the `count` lowest-SSIM images then the `count` highest; if there are no more than
+    2 * `count` images, all of them are shown, worst first. Images with a NaN SSIM are skipped.
+
+    Args:
+        references: originals [N, H, W] or [N, H, W, 1], values in [0, 1].
+        reconstructions: the same shape.
+        ssim_values: [N] SSIM of each pair.
+        path: the PNG to write.
+        count: rows for each of worst and best.
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    references, reconstructions = _as_batch(references), _as_batch(reconstructions)
+    _check_same_shape(references, reconstructions)
+    values = np.asarray(ssim_values, dtype=np.float64).ravel()
+    if values.size != len(references):
+        raise ValueError(f"{values.size} SSIM values for {len(references)} images")
+    order = np.flatnonzero(np.isfinite(values))
+    order = order[np.argsort(values[order], kind="stable")]
+    if order.size == 0:
+        raise ValueError("no finite SSIM values to rank")
+    if order.size <= 2 * count:
+        rows = [(f"rank {rank + 1}/{order.size}", index) for rank, index in enumerate(order)]
+    else:
+        rows = ([(f"worst {rank + 1}", index) for rank, index in enumerate(order[:count])]
+                + [(f"best {rank + 1}", index) for rank, index in
+                   enumerate(order[::-1][:count])][::-1])
+    differences = np.abs(references - reconstructions)
+    difference_max = max(float(max(differences[index].max() for _, index in rows)), 1e-6)
+    figure, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.5 * len(rows)), squeeze=False)
+    for row, (label, index) in enumerate(rows):
+        panels = ((references[index], f"{label}: original", "gray", 1.0),
+                  (reconstructions[index], f"reconstruction, SSIM {values[index]:.4f}", "gray",
+                   1.0),
+                  (differences[index], f"|difference| (max {differences[index].max():.3f})",
+                   "magma", difference_max))
+        for column, (image, title, cmap, vmax) in enumerate(panels):
+            axes[row, column].imshow(image, cmap=cmap, vmin=0.0, vmax=vmax)
+            axes[row, column].set_title(title, fontsize=9)
+            axes[row, column].axis("off")
+    figure.suptitle("Worst and best reconstructions by SSIM")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_image_grid(images, path, columns=8, titles=None, title=None):
+    """A grid of grayscale images shown on [0, 1].
+
+    Args:
+        images: [N, H, W] or [N, H, W, 1].
+        path: the PNG to write.
+        columns: images per row.
+        titles: optional N strings, one above each image.
+        title: optional figure title.
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    images = _as_batch(images)
+    if len(images) == 0:
+        raise ValueError("no images to plot")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"{len(titles)} titles for {len(images)} images")
+    columns = max(1, min(int(columns), len(images)))
+    rows = math.ceil(len(images) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.8 * columns, 1.8 * rows + 0.5),
+                                squeeze=False)
+    for number, axis in enumerate(axes.ravel()):
+        axis.axis("off")
+        if number < len(images):
+            axis.imshow(np.clip(images[number], 0.0, 1.0), cmap="gray", vmin=0.0, vmax=1.0)
+            if titles is not None:
+                axis.set_title(str(titles[number]), fontsize=8)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _read_csv_columns(csv_path):
+    """A CSV file as dict column -> float64 array (empty or unparsable cells -> NaN)."""
+    with open(csv_path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        fieldnames = [name.strip() for name in (reader.fieldnames or [])]
+        rows = list(reader)
+
+    def number(text):
+        try:
+            return float(text)
+        except (TypeError, ValueError):
+            return math.nan
+
+    return {name: np.array([number(row.get(raw)) for row in rows], dtype=np.float64)
+            for name, raw in zip(fieldnames, reader.fieldnames or [])}
+
+
+def plot_loss_curves(csv_path, path, columns=None):
+    """Training curves from a Keras CSVLogger file, on a linear and a log y-scale.
+
+    Each training column is a solid line and its "val_" counterpart, if logged, a dashed line
+    of the same colour.
+
+    Args:
+        csv_path: the CSV with an "epoch" column and one column per metric.
+        path: the PNG to write.
+        columns: the training columns to plot; by default every column whose name contains
+            "loss" and does not start with "val_".
+
+    Returns:
+        `path`.
+
+    Raises:
+        ValueError: if there is nothing to plot.
+    """
+    plt = _pyplot()
+    data = _read_csv_columns(csv_path)
+    if columns is None:
+        columns = [name for name in data if "loss" in name and not name.startswith("val_")]
+        if not columns:  # only validation losses logged
+            columns = [name for name in data if "loss" in name]
+    missing = [name for name in columns if name not in data]
+    if missing:
+        raise ValueError(f"columns {missing} not in {csv_path} (has {list(data)})")
+    if not columns:
+        raise ValueError(f"no loss columns in {csv_path} (has {list(data)})")
+    length = len(next(iter(data.values())))
+    epochs = data["epoch"] if "epoch" in data else np.arange(length, dtype=np.float64)
+    figure, (linear, logarithmic) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for number, name in enumerate(columns):
+        colour = colours[number % len(colours)]
+        series = [(name, data[name], "-")]
+        validation = "val_" + name
+        if validation in data and validation not in columns:
+            series.append((validation, data[validation], "--"))
+        for label, values, style in series:
+            positive = np.where(values > 0, values, np.nan)
+            linear.plot(epochs, values, style, color=colour, label=label, marker=".")
+            logarithmic.plot(epochs, positive, style, color=colour, label=label, marker=".")
+    logarithmic.set_yscale("log")
+    for axes, scale in ((linear, "linear"), (logarithmic, "log")):
+        axes.set_xlabel("epoch")
+        axes.set_ylabel("loss")
+        axes.set_title(f"Loss curves ({scale} scale)")
+        axes.grid(True, alpha=0.3, which="both" if scale == "log" else "major")
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def make_gif(frame_paths, path, duration_ms=400):
+    """An animated GIF (looping forever) from image frames, e.g. PNGs saved during training.
+
+    Frames are converted to RGB and resized to the first frame's size if they differ. Note
+    that Pillow merges consecutive identical frames into one longer frame.
+
+    Args:
+        frame_paths: paths of the frames, in order.
+        path: the GIF to write.
+        duration_ms: display time of each frame in milliseconds.
+
+    Returns:
+        `path`.
+    """
+    from PIL import Image
+
+    frame_paths = list(frame_paths)
+    if not frame_paths:
+        raise ValueError("no frames for the GIF")
+    frames = []
+    for frame_path in frame_paths:
+        with Image.open(frame_path) as frame:
+            frame = frame.convert("RGB")
+            if frames and frame.size != frames[0].size:
+                frame = frame.resize(frames[0].size)
+            frames.append(frame)
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(duration_ms),
+                   loop=0)
+    return path

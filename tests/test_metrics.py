@@ -1,0 +1,326 @@
+"""Tests of metrics.py: image quality, realism, diversity, distribution distances and figures."""
+import csv
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+import metrics
+
+
+def smooth_image(seed, size=64, sigma=3.0):
+    """A random smooth image spread over [0.1, 0.9]."""
+    noise = np.random.default_rng(seed).random((size, size))
+    image = ndimage.gaussian_filter(noise, sigma)
+    image = (image - image.min()) / (image.max() - image.min())
+    return (0.1 + 0.8 * image).astype(np.float32)
+
+
+def disc_image(size=64, radius=20, centre=None, value=0.7):
+    """A bright disc with some texture on a black background."""
+    centre = (size / 2, size / 2) if centre is None else centre
+    rows, columns = np.mgrid[:size, :size]
+    inside = (rows - centre[0]) ** 2 + (columns - centre[1]) ** 2 <= radius ** 2
+    texture = 0.2 * (smooth_image(7, size) - 0.5)
+    return np.where(inside, value + texture, 0.0).astype(np.float32), inside
+
+
+# ------------------------------------------------------------------------------------------------
+# SSIM, PSNR, MS-SSIM
+
+
+def test_identical_images_are_perfect():
+    image = smooth_image(0)
+    assert metrics.ssim(image, image) == pytest.approx(1.0)
+    assert metrics.ms_ssim(image, image) == pytest.approx(1.0)
+    assert metrics.psnr(image, image) == math.inf
+    # channel-last images are accepted too
+    assert metrics.ssim(image[..., None], image[..., None]) == pytest.approx(1.0)
+
+
+def test_psnr_of_a_fixed_pattern_is_exact():
+    grey = np.full((32, 32), 0.5)
+    pattern = np.where((np.indices((32, 32)).sum(0) % 2) == 0, 0.05, -0.05)
+    assert metrics.psnr(grey, grey + pattern) == pytest.approx(10 * math.log10(1 / 0.0025),
+                                                               abs=1e-6)
+    assert metrics.psnr(grey, grey + pattern) == pytest.approx(26.0206, abs=1e-4)
+
+
+def test_psnr_of_gaussian_noise():
+    grey = np.full((256, 256), 0.5)
+    noisy = grey + np.random.default_rng(0).normal(0.0, 0.1, grey.shape)
+    assert metrics.psnr(grey, noisy) == pytest.approx(20.0, abs=0.3)
+
+
+def test_ssim_and_ms_ssim_fall_as_noise_grows():
+    image = smooth_image(1, size=96)
+    rng = np.random.default_rng(1)
+    pattern = rng.normal(0.0, 1.0, image.shape)
+    ssims, ms_ssims = [], []
+    for sigma in (0.01, 0.05, 0.1, 0.2):
+        noisy = np.clip(image + sigma * pattern, 0, 1)
+        ssims.append(metrics.ssim(image, noisy))
+        ms_ssims.append(metrics.ms_ssim(image, noisy))
+    assert all(value < 1.0 for value in ssims + ms_ssims)
+    assert all(value > 0.0 for value in ms_ssims)
+    assert np.all(np.diff(ssims) < 0), ssims
+    assert np.all(np.diff(ms_ssims) < 0), ms_ssims
+
+
+def test_ms_ssim_scales_and_small_images():
+    assert metrics.ms_ssim_scales((256, 256)) == 5
+    assert metrics.ms_ssim_scales((128, 128)) == 4
+    assert metrics.ms_ssim_scales((22, 40)) == 2
+    assert metrics.ms_ssim_scales((21, 40)) == 1
+    tiny = smooth_image(2, size=16)
+    with pytest.raises(ValueError, match="MS-SSIM needs images of at least"):
+        metrics.ms_ssim(tiny, tiny)
+    small = smooth_image(2, size=22)  # exactly 2 scales: works
+    assert metrics.ms_ssim(small, small) == pytest.approx(1.0)
+
+
+def test_ms_ssim_stays_real_for_anticorrelated_images():
+    image = smooth_image(3)
+    value = metrics.ms_ssim(image, 1.0 - image)
+    assert np.isfinite(value) and 0.0 <= value < 0.5
+
+
+# ------------------------------------------------------------------------------------------------
+# brain mask and masked SSIM
+
+
+def test_brain_mask_picks_the_disc():
+    image, inside = disc_image()
+    image[2:4, 2:4] = 0.9  # a small bright speck away from the disc is dropped
+    image[32, 32] = 0.0  # a dark hole inside the disc is filled
+    mask = metrics.brain_mask(image)
+    assert mask.dtype == bool and mask.shape == inside.shape
+    assert not mask[2:4, 2:4].any()
+    assert mask[32, 32]
+    assert np.array_equal(mask, inside)
+    assert not metrics.brain_mask(np.zeros((16, 16))).any()
+
+
+def test_masked_ssim_ignores_errors_outside_the_mask():
+    image, inside = disc_image()
+    noise = np.random.default_rng(4).uniform(0.0, 0.3, image.shape)
+    noisy = np.where(inside, image, noise).astype(np.float32)
+    # 4 px (chessboard) inside the edge: beyond the reach of the 7 x 7 SSIM window
+    inner = ndimage.binary_erosion(inside, structure=np.ones((3, 3)), iterations=4)
+    whole = metrics.ssim(image, noisy)
+    masked = metrics.masked_ssim(image, noisy, inner)
+    assert masked == pytest.approx(1.0, abs=1e-6)
+    assert whole < 0.9
+    # an empty mask falls back to the whole-image SSIM
+    assert metrics.masked_ssim(image, noisy, np.zeros_like(inside)) == pytest.approx(whole)
+
+
+def test_per_image_metrics_and_summary_table_handle_inf():
+    references = np.stack([smooth_image(seed) for seed in range(3)])[..., None]
+    reconstructions = references.copy()
+    reconstructions[1:] = np.clip(reconstructions[1:] + 0.05 * np.random.default_rng(5).normal(
+        size=reconstructions[1:].shape), 0, 1)
+    result = metrics.per_image_metrics(references, reconstructions)
+    assert set(result) == {"ssim", "psnr", "ms_ssim", "brain_ssim"}
+    assert all(values.shape == (3,) for values in result.values())
+    assert result["psnr"][0] == math.inf and np.isfinite(result["psnr"][1:]).all()
+    assert result["ssim"][0] == pytest.approx(1.0) and (result["ssim"][1:] < 1).all()
+    assert result["ms_ssim"][0] == pytest.approx(1.0)
+    table = metrics.summary_table(result)
+    psnr_line = next(line for line in table.splitlines() if line.startswith("psnr"))
+    assert "1 inf" in psnr_line
+    assert f"{result['psnr'][1:].mean():.4f}" in psnr_line
+    assert len({len(line) for line in table.splitlines()[:2]}) == 1  # header and rule align
+
+
+def test_per_image_metrics_gives_nan_ms_ssim_for_small_images():
+    references = np.stack([smooth_image(seed, size=16) for seed in range(2)])
+    result = metrics.per_image_metrics(references, references, masks=np.ones_like(references,
+                                                                                  dtype=bool))
+    assert np.isnan(result["ms_ssim"]).all()
+    assert np.allclose(result["brain_ssim"], 1.0)
+    assert "2 nan" in metrics.summary_table(result)
+
+
+def test_write_metrics_csv(tmp_path):
+    values = {"ssim": np.array([0.5, 1.0]), "psnr": np.array([20.0, math.inf])}
+    path = metrics.write_metrics_csv(tmp_path / "out" / "m.csv", values, ["a.png", "b.png"],
+                                     extra_columns={"slice_index": np.array([3, 4])})
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["name"] for row in rows] == ["a.png", "b.png"]
+    assert rows[0]["slice_index"] == "3" and float(rows[0]["ssim"]) == 0.5
+    assert float(rows[1]["psnr"]) == math.inf
+    with pytest.raises(ValueError):
+        metrics.write_metrics_csv(tmp_path / "bad.csv", values, ["only one"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Fréchet distance
+
+
+def test_frechet_distance_of_a_set_with_itself_is_zero():
+    features = np.random.default_rng(6).normal(0.0, 3.0, (500, 8))
+    assert abs(metrics.frechet_distance(features, features)) < 1e-6 * np.var(features) * 8
+
+
+def test_frechet_distance_grows_with_a_mean_shift():
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(2000, 4))
+    b = rng.normal(size=(2000, 4))
+    distances = [metrics.frechet_distance(a, b + shift) for shift in (0.5, 1.0, 2.0)]
+    assert distances[0] < distances[1] < distances[2]
+
+
+def test_frechet_distance_equals_squared_mean_difference_for_equal_covariances():
+    rng = np.random.default_rng(8)
+    mixing = rng.normal(size=(4, 4))
+    a = rng.normal(size=(20000, 4)) @ mixing
+    shift = np.array([1.0, -2.0, 0.5, 1.5])
+    b = rng.normal(size=(20000, 4)) @ mixing + shift
+    expected = float(shift @ shift)
+    assert metrics.frechet_distance(a, b) == pytest.approx(expected, rel=0.03)
+
+
+def test_frechet_distance_with_singular_covariances_is_finite():
+    rng = np.random.default_rng(9)
+    a = np.repeat(rng.normal(size=(50, 1)), 3, axis=1)  # rank-1 covariance
+    b = np.repeat(rng.normal(size=(50, 1)), 3, axis=1) + 1.0
+    distance = metrics.frechet_distance(a, b)
+    assert np.isfinite(distance) and distance > 0
+
+
+# ------------------------------------------------------------------------------------------------
+# memorisation and diversity
+
+
+def test_nearest_neighbour_finds_an_exact_copy():
+    training = np.stack([smooth_image(seed, size=64) for seed in range(40)])[..., None]
+    noise = np.random.default_rng(10).random((64, 64, 1)).astype(np.float32)
+    samples = np.stack([training[17], noise, training[3]])
+    nearest, index = metrics.nearest_neighbour_ssim(samples, training)
+    assert nearest[0] == pytest.approx(1.0) and index[0] == 17
+    assert nearest[2] == pytest.approx(1.0) and index[2] == 3
+    assert nearest[1] < 0.5
+    flags = metrics.memorisation_flags(nearest)
+    assert flags.tolist() == [True, False, True]
+    # a subset of the training set still reports indices into the full set
+    nearest, index = metrics.nearest_neighbour_ssim(samples[:1], training, max_training=40)
+    assert index[0] == 17
+
+
+def test_memorisation_flags_threshold_and_nan():
+    assert metrics.memorisation_flags([0.2, 0.95, 0.99, np.nan]).tolist() == [False, True, True,
+                                                                               False]
+
+
+def test_pairwise_ms_ssim_measures_diversity():
+    copies = np.stack([smooth_image(11)] * 5)
+    mean, std = metrics.pairwise_ms_ssim(copies)
+    assert mean == pytest.approx(1.0) and std == pytest.approx(0.0, abs=1e-9)
+    different = np.stack([smooth_image(seed) for seed in range(20, 28)])
+    mean_different, _ = metrics.pairwise_ms_ssim(different)
+    assert mean_different < 0.9
+    subset_mean, _ = metrics.pairwise_ms_ssim(different, max_pairs=10, seed=1)
+    assert 0.0 <= subset_mean < 0.9
+    # images too small for MS-SSIM fall back to SSIM
+    tiny = np.stack([smooth_image(12, size=16)] * 3)
+    assert metrics.pairwise_ms_ssim(tiny)[0] == pytest.approx(1.0)
+
+
+def test_pair_subset_is_distinct_and_ordered():
+    first, second = metrics._pair_indices(10, 30, seed=0)
+    pairs = set(zip(first.tolist(), second.tolist()))
+    assert len(pairs) == 30 and all(0 <= i < j < 10 for i, j in pairs)
+    first, second = metrics._pair_indices(10, None, seed=0)
+    assert len(first) == 45
+
+
+# ------------------------------------------------------------------------------------------------
+# code histograms
+
+
+def test_code_histogram_sums_to_one():
+    codes = np.random.default_rng(13).integers(0, 8, size=(5, 4, 4))
+    histogram = metrics.code_histogram(codes, 10)
+    assert histogram.shape == (10,)
+    assert histogram.sum() == pytest.approx(1.0)
+    assert histogram[8:].sum() == 0
+    assert histogram[3] == pytest.approx(np.mean(codes == 3))
+    with pytest.raises(ValueError):
+        metrics.code_histogram(codes, 5)
+
+
+def test_histogram_distance():
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    same = metrics.histogram_distance(p, p)
+    assert same["total_variation"] == pytest.approx(0.0)
+    assert same["js_divergence_bits"] == pytest.approx(0.0, abs=1e-12)
+    disjoint = metrics.histogram_distance([0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.3, 0.7])
+    assert disjoint["total_variation"] == pytest.approx(1.0)
+    assert disjoint["js_divergence_bits"] == pytest.approx(1.0)
+    partial = metrics.histogram_distance([0.5, 0.5], [0.25, 0.75])
+    assert 0 < partial["js_divergence_bits"] < 1
+    assert partial["total_variation"] == pytest.approx(0.25)
+
+
+# ------------------------------------------------------------------------------------------------
+# figures
+
+
+def assert_png(path):
+    assert path.is_file() and path.stat().st_size > 1000
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+
+
+def test_plots_write_png_files(tmp_path):
+    rng = np.random.default_rng(14)
+    references = np.stack([smooth_image(seed, size=32) for seed in range(10)])[..., None]
+    reconstructions = np.clip(references + 0.05 * rng.normal(size=references.shape), 0, 1)
+    ssim_values = np.array([metrics.ssim(a, b) for a, b in zip(references, reconstructions)])
+    slice_index = np.arange(10) % 3
+
+    outputs = [
+        metrics.plot_ssim_histogram(ssim_values, tmp_path / "hist.png"),
+        metrics.plot_metric_by_slice(slice_index, ssim_values, tmp_path / "by_slice.png"),
+        metrics.plot_best_worst(references, reconstructions, ssim_values,
+                                tmp_path / "best_worst.png", count=3),
+        metrics.plot_best_worst(references[:4], reconstructions[:4], ssim_values[:4],
+                                tmp_path / "few.png", count=3),
+        metrics.plot_image_grid(references, tmp_path / "grid.png", columns=4,
+                                titles=[f"#{n}" for n in range(10)], title="grid"),
+    ]
+    for output in outputs:
+        assert_png(output)
+
+
+def test_plot_loss_curves_reads_a_csv_logger_file(tmp_path):
+    csv_path = tmp_path / "log.csv"
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["epoch", "loss", "reconstruction_loss", "perplexity", "val_loss",
+                         "val_reconstruction_loss"])
+        for epoch in range(6):
+            writer.writerow([epoch, 1.0 / (epoch + 1), 0.5 / (epoch + 1), 100 + epoch,
+                             1.1 / (epoch + 1), 0.6 / (epoch + 1)])
+    assert_png(metrics.plot_loss_curves(csv_path, tmp_path / "loss.png"))
+    assert_png(metrics.plot_loss_curves(csv_path, tmp_path / "perplexity.png",
+                                        columns=["perplexity"]))
+    with pytest.raises(ValueError):
+        metrics.plot_loss_curves(csv_path, tmp_path / "bad.png", columns=["missing"])
+
+
+def test_make_gif_has_every_frame(tmp_path):
+    frames = []
+    for number in range(4):
+        frame = tmp_path / f"frame_{number}.png"
+        pixels = np.full((16, 16), 60 * number, dtype=np.uint8)
+        Image.fromarray(pixels, mode="L").save(frame)
+        frames.append(frame)
+    gif = metrics.make_gif(frames, tmp_path / "anim.gif", duration_ms=100)
+    with Image.open(gif) as image:
+        assert image.format == "GIF"
+        assert image.n_frames == 4

@@ -1,0 +1,170 @@
+"""End-to-end tests of train.py / predict.py / similarity.py on a tiny PNG dataset, and of the
+fault handling of long runs: NaN guard, mismatched checkpoints, SIGKILL and --resume."""
+import csv
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+keras = pytest.importorskip("keras")
+
+import hyperparameters  # noqa: E402
+import train  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+TINY = ["--image-size", "32", "--num-downsamples", "2", "--channels", "8", "--num-codes", "16",
+        "--code-dim", "8", "--num-residual-blocks", "1", "--batch-size", "8",
+        "--prior-filters", "16", "--prior-layers", "2", "--prior-batch-size", "8"]
+
+
+def write_oasis_layout(root, cases=(2, 1, 1), slices=6, size=48, seed=0):
+    """Synthetic 'brains' (ellipses with a ventricle-like hole) in the OASIS PNG layout."""
+    rng = np.random.RandomState(seed)
+    grid = np.linspace(-1, 1, size)
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    case = 0
+    for split, count in zip(("train", "validate", "test"), cases):
+        folder = pathlib.Path(root) / f"keras_png_slices_{split}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for _ in range(count):
+            case += 1
+            for slice_number in range(slices):
+                radius = 0.5 + 0.3 * np.sin(np.pi * (slice_number + 1) / (slices + 1))
+                brain = ((yy / (radius * 1.2)) ** 2 + (xx / radius) ** 2) < 1
+                hole = ((yy / 0.25) ** 2 + (xx / (0.1 + 0.02 * slice_number)) ** 2) < 1
+                image = 0.7 * brain - 0.5 * hole + rng.normal(0, 0.03, brain.shape)
+                pixels = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"case_{case:03d}_slice_{slice_number}.nii.png")
+    return pathlib.Path(root)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_oasis_layout(tmp_path_factory.mktemp("oasis"))
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
+    output_dir, images_dir = tmp_path / "run", tmp_path / "images"
+    train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "2",
+                "--output-dir", str(output_dir), *TINY])
+    assert (output_dir / train.VQVAE_FILE).is_file()
+    saved = json.loads((output_dir / hyperparameters.HYPERPARAMETERS_FILE).read_text())
+    assert saved["image_size"] == 32 and saved["num_codes"] == 16
+    rows = read_csv(output_dir / "vqvae_log.csv")
+    assert [int(row["epoch"]) for row in rows] == [0, 1]
+    for column in ("loss", "reconstruction_loss", "vq_loss", "codebook_usage", "perplexity",
+                   "val_loss", "images_per_second"):
+        assert column in rows[0], column
+
+    import predict
+    import similarity
+
+    predict.main(["--output-dir", str(output_dir), "--images-dir", str(images_dir)])
+    assert (images_dir / "reconstructions.png").stat().st_size > 1000
+    assert "mean SSIM over 6 test slices" in capsys.readouterr().out
+
+    similarity.main(["--output-dir", str(output_dir), "--images-dir", str(images_dir)])
+    out = capsys.readouterr().out
+    assert "ssim" in out.lower()
+    for figure in ("ssim_histogram.png", "ssim_by_slice.png", "best_worst.png"):
+        assert (images_dir / figure).stat().st_size > 1000, figure
+    assert len(read_csv(output_dir / "reconstruction_metrics.csv")) == 6
+
+
+def test_resume_with_other_hyperparameters_is_refused(data_dir, tmp_path):
+    output_dir = tmp_path / "run"
+    train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "1",
+                "--output-dir", str(output_dir), *TINY])
+    with pytest.raises(SystemExit) as refusal:
+        train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "2", "--resume",
+                    "--output-dir", str(output_dir), *TINY, "--num-codes", "32"])
+    message = str(refusal.value)
+    assert "num_codes: checkpoint has 16, this run asks for 32" in message
+
+
+def test_predict_refuses_a_run_with_other_image_size(data_dir, tmp_path):
+    import predict
+
+    output_dir = tmp_path / "run"
+    train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "1",
+                "--output-dir", str(output_dir), *TINY])
+    with pytest.raises(hyperparameters.IncompatibleCheckpoint, match="image_size: checkpoint has 32"):
+        predict.load_run(output_dir, {"image_size": 64})
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    import modules
+
+    values = dict(hyperparameters.DEFAULTS, steps_per_epoch=1)
+    model = modules.VQVAETrainer(image_size=32, num_codes=16, code_dim=8, num_downsamples=2,
+                                 channels=8, num_residual_blocks=1)
+    model.build()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    good = np.random.RandomState(0).rand(4, 32, 32, 1).astype("float32")
+    bad = np.full_like(good, np.nan)
+    import tensorflow as tf
+
+    batches = tf.data.Dataset.from_tensor_slices(np.stack([good, bad, bad]))  # one batch an epoch
+    with pytest.raises(train.TrainingFailed, match="vqvae stage: loss became nan at epoch 2"):
+        train._fit(model, "vqvae", batches, None, values, 3, 4, tmp_path, train.VQVAE_FILE,
+                   resume=False)
+    kept = keras.saving.load_model(tmp_path / train.VQVAE_FILE)
+    assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in kept.weights)
+    assert train.read_state(tmp_path)["vqvae"]["epochs_done"] == 1
+
+
+def test_sigkill_then_resume_continues_from_the_last_checkpoint(data_dir, tmp_path):
+    output_dir = tmp_path / "run"
+    arguments = ["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "4",
+                 "--steps-per-epoch", "30", "--output-dir", str(output_dir), *TINY]
+    process = subprocess.Popen([sys.executable, "train.py", *arguments], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and train.epochs_done(output_dir) < 1:
+            assert process.poll() is None, "training ended before its first checkpoint"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)  # mid-epoch 2 (or right at its start)
+    finally:
+        process.kill()
+        process.wait()
+    epochs_done = train.epochs_done(output_dir)
+    assert 1 <= epochs_done < 4
+    saved = keras.saving.load_model(output_dir / train.VQVAE_FILE)
+
+    class CaptureStart(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.weights = [keras.ops.convert_to_numpy(w) for w in self.model.weights]
+            self.iterations = int(self.model.optimizer.iterations.numpy())
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.first_epoch = getattr(self, "first_epoch", epoch)
+
+    capture = CaptureStart()
+    values = hyperparameters.resolve(train.parse_args(arguments + ["--resume"]))
+    import dataset
+
+    splits, _ = dataset.load_splits(str(data_dir), 32)
+    train.train_vqvae(values, splits, output_dir, resume=True, extra_callbacks=[capture])
+    assert capture.first_epoch == epochs_done
+    assert capture.iterations == 30 * epochs_done  # optimizer state came back too
+    for loaded, kept in zip(capture.weights, saved.weights):
+        np.testing.assert_array_equal(loaded, keras.ops.convert_to_numpy(kept))
+    assert train.read_state(output_dir)["vqvae"]["epochs_done"] == 4
+    epochs_logged = [int(row["epoch"]) for row in read_csv(output_dir / "vqvae_log.csv")]
+    assert epochs_logged == list(range(4))  # no epoch lost, none repeated
+    assert all(np.isfinite(float(row["loss"])) for row in read_csv(output_dir / "vqvae_log.csv"))

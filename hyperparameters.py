@@ -30,7 +30,7 @@ DEFAULTS = {
     "commitment_cost": 0.25,  # beta
     "use_ema": True,  # EMA codebook updates (False: codebook loss with gradients)
     "ema_decay": 0.99,
-    "dead_code_threshold": 1e-2,  # EMA cluster size under which a code is restarted
+    "dead_code_threshold": 1.0,  # EMA of assignments per batch under which a code restarts
     "ssim_weight": 0.5,  # reconstruction loss = MSE + ssim_weight * (1 - SSIM)
     # --- VQ-VAE training --------------------------------------------------------------------
     "batch_size": 32,

@@ -478,3 +478,379 @@ def vqvae_from_hyperparameters(values):
         ssim_weight=values["ssim_weight"])
     model.build()
     return model
+
+
+# ---------------------------------------------------------------------------------------------
+# PixelCNN prior
+# ---------------------------------------------------------------------------------------------
+#
+# A gated PixelCNN (van den Oord et al., 2016, "Conditional Image Generation with PixelCNN
+# Decoders") over the VQ-VAE's code grids, in raster order. Two stacks run side by side:
+#
+#   * the vertical stack at (r, c) sees only rows < r (all columns within its reach): its first
+#     convolution (type A) keeps the kernel rows above the centre, the later ones (type B) keep
+#     the centre row as well, which only adds features that themselves see rows < r;
+#   * the horizontal stack at (r, c) sees row r left of c (type A) or up to c (type B), plus the
+#     vertical stack's features at the same position through a 1x1 convolution.
+#
+# Because the vertical stack already stops at row r - 1, it is fed to the horizontal stack
+# unshifted: shifting it down by one row as well would leave row r - 1 blind. After L gated
+# layers with kernel k (h = k // 2), position (r, c) depends on exactly the rows r - L*h .. r - 1
+# over the columns c - L*h .. c + L*h, and on row r over the columns c - L*h .. c - 1: no blind
+# spot, no leak (tests/test_pixelcnn.py checks both by perturbation).
+
+PIXELCNN_STACKS = ("vertical", "horizontal", "full")
+
+
+def pixelcnn_mask(kernel_size, mask_type, stack):
+    """The 0/1 mask of a masked convolution kernel, as a float32 numpy array [kh, kw].
+
+    Args:
+        kernel_size: odd side k of the kernel.
+        mask_type: "A" (excludes the centre position) or "B" (includes it).
+        stack: "vertical" ([k, k], rows above the centre; type B adds the centre row),
+            "horizontal" ([1, k], columns left of the centre; type B adds the centre) or
+            "full" ([k, k], the plain PixelCNN mask: rows above plus the left part of the
+            centre row; type B adds the centre).
+
+    Returns:
+        The mask, shaped like the spatial dimensions of the kernel.
+    """
+    import numpy as np
+
+    centre = kernel_size // 2
+    include_centre = mask_type == "B"
+    if stack == "horizontal":
+        mask = np.zeros((1, kernel_size), "float32")
+        mask[0, :centre + include_centre] = 1.0
+        return mask
+    mask = np.zeros((kernel_size, kernel_size), "float32")
+    mask[:centre, :] = 1.0
+    if stack == "vertical":
+        if include_centre:
+            mask[centre, :] = 1.0
+    else:
+        mask[centre, :centre + include_centre] = 1.0
+    return mask
+
+
+@keras.saving.register_keras_serializable(package="vqvae")
+class MaskedConv2D(layers.Layer):
+    """A 2D convolution whose kernel is multiplied by a causal (raster-order) mask.
+
+    The mask is a constant built in `build` from numpy; `call` convolves with `kernel * mask`,
+    so the kernel variable itself is never modified and masked entries get no gradient.
+
+    Args:
+        filters: number of output channels.
+        kernel_size: odd side k of the kernel ("horizontal" kernels are 1 x k).
+        mask_type: "A" (the output at a position does not see that position: first layer) or
+            "B" (it does: later layers).
+        stack: "vertical", "horizontal" or "full" (see `pixelcnn_mask`).
+        use_bias: add a learned bias.
+        kernel_initializer, bias_initializer: initialisers of the kernel and the bias.
+
+    Call args:
+        inputs: [B, H, W, C] features.
+
+    Returns:
+        [B, H, W, filters] features ("same" padding, stride 1).
+    """
+
+    def __init__(self, filters, kernel_size=3, mask_type="B", stack="full", use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if mask_type not in ("A", "B"):
+            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        if stack not in PIXELCNN_STACKS:
+            raise ValueError(f"stack must be one of {PIXELCNN_STACKS}, got {stack!r}")
+        if int(kernel_size) != kernel_size or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.mask_type = mask_type
+        self.stack = stack
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        self.mask = pixelcnn_mask(self.kernel_size, self.mask_type, self.stack)  # numpy constant
+        kernel_height, kernel_width = self.mask.shape
+        self.kernel = self.add_weight(
+            name="kernel", shape=(kernel_height, kernel_width, int(input_shape[-1]), self.filters),
+            initializer=self.kernel_initializer)
+        self.bias = (self.add_weight(name="bias", shape=(self.filters,),
+                                     initializer=self.bias_initializer)
+                     if self.use_bias else None)
+
+    def masked_kernel(self):
+        """The kernel with the mask applied (what `call` convolves with)."""
+        mask = ops.convert_to_tensor(self.mask[:, :, None, None], dtype=self.compute_dtype)
+        return ops.cast(self.kernel, self.compute_dtype) * mask
+
+    def call(self, inputs):
+        outputs = ops.conv(inputs, self.masked_kernel(), strides=1, padding="same")
+        if self.bias is not None:
+            outputs = outputs + ops.cast(self.bias, self.compute_dtype)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.filters,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters, "kernel_size": self.kernel_size,
+            "mask_type": self.mask_type, "stack": self.stack, "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        })
+        return config
+
+
+def _gate(features):
+    """tanh(a) * sigmoid(b) for features [..., 2F] split into a and b along the last axis."""
+    a, b = ops.split(features, 2, axis=-1)
+    return ops.tanh(a) * ops.sigmoid(b)
+
+
+@keras.saving.register_keras_serializable(package="vqvae")
+class GatedPixelCNNLayer(layers.Layer):
+    """One gated PixelCNN layer: a vertical and a horizontal stack with gated activations.
+
+        vertical'   = gate(Vconv(vertical) + cond)
+        horizontal' = horizontal + 1x1(dropout(gate(Hconv(horizontal) + 1x1(Vconv(vertical))
+                                                     + cond)))
+
+    where gate(x) = tanh(x_a) * sigmoid(x_b) and cond is the conditioning vector projected to
+    2 * filters (broadcast over the grid). The residual connection is used when `residual` is
+    true (the default for type B; a type A layer must not have it: its input holds the current
+    position).
+
+    Args:
+        filters: F, the width of both stacks (inputs and outputs).
+        kernel_size: odd side k of the masked convolutions.
+        mask_type: "A" for the first layer, "B" for the others.
+        dropout: dropout rate on the gated horizontal features.
+        condition_dim: size of the conditioning vectors (None: no conditioning input).
+        residual: residual connection on the horizontal stack (default: mask_type == "B").
+
+    Call args:
+        vertical: [B, H, W, C] vertical stack input.
+        horizontal: [B, H, W, C] horizontal stack input.
+        condition: optional [B, condition_dim] conditioning vectors.
+        training: whether dropout is active.
+
+    Returns:
+        A tuple (vertical, horizontal) of [B, H, W, F] features.
+    """
+
+    def __init__(self, filters, kernel_size=3, mask_type="B", dropout=0.0, condition_dim=None,
+                 residual=None, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.mask_type = mask_type
+        self.dropout_rate = float(dropout)
+        self.condition_dim = None if condition_dim is None else int(condition_dim)
+        self.residual = (mask_type == "B") if residual is None else bool(residual)
+        if self.residual and mask_type == "A":
+            raise ValueError("a type A layer cannot have a residual connection: its input "
+                             "holds the position being predicted")
+        self.vertical_conv = MaskedConv2D(2 * self.filters, self.kernel_size, mask_type,
+                                          "vertical", name="vertical_conv")
+        self.horizontal_conv = MaskedConv2D(2 * self.filters, self.kernel_size, mask_type,
+                                            "horizontal", name="horizontal_conv")
+        self.vertical_to_horizontal = layers.Conv2D(2 * self.filters, 1,
+                                                    name="vertical_to_horizontal")
+        self.horizontal_output = layers.Conv2D(self.filters, 1, name="horizontal_output")
+        self.condition_projection = (layers.Dense(2 * self.filters, use_bias=False,
+                                                  name="condition_projection")
+                                     if self.condition_dim else None)
+        self.dropout = layers.Dropout(self.dropout_rate)
+
+    def build(self, input_shape):
+        """Builds the sublayers for stack inputs shaped `input_shape` ([B, H, W, C])."""
+        input_shape = tuple(input_shape)
+        gated_shape = input_shape[:-1] + (2 * self.filters,)
+        if self.residual and input_shape[-1] != self.filters:
+            raise ValueError(f"the residual connection needs {self.filters} input channels, "
+                             f"got shape {input_shape}")
+        self.vertical_conv.build(input_shape)
+        self.horizontal_conv.build(input_shape)
+        self.vertical_to_horizontal.build(gated_shape)
+        self.horizontal_output.build(input_shape[:-1] + (self.filters,))
+        if self.condition_projection is not None:
+            self.condition_projection.build((None, self.condition_dim))
+
+    def call(self, vertical, horizontal, condition=None, training=None):
+        vertical_features = self.vertical_conv(vertical)
+        horizontal_features = (self.horizontal_conv(horizontal)
+                               + self.vertical_to_horizontal(vertical_features))
+        if condition is not None:
+            if self.condition_projection is None:
+                raise ValueError(f"{self.name} was built without conditioning "
+                                 f"(condition_dim=None) but was given a condition")
+            bias = self.condition_projection(condition)[:, None, None, :]
+            vertical_features = vertical_features + bias
+            horizontal_features = horizontal_features + bias
+        vertical_out = _gate(vertical_features)
+        horizontal_gated = self.dropout(_gate(horizontal_features), training=training)
+        horizontal_out = self.horizontal_output(horizontal_gated)
+        if self.residual:
+            horizontal_out = horizontal + horizontal_out
+        return vertical_out, horizontal_out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters, "kernel_size": self.kernel_size,
+            "mask_type": self.mask_type, "dropout": self.dropout_rate,
+            "condition_dim": self.condition_dim, "residual": self.residual,
+        })
+        return config
+
+
+@keras.saving.register_keras_serializable(package="vqvae")
+class GatedPixelCNN(keras.Model):
+    """Autoregressive prior p(codes | slice index) over [g, g] grids of VQ-VAE code indices.
+
+    Codes are embedded (`Embedding(num_codes, filters)`), passed through one type A gated layer
+    and `num_layers` type B gated layers, then ReLU -> 1x1 conv -> ReLU -> 1x1 conv to K logits
+    per position (float32 whatever the dtype policy). The logits at (r, c) depend only on the
+    codes before (r, c) in raster order.
+
+    Conditioning: `slice_index` [B] picks a learned embedding (one row per slice position plus a
+    last row, index `num_slice_positions`, meaning "no condition") that each gated layer projects
+    and adds to both stacks. In training (`training=True`) a fraction `condition_dropout` of the
+    examples is switched to the unconditional row (classifier-free style), so the same model
+    also samples unconditionally.
+
+    The network is convolutional and has no positional input, so logits can be computed on any
+    crop of the grid that holds the `causal_reach` rows above and columns either side of a
+    position (the sampler in sampling.py uses this).
+
+    Args:
+        num_codes: K, the codebook size.
+        grid_size: g, the side of the code grids.
+        filters: F, the width of the stacks.
+        num_layers: type B gated layers after the first (type A) one.
+        kernel_size: odd side of the masked convolutions.
+        dropout: dropout rate inside the gated layers.
+        num_slice_positions: number of distinct slice indices (the condition vocabulary).
+        condition_dropout: fraction of training examples whose condition is dropped.
+        seed: seed of the condition dropout.
+
+    Call args:
+        inputs: a dict {"code_indices": [B, g, g] int, "slice_index": [B] int (optional)}, a
+            tuple (code_indices, slice_index), or just the code indices (unconditional).
+        training: enables dropout and condition dropout.
+
+    Returns:
+        Logits [B, g, g, K], float32.
+    """
+
+    def __init__(self, num_codes=512, grid_size=16, filters=96, num_layers=6, kernel_size=3,
+                 dropout=0.1, num_slice_positions=32, condition_dropout=0.1, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_codes = int(num_codes)
+        self.grid_size = int(grid_size)
+        self.filters = int(filters)
+        self.num_layers = int(num_layers)
+        self.kernel_size = int(kernel_size)
+        self.dropout_rate = float(dropout)
+        self.num_slice_positions = int(num_slice_positions)
+        self.condition_dropout = float(condition_dropout)
+        self.seed = int(seed)
+        if self.num_layers < 0:
+            raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+        self.code_embedding = layers.Embedding(self.num_codes, self.filters,
+                                               name="code_embedding")
+        self.slice_embedding = layers.Embedding(self.num_slice_positions + 1, self.filters,
+                                                name="slice_embedding")
+        self.gated_layers = [
+            GatedPixelCNNLayer(self.filters, self.kernel_size, "A" if index == 0 else "B",
+                               dropout=self.dropout_rate, condition_dim=self.filters,
+                               name=f"gated_{index}")
+            for index in range(self.num_layers + 1)]
+        self.head_hidden = layers.Conv2D(self.filters, 1, name="head_hidden")
+        self.head_logits = layers.Conv2D(self.num_codes, 1, dtype="float32", name="logits")
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+
+    @property
+    def causal_reach(self):
+        """How far (rows up, columns either side) the logits at a position can look."""
+        return (self.num_layers + 1) * (self.kernel_size // 2)
+
+    @property
+    def unconditional_index(self):
+        """The slice index meaning "no condition"."""
+        return self.num_slice_positions
+
+    def build(self, input_shape=None):
+        """Builds every sublayer (the input shape is implied by grid_size)."""
+        grid = (None, self.grid_size, self.grid_size)
+        features = grid + (self.filters,)
+        self.code_embedding.build(grid)
+        self.slice_embedding.build((None,))
+        for layer in self.gated_layers:
+            layer.build(features)
+        self.head_hidden.build(features)
+        self.head_logits.build(features)
+
+    def _split_inputs(self, inputs):
+        if isinstance(inputs, dict):
+            return inputs["code_indices"], inputs.get("slice_index")
+        if isinstance(inputs, (tuple, list)):
+            return inputs[0], (inputs[1] if len(inputs) > 1 else None)
+        return inputs, None
+
+    def call(self, inputs, training=False):
+        code_indices, slice_index = self._split_inputs(inputs)
+        code_indices = ops.cast(code_indices, "int32")
+        batch = ops.shape(code_indices)[0]
+        if slice_index is None:
+            slice_index = ops.full((batch,), self.num_slice_positions, dtype="int32")
+        slice_index = ops.reshape(ops.cast(slice_index, "int32"), (-1,))
+        if training and self.condition_dropout > 0:
+            drop = keras.random.uniform((batch,), seed=self.seed_generator) < self.condition_dropout
+            slice_index = ops.where(drop, self.num_slice_positions, slice_index)
+        condition = self.slice_embedding(slice_index)
+
+        embedded = self.code_embedding(code_indices)
+        vertical, horizontal = embedded, embedded
+        for layer in self.gated_layers:
+            vertical, horizontal = layer(vertical, horizontal, condition, training=training)
+        hidden = self.head_hidden(ops.relu(horizontal))
+        return self.head_logits(ops.relu(hidden))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "num_codes": self.num_codes, "grid_size": self.grid_size, "filters": self.filters,
+            "num_layers": self.num_layers, "kernel_size": self.kernel_size,
+            "dropout": self.dropout_rate, "num_slice_positions": self.num_slice_positions,
+            "condition_dropout": self.condition_dropout, "seed": self.seed,
+        })
+        return config
+
+
+def prior_from_hyperparameters(values, grid_size):
+    """A built `GatedPixelCNN` from a hyperparameters dict (see hyperparameters.py).
+
+    Args:
+        values: dict with prior_filters, prior_layers, prior_kernel_size, prior_dropout,
+            num_codes and num_slice_positions.
+        grid_size: side of the VQ-VAE's code grids.
+
+    Returns:
+        The (untrained, built) prior.
+    """
+    model = GatedPixelCNN(
+        num_codes=values["num_codes"], grid_size=grid_size, filters=values["prior_filters"],
+        num_layers=values["prior_layers"], kernel_size=values["prior_kernel_size"],
+        dropout=values["prior_dropout"], num_slice_positions=values["num_slice_positions"],
+        name="pixelcnn_prior")
+    model.build()
+    return model

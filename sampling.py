@@ -1,0 +1,320 @@
+"""Sampling code grids from the PixelCNN prior.
+
+`sample_codes` runs the whole autoregressive loop over the g*g positions inside one compiled
+function: on TensorFlow a `tf.function` (XLA-compiled when XLA works, see `jit_compile`) with a
+`tf.while_loop`, on JAX a `jax.lax.fori_loop` under `jax.jit`. At step p it runs the prior, takes
+the logits at p, applies temperature and top-k, draws a code with a stateless seeded RNG and
+writes it into the grid. The same seed (and batch size) always gives the same grids.
+
+When the prior is a `modules.GatedPixelCNN` (it has `causal_reach`), each step runs the prior on
+a window of the grid instead of the whole grid: the rows from p's row up to `causal_reach` rows
+above it, and `causal_reach` columns either side. The logits at p depend on nothing outside that
+window and the network is convolutional, so the result is the same as on the whole grid (up to
+float rounding) for a fraction of the work (`crop=False` turns this off).
+
+`sample_codes_naive` is the keras-io style loop (one `predict` call on the whole grid per
+position, sampling in numpy): the baseline of `benchmark.py sampling`.
+"""
+import numbers
+import weakref
+
+import numpy as np
+
+import keras
+from keras import ops
+
+# Compiled samplers per prior, keyed by everything that changes the traced program.
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks
+# ---------------------------------------------------------------------------------------------
+
+def _num_codes(prior):
+    if hasattr(prior, "num_codes"):
+        return int(prior.num_codes)
+    return int(prior.output_shape[-1])
+
+
+def _num_slice_positions(prior):
+    return int(getattr(prior, "num_slice_positions", 0))
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _slice_indices(prior, slice_index, num_samples):
+    """int32 [num_samples] slice indices; None -> the unconditional row."""
+    positions = _num_slice_positions(prior)
+    if slice_index is None:
+        return np.full((num_samples,), positions, np.int32)
+    given = np.asarray(slice_index)
+    if given.dtype == bool or not np.issubdtype(given.dtype, np.integer):
+        raise ValueError(f"slice_index must be None, an integer or an array of integers, "
+                         f"got {slice_index!r}")
+    if given.ndim == 0:
+        given = np.full((num_samples,), int(given))
+    if given.shape != (num_samples,):
+        raise ValueError(f"slice_index must hold one index per sample ({num_samples}), "
+                         f"got shape {given.shape}")
+    if given.min() < 0 or given.max() > positions:
+        bad = int(given[(given < 0) | (given > positions)][0])
+        raise ValueError(f"slice_index {bad} is out of range: slice indices run from 0 to "
+                         f"{positions - 1} (num_slice_positions={positions}); use None or "
+                         f"{positions} for unconditional samples")
+    return given.astype(np.int32)
+
+
+def _check_arguments(prior, num_samples, grid_size, slice_index, temperature, top_k, seed):
+    num_samples = _check_positive_int("num_samples", num_samples)
+    grid_size = _check_positive_int("grid_size", grid_size)
+    prior_grid = getattr(prior, "grid_size", None)
+    if prior_grid is not None and int(prior_grid) != grid_size:
+        raise ValueError(f"grid_size {grid_size} does not match the prior's grid_size "
+                         f"{prior_grid}")
+    if not isinstance(temperature, numbers.Real) or not np.isfinite(temperature) \
+            or temperature <= 0:
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    num_codes = _num_codes(prior)
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0: no top-k), got {top_k!r}")
+    if top_k > num_codes:
+        raise ValueError(f"top_k {top_k} is larger than the number of codes K={num_codes}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    slices = _slice_indices(prior, slice_index, num_samples)
+    return num_samples, grid_size, slices, float(temperature), int(top_k), int(seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# One step of the loop, in keras.ops (shared by both backends)
+# ---------------------------------------------------------------------------------------------
+
+def _window(prior, grid_size, crop):
+    """(rows, columns) of the window the prior runs on at each step."""
+    reach = getattr(prior, "causal_reach", None)
+    if not crop or reach is None:
+        return grid_size, grid_size
+    return min(grid_size, reach + 1), min(grid_size, 2 * reach + 1)
+
+
+def _step_logits(call_prior, grid, slices, position, grid_size, window, reach):
+    """Logits [N, K] at raster `position` (a scalar tensor) for the current grid [N, g, g]."""
+    rows, columns = window
+    row, column = position // grid_size, position % grid_size
+    if (rows, columns) == (grid_size, grid_size):
+        top, left = ops.zeros_like(row), ops.zeros_like(column)
+        crop = grid
+    else:
+        top = ops.clip(row - reach, 0, grid_size - rows)
+        left = ops.clip(column - reach, 0, grid_size - columns)
+        crop = ops.slice(grid, ops.stack([ops.zeros_like(top), top, left]),
+                         (ops.shape(grid)[0], rows, columns))
+    logits = call_prior({"code_indices": crop, "slice_index": slices})
+    flat = ops.reshape(logits, (ops.shape(logits)[0], rows * columns, ops.shape(logits)[-1]))
+    return ops.take(flat, (row - top) * columns + (column - left), axis=1)
+
+
+def _shape_logits(logits, temperature, top_k):
+    """Temperature and top-k applied to logits [N, K] (float32)."""
+    logits = ops.cast(logits, "float32") / temperature
+    if top_k:
+        kth_largest = ops.top_k(logits, top_k, sorted=True)[0][:, -1:]
+        logits = ops.where(logits < kth_largest, ops.full_like(logits, -np.inf), logits)
+    return logits
+
+
+def _write(grid, position, codes):
+    """The grid [N, g, g] with raster `position` set to `codes` [N]."""
+    size = ops.shape(grid)[1] * ops.shape(grid)[2]
+    here = ops.reshape(ops.equal(ops.arange(size, dtype="int32"), position),
+                       (1, ops.shape(grid)[1], ops.shape(grid)[2]))
+    return ops.where(here, ops.cast(codes, grid.dtype)[:, None, None], grid)
+
+
+# ---------------------------------------------------------------------------------------------
+# Backends
+# ---------------------------------------------------------------------------------------------
+
+def _tensorflow_sampler(prior, grid_size, top_k, window, jit_compile):
+    import tensorflow as tf
+
+    reach = getattr(prior, "causal_reach", 0)
+    positions = grid_size * grid_size
+
+    def call_prior(inputs):
+        return prior(inputs, training=False)
+
+    def run(grid, slices, temperature, seed):
+        def body(position, grid):
+            logits = _step_logits(call_prior, grid, slices, position, grid_size, window, reach)
+            logits = _shape_logits(logits, temperature, top_k)
+            step_seed = tf.stack([seed[0], seed[1] + tf.cast(position, seed.dtype)])
+            codes = tf.random.stateless_categorical(logits, 1, seed=step_seed,
+                                                    dtype=tf.int32)[:, 0]
+            return position + 1, _write(grid, position, codes)
+
+        _, grid = tf.while_loop(lambda position, _: position < positions, body,
+                                (tf.constant(0, tf.int32), grid),
+                                maximum_iterations=positions)
+        return grid
+
+    return tf.function(run, jit_compile=jit_compile, reduce_retracing=True)
+
+
+def _jax_sampler(prior, grid_size, top_k, window):
+    import jax
+
+    reach = getattr(prior, "causal_reach", 0)
+    positions = grid_size * grid_size
+
+    def run(trainable, non_trainable, grid, slices, temperature, seed):
+        def call_prior(inputs):
+            logits, _ = prior.stateless_call(trainable, non_trainable, inputs, training=False)
+            return logits
+
+        key = jax.random.fold_in(jax.random.PRNGKey(seed[0]), seed[1])
+
+        def body(position, grid):
+            logits = _step_logits(call_prior, grid, slices, position, grid_size, window, reach)
+            logits = _shape_logits(logits, temperature, top_k)
+            codes = jax.random.categorical(jax.random.fold_in(key, position), logits, axis=-1)
+            return _write(grid, position, codes.astype("int32"))
+
+        return jax.lax.fori_loop(0, positions, body, grid)
+
+    jitted = jax.jit(run)
+
+    def call(grid, slices, temperature, seed):
+        trainable = [variable.value for variable in prior.trainable_variables]
+        non_trainable = [variable.value for variable in prior.non_trainable_variables]
+        return jitted(trainable, non_trainable, grid, slices, temperature, seed)
+
+    return call
+
+
+def _compiled_sampler(prior, grid_size, top_k, window, jit_compile):
+    backend = keras.backend.backend()
+    key = (backend, grid_size, top_k, window, jit_compile)
+    try:
+        cache = _COMPILED.setdefault(prior, {})
+    except TypeError:  # not weak-referenceable: no cache
+        cache = {}
+    if key not in cache:
+        if backend == "tensorflow":
+            cache[key] = _tensorflow_sampler(prior, grid_size, top_k, window, jit_compile)
+        elif backend == "jax":
+            cache[key] = _jax_sampler(prior, grid_size, top_k, window)
+        else:
+            raise NotImplementedError(f"sample_codes supports the tensorflow and jax backends, "
+                                      f"not {backend!r}")
+    return cache[key]
+
+
+def _xla_works():
+    """Whether XLA compilation is usable here (TensorFlow backend)."""
+    global _XLA_WORKS
+    if _XLA_WORKS is None:
+        import tensorflow as tf
+
+        try:
+            probe = tf.function(lambda x: tf.reduce_sum(x * 2.0), jit_compile=True)
+            _XLA_WORKS = float(probe(tf.ones((2,)))) == 4.0
+        except Exception:  # noqa: BLE001 - any failure means "no XLA"
+            _XLA_WORKS = False
+    return _XLA_WORKS
+
+
+_XLA_WORKS = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------
+
+def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature=1.0, top_k=0,
+                 seed=0, batch_size=None, crop=True, jit_compile=None):
+    """Samples code grids from the prior, the whole raster loop in one compiled function.
+
+    Args:
+        prior: a `modules.GatedPixelCNN` (or a model with the same call convention: inputs
+            {"code_indices": [N, g, g], "slice_index": [N]} -> logits [N, g, g, K]).
+        num_samples: N, the number of grids.
+        grid_size: g, the side of the grids (must match `prior.grid_size` when it has one).
+        slice_index: None (unconditional), one int for all samples, or an int array [N]; each
+            index lies in [0, num_slice_positions), or equals num_slice_positions (unconditional).
+        temperature: logits are divided by this (> 0; below 1 sharpens).
+        top_k: sample among the k most likely codes only (0: all K codes).
+        seed: integer seed; the same seed and batch_size give the same grids.
+        batch_size: grids per compiled call (None: all N at once). The last batch is padded to
+            the same size so nothing is recompiled.
+        crop: run the prior on the causal window around each position (GatedPixelCNN only;
+            identical results, less work) instead of the whole grid.
+        jit_compile: TensorFlow only: compile with XLA (None: when XLA works here).
+
+    Returns:
+        int32 numpy array [N, g, g] of code indices in [0, K).
+    """
+    num_samples, grid_size, slices, temperature, top_k, seed = _check_arguments(
+        prior, num_samples, grid_size, slice_index, temperature, top_k, seed)
+    batch_size = num_samples if batch_size is None else _check_positive_int("batch_size",
+                                                                            batch_size)
+    batch_size = min(batch_size, num_samples)
+    backend = keras.backend.backend()
+    if backend == "tensorflow" and jit_compile is None:
+        jit_compile = _xla_works()
+    jit_compile = bool(jit_compile) if backend == "tensorflow" else None
+    sampler = _compiled_sampler(prior, grid_size, top_k, _window(prior, grid_size, crop),
+                                jit_compile)
+
+    grids = []
+    for batch_number, start in enumerate(range(0, num_samples, batch_size)):
+        batch_slices = slices[start:start + batch_size]
+        count = len(batch_slices)
+        if count < batch_size:  # pad the last batch with unconditional rows
+            padding = np.full((batch_size - count,), _num_slice_positions(prior), np.int32)
+            batch_slices = np.concatenate([batch_slices, padding])
+        grid = np.zeros((batch_size, grid_size, grid_size), np.int32)
+        # Step p of batch b draws with the stateless seed (seed, b * g * g + p).
+        batch_seed = np.array([seed, batch_number * grid_size * grid_size], np.int64)
+        if backend == "jax":
+            batch_seed = batch_seed.astype(np.uint32)
+        result = sampler(ops.convert_to_tensor(grid), ops.convert_to_tensor(batch_slices),
+                         ops.convert_to_tensor(temperature, "float32"),
+                         ops.convert_to_tensor(batch_seed))
+        grids.append(np.asarray(ops.convert_to_numpy(result), np.int32)[:count])
+    return np.concatenate(grids)
+
+
+def sample_codes_naive(prior, num_samples, grid_size, slice_index=None, temperature=1.0,
+                       seed=0):
+    """The keras-io style sampler: a Python loop calling `prior.predict` for every position.
+
+    The benchmark's baseline: g*g `predict` calls on the whole grid, sampling in numpy.
+
+    Args:
+        prior, num_samples, grid_size, slice_index, temperature: as for `sample_codes`.
+        seed: seed of the numpy generator.
+
+    Returns:
+        int32 numpy array [N, g, g] of code indices.
+    """
+    num_samples, grid_size, slices, temperature, _, seed = _check_arguments(
+        prior, num_samples, grid_size, slice_index, temperature, 0, seed)
+    rng = np.random.default_rng(seed)
+    grid = np.zeros((num_samples, grid_size, grid_size), np.int32)
+    for row in range(grid_size):
+        for column in range(grid_size):
+            logits = prior.predict({"code_indices": grid, "slice_index": slices},
+                                   batch_size=num_samples, verbose=0)[:, row, column, :]
+            logits = logits.astype(np.float64) / temperature
+            probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            probabilities /= probabilities.sum(axis=-1, keepdims=True)
+            draws = rng.random((num_samples, 1))
+            codes = (np.cumsum(probabilities, axis=-1) < draws).sum(axis=-1)
+            grid[:, row, column] = np.minimum(codes, probabilities.shape[-1] - 1)
+    return grid

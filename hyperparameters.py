@@ -32,9 +32,10 @@ DEFAULTS = {
     "ema_decay": 0.99,
     "dead_code_threshold": 1.0,  # EMA of assignments per batch under which a code restarts
     "ssim_weight": 0.5,  # reconstruction loss = MSE + ssim_weight * (1 - SSIM)
+    "ssim_warmup_steps": 500,  # the SSIM weight ramps up from 0 over these training steps
     # --- VQ-VAE training --------------------------------------------------------------------
-    "batch_size": 32,
-    "learning_rate": 2e-3,
+    "batch_size": 16,
+    "learning_rate": 1e-3,
     "epochs": 12,
     "steps_per_epoch": 0,  # 0: one pass over the training split
     # --- PixelCNN prior ---------------------------------------------------------------------

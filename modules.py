@@ -349,6 +349,9 @@ class VQVAETrainer(keras.Model):
         num_downsamples: stride-2 levels; the code grid is image_size / 2**num_downsamples.
         channels, num_residual_blocks: encoder/decoder width and depth.
         ssim_weight: weight of (1 - SSIM) in the reconstruction loss.
+        ssim_warmup_steps: the SSIM weight ramps up linearly over this many training steps.
+            From a random start, SSIM alone pulls the dark background (most of a slice) to
+            zero faster than MSE can teach structure, and training stalls; MSE first avoids it.
 
     Call returns the reconstructions [B, S, S, 1]; `encode` returns code indices [B, g, g] and
     `decode_codes` renders code indices back into images.
@@ -356,7 +359,7 @@ class VQVAETrainer(keras.Model):
 
     def __init__(self, image_size=128, num_codes=512, code_dim=64, num_downsamples=3, channels=64,
                  num_residual_blocks=2, commitment_cost=0.25, use_ema=True, ema_decay=0.99,
-                 dead_code_threshold=1e-2, ssim_weight=0.5, **kwargs):
+                 dead_code_threshold=1.0, ssim_weight=0.5, ssim_warmup_steps=500, **kwargs):
         super().__init__(**kwargs)
         if image_size % (2 ** num_downsamples):
             raise ValueError(f"image_size {image_size} is not divisible by 2**num_downsamples "
@@ -373,6 +376,7 @@ class VQVAETrainer(keras.Model):
         self.ema_decay = float(ema_decay)
         self.dead_code_threshold = float(dead_code_threshold)
         self.ssim_weight = float(ssim_weight)
+        self.ssim_warmup_steps = int(ssim_warmup_steps)
         self.grid_size = self.image_size // 2 ** self.num_downsamples
 
         self.encoder = build_encoder(self.image_size, self.code_dim, self.num_downsamples,
@@ -397,8 +401,11 @@ class VQVAETrainer(keras.Model):
     def call(self, images, training=False):
         return self.forward(images, training=training)["reconstructions"]
 
-    def forward(self, images, training=False):
-        """Runs the whole model; returns reconstructions, code indices and the loss terms."""
+    def forward(self, images, training=False, ssim_weight=None):
+        """Runs the whole model; returns reconstructions, code indices and the loss terms.
+
+        `ssim_weight` overrides the model's weight of (1 - SSIM) (used for the warm-up)."""
+        ssim_weight = self.ssim_weight if ssim_weight is None else ssim_weight
         latents = self.encoder(images, training=training)
         quantized = self.quantizer(latents, training=training)
         reconstructions = ops.cast(self.decoder(quantized["quantized"], training=training),
@@ -406,7 +413,7 @@ class VQVAETrainer(keras.Model):
         images = ops.cast(images, "float32")
         mse = ops.mean((images - reconstructions) ** 2)
         ssim = ops.mean(ssim_per_image(images, reconstructions))
-        reconstruction_loss = mse + self.ssim_weight * (1.0 - ssim)
+        reconstruction_loss = mse + ssim_weight * (1.0 - ssim)
         return {
             "reconstructions": reconstructions,
             "code_indices": quantized["code_indices"],
@@ -441,8 +448,10 @@ class VQVAETrainer(keras.Model):
             raise NotImplementedError("use VQVAETrainer.jax_train_step on the JAX backend")
         import tensorflow as tf
 
+        warmup = ops.minimum(ops.cast(self.optimizer.iterations, "float32")
+                             / max(self.ssim_warmup_steps, 1), 1.0)
         with tf.GradientTape() as tape:
-            results = self.forward(images, training=True)
+            results = self.forward(images, training=True, ssim_weight=self.ssim_weight * warmup)
             # Gradients are summed over replicas, so each replica contributes its share.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled_loss = self.optimizer.scale_loss(results["loss"] / replicas)
@@ -462,7 +471,7 @@ class VQVAETrainer(keras.Model):
             "channels": self.channels, "num_residual_blocks": self.num_residual_blocks,
             "commitment_cost": self.commitment_cost, "use_ema": self.use_ema,
             "ema_decay": self.ema_decay, "dead_code_threshold": self.dead_code_threshold,
-            "ssim_weight": self.ssim_weight,
+            "ssim_weight": self.ssim_weight, "ssim_warmup_steps": self.ssim_warmup_steps,
         })
         return config
 
@@ -475,7 +484,7 @@ def vqvae_from_hyperparameters(values):
         channels=values["channels"], num_residual_blocks=values["num_residual_blocks"],
         commitment_cost=values["commitment_cost"], use_ema=values["use_ema"],
         ema_decay=values["ema_decay"], dead_code_threshold=values["dead_code_threshold"],
-        ssim_weight=values["ssim_weight"])
+        ssim_weight=values["ssim_weight"], ssim_warmup_steps=values["ssim_warmup_steps"])
     model.build()
     return model
 

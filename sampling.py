@@ -281,6 +281,7 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
         grid = np.zeros((batch_size, grid_size, grid_size), np.int32)
         # Step p of batch b draws with the stateless seed (seed, b * g * g + p).
         batch_seed = np.array([seed, batch_number * grid_size * grid_size], np.int64)
+        batch_seed = (batch_seed & 0x7FFFFFFF).astype(np.int32)  # int32: what XLA accepts
         if backend == "jax":
             batch_seed = batch_seed.astype(np.uint32)
         result = sampler(ops.convert_to_tensor(grid), ops.convert_to_tensor(batch_slices),

@@ -124,7 +124,7 @@ def smooth_images(count, size, seed=0):
 
 def tiny_vqvae(**kwargs):
     settings = dict(image_size=32, num_codes=16, code_dim=8, num_downsamples=2, channels=16,
-                    num_residual_blocks=1)
+                    num_residual_blocks=1, ssim_warmup_steps=10)
     settings.update(kwargs)
     model = modules.VQVAETrainer(**settings)
     model.build()

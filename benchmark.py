@@ -2,8 +2,13 @@
 
     python benchmark.py sampling                      # compiled sampler vs the keras-io loop
     python benchmark.py sampling --grid-size 16 --samples 8 --repeats 3
+    python benchmark.py quality --data-dir /tmp/oasis_png --minutes 5
+    python benchmark.py quality --data-dir /tmp/oasis_png --minutes 5 --baseline kerasio
+    python benchmark.py throughput --image-size 128
 
-Models are untrained (random weights): the timings do not depend on what the weights are.
+`sampling` and `throughput` time untrained models (the timings do not depend on the weights).
+`quality` trains for a fixed wall-clock budget and reports test-split quality, so two
+configurations can be compared on the same budget and the same bit rate.
 Figures are printed; nothing is asserted.
 """
 import argparse
@@ -103,6 +108,133 @@ def benchmark_sampling(args):
     return rates
 
 
+class _TimeBudget:
+    """A callback factory: stops `fit` once `seconds` of training have passed."""
+
+    @staticmethod
+    def make(seconds):
+        import keras
+
+        class TimeBudget(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.start, self.images = time.perf_counter(), 0
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.images += self.batch_size
+                if time.perf_counter() - self.start > seconds:
+                    self.model.stop_training = True
+
+        return TimeBudget()
+
+
+KERASIO = {"architecture": "kerasio", "num_codes": 64, "code_dim": 16, "use_ema": False,
+           "ssim_weight": 0.0, "batch_size": 128, "learning_rate": 1e-3, "kmeans_iterations": 0}
+
+
+def quality_model(values, baseline):
+    """Our VQ-VAE from `values`, or the keras-io design (plain VQ loss, MSE only)."""
+    import keras
+
+    import modules
+
+    if baseline == "kerasio":
+        model = modules.VQVAETrainer(
+            image_size=values["image_size"], num_codes=KERASIO["num_codes"],
+            code_dim=KERASIO["code_dim"], use_ema=False, ssim_weight=0.0,
+            architecture="kerasio", commitment_cost=0.25)
+        model.quantizer.kmeans_iterations = 0
+        model.build()
+        learning_rate = KERASIO["learning_rate"]
+    else:
+        model = modules.vqvae_from_hyperparameters(values)
+        learning_rate = values["learning_rate"]
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    return model
+
+
+def benchmark_quality(args):
+    """Trains a VQ-VAE for a fixed wall-clock budget, then measures the test split."""
+    import math
+
+    import keras
+    import numpy as np
+
+    import dataset
+    import hyperparameters
+    import metrics
+    import similarity
+
+    values = hyperparameters.resolve(args)
+    batch_size = KERASIO["batch_size"] if args.baseline == "kerasio" else values["batch_size"]
+    keras.utils.set_random_seed(values["seed"])
+    splits, description = dataset.load_splits(
+        values["data_dir"], values["image_size"], slices_per_volume=values["slices_per_volume"],
+        num_slice_positions=values["num_slice_positions"], demo_copies=values["demo_copies"],
+        seed=values["seed"])
+    print(f"machine: {machine_description()}")
+    print(description)
+    model = quality_model(values, args.baseline)
+    name = "keras-io vq_vae.py design" if args.baseline == "kerasio" else "ours"
+    print(f"model: {name}, grid {model.grid_size}x{model.grid_size}, K={model.num_codes}, "
+          f"D={model.code_dim}, {model.count_params():,} parameters, batch {batch_size}, "
+          f"budget {args.minutes:g} min")
+    budget = _TimeBudget.make(args.minutes * 60.0)
+    budget.batch_size = batch_size
+    train_data = dataset.make_tf_dataset(splits["train"], batch_size, shuffle=True,
+                                         seed=values["seed"], repeat=True)
+    steps = max(len(splits["train"]) // batch_size, 1)
+    model.fit(train_data, epochs=100000, steps_per_epoch=steps, callbacks=[budget], verbose=0)
+    seconds = time.perf_counter() - budget.start
+    test = splits["test"]
+    reconstructions = np.clip(model.predict(test.images, batch_size=64, verbose=0), 0, 1)
+    per_image = metrics.per_image_metrics(test.images, reconstructions)
+    codes = similarity.encode_all(model, test.images)
+    used = len(np.unique(codes))
+    bits = model.grid_size ** 2 * math.log2(model.num_codes)
+    psnr = per_image["psnr"][np.isfinite(per_image["psnr"])]
+    print(f"trained {budget.images:,} images in {seconds:.0f} s")
+    print(f"test slices: {len(test)}")
+    print(f"mean SSIM: {per_image['ssim'].mean():.4f} ± {per_image['ssim'].std():.4f}")
+    print(f"mean PSNR: {psnr.mean():.2f} dB")
+    print(f"codebook usage (test split): {used}/{model.num_codes} codes "
+          f"({used / model.num_codes:.1%})")
+    print(f"code bits per image: {bits:,.0f} ({model.grid_size}x{model.grid_size} x "
+          f"log2 {model.num_codes})")
+    print(f"training images/s: {budget.images / seconds:.1f}")
+    return per_image
+
+
+def benchmark_throughput(args):
+    """Training and reconstruction images/s of our VQ-VAE and a keras-io-sized one."""
+    import keras
+    import numpy as np
+
+    import hyperparameters
+
+    values = hyperparameters.resolve(args)
+    size, batch = values["image_size"], values["batch_size"]
+    images = np.random.RandomState(0).rand(args.images, size, size, 1).astype("float32")
+    print(f"machine: {machine_description()}")
+    print(f"{args.images} random {size}x{size} images, batch {batch}, best of {args.repeats}")
+    rates = {}
+    for baseline in (None, "kerasio"):
+        keras.utils.set_random_seed(0)
+        model = quality_model(values, baseline)
+        model.fit(images[:batch * 2], batch_size=batch, epochs=1, verbose=0)  # compile
+        model.predict(images[:batch], batch_size=batch, verbose=0)
+        train_seconds, _ = _timed(lambda: model.fit(images, batch_size=batch, epochs=1,
+                                                    verbose=0), args.repeats)
+        predict_seconds, _ = _timed(lambda: model.predict(images, batch_size=batch, verbose=0),
+                                    args.repeats)
+        name = "keras-io design" if baseline else "ours"
+        rates[name] = (args.images / train_seconds, args.images / predict_seconds)
+        print(f"{name:>16}: {model.count_params():>10,} parameters, "
+              f"train {rates[name][0]:8.1f} images/s, reconstruct {rates[name][1]:8.1f} images/s")
+    print(f"ratio ours / keras-io: train {rates['ours'][0] / rates['keras-io design'][0]:.2f}x, "
+          f"reconstruct {rates['ours'][1] / rates['keras-io design'][1]:.2f}x")
+    return rates
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +257,23 @@ def main(argv=None):
     sampling_parser.add_argument("--skip-naive", action="store_true",
                                  help="do not time the naive loop (slow on big grids)")
     sampling_parser.set_defaults(run=benchmark_sampling)
+
+    import hyperparameters
+
+    quality_parser = commands.add_parser(
+        "quality", help="train for a wall-clock budget, print test SSIM/PSNR/usage/bits")
+    quality_parser.add_argument("--minutes", type=float, default=5.0)
+    quality_parser.add_argument("--baseline", choices=("kerasio",), default=None,
+                                help="run the keras-io vq_vae.py design instead of ours")
+    hyperparameters.add_arguments(quality_parser)
+    quality_parser.set_defaults(run=benchmark_quality)
+
+    throughput_parser = commands.add_parser(
+        "throughput", help="training and reconstruction images/s, ours vs keras-io sized")
+    throughput_parser.add_argument("--images", type=int, default=256)
+    throughput_parser.add_argument("--repeats", type=int, default=2)
+    hyperparameters.add_arguments(throughput_parser)
+    throughput_parser.set_defaults(run=benchmark_throughput)
 
     args = parser.parse_args(argv)
     return args.run(args)

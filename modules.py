@@ -107,7 +107,7 @@ class VectorQuantizer(layers.Layer):
 
     def nearest_codes(self, flat_inputs, codebook=None):
         """Index of the nearest code for each row of `flat_inputs` [N, D]."""
-        codebook = self.codebook if codebook is None else codebook
+        codebook = self.codebook.value if codebook is None else codebook
         return ops.cast(ops.argmin(self._distances(flat_inputs, codebook), axis=1), "int32")
 
     def _random_rows(self, flat_inputs, count):
@@ -116,9 +116,9 @@ class VectorQuantizer(layers.Layer):
         picks = keras.random.randint((count,), 0, rows, seed=self.seed_generator)
         return ops.take(flat_inputs, picks, axis=0)
 
-    def _kmeans_init(self, flat_inputs):
-        """k-means-style codebook from one batch: random inputs, then Lloyd iterations."""
-        codebook = self._random_rows(flat_inputs, self.num_codes)
+    def _kmeans_init(self, flat_inputs, codebook):
+        """k-means-style codebook from one batch: `codebook` (random inputs), then Lloyd
+        iterations."""
         for _ in range(self.kmeans_iterations):
             one_hot = ops.one_hot(self.nearest_codes(flat_inputs, codebook), self.num_codes)
             counts = ops.sum(one_hot, axis=0)
@@ -129,16 +129,18 @@ class VectorQuantizer(layers.Layer):
 
     def _initialize_from(self, flat_inputs):
         """Runs the k-means init once, on the first training batch."""
-        first_time = self.initialized < 0.5
-        codebook = ops.cond(first_time, lambda: self._kmeans_init(flat_inputs),
-                            lambda: ops.convert_to_tensor(self.codebook))
+        first_time = self.initialized.value < 0.5
+        # Drawn outside the cond: random state must not be updated inside a traced branch.
+        seeds = self._random_rows(flat_inputs, self.num_codes)
+        codebook = ops.cond(first_time, lambda: self._kmeans_init(flat_inputs, seeds),
+                            lambda: ops.convert_to_tensor(self.codebook.value))
         self.codebook.assign(codebook)
         if self.use_ema:
             # Start the moving averages as if each code had been seen once.
             self.ema_cluster_size.assign(
-                ops.where(first_time, ops.ones_like(self.ema_cluster_size), self.ema_cluster_size))
-            self.ema_code_sum.assign(ops.where(first_time, codebook, self.ema_code_sum))
-        self.initialized.assign(ops.ones_like(self.initialized))
+                ops.where(first_time, ops.ones((self.num_codes,), "float32"), self.ema_cluster_size.value))
+            self.ema_code_sum.assign(ops.where(first_time, codebook, self.ema_code_sum.value))
+        self.initialized.assign(1.0)
 
     def _ema_update(self, flat_inputs, one_hot, counts):
         """Moves each code towards the mean of the inputs assigned to it.
@@ -147,8 +149,8 @@ class VectorQuantizer(layers.Layer):
         """
         sums = _sum_over_replicas(ops.matmul(ops.transpose(one_hot), flat_inputs))
         decay = self.ema_decay
-        cluster_size = self.ema_cluster_size * decay + counts * (1.0 - decay)
-        code_sum = self.ema_code_sum * decay + sums * (1.0 - decay)
+        cluster_size = self.ema_cluster_size.value * decay + counts * (1.0 - decay)
+        code_sum = self.ema_code_sum.value * decay + sums * (1.0 - decay)
         # Laplace smoothing keeps codes with (almost) no members from dividing by zero.
         total = ops.sum(cluster_size)
         smoothed = (cluster_size + self.epsilon) / (total + self.num_codes * self.epsilon) * total
@@ -158,12 +160,12 @@ class VectorQuantizer(layers.Layer):
 
     def _restart_dead_codes(self, flat_inputs):
         """Replaces codes whose EMA cluster size is under the threshold by random inputs."""
-        dead = self.ema_cluster_size < self.dead_code_threshold
+        dead = self.ema_cluster_size.value < self.dead_code_threshold
         replacements = self._random_rows(flat_inputs, self.num_codes)
-        self.codebook.assign(ops.where(dead[:, None], replacements, self.codebook))
-        self.ema_code_sum.assign(ops.where(dead[:, None], replacements, self.ema_code_sum))
+        self.codebook.assign(ops.where(dead[:, None], replacements, self.codebook.value))
+        self.ema_code_sum.assign(ops.where(dead[:, None], replacements, self.ema_code_sum.value))
         self.ema_cluster_size.assign(
-            ops.where(dead, ops.ones_like(self.ema_cluster_size), self.ema_cluster_size))
+            ops.where(dead, ops.ones((self.num_codes,), "float32"), self.ema_cluster_size.value))
 
     # -- forward -------------------------------------------------------------------------------
 
@@ -175,7 +177,7 @@ class VectorQuantizer(layers.Layer):
         code_indices = self.nearest_codes(flat_inputs)
         one_hot = ops.one_hot(code_indices, self.num_codes)
         counts = _sum_over_replicas(ops.sum(one_hot, axis=0))
-        quantized_flat = ops.take(self.codebook, code_indices, axis=0)
+        quantized_flat = ops.take(self.codebook.value, code_indices, axis=0)
         quantized = ops.reshape(quantized_flat, ops.shape(inputs))
 
         commitment_loss = ops.mean((ops.stop_gradient(quantized) - inputs) ** 2)
@@ -203,7 +205,7 @@ class VectorQuantizer(layers.Layer):
 
     def lookup(self, code_indices):
         """Code vectors [..., D] for integer code indices [...]."""
-        return ops.take(self.codebook, ops.cast(code_indices, "int32"), axis=0)
+        return ops.take(self.codebook.value, ops.cast(code_indices, "int32"), axis=0)
 
     def get_config(self):
         config = super().get_config()
@@ -288,6 +290,24 @@ def build_decoder(grid_size, code_dim, num_downsamples=3, channels=64, num_resid
     return keras.Model(inputs, image, name="decoder")
 
 
+def build_kerasio_encoder(image_size, code_dim):
+    """The keras-io `vq_vae.py` encoder (a baseline): two stride-2 3x3 convs of 32 and 64 filters."""
+    inputs = keras.Input((image_size, image_size, 1), name="image")
+    hidden = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(inputs)
+    hidden = layers.Conv2D(64, 3, strides=2, padding="same", activation="relu")(hidden)
+    latents = layers.Conv2D(code_dim, 1, padding="same", name="to_codes")(hidden)
+    return keras.Model(inputs, latents, name="encoder")
+
+
+def build_kerasio_decoder(grid_size, code_dim):
+    """The keras-io `vq_vae.py` decoder (a baseline): two stride-2 transposed convs."""
+    inputs = keras.Input((grid_size, grid_size, code_dim), name="quantized")
+    hidden = layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu")(inputs)
+    hidden = layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu")(hidden)
+    image = layers.Conv2DTranspose(1, 3, padding="same", name="to_image", dtype="float32")(hidden)
+    return keras.Model(inputs, image, name="decoder")
+
+
 # ---------------------------------------------------------------------------------------------
 # SSIM for the loss (keras.ops, differentiable)
 # ---------------------------------------------------------------------------------------------
@@ -349,6 +369,8 @@ class VQVAETrainer(keras.Model):
         num_downsamples: stride-2 levels; the code grid is image_size / 2**num_downsamples.
         channels, num_residual_blocks: encoder/decoder width and depth.
         ssim_weight: weight of (1 - SSIM) in the reconstruction loss.
+        architecture: "residual" (ours) or "kerasio" (the keras-io `vq_vae.py` encoder and
+            decoder, 4x down, ignoring channels and residual blocks; kept as a baseline).
         ssim_warmup_steps: the SSIM weight ramps up linearly over this many training steps.
             From a random start, SSIM alone pulls the dark background (most of a slice) to
             zero faster than MSE can teach structure, and training stalls; MSE first avoids it.
@@ -359,7 +381,8 @@ class VQVAETrainer(keras.Model):
 
     def __init__(self, image_size=128, num_codes=512, code_dim=64, num_downsamples=3, channels=64,
                  num_residual_blocks=2, commitment_cost=0.25, use_ema=True, ema_decay=0.99,
-                 dead_code_threshold=1.0, ssim_weight=0.5, ssim_warmup_steps=500, **kwargs):
+                 dead_code_threshold=1.0, ssim_weight=0.5, ssim_warmup_steps=500,
+                 architecture="residual", **kwargs):
         super().__init__(**kwargs)
         if image_size % (2 ** num_downsamples):
             raise ValueError(f"image_size {image_size} is not divisible by 2**num_downsamples "
@@ -377,16 +400,25 @@ class VQVAETrainer(keras.Model):
         self.dead_code_threshold = float(dead_code_threshold)
         self.ssim_weight = float(ssim_weight)
         self.ssim_warmup_steps = int(ssim_warmup_steps)
+        self.architecture = architecture
+        if architecture == "kerasio":
+            self.num_downsamples = 2
+        elif architecture != "residual":
+            raise ValueError(f"unknown architecture {architecture!r}: use residual or kerasio")
         self.grid_size = self.image_size // 2 ** self.num_downsamples
 
-        self.encoder = build_encoder(self.image_size, self.code_dim, self.num_downsamples,
-                                     self.channels, self.num_residual_blocks)
+        if architecture == "kerasio":
+            self.encoder = build_kerasio_encoder(self.image_size, self.code_dim)
+            self.decoder = build_kerasio_decoder(self.grid_size, self.code_dim)
+        else:
+            self.encoder = build_encoder(self.image_size, self.code_dim, self.num_downsamples,
+                                         self.channels, self.num_residual_blocks)
+            self.decoder = build_decoder(self.grid_size, self.code_dim, self.num_downsamples,
+                                         self.channels, self.num_residual_blocks)
         self.quantizer = VectorQuantizer(
             self.num_codes, self.code_dim, commitment_cost=self.commitment_cost,
             use_ema=self.use_ema, ema_decay=self.ema_decay,
             dead_code_threshold=self.dead_code_threshold, name="vector_quantizer")
-        self.decoder = build_decoder(self.grid_size, self.code_dim, self.num_downsamples,
-                                     self.channels, self.num_residual_blocks)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in VQVAE_METRICS}
 
     def build(self, input_shape=None):
@@ -442,16 +474,23 @@ class VQVAETrainer(keras.Model):
             tracker.update_state(results[name])
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
-    def train_step(self, data):
-        images = data[0] if isinstance(data, (tuple, list)) else data
+    def _ssim_warmup(self):
+        """Fraction of the SSIM weight in use: ramps from 0 to 1 over the warm-up steps."""
+        return ops.minimum(ops.cast(self.optimizer.iterations, "float32")
+                           / max(self.ssim_warmup_steps, 1), 1.0)
+
+    def train_step(self, *args):
+        # JAX calls train_step(state, data) and wants the new state back; TensorFlow calls
+        # train_step(data) and updates variables in place.
         if keras.backend.backend() == "jax":
-            raise NotImplementedError("use VQVAETrainer.jax_train_step on the JAX backend")
+            return self._jax_train_step(*args)
+        (data,) = args
+        images = data[0] if isinstance(data, (tuple, list)) else data
         import tensorflow as tf
 
-        warmup = ops.minimum(ops.cast(self.optimizer.iterations, "float32")
-                             / max(self.ssim_warmup_steps, 1), 1.0)
         with tf.GradientTape() as tape:
-            results = self.forward(images, training=True, ssim_weight=self.ssim_weight * warmup)
+            results = self.forward(images, training=True,
+                                   ssim_weight=self.ssim_weight * self._ssim_warmup())
             # Gradients are summed over replicas, so each replica contributes its share.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled_loss = self.optimizer.scale_loss(results["loss"] / replicas)
@@ -459,9 +498,59 @@ class VQVAETrainer(keras.Model):
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         return self._report(results)
 
-    def test_step(self, data):
+    def test_step(self, *args):
+        if keras.backend.backend() == "jax":
+            return self._jax_test_step(*args)
+        (data,) = args
         images = data[0] if isinstance(data, (tuple, list)) else data
         return self._report(self.forward(images, training=False))
+
+    # -- JAX: the same steps, written statelessly ----------------------------------------------
+
+    def _stateless_forward(self, trainable, non_trainable, optimizer_variables, images, training):
+        """`forward` with the given variable values; returns (loss, (results, non_trainable))."""
+        mapping = (list(zip(self.trainable_variables, trainable))
+                   + list(zip(self.non_trainable_variables, non_trainable))
+                   + list(zip(self.optimizer.variables, optimizer_variables)))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            weight = self.ssim_weight * (self._ssim_warmup() if training else 1.0)
+            results = self.forward(images, training=training, ssim_weight=weight)
+        updated = []
+        for variable, value in zip(self.non_trainable_variables, non_trainable):
+            new_value = scope.get_current_value(variable)
+            updated.append(value if new_value is None else new_value)
+        return results["loss"], (results, updated)
+
+    def _stateless_report(self, metrics_variables, results):
+        logs, updated = {}, []
+        for tracker in self.metrics:
+            count = len(tracker.variables)
+            values = metrics_variables[len(updated):len(updated) + count]
+            values = tracker.stateless_update_state(values, results[tracker.name])
+            logs[tracker.name] = tracker.stateless_result(values)
+            updated.extend(values)
+        return logs, updated
+
+    def _jax_train_step(self, state, data):
+        import jax
+
+        trainable, non_trainable, optimizer_variables, metrics_variables = state
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        gradient_fn = jax.value_and_grad(self._stateless_forward, has_aux=True)
+        (_, (results, non_trainable)), gradients = gradient_fn(
+            trainable, non_trainable, optimizer_variables, images, True)
+        trainable, optimizer_variables = self.optimizer.stateless_apply(
+            optimizer_variables, gradients, trainable)
+        logs, metrics_variables = self._stateless_report(metrics_variables, results)
+        return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
+
+    def _jax_test_step(self, state, data):
+        trainable, non_trainable, metrics_variables = state
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        _, (results, non_trainable) = self._stateless_forward(
+            trainable, non_trainable, self.optimizer.variables, images, False)
+        logs, metrics_variables = self._stateless_report(metrics_variables, results)
+        return logs, (trainable, non_trainable, metrics_variables)
 
     def get_config(self):
         config = super().get_config()
@@ -472,6 +561,7 @@ class VQVAETrainer(keras.Model):
             "commitment_cost": self.commitment_cost, "use_ema": self.use_ema,
             "ema_decay": self.ema_decay, "dead_code_threshold": self.dead_code_threshold,
             "ssim_weight": self.ssim_weight, "ssim_warmup_steps": self.ssim_warmup_steps,
+            "architecture": self.architecture,
         })
         return config
 

@@ -1,0 +1,153 @@
+"""More than one device, mixed precision, and the JAX backend.
+
+Each check runs in a fresh Python process: the logical CPU devices, the dtype policy and the Keras
+backend must all be fixed before TensorFlow or Keras start.
+"""
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_python(code, backend="tensorflow", timeout=300):
+    """Runs `code` in a new interpreter at the repo root; returns the JSON it prints last."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}
+    finished = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+MIRRORED = """
+    import json, numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras, modules
+    from test_vqvae import smooth_images
+
+    images = smooth_images(64, 32)
+
+    def train(strategy):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model = modules.VQVAETrainer(image_size=32, num_codes=16, code_dim=8,
+                                         num_downsamples=2, channels=16, num_residual_blocks=1,
+                                         ssim_weight=0.0, dead_code_threshold=0.0)
+            model.build()
+            model.compile(optimizer=keras.optimizers.Adam(3e-3))
+        data = tf.data.Dataset.from_tensor_slices(images).batch(16, drop_remainder=True)
+        history = model.fit(data, epochs=3, verbose=0).history
+        return model, history
+
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    two, two_history = train(mirrored)
+    one, one_history = train(tf.distribute.get_strategy())
+    print(json.dumps({
+        "replicas": mirrored.num_replicas_in_sync,
+        "loss_one": one_history["loss"], "loss_two": two_history["loss"],
+        "usage_two": two_history["codebook_usage"],
+        "reconstruction_gap": float(np.abs(one.predict(images, verbose=0)
+                                           - two.predict(images, verbose=0)).mean()),
+        "ema_sizes_sum": float(np.sum(keras.ops.convert_to_numpy(
+            two.quantizer.ema_cluster_size))),
+    }))
+"""
+
+
+def test_mirrored_training_on_two_cpu_devices_matches_one_device():
+    result = run_python(MIRRORED)
+    assert result["replicas"] == 2
+    # Same data, same start (MSE only, no random code restarts): the per-epoch losses agree.
+    for one, two in zip(result["loss_one"], result["loss_two"]):
+        assert abs(one - two) <= 0.05 * one + 1e-3, (result["loss_one"], result["loss_two"])
+    assert result["reconstruction_gap"] < 0.01  # mean absolute pixel difference
+    assert all(0 < usage <= 1 for usage in result["usage_two"])
+    # EMA cluster sizes count the whole global batch (16 * 8 * 8 vectors a step), not one
+    # replica's half: after 12 steps from 1 per code, sum = 16 d^12 + 1024 (1 - d^12), d = 0.99.
+    decayed = 0.99 ** 12
+    assert result["ema_sizes_sum"] == pytest.approx(16 * decayed + 1024 * (1 - decayed), rel=1e-3)
+
+
+MIXED = """
+    import json, numpy as np, keras, modules
+    from test_vqvae import smooth_images, tiny_vqvae
+
+    images = smooth_images(32, 32)
+    keras.utils.set_random_seed(0)
+    full = tiny_vqvae()
+    full.fit(images, epochs=6, batch_size=16, verbose=0)
+    full.save("/tmp/vqvae_float32_for_mixed_test.keras")
+    codes32 = keras.ops.convert_to_numpy(full.encode(images))
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    mixed = keras.saving.load_model("/tmp/vqvae_float32_for_mixed_test.keras")
+    codes16 = keras.ops.convert_to_numpy(mixed.encode(images))
+    mixed.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = mixed.fit(images, epochs=2, batch_size=16, verbose=0).history
+    print(json.dumps({
+        "encoder_dtype": mixed.encoder.get_layer("down_0").compute_dtype,
+        "quantizer_dtype": mixed.quantizer.compute_dtype,
+        "codebook_dtype": str(mixed.quantizer.codebook.dtype),
+        "agreement": float((codes16 == codes32).mean()),
+        "losses": history["loss"],
+    }))
+"""
+
+
+def test_mixed_precision_keeps_the_quantizer_in_float32_and_the_codes():
+    result = run_python(MIXED)
+    assert result["encoder_dtype"] == "bfloat16"
+    assert result["quantizer_dtype"] == "float32"
+    assert result["codebook_dtype"] == "float32"
+    assert result["agreement"] > 0.9
+    assert all(loss == loss and abs(loss) < 1e6 for loss in result["losses"])  # finite
+
+
+JAX = """
+    import json, numpy as np, keras, modules, sampling
+    from test_vqvae import smooth_images, tiny_vqvae
+
+    assert keras.backend.backend() == "jax"
+    images = smooth_images(16, 32)
+    keras.utils.set_random_seed(0)
+    model = tiny_vqvae()
+    before = keras.ops.convert_to_numpy(model.encoder.weights[0]).copy()
+    history = model.fit(images, epochs=2, batch_size=8, verbose=0).history
+    after = keras.ops.convert_to_numpy(model.encoder.weights[0])
+    codes = keras.ops.convert_to_numpy(model.encode(images))
+    prior = modules.GatedPixelCNN(num_codes=16, grid_size=8, filters=16, num_layers=2,
+                                  kernel_size=3, dropout=0.0, num_slice_positions=32)
+    prior.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    prior_history = prior.fit((codes, np.zeros(16, "int32")), codes, epochs=2, verbose=0).history
+    first = sampling.sample_codes(prior, 3, 8, seed=5, slice_index=2)
+    again = sampling.sample_codes(prior, 3, 8, seed=5, slice_index=2)
+    decoded = keras.ops.convert_to_numpy(model.decode_codes(first))
+    print(json.dumps({
+        "losses": history["loss"], "prior_losses": prior_history["loss"],
+        "weights_moved": float(np.abs(after - before).max()),
+        "initialized": float(keras.ops.convert_to_numpy(model.quantizer.initialized)),
+        "sample_shape": list(first.shape), "reproducible": bool((first == again).all()),
+        "decoded_shape": list(decoded.shape),
+    }))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_model_builds_trains_and_samples_on_the_jax_backend():
+    result = run_python(JAX, backend="jax")
+    assert all(np.isfinite(result["losses"])) and all(np.isfinite(result["prior_losses"]))
+    assert result["weights_moved"] > 0
+    assert result["initialized"] == 1.0  # the quantizer's state updates survived the JAX step
+    assert result["sample_shape"] == [3, 8, 8] and result["reproducible"]
+    assert result["decoded_shape"] == [3, 32, 32, 1]
+

@@ -566,6 +566,23 @@ class VQVAETrainer(keras.Model):
         return config
 
 
+@keras.saving.register_keras_serializable(package="vqvae")
+class BitsPerCode(keras.metrics.MeanMetricWrapper):
+    """Mean negative log-likelihood of the true codes under predicted logits, in bits per code
+    (sparse cross-entropy / ln 2): the prior's compression rate, log2 K for a uniform guess."""
+
+    def __init__(self, name="bits_per_code", dtype=None):
+        super().__init__(fn=self.bits, name=name, dtype=dtype)
+
+    @staticmethod
+    def bits(code_indices, logits):
+        nats = keras.losses.sparse_categorical_crossentropy(code_indices, logits, from_logits=True)
+        return nats / math.log(2.0)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
 def vqvae_from_hyperparameters(values):
     """A `VQVAETrainer` built from a hyperparameters dict (see hyperparameters.py)."""
     model = VQVAETrainer(

@@ -96,6 +96,42 @@ def _callbacks():
     return AtomicCheckpoint, StopOnNonFinite, Throughput
 
 
+def progress_frames_callback(images, frames_dir, gif_path):
+    """A callback that reconstructs fixed validation slices after every epoch and, when
+    training ends, assembles the frames into an animated GIF of training progress."""
+    import keras
+
+    import metrics
+
+    class ProgressFrames(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            pathlib.Path(frames_dir).mkdir(parents=True, exist_ok=True)
+
+        def on_epoch_end(self, epoch, logs=None):
+            reconstructions = np.clip(self.model.predict(images, verbose=0), 0.0, 1.0)
+            metrics.plot_image_grid(
+                np.concatenate([images, reconstructions]),
+                pathlib.Path(frames_dir) / f"epoch_{epoch + 1:04d}.png", columns=len(images),
+                title=f"epoch {epoch + 1}: validation slices (top), reconstructions (bottom)")
+
+        def on_train_end(self, logs=None):
+            frames = sorted(pathlib.Path(frames_dir).glob("epoch_*.png"))
+            if frames:
+                metrics.make_gif(frames, gif_path, duration_ms=500)
+
+    return ProgressFrames()
+
+
+def plot_training_curves(output_dir, stage, images_dir):
+    """Loss curves (linear and log scale) of a stage's CSV log, as `images/<stage>_loss.png`."""
+    import metrics
+
+    log = pathlib.Path(output_dir) / f"{stage}_log.csv"
+    if log.is_file() and len(log.read_text().splitlines()) > 1:
+        return metrics.plot_loss_curves(log, pathlib.Path(images_dir) / f"{stage}_loss.png")
+    return None
+
+
 def save_atomically(model, path):
     """`model.save(path)` through a temporary file and a rename."""
     path = pathlib.Path(path)
@@ -183,7 +219,7 @@ def _load_for_resume(path, values, output_dir):
 
     saved = hyperparameters.load(output_dir)
     hyperparameters.check_compatible(saved, values, output_dir)
-    return keras.saving.load_model(path, custom_objects={"bits_per_code": bits_per_code})
+    return keras.saving.load_model(path)
 
 
 def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_callbacks=()):
@@ -207,17 +243,14 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
                                          seed=values["seed"], drop_remainder=bool(strategy),
                                          repeat=bool(values["steps_per_epoch"]))
     validation_data = dataset.make_tf_dataset(splits["validate"], batch_size, shuffle=False)
+    validation = splits["validate"]
+    shown = np.linspace(0, len(validation) - 1, min(6, len(validation))).round().astype(int)
+    frames = progress_frames_callback(validation.images[shown], output_dir / "progress",
+                                      pathlib.Path(values["images_dir"]) / "training_progress.gif")
     _fit(model, "vqvae", train_data, validation_data, values, values["epochs"], batch_size,
-         output_dir, VQVAE_FILE, resume, extra_callbacks)
+         output_dir, VQVAE_FILE, resume, [frames, *extra_callbacks])
+    plot_training_curves(output_dir, "vqvae", values["images_dir"])
     return keras.saving.load_model(checkpoint) if checkpoint.exists() else model
-
-
-def bits_per_code(code_indices, logits):
-    """Mean negative log-likelihood of the true codes, in bits (cross-entropy / ln 2)."""
-    import keras
-
-    nats = keras.losses.sparse_categorical_crossentropy(code_indices, logits, from_logits=True)
-    return keras.ops.mean(nats) / math.log(2.0)
 
 
 def encode_splits(vqvae, splits, output_dir):
@@ -290,17 +323,16 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
             prior = modules.prior_from_hyperparameters(values, vqvae.grid_size)
             prior.compile(optimizer=keras.optimizers.Adam(values["prior_learning_rate"]),
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                          metrics=[keras.metrics.MeanMetricWrapper(bits_per_code,
-                                                                   name="bits_per_code")])
+                          metrics=[modules.BitsPerCode()])
     batch_size = values["prior_batch_size"]
     train_data = code_dataset(*codes["train"], batch_size, shuffle=True, seed=values["seed"],
                               repeat=bool(values["steps_per_epoch"]))
     validation_data = code_dataset(*codes["validate"], batch_size, shuffle=False)
     _fit(prior, "prior", train_data, validation_data, values, values["prior_epochs"], batch_size,
          output_dir, PRIOR_FILE, resume, extra_callbacks)
+    plot_training_curves(output_dir, "prior", values["images_dir"])
     if checkpoint.exists():
-        prior = keras.saving.load_model(checkpoint,
-                                        custom_objects={"bits_per_code": bits_per_code})
+        prior = keras.saving.load_model(checkpoint)
     test = prior.evaluate(code_dataset(*codes["test"], batch_size, shuffle=False), verbose=0,
                           return_dict=True)
     return prior, float(test["bits_per_code"])

@@ -59,22 +59,41 @@ def read_csv(path):
 def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
     output_dir, images_dir = tmp_path / "run", tmp_path / "images"
     train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "2",
-                "--output-dir", str(output_dir), *TINY])
+                "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"), *TINY])
     assert (output_dir / train.VQVAE_FILE).is_file()
     saved = json.loads((output_dir / hyperparameters.HYPERPARAMETERS_FILE).read_text())
     assert saved["image_size"] == 32 and saved["num_codes"] == 16
     rows = read_csv(output_dir / "vqvae_log.csv")
     assert [int(row["epoch"]) for row in rows] == [0, 1]
     for column in ("loss", "reconstruction_loss", "vq_loss", "codebook_usage", "perplexity",
-                   "val_loss", "images_per_second"):
+                   "val_loss", "val_ssim", "images_per_second"):
         assert column in rows[0], column
+    assert (images_dir / "vqvae_loss.png").stat().st_size > 1000
+    from PIL import Image as PILImage
+
+    with PILImage.open(images_dir / "training_progress.gif") as gif:
+        assert gif.n_frames == 2  # one reconstruction frame per epoch
+
+    train.main(["--stage", "prior", "--data-dir", str(data_dir), "--prior-epochs", "2",
+                "--output-dir", str(output_dir), "--images-dir", str(images_dir), *TINY])
+    assert (output_dir / train.PRIOR_FILE).is_file()
+    prior_rows = read_csv(output_dir / "prior_log.csv")
+    assert [int(row["epoch"]) for row in prior_rows] == [0, 1]
+    assert float(prior_rows[-1]["bits_per_code"]) < 4.0  # log2(16) = 4 bits is a uniform guess
+    assert "val_bits_per_code" in prior_rows[0]
+    with np.load(output_dir / train.CODES_FILE) as codes:
+        assert codes["train_codes"].shape == (12, 8, 8)  # 2 cases x 6 slices, 32 / 4 = 8
+    assert "test-split NLL" in capsys.readouterr().out
 
     import predict
     import similarity
 
-    predict.main(["--output-dir", str(output_dir), "--images-dir", str(images_dir)])
+    predict.main(["--output-dir", str(output_dir), "--images-dir", str(images_dir),
+                  "--samples", "4", "--slice", "2"])
     assert (images_dir / "reconstructions.png").stat().st_size > 1000
     assert "mean SSIM over 6 test slices" in capsys.readouterr().out
+    assert (images_dir / "samples.png").stat().st_size > 1000
+    assert len(list((images_dir / "samples").glob("sample_*.png"))) == 4
 
     similarity.main(["--output-dir", str(output_dir), "--images-dir", str(images_dir)])
     out = capsys.readouterr().out
@@ -87,10 +106,10 @@ def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
 def test_resume_with_other_hyperparameters_is_refused(data_dir, tmp_path):
     output_dir = tmp_path / "run"
     train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "1",
-                "--output-dir", str(output_dir), *TINY])
+                "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"), *TINY])
     with pytest.raises(SystemExit) as refusal:
         train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "2", "--resume",
-                    "--output-dir", str(output_dir), *TINY, "--num-codes", "32"])
+                    "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"), *TINY, "--num-codes", "32"])
     message = str(refusal.value)
     assert "num_codes: checkpoint has 16, this run asks for 32" in message
 
@@ -100,7 +119,7 @@ def test_predict_refuses_a_run_with_other_image_size(data_dir, tmp_path):
 
     output_dir = tmp_path / "run"
     train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "1",
-                "--output-dir", str(output_dir), *TINY])
+                "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"), *TINY])
     with pytest.raises(hyperparameters.IncompatibleCheckpoint, match="image_size: checkpoint has 32"):
         predict.load_run(output_dir, {"image_size": 64})
 
@@ -129,7 +148,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_sigkill_then_resume_continues_from_the_last_checkpoint(data_dir, tmp_path):
     output_dir = tmp_path / "run"
     arguments = ["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "4",
-                 "--steps-per-epoch", "30", "--output-dir", str(output_dir), *TINY]
+                 "--steps-per-epoch", "30", "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"), *TINY]
     process = subprocess.Popen([sys.executable, "train.py", *arguments], cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

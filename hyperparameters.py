@@ -18,7 +18,7 @@ DEFAULTS = {
     "image_size": 128,  # slices are resized to image_size x image_size
     "slices_per_volume": 32,  # central axial slices cut from each NIfTI volume
     "num_slice_positions": 32,  # slice-index vocabulary for the conditional prior
-    "demo_copies": 6,  # augmented copies of each demo training slice
+    "demo_copies": 20,  # augmented copies of each demo training slice
     "skip_bad": False,  # skip unreadable files (with a count) instead of stopping
     "seed": 42,
     # --- VQ-VAE -----------------------------------------------------------------------------
@@ -36,7 +36,7 @@ DEFAULTS = {
     # --- VQ-VAE training --------------------------------------------------------------------
     "batch_size": 16,
     "learning_rate": 1e-3,
-    "epochs": 12,
+    "epochs": 10,
     "steps_per_epoch": 0,  # 0: one pass over the training split
     # --- PixelCNN prior ---------------------------------------------------------------------
     "prior_filters": 96,
@@ -45,7 +45,7 @@ DEFAULTS = {
     "prior_dropout": 0.1,
     "prior_batch_size": 32,
     "prior_learning_rate": 2e-3,
-    "prior_epochs": 20,
+    "prior_epochs": 10,
     # --- sampling ---------------------------------------------------------------------------
     "temperature": 1.0,
     "top_k": 0,  # 0: sample from all K codes
@@ -84,9 +84,12 @@ def add_arguments(parser, keys=None):
         if keys is not None and key not in keys:
             continue
         flag = "--" + key.replace("_", "-")
-        kind = _parse_bool if isinstance(value, bool) else type(value)
-        parser.add_argument(flag, dest=key, type=kind, default=None,
-                            help=f"default: {value}")
+        if isinstance(value, bool):  # `--flag` alone means true; `--flag false` also works
+            parser.add_argument(flag, dest=key, type=_parse_bool, nargs="?", const=True,
+                                default=None, help=f"default: {str(value).lower()}")
+        else:
+            parser.add_argument(flag, dest=key, type=type(value), default=None,
+                                help=f"default: {value}")
     return parser
 
 

@@ -127,8 +127,9 @@ class _TimeBudget:
         return TimeBudget()
 
 
-KERASIO = {"architecture": "kerasio", "num_codes": 64, "code_dim": 16, "use_ema": False,
-           "ssim_weight": 0.0, "batch_size": 128, "learning_rate": 1e-3, "kmeans_iterations": 0}
+# The keras-io vq_vae.py design: 64 codes of 16 dimensions, plain VQ loss, MSE only, Adam 1e-3,
+# batch 128, codebook initialised at random (no first-batch k-means).
+KERASIO = {"num_codes": 64, "code_dim": 16, "batch_size": 128, "learning_rate": 1e-3}
 
 
 def quality_model(values, baseline):
@@ -142,7 +143,7 @@ def quality_model(values, baseline):
             image_size=values["image_size"], num_codes=KERASIO["num_codes"],
             code_dim=KERASIO["code_dim"], use_ema=False, ssim_weight=0.0,
             architecture="kerasio", commitment_cost=0.25)
-        model.quantizer.kmeans_iterations = 0
+        model.quantizer.init_from_data = False
         model.build()
         learning_rate = KERASIO["learning_rate"]
     else:
@@ -167,10 +168,7 @@ def benchmark_quality(args):
     values = hyperparameters.resolve(args)
     batch_size = KERASIO["batch_size"] if args.baseline == "kerasio" else values["batch_size"]
     keras.utils.set_random_seed(values["seed"])
-    splits, description = dataset.load_splits(
-        values["data_dir"], values["image_size"], slices_per_volume=values["slices_per_volume"],
-        num_slice_positions=values["num_slice_positions"], demo_copies=values["demo_copies"],
-        seed=values["seed"])
+    splits, description = dataset.load_splits_for(values)
     print(f"machine: {machine_description()}")
     print(description)
     model = quality_model(values, args.baseline)

@@ -635,6 +635,15 @@ def load_splits(data_dir, image_size, *, slices_per_volume=32, num_slice_positio
         f"to use the embedded demo dataset.{hint}")
 
 
+def load_splits_for(values):
+    """`load_splits` with the data settings of a hyperparameters dict (hyperparameters.py)."""
+    return load_splits(values["data_dir"], values["image_size"],
+                       slices_per_volume=values["slices_per_volume"],
+                       num_slice_positions=values["num_slice_positions"],
+                       demo_copies=values["demo_copies"], seed=values["seed"],
+                       skip_bad=values["skip_bad"])
+
+
 # --- tf.data -------------------------------------------------------------------------------------
 
 def make_tf_dataset(slices: SliceSet, batch_size, shuffle=True, seed=42, with_slice_index=False,

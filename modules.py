@@ -53,7 +53,10 @@ class VectorQuantizer(layers.Layer):
         ema_decay: decay of the moving averages.
         epsilon: Laplace smoothing constant for the EMA cluster sizes.
         dead_code_threshold: EMA cluster size under which a code is restarted (0 disables).
-        kmeans_iterations: Lloyd iterations of the first-batch initialisation (0: random init).
+        kmeans_iterations: Lloyd iterations of the first-batch initialisation (0: random
+            encoder outputs of the first batch).
+        init_from_data: initialise the codebook from the first training batch; False keeps the
+            small random uniform initialisation (the keras-io baseline).
 
     Call returns a dict:
         quantized: inputs replaced by their nearest codes, straight-through gradient, [..., D].
@@ -64,7 +67,8 @@ class VectorQuantizer(layers.Layer):
     """
 
     def __init__(self, num_codes, code_dim, commitment_cost=0.25, use_ema=True, ema_decay=0.99,
-                 epsilon=1e-5, dead_code_threshold=1e-2, kmeans_iterations=3, **kwargs):
+                 epsilon=1e-5, dead_code_threshold=1.0, kmeans_iterations=3, init_from_data=True,
+                 **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.num_codes = int(num_codes)
@@ -75,6 +79,7 @@ class VectorQuantizer(layers.Layer):
         self.epsilon = float(epsilon)
         self.dead_code_threshold = float(dead_code_threshold)
         self.kmeans_iterations = int(kmeans_iterations)
+        self.init_from_data = bool(init_from_data)
         self.seed_generator = keras.random.SeedGenerator(1234)
 
     def build(self, input_shape):
@@ -172,7 +177,7 @@ class VectorQuantizer(layers.Layer):
     def call(self, inputs, training=False):
         inputs = ops.cast(inputs, "float32")
         flat_inputs = ops.reshape(inputs, (-1, self.code_dim))
-        if training:
+        if training and self.init_from_data:
             self._initialize_from(ops.stop_gradient(flat_inputs))
         code_indices = self.nearest_codes(flat_inputs)
         one_hot = ops.one_hot(code_indices, self.num_codes)
@@ -214,7 +219,7 @@ class VectorQuantizer(layers.Layer):
             "commitment_cost": self.commitment_cost, "use_ema": self.use_ema,
             "ema_decay": self.ema_decay, "epsilon": self.epsilon,
             "dead_code_threshold": self.dead_code_threshold,
-            "kmeans_iterations": self.kmeans_iterations,
+            "kmeans_iterations": self.kmeans_iterations, "init_from_data": self.init_from_data,
         })
         return config
 

@@ -52,10 +52,7 @@ def load_test_split(values, split="test"):
     """The evaluation split of the run's data (the demo data if its folder is absent)."""
     import dataset
 
-    splits, description = dataset.load_splits(
-        values["data_dir"], values["image_size"], slices_per_volume=values["slices_per_volume"],
-        num_slice_positions=values["num_slice_positions"], demo_copies=values["demo_copies"],
-        seed=values["seed"], skip_bad=values["skip_bad"])
+    splits, description = dataset.load_splits_for(values)
     print(description)
     return splits[split]
 

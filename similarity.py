@@ -4,7 +4,8 @@
     python similarity.py --samples 64     # ... plus realism / diversity / Fréchet of 64 samples
 
 Reconstruction metrics per test image: SSIM (scikit-image, data_range=1.0), PSNR, MS-SSIM (where
-the image is large enough) and SSIM inside the brain (a threshold mask of the original).
+the image is large enough) and SSIM inside the brain (the `keras_png_slices_seg_*` masks of the
+OASIS layout when present, else a threshold mask of the original).
 Figures: SSIM histogram, SSIM against slice index, best and worst reconstructions.
 
 Sample metrics: SSIM of each sample to its nearest training slice (realism; near 1 warns of
@@ -37,14 +38,44 @@ def encode_all(vqvae, images, batch_size=64):
     return np.concatenate(grids)
 
 
+def segmentation_path(image_path):
+    """Where the OASIS layout keeps the segmentation of a slice PNG: `keras_png_slices_test/
+    case_001_slice_0.nii.png` -> `keras_png_slices_seg_test/seg_001_slice_0.nii.png`."""
+    image_path = pathlib.Path(str(image_path))
+    folder = image_path.parent
+    if not folder.name.startswith("keras_png_slices_"):
+        return None
+    seg_folder = folder.with_name(folder.name.replace("keras_png_slices_",
+                                                      "keras_png_slices_seg_", 1))
+    return seg_folder / image_path.name.replace("case_", "seg_", 1)
+
+
+def segmentation_masks(slices, image_size):
+    """Brain masks [N, S, S] from the OASIS segmentations (label > 0) when every slice has one;
+    None otherwise (the metrics then use threshold masks)."""
+    from PIL import Image
+
+    paths = [segmentation_path(path) for path in slices.paths]
+    if not paths or any(path is None or not path.is_file() for path in paths):
+        return None
+    masks = []
+    for path in paths:
+        with Image.open(path) as segmentation:
+            labels = segmentation.convert("L").resize((image_size, image_size), Image.NEAREST)
+            masks.append(np.asarray(labels) > 0)
+    return np.stack(masks)
+
+
 def reconstruction_report(vqvae, test, images_dir, output_dir):
     """Computes, prints and plots the reconstruction metrics of the split `test`."""
     import metrics
     import predict
 
     reconstructions = predict.reconstruct(vqvae, test.images)
-    per_image = metrics.per_image_metrics(test.images, reconstructions)
-    print(f"Reconstruction metrics over {len(test)} test slices")
+    masks = segmentation_masks(test, vqvae.image_size)
+    per_image = metrics.per_image_metrics(test.images, reconstructions, masks=masks)
+    source = "OASIS segmentations" if masks is not None else "a threshold of the original"
+    print(f"Reconstruction metrics over {len(test)} test slices (brain mask from {source})")
     print(metrics.summary_table(per_image))
     csv_path = pathlib.Path(output_dir) / "reconstruction_metrics.csv"
     metrics.write_metrics_csv(csv_path, per_image, [str(p) for p in test.paths],
@@ -116,10 +147,7 @@ def main(argv=None):
     images_dir.mkdir(parents=True, exist_ok=True)
     import dataset
 
-    splits, description = dataset.load_splits(
-        values["data_dir"], values["image_size"], slices_per_volume=values["slices_per_volume"],
-        num_slice_positions=values["num_slice_positions"], demo_copies=values["demo_copies"],
-        seed=values["seed"], skip_bad=values["skip_bad"])
+    splits, description = dataset.load_splits_for(values)
     print(description)
     reconstruction_report(vqvae, splits[args.split], images_dir, args.output_dir)
     if args.samples > 0:

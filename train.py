@@ -417,11 +417,7 @@ def main(argv=None):
         print(f"strategy: {values['strategy']} ({replicas} replica(s)), precision: {policy}")
     try:
         output_dir = prepare_output_dir(values, args.resume)
-        splits, description = dataset.load_splits(
-            values["data_dir"], values["image_size"],
-            slices_per_volume=values["slices_per_volume"],
-            num_slice_positions=values["num_slice_positions"],
-            demo_copies=values["demo_copies"], seed=values["seed"], skip_bad=values["skip_bad"])
+        splits, description = dataset.load_splits_for(values)
         print(description)
         if args.stage in ("vqvae", "all"):
             train_vqvae(values, splits, output_dir, resume=args.resume, strategy=strategy)

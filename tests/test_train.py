@@ -187,3 +187,20 @@ def test_sigkill_then_resume_continues_from_the_last_checkpoint(data_dir, tmp_pa
     epochs_logged = [int(row["epoch"]) for row in read_csv(output_dir / "vqvae_log.csv")]
     assert epochs_logged == list(range(4))  # no epoch lost, none repeated
     assert all(np.isfinite(float(row["loss"])) for row in read_csv(output_dir / "vqvae_log.csv"))
+
+
+def test_similarity_uses_oasis_segmentations_when_present(tmp_path):
+    import dataset
+    import similarity
+
+    root = write_oasis_layout(tmp_path / "oasis", cases=(1, 1, 1), slices=2, size=32)
+    test = dataset.load_oasis_png(root, 32)["test"]
+    assert similarity.segmentation_masks(test, 32) is None  # no seg folder: threshold masks
+    seg_folder = root / "keras_png_slices_seg_test"
+    seg_folder.mkdir()
+    for path in test.paths:
+        labels = np.zeros((32, 32), np.uint8)
+        labels[8:24, 8:24] = 255
+        Image.fromarray(labels).save(seg_folder / pathlib.Path(path).name.replace("case_", "seg_"))
+    masks = similarity.segmentation_masks(test, 32)
+    assert masks.shape == (2, 32, 32) and masks.sum() == 2 * 16 * 16

@@ -70,14 +70,14 @@ def plot_reconstructions(originals, reconstructions, ssim_values, path):
     import matplotlib.pyplot as plt
 
     count = len(originals)
-    figure, axes = plt.subplots(2, count, figsize=(1.8 * count, 4.0), squeeze=False)
+    figure, axes = plt.subplots(2, count, figsize=(1.8 * count, 4.3), squeeze=False)
     for column in range(count):
         axes[0, column].imshow(originals[column, ..., 0], cmap="gray", vmin=0, vmax=1)
         axes[1, column].imshow(reconstructions[column, ..., 0], cmap="gray", vmin=0, vmax=1)
-        axes[1, column].set_title(f"SSIM {ssim_values[column]:.3f}", fontsize=9)
+        axes[1, column].text(0.5, -0.04, f"SSIM {ssim_values[column]:.3f}", fontsize=9,
+                             ha="center", va="top", transform=axes[1, column].transAxes)
         for row in range(2):
             axes[row, column].axis("off")
-    axes[0, 0].set_title("original", fontsize=9, loc="left")
     figure.suptitle("Test slices (top) and their VQ-VAE reconstructions (bottom)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)

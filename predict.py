@@ -125,14 +125,19 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
     return np.clip(keras.ops.convert_to_numpy(vqvae.decode_codes(codes)), 0.0, 1.0), codes
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_run_arguments(parser):
+    """The flags that predict.py and similarity.py share: which run, which data, where to."""
     parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"],
                         help="the run to load (default: %(default)s)")
     parser.add_argument("--images-dir", default=hyperparameters.DEFAULTS["images_dir"],
                         help="where figures are written (default: %(default)s)")
     parser.add_argument("--data-dir", default=None,
                         help="evaluate on this data instead of the run's own")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = add_run_arguments(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--count", type=int, default=8,
                         help="test slices shown in the reconstruction figure (default: 8)")
     parser.add_argument("--samples", type=int, default=0,

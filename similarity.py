@@ -19,8 +19,6 @@ import pathlib
 
 import numpy as np
 
-import hyperparameters
-
 
 def encoder_features(vqvae, images, batch_size=64):
     """Per-image features for the Fréchet distance: mean and std of the encoder output over
@@ -123,13 +121,10 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"],
-                        help="the run to evaluate (default: %(default)s)")
-    parser.add_argument("--images-dir", default=hyperparameters.DEFAULTS["images_dir"],
-                        help="where figures are written (default: %(default)s)")
-    parser.add_argument("--data-dir", default=None,
-                        help="evaluate on this data instead of the run's own")
+    import predict
+
+    parser = predict.add_run_arguments(
+        argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--split", default="test", choices=("train", "validate", "test"))
     parser.add_argument("--samples", type=int, default=0,
                         help="also sample this many slices and report sample metrics")
@@ -140,13 +135,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import dataset
     import predict
 
     values, vqvae = predict.load_run(args.output_dir, {"data_dir": args.data_dir})
     images_dir = pathlib.Path(args.images_dir)
     images_dir.mkdir(parents=True, exist_ok=True)
-    import dataset
-
     splits, description = dataset.load_splits_for(values)
     print(description)
     reconstruction_report(vqvae, splits[args.split], images_dir, args.output_dir)

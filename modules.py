@@ -91,16 +91,17 @@ class VectorQuantizer(layers.Layer):
             # EMA updates are identical on every replica (statistics are summed over replicas
             # first); the first replica's value is kept.
             aggregation="only_first_replica" if self.use_ema else "none",
-            initializer=keras.initializers.RandomUniform(-1.0 / self.num_codes, 1.0 / self.num_codes),
+            initializer=keras.initializers.RandomUniform(-1.0 / self.num_codes,
+                                                         1.0 / self.num_codes),
             trainable=not self.use_ema, dtype="float32")
+        state = dict(trainable=False, dtype="float32", aggregation="only_first_replica")
         self.ema_cluster_size = self.add_weight(
-            name="ema_cluster_size", aggregation="only_first_replica", shape=(self.num_codes,), initializer="zeros",
-            trainable=False, dtype="float32")
+            name="ema_cluster_size", shape=(self.num_codes,), initializer="zeros", **state)
         self.ema_code_sum = self.add_weight(
-            name="ema_code_sum", aggregation="only_first_replica", shape=(self.num_codes, self.code_dim), initializer="zeros",
-            trainable=False, dtype="float32")
+            name="ema_code_sum", shape=(self.num_codes, self.code_dim), initializer="zeros",
+            **state)
         self.initialized = self.add_weight(
-            name="initialized", aggregation="only_first_replica", shape=(), initializer="zeros", trainable=False, dtype="float32")
+            name="initialized", shape=(), initializer="zeros", **state)
 
     # -- pieces --------------------------------------------------------------------------------
 
@@ -142,8 +143,8 @@ class VectorQuantizer(layers.Layer):
         self.codebook.assign(codebook)
         if self.use_ema:
             # Start the moving averages as if each code had been seen once.
-            self.ema_cluster_size.assign(
-                ops.where(first_time, ops.ones((self.num_codes,), "float32"), self.ema_cluster_size.value))
+            self.ema_cluster_size.assign(ops.where(
+                first_time, ops.ones((self.num_codes,), "float32"), self.ema_cluster_size.value))
             self.ema_code_sum.assign(ops.where(first_time, codebook, self.ema_code_sum.value))
         self.initialized.assign(1.0)
 

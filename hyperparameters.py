@@ -133,3 +133,10 @@ def check_compatible(saved, wanted, source):
             f"The checkpoint in {source} was trained with other hyperparameters:\n  "
             + "\n  ".join(clashes)
             + "\nUse the same values (drop the flags), or a new --output-dir to train from scratch.")
+
+
+def check_model(model, values, source):
+    """Raises IncompatibleCheckpoint when a loaded model's architecture attributes (those of
+    ARCHITECTURE_KEYS it has) differ from `values`."""
+    built = {key: getattr(model, key) for key in ARCHITECTURE_KEYS if hasattr(model, key)}
+    check_compatible({**values, **built}, values, source)

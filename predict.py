@@ -42,9 +42,7 @@ def load_run(output_dir, overrides=None):
         raise FileNotFoundError(f"{checkpoint} not found: train one with "
                                 f"`python train.py --stage vqvae --output-dir {output_dir}`")
     vqvae = keras.saving.load_model(checkpoint)
-    saved = {key: getattr(vqvae, key) for key in ("image_size", "num_codes", "code_dim",
-                                                  "num_downsamples", "channels")}
-    hyperparameters.check_compatible({**values, **saved}, values, checkpoint)
+    hyperparameters.check_model(vqvae, values, checkpoint)
     return values, vqvae
 
 

@@ -187,6 +187,10 @@ def _fit(model, stage, train_data, validation_data, values, epochs, batch_size, 
     log_path = output_dir / f"{stage}_log.csv"
     if done:
         trim_log(log_path, done)
+    else:  # a fresh start of this stage forgets an earlier run's progress (not other stages')
+        state = read_state(output_dir)
+        if state.pop(stage, None) is not None:
+            write_json_atomically(output_dir / STATE_FILE, state)
     nan_guard = StopOnNonFinite(stage)
     callbacks = [
         nan_guard,
@@ -313,6 +317,7 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
         raise FileNotFoundError(f"{vqvae_path} not found: train the VQ-VAE first "
                                 f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
     vqvae = keras.saving.load_model(vqvae_path)
+    hyperparameters.check_model(vqvae, values, vqvae_path)
     codes = encode_splits(vqvae, splits, output_dir)
     checkpoint = output_dir / PRIOR_FILE
     scope = strategy.scope() if strategy else _null_scope()
@@ -387,16 +392,12 @@ def parse_args(argv=None):
 
 
 def prepare_output_dir(values, resume):
-    """Creates the output folder; a fresh run clears the state of an earlier one."""
+    """Creates the output folder and saves the run's hyperparameters in it; with `resume`,
+    first checks they match the ones the checkpoints there were trained with."""
     output_dir = pathlib.Path(values["output_dir"])
     output_dir.mkdir(parents=True, exist_ok=True)
-    if resume:
-        saved_path = output_dir / hyperparameters.HYPERPARAMETERS_FILE
-        if saved_path.exists():
-            hyperparameters.check_compatible(hyperparameters.load(output_dir), values, output_dir)
-    else:
-        for name in (STATE_FILE,):
-            (output_dir / name).unlink(missing_ok=True)
+    if resume and (output_dir / hyperparameters.HYPERPARAMETERS_FILE).exists():
+        hyperparameters.check_compatible(hyperparameters.load(output_dir), values, output_dir)
     hyperparameters.save(values, output_dir)
     return output_dir
 

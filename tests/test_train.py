@@ -114,6 +114,16 @@ def test_resume_with_other_hyperparameters_is_refused(data_dir, tmp_path):
     assert "num_codes: checkpoint has 16, this run asks for 32" in message
 
 
+def test_prior_stage_refuses_a_vqvae_with_another_codebook(data_dir, tmp_path):
+    output_dir = tmp_path / "run"
+    common = ["--data-dir", str(data_dir), "--output-dir", str(output_dir),
+              "--images-dir", str(tmp_path / "images")]
+    train.main(["--stage", "vqvae", "--epochs", "1", *common, *TINY])
+    with pytest.raises(SystemExit) as refusal:
+        train.main(["--stage", "prior", *common, *TINY, "--num-codes", "32"])
+    assert "num_codes: checkpoint has 16, this run asks for 32" in str(refusal.value)
+
+
 def test_predict_refuses_a_run_with_other_image_size(data_dir, tmp_path):
     import predict
 

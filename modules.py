@@ -806,23 +806,59 @@ class GatedPixelCNNLayer(layers.Layer):
         if self.condition_projection is not None:
             self.condition_projection.build((None, self.condition_dim))
 
-    def call(self, vertical, horizontal, condition=None, training=None):
-        vertical_features = self.vertical_conv(vertical)
-        horizontal_features = (self.horizontal_conv(horizontal)
-                               + self.vertical_to_horizontal(vertical_features))
-        if condition is not None:
-            if self.condition_projection is None:
-                raise ValueError(f"{self.name} was built without conditioning "
-                                 f"(condition_dim=None) but was given a condition")
-            bias = self.condition_projection(condition)[:, None, None, :]
-            vertical_features = vertical_features + bias
-            horizontal_features = horizontal_features + bias
-        vertical_out = _gate(vertical_features)
-        horizontal_gated = self.dropout(_gate(horizontal_features), training=training)
-        horizontal_out = self.horizontal_output(horizontal_gated)
+    def condition_bias(self, condition):
+        """The conditioning vectors [B, condition_dim] projected to a [B, 1, 1, 2F] bias."""
+        if condition is None:
+            return None
+        if self.condition_projection is None:
+            raise ValueError(f"{self.name} was built without conditioning "
+                             f"(condition_dim=None) but was given a condition")
+        return self.condition_projection(condition)[:, None, None, :]
+
+    def vertical_step(self, vertical, bias=None):
+        """The vertical stack's half of the layer.
+
+        Args:
+            vertical: [B, H, W, C] vertical stack input.
+            bias: optional [B, 1, 1, 2F] conditioning bias (`condition_bias`).
+
+        Returns:
+            A tuple (vertical_out [B, H, W, F], to_horizontal [B, H, W, 2F]), where
+            to_horizontal is what the vertical stack adds to the horizontal one at each position.
+            At row r both depend only on rows above r, which is what lets the sampler compute
+            them once per row.
+        """
+        features = self.vertical_conv(vertical)
+        to_horizontal = self.vertical_to_horizontal(features)
+        if bias is not None:
+            features = features + bias
+        return _gate(features), to_horizontal
+
+    def horizontal_step(self, horizontal, to_horizontal, bias=None, training=None):
+        """The horizontal stack's half of the layer.
+
+        Args:
+            horizontal: [B, H, W, C] horizontal stack input.
+            to_horizontal: [B, H, W, 2F] from `vertical_step` at the same positions.
+            bias: optional [B, 1, 1, 2F] conditioning bias.
+            training: whether dropout is active.
+
+        Returns:
+            [B, H, W, F] horizontal stack output.
+        """
+        features = self.horizontal_conv(horizontal) + to_horizontal
+        if bias is not None:
+            features = features + bias
+        gated = self.dropout(_gate(features), training=training)
+        output = self.horizontal_output(gated)
         if self.residual:
-            horizontal_out = horizontal + horizontal_out
-        return vertical_out, horizontal_out
+            output = horizontal + output
+        return output
+
+    def call(self, vertical, horizontal, condition=None, training=None):
+        bias = self.condition_bias(condition)
+        vertical_out, to_horizontal = self.vertical_step(vertical, bias)
+        return vertical_out, self.horizontal_step(horizontal, to_horizontal, bias, training)
 
     def get_config(self):
         config = super().get_config()
@@ -851,7 +887,9 @@ class GatedPixelCNN(keras.Model):
 
     The network is convolutional and has no positional input, so logits can be computed on any
     crop of the grid that holds the `causal_reach` rows above and columns either side of a
-    position (the sampler in sampling.py uses this).
+    position. `call` is `condition_biases` -> `vertical_pass` -> `horizontal_pass` -> `head`;
+    the sampler in sampling.py runs the vertical pass once per row (at row r it depends only on
+    the rows above) and only the horizontal pass, on a one-row crop, per position.
 
     Args:
         num_codes: K, the codebook size.
@@ -928,10 +966,17 @@ class GatedPixelCNN(keras.Model):
             return inputs[0], (inputs[1] if len(inputs) > 1 else None)
         return inputs, None
 
-    def call(self, inputs, training=False):
-        code_indices, slice_index = self._split_inputs(inputs)
-        code_indices = ops.cast(code_indices, "int32")
-        batch = ops.shape(code_indices)[0]
+    def condition_biases(self, slice_index, batch, training=False):
+        """Per gated layer, the [B, 1, 1, 2F] bias of the slice condition.
+
+        Args:
+            slice_index: [B] ints, or None for unconditional.
+            batch: B.
+            training: applies condition dropout.
+
+        Returns:
+            A list with one bias per gated layer.
+        """
         if slice_index is None:
             slice_index = ops.full((batch,), self.num_slice_positions, dtype="int32")
         slice_index = ops.reshape(ops.cast(slice_index, "int32"), (-1,))
@@ -939,13 +984,53 @@ class GatedPixelCNN(keras.Model):
             drop = keras.random.uniform((batch,), seed=self.seed_generator) < self.condition_dropout
             slice_index = ops.where(drop, self.num_slice_positions, slice_index)
         condition = self.slice_embedding(slice_index)
+        return [layer.condition_bias(condition) for layer in self.gated_layers]
 
-        embedded = self.code_embedding(code_indices)
-        vertical, horizontal = embedded, embedded
-        for layer in self.gated_layers:
-            vertical, horizontal = layer(vertical, horizontal, condition, training=training)
-        hidden = self.head_hidden(ops.relu(horizontal))
-        return self.head_logits(ops.relu(hidden))
+    def vertical_pass(self, code_indices, biases):
+        """The vertical stack of every gated layer.
+
+        Args:
+            code_indices: [B, H, W] ints (any crop of a grid).
+            biases: from `condition_biases`.
+
+        Returns:
+            One [B, H, W, 2F] tensor per gated layer: what its vertical stack adds to the
+            horizontal stack. At row r these depend only on the rows above r.
+        """
+        vertical = self.code_embedding(ops.cast(code_indices, "int32"))
+        to_horizontal = []
+        for layer, bias in zip(self.gated_layers, biases):
+            vertical, term = layer.vertical_step(vertical, bias)
+            to_horizontal.append(term)
+        return to_horizontal
+
+    def horizontal_pass(self, code_indices, to_horizontal, biases, training=False):
+        """The horizontal stack of every gated layer.
+
+        Args:
+            code_indices: [B, H, W] ints, the same crop `to_horizontal` was computed on.
+            to_horizontal: from `vertical_pass` (or the same rows/columns cut out of it).
+            biases: from `condition_biases`.
+            training: enables dropout.
+
+        Returns:
+            [B, H, W, F] features of the last horizontal stack.
+        """
+        horizontal = self.code_embedding(ops.cast(code_indices, "int32"))
+        for layer, term, bias in zip(self.gated_layers, to_horizontal, biases):
+            horizontal = layer.horizontal_step(horizontal, term, bias, training=training)
+        return horizontal
+
+    def head(self, features):
+        """Logits [..., K] (float32) from last-layer features [..., H, W, F]."""
+        return self.head_logits(ops.relu(self.head_hidden(ops.relu(features))))
+
+    def call(self, inputs, training=False):
+        code_indices, slice_index = self._split_inputs(inputs)
+        code_indices = ops.cast(code_indices, "int32")
+        biases = self.condition_biases(slice_index, ops.shape(code_indices)[0], training)
+        to_horizontal = self.vertical_pass(code_indices, biases)
+        return self.head(self.horizontal_pass(code_indices, to_horizontal, biases, training))
 
     def get_config(self):
         config = super().get_config()

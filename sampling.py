@@ -6,11 +6,12 @@ function: on TensorFlow a `tf.function` (XLA-compiled when XLA works, see `jit_c
 the logits at p, applies temperature and top-k, draws a code with a stateless seeded RNG and
 writes it into the grid. The same seed (and batch size) always gives the same grids.
 
-When the prior is a `modules.GatedPixelCNN` (it has `causal_reach`), each step runs the prior on
-a window of the grid instead of the whole grid: the rows from p's row up to `causal_reach` rows
-above it, and `causal_reach` columns either side. The logits at p depend on nothing outside that
-window and the network is convolutional, so the result is the same as on the whole grid (up to
-float rounding) for a fraction of the work (`crop=False` turns this off).
+When the prior is a `modules.GatedPixelCNN`, the loop is row-cached: the vertical stack at row r
+depends only on the rows above r, so it runs once per row (on the `causal_reach` rows above);
+each position then runs only the horizontal stack, on the one-row crop of `causal_reach`
+columns to its left, and the output head. The network is convolutional and the crops are
+clipped to the grid, so the logits are those of the whole grid up to float rounding, for a
+small fraction of the work (`crop=False` runs the whole prior on the whole grid at each step).
 
 `sample_codes_naive` is the keras-io style loop (one `predict` call on the whole grid per
 position, sampling in numpy): the baseline of `benchmark.py sampling`.
@@ -91,32 +92,12 @@ def _check_arguments(prior, num_samples, grid_size, slice_index, temperature, to
 
 
 # ---------------------------------------------------------------------------------------------
-# One step of the loop, in keras.ops (shared by both backends)
+# The loop, in keras.ops (shared by both backends; only the random draw differs)
 # ---------------------------------------------------------------------------------------------
 
-def _window(prior, grid_size, crop):
-    """(rows, columns) of the window the prior runs on at each step."""
-    reach = getattr(prior, "causal_reach", None)
-    if not crop or reach is None:
-        return grid_size, grid_size
-    return min(grid_size, reach + 1), min(grid_size, 2 * reach + 1)
-
-
-def _step_logits(call_prior, grid, slices, position, grid_size, window, reach):
-    """Logits [N, K] at raster `position` (a scalar tensor) for the current grid [N, g, g]."""
-    rows, columns = window
-    row, column = position // grid_size, position % grid_size
-    if (rows, columns) == (grid_size, grid_size):
-        top, left = ops.zeros_like(row), ops.zeros_like(column)
-        crop = grid
-    else:
-        top = ops.clip(row - reach, 0, grid_size - rows)
-        left = ops.clip(column - reach, 0, grid_size - columns)
-        crop = ops.slice(grid, ops.stack([ops.zeros_like(top), top, left]),
-                         (ops.shape(grid)[0], rows, columns))
-    logits = call_prior({"code_indices": crop, "slice_index": slices})
-    flat = ops.reshape(logits, (ops.shape(logits)[0], rows * columns, ops.shape(logits)[-1]))
-    return ops.take(flat, (row - top) * columns + (column - left), axis=1)
+def _row_cached(prior, crop):
+    """Whether to run the vertical stack once per row (GatedPixelCNN) or the whole prior."""
+    return crop and hasattr(prior, "vertical_pass") and hasattr(prior, "causal_reach")
 
 
 def _shape_logits(logits, temperature, top_k):
@@ -136,56 +117,100 @@ def _write(grid, position, codes):
     return ops.where(here, ops.cast(codes, grid.dtype)[:, None, None], grid)
 
 
+def _whole_grid_loop(call_prior, grid, slices, grid_size, draw):
+    """Every step runs the prior on the whole grid and draws the code at that step's position."""
+    def body(position, grid):
+        logits = call_prior({"code_indices": grid, "slice_index": slices})
+        flat = ops.reshape(logits, (ops.shape(grid)[0], grid_size * grid_size, -1))
+        return _write(grid, position, draw(ops.take(flat, position, axis=1), position))
+
+    return ops.fori_loop(0, grid_size * grid_size, body, grid)
+
+
+def _row_cached_loop(prior, grid, slices, grid_size, draw):
+    """The row-cached loop for a `GatedPixelCNN`.
+
+    The vertical stack at row r sees only the rows above r, so once per row it runs on the
+    `causal_reach` rows above (full width) and its contributions to the horizontal stack are
+    kept. Each position of the row then runs only the horizontal stack, on the one-row crop of
+    `causal_reach` columns to its left, and the head at that position. Crops are clipped to the
+    grid, so the zero padding at the grid's edges is the same as on the whole grid and the logits
+    equal the whole-grid ones up to float rounding.
+    """
+    reach = prior.causal_reach
+    batch = ops.shape(grid)[0]
+    rows, width = min(grid_size, reach + 1), min(grid_size, reach + 1)
+    biases = prior.condition_biases(slices, batch)
+
+    def row_body(row, grid):
+        top = ops.clip(row - reach, 0, grid_size - rows)
+        above = ops.slice(grid, ops.stack([0, top, 0]), (batch, rows, grid_size))
+        to_horizontal = [ops.take(term, row - top, axis=1)  # [N, g, 2F]: row `row` only
+                         for term in prior.vertical_pass(above, biases)]
+
+        def column_body(column, grid):
+            left = ops.clip(column - reach, 0, grid_size - width)
+            codes = ops.slice(grid, ops.stack([0, row, left]), (batch, 1, width))
+            terms = [ops.slice(term, ops.stack([0, left, 0]), (batch, width, term.shape[-1]))
+                     [:, None] for term in to_horizontal]
+            features = prior.horizontal_pass(codes, terms, biases)  # [N, 1, width, F]
+            here = ops.take(features, column - left, axis=2)[:, :, None]  # [N, 1, 1, F]
+            logits = ops.reshape(prior.head(here), (batch, -1))
+            position = row * grid_size + column
+            return _write(grid, position, draw(logits, position))
+
+        return ops.fori_loop(0, grid_size, column_body, grid)
+
+    return ops.fori_loop(0, grid_size, row_body, grid)
+
+
+def _sampling_loop(prior, call_prior, grid, slices, grid_size, row_cached, draw):
+    if row_cached:
+        return _row_cached_loop(prior, grid, slices, grid_size, draw)
+    return _whole_grid_loop(call_prior, grid, slices, grid_size, draw)
+
+
 # ---------------------------------------------------------------------------------------------
 # Backends
 # ---------------------------------------------------------------------------------------------
 
-def _tensorflow_sampler(prior, grid_size, top_k, window, jit_compile):
+def _tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile):
     import tensorflow as tf
-
-    reach = getattr(prior, "causal_reach", 0)
-    positions = grid_size * grid_size
 
     def call_prior(inputs):
         return prior(inputs, training=False)
 
     def run(grid, slices, temperature, seed):
-        def body(position, grid):
-            logits = _step_logits(call_prior, grid, slices, position, grid_size, window, reach)
+        def draw(logits, position):
             logits = _shape_logits(logits, temperature, top_k)
             step_seed = tf.stack([seed[0], seed[1] + tf.cast(position, seed.dtype)])
-            codes = tf.random.stateless_categorical(logits, 1, seed=step_seed,
-                                                    dtype=tf.int32)[:, 0]
-            return position + 1, _write(grid, position, codes)
+            return tf.random.stateless_categorical(logits, 1, seed=step_seed,
+                                                   dtype=tf.int32)[:, 0]
 
-        _, grid = tf.while_loop(lambda position, _: position < positions, body,
-                                (tf.constant(0, tf.int32), grid),
-                                maximum_iterations=positions)
-        return grid
+        return _sampling_loop(prior, call_prior, grid, slices, grid_size, row_cached, draw)
 
     return tf.function(run, jit_compile=jit_compile, reduce_retracing=True)
 
 
-def _jax_sampler(prior, grid_size, top_k, window):
+def _jax_sampler(prior, grid_size, top_k, row_cached):
     import jax
 
-    reach = getattr(prior, "causal_reach", 0)
-    positions = grid_size * grid_size
-
     def run(trainable, non_trainable, grid, slices, temperature, seed):
-        def call_prior(inputs):
-            logits, _ = prior.stateless_call(trainable, non_trainable, inputs, training=False)
-            return logits
-
         key = jax.random.fold_in(jax.random.PRNGKey(seed[0]), seed[1])
 
-        def body(position, grid):
-            logits = _step_logits(call_prior, grid, slices, position, grid_size, window, reach)
+        def draw(logits, position):
             logits = _shape_logits(logits, temperature, top_k)
-            codes = jax.random.categorical(jax.random.fold_in(key, position), logits, axis=-1)
-            return _write(grid, position, codes.astype("int32"))
+            return jax.random.categorical(jax.random.fold_in(key, position), logits,
+                                          axis=-1).astype("int32")
 
-        return jax.lax.fori_loop(0, positions, body, grid)
+        def call_prior(inputs):
+            return prior(inputs, training=False)
+
+        # The variables' values are arguments of the jitted function, not constants.
+        mapping = (list(zip(prior.trainable_variables, trainable))
+                   + list(zip(prior.non_trainable_variables, non_trainable)))
+        with keras.StatelessScope(state_mapping=mapping):
+            return _sampling_loop(prior, call_prior, grid, slices, grid_size, row_cached, draw)
 
     jitted = jax.jit(run)
 
@@ -197,18 +222,18 @@ def _jax_sampler(prior, grid_size, top_k, window):
     return call
 
 
-def _compiled_sampler(prior, grid_size, top_k, window, jit_compile):
+def _compiled_sampler(prior, grid_size, top_k, row_cached, jit_compile):
     backend = keras.backend.backend()
-    key = (backend, grid_size, top_k, window, jit_compile)
+    key = (backend, grid_size, top_k, row_cached, jit_compile)
     try:
         cache = _COMPILED.setdefault(prior, {})
     except TypeError:  # not weak-referenceable: no cache
         cache = {}
     if key not in cache:
         if backend == "tensorflow":
-            cache[key] = _tensorflow_sampler(prior, grid_size, top_k, window, jit_compile)
+            cache[key] = _tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile)
         elif backend == "jax":
-            cache[key] = _jax_sampler(prior, grid_size, top_k, window)
+            cache[key] = _jax_sampler(prior, grid_size, top_k, row_cached)
         else:
             raise NotImplementedError(f"sample_codes supports the tensorflow and jax backends, "
                                       f"not {backend!r}")
@@ -252,8 +277,9 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
         seed: integer seed; the same seed and batch_size give the same grids.
         batch_size: grids per compiled call (None: all N at once). The last batch is padded to
             the same size so nothing is recompiled.
-        crop: run the prior on the causal window around each position (GatedPixelCNN only;
-            identical results, less work) instead of the whole grid.
+        crop: GatedPixelCNN only: run the vertical stack once per row and the horizontal stack
+            on a one-row crop per position (same results up to float rounding, far less work)
+            instead of the whole prior on the whole grid at every position.
         jit_compile: TensorFlow only: compile with XLA (None: when XLA works here).
 
     Returns:
@@ -268,8 +294,7 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
     if backend == "tensorflow" and jit_compile is None:
         jit_compile = _xla_works()
     jit_compile = bool(jit_compile) if backend == "tensorflow" else None
-    sampler = _compiled_sampler(prior, grid_size, top_k, _window(prior, grid_size, crop),
-                                jit_compile)
+    sampler = _compiled_sampler(prior, grid_size, top_k, _row_cached(prior, crop), jit_compile)
 
     grids = []
     for batch_number, start in enumerate(range(0, num_samples, batch_size)):

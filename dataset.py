@@ -79,6 +79,15 @@ class SliceSet:
                         case_id=self.case_id[indices],
                         paths=[self.paths[i] for i in indices], skipped=list(self.skipped))
 
+    @staticmethod
+    def join(sets) -> "SliceSet":
+        """One SliceSet holding the slices of every set in `sets` (a non-empty list), in order."""
+        return SliceSet(images=np.concatenate([s.images for s in sets]),
+                        slice_index=np.concatenate([s.slice_index for s in sets]),
+                        case_id=np.concatenate([s.case_id for s in sets]),
+                        paths=[path for s in sets for path in s.paths],
+                        skipped=[path for s in sets for path in s.skipped])
+
 
 def _empty_slice_set(image_size, skipped=()):
     return SliceSet(images=np.zeros((0, image_size, image_size, 1), np.float32),

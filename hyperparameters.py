@@ -33,6 +33,7 @@ DEFAULTS = {
     "dead_code_threshold": 1.0,  # EMA of assignments per batch under which a code restarts
     "ssim_weight": 0.5,  # reconstruction loss = MSE + ssim_weight * (1 - SSIM)
     "ssim_warmup_steps": 500,  # the SSIM weight ramps up from 0 over these training steps
+    "ssim_window": "gaussian",  # SSIM loss window: gaussian (11x11) | uniform (7x7, as reported)
     # --- VQ-VAE training --------------------------------------------------------------------
     "batch_size": 16,
     "learning_rate": 1e-3,
@@ -62,6 +63,9 @@ ARCHITECTURE_KEYS = (
     "num_slice_positions", "prior_filters", "prior_layers", "prior_kernel_size",
 )
 
+# Flags that take one of a few words.
+CHOICES = {"ssim_window": ("gaussian", "uniform")}
+
 HYPERPARAMETERS_FILE = "hyperparameters.json"
 
 
@@ -89,7 +93,7 @@ def add_arguments(parser, keys=None):
                                 default=None, help=f"default: {str(value).lower()}")
         else:
             parser.add_argument(flag, dest=key, type=type(value), default=None,
-                                help=f"default: {value}")
+                                choices=CHOICES.get(key), help=f"default: {value}")
     return parser
 
 

@@ -318,35 +318,59 @@ def build_kerasio_decoder(grid_size, code_dim):
 # SSIM for the loss (keras.ops, differentiable)
 # ---------------------------------------------------------------------------------------------
 
-def _gaussian_window(size=11, sigma=1.5):
-    coords = [i - (size - 1) / 2.0 for i in range(size)]
-    weights = [math.exp(-(c ** 2) / (2 * sigma ** 2)) for c in coords]
-    total = sum(weights)
-    row = [w / total for w in weights]
-    return [[a * b for b in row] for a in row]
+SSIM_WINDOWS = ("gaussian", "uniform")
 
 
-def ssim_per_image(images_a, images_b, max_value=1.0):
-    """Mean SSIM of each image pair [B, H, W, 1] -> [B] (Gaussian 11x11 window, sigma 1.5).
+def _ssim_window(kind, image_height, image_width):
+    """The SSIM averaging window [k, k] and the factor applied to (co)variances.
 
-    Uses "valid" filtering like scikit-image's `structural_similarity(gaussian_weights=True)`
-    up to border handling, so the values agree closely with the reported metric.
+    "gaussian": 11x11, sigma 1.5, population (co)variances (Wang et al. 2004);
+    "uniform": 7x7 box with sample (co)variances, scikit-image's `structural_similarity` default
+    and so exactly what similarity.py, predict.py and benchmark.py report.
     """
-    window_size = min(11, int(images_a.shape[1]), int(images_a.shape[2]))
-    window = ops.reshape(ops.convert_to_tensor(_gaussian_window(window_size), "float32"),
-                         (window_size, window_size, 1, 1))
+    if kind == "gaussian":
+        size = min(11, image_height, image_width)
+        coords = [i - (size - 1) / 2.0 for i in range(size)]
+        weights = [math.exp(-(c ** 2) / (2 * 1.5 ** 2)) for c in coords]
+        row = [w / sum(weights) for w in weights]
+        return [[a * b for b in row] for a in row], 1.0
+    if kind == "uniform":
+        size = min(7, image_height, image_width)
+        count = size * size
+        return [[1.0 / count] * size for _ in range(size)], count / max(count - 1, 1)
+    raise ValueError(f"unknown SSIM window {kind!r}: use one of {SSIM_WINDOWS}")
+
+
+def ssim_per_image(images_a, images_b, max_value=1.0, window="gaussian"):
+    """Mean SSIM of each image pair [B, H, W, 1] -> [B].
+
+    Filtering is "valid", as in scikit-image (which crops the border it pads), so the values
+    agree with `skimage.metrics.structural_similarity` with the same window.
+
+    Args:
+        images_a, images_b: [B, H, W, 1] images.
+        max_value: the data range.
+        window: "gaussian" (11x11, sigma 1.5) or "uniform" (7x7, scikit-image's default).
+
+    Returns:
+        [B] float32 mean SSIM per pair.
+    """
+    weights, covariance_scale = _ssim_window(window, int(images_a.shape[1]),
+                                             int(images_a.shape[2]))
+    size = len(weights)
+    kernel = ops.reshape(ops.convert_to_tensor(weights, "float32"), (size, size, 1, 1))
     images_a = ops.cast(images_a, "float32")
     images_b = ops.cast(images_b, "float32")
 
     def blur(image):
-        return ops.conv(image, window, padding="valid")
+        return ops.conv(image, kernel, padding="valid")
 
     c1 = (0.01 * max_value) ** 2
     c2 = (0.03 * max_value) ** 2
     mean_a, mean_b = blur(images_a), blur(images_b)
-    var_a = blur(images_a * images_a) - mean_a ** 2
-    var_b = blur(images_b * images_b) - mean_b ** 2
-    covariance = blur(images_a * images_b) - mean_a * mean_b
+    var_a = covariance_scale * (blur(images_a * images_a) - mean_a ** 2)
+    var_b = covariance_scale * (blur(images_b * images_b) - mean_b ** 2)
+    covariance = covariance_scale * (blur(images_a * images_b) - mean_a * mean_b)
     ssim_map = ((2 * mean_a * mean_b + c1) * (2 * covariance + c2)
                 / ((mean_a ** 2 + mean_b ** 2 + c1) * (var_a + var_b + c2)))
     return ops.mean(ssim_map, axis=(1, 2, 3))
@@ -380,6 +404,8 @@ class VQVAETrainer(keras.Model):
         ssim_warmup_steps: the SSIM weight ramps up linearly over this many training steps.
             From a random start, SSIM alone pulls the dark background (most of a slice) to
             zero faster than MSE can teach structure, and training stalls; MSE first avoids it.
+        ssim_window: the SSIM term's window, "gaussian" (11x11) or "uniform" (7x7, the window
+            of the SSIM the scripts report); see `ssim_per_image`.
 
     Call returns the reconstructions [B, S, S, 1]; `encode` returns code indices [B, g, g] and
     `decode_codes` renders code indices back into images.
@@ -388,7 +414,7 @@ class VQVAETrainer(keras.Model):
     def __init__(self, image_size=128, num_codes=512, code_dim=64, num_downsamples=3, channels=64,
                  num_residual_blocks=2, commitment_cost=0.25, use_ema=True, ema_decay=0.99,
                  dead_code_threshold=1.0, ssim_weight=0.5, ssim_warmup_steps=500,
-                 architecture="residual", **kwargs):
+                 architecture="residual", ssim_window="gaussian", **kwargs):
         super().__init__(**kwargs)
         if image_size % (2 ** num_downsamples):
             raise ValueError(f"image_size {image_size} is not divisible by 2**num_downsamples "
@@ -406,6 +432,9 @@ class VQVAETrainer(keras.Model):
         self.dead_code_threshold = float(dead_code_threshold)
         self.ssim_weight = float(ssim_weight)
         self.ssim_warmup_steps = int(ssim_warmup_steps)
+        if ssim_window not in SSIM_WINDOWS:
+            raise ValueError(f"unknown ssim_window {ssim_window!r}: use one of {SSIM_WINDOWS}")
+        self.ssim_window = ssim_window
         self.architecture = architecture
         if architecture == "kerasio":
             self.num_downsamples = 2
@@ -450,7 +479,7 @@ class VQVAETrainer(keras.Model):
                                    "float32")
         images = ops.cast(images, "float32")
         mse = ops.mean((images - reconstructions) ** 2)
-        ssim = ops.mean(ssim_per_image(images, reconstructions))
+        ssim = ops.mean(ssim_per_image(images, reconstructions, window=self.ssim_window))
         reconstruction_loss = mse + ssim_weight * (1.0 - ssim)
         return {
             "reconstructions": reconstructions,
@@ -567,7 +596,7 @@ class VQVAETrainer(keras.Model):
             "commitment_cost": self.commitment_cost, "use_ema": self.use_ema,
             "ema_decay": self.ema_decay, "dead_code_threshold": self.dead_code_threshold,
             "ssim_weight": self.ssim_weight, "ssim_warmup_steps": self.ssim_warmup_steps,
-            "architecture": self.architecture,
+            "architecture": self.architecture, "ssim_window": self.ssim_window,
         })
         return config
 
@@ -597,7 +626,8 @@ def vqvae_from_hyperparameters(values):
         channels=values["channels"], num_residual_blocks=values["num_residual_blocks"],
         commitment_cost=values["commitment_cost"], use_ema=values["use_ema"],
         ema_decay=values["ema_decay"], dead_code_threshold=values["dead_code_threshold"],
-        ssim_weight=values["ssim_weight"], ssim_warmup_steps=values["ssim_warmup_steps"])
+        ssim_weight=values["ssim_weight"], ssim_warmup_steps=values["ssim_warmup_steps"],
+        ssim_window=values["ssim_window"])
     model.build()
     return model
 

@@ -112,6 +112,15 @@ def test_take_subsets_every_field(tmp_path):
     assert subset.case_id.tolist() == [2, 1]
 
 
+def test_join_keeps_every_slice_in_order(tmp_path):
+    splits = dataset.load_oasis_png(write_oasis_layout(tmp_path / "oasis"), SIZE)
+    joined = dataset.SliceSet.join([splits["train"], splits["validate"]])
+    assert_images_ok(joined, len(splits["train"]) + len(splits["validate"]))
+    assert joined.case_id.tolist() == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert joined.paths[-1] == splits["validate"].paths[-1]
+    np.testing.assert_array_equal(joined.images[6], splits["validate"].images[0])
+
+
 # --- pixel formats ----------------------------------------------------------------------------------
 
 def test_16_bit_png_scaled_by_full_range(tmp_path):

@@ -404,8 +404,8 @@ class VQVAETrainer(keras.Model):
         ssim_warmup_steps: the SSIM weight ramps up linearly over this many training steps.
             From a random start, SSIM alone pulls the dark background (most of a slice) to
             zero faster than MSE can teach structure, and training stalls; MSE first avoids it.
-        ssim_window: the SSIM term's window, "gaussian" (11x11) or "uniform" (7x7, the window
-            of the SSIM the scripts report); see `ssim_per_image`.
+        ssim_window: the SSIM term's window, "uniform" (7x7: exactly the SSIM the scripts
+            report) or "gaussian" (11x11); see `ssim_per_image`.
 
     Call returns the reconstructions [B, S, S, 1]; `encode` returns code indices [B, g, g] and
     `decode_codes` renders code indices back into images.
@@ -414,7 +414,7 @@ class VQVAETrainer(keras.Model):
     def __init__(self, image_size=128, num_codes=512, code_dim=64, num_downsamples=3, channels=64,
                  num_residual_blocks=2, commitment_cost=0.25, use_ema=True, ema_decay=0.99,
                  dead_code_threshold=1.0, ssim_weight=0.5, ssim_warmup_steps=500,
-                 architecture="residual", ssim_window="gaussian", **kwargs):
+                 architecture="residual", ssim_window="uniform", **kwargs):
         super().__init__(**kwargs)
         if image_size % (2 ** num_downsamples):
             raise ValueError(f"image_size {image_size} is not divisible by 2**num_downsamples "

@@ -176,12 +176,13 @@ def test_image_size_must_divide_by_the_downsampling():
         modules.VQVAETrainer(image_size=36, num_downsamples=3)
 
 
-def test_ssim_loss_term_matches_scikit_image():
+def test_gaussian_ssim_window_matches_scikit_image():
     from skimage.metrics import structural_similarity
 
     images = smooth_images(2, 32)
     noisy = np.clip(images + np.random.RandomState(0).normal(0, 0.1, images.shape), 0, 1)
-    ours = ops.convert_to_numpy(modules.ssim_per_image(images, noisy.astype("float32")))
+    ours = ops.convert_to_numpy(modules.ssim_per_image(images, noisy.astype("float32"),
+                                                       window="gaussian"))
     reference = [structural_similarity(a[..., 0], b[..., 0], data_range=1.0,
                                        gaussian_weights=True, sigma=1.5,
                                        use_sample_covariance=False)

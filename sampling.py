@@ -117,10 +117,10 @@ def _write(grid, position, codes):
     return ops.where(here, ops.cast(codes, grid.dtype)[:, None, None], grid)
 
 
-def _whole_grid_loop(call_prior, grid, slices, grid_size, draw):
+def _whole_grid_loop(prior, grid, slices, grid_size, draw):
     """Every step runs the prior on the whole grid and draws the code at that step's position."""
     def body(position, grid):
-        logits = call_prior({"code_indices": grid, "slice_index": slices})
+        logits = prior({"code_indices": grid, "slice_index": slices}, training=False)
         flat = ops.reshape(logits, (ops.shape(grid)[0], grid_size * grid_size, -1))
         return _write(grid, position, draw(ops.take(flat, position, axis=1), position))
 
@@ -139,7 +139,7 @@ def _row_cached_loop(prior, grid, slices, grid_size, draw):
     """
     reach = prior.causal_reach
     batch = ops.shape(grid)[0]
-    rows, width = min(grid_size, reach + 1), min(grid_size, reach + 1)
+    rows = width = min(grid_size, reach + 1)  # rows above (and the row) / columns to the left
     biases = prior.condition_biases(slices, batch)
 
     def row_body(row, grid):
@@ -164,10 +164,11 @@ def _row_cached_loop(prior, grid, slices, grid_size, draw):
     return ops.fori_loop(0, grid_size, row_body, grid)
 
 
-def _sampling_loop(prior, call_prior, grid, slices, grid_size, row_cached, draw):
+def _sampling_loop(prior, grid, slices, grid_size, row_cached, draw):
+    """The whole raster loop; `draw(logits [N, K], position)` returns the codes [N]."""
     if row_cached:
         return _row_cached_loop(prior, grid, slices, grid_size, draw)
-    return _whole_grid_loop(call_prior, grid, slices, grid_size, draw)
+    return _whole_grid_loop(prior, grid, slices, grid_size, draw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,9 +178,6 @@ def _sampling_loop(prior, call_prior, grid, slices, grid_size, row_cached, draw)
 def _tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile):
     import tensorflow as tf
 
-    def call_prior(inputs):
-        return prior(inputs, training=False)
-
     def run(grid, slices, temperature, seed):
         def draw(logits, position):
             logits = _shape_logits(logits, temperature, top_k)
@@ -187,7 +185,7 @@ def _tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile):
             return tf.random.stateless_categorical(logits, 1, seed=step_seed,
                                                    dtype=tf.int32)[:, 0]
 
-        return _sampling_loop(prior, call_prior, grid, slices, grid_size, row_cached, draw)
+        return _sampling_loop(prior, grid, slices, grid_size, row_cached, draw)
 
     return tf.function(run, jit_compile=jit_compile, reduce_retracing=True)
 
@@ -203,14 +201,11 @@ def _jax_sampler(prior, grid_size, top_k, row_cached):
             return jax.random.categorical(jax.random.fold_in(key, position), logits,
                                           axis=-1).astype("int32")
 
-        def call_prior(inputs):
-            return prior(inputs, training=False)
-
         # The variables' values are arguments of the jitted function, not constants.
         mapping = (list(zip(prior.trainable_variables, trainable))
                    + list(zip(prior.non_trainable_variables, non_trainable)))
         with keras.StatelessScope(state_mapping=mapping):
-            return _sampling_loop(prior, call_prior, grid, slices, grid_size, row_cached, draw)
+            return _sampling_loop(prior, grid, slices, grid_size, row_cached, draw)
 
     jitted = jax.jit(run)
 

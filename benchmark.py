@@ -198,8 +198,8 @@ def benchmark_quality(args):
     train_reconstructions = np.clip(model.predict(train.images, batch_size=64, verbose=0), 0, 1)
     train_ssim = metrics.per_image_metrics(train.images, train_reconstructions)["ssim"]
     print(f"trained {budget.images:,} images in {seconds:.0f} s")
-    print(f"mean SSIM on the training slices: {train_ssim.mean():.4f} (against test below: "
-          f"the gap is overfitting)")
+    print(f"mean SSIM on the training slices: {train_ssim.mean():.4f} (compare with the test "
+          f"SSIM below)")
     print(f"test slices: {len(test)}")
     print(f"mean SSIM: {per_image['ssim'].mean():.4f} ± {per_image['ssim'].std():.4f}")
     print(f"mean PSNR: {psnr.mean():.2f} dB")

@@ -33,7 +33,7 @@ DEFAULTS = {
     "dead_code_threshold": 1.0,  # EMA of assignments per batch under which a code restarts
     "ssim_weight": 0.5,  # reconstruction loss = MSE + ssim_weight * (1 - SSIM)
     "ssim_warmup_steps": 500,  # the SSIM weight ramps up from 0 over these training steps
-    "ssim_window": "uniform",  # SSIM loss window: uniform (7x7, the SSIM reported) | gaussian (11x11)
+    "ssim_window": "uniform",  # SSIM loss window: uniform (7x7, as reported) | gaussian (11x11)
     # --- VQ-VAE training --------------------------------------------------------------------
     "batch_size": 16,
     "learning_rate": 1e-3,

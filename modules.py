@@ -341,7 +341,7 @@ def _ssim_window(kind, image_height, image_width):
     raise ValueError(f"unknown SSIM window {kind!r}: use one of {SSIM_WINDOWS}")
 
 
-def ssim_per_image(images_a, images_b, max_value=1.0, window="gaussian"):
+def ssim_per_image(images_a, images_b, max_value=1.0, window="uniform"):
     """Mean SSIM of each image pair [B, H, W, 1] -> [B].
 
     Filtering is "valid", as in scikit-image (which crops the border it pads), so the values
@@ -350,7 +350,7 @@ def ssim_per_image(images_a, images_b, max_value=1.0, window="gaussian"):
     Args:
         images_a, images_b: [B, H, W, 1] images.
         max_value: the data range.
-        window: "gaussian" (11x11, sigma 1.5) or "uniform" (7x7, scikit-image's default).
+        window: "uniform" (7x7, scikit-image's default) or "gaussian" (11x11, sigma 1.5).
 
     Returns:
         [B] float32 mean SSIM per pair.

@@ -917,9 +917,9 @@ class GatedPixelCNN(keras.Model):
 
     The network is convolutional and has no positional input, so logits can be computed on any
     crop of the grid that holds the `causal_reach` rows above and columns either side of a
-    position. `call` is `condition_biases` -> `vertical_pass` -> `horizontal_pass` -> `head`;
-    the sampler in sampling.py runs the vertical pass once per row (at row r it depends only on
-    the rows above) and only the horizontal pass, on a one-row crop, per position.
+    position. `call` is `condition_biases`, then `embed` -> `vertical_pass` -> `horizontal_pass`
+    -> `head`; the sampler in sampling.py runs the vertical pass once per row (at row r it
+    depends only on the rows above) and only the horizontal pass, on a one-row crop, per position.
 
     Args:
         num_codes: K, the codebook size.
@@ -1016,29 +1016,33 @@ class GatedPixelCNN(keras.Model):
         condition = self.slice_embedding(slice_index)
         return [layer.condition_bias(condition) for layer in self.gated_layers]
 
-    def vertical_pass(self, code_indices, biases):
+    def embed(self, code_indices):
+        """[B, H, W] code indices (any crop of a grid) -> [B, H, W, F] input features."""
+        return self.code_embedding(ops.cast(code_indices, "int32"))
+
+    def vertical_pass(self, embedded, biases):
         """The vertical stack of every gated layer.
 
         Args:
-            code_indices: [B, H, W] ints (any crop of a grid).
+            embedded: [B, H, W, F] from `embed`.
             biases: from `condition_biases`.
 
         Returns:
             One [B, H, W, 2F] tensor per gated layer: what its vertical stack adds to the
             horizontal stack. At row r these depend only on the rows above r.
         """
-        vertical = self.code_embedding(ops.cast(code_indices, "int32"))
+        vertical = embedded
         to_horizontal = []
         for layer, bias in zip(self.gated_layers, biases):
             vertical, term = layer.vertical_step(vertical, bias)
             to_horizontal.append(term)
         return to_horizontal
 
-    def horizontal_pass(self, code_indices, to_horizontal, biases, training=False):
+    def horizontal_pass(self, embedded, to_horizontal, biases, training=False):
         """The horizontal stack of every gated layer.
 
         Args:
-            code_indices: [B, H, W] ints, the same crop `to_horizontal` was computed on.
+            embedded: [B, H, W, F] from `embed`, the same crop `to_horizontal` was computed on.
             to_horizontal: from `vertical_pass` (or the same rows/columns cut out of it).
             biases: from `condition_biases`.
             training: enables dropout.
@@ -1046,7 +1050,7 @@ class GatedPixelCNN(keras.Model):
         Returns:
             [B, H, W, F] features of the last horizontal stack.
         """
-        horizontal = self.code_embedding(ops.cast(code_indices, "int32"))
+        horizontal = embedded
         for layer, term, bias in zip(self.gated_layers, to_horizontal, biases):
             horizontal = layer.horizontal_step(horizontal, term, bias, training=training)
         return horizontal
@@ -1057,10 +1061,10 @@ class GatedPixelCNN(keras.Model):
 
     def call(self, inputs, training=False):
         code_indices, slice_index = self._split_inputs(inputs)
-        code_indices = ops.cast(code_indices, "int32")
         biases = self.condition_biases(slice_index, ops.shape(code_indices)[0], training)
-        to_horizontal = self.vertical_pass(code_indices, biases)
-        return self.head(self.horizontal_pass(code_indices, to_horizontal, biases, training))
+        embedded = self.embed(code_indices)
+        to_horizontal = self.vertical_pass(embedded, biases)
+        return self.head(self.horizontal_pass(embedded, to_horizontal, biases, training))
 
     def get_config(self):
         config = super().get_config()

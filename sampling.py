@@ -146,14 +146,14 @@ def _row_cached_loop(prior, grid, slices, grid_size, draw):
         top = ops.clip(row - reach, 0, grid_size - rows)
         above = ops.slice(grid, ops.stack([0, top, 0]), (batch, rows, grid_size))
         to_horizontal = [ops.take(term, row - top, axis=1)  # [N, g, 2F]: row `row` only
-                         for term in prior.vertical_pass(above, biases)]
+                         for term in prior.vertical_pass(prior.embed(above), biases)]
 
         def column_body(column, grid):
             left = ops.clip(column - reach, 0, grid_size - width)
             codes = ops.slice(grid, ops.stack([0, row, left]), (batch, 1, width))
             terms = [ops.slice(term, ops.stack([0, left, 0]), (batch, width, term.shape[-1]))
                      [:, None] for term in to_horizontal]
-            features = prior.horizontal_pass(codes, terms, biases)  # [N, 1, width, F]
+            features = prior.horizontal_pass(prior.embed(codes), terms, biases)  # [N, 1, w, F]
             here = ops.take(features, column - left, axis=2)[:, :, None]  # [N, 1, 1, F]
             logits = ops.reshape(prior.head(here), (batch, -1))
             position = row * grid_size + column

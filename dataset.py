@@ -507,6 +507,40 @@ def load_nifti_folder(folder, image_size, slices_per_volume=32, split=(0.8, 0.1,
     return _split_by_case(parts_3d, image_size, split, seed, skipped_paths)
 
 
+def flip_and_shift(images, copies, max_shift, seed=0):
+    """Augmented copies of slices for the prior's code grids: left-right flips and small shifts.
+
+    Copy 1 of every slice is its mirror image; each further copy is shifted by a random whole
+    number of pixels in [-max_shift, max_shift] along each axis (zero fill, no wrap-around) and
+    mirrored with probability 1/2. A brain is close to left-right symmetric and its position in
+    the frame varies between scans, so both give plausible slices with the same slice position.
+
+    Args:
+        images: [N, S, S, 1] float images.
+        copies: number of augmented copies of each image.
+        max_shift: largest shift in pixels.
+        seed: seed of the shifts and flips.
+
+    Returns:
+        [copies * N, S, S, 1] images, copy by copy (all of copy 1, then copy 2, ...).
+    """
+    rng = np.random.default_rng(seed)
+    images = np.asarray(images)
+    size_y, size_x = images.shape[1], images.shape[2]
+    augmented = []
+    for copy in range(copies):
+        for image in images:
+            flip = copy == 0 or (copy > 0 and rng.random() < 0.5)
+            shift_y, shift_x = (0, 0) if copy == 0 else rng.integers(-max_shift, max_shift + 1, 2)
+            out = np.zeros_like(image)
+            source = image[:, ::-1] if flip else image
+            out[max(shift_y, 0):size_y + min(shift_y, 0), max(shift_x, 0):size_x + min(shift_x, 0)] = \
+                source[max(-shift_y, 0):size_y + min(-shift_y, 0),
+                       max(-shift_x, 0):size_x + min(-shift_x, 0)]
+            augmented.append(out)
+    return np.stack(augmented) if augmented else images[:0]
+
+
 # --- embedded demo -------------------------------------------------------------------------------
 
 def _augment(image, rng):

@@ -44,9 +44,20 @@ DEFAULTS = {
     "prior_layers": 6,  # gated layers after the first masked (type A) layer
     "prior_kernel_size": 3,
     "prior_dropout": 0.1,
+    "prior_attention_blocks": 2,  # causal self-attention blocks on the gated stacks (0: none)
+    "prior_attention_heads": 4,
+    "prior_position_embedding": True,  # learned row and column embeddings of grid positions
     "prior_batch_size": 32,
     "prior_learning_rate": 2e-3,
+    "prior_weight_decay": 1e-2,  # AdamW decoupled weight decay (0: plain Adam)
     "prior_epochs": 10,
+    # Code-grid augmentation: each training slice is also encoded this many more times, flipped
+    # left-right and/or shifted by up to prior_augment_shift pixels, by the frozen VQ-VAE.
+    "prior_augment_copies": 4,
+    "prior_augment_shift": 4,
+    # --- early stopping (both stages keep their best validation epoch) ------------------------
+    "patience": 0,  # VQ-VAE: stop after this many epochs without a better val_loss (0: never)
+    "prior_patience": 10,  # prior: the same, on the validation bits per code
     # --- sampling ---------------------------------------------------------------------------
     "temperature": 1.0,
     "top_k": 0,  # 0: sample from all K codes
@@ -61,6 +72,7 @@ DEFAULTS = {
 ARCHITECTURE_KEYS = (
     "image_size", "num_codes", "code_dim", "num_downsamples", "channels", "num_residual_blocks",
     "num_slice_positions", "prior_filters", "prior_layers", "prior_kernel_size",
+    "prior_attention_blocks", "prior_attention_heads", "prior_position_embedding",
 )
 
 # Flags that take one of a few words.

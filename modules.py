@@ -9,6 +9,8 @@ import math
 import keras
 from keras import layers, ops
 
+import attention
+
 
 # ---------------------------------------------------------------------------------------------
 # Vector quantizer
@@ -915,11 +917,19 @@ class GatedPixelCNN(keras.Model):
     examples is switched to the unconditional row (classifier-free style), so the same model
     also samples unconditionally.
 
-    The network is convolutional and has no positional input, so logits can be computed on any
-    crop of the grid that holds the `causal_reach` rows above and columns either side of a
-    position. `call` is `condition_biases`, then `embed` -> `vertical_pass` -> `horizontal_pass`
-    -> `head`; the sampler in sampling.py runs the vertical pass once per row (at row r it
-    depends only on the rows above) and only the horizontal pass, on a one-row crop, per position.
+    Whole-grid context (issue 12): the gated stacks alone see `causal_reach` rows above and
+    columns either side of a position. With `attention_blocks` > 0, causal self-attention blocks
+    (attention.py) on top of the stacks let the logits at p depend on every earlier code, and
+    with `position_embedding` learned row and column embeddings tell the network where each
+    position lies (added to the input embedding and to the features of each output position).
+    `attention_blocks=0, position_embedding=False` is the old, purely convolutional prior.
+
+    `call` is `condition_biases`, then `embed` -> `vertical_pass` -> `horizontal_pass` ->
+    `attention_pass` -> `head`. The stacks are convolutional, so they can run on any crop of the
+    grid that holds the `causal_reach` rows above and columns either side of a position: the
+    sampler in sampling.py runs the vertical pass once per row (at row r it depends only on the
+    rows above), the horizontal pass on a one-row crop per position, and the attention blocks
+    for that one position against a cache of the earlier positions' keys and values.
 
     Args:
         num_codes: K, the codebook size.
@@ -931,6 +941,9 @@ class GatedPixelCNN(keras.Model):
         num_slice_positions: number of distinct slice indices (the condition vocabulary).
         condition_dropout: fraction of training examples whose condition is dropped.
         seed: seed of the condition dropout.
+        attention_blocks: causal self-attention blocks on top of the gated stacks (0: none).
+        attention_heads: heads of each attention block (a divisor of `filters`).
+        position_embedding: learned row and column embeddings of the grid positions.
 
     Call args:
         inputs: a dict {"code_indices": [B, g, g] int, "slice_index": [B] int (optional)}, a
@@ -942,7 +955,8 @@ class GatedPixelCNN(keras.Model):
     """
 
     def __init__(self, num_codes=512, grid_size=16, filters=96, num_layers=6, kernel_size=3,
-                 dropout=0.1, num_slice_positions=32, condition_dropout=0.1, seed=0, **kwargs):
+                 dropout=0.1, num_slice_positions=32, condition_dropout=0.1, seed=0,
+                 attention_blocks=0, attention_heads=4, position_embedding=False, **kwargs):
         super().__init__(**kwargs)
         self.num_codes = int(num_codes)
         self.grid_size = int(grid_size)
@@ -953,8 +967,13 @@ class GatedPixelCNN(keras.Model):
         self.num_slice_positions = int(num_slice_positions)
         self.condition_dropout = float(condition_dropout)
         self.seed = int(seed)
+        self.attention_blocks = int(attention_blocks)
+        self.attention_heads = int(attention_heads)
+        self.position_embedding = bool(position_embedding)
         if self.num_layers < 0:
             raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+        if self.attention_blocks < 0:
+            raise ValueError(f"attention_blocks must be >= 0, got {attention_blocks}")
         self.code_embedding = layers.Embedding(self.num_codes, self.filters,
                                                name="code_embedding")
         self.slice_embedding = layers.Embedding(self.num_slice_positions + 1, self.filters,
@@ -964,6 +983,16 @@ class GatedPixelCNN(keras.Model):
                                dropout=self.dropout_rate, condition_dim=self.filters,
                                name=f"gated_{index}")
             for index in range(self.num_layers + 1)]
+        self.row_embedding = self.column_embedding = None
+        if self.position_embedding:
+            self.row_embedding = layers.Embedding(self.grid_size, self.filters,
+                                                  name="row_embedding")
+            self.column_embedding = layers.Embedding(self.grid_size, self.filters,
+                                                     name="column_embedding")
+        self.attention = [
+            attention.CausalAttentionBlock(self.filters, self.attention_heads,
+                                           dropout=self.dropout_rate, name=f"attention_{index}")
+            for index in range(self.attention_blocks)]
         self.head_hidden = layers.Conv2D(self.filters, 1, name="head_hidden")
         self.head_logits = layers.Conv2D(self.num_codes, 1, dtype="float32", name="logits")
         self.seed_generator = keras.random.SeedGenerator(self.seed)
@@ -986,6 +1015,11 @@ class GatedPixelCNN(keras.Model):
         self.slice_embedding.build((None,))
         for layer in self.gated_layers:
             layer.build(features)
+        if self.position_embedding:
+            self.row_embedding.build((None,))
+            self.column_embedding.build((None,))
+        for block in self.attention:
+            block.build((None, self.grid_size * self.grid_size, self.filters))
         self.head_hidden.build(features)
         self.head_logits.build(features)
 
@@ -1016,9 +1050,22 @@ class GatedPixelCNN(keras.Model):
         condition = self.slice_embedding(slice_index)
         return [layer.condition_bias(condition) for layer in self.gated_layers]
 
-    def embed(self, code_indices):
-        """[B, H, W] code indices (any crop of a grid) -> [B, H, W, F] input features."""
-        return self.code_embedding(ops.cast(code_indices, "int32"))
+    def position_features(self, row_offset, column_offset, height, width):
+        """[1, height, width, F] learned embedding of the absolute grid positions of a crop
+        whose top-left corner is (row_offset, column_offset); 0 without `position_embedding`."""
+        if not self.position_embedding:
+            return 0.0
+        rows = self.row_embedding(ops.arange(height, dtype="int32") + row_offset)
+        columns = self.column_embedding(ops.arange(width, dtype="int32") + column_offset)
+        return (rows[:, None, :] + columns[None, :, :])[None]
+
+    def embed(self, code_indices, row_offset=0, column_offset=0):
+        """[B, H, W] code indices (any crop of a grid whose top-left corner is at
+        (row_offset, column_offset)) -> [B, H, W, F] input features: the code embedding plus,
+        with `position_embedding`, the embedding of each position."""
+        embedded = self.code_embedding(ops.cast(code_indices, "int32"))
+        height, width = code_indices.shape[1], code_indices.shape[2]
+        return embedded + self.position_features(row_offset, column_offset, height, width)
 
     def vertical_pass(self, embedded, biases):
         """The vertical stack of every gated layer.
@@ -1055,6 +1102,29 @@ class GatedPixelCNN(keras.Model):
             horizontal = layer.horizontal_step(horizontal, term, bias, training=training)
         return horizontal
 
+    def attention_pass(self, features, embedded, training=False):
+        """The causal attention blocks over the whole grid (identity without them).
+
+        Args:
+            features: [B, g, g, F] from `horizontal_pass` (plus, with `position_embedding`,
+                the position of each output: see `call`).
+            embedded: [B, g, g, F] from `embed`: the code (and position) at each position,
+                which the blocks' keys and values add to the features.
+            training: enables dropout.
+
+        Returns:
+            [B, g, g, F] features; at position p they depend on every code before p.
+        """
+        if not self.attention:
+            return features
+        batch, height, width = (ops.shape(features)[0], ops.shape(features)[1],
+                                ops.shape(features)[2])
+        flat = ops.reshape(features, (batch, height * width, self.filters))
+        context = ops.reshape(embedded, (batch, height * width, self.filters))
+        for block in self.attention:
+            flat = block(flat, context, training=training)
+        return ops.reshape(flat, (batch, height, width, self.filters))
+
     def head(self, features):
         """Logits [..., K] (float32) from last-layer features [..., H, W, F]."""
         return self.head_logits(ops.relu(self.head_hidden(ops.relu(features))))
@@ -1064,7 +1134,10 @@ class GatedPixelCNN(keras.Model):
         biases = self.condition_biases(slice_index, ops.shape(code_indices)[0], training)
         embedded = self.embed(code_indices)
         to_horizontal = self.vertical_pass(embedded, biases)
-        return self.head(self.horizontal_pass(embedded, to_horizontal, biases, training))
+        features = self.horizontal_pass(embedded, to_horizontal, biases, training)
+        # The output at p is told where p is (its inputs only saw the positions before it).
+        features = features + self.position_features(0, 0, self.grid_size, self.grid_size)
+        return self.head(self.attention_pass(features, embedded, training))
 
     def get_config(self):
         config = super().get_config()
@@ -1073,6 +1146,8 @@ class GatedPixelCNN(keras.Model):
             "num_layers": self.num_layers, "kernel_size": self.kernel_size,
             "dropout": self.dropout_rate, "num_slice_positions": self.num_slice_positions,
             "condition_dropout": self.condition_dropout, "seed": self.seed,
+            "attention_blocks": self.attention_blocks, "attention_heads": self.attention_heads,
+            "position_embedding": self.position_embedding,
         })
         return config
 
@@ -1092,6 +1167,8 @@ def prior_from_hyperparameters(values, grid_size):
         num_codes=values["num_codes"], grid_size=grid_size, filters=values["prior_filters"],
         num_layers=values["prior_layers"], kernel_size=values["prior_kernel_size"],
         dropout=values["prior_dropout"], num_slice_positions=values["num_slice_positions"],
-        name="pixelcnn_prior")
+        attention_blocks=values["prior_attention_blocks"],
+        attention_heads=values["prior_attention_heads"],
+        position_embedding=values["prior_position_embedding"], name="pixelcnn_prior")
     model.build()
     return model

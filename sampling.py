@@ -9,7 +9,8 @@ writes it into the grid. The same seed (and batch size) always gives the same gr
 When the prior is a `modules.GatedPixelCNN`, the loop is row-cached: the vertical stack at row r
 depends only on the rows above r, so it runs once per row (on the `causal_reach` rows above);
 each position then runs only the horizontal stack, on the one-row crop of `causal_reach`
-columns to its left, and the output head. The network is convolutional and the crops are
+columns to its left, the attention blocks for that one position against a cache of the keys and
+values of the positions drawn before it (written as each code is drawn), and the output head. The network is convolutional and the crops are
 clipped to the grid, so the logits are those of the whole grid up to float rounding, for a
 small fraction of the work (`crop=False` runs the whole prior on the whole grid at each step).
 
@@ -127,13 +128,50 @@ def _whole_grid_loop(prior, grid, slices, grid_size, draw):
     return ops.fori_loop(0, grid_size * grid_size, body, grid)
 
 
+def _attention_step(prior, features, caches, row, column, position):
+    """The attention blocks and head at one position, against the cached earlier positions.
+
+    Args:
+        features: [N, 1, 1, F] last horizontal-stack features at (row, column).
+        caches: per attention block, (keys, values) [N, g*g, F] of the positions already drawn.
+
+    Returns:
+        (logits [N, K], normed): `normed` holds each block's normed input at this position,
+        from which `_cache_position` makes its keys and values once its code is drawn.
+    """
+    features = features + prior.position_features(row, column, 1, 1)
+    flat = ops.reshape(features, (ops.shape(features)[0], 1, -1))
+    size = prior.grid_size * prior.grid_size
+    visible = (ops.arange(size, dtype="int32") < position)[None, None, None, :]
+    normed = []
+    for block, (keys, values) in zip(prior.attention, caches):
+        flat, block_normed = block.query_step(flat, keys, values, visible)
+        normed.append(block_normed)
+    logits = prior.head(ops.reshape(flat, (-1, 1, 1, flat.shape[-1])))
+    return ops.reshape(logits, (ops.shape(flat)[0], -1)), normed
+
+
+def _cache_position(prior, caches, normed, codes, row, column, position):
+    """The caches with the keys and values of `position` (whose codes [N] are now drawn)."""
+    context = prior.embed(ops.reshape(codes, (-1, 1, 1)), row, column)
+    context = ops.reshape(context, (ops.shape(context)[0], 1, -1))
+    updated = []
+    for block, (keys, values), block_normed in zip(prior.attention, caches, normed):
+        key, value = block.key_value(block_normed, context)
+        start = ops.stack([0, position, 0])
+        updated.append((ops.slice_update(keys, start, ops.cast(key, keys.dtype)),
+                        ops.slice_update(values, start, ops.cast(value, values.dtype))))
+    return tuple(updated)
+
+
 def _row_cached_loop(prior, grid, slices, grid_size, draw):
     """The row-cached loop for a `GatedPixelCNN`.
 
     The vertical stack at row r sees only the rows above r, so once per row it runs on the
     `causal_reach` rows above (full width) and its contributions to the horizontal stack are
     kept. Each position of the row then runs only the horizontal stack, on the one-row crop of
-    `causal_reach` columns to its left, and the head at that position. Crops are clipped to the
+    `causal_reach` columns to its left, then the attention blocks for that one position against
+    a cache of the earlier positions' keys and values, and the head. Crops are clipped to the
     grid, so the zero padding at the grid's edges is the same as on the whole grid and the logits
     equal the whole-grid ones up to float rounding.
     """
@@ -141,27 +179,40 @@ def _row_cached_loop(prior, grid, slices, grid_size, draw):
     batch = ops.shape(grid)[0]
     rows = width = min(grid_size, reach + 1)  # rows above (and the row) / columns to the left
     biases = prior.condition_biases(slices, batch)
+    attention_blocks = list(getattr(prior, "attention", []))
+    cache_shape = (batch, grid_size * grid_size, prior.filters)
+    caches = tuple((ops.zeros(cache_shape, "float32"), ops.zeros(cache_shape, "float32"))
+                   for _ in attention_blocks)
 
-    def row_body(row, grid):
+    def row_body(row, state):
+        grid, caches = state
         top = ops.clip(row - reach, 0, grid_size - rows)
         above = ops.slice(grid, ops.stack([0, top, 0]), (batch, rows, grid_size))
         to_horizontal = [ops.take(term, row - top, axis=1)  # [N, g, 2F]: row `row` only
-                         for term in prior.vertical_pass(prior.embed(above), biases)]
+                         for term in prior.vertical_pass(prior.embed(above, top), biases)]
 
-        def column_body(column, grid):
+        def column_body(column, state):
+            grid, caches = state
             left = ops.clip(column - reach, 0, grid_size - width)
             codes = ops.slice(grid, ops.stack([0, row, left]), (batch, 1, width))
             terms = [ops.slice(term, ops.stack([0, left, 0]), (batch, width, term.shape[-1]))
                      [:, None] for term in to_horizontal]
-            features = prior.horizontal_pass(prior.embed(codes), terms, biases)  # [N, 1, w, F]
+            features = prior.horizontal_pass(prior.embed(codes, row, left), terms,
+                                             biases)  # [N, 1, w, F]
             here = ops.take(features, column - left, axis=2)[:, :, None]  # [N, 1, 1, F]
-            logits = ops.reshape(prior.head(here), (batch, -1))
             position = row * grid_size + column
-            return _write(grid, position, draw(logits, position))
+            if attention_blocks or getattr(prior, "position_embedding", False):
+                logits, normed = _attention_step(prior, here, caches, row, column, position)
+            else:
+                logits = ops.reshape(prior.head(here), (batch, -1))
+            drawn = draw(logits, position)
+            if attention_blocks:
+                caches = _cache_position(prior, caches, normed, drawn, row, column, position)
+            return _write(grid, position, drawn), caches
 
-        return ops.fori_loop(0, grid_size, column_body, grid)
+        return ops.fori_loop(0, grid_size, column_body, (grid, caches))
 
-    return ops.fori_loop(0, grid_size, row_body, grid)
+    return ops.fori_loop(0, grid_size, row_body, (grid, caches))[0]
 
 
 def _sampling_loop(prior, grid, slices, grid_size, row_cached, draw):

@@ -8,6 +8,7 @@ Everything lands in --output-dir: `vqvae.keras`, `prior.keras`, `hyperparameters
 `vqvae_log.csv`, `prior_log.csv` and `codes.npz` (the cached code grids of every split).
 """
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -20,10 +21,16 @@ import numpy as np
 
 import hyperparameters
 
-VQVAE_FILE = "vqvae.keras"
+VQVAE_FILE = "vqvae.keras"  # the best validation epoch: what predict.py and similarity.py use
 PRIOR_FILE = "prior.keras"
 CODES_FILE = "codes.npz"
 STATE_FILE = "training_state.json"
+
+
+def last_checkpoint_name(filename):
+    """Where the latest epoch of a stage is kept for --resume: `vqvae.keras` -> `vqvae_last.keras`
+    (the file named `filename` holds the best validation epoch)."""
+    return filename.replace(".keras", "_last.keras")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -35,25 +42,44 @@ def _callbacks():
     import keras
 
     class AtomicCheckpoint(keras.callbacks.Callback):
-        """Saves the whole model (weights, optimizer, EMA codebook) after every good epoch.
+        """Keeps the latest and the best epoch of a stage, and stops early.
 
-        The file is written under a temporary name and renamed into place, so a kill during a
-        save leaves the previous checkpoint intact. The epoch reached goes to a small JSON
-        state file, written the same way, which `--resume` reads.
+        After every epoch with finite losses the whole model (weights, optimizer, EMA codebook)
+        is saved as `<stage>_last.keras` (what --resume continues from); when the monitored
+        validation value is the best so far, that file is also copied to `filename` (the
+        checkpoint users get). Both are written under a temporary name and renamed into place,
+        so a kill during a save leaves the previous checkpoints intact. The epochs done, the best
+        epoch and its value go to a small JSON state file, written the same way. With
+        `patience` > 0 training stops once that many epochs have passed without a better value.
         """
 
-        def __init__(self, folder, filename, stage):
+        def __init__(self, folder, filename, stage, patience=0):
             super().__init__()
             self.folder = pathlib.Path(folder)
             self.filename = filename
             self.stage = stage
+            self.patience = int(patience)
 
         def on_epoch_end(self, epoch, logs=None):
-            if not all(math.isfinite(float(v)) for v in (logs or {}).values()):
+            logs = logs or {}
+            if not all(math.isfinite(float(v)) for v in logs.values()):
                 return  # never overwrite a good checkpoint with a broken one
-            save_atomically(self.model, self.folder / self.filename)
+            last = self.folder / last_checkpoint_name(self.filename)
+            save_atomically(self.model, last)
             state = read_state(self.folder)
-            state[self.stage] = {"epochs_done": epoch + 1}
+            entry = state.get(self.stage, {})
+            monitor = "val_loss" if "val_loss" in logs else "loss"
+            value = float(logs[monitor])
+            if entry.get("best_value") is None or value < entry["best_value"]:
+                copy_atomically(last, self.folder / self.filename)
+                entry.update(best_epoch=epoch + 1, best_value=value, monitor=monitor)
+            entry["epochs_done"] = epoch + 1
+            if self.patience and epoch + 1 - entry["best_epoch"] >= self.patience:
+                entry["stopped_early"] = True
+                self.model.stop_training = True
+                print(f"{self.stage}: no better {monitor} for {self.patience} epochs; stopping "
+                      f"(best epoch {entry['best_epoch']}, {monitor} {entry['best_value']:.4f})")
+            state[self.stage] = entry
             write_json_atomically(self.folder / STATE_FILE, state)
 
     class StopOnNonFinite(keras.callbacks.Callback):
@@ -140,6 +166,14 @@ def save_atomically(model, path):
     os.replace(partial, path)
 
 
+def copy_atomically(source, path):
+    """Copies `source` to `path` through a temporary file and a rename."""
+    path = pathlib.Path(path)
+    partial = path.with_name(path.stem + ".partial" + path.suffix)
+    shutil.copyfile(source, partial)
+    os.replace(partial, path)
+
+
 def write_json_atomically(path, data):
     path = pathlib.Path(path)
     partial = path.with_name(path.name + ".partial")
@@ -154,8 +188,17 @@ def read_state(folder):
 
 
 def epochs_done(folder, stage="vqvae"):
-    """How many epochs of `stage` the checkpoint in `folder` holds."""
+    """How many epochs of `stage` the latest checkpoint in `folder` holds."""
     return read_state(folder).get(stage, {}).get("epochs_done", 0)
+
+
+def resume_checkpoint(folder, filename):
+    """The checkpoint --resume continues from: the latest epoch's, else (an older run) the
+    best one's; None when neither exists."""
+    for name in (last_checkpoint_name(filename), filename):
+        if (pathlib.Path(folder) / name).exists():
+            return pathlib.Path(folder) / name
+    return None
 
 
 def trim_log(path, epochs):
@@ -177,8 +220,10 @@ class TrainingFailed(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 
 def _fit(model, stage, train_data, validation_data, values, epochs, batch_size, output_dir,
-         checkpoint_file, resume, extra_callbacks=()):
-    """Runs `model.fit` with checkpointing, CSV logging and the NaN guard; returns the history."""
+         checkpoint_file, resume, extra_callbacks=(), patience=0):
+    """Runs `model.fit` with checkpointing (latest and best epoch), early stopping after
+    `patience` epochs without a better validation loss (0: never), CSV logging and the NaN
+    guard; returns the history."""
     import keras
 
     AtomicCheckpoint, StopOnNonFinite, Throughput = _callbacks()
@@ -197,10 +242,14 @@ def _fit(model, stage, train_data, validation_data, values, epochs, batch_size, 
         Throughput(batch_size),
         *extra_callbacks,
         keras.callbacks.CSVLogger(str(log_path), append=done > 0),
-        AtomicCheckpoint(output_dir, checkpoint_file, stage),
+        AtomicCheckpoint(output_dir, checkpoint_file, stage, patience),
     ]
     if done >= epochs:
         print(f"{stage}: all {epochs} epochs already done in {output_dir}")
+        return None
+    if done and read_state(output_dir)[stage].get("stopped_early"):
+        print(f"{stage}: stopped early after epoch {done} (no better validation loss for "
+              f"{patience} epochs) in {output_dir}")
         return None
     if done:
         print(f"{stage}: resuming after epoch {done} of {epochs}")
@@ -237,9 +286,10 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
     checkpoint = output_dir / VQVAE_FILE
     batch_size = values["batch_size"]
     scope = strategy.scope() if strategy else _null_scope()
+    latest = resume_checkpoint(output_dir, VQVAE_FILE) if resume else None
     with scope:
-        if resume and checkpoint.exists():
-            model = _load_for_resume(checkpoint, values, output_dir)
+        if latest is not None:
+            model = _load_for_resume(latest, values, output_dir)
         else:
             model = modules.vqvae_from_hyperparameters(values)
             model.compile(optimizer=keras.optimizers.Adam(values["learning_rate"]))
@@ -252,40 +302,76 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
     frames = progress_frames_callback(validation.images[shown], output_dir / "progress",
                                       pathlib.Path(values["images_dir"]) / "training_progress.gif")
     _fit(model, "vqvae", train_data, validation_data, values, values["epochs"], batch_size,
-         output_dir, VQVAE_FILE, resume, [frames, *extra_callbacks])
+         output_dir, VQVAE_FILE, resume, [frames, *extra_callbacks], values["patience"])
+    _report_best(output_dir, "vqvae")
     plot_training_curves(output_dir, "vqvae", values["images_dir"])
     return keras.saving.load_model(checkpoint) if checkpoint.exists() else model
 
 
-def encode_splits(vqvae, splits, output_dir):
-    """Code grids of every split, computed once with the frozen VQ-VAE and cached on disk.
+def _fingerprint(vqvae_path, splits, values):
+    """A hash of everything the cached code grids depend on: the VQ-VAE checkpoint's bytes, the
+    images and slice indices of every split, and the augmentation settings."""
+    digest = hashlib.sha256()
+    if pathlib.Path(vqvae_path).exists():
+        with open(vqvae_path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    for name in ("train", "validate", "test"):
+        digest.update(np.ascontiguousarray(splits[name].images).tobytes())
+        digest.update(np.asarray(splits[name].slice_index, np.int64).tobytes())
+    settings = [values.get(key) for key in ("prior_augment_copies", "prior_augment_shift", "seed")]
+    digest.update(json.dumps(settings).encode())
+    return digest.hexdigest()
 
-    The cache (`codes.npz`) is reused while the VQ-VAE checkpoint and the split sizes are the
-    same as when it was written; otherwise it is rebuilt.
 
-    Returns:
-        {split: (code_indices [N, g, g] int32, slice_index [N] int32)}
-    """
+def _encode(vqvae, images, batch_size=64):
+    """Code grids [N, g, g] int32 of `images`, in batches."""
     import keras
 
+    grids = [keras.ops.convert_to_numpy(vqvae.encode(images[start:start + batch_size]))
+             for start in range(0, len(images), batch_size)]
+    return np.concatenate(grids).astype(np.int32)
+
+
+def encode_splits(vqvae, splits, output_dir, values=None):
+    """Code grids of every split, computed once with the frozen VQ-VAE and cached on disk.
+
+    With `prior_augment_copies` > 0 the training split is also encoded that many more times,
+    flipped left-right and/or shifted (`dataset.flip_and_shift`): code grids that the VQ-VAE
+    gives for slightly different real slices, valid training data for the prior, under
+    "train_augmented" (the original grids first). The cache (`codes.npz`) is reused only while
+    its fingerprint (the VQ-VAE checkpoint's bytes, every split's images and slice indices,
+    the augmentation settings) matches; otherwise it is rebuilt.
+
+    Returns:
+        {split: (code_indices [N, g, g] int32, slice_index [N] int32)} for "train",
+        "validate", "test" and "train_augmented".
+    """
+    import dataset
+
+    values = dict(hyperparameters.DEFAULTS, **(values or {}))
+    names = ("train", "validate", "test", "train_augmented")
     cache = pathlib.Path(output_dir) / CODES_FILE
-    checkpoint = pathlib.Path(output_dir) / VQVAE_FILE
-    stamp = np.array([checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0]
-                     + [len(splits[name]) for name in ("train", "validate", "test")])
+    fingerprint = _fingerprint(pathlib.Path(output_dir) / VQVAE_FILE, splits, values)
     if cache.is_file():
         with np.load(cache) as stored:
-            if np.array_equal(stored["stamp"], stamp):
+            if "fingerprint" in stored and str(stored["fingerprint"]) == fingerprint:
                 return {name: (stored[f"{name}_codes"], stored[f"{name}_slices"])
-                        for name in ("train", "validate", "test")}
-    encoded, arrays = {}, {"stamp": stamp}
+                        for name in names}
+    encoded, arrays = {}, {"fingerprint": np.array(fingerprint)}
     for name in ("train", "validate", "test"):
-        images = splits[name].images
-        grids = [keras.ops.convert_to_numpy(vqvae.encode(images[start:start + 64]))
-                 for start in range(0, len(images), 64)]
-        codes = np.concatenate(grids).astype(np.int32)
-        slices = np.asarray(splits[name].slice_index, np.int32)
-        encoded[name] = (codes, slices)
-        arrays[f"{name}_codes"], arrays[f"{name}_slices"] = codes, slices
+        encoded[name] = (_encode(vqvae, splits[name].images),
+                         np.asarray(splits[name].slice_index, np.int32))
+    codes, slices = encoded["train"]
+    copies = values["prior_augment_copies"]
+    if copies:
+        images = dataset.flip_and_shift(splits["train"].images, copies,
+                                        values["prior_augment_shift"], seed=values["seed"])
+        codes = np.concatenate([codes, _encode(vqvae, images)])
+        slices = np.concatenate([slices, np.tile(slices, copies)])
+    encoded["train_augmented"] = (codes, slices)
+    for name in names:
+        arrays[f"{name}_codes"], arrays[f"{name}_slices"] = encoded[name]
     partial = cache.with_name("codes.partial.npz")
     np.savez_compressed(partial, **arrays)
     os.replace(partial, cache)
@@ -318,29 +404,48 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
                                 f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
     vqvae = keras.saving.load_model(vqvae_path)
     hyperparameters.check_model(vqvae, values, vqvae_path)
-    codes = encode_splits(vqvae, splits, output_dir)
+    codes = encode_splits(vqvae, splits, output_dir, values)
     checkpoint = output_dir / PRIOR_FILE
     scope = strategy.scope() if strategy else _null_scope()
+    latest = resume_checkpoint(output_dir, PRIOR_FILE) if resume else None
     with scope:
-        if resume and checkpoint.exists():
-            prior = _load_for_resume(checkpoint, values, output_dir)
+        if latest is not None:
+            prior = _load_for_resume(latest, values, output_dir)
         else:
             prior = modules.prior_from_hyperparameters(values, vqvae.grid_size)
-            prior.compile(optimizer=keras.optimizers.Adam(values["prior_learning_rate"]),
+            prior.compile(optimizer=prior_optimizer(values),
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                           metrics=[modules.BitsPerCode()])
     batch_size = values["prior_batch_size"]
-    train_data = code_dataset(*codes["train"], batch_size, shuffle=True, seed=values["seed"],
-                              repeat=bool(values["steps_per_epoch"]))
+    train_data = code_dataset(*codes["train_augmented"], batch_size, shuffle=True,
+                              seed=values["seed"], repeat=bool(values["steps_per_epoch"]))
     validation_data = code_dataset(*codes["validate"], batch_size, shuffle=False)
     _fit(prior, "prior", train_data, validation_data, values, values["prior_epochs"], batch_size,
-         output_dir, PRIOR_FILE, resume, extra_callbacks)
+         output_dir, PRIOR_FILE, resume, extra_callbacks, values["prior_patience"])
+    _report_best(output_dir, "prior")
     plot_training_curves(output_dir, "prior", values["images_dir"])
     if checkpoint.exists():
         prior = keras.saving.load_model(checkpoint)
     test = prior.evaluate(code_dataset(*codes["test"], batch_size, shuffle=False), verbose=0,
                           return_dict=True)
     return prior, float(test["bits_per_code"])
+
+
+def prior_optimizer(values):
+    """AdamW with the prior's learning rate and weight decay (plain Adam when the decay is 0)."""
+    import keras
+
+    if values["prior_weight_decay"] > 0:
+        return keras.optimizers.AdamW(values["prior_learning_rate"],
+                                      weight_decay=values["prior_weight_decay"])
+    return keras.optimizers.Adam(values["prior_learning_rate"])
+
+
+def _report_best(output_dir, stage):
+    entry = read_state(output_dir).get(stage, {})
+    if "best_epoch" in entry:
+        print(f"{stage}: kept the best epoch, {entry['best_epoch']} of {entry['epochs_done']} "
+              f"({entry['monitor']} {entry['best_value']:.4f})")
 
 
 class _null_scope:

@@ -260,9 +260,12 @@ def test_condition_changes_logits_and_is_dropped_in_training():
 
 def test_prior_loss_falls_on_a_fixed_batch():
     keras.utils.set_random_seed(0)
+    import hyperparameters
+
     prior = modules.prior_from_hyperparameters(
-        {"prior_filters": FILTERS, "prior_layers": LAYERS, "prior_kernel_size": 3,
-         "prior_dropout": 0.1, "num_codes": CODES, "num_slice_positions": SLICES}, 6)
+        dict(hyperparameters.DEFAULTS, prior_filters=FILTERS, prior_layers=LAYERS,
+             prior_kernel_size=3, prior_dropout=0.1, num_codes=CODES,
+             num_slice_positions=SLICES), 6)
     rng = np.random.default_rng(0)
     # Structured grids: each is a stripe pattern, so the codes are predictable from the past.
     stripes = (np.arange(6)[None, :, None] + rng.integers(0, CODES, (16, 1, 1))) % CODES

@@ -173,7 +173,7 @@ def test_sigkill_then_resume_continues_from_the_last_checkpoint(data_dir, tmp_pa
         process.wait()
     epochs_done = train.epochs_done(output_dir)
     assert 1 <= epochs_done < 4
-    saved = keras.saving.load_model(output_dir / train.VQVAE_FILE)
+    saved = keras.saving.load_model(output_dir / train.last_checkpoint_name(train.VQVAE_FILE))
 
     class CaptureStart(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):

@@ -1,0 +1,151 @@
+"""Causal self-attention over raster positions: the PixelCNN prior's whole-grid context.
+
+A gated PixelCNN sees a bounded window (`GatedPixelCNN.causal_reach`); on a 16x16 grid with the
+old defaults the bottom of a slice was sampled without seeing its top. `CausalAttentionBlock`s on
+top of the gated stacks close that gap, as PixelSNAIL's attention does:
+
+    h        = LayerNorm(x)
+    query_p  = Wq h_p
+    key_q    = Wk (h_q + context_q)        value_q = Wv (h_q + context_q)
+    x_p     += Wo softmax_{q < p}(query_p . key_q / sqrt(d)) value_q        (per head)
+    x_p     += MLP(LayerNorm(x_p))
+
+`x_q` (the gated stacks' features at q) depends only on the codes before q, and `context_q` is
+the embedding of the code *at* q, so position p attends strictly earlier positions q < p and
+reaches every one of their codes directly: the logits at p depend on every earlier code and on
+no later one, whatever the grid size. A learned-free "null" slot (score 0, value 0) is always
+visible, so position 0, which has nothing before it, is well defined.
+
+For sampling, a block is split into `query_step` (what position p needs before its code is
+drawn) and `key_value` (what p adds to the key/value cache once its code is known); together
+they give exactly the whole-grid `call`.
+"""
+import math
+
+import keras
+from keras import layers, ops
+
+
+def _split_heads(tensor, heads):
+    """[B, P, F] -> [B, heads, P, F // heads]."""
+    batch, positions = ops.shape(tensor)[0], ops.shape(tensor)[1]
+    tensor = ops.reshape(tensor, (batch, positions, heads, tensor.shape[-1] // heads))
+    return ops.transpose(tensor, (0, 2, 1, 3))
+
+
+def _merge_heads(tensor):
+    """[B, heads, P, d] -> [B, P, heads * d]."""
+    tensor = ops.transpose(tensor, (0, 2, 1, 3))
+    batch, positions = ops.shape(tensor)[0], ops.shape(tensor)[1]
+    return ops.reshape(tensor, (batch, positions, tensor.shape[2] * tensor.shape[3]))
+
+
+def causal_mask(positions):
+    """Boolean [P, P]: entry (p, q) is true where query p may attend key q (q < p)."""
+    index = ops.arange(positions, dtype="int32")
+    return index[None, :] < index[:, None]
+
+
+@keras.saving.register_keras_serializable(package="vqvae")
+class CausalAttentionBlock(layers.Layer):
+    """One pre-norm transformer block with strictly causal multi-head attention.
+
+    Args:
+        filters: F, the width of the features (a multiple of `heads`).
+        heads: number of attention heads.
+        dropout: dropout rate on the attention and MLP outputs.
+
+    Call args:
+        features: [B, P, F] features in raster order; features[:, q] must depend only on the
+            codes before q.
+        context: [B, P, F] the embedding of the code at each position (and its position).
+        training: whether dropout is active.
+
+    Returns:
+        [B, P, F] features; output p depends on features[:, <= p] and context[:, < p].
+    """
+
+    def __init__(self, filters, heads=4, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.heads = int(heads)
+        self.dropout_rate = float(dropout)
+        if self.heads < 1 or self.filters % self.heads:
+            raise ValueError(f"filters ({filters}) must be a positive multiple of heads "
+                             f"({heads})")
+        self.attention_norm = layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
+        self.query = layers.Dense(self.filters, name="query")
+        self.key = layers.Dense(self.filters, name="key")
+        self.value = layers.Dense(self.filters, name="value")
+        self.attention_output = layers.Dense(self.filters, name="attention_output")
+        self.mlp_norm = layers.LayerNormalization(epsilon=1e-5, name="mlp_norm")
+        self.mlp_hidden = layers.Dense(2 * self.filters, activation="gelu", name="mlp_hidden")
+        self.mlp_output = layers.Dense(self.filters, name="mlp_output")
+        self.dropout = layers.Dropout(self.dropout_rate)
+
+    def build(self, input_shape):
+        shape = (None, None, self.filters)
+        for layer in (self.attention_norm, self.query, self.key, self.value,
+                      self.attention_output, self.mlp_norm):
+            layer.build(shape)
+        self.mlp_hidden.build(shape)
+        self.mlp_output.build((None, None, 2 * self.filters))
+
+    def key_value(self, normed, context):
+        """Keys and values [B, P, F] of positions whose normed features and code context
+        are given (`normed` is `attention_norm(features)`, as `query_step` returns it)."""
+        source = normed + ops.cast(context, normed.dtype)
+        return self.key(source), self.value(source)
+
+    def attend(self, query, keys, values, mask):
+        """Multi-head attention of queries [B, Pq, F] over keys/values [B, Pk, F].
+
+        Args:
+            mask: boolean, broadcastable to [B, heads, Pq, Pk]; true where a key is visible.
+                A null slot (score 0, value 0) is always visible as well.
+
+        Returns:
+            [B, Pq, F] attended values.
+        """
+        depth = self.filters // self.heads
+        query, keys, values = (_split_heads(t, self.heads) for t in (query, keys, values))
+        scores = ops.einsum("bhpd,bhqd->bhpq", ops.cast(query, "float32"),
+                            ops.cast(keys, "float32")) / math.sqrt(depth)
+        scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
+        null = ops.zeros_like(scores[..., :1])
+        weights = ops.softmax(ops.concatenate([scores, null], axis=-1), axis=-1)[..., :-1]
+        attended = ops.einsum("bhpq,bhqd->bhpd", weights, ops.cast(values, "float32"))
+        return ops.cast(_merge_heads(attended), query.dtype)
+
+    def query_step(self, features, keys, values, mask, training=False):
+        """The block's output at some positions, given the keys and values of the others.
+
+        Args:
+            features: [B, Pq, F] input features at the query positions.
+            keys, values: [B, Pk, F] (e.g. a sampler's cache).
+            mask: as for `attend`.
+            training: whether dropout is active.
+
+        Returns:
+            (output [B, Pq, F], normed [B, Pq, F]): the block's output, and the normed input
+            features from which `key_value` makes these positions' keys and values.
+        """
+        normed = self.attention_norm(features)
+        attended = self.attend(self.query(normed), keys, values, mask)
+        features = features + self.dropout(self.attention_output(attended), training=training)
+        hidden = self.mlp_hidden(self.mlp_norm(features))
+        features = features + self.dropout(self.mlp_output(hidden), training=training)
+        return features, normed
+
+    def call(self, features, context, training=False):
+        normed = self.attention_norm(features)
+        keys, values = self.key_value(normed, context)
+        mask = causal_mask(ops.shape(features)[1])[None, None]
+        output, _ = self.query_step(features, keys, values, mask, training=training)
+        return output
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "heads": self.heads,
+                       "dropout": self.dropout_rate})
+        return config

@@ -1,0 +1,164 @@
+"""Tests of the prior's whole-grid context (issue 12): causal attention blocks and absolute
+position embeddings, the sampler's key/value cache, and the training pieces that make the
+prior generalise (best-epoch checkpoint, early stopping, code-grid augmentation)."""
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+from keras import ops  # noqa: E402
+
+import attention  # noqa: E402
+import dataset  # noqa: E402
+import hyperparameters  # noqa: E402
+import modules  # noqa: E402
+import sampling  # noqa: E402
+from test_pixelcnn import (CHANGED, CODES, FILTERS, SLICES, UNCHANGED,  # noqa: E402
+                           dependency_matrix, logits_of, perturb_code)
+
+DEFAULT_GRID = 16  # the grid of the default 128x128 model
+
+
+def make_context_prior(grid=DEFAULT_GRID, num_layers=1, attention_blocks=2, seed=0,
+                       position_embedding=True):
+    keras.utils.set_random_seed(seed)
+    prior = modules.GatedPixelCNN(num_codes=CODES, grid_size=grid, filters=FILTERS,
+                                  num_layers=num_layers, dropout=0.0, num_slice_positions=SLICES,
+                                  attention_blocks=attention_blocks, attention_heads=4,
+                                  position_embedding=position_embedding)
+    prior.build()
+    rng = np.random.default_rng(seed)
+    for embedding in (prior.code_embedding, prior.slice_embedding):
+        shape = tuple(embedding.embeddings.shape)
+        embedding.embeddings.assign(rng.normal(size=shape).astype("float32"))
+    return prior
+
+
+def test_logits_depend_on_every_earlier_position_and_no_later_one_at_the_default_grid():
+    # One gated layer alone reaches 2 rows up: the attention blocks must supply the rest.
+    prior = make_context_prior()
+    assert prior.causal_reach < DEFAULT_GRID
+    base = np.random.default_rng(0).integers(0, CODES, (DEFAULT_GRID, DEFAULT_GRID))
+    change = dependency_matrix(lambda batch: logits_of(prior, batch, np.full(len(batch), 1)),
+                               base, perturb_code(np.random.default_rng(1)))
+    earlier = np.tril(np.ones_like(change, bool), k=-1)  # [p, q] true where q < p
+    leaks = np.argwhere(~earlier & (change > UNCHANGED))
+    assert len(leaks) == 0, f"logits at p see later positions q: (p, q) {leaks[:5]}"
+    blind = np.argwhere(earlier & (change <= CHANGED))
+    assert len(blind) == 0, f"logits at p ignore earlier positions q: (p, q) {blind[:5]}"
+
+
+def test_without_attention_the_reach_is_bounded():
+    # The old configuration stays reachable, and this is what the attention fixes.
+    prior = make_context_prior(attention_blocks=0, position_embedding=False)
+    base = np.random.default_rng(0).integers(0, CODES, (DEFAULT_GRID, DEFAULT_GRID))
+    change = dependency_matrix(lambda batch: logits_of(prior, batch), base,
+                               perturb_code(np.random.default_rng(1)))
+    last = DEFAULT_GRID ** 2 - 1
+    assert (change[last, :DEFAULT_GRID] <= UNCHANGED).all()  # the top row is out of reach
+
+
+def test_position_embedding_tells_positions_apart():
+    codes = np.zeros((1, DEFAULT_GRID, DEFAULT_GRID), "int32")  # the same code everywhere
+    inside = (slice(4, 12), slice(4, 12))  # positions whose window lies inside the grid
+
+    def spread(prior):
+        logits = logits_of(prior, codes)[0][inside]
+        return np.abs(logits - logits[:1, :1]).max()
+
+    assert spread(make_context_prior(attention_blocks=0, position_embedding=False)) < 1e-5
+    assert spread(make_context_prior(attention_blocks=0, position_embedding=True)) > 1e-3
+
+
+@pytest.mark.parametrize("crop", [True, False])
+def test_greedy_samples_with_attention_are_the_argmax_of_their_own_logits(crop):
+    prior = make_context_prior(grid=6)
+    slices = np.array([0, 1, 3, SLICES], "int32")
+    codes = sampling.sample_codes(prior, 4, 6, slice_index=slices, top_k=1, seed=0, crop=crop)
+    np.testing.assert_array_equal(codes, logits_of(prior, codes, slices).argmax(-1))
+
+
+def test_cached_attention_sampler_equals_the_whole_grid_sampler():
+    prior = make_context_prior(grid=8)
+    cropped = sampling.sample_codes(prior, 3, 8, slice_index=2, seed=11, crop=True)
+    whole = sampling.sample_codes(prior, 3, 8, slice_index=2, seed=11, crop=False)
+    np.testing.assert_array_equal(cropped, whole)
+    assert len(np.unique(cropped)) > 1
+
+
+def test_attention_prior_saves_loads_and_samples_the_same(tmp_path):
+    prior = make_context_prior(grid=6)
+    path = tmp_path / "prior.keras"
+    prior.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.attention_blocks == 2 and loaded.position_embedding
+    np.testing.assert_array_equal(sampling.sample_codes(prior, 3, 6, slice_index=1, seed=7),
+                                  sampling.sample_codes(loaded, 3, 6, slice_index=1, seed=7))
+
+
+def test_attention_block_position_zero_sees_nothing_and_heads_must_divide():
+    block = attention.CausalAttentionBlock(8, heads=2)
+    block.build((None, 5, 8))
+    features = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
+    context = np.random.default_rng(1).normal(size=(2, 5, 8)).astype("float32")
+    other_context = context.copy()
+    other_context[:, 1:] += 1.0
+    first = ops.convert_to_numpy(block(features, context))
+    second = ops.convert_to_numpy(block(features, other_context))
+    np.testing.assert_allclose(first[:, :2], second[:, :2], atol=1e-6)  # context at p >= 1
+    assert np.abs(first[:, 2:] - second[:, 2:]).max() > 1e-3          # reaches p >= 2 only
+    assert np.isfinite(first).all()
+    with pytest.raises(ValueError, match="multiple of heads"):
+        attention.CausalAttentionBlock(10, heads=4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training the prior to generalise
+# ---------------------------------------------------------------------------------------------
+
+def test_best_epoch_is_kept_and_training_stops_after_patience(tmp_path):
+    import train
+
+    AtomicCheckpoint = train._callbacks()[0]
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    checkpoint = AtomicCheckpoint(tmp_path, "prior.keras", "prior", patience=2)
+    checkpoint.set_model(model)
+    stopped_at = None
+    for epoch, val_loss in enumerate([3.0, 1.0, 2.0, 4.0, 0.5]):
+        model.layers[0].kernel.assign(np.full((2, 1), epoch, "float32"))
+        checkpoint.on_epoch_end(epoch, {"loss": 1.0, "val_loss": val_loss})
+        if getattr(model, "stop_training", False):
+            stopped_at = epoch
+            break
+    assert stopped_at == 3  # epochs 3 and 4 (1-based) were no better than epoch 2
+    best = keras.saving.load_model(tmp_path / "prior.keras")
+    np.testing.assert_array_equal(ops.convert_to_numpy(best.layers[0].kernel), 1.0)
+    last = keras.saving.load_model(tmp_path / train.last_checkpoint_name("prior.keras"))
+    np.testing.assert_array_equal(ops.convert_to_numpy(last.layers[0].kernel), 3.0)
+    state = train.read_state(tmp_path)["prior"]
+    assert state["best_epoch"] == 2 and state["epochs_done"] == 4 and state["stopped_early"]
+    assert state["best_value"] == 1.0 and state["monitor"] == "val_loss"
+
+
+def test_flip_and_shift_copies_are_mirrored_and_shifted_real_content():
+    images = np.random.default_rng(0).random((3, 10, 10, 1)).astype("float32")
+    copies = dataset.flip_and_shift(images, 4, 2, seed=0)
+    assert copies.shape == (12, 10, 10, 1)
+    np.testing.assert_array_equal(copies[:3], images[:, :, ::-1])  # copy 1: mirror images
+    for index in range(3, 12):
+        source = images[index % 3]
+        candidates = [np.roll(np.roll(image, dy, 0), dx, 1)[2:-2, 2:-2]
+                      for image in (source, source[:, ::-1])
+                      for dy in range(-2, 3) for dx in range(-2, 3)]
+        assert any(np.array_equal(copies[index][2:-2, 2:-2], c) for c in candidates)
+    assert any(not np.array_equal(copies[i], copies[i - 3]) for i in range(6, 12))
+
+
+def test_prior_hyperparameters_build_the_context_prior_and_the_old_one():
+    values = dict(hyperparameters.DEFAULTS, prior_filters=16, prior_layers=1, num_codes=CODES)
+    new = modules.prior_from_hyperparameters(values, 4)
+    assert new.attention_blocks == values["prior_attention_blocks"] > 0
+    assert new.position_embedding
+    old = modules.prior_from_hyperparameters(
+        dict(values, prior_attention_blocks=0, prior_position_embedding=False), 4)
+    assert old.attention_blocks == 0 and not old.position_embedding
+    assert len(old.weights) < len(new.weights)

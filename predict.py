@@ -102,6 +102,27 @@ def write_samples(images, images_dir, slice_index=None):
     return grid
 
 
+def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8, columns=6,
+                           seed=None):
+    """A figure of slice-conditioned samples: one row per slice position, from the bottom of the
+    brain (top row) to its top, `columns` samples each; the positions are spread over those
+    the real slices have. Returns the figure's path."""
+    import metrics
+
+    present = np.unique(np.asarray(slices.slice_index))
+    positions = present[np.linspace(0, len(present) - 1, min(rows, len(present))).round()
+                        .astype(int)]
+    requested = np.repeat(positions, columns).astype(np.int32)
+    images, _ = generate(values, vqvae, output_dir, len(requested), slice_index=requested,
+                         seed=seed)
+    titles = [f"slice {position}" if column == 0 else ""
+              for position in positions for column in range(columns)]
+    return metrics.plot_image_grid(
+        images, pathlib.Path(images_dir) / "samples_by_slice.png", columns=columns,
+        titles=titles, title="Slice-conditioned samples, one row per slice position "
+                             "(bottom of the brain first)")
+
+
 def generate(values, vqvae, output_dir, count, slice_index=None, temperature=None, top_k=None,
              seed=None):
     """Samples `count` code grids from the prior and decodes them into images [N, S, S, 1]."""
@@ -173,6 +194,9 @@ def main(argv=None):
                               top_k=args.top_k, seed=args.seed)
         grid = write_samples(samples, images_dir, args.slice_index)
         print(f"{args.samples} samples written to {grid} and {images_dir / 'samples'}/")
+        by_slice = write_samples_by_slice(values, vqvae, args.output_dir, images_dir, test,
+                                          seed=args.seed)
+        print(f"slice-conditioned samples written to {by_slice}")
 
 
 if __name__ == "__main__":

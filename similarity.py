@@ -117,7 +117,77 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed):
     print(f"  code-usage histogram, samples vs test: total variation "
           f"{distances['total_variation']:.4f}, JS divergence "
           f"{distances['js_divergence_bits']:.4f} bits")
-    return {"nearest_ssim": nearest, "diversity": diversity_mean, "frechet": frechet, **distances}
+    realism = realism_report(values, vqvae, output_dir, train, test, samples, count, seed)
+    return {"nearest_ssim": nearest, "diversity": diversity_mean, "frechet": frechet,
+            **distances, **realism}
+
+
+def conditional_positions(slices, count):
+    """`count` requested slice positions cycling through the positions the real slices have."""
+    present = np.unique(np.asarray(slices.slice_index))
+    return present[np.arange(count) % len(present)].astype(np.int32)
+
+
+def realism_report(values, vqvae, output_dir, train, held_out, samples, count, seed,
+                   temperature=None, top_k=None, verbose=True):
+    """Judges samples against real anatomy (realism.py), each figure beside its real floor.
+
+    Args:
+        train: the real training slices (ranges of the shape statistics; the feature network).
+        held_out: real slices of subjects the models never saw (the floor).
+        samples: [N, S, S, 1] unconditional samples.
+        count: how many slice-conditioned samples to draw for the position check.
+
+    Returns:
+        dict of the figures (see the printed table).
+    """
+    import feature_network
+    import predict
+    import realism
+
+    positions = values["num_slice_positions"]
+    requested = conditional_positions(train, count)
+    conditioned, _ = predict.generate(values, vqvae, output_dir, count, slice_index=requested,
+                                      temperature=temperature, top_k=top_k, seed=seed + 1)
+    ranges = realism.plausibility_ranges(train.images)
+    sample_ok, failures = realism.plausible(samples, ranges)
+    real_ok, _ = realism.plausible(held_out.images, ranges)
+    conditioned_ok, _ = realism.plausible(conditioned, ranges)
+    network = feature_network.load_or_train(output_dir, train.images, train.slice_index,
+                                            positions, seed=values["seed"])
+    train_features, _ = feature_network.features_and_positions(network, train.images, positions)
+    real_features, real_positions = feature_network.features_and_positions(
+        network, held_out.images, positions)
+    fake_features, _ = feature_network.features_and_positions(network, samples, positions)
+    _, conditioned_positions = feature_network.features_and_positions(network, conditioned,
+                                                                      positions)
+    distances = realism.distribution_report(
+        train_features, {"real": real_features, "samples": fake_features})
+    real_hits = realism.position_accuracy(real_positions, held_out.slice_index)
+    sample_hits = realism.position_accuracy(conditioned_positions, requested)
+    figures = {
+        "plausible_samples": float(sample_ok.mean()), "plausible_real": float(real_ok.mean()),
+        "plausible_conditioned": float(conditioned_ok.mean()),
+        "position_within_2_samples": sample_hits, "position_within_2_real": real_hits,
+        **{f"{metric}_{name}": value for name, row in distances.items()
+           for metric, value in row.items()},
+    }
+    if verbose:
+        print(f"\nRealism against real anatomy: {count} unconditional and {count} "
+              f"slice-conditioned samples vs {len(held_out)} held-out real slices (the floor),")
+        print(f"each against the {len(train)} real training slices")
+        print(f"  {'':34s} {'samples':>10s} {'real (floor)':>13s}")
+        print(f"  {'anatomically plausible':34s} {sample_ok.mean():10.1%} {real_ok.mean():13.1%}")
+        print(f"  {'  (slice-conditioned samples)':34s} {conditioned_ok.mean():10.1%}")
+        for metric, label in (("frechet", "Fréchet distance (features)"), ("kid", "KID"),
+                              ("precision", "k-NN precision"), ("recall", "k-NN recall")):
+            print(f"  {label:34s} {distances['samples'][metric]:10.4f} "
+                  f"{distances['real'][metric]:13.4f}")
+        print(f"  {'position within 2 of the request':34s} {sample_hits:10.1%} {real_hits:13.1%}")
+        failing = ", ".join(f"{name} {number}" for name, number in failures.items() if number)
+        if failing:
+            print(f"  samples outside the real range, per statistic: {failing}")
+    return figures
 
 
 def parse_args(argv=None):

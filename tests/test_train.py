@@ -95,9 +95,17 @@ def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
     assert (images_dir / "samples.png").stat().st_size > 1000
     assert len(list((images_dir / "samples").glob("sample_*.png"))) == 4
 
-    similarity.main(["--output-dir", str(output_dir), "--images-dir", str(images_dir)])
+    assert (images_dir / "samples_by_slice.png").stat().st_size > 1000
+    state = train.read_state(output_dir)["prior"]
+    assert 1 <= state["best_epoch"] <= 2 and state["monitor"] == "val_loss"
+
+    similarity.main(["--output-dir", str(output_dir), "--images-dir", str(images_dir),
+                     "--samples", "4"])
     out = capsys.readouterr().out
     assert "ssim" in out.lower()
+    for line in ("anatomically plausible", "k-NN precision", "position within 2"):
+        assert line in out, line
+    assert (output_dir / "feature_network.keras").is_file()
     for figure in ("ssim_histogram.png", "ssim_by_slice.png", "best_worst.png"):
         assert (images_dir / figure).stat().st_size > 1000, figure
     assert len(read_csv(output_dir / "reconstruction_metrics.csv")) == 6

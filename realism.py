@@ -1,0 +1,192 @@
+"""Do sampled slices look like brains? Checks against real anatomy, with no downloaded weights.
+
+Three families of figures, each printed beside the same figure for held-out real slices (the
+floor a perfect generator would reach):
+
+* **Anatomical plausibility** (`shape_statistics`, `plausible`): per image a brain mask
+  (threshold, hole fill, largest component) and its shape statistics; an image is plausible when
+  every statistic lies within the range of the real training slices (widened by 10% of its
+  width on each side).
+* **Distribution distances** in the feature space of a small CNN trained on the real training
+  slices only (`feature_network.py`): Fréchet distance, KID (kernel inception distance with the
+  cubic polynomial kernel, unbiased), and k-NN precision and recall (Kynkäänniemi et al., 2019).
+* **Slice position**: for slice-conditioned samples, how often the feature network's predicted
+  position lies within 2 positions of the requested one (`position_accuracy`).
+"""
+import numpy as np
+from scipy import ndimage
+
+import metrics
+
+# Intensity above which a pixel is tissue: the images are scaled so that the brain's bright end
+# is 1, and background (air) stays near 0.
+TISSUE_THRESHOLD = 0.1
+# Each statistic and what it measures; all are computed on the brain mask of one image.
+SHAPE_STATISTICS = {
+    "components": "tissue fragments of at least 0.5% of the image (a brain is one)",
+    "area": "fraction of the image inside the brain mask",
+    "solidity": "mask area / area of its convex hull (dents and splits lower it)",
+    "smoothness": "perimeter of the convex hull / perimeter of the mask (ragged outlines lower it)",
+    "symmetry": "IoU of the mask with its mirror image about its own centre column",
+    "intensity": "mean intensity inside the mask",
+    "contrast": "standard deviation of the intensity inside the mask",
+}
+
+
+def _largest_filled_component(foreground):
+    labels, count = ndimage.label(foreground)
+    if count == 0:
+        return np.zeros_like(foreground, dtype=bool), labels, count
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return ndimage.binary_fill_holes(labels == int(np.argmax(sizes))), labels, sizes
+
+
+def shape_statistics(image, threshold=TISSUE_THRESHOLD):
+    """The shape statistics (`SHAPE_STATISTICS`) of the brain mask of one image.
+
+    Args:
+        image: [H, W] or [H, W, 1], values in [0, 1].
+        threshold: intensity above which a pixel is tissue.
+
+    Returns:
+        dict of floats, one per key of `SHAPE_STATISTICS`; an image with no tissue gets zeros
+        (and 0 components), which no real slice has.
+    """
+    from skimage.measure import perimeter
+    from skimage.morphology import convex_hull_image
+
+    image = np.asarray(image, dtype=np.float64)
+    image = image[..., 0] if image.ndim == 3 else image
+    mask, labels, sizes = _largest_filled_component(image > threshold)
+    if not mask.any():
+        return {name: 0.0 for name in SHAPE_STATISTICS}
+    minimum = 0.005 * image.size
+    components = int((np.asarray(sizes)[1:] >= minimum).sum())
+    hull = convex_hull_image(mask)
+    columns = np.nonzero(mask.any(axis=0))[0]
+    low, high = columns.min(), columns.max()
+    mirrored = np.zeros_like(mask)
+    mirrored[:, low:high + 1] = mask[:, low:high + 1][:, ::-1]  # about the mask's centre column
+    inside = image[mask]
+    return {
+        "components": float(components),
+        "area": float(mask.mean()),
+        "solidity": float(mask.sum() / max(hull.sum(), 1)),
+        "smoothness": float(perimeter(hull) / max(perimeter(mask), 1e-9)),
+        "symmetry": float((mask & mirrored).sum() / max((mask | mirrored).sum(), 1)),
+        "intensity": float(inside.mean()),
+        "contrast": float(inside.std()),
+    }
+
+
+def statistics_table(images):
+    """[N, len(SHAPE_STATISTICS)] shape statistics of a batch of images, columns in the order
+    of `SHAPE_STATISTICS`."""
+    return np.array([[stats[name] for name in SHAPE_STATISTICS]
+                     for stats in map(shape_statistics, np.asarray(images))]).reshape(
+                         -1, len(SHAPE_STATISTICS))
+
+
+def plausibility_ranges(training_images, margin=0.1):
+    """(low, high) per statistic: the range of the real training slices, widened by `margin`
+    times its width on each side (a finite training set never shows the extremes of real
+    anatomy: without it, a few held-out real slices fall just outside)."""
+    table = statistics_table(training_images)
+    low, high = table.min(axis=0), table.max(axis=0)
+    return low - margin * (high - low), high + margin * (high - low)
+
+
+def plausible(images, ranges):
+    """Which images are anatomically plausible, and which statistics fail.
+
+    Args:
+        images: [N, H, W, 1] images in [0, 1].
+        ranges: (low, high) from `plausibility_ranges`.
+
+    Returns:
+        (ok [N] bool, failures {statistic: count of images outside its range}).
+    """
+    table = statistics_table(images)
+    low, high = ranges
+    inside = (table >= low) & (table <= high)
+    failures = {name: int((~inside[:, column]).sum())
+                for column, name in enumerate(SHAPE_STATISTICS)}
+    return inside.all(axis=1), failures
+
+
+# ---------------------------------------------------------------------------------------------
+# Distribution distances in a feature space
+# ---------------------------------------------------------------------------------------------
+
+def kernel_inception_distance(features_a, features_b):
+    """Unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3 (Bińkowski et al., 2018).
+
+    Args:
+        features_a: [N, d] features (N >= 2); features_b: [M, d] (M >= 2).
+
+    Returns:
+        float (~0 for two samples of one distribution; can be slightly negative).
+    """
+    a = np.asarray(features_a, np.float64)
+    b = np.asarray(features_b, np.float64)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("KID needs at least 2 feature vectors per set")
+    dimension = a.shape[1]
+    kernel_aa = (a @ a.T / dimension + 1.0) ** 3
+    kernel_bb = (b @ b.T / dimension + 1.0) ** 3
+    kernel_ab = (a @ b.T / dimension + 1.0) ** 3
+    n, m = len(a), len(b)
+    within_a = (kernel_aa.sum() - np.trace(kernel_aa)) / (n * (n - 1))
+    within_b = (kernel_bb.sum() - np.trace(kernel_bb)) / (m * (m - 1))
+    return float(within_a + within_b - 2.0 * kernel_ab.mean())
+
+
+def _pairwise_distances(a, b):
+    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def _coverage(reference, queries, k):
+    """Fraction of `queries` inside the k-NN ball of at least one `reference` point."""
+    within = _pairwise_distances(reference, reference)
+    radii = np.sort(within, axis=1)[:, min(k, len(reference) - 1)]  # column 0: the point itself
+    return float((_pairwise_distances(queries, reference) <= radii[None, :]).any(axis=1).mean())
+
+
+def precision_recall(real_features, fake_features, k=3):
+    """k-NN precision and recall (Kynkäänniemi et al., 2019).
+
+    Precision: the fraction of generated points inside the real manifold (the union of the
+    balls reaching each real point's k-th nearest real neighbour); recall: the fraction of real
+    points inside the generated manifold.
+
+    Returns:
+        (precision, recall), each in [0, 1].
+    """
+    real = np.asarray(real_features, np.float64)
+    fake = np.asarray(fake_features, np.float64)
+    return _coverage(real, fake, k), _coverage(fake, real, k)
+
+
+def distribution_report(reference, candidates, k=3):
+    """Fréchet distance, KID, precision and recall of each candidate set against `reference`.
+
+    Args:
+        reference: [N, d] features of the real training slices.
+        candidates: {name: [M, d] features}, e.g. held-out real slices (the floor) and samples.
+
+    Returns:
+        {name: {"frechet", "kid", "precision", "recall"}}.
+    """
+    return {name: {"frechet": metrics.frechet_distance(reference, features),
+                   "kid": kernel_inception_distance(reference, features),
+                   **dict(zip(("precision", "recall"),
+                              precision_recall(reference, features, k)))}
+            for name, features in candidates.items()}
+
+
+def position_accuracy(predicted, requested, tolerance=2):
+    """Fraction of predicted slice positions within `tolerance` of the requested ones."""
+    predicted, requested = np.asarray(predicted, float), np.asarray(requested, float)
+    return float((np.abs(predicted - requested) <= tolerance).mean())

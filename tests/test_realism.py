@@ -1,0 +1,120 @@
+"""Tests of the realism checks (realism.py, feature_network.py) on hand-made cases: a real
+set scores near its own floor, blurred, warped or broken images score worse, and exact copies
+of training slices are flagged."""
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import metrics
+import realism
+
+SIZE = 48
+
+
+def phantom(position, rng, size=SIZE, positions=8):
+    """A brain-like slice: an ellipse whose size follows the slice position, a darker
+    ventricle pair, and a textured cortex, with small random jitter."""
+    grid = np.linspace(-1, 1, size)
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    radius = 0.5 + 0.35 * position / (positions - 1) + rng.normal(0, 0.02)
+    yy = yy - rng.normal(0, 0.03)
+    xx = xx - rng.normal(0, 0.03)
+    brain = (yy / (radius * 1.15)) ** 2 + (xx / radius) ** 2 < 1
+    ventricles = (((yy / 0.3) ** 2 + ((np.abs(xx) - 0.12) / 0.08) ** 2) < 1) & brain
+    texture = 0.1 * np.sin(12 * xx + 3 * position) * np.cos(10 * yy)
+    image = brain * (0.7 + texture + rng.normal(0, 0.02, brain.shape)) - 0.45 * ventricles
+    return np.clip(image, 0, 1).astype(np.float32)[..., None]
+
+
+def phantom_set(count, seed, positions=8):
+    rng = np.random.default_rng(seed)
+    index = np.arange(count) % positions
+    return np.stack([phantom(p, rng, positions=positions) for p in index]), index
+
+
+def broken(images, rng):
+    """Dented and split copies: a wedge cut out and a band through the middle removed."""
+    out = images.copy()
+    yy, xx = np.meshgrid(np.arange(SIZE), np.arange(SIZE), indexing="ij")
+    for image in out:
+        angle = rng.uniform(0, 2 * np.pi)
+        wedge = (np.cos(np.arctan2(yy - SIZE / 2, xx - SIZE / 2) - angle) > 0.8)
+        image[wedge] = 0
+        image[SIZE // 2 - 2:SIZE // 2 + 2] = 0
+    return out
+
+
+def test_shape_statistics_of_a_disc():
+    yy, xx = np.mgrid[:64, :64]
+    disc = (((yy - 32) ** 2 + (xx - 32) ** 2) < 20 ** 2).astype(np.float32) * 0.8
+    stats = realism.shape_statistics(disc)
+    assert stats["components"] == 1
+    assert stats["area"] == pytest.approx(np.pi * 400 / 4096, rel=0.05)
+    assert stats["solidity"] > 0.95 and stats["symmetry"] > 0.95
+    assert stats["intensity"] == pytest.approx(0.8) and stats["contrast"] < 1e-6
+    split = disc.copy()
+    split[:, 30:34] = 0
+    split_stats = realism.shape_statistics(split)
+    assert split_stats["components"] == 2 and split_stats["area"] < 0.6 * stats["area"]
+    assert realism.shape_statistics(np.zeros((16, 16)))["components"] == 0
+
+
+def test_real_slices_are_plausible_and_broken_ones_are_not():
+    train, _ = phantom_set(64, seed=0)
+    held_out, _ = phantom_set(32, seed=1)
+    ranges = realism.plausibility_ranges(train)
+    real_ok, _ = realism.plausible(held_out, ranges)
+    broken_ok, failures = realism.plausible(broken(held_out, np.random.default_rng(2)), ranges)
+    assert real_ok.mean() >= 0.9
+    assert broken_ok.mean() <= 0.1
+    assert failures["solidity"] > 0 or failures["components"] > 0
+
+
+def test_kid_and_precision_recall_on_gaussians():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(200, 8))
+    same = rng.normal(size=(200, 8))
+    shifted = rng.normal(size=(200, 8)) + 1.5
+    collapsed = rng.normal(size=(200, 8)) * 0.1  # inside the real manifold, no spread
+    assert abs(realism.kernel_inception_distance(reference, same)) < 0.05
+    assert realism.kernel_inception_distance(reference, shifted) > 1.0
+    precision, recall = realism.precision_recall(reference, same)
+    assert precision > 0.8 and recall > 0.8
+    precision, recall = realism.precision_recall(reference, shifted)
+    assert precision < 0.5 and recall < 0.5
+    precision, recall = realism.precision_recall(reference, collapsed)
+    assert precision > 0.95 and recall < 0.3
+    assert realism.position_accuracy([0, 2.5, 5, 9], [0, 0, 4, 4]) == 0.5
+
+
+def test_feature_space_scores_real_near_the_floor_and_blurred_or_warped_worse():
+    pytest.importorskip("keras")
+    import feature_network
+
+    train, train_index = phantom_set(96, seed=0)
+    held_out, held_out_index = phantom_set(48, seed=1)
+    blurred = np.stack([ndimage.gaussian_filter(image, (2, 2, 0)) for image in held_out])
+    warped = broken(held_out, np.random.default_rng(3))
+    model = feature_network.train(train, train_index, 8, epochs=15, seed=0)
+    features = {name: feature_network.features_and_positions(model, images, 8)
+                for name, images in (("train", train), ("real", held_out),
+                                     ("blurred", blurred), ("warped", warped))}
+    report = realism.distribution_report(
+        features["train"][0], {name: features[name][0] for name in ("real", "blurred", "warped")})
+    for bad in ("blurred", "warped"):
+        assert report[bad]["frechet"] > 1.5 * report["real"]["frechet"], report
+        assert report[bad]["kid"] > report["real"]["kid"], report
+        assert report[bad]["precision"] < report["real"]["precision"], report
+    assert report["warped"]["frechet"] > 10 * report["real"]["frechet"], report
+    # The network learned slice position from the training slices only.
+    assert realism.position_accuracy(features["real"][1], held_out_index, tolerance=1) >= 0.7
+
+
+def test_exact_copies_of_training_slices_are_flagged():
+    train, _ = phantom_set(16, seed=0)
+    fresh, _ = phantom_set(4, seed=5)
+    samples = np.concatenate([train[:3], fresh])
+    nearest, index = metrics.nearest_neighbour_ssim(samples, train)
+    flags = metrics.memorisation_flags(nearest)
+    assert flags[:3].all() and list(index[:3]) == [0, 1, 2]
+    assert not flags[3:].any()

@@ -5,6 +5,8 @@
     python benchmark.py quality --data-dir /tmp/oasis_png --minutes 5
     python benchmark.py quality --data-dir /tmp/oasis_png --minutes 5 --baseline kerasio
     python benchmark.py throughput --image-size 128
+    python benchmark.py realism --output-dir runs/oasis --data-dir /tmp/oasis_png \
+        --temperatures 0.8,0.9,1.0 --top-ks 0,64   # sampling defaults, on validation subjects
 
 `sampling` and `throughput` time untrained models (the timings do not depend on the weights).
 `quality` trains on the train and validate splits for a fixed wall-clock budget and reports
@@ -61,13 +63,16 @@ def benchmark_sampling(args):
     prior = modules.GatedPixelCNN(num_codes=args.num_codes, grid_size=args.grid_size,
                                   filters=args.filters, num_layers=args.layers,
                                   kernel_size=args.kernel_size, dropout=0.0,
-                                  num_slice_positions=32)
+                                  num_slice_positions=32, attention_blocks=args.attention_blocks,
+                                  attention_heads=args.attention_heads,
+                                  position_embedding=args.position_embedding)
     prior.build()
     g, n = args.grid_size, args.samples
     print(f"machine: {machine_description()}")
     print(f"prior: grid {g}x{g}, K={args.num_codes}, filters {args.filters}, "
-          f"{args.layers}+1 gated layers, kernel {args.kernel_size}; {n} samples, "
-          f"{g * g} positions; best of {args.repeats}")
+          f"{args.layers}+1 gated layers, kernel {args.kernel_size}, "
+          f"{args.attention_blocks} attention blocks, position embedding "
+          f"{args.position_embedding}; {n} samples, {g * g} positions; best of {args.repeats}")
 
     def compiled(crop):
         return lambda: sampling.sample_codes(prior, n, g, slice_index=3, seed=args.seed,
@@ -107,6 +112,42 @@ def benchmark_sampling(args):
     if keras.backend.backend() == "tensorflow":
         print(f"XLA (jit_compile) used by the compiled sampler: {sampling._xla_works()}")
     return rates
+
+
+def benchmark_realism(args):
+    """Realism of a trained run's samples on the validation subjects, for each temperature and
+    top-k: what the sampling defaults are chosen by (never the test subjects)."""
+    import dataset
+    import predict
+    import similarity
+
+    values, vqvae = predict.load_run(args.output_dir, {"data_dir": args.data_dir})
+    splits, description = dataset.load_splits_for(values)
+    print(f"machine: {machine_description()}")
+    print(f"{description}; run {args.output_dir}; {args.samples} unconditional + "
+          f"{args.samples} slice-conditioned samples per setting, judged against the "
+          f"validation split")
+    rows = []
+    for temperature in args.temperatures:
+        for top_k in args.top_ks:
+            samples, _ = predict.generate(values, vqvae, args.output_dir, args.samples,
+                                          temperature=temperature, top_k=top_k, seed=args.seed)
+            figures = similarity.realism_report(
+                values, vqvae, args.output_dir, splits["train"], splits["validate"], samples,
+                args.samples, args.seed, temperature=temperature, top_k=top_k, verbose=False)
+            rows.append((temperature, top_k, figures))
+    floor = rows[0][2]
+    print(f"{'T':>5} {'top-k':>6} {'plausible':>10} {'cond.':>6} {'Fréchet':>8} {'KID':>7} "
+          f"{'prec.':>6} {'recall':>6} {'pos<=2':>7}")
+    print(f"{'real':>5} {'':>6} {floor['plausible_real']:10.1%} {'':>6} "
+          f"{floor['frechet_real']:8.3f} {floor['kid_real']:7.4f} {floor['precision_real']:6.2f} "
+          f"{floor['recall_real']:6.2f} {floor['position_within_2_real']:7.1%}")
+    for temperature, top_k, figures in rows:
+        print(f"{temperature:5.2f} {top_k:6d} {figures['plausible_samples']:10.1%} "
+              f"{figures['plausible_conditioned']:6.1%} {figures['frechet_samples']:8.3f} "
+              f"{figures['kid_samples']:7.4f} {figures['precision_samples']:6.2f} "
+              f"{figures['recall_samples']:6.2f} {figures['position_within_2_samples']:7.1%}")
+    return rows
 
 
 class _TimeBudget:
@@ -264,9 +305,28 @@ def main(argv=None):
                                       "(the prior on the whole grid at every step)")
     sampling_parser.add_argument("--skip-naive", action="store_true",
                                  help="do not time the naive loop (slow on big grids)")
+    import hyperparameters
+
+    sampling_parser.add_argument("--attention-blocks", type=int,
+                                 default=hyperparameters.DEFAULTS["prior_attention_blocks"])
+    sampling_parser.add_argument("--attention-heads", type=int,
+                                 default=hyperparameters.DEFAULTS["prior_attention_heads"])
+    sampling_parser.add_argument("--position-embedding", type=hyperparameters._parse_bool,
+                                 default=hyperparameters.DEFAULTS["prior_position_embedding"])
     sampling_parser.set_defaults(run=benchmark_sampling)
 
-    import hyperparameters
+    realism_parser = commands.add_parser(
+        "realism", help="sample realism on the validation split per temperature and top-k")
+    realism_parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"])
+    realism_parser.add_argument("--data-dir", default=None)
+    realism_parser.add_argument("--samples", type=int, default=64)
+    realism_parser.add_argument("--temperatures", type=lambda text: [float(t) for t in
+                                                                     text.split(",")],
+                                default=[0.8, 0.9, 1.0])
+    realism_parser.add_argument("--top-ks", type=lambda text: [int(k) for k in text.split(",")],
+                                default=[0, 64])
+    realism_parser.add_argument("--seed", type=int, default=0)
+    realism_parser.set_defaults(run=benchmark_realism)
 
     quality_parser = commands.add_parser(
         "quality", help="train for a wall-clock budget, print test SSIM/PSNR/usage/bits")

@@ -140,21 +140,21 @@ def _attention_step(prior, features, caches, row, column, position):
         from which `_cache_position` makes its keys and values once its code is drawn.
     """
     features = features + prior.position_features(row, column, 1, 1)
-    flat = ops.reshape(features, (ops.shape(features)[0], 1, -1))
+    flat = ops.reshape(features, (ops.shape(features)[0], 1, prior.filters))
     size = prior.grid_size * prior.grid_size
     visible = (ops.arange(size, dtype="int32") < position)[None, None, None, :]
     normed = []
     for block, (keys, values) in zip(prior.attention, caches):
         flat, block_normed = block.query_step(flat, keys, values, visible)
         normed.append(block_normed)
-    logits = prior.head(ops.reshape(flat, (-1, 1, 1, flat.shape[-1])))
+    logits = prior.head(ops.reshape(flat, (-1, 1, 1, prior.filters)))
     return ops.reshape(logits, (ops.shape(flat)[0], -1)), normed
 
 
 def _cache_position(prior, caches, normed, codes, row, column, position):
     """The caches with the keys and values of `position` (whose codes [N] are now drawn)."""
     context = prior.embed(ops.reshape(codes, (-1, 1, 1)), row, column)
-    context = ops.reshape(context, (ops.shape(context)[0], 1, -1))
+    context = ops.reshape(context, (ops.shape(context)[0], 1, prior.filters))
     updated = []
     for block, (keys, values), block_normed in zip(prior.attention, caches, normed):
         key, value = block.key_value(block_normed, context)

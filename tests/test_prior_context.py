@@ -162,3 +162,11 @@ def test_prior_hyperparameters_build_the_context_prior_and_the_old_one():
         dict(values, prior_attention_blocks=0, prior_position_embedding=False), 4)
     assert old.attention_blocks == 0 and not old.position_embedding
     assert len(old.weights) < len(new.weights)
+
+
+def test_attention_sampler_handles_a_new_batch_size_after_the_first():
+    # The compiled sampler is retraced with a dynamic batch size on the second call.
+    prior = make_context_prior(grid=4)
+    first = sampling.sample_codes(prior, 2, 4, seed=1)
+    second = sampling.sample_codes(prior, 3, 4, seed=1)
+    assert first.shape == (2, 4, 4) and second.shape == (3, 4, 4)

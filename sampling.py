@@ -18,15 +18,17 @@ small fraction of the work (`crop=False` runs the whole prior on the whole grid 
 position, sampling in numpy): the baseline of `benchmark.py sampling`.
 """
 import numbers
-import weakref
 
 import numpy as np
 
 import keras
 from keras import ops
 
-# Compiled samplers per prior, keyed by everything that changes the traced program.
-_COMPILED = weakref.WeakKeyDictionary()
+# Compiled samplers live on the prior itself (attribute `_compiled_samplers`), keyed by
+# everything that changes the traced program: a sampler closes over its prior, so a global cache
+# keyed by the prior would keep every prior alive; on the prior, the two form a cycle that the
+# garbage collector frees with it.
+_CACHE_ATTRIBUTE = "_compiled_samplers"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,10 +273,10 @@ def _jax_sampler(prior, grid_size, top_k, row_cached):
 def _compiled_sampler(prior, grid_size, top_k, row_cached, jit_compile):
     backend = keras.backend.backend()
     key = (backend, grid_size, top_k, row_cached, jit_compile)
-    try:
-        cache = _COMPILED.setdefault(prior, {})
-    except TypeError:  # not weak-referenceable: no cache
+    cache = getattr(prior, _CACHE_ATTRIBUTE, None)
+    if cache is None:
         cache = {}
+        object.__setattr__(prior, _CACHE_ATTRIBUTE, cache)  # untracked by Keras
     if key not in cache:
         if backend == "tensorflow":
             cache[key] = _tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile)

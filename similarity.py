@@ -149,9 +149,11 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
     requested = conditional_positions(train, count)
     conditioned, _ = predict.generate(values, vqvae, output_dir, count, slice_index=requested,
                                       temperature=temperature, top_k=top_k, seed=seed + 1)
+    reconstructed = predict.reconstruct(vqvae, held_out.images)
     ranges = realism.plausibility_ranges(train.images)
     sample_ok, failures = realism.plausible(samples, ranges)
     real_ok, _ = realism.plausible(held_out.images, ranges)
+    reconstructed_ok, _ = realism.plausible(reconstructed, ranges)
     conditioned_ok, _ = realism.plausible(conditioned, ranges)
     network = feature_network.load_or_train(output_dir, train.images, train.slice_index,
                                             positions, seed=values["seed"])
@@ -159,14 +161,18 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
     real_features, real_positions = feature_network.features_and_positions(
         network, held_out.images, positions)
     fake_features, _ = feature_network.features_and_positions(network, samples, positions)
+    decoded_features, _ = feature_network.features_and_positions(network, reconstructed,
+                                                                 positions)
     _, conditioned_positions = feature_network.features_and_positions(network, conditioned,
                                                                       positions)
     distances = realism.distribution_report(
-        train_features, {"real": real_features, "samples": fake_features})
+        train_features, {"real": real_features, "reconstructed": decoded_features,
+                         "samples": fake_features})
     real_hits = realism.position_accuracy(real_positions, held_out.slice_index)
     sample_hits = realism.position_accuracy(conditioned_positions, requested)
     figures = {
         "plausible_samples": float(sample_ok.mean()), "plausible_real": float(real_ok.mean()),
+        "plausible_reconstructed": float(reconstructed_ok.mean()),
         "plausible_conditioned": float(conditioned_ok.mean()),
         "position_within_2_samples": sample_hits, "position_within_2_real": real_hits,
         **{f"{metric}_{name}": value for name, row in distances.items()
@@ -174,15 +180,17 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
     }
     if verbose:
         print(f"\nRealism against real anatomy: {count} unconditional and {count} "
-              f"slice-conditioned samples vs {len(held_out)} held-out real slices (the floor),")
-        print(f"each against the {len(train)} real training slices")
-        print(f"  {'':34s} {'samples':>10s} {'real (floor)':>13s}")
-        print(f"  {'anatomically plausible':34s} {sample_ok.mean():10.1%} {real_ok.mean():13.1%}")
+              f"slice-conditioned samples vs {len(held_out)} held-out real slices (the floor) "
+              f"and their reconstructions (what this decoder allows), each against the "
+              f"{len(train)} real training slices")
+        print(f"  {'':34s} {'samples':>10s} {'real (floor)':>13s} {'reconstructed':>14s}")
+        print(f"  {'anatomically plausible':34s} {sample_ok.mean():10.1%} {real_ok.mean():13.1%} "
+              f"{reconstructed_ok.mean():14.1%}")
         print(f"  {'  (slice-conditioned samples)':34s} {conditioned_ok.mean():10.1%}")
         for metric, label in (("frechet", "Fréchet distance (features)"), ("kid", "KID"),
                               ("precision", "k-NN precision"), ("recall", "k-NN recall")):
             print(f"  {label:34s} {distances['samples'][metric]:10.4f} "
-                  f"{distances['real'][metric]:13.4f}")
+                  f"{distances['real'][metric]:13.4f} {distances['reconstructed'][metric]:14.4f}")
         print(f"  {'position within 2 of the request':34s} {sample_hits:10.1%} {real_hits:13.1%}")
         failing = ", ".join(f"{name} {number}" for name, number in failures.items() if number)
         if failing:

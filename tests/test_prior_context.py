@@ -170,3 +170,17 @@ def test_attention_sampler_handles_a_new_batch_size_after_the_first():
     first = sampling.sample_codes(prior, 2, 4, seed=1)
     second = sampling.sample_codes(prior, 3, 4, seed=1)
     assert first.shape == (2, 4, 4) and second.shape == (3, 4, 4)
+
+
+def test_a_sampled_prior_is_freed_when_dropped():
+    import gc
+    import weakref
+
+    prior = make_context_prior(grid=4, attention_blocks=1)
+    sampling.sample_codes(prior, 2, 4, seed=0)
+    again = sampling._compiled_sampler(prior, 4, 0, True, None)
+    assert again is sampling._compiled_sampler(prior, 4, 0, True, None)  # cached
+    reference = weakref.ref(prior)
+    del prior, again
+    gc.collect()
+    assert reference() is None

@@ -21,6 +21,8 @@ MODEL_FILE = "feature_network.keras"
 INFO_FILE = "feature_network.json"
 EMBEDDING_LAYER = "embedding"
 POOLED_BLOCKS = ("block_1", "block_2", "block_3")
+MAX_TRAINING_IMAGES = 1024
+IMAGES_SEEN = 10000
 
 
 def build(image_size, num_slice_positions, feature_dim=64):
@@ -54,8 +56,9 @@ def train(images, slice_index, num_slice_positions, epochs=None, seed=0, verbose
         images: [N, S, S, 1] real training slices.
         slice_index: [N] their positions, 0 .. num_slice_positions - 1.
         num_slice_positions: the number of classes (slice positions).
-        epochs: passes over the slices and their augmented copies (None: about 20,000
-            images seen in all, between 3 and 30 passes).
+        epochs: passes over the slices and their augmented copies (None: about
+            `IMAGES_SEEN` images in all, between 3 and 30 passes). At most
+            `MAX_TRAINING_IMAGES` slices are used (a random subset of larger sets).
         seed: seed of the initialisation, augmentation and shuffling.
 
     Returns:
@@ -68,10 +71,14 @@ def train(images, slice_index, num_slice_positions, epochs=None, seed=0, verbose
     keras.utils.set_random_seed(seed)
     images = np.asarray(images, np.float32)
     targets = np.asarray(slice_index, np.int32)
+    if len(images) > MAX_TRAINING_IMAGES:  # e.g. the demo's many jittered copies
+        chosen = np.random.default_rng(seed).choice(len(images), MAX_TRAINING_IMAGES,
+                                                    replace=False)
+        images, targets = images[chosen], targets[chosen]
     augmented = np.concatenate([images, dataset.flip_and_shift(images, 3, 6, seed=seed)])
     targets = np.tile(targets, 4)
     if epochs is None:
-        epochs = int(np.clip(20000 // len(augmented), 3, 30))
+        epochs = int(np.clip(IMAGES_SEEN // len(augmented), 3, 30))
     model = build(images.shape[1], num_slice_positions)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     model.fit(augmented, targets, batch_size=32, epochs=epochs, shuffle=True, verbose=verbose)

@@ -417,11 +417,15 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                           metrics=[modules.BitsPerCode()])
     batch_size = values["prior_batch_size"]
+    # The augmented grids widen the pool an epoch draws from, not the epoch: an epoch stays one
+    # pass's worth of the real training grids, so augmentation costs no extra training time.
+    steps = values["steps_per_epoch"] or math.ceil(len(codes["train"][0]) / batch_size)
     train_data = code_dataset(*codes["train_augmented"], batch_size, shuffle=True,
-                              seed=values["seed"], repeat=bool(values["steps_per_epoch"]))
+                              seed=values["seed"], repeat=True)
     validation_data = code_dataset(*codes["validate"], batch_size, shuffle=False)
-    _fit(prior, "prior", train_data, validation_data, values, values["prior_epochs"], batch_size,
-         output_dir, PRIOR_FILE, resume, extra_callbacks, values["prior_patience"])
+    _fit(prior, "prior", train_data, validation_data, dict(values, steps_per_epoch=steps),
+         values["prior_epochs"], batch_size, output_dir, PRIOR_FILE, resume, extra_callbacks,
+         values["prior_patience"])
     _report_best(output_dir, "prior")
     plot_training_curves(output_dir, "prior", values["images_dir"])
     if checkpoint.exists():

@@ -119,9 +119,10 @@ def benchmark_realism(args):
     top-k: what the sampling defaults are chosen by (never the test subjects)."""
     import dataset
     import predict
+    import runs
     import similarity
 
-    values, vqvae = predict.load_run(args.output_dir, {"data_dir": args.data_dir})
+    values, vqvae = runs.load_run(args.output_dir, {"data_dir": args.data_dir})
     splits, description = dataset.load_splits_for(values)
     print(f"machine: {machine_description()}")
     print(f"{description}; run {args.output_dir}; {args.samples} unconditional + "

@@ -152,7 +152,8 @@ def _list_files(folder, extensions):
 def _order_by_case_slice(paths, num_slice_positions):
     """Sorts files by (case, slice); returns [(path, slice_index, case_id)].
 
-    Names without case_NNN_slice_S come last in name order, each as its own case at slice 0.
+    Names without case_NNN_slice_S come last in name order, each as its own case at slice 0,
+    with a printed warning that says so.
     """
     parsed, unnamed = [], []
     for path in paths:
@@ -167,6 +168,12 @@ def _order_by_case_slice(paths, num_slice_positions):
                for case, position, _, path in parsed]
     next_case = max((item[0] for item in parsed), default=-1) + 1
     ordered += [(path, 0, next_case + order) for order, path in enumerate(unnamed)]
+    if unnamed:
+        print(f"warning: {len(unnamed)} of {len(paths)} file(s) in {unnamed[0].parent} are not "
+              f"named case_NNN_slice_S (first: {unnamed[0].name}); assumed: each is its own "
+              f"subject at slice position 0, so the subject split and slice conditioning do "
+              f"not apply to them. Rename them case_NNN_slice_S.<ext> (subject NNN, slice "
+              f"position S) to fix this.", file=sys.stderr)
     return ordered
 
 

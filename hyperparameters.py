@@ -75,8 +75,105 @@ ARCHITECTURE_KEYS = (
     "prior_attention_blocks", "prior_attention_heads", "prior_position_embedding",
 )
 
+# The subset that fixes the VQ-VAE (a prior may be retrained over it with other prior values).
+VQVAE_KEYS = ("image_size", "num_codes", "code_dim", "num_downsamples", "channels",
+              "num_residual_blocks")
+
 # Flags that take one of a few words.
-CHOICES = {"ssim_window": ("gaussian", "uniform")}
+CHOICES = {"ssim_window": ("gaussian", "uniform"),
+           "strategy": ("none", "mirrored", "multiworker")}
+
+# Allowed range of each number: (lowest, highest), None for no bound; a low bound written as
+# (value, "exclusive") excludes the value itself.
+RANGES = {
+    "image_size": (8, None), "slices_per_volume": (1, None), "num_slice_positions": (1, None),
+    "demo_copies": (0, None), "seed": (0, 2 ** 31 - 1),
+    "num_codes": (2, None), "code_dim": (1, None), "num_downsamples": (1, 8),
+    "channels": (1, None), "num_residual_blocks": (0, None), "commitment_cost": (0.0, None),
+    "ema_decay": (0.0, 0.9999), "dead_code_threshold": (0.0, None), "ssim_weight": (0.0, None),
+    "ssim_warmup_steps": (0, None), "batch_size": (1, None),
+    "learning_rate": ((0.0, "exclusive"), 1.0), "epochs": (1, None),
+    "steps_per_epoch": (0, None), "prior_filters": (1, None), "prior_layers": (0, None),
+    "prior_kernel_size": (1, None), "prior_dropout": (0.0, 0.95),
+    "prior_attention_blocks": (0, None), "prior_attention_heads": (1, None),
+    "prior_batch_size": (1, None), "prior_learning_rate": ((0.0, "exclusive"), 1.0),
+    "prior_weight_decay": (0.0, None), "prior_epochs": (1, None),
+    "prior_augment_copies": (0, None), "prior_augment_shift": (0, None),
+    "patience": (0, None), "prior_patience": (0, None),
+    "temperature": ((0.0, "exclusive"), None), "top_k": (0, None),
+}
+
+# Keys added after runs were first written, with the value that reproduces what such a run did:
+# a hyperparameters.json without them was trained that way.
+LEGACY_VALUES = {
+    "prior_attention_blocks": 0, "prior_attention_heads": 4, "prior_position_embedding": False,
+    "prior_weight_decay": 0.0, "prior_augment_copies": 0, "prior_augment_shift": 0,
+    "patience": 0, "prior_patience": 0,
+}
+
+
+def value_problem(key, value):
+    """Why `value` is not a valid `key` (a short phrase), or None when it is."""
+    default = DEFAULTS[key]
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be a whole number, got {value!r}"
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or value != value or value in (float("inf"), float("-inf")):
+            return f"must be a finite number, got {value!r}"
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            return f"must be text, got {value!r}"
+        if key in CHOICES and value not in CHOICES[key]:
+            return f"must be one of {', '.join(CHOICES[key])}, got {value!r}"
+        return None
+    low, high = RANGES.get(key, (None, None))
+    exclusive = isinstance(low, tuple)
+    low = low[0] if exclusive else low
+    if low is not None and (value <= low if exclusive else value < low):
+        return f"must be {'>' if exclusive else '>='} {low}, got {value!r}"
+    if high is not None and value > high:
+        return f"must be <= {high}, got {value!r}"
+    if key == "prior_kernel_size" and value % 2 == 0:
+        return f"must be odd, got {value!r}"
+    return None
+
+
+def _flag_type(key):
+    """argparse type of `--key`: parses and range-checks, so a bad value is refused in one line
+    when the command line is read."""
+    default = DEFAULTS[key]
+
+    def parse(text):
+        if isinstance(default, bool):
+            value = _parse_bool(text)
+        else:
+            try:
+                value = type(default)(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"expected a {type(default).__name__}, got {text!r}") from None
+        problem = value_problem(key, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = type(default).__name__
+    return parse
+
+
+def non_negative_int(text):
+    """argparse type for counts such as --samples."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 HYPERPARAMETERS_FILE = "hyperparameters.json"
 
@@ -94,6 +191,13 @@ def _parse_bool(text):
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line (`prog: error: ...`), not the whole usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def add_arguments(parser, keys=None):
     """Adds a `--flag` for each default (all, or only `keys`) to an argparse parser."""
     for key, value in DEFAULTS.items():
@@ -101,11 +205,11 @@ def add_arguments(parser, keys=None):
             continue
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):  # `--flag` alone means true; `--flag false` also works
-            parser.add_argument(flag, dest=key, type=_parse_bool, nargs="?", const=True,
+            parser.add_argument(flag, dest=key, type=_flag_type(key), nargs="?", const=True,
                                 default=None, help=f"default: {str(value).lower()}")
         else:
-            parser.add_argument(flag, dest=key, type=type(value), default=None,
-                                choices=CHOICES.get(key), help=f"default: {value}")
+            parser.add_argument(flag, dest=key, type=_flag_type(key), default=None,
+                                help=f"default: {value}")
     return parser
 
 
@@ -128,22 +232,45 @@ def save(values, folder):
     return path
 
 
+class InvalidHyperparameters(ValueError):
+    """A saved hyperparameters.json is unreadable, incomplete or holds invalid values."""
+
+
 def load(folder):
-    """Reads the hyperparameters a run saved; missing keys fall back to today's defaults."""
+    """Reads and validates the hyperparameters a run saved.
+
+    Keys added to the project after the run was written take the value that reproduces what the
+    run did (`LEGACY_VALUES`); any other missing key, a value of the wrong type or out of range,
+    and unreadable JSON raise `InvalidHyperparameters` naming the file, the keys and the fix.
+    """
     path = pathlib.Path(folder) / HYPERPARAMETERS_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: run `python train.py --output-dir {folder}` first, "
             f"or point --output-dir at a folder that a training run wrote.")
-    values = dict(DEFAULTS)
-    values.update(json.loads(path.read_text()))
+    fix = "restore the file, or retrain with `python train.py --overwrite --output-dir " \
+          f"{folder}`"
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise InvalidHyperparameters(f"{path} is not valid JSON ({error}): {fix}") from None
+    if not isinstance(saved, dict):
+        raise InvalidHyperparameters(f"{path} does not hold a JSON object: {fix}")
+    values = {key: saved.get(key, LEGACY_VALUES.get(key)) for key in DEFAULTS}
+    missing = [key for key in DEFAULTS if key not in saved and key not in LEGACY_VALUES]
+    problems = [f"missing key {key!r}" for key in missing]
+    problems += [f"{key} {value_problem(key, values[key])}" for key in DEFAULTS
+                 if key not in missing and value_problem(key, values[key])]
+    if problems:
+        raise InvalidHyperparameters(f"{path} is invalid: " + "; ".join(problems) + f". Fix: {fix}")
     return values
 
 
-def check_compatible(saved, wanted, source):
-    """Raises IncompatibleCheckpoint naming every architecture value that differs."""
+def check_compatible(saved, wanted, source, keys=None):
+    """Raises IncompatibleCheckpoint naming every architecture value (of `keys`, default all
+    of ARCHITECTURE_KEYS) that differs."""
     clashes = [f"{key}: checkpoint has {saved.get(key)!r}, this run asks for {wanted.get(key)!r}"
-               for key in ARCHITECTURE_KEYS if saved.get(key) != wanted.get(key)]
+               for key in (keys or ARCHITECTURE_KEYS) if saved.get(key) != wanted.get(key)]
     if clashes:
         raise IncompatibleCheckpoint(
             f"The checkpoint in {source} was trained with other hyperparameters:\n  "

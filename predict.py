@@ -6,44 +6,17 @@
 
 Reads the run in --output-dir (as train.py wrote it); figures go to --images-dir.
 """
-import argparse
 import os
 import pathlib
+import sys
 
 import numpy as np
 
 import hyperparameters
+import runs
 
 
-def load_run(output_dir, overrides=None):
-    """Loads a finished run: its hyperparameters and its VQ-VAE.
-
-    Args:
-        output_dir: the folder train.py wrote.
-        overrides: values given on the command line; an architecture value that differs from
-            the saved one is refused with a message naming both.
-
-    Returns:
-        (values, vqvae): the run's hyperparameters (updated with non-architecture overrides)
-        and the loaded `VQVAETrainer`.
-    """
-    import keras
-
-    import modules  # noqa: F401  (registers the custom classes for loading)
-    import train
-
-    output_dir = pathlib.Path(output_dir)
-    values = hyperparameters.load(output_dir)
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    hyperparameters.check_compatible(values, {**values, **overrides}, output_dir)
-    values.update(overrides)
-    checkpoint = output_dir / train.VQVAE_FILE
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint} not found: train one with "
-                                f"`python train.py --stage vqvae --output-dir {output_dir}`")
-    vqvae = keras.saving.load_model(checkpoint)
-    hyperparameters.check_model(vqvae, values, checkpoint)
-    return values, vqvae
+load_run = runs.load_run  # the scripts share it through runs.py
 
 
 def load_test_split(values, split="test"):
@@ -129,13 +102,8 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
     import keras
 
     import sampling
-    import train
 
-    checkpoint = pathlib.Path(output_dir) / train.PRIOR_FILE
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint} not found: train the prior with "
-                                f"`python train.py --stage prior --output-dir {output_dir}`")
-    prior = keras.saving.load_model(checkpoint, compile=False)
+    prior = runs.load_prior(output_dir)
     codes = sampling.sample_codes(
         prior, count, vqvae.grid_size, slice_index=slice_index,
         temperature=values["temperature"] if temperature is None else temperature,
@@ -156,27 +124,55 @@ def add_run_arguments(parser):
 
 
 def parse_args(argv=None):
-    parser = add_run_arguments(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
-    parser.add_argument("--count", type=int, default=8,
+    parser = add_run_arguments(
+        hyperparameters.ArgumentParser(description=__doc__.split("\n")[0]))
+    parser.add_argument("--count", type=hyperparameters.non_negative_int, default=8,
                         help="test slices shown in the reconstruction figure (default: 8)")
-    parser.add_argument("--samples", type=int, default=0,
+    parser.add_argument("--samples", type=hyperparameters.non_negative_int, default=0,
                         help="number of new slices to sample from the prior (default: 0)")
     parser.add_argument("--slice", type=int, default=None, dest="slice_index",
                         help="condition the samples on this slice index (default: none)")
-    parser.add_argument("--temperature", type=float, default=None)
-    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--temperature", type=hyperparameters._flag_type("temperature"),
+                        default=None)
+    parser.add_argument("--top-k", type=hyperparameters.non_negative_int, default=None)
     parser.add_argument("--seed", type=int, default=None)
     return parser.parse_args(argv)
+
+
+def check_slice(slice_index, values):
+    """Refuses a --slice outside the run's slice positions, in one line."""
+    positions = values["num_slice_positions"]
+    if slice_index is not None and not 0 <= slice_index < positions:
+        raise runs.RunError(f"--slice {slice_index} is out of range: this run's slice positions "
+                            f"run from 0 to {positions - 1}; leave --slice out for "
+                            f"unconditional samples")
 
 
 def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        run(args)
+    except (runs.RunError, hyperparameters.IncompatibleCheckpoint,
+            hyperparameters.InvalidHyperparameters, FileNotFoundError) as failure:
+        sys.exit(f"error: {failure}")
+
+
+def run(args):
+    import dataset
     import metrics
 
-    values, vqvae = load_run(args.output_dir, {"data_dir": args.data_dir})
     images_dir = pathlib.Path(args.images_dir)
-    images_dir.mkdir(parents=True, exist_ok=True)
+    runs.check_writable(images_dir, "--images-dir")
+    try:
+        values, vqvae = load_run(args.output_dir, {"data_dir": args.data_dir})
+        check_slice(args.slice_index, values)
+        _predict(args, values, vqvae, images_dir, metrics)
+    except dataset.DatasetError as failure:
+        raise runs.RunError(str(failure)) from None
+
+
+def _predict(args, values, vqvae, images_dir, metrics):
 
     test = load_test_split(values)
     reconstructions = reconstruct(vqvae, test.images)

@@ -13,9 +13,9 @@ memorisation), pairwise MS-SSIM among samples (lower is more diverse), the Fréc
 between real and generated images in the frozen encoder's feature space, and the distance between
 the code-usage histograms of sampled and real code grids.
 """
-import argparse
 import os
 import pathlib
+import sys
 
 import numpy as np
 
@@ -64,8 +64,9 @@ def segmentation_masks(slices, image_size):
     return np.stack(masks)
 
 
-def reconstruction_report(vqvae, test, images_dir, output_dir):
-    """Computes, prints and plots the reconstruction metrics of the split `test`."""
+def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
+    """Computes, prints and plots the reconstruction metrics of the split `test` (named
+    `split` in the printout)."""
     import metrics
     import predict
 
@@ -73,7 +74,7 @@ def reconstruction_report(vqvae, test, images_dir, output_dir):
     masks = segmentation_masks(test, vqvae.image_size)
     per_image = metrics.per_image_metrics(test.images, reconstructions, masks=masks)
     source = "OASIS segmentations" if masks is not None else "a threshold of the original"
-    print(f"Reconstruction metrics over {len(test)} test slices (brain mask from {source})")
+    print(f"Reconstruction metrics over {len(test)} {split} slices (brain mask from {source})")
     print(metrics.summary_table(per_image))
     csv_path = pathlib.Path(output_dir) / "reconstruction_metrics.csv"
     metrics.write_metrics_csv(csv_path, per_image, [str(p) for p in test.paths],
@@ -199,14 +200,16 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
 
 
 def parse_args(argv=None):
+    import hyperparameters
     import predict
 
     parser = predict.add_run_arguments(
-        argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+        hyperparameters.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--split", default="test", choices=("train", "validate", "test"))
-    parser.add_argument("--samples", type=int, default=0,
+    parser.add_argument("--samples", type=hyperparameters.non_negative_int, default=0,
                         help="also sample this many slices and report sample metrics")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=hyperparameters.non_negative_int, default=None,
+                        help="sampling seed (default: the run's seed, as predict.py)")
     return parser.parse_args(argv)
 
 
@@ -214,17 +217,24 @@ def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import dataset
-    import predict
+    import hyperparameters
+    import runs
 
-    values, vqvae = predict.load_run(args.output_dir, {"data_dir": args.data_dir})
-    images_dir = pathlib.Path(args.images_dir)
-    images_dir.mkdir(parents=True, exist_ok=True)
-    splits, description = dataset.load_splits_for(values)
-    print(description)
-    reconstruction_report(vqvae, splits[args.split], images_dir, args.output_dir)
-    if args.samples > 0:
-        sample_report(values, vqvae, args.output_dir, splits["train"], splits[args.split],
-                      args.samples, args.seed)
+    try:
+        images_dir = pathlib.Path(args.images_dir)
+        runs.check_writable(images_dir, "--images-dir")
+        values, vqvae = runs.load_run(args.output_dir, {"data_dir": args.data_dir})
+        splits, description = dataset.load_splits_for(values)
+        print(description)
+        reconstruction_report(vqvae, splits[args.split], images_dir, args.output_dir,
+                              split=args.split)
+        if args.samples > 0:
+            seed = values["seed"] if args.seed is None else args.seed
+            sample_report(values, vqvae, args.output_dir, splits["train"], splits[args.split],
+                          args.samples, seed)
+    except (runs.RunError, dataset.DatasetError, hyperparameters.IncompatibleCheckpoint,
+            hyperparameters.InvalidHyperparameters, FileNotFoundError) as failure:
+        sys.exit(f"error: {failure}")
 
 
 if __name__ == "__main__":

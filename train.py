@@ -7,145 +7,20 @@
 Everything lands in --output-dir: `vqvae.keras`, `prior.keras`, `hyperparameters.json`,
 `vqvae_log.csv`, `prior_log.csv` and `codes.npz` (the cached code grids of every split).
 """
-import argparse
 import hashlib
 import json
 import math
 import os
 import pathlib
-import shutil
 import sys
-import time
 
 import numpy as np
 
 import hyperparameters
+import runs
 
-VQVAE_FILE = "vqvae.keras"  # the best validation epoch: what predict.py and similarity.py use
-PRIOR_FILE = "prior.keras"
-CODES_FILE = "codes.npz"
-STATE_FILE = "training_state.json"
-
-
-def last_checkpoint_name(filename):
-    """Where the latest epoch of a stage is kept for --resume: `vqvae.keras` -> `vqvae_last.keras`
-    (the file named `filename` holds the best validation epoch)."""
-    return filename.replace(".keras", "_last.keras")
-
-
-# ---------------------------------------------------------------------------------------------
-# Callbacks
-# ---------------------------------------------------------------------------------------------
-
-def _callbacks():
-    """The training callbacks; defined in a function so importing train.py stays cheap."""
-    import keras
-
-    class AtomicCheckpoint(keras.callbacks.Callback):
-        """Keeps the latest and the best epoch of a stage, and stops early.
-
-        After every epoch with finite losses the whole model (weights, optimizer, EMA codebook)
-        is saved as `<stage>_last.keras` (what --resume continues from); when the monitored
-        validation value is the best so far, that file is also copied to `filename` (the
-        checkpoint users get). Both are written under a temporary name and renamed into place,
-        so a kill during a save leaves the previous checkpoints intact. The epochs done, the best
-        epoch and its value go to a small JSON state file, written the same way. With
-        `patience` > 0 training stops once that many epochs have passed without a better value.
-        """
-
-        def __init__(self, folder, filename, stage, patience=0):
-            super().__init__()
-            self.folder = pathlib.Path(folder)
-            self.filename = filename
-            self.stage = stage
-            self.patience = int(patience)
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            if not all(math.isfinite(float(v)) for v in logs.values()):
-                return  # never overwrite a good checkpoint with a broken one
-            last = self.folder / last_checkpoint_name(self.filename)
-            save_atomically(self.model, last)
-            state = read_state(self.folder)
-            entry = state.get(self.stage, {})
-            monitor = "val_loss" if "val_loss" in logs else "loss"
-            value = float(logs[monitor])
-            if entry.get("best_value") is None or value < entry["best_value"]:
-                copy_atomically(last, self.folder / self.filename)
-                entry.update(best_epoch=epoch + 1, best_value=value, monitor=monitor)
-            entry["epochs_done"] = epoch + 1
-            if self.patience and epoch + 1 - entry["best_epoch"] >= self.patience:
-                entry["stopped_early"] = True
-                self.model.stop_training = True
-                print(f"{self.stage}: no better {monitor} for {self.patience} epochs; stopping "
-                      f"(best epoch {entry['best_epoch']}, {monitor} {entry['best_value']:.4f})")
-            state[self.stage] = entry
-            write_json_atomically(self.folder / STATE_FILE, state)
-
-    class StopOnNonFinite(keras.callbacks.Callback):
-        """Stops training at the first NaN/Inf loss and remembers where it happened."""
-
-        def __init__(self, stage):
-            super().__init__()
-            self.stage = stage
-            self.epoch = 0
-            self.failure = None
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-        def on_train_batch_end(self, batch, logs=None):
-            loss = float((logs or {}).get("loss", 0.0))
-            if not math.isfinite(loss):
-                self.failure = (f"{self.stage} stage: loss became {loss} at epoch "
-                                f"{self.epoch + 1}, batch {batch + 1}")
-                self.model.stop_training = True
-
-    class Throughput(keras.callbacks.Callback):
-        """Adds `images_per_second` (training images seen per wall-clock second) to the logs."""
-
-        def __init__(self, batch_size):
-            super().__init__()
-            self.batch_size = batch_size
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start, self.batches = time.perf_counter(), 0
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.batches += 1
-
-        def on_epoch_end(self, epoch, logs=None):
-            if logs is not None:
-                seconds = time.perf_counter() - self.start
-                logs["images_per_second"] = self.batches * self.batch_size / max(seconds, 1e-9)
-
-    return AtomicCheckpoint, StopOnNonFinite, Throughput
-
-
-def progress_frames_callback(images, frames_dir, gif_path):
-    """A callback that reconstructs fixed validation slices after every epoch and, when
-    training ends, assembles the frames into an animated GIF of training progress."""
-    import keras
-
-    import metrics
-
-    class ProgressFrames(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            pathlib.Path(frames_dir).mkdir(parents=True, exist_ok=True)
-
-        def on_epoch_end(self, epoch, logs=None):
-            reconstructions = np.clip(self.model.predict(images, verbose=0), 0.0, 1.0)
-            metrics.plot_image_grid(
-                np.concatenate([images, reconstructions]),
-                pathlib.Path(frames_dir) / f"epoch_{epoch + 1:04d}.png", columns=len(images),
-                title=f"epoch {epoch + 1}: validation slices (top), reconstructions (bottom)")
-
-        def on_train_end(self, logs=None):
-            frames = sorted(pathlib.Path(frames_dir).glob("epoch_*.png"))
-            if frames:
-                metrics.make_gif(frames, gif_path, duration_ms=500)
-
-    return ProgressFrames()
+from runs import (CODES_FILE, PRIOR_FILE, STATE_FILE, VQVAE_FILE,  # noqa: F401 (re-exported)
+                  epochs_done, last_checkpoint_name, read_state)
 
 
 def plot_training_curves(output_dir, stage, images_dir):
@@ -155,49 +30,6 @@ def plot_training_curves(output_dir, stage, images_dir):
     log = pathlib.Path(output_dir) / f"{stage}_log.csv"
     if log.is_file() and len(log.read_text().splitlines()) > 1:
         return metrics.plot_loss_curves(log, pathlib.Path(images_dir) / f"{stage}_loss.png")
-    return None
-
-
-def save_atomically(model, path):
-    """`model.save(path)` through a temporary file and a rename."""
-    path = pathlib.Path(path)
-    partial = path.with_name(path.stem + ".partial.keras")
-    model.save(partial)
-    os.replace(partial, path)
-
-
-def copy_atomically(source, path):
-    """Copies `source` to `path` through a temporary file and a rename."""
-    path = pathlib.Path(path)
-    partial = path.with_name(path.stem + ".partial" + path.suffix)
-    shutil.copyfile(source, partial)
-    os.replace(partial, path)
-
-
-def write_json_atomically(path, data):
-    path = pathlib.Path(path)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(partial, path)
-
-
-def read_state(folder):
-    """The training state file: {stage: {"epochs_done": N}} ({} before the first epoch)."""
-    path = pathlib.Path(folder) / STATE_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def epochs_done(folder, stage="vqvae"):
-    """How many epochs of `stage` the latest checkpoint in `folder` holds."""
-    return read_state(folder).get(stage, {}).get("epochs_done", 0)
-
-
-def resume_checkpoint(folder, filename):
-    """The checkpoint --resume continues from: the latest epoch's, else (an older run) the
-    best one's; None when neither exists."""
-    for name in (last_checkpoint_name(filename), filename):
-        if (pathlib.Path(folder) / name).exists():
-            return pathlib.Path(folder) / name
     return None
 
 
@@ -220,34 +52,40 @@ class TrainingFailed(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 
 def _fit(model, stage, train_data, validation_data, values, epochs, batch_size, output_dir,
-         checkpoint_file, resume, extra_callbacks=(), patience=0):
+         checkpoint_file, resume, extra_callbacks=(), patience=0, done=None, record=None):
     """Runs `model.fit` with checkpointing (latest and best epoch), early stopping after
     `patience` epochs without a better validation loss (0: never), CSV logging and the NaN
-    guard; returns the history."""
+    guard; returns the history.
+
+    With `resume`, training continues after epoch `done` (default: the epochs the state file
+    records); `record` is stored in the stage's state (fingerprints of what it is trained on).
+    """
     import keras
 
-    AtomicCheckpoint, StopOnNonFinite, Throughput = _callbacks()
+    import callbacks as training_callbacks
+
     output_dir = pathlib.Path(output_dir)
-    done = epochs_done(output_dir, stage) if resume else 0
+    if done is None:
+        done = epochs_done(output_dir, stage) if resume else 0
     log_path = output_dir / f"{stage}_log.csv"
     if done:
         trim_log(log_path, done)
     else:  # a fresh start of this stage forgets an earlier run's progress (not other stages')
         state = read_state(output_dir)
         if state.pop(stage, None) is not None:
-            write_json_atomically(output_dir / STATE_FILE, state)
-    nan_guard = StopOnNonFinite(stage)
+            runs.write_state(output_dir, state)
+    nan_guard = training_callbacks.StopOnNonFinite(stage)
     callbacks = [
         nan_guard,
-        Throughput(batch_size),
+        training_callbacks.Throughput(batch_size),
         *extra_callbacks,
         keras.callbacks.CSVLogger(str(log_path), append=done > 0),
-        AtomicCheckpoint(output_dir, checkpoint_file, stage, patience),
+        training_callbacks.AtomicCheckpoint(output_dir, checkpoint_file, stage, patience, record),
     ]
     if done >= epochs:
         print(f"{stage}: all {epochs} epochs already done in {output_dir}")
         return None
-    if done and read_state(output_dir)[stage].get("stopped_early"):
+    if done and read_state(output_dir).get(stage, {}).get("stopped_early"):
         print(f"{stage}: stopped early after epoch {done} (no better validation loss for "
               f"{patience} epochs) in {output_dir}")
         return None
@@ -266,13 +104,28 @@ def _fit(model, stage, train_data, validation_data, values, epochs, batch_size, 
     return history
 
 
-def _load_for_resume(path, values, output_dir):
-    """Loads a checkpoint to resume from after checking its hyperparameters match."""
-    import keras
-
+def _load_for_resume(output_dir, stage, values):
+    """The checkpoint to resume `stage` from, and the epochs it holds: the latest epoch's, or,
+    when that file is corrupt, the one it replaced, or the best epoch's (each fallback is
+    printed). (None, 0) when the stage has no checkpoint yet."""
     saved = hyperparameters.load(output_dir)
     hyperparameters.check_compatible(saved, values, output_dir)
-    return keras.saving.load_model(path)
+    candidates = runs.resume_candidates(output_dir, stage)
+    for number, (path, epochs) in enumerate(candidates):
+        try:
+            model = runs.load_checkpoint(path)
+        except runs.CorruptCheckpoint as error:
+            following = candidates[number + 1][0] if number + 1 < len(candidates) else None
+            print(f"warning: {error}; " + (f"resuming from {following} instead"
+                                            if following else "no other checkpoint is left"),
+                  file=sys.stderr)
+            continue
+        hyperparameters.check_model(model, values, path)
+        return model, epochs
+    if candidates:
+        raise runs.RunError(f"no loadable {stage} checkpoint in {output_dir}: start this stage "
+                            f"again with --overwrite")
+    return None, 0
 
 
 def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_callbacks=()):
@@ -282,15 +135,15 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
     import dataset
     import modules
 
+    import callbacks
+
     output_dir = pathlib.Path(output_dir)
     checkpoint = output_dir / VQVAE_FILE
     batch_size = values["batch_size"]
     scope = strategy.scope() if strategy else _null_scope()
-    latest = resume_checkpoint(output_dir, VQVAE_FILE) if resume else None
     with scope:
-        if latest is not None:
-            model = _load_for_resume(latest, values, output_dir)
-        else:
+        model, done = _load_for_resume(output_dir, "vqvae", values) if resume else (None, 0)
+        if model is None:
             model = modules.vqvae_from_hyperparameters(values)
             model.compile(optimizer=keras.optimizers.Adam(values["learning_rate"]))
     train_data = dataset.make_tf_dataset(splits["train"], batch_size, shuffle=True,
@@ -299,13 +152,14 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
     validation_data = dataset.make_tf_dataset(splits["validate"], batch_size, shuffle=False)
     validation = splits["validate"]
     shown = np.linspace(0, len(validation) - 1, min(6, len(validation))).round().astype(int)
-    frames = progress_frames_callback(validation.images[shown], output_dir / "progress",
+    frames = callbacks.ProgressFrames(validation.images[shown], output_dir / "progress",
                                       pathlib.Path(values["images_dir"]) / "training_progress.gif")
     _fit(model, "vqvae", train_data, validation_data, values, values["epochs"], batch_size,
-         output_dir, VQVAE_FILE, resume, [frames, *extra_callbacks], values["patience"])
+         output_dir, VQVAE_FILE, resume, [frames, *extra_callbacks], values["patience"],
+         done=done, record={"data_fingerprint": runs.data_fingerprint(splits)})
     _report_best(output_dir, "vqvae")
     plot_training_curves(output_dir, "vqvae", values["images_dir"])
-    return keras.saving.load_model(checkpoint) if checkpoint.exists() else model
+    return runs.load_checkpoint(checkpoint) if checkpoint.exists() else model
 
 
 def _fingerprint(vqvae_path, splits, values):
@@ -400,18 +254,18 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     output_dir = pathlib.Path(output_dir)
     vqvae_path = output_dir / VQVAE_FILE
     if not vqvae_path.is_file():
-        raise FileNotFoundError(f"{vqvae_path} not found: train the VQ-VAE first "
-                                f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
-    vqvae = keras.saving.load_model(vqvae_path)
+        raise runs.RunError(f"{vqvae_path} not found: train the VQ-VAE first "
+                            f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
+    vqvae = runs.load_checkpoint(vqvae_path)
     hyperparameters.check_model(vqvae, values, vqvae_path)
+    if resume and read_state(output_dir).get("prior"):
+        runs.check_prior_matches_vqvae(output_dir)
     codes = encode_splits(vqvae, splits, output_dir, values)
     checkpoint = output_dir / PRIOR_FILE
     scope = strategy.scope() if strategy else _null_scope()
-    latest = resume_checkpoint(output_dir, PRIOR_FILE) if resume else None
     with scope:
-        if latest is not None:
-            prior = _load_for_resume(latest, values, output_dir)
-        else:
+        prior, done = _load_for_resume(output_dir, "prior", values) if resume else (None, 0)
+        if prior is None:
             prior = modules.prior_from_hyperparameters(values, vqvae.grid_size)
             prior.compile(optimizer=prior_optimizer(values),
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -423,13 +277,15 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     train_data = code_dataset(*codes["train_augmented"], batch_size, shuffle=True,
                               seed=values["seed"], repeat=True)
     validation_data = code_dataset(*codes["validate"], batch_size, shuffle=False)
+    record = {"data_fingerprint": runs.data_fingerprint(splits),
+              "vqvae_fingerprint": runs.file_fingerprint(vqvae_path)}
     _fit(prior, "prior", train_data, validation_data, dict(values, steps_per_epoch=steps),
          values["prior_epochs"], batch_size, output_dir, PRIOR_FILE, resume, extra_callbacks,
-         values["prior_patience"])
+         values["prior_patience"], done=done, record=record)
     _report_best(output_dir, "prior")
     plot_training_curves(output_dir, "prior", values["images_dir"])
     if checkpoint.exists():
-        prior = keras.saving.load_model(checkpoint)
+        prior = runs.load_checkpoint(checkpoint)
     test = prior.evaluate(code_dataset(*codes["test"], batch_size, shuffle=False), verbose=0,
                           return_dict=True)
     return prior, float(test["bits_per_code"])
@@ -491,30 +347,115 @@ def set_precision(mixed):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = hyperparameters.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stage", choices=("vqvae", "prior", "all"), default="all",
                         help="which stage to train (default: all = vqvae then prior)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last checkpoint in --output-dir")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the stages being trained (and, for the VQ-VAE, the prior "
+                             "trained over it) in an --output-dir that already holds them")
     hyperparameters.add_arguments(parser)
     return parser.parse_args(argv)
 
 
-def prepare_output_dir(values, resume):
-    """Creates the output folder and saves the run's hyperparameters in it; with `resume`,
-    first checks they match the ones the checkpoints there were trained with."""
-    output_dir = pathlib.Path(values["output_dir"])
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if resume and (output_dir / hyperparameters.HYPERPARAMETERS_FILE).exists():
-        hyperparameters.check_compatible(hyperparameters.load(output_dir), values, output_dir)
-    hyperparameters.save(values, output_dir)
-    return output_dir
+def stages_of(stage):
+    return ("vqvae", "prior") if stage == "all" else (stage,)
+
+
+def check_run_folder(output_dir, stages, values, resume, overwrite):
+    """Refuses, before anything in the folder is written, a run that would overwrite or mix
+    work: a stage already there without --resume or --overwrite, a VQ-VAE retrained under a
+    prior that would go stale, a prior stage without a VQ-VAE, and hyperparameters that do not
+    match the checkpoints kept.
+
+    Returns:
+        The stages --overwrite will clear.
+    """
+    output_dir = pathlib.Path(output_dir)
+    if resume and overwrite:
+        raise runs.RunError("--resume and --overwrite exclude each other: --resume continues the "
+                            "run in --output-dir, --overwrite replaces it")
+    existing = [stage for stage in ("vqvae", "prior") if runs.has_stage(output_dir, stage)]
+    affected = list(stages) + (["prior"] if "vqvae" in stages and "prior" not in stages else [])
+    clashes = [stage for stage in affected if stage in existing]
+    if clashes and not (resume or overwrite):
+        files = ", ".join(path.name for stage in clashes
+                          for path in runs.stage_files(output_dir, stage)) or STATE_FILE
+        raise runs.RunError(
+            f"{output_dir} already holds a trained {' and '.join(clashes)} stage ({files}); "
+            f"nothing was changed. Continue it with --resume, replace it with --overwrite, or "
+            f"train into another --output-dir")
+    saved_file = output_dir / hyperparameters.HYPERPARAMETERS_FILE
+    keeps_vqvae = "vqvae" not in stages or resume
+    if keeps_vqvae and saved_file.exists():
+        saved = hyperparameters.load(output_dir)
+        keys = None if resume else hyperparameters.VQVAE_KEYS
+        hyperparameters.check_compatible(saved, values, output_dir, keys=keys)
+    if "vqvae" not in stages and not (output_dir / VQVAE_FILE).is_file():
+        raise runs.RunError(f"{output_dir / VQVAE_FILE} not found: train the VQ-VAE first "
+                            f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
+    return clashes if overwrite else []
+
+
+def check_same_data(output_dir, stages, splits, resume):
+    """With --resume, refuses a stage whose recorded data differ from the data loaded now."""
+    if not resume:
+        return
+    state = read_state(output_dir)
+    current = runs.data_fingerprint(splits)
+    for stage in stages:
+        recorded = state.get(stage, {}).get("data_fingerprint")
+        if recorded is not None and recorded != current:
+            raise runs.RunError(
+                f"the {stage} stage in {output_dir} was trained on other data than "
+                f"--data-dir {splits['train'].paths[0] if splits['train'].paths else ''!s} "
+                f"gives now (another file list or split): resume with the same --data-dir and "
+                f"--seed, or start again with --overwrite")
+
+
+def interrupted_message(output_dir, stages, command):
+    """The one line Ctrl-C ends with: where the last checkpoint is and how to continue."""
+    for stage in reversed(stages):
+        done = epochs_done(output_dir, stage)
+        if done:
+            last = pathlib.Path(output_dir) / last_checkpoint_name(runs.STAGE_FILES[stage])
+            break
+    else:
+        return (f"interrupted before the first checkpoint; nothing to resume in {output_dir} "
+                f"(rerun the same command)")
+    resume = command if "--resume" in command else command + " --resume"
+    return (f"interrupted: the last checkpoint is {last} ({stage} stage, epoch {done}); "
+            f"continue with: {resume}")
 
 
 def main(argv=None):
     args = parse_args(argv)
     values = hyperparameters.resolve(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    output_dir = pathlib.Path(values["output_dir"])
+    stages = stages_of(args.stage)
+    command = "python train.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    try:
+        runs.check_writable(output_dir, "--output-dir")
+        runs.check_writable(values["images_dir"], "--images-dir")
+        with runs.RunLock(output_dir):
+            _train(args, values, output_dir, stages, command)
+    except (TrainingFailed, hyperparameters.IncompatibleCheckpoint,
+            hyperparameters.InvalidHyperparameters, runs.RunError,
+            _dataset_error()) as failure:
+        sys.exit(f"error: {failure}")
+
+
+def _dataset_error():
+    import dataset
+
+    return dataset.DatasetError
+
+
+def _train(args, values, output_dir, stages, command):
+    """Everything main() does once the folder is locked."""
+    clear = check_run_folder(output_dir, stages, values, args.resume, args.overwrite)
     import keras
 
     import dataset
@@ -525,22 +466,26 @@ def main(argv=None):
     if strategy is not None or policy != "float32":
         replicas = strategy.num_replicas_in_sync if strategy else 1
         print(f"strategy: {values['strategy']} ({replicas} replica(s)), precision: {policy}")
+    splits, description = dataset.load_splits_for(values)
+    print(description)
+    check_same_data(output_dir, stages, splits, args.resume)
+    for stage in clear:
+        runs.clear_stage(output_dir, stage)
+        print(f"--overwrite: removed the earlier {stage} stage from {output_dir}")
+    hyperparameters.save(values, output_dir)
     try:
-        output_dir = prepare_output_dir(values, args.resume)
-        splits, description = dataset.load_splits_for(values)
-        print(description)
-        if args.stage in ("vqvae", "all"):
+        if "vqvae" in stages:
             train_vqvae(values, splits, output_dir, resume=args.resume, strategy=strategy)
-            print(f"VQ-VAE saved to {output_dir / VQVAE_FILE}, log in {output_dir / 'vqvae_log.csv'}")
-        if args.stage in ("prior", "all"):
+            print(f"VQ-VAE saved to {output_dir / VQVAE_FILE}, log in "
+                  f"{output_dir / 'vqvae_log.csv'}")
+        if "prior" in stages:
             _, test_bits = train_prior(values, splits, output_dir, resume=args.resume,
                                        strategy=strategy)
-            print(f"prior saved to {output_dir / PRIOR_FILE}, log in {output_dir / 'prior_log.csv'}; "
-                  f"test-split NLL {test_bits:.3f} bits per code "
-                  f"(uniform: {math.log2(values['num_codes']):.1f})")
-    except (TrainingFailed, hyperparameters.IncompatibleCheckpoint,
-            dataset.DatasetError) as failure:
-        sys.exit(f"error: {failure}")
+            print(f"prior saved to {output_dir / PRIOR_FILE}, log in "
+                  f"{output_dir / 'prior_log.csv'}; test-split NLL {test_bits:.3f} bits per "
+                  f"code (uniform: {math.log2(values['num_codes']):.1f})")
+    except KeyboardInterrupt:
+        sys.exit(interrupted_message(output_dir, stages, command))
 
 
 if __name__ == "__main__":

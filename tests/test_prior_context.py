@@ -116,11 +116,11 @@ def test_attention_block_position_zero_sees_nothing_and_heads_must_divide():
 # ---------------------------------------------------------------------------------------------
 
 def test_best_epoch_is_kept_and_training_stops_after_patience(tmp_path):
+    import callbacks
     import train
 
-    AtomicCheckpoint = train._callbacks()[0]
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    checkpoint = AtomicCheckpoint(tmp_path, "prior.keras", "prior", patience=2)
+    checkpoint = callbacks.AtomicCheckpoint(tmp_path, "prior.keras", "prior", patience=2)
     checkpoint.set_model(model)
     stopped_at = None
     for epoch, val_loss in enumerate([3.0, 1.0, 2.0, 4.0, 0.5]):

@@ -1,0 +1,246 @@
+"""Run folders never lose, overwrite or mix work (runs.py, train.py): one test per way a user
+lost or mixed work before, each on a tiny PNG dataset."""
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+import hyperparameters  # noqa: E402
+import runs  # noqa: E402
+import train  # noqa: E402
+from test_train import REPO, TINY, write_oasis_layout  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_oasis_layout(tmp_path_factory.mktemp("oasis"))
+
+
+def train_args(data_dir, output_dir, *extra, stage="all", epochs="1"):
+    return ["--stage", stage, "--data-dir", str(data_dir), "--epochs", epochs,
+            "--prior-epochs", epochs, "--output-dir", str(output_dir),
+            "--images-dir", str(pathlib.Path(output_dir).parent / "images"), *TINY, *extra]
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_dir, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("finished") / "run"
+    train.main(train_args(data_dir, output_dir))
+    return output_dir
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    return copy
+
+
+def snapshot(folder):
+    return {path.name: runs.file_fingerprint(path) for path in pathlib.Path(folder).iterdir()
+            if path.is_file()}
+
+
+def test_a_finished_run_is_not_overwritten_without_resume_or_overwrite(data_dir, run_copy):
+    before = snapshot(run_copy)
+    with pytest.raises(SystemExit) as refusal:
+        train.main(train_args(data_dir, run_copy))
+    message = str(refusal.value)
+    assert "already holds a trained vqvae and prior stage" in message
+    assert "--resume" in message and "--overwrite" in message
+    assert snapshot(run_copy) == before
+    # Retraining only the VQ-VAE would leave the prior stale: refused as well.
+    with pytest.raises(SystemExit, match="prior"):
+        train.main(train_args(data_dir, run_copy, stage="vqvae"))
+    assert snapshot(run_copy) == before
+
+
+def test_overwrite_of_the_vqvae_removes_the_prior_trained_over_it(data_dir, run_copy, capsys):
+    train.main(train_args(data_dir, run_copy, "--overwrite", "--seed", "7", stage="vqvae"))
+    assert not (run_copy / runs.PRIOR_FILE).exists()
+    assert "prior" not in runs.read_state(run_copy)
+    assert "removed the earlier prior stage" in capsys.readouterr().out
+
+
+def test_a_failed_run_leaves_the_good_one_intact(run_copy, tmp_path):
+    import predict
+
+    bad_data = tmp_path / "some_file"
+    bad_data.write_text("not a folder")
+    before = snapshot(run_copy)
+    with pytest.raises(SystemExit):
+        train.main(train_args(bad_data, run_copy, "--overwrite", "--image-size", "64",
+                              "--num-codes", "64"))
+    assert snapshot(run_copy) == before
+    values, _ = predict.load_run(run_copy)
+    assert values["image_size"] == 32 and values["num_codes"] == 16
+
+
+def test_a_prior_over_another_vqvae_is_refused(data_dir, run_copy, finished_run):
+    import predict
+
+    # The VQ-VAE file changes under the prior (as after `--stage vqvae` on an older version).
+    shutil.copyfile(run_copy / runs.last_checkpoint_name(runs.VQVAE_FILE),
+                    run_copy / runs.VQVAE_FILE)
+    state = runs.read_state(run_copy)
+    state["prior"]["vqvae_fingerprint"] = "0" * 64
+    runs.write_state(run_copy, state)
+    values, vqvae = predict.load_run(run_copy)
+    with pytest.raises(runs.RunError, match="trained over another VQ-VAE.*--stage prior"):
+        predict.generate(values, vqvae, run_copy, 2)
+    with pytest.raises(SystemExit, match="trained over another VQ-VAE"):
+        train.main(train_args(data_dir, run_copy, "--resume", stage="prior", epochs="2"))
+
+
+def test_a_second_writer_is_refused_by_the_lock_and_a_stale_lock_is_taken_over(
+        data_dir, run_copy, capsys):
+    lock = run_copy / runs.LOCK_FILE
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": __import__("socket").gethostname(),
+                                "command": "python train.py (the other run)"}))
+    with pytest.raises(SystemExit) as refusal:
+        train.main(train_args(data_dir, run_copy, "--resume", epochs="2"))
+    assert f"in use by process {os.getpid()}" in str(refusal.value)
+    assert lock.exists()  # the other run's lock is left alone
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(json.dumps({"pid": dead.pid, "host": __import__("socket").gethostname(),
+                                "command": "python train.py"}))
+    with runs.RunLock(run_copy):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert not lock.exists()
+    assert "stale lock" in capsys.readouterr().err
+
+
+def test_a_corrupt_checkpoint_is_named_and_resume_falls_back_to_the_previous_one(
+        data_dir, tmp_path):
+    import predict
+
+    output_dir = tmp_path / "run"
+    train.main(train_args(data_dir, output_dir, stage="vqvae", epochs="2"))
+    last = output_dir / runs.last_checkpoint_name(runs.VQVAE_FILE)
+    assert runs.previous_name(last).is_file()  # epoch 1's checkpoint, kept by epoch 2's save
+    for path in (last, output_dir / runs.VQVAE_FILE):
+        data = path.read_bytes()
+        path.write_bytes(data[:len(data) // 2])  # cut in half
+    with pytest.raises(runs.CorruptCheckpoint, match=r"vqvae.keras is corrupt"):
+        predict.load_run(output_dir)
+    with pytest.raises(SystemExit, match="corrupt"):
+        predict.main(["--output-dir", str(output_dir), "--images-dir", str(tmp_path / "img")])
+    model, done = train._load_for_resume(
+        output_dir, "vqvae", hyperparameters.resolve(train.parse_args(
+            train_args(data_dir, output_dir, stage="vqvae"))))
+    assert done == 1 and model is not None
+    train.main(train_args(data_dir, output_dir, "--resume", stage="vqvae", epochs="3"))
+    assert runs.epochs_done(output_dir, "vqvae") == 3
+    predict.load_run(output_dir)  # a good best checkpoint again
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda values: values.update(num_codes="abc"), "num_codes must be a whole number"),
+    (lambda values: values.pop("code_dim"), "missing key 'code_dim'"),
+    (lambda values: values.update(batch_size=0), "batch_size must be >= 1"),
+])
+def test_a_hand_edited_hyperparameters_file_is_reported_as_such(run_copy, edit, message):
+    import predict
+
+    path = run_copy / hyperparameters.HYPERPARAMETERS_FILE
+    values = json.loads(path.read_text())
+    edit(values)
+    path.write_text(json.dumps(values))
+    with pytest.raises(hyperparameters.InvalidHyperparameters, match=message):
+        predict.load_run(run_copy)
+
+
+def test_keys_newer_than_a_run_take_the_value_that_run_used(run_copy):
+    path = run_copy / hyperparameters.HYPERPARAMETERS_FILE
+    values = json.loads(path.read_text())
+    for key in hyperparameters.LEGACY_VALUES:
+        values.pop(key)
+    path.write_text(json.dumps(values))
+    loaded = hyperparameters.load(run_copy)
+    assert loaded["prior_attention_blocks"] == 0 and loaded["prior_augment_copies"] == 0
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
+    (["--epochs", "-1"], "argument --epochs: must be >= 1, got -1"),
+    (["--learning-rate", "0"], "argument --learning-rate: must be > 0.0"),
+    (["--prior-kernel-size", "4"], "must be odd"),
+    (["--strategy", "cluster"], "must be one of none, mirrored, multiworker"),
+])
+def test_bad_flag_values_are_refused_in_one_line(flags, message):
+    result = subprocess.run([sys.executable, "train.py", *flags], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert message in result.stderr
+
+
+def test_predict_refuses_bad_sample_counts_and_slices(finished_run, tmp_path):
+    import predict
+
+    with pytest.raises(SystemExit) as refusal:
+        predict.parse_args(["--samples", "-1"])
+    assert refusal.value.code == 2
+    with pytest.raises(SystemExit, match=r"--slice 99 is out of range.*0 to 31"):
+        predict.main(["--output-dir", str(finished_run), "--images-dir", str(tmp_path / "i"),
+                      "--samples", "2", "--slice", "99"])
+
+
+def test_an_unwritable_images_dir_is_refused_before_training(data_dir, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    output_dir = tmp_path / "run"
+    arguments = train_args(data_dir, output_dir, stage="vqvae")
+    arguments[arguments.index("--images-dir") + 1] = str(blocker / "images")
+    with pytest.raises(SystemExit, match="--images-dir .* is not writable"):
+        train.main(arguments)
+    assert not (output_dir / runs.VQVAE_FILE).exists()
+    assert not (output_dir / hyperparameters.HYPERPARAMETERS_FILE).exists()
+
+
+def test_png_names_without_case_and_slice_are_accepted_with_a_warning(tmp_path, capsys):
+    import dataset
+
+    root = write_oasis_layout(tmp_path / "oasis", cases=(1, 1, 1), slices=2, size=32)
+    train_folder = root / "keras_png_slices_train"
+    (train_folder / "case_001_slice_1.nii.png").rename(train_folder / "brain_scan.png")
+    splits = dataset.load_oasis_png(root, 32)
+    err = capsys.readouterr().err
+    assert "1 of 2 file(s)" in err and "brain_scan.png" in err
+    assert "own subject at slice position 0" in err and "case_NNN_slice_S" in err
+    assert len(splits["train"]) == 2
+
+
+def test_ctrl_c_ends_with_one_line_naming_the_checkpoint_and_the_resume_command(
+        data_dir, tmp_path):
+    output_dir = tmp_path / "run"
+    arguments = train_args(data_dir, output_dir, "--steps-per-epoch", "30", stage="vqvae",
+                           epochs="4")
+    process = subprocess.Popen([sys.executable, "train.py", *arguments], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and runs.epochs_done(output_dir) < 1:
+            assert process.poll() is None, "training ended before its first checkpoint"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert "Traceback" not in stderr
+    assert lines[-1].startswith("interrupted: the last checkpoint is ")
+    assert "vqvae_last.keras" in lines[-1] and "--resume" in lines[-1]
+    assert process.returncode != 0
+    assert not (output_dir / runs.LOCK_FILE).exists()

@@ -92,9 +92,10 @@ def _fit(model, stage, train_data, validation_data, values, epochs, batch_size, 
     if done:
         print(f"{stage}: resuming after epoch {done} of {epochs}")
     steps = values["steps_per_epoch"] or None
+    # shuffle=False: the tf.data pipeline shuffles (Keras would warn it ignores shuffle=True).
     history = model.fit(train_data, validation_data=validation_data, epochs=epochs,
                         initial_epoch=done, steps_per_epoch=steps, callbacks=callbacks,
-                        verbose="auto" if sys.stdout.isatty() else 2)
+                        shuffle=False, verbose="auto" if sys.stdout.isatty() else 2)
     if nan_guard.failure:
         kept = output_dir / checkpoint_file
         raise TrainingFailed(

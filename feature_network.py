@@ -1,10 +1,12 @@
 """A small CNN trained on the real training slices only: the feature space of the realism checks.
 
 Inception features need downloaded ImageNet weights and know nothing of MRI; this network is
-trained, once per run, to classify each real training slice's position along the brain (one
-class per slice position, with flipped and shifted copies), which makes its penultimate
-features describe anatomy; the predicted position is the expectation of its class
-probabilities. `realism.py` measures Fréchet distance, KID and k-NN
+trained, once per run, on the real training slices (flipped and shifted copies) for two tasks:
+each slice's position along the brain (one class per slice position; the predicted position is
+the expectation of the class probabilities), and which defect, if any, was applied to a copy of
+a real slice (`CORRUPTIONS`: blur, a dented outline, a split, halves that do not belong
+together, noise). The first makes its features describe anatomy, the second makes them respond
+to the ways generated slices fail; no generated image is ever used to train it. `realism.py` measures Fréchet distance, KID and k-NN
 precision/recall in that feature space, and uses the predicted position to check that
 slice-conditioned samples land where they were asked to.
 
@@ -20,14 +22,17 @@ import numpy as np
 MODEL_FILE = "feature_network.keras"
 INFO_FILE = "feature_network.json"
 EMBEDDING_LAYER = "embedding"
-POOLED_BLOCKS = ("block_1", "block_2", "block_3")
 MAX_TRAINING_IMAGES = 1024
-IMAGES_SEEN = 10000
+IMAGES_SEEN = 25000
+# What the second head tells apart: real slices and real slices with one defect each, the kinds
+# of failure a generator shows (so the features respond to them).
+CORRUPTIONS = ("none", "blur", "dent", "split", "mismatched halves", "noise")
 
 
 def build(image_size, num_slice_positions, feature_dim=64):
     """The network: four stride-2 conv blocks, global average pooling, a `feature_dim`
-    feature layer, and class probabilities over the `num_slice_positions` slice positions."""
+    embedding, and two heads: class probabilities over the `num_slice_positions` slice
+    positions, and over the `CORRUPTIONS` (which, if any, was applied to the slice)."""
     import keras
     from keras import layers
 
@@ -40,7 +45,44 @@ def build(image_size, num_slice_positions, feature_dim=64):
     hidden = layers.GlobalAveragePooling2D()(hidden)
     features = layers.Dense(feature_dim, activation="tanh", name=EMBEDDING_LAYER)(hidden)
     position = layers.Dense(num_slice_positions, activation="softmax", name="position")(features)
-    return keras.Model(inputs, position, name="feature_network")
+    corruption = layers.Dense(len(CORRUPTIONS), activation="softmax",
+                              name="corruption")(features)
+    return keras.Model(inputs, [position, corruption], name="feature_network")
+
+
+def corrupt(image, kind, rng, other):
+    """A copy of `image` [S, S, 1] with one anatomical or image defect (`CORRUPTIONS`).
+
+    Args:
+        kind: the index of the defect in `CORRUPTIONS` (0: none).
+        rng: numpy Generator.
+        other: another real slice, the source of the mismatched half.
+    """
+    from scipy import ndimage
+
+    size = image.shape[0]
+    out = image.copy()
+    if kind == 1:  # blur
+        out = ndimage.gaussian_filter(image, (rng.uniform(1.0, 2.5),) * 2 + (0,))
+    elif kind == 2:  # a dent: a wedge from the centre cut away
+        yy, xx = np.mgrid[:size, :size] - (size - 1) / 2.0
+        angle = np.arctan2(yy, xx) - rng.uniform(-np.pi, np.pi)
+        out[np.cos(angle) > np.cos(rng.uniform(0.2, 0.6))] = 0.0
+    elif kind == 3:  # a split: a band through the slice removed
+        width, start = rng.integers(2, 6), rng.integers(size // 3, 2 * size // 3)
+        if rng.random() < 0.5:
+            out[start:start + width] = 0.0
+        else:
+            out[:, start:start + width] = 0.0
+    elif kind == 4:  # halves that do not belong together
+        half = size // 2
+        if rng.random() < 0.5:
+            out[:, half:] = other[:, half:]
+        else:
+            out[half:] = other[half:]
+    elif kind == 5:  # noise
+        out = np.clip(image + rng.normal(0.0, rng.uniform(0.03, 0.1), image.shape), 0.0, 1.0)
+    return out.astype(np.float32)
 
 
 def _fingerprint(images, slice_index):
@@ -75,12 +117,22 @@ def train(images, slice_index, num_slice_positions, epochs=None, seed=0, verbose
         chosen = np.random.default_rng(seed).choice(len(images), MAX_TRAINING_IMAGES,
                                                     replace=False)
         images, targets = images[chosen], targets[chosen]
-    augmented = np.concatenate([images, dataset.flip_and_shift(images, 3, 6, seed=seed)])
-    targets = np.tile(targets, 4)
+    rng = np.random.default_rng(seed)
+    clean = np.concatenate([images, dataset.flip_and_shift(images, 2, 6, seed=seed)])
+    positions = np.tile(targets, 3)
+    kinds = np.arange(1, len(CORRUPTIONS))
+    source = rng.integers(0, len(clean), len(kinds) * len(images))
+    defects = np.repeat(kinds, len(images))
+    corrupted = np.stack([corrupt(clean[index], kind, rng, clean[rng.integers(len(clean))])
+                          for index, kind in zip(source, defects)])
+    augmented = np.concatenate([clean, corrupted])
+    targets = (np.concatenate([positions, positions[source]]),
+               np.concatenate([np.zeros(len(clean), np.int32), defects]).astype(np.int32))
     if epochs is None:
         epochs = int(np.clip(IMAGES_SEEN // len(augmented), 3, 30))
     model = build(images.shape[1], num_slice_positions)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    model.compile(optimizer=keras.optimizers.Adam(2e-3),
+                  loss=["sparse_categorical_crossentropy", "sparse_categorical_crossentropy"])
     model.fit(augmented, targets, batch_size=32, epochs=epochs, shuffle=True, verbose=verbose)
     return model
 
@@ -112,14 +164,8 @@ def features_and_positions(model, images, num_slice_positions=None, batch_size=6
     probabilities, in slice-index units)."""
     import keras
 
-    # The realism features: the embedding (anatomy), and the mean and spatial spread of the
-    # responses of the earlier, finer-scale blocks (what sees blur, noise and texture).
-    parts = []
-    for name in POOLED_BLOCKS:
-        response = model.get_layer(name).output
-        parts += [keras.ops.mean(response, axis=(1, 2)), keras.ops.std(response, axis=(1, 2))]
-    features = keras.layers.Concatenate()([*parts, model.get_layer(EMBEDDING_LAYER).output])
-    probe = keras.Model(model.inputs, [features, model.outputs[0]])
+    features = model.get_layer(EMBEDDING_LAYER).output
+    probe = keras.Model(model.inputs, [features, model.get_layer("position").output])
     features, probabilities = probe.predict(np.asarray(images, np.float32),
                                             batch_size=batch_size, verbose=0)
     expected = probabilities @ np.arange(probabilities.shape[1], dtype=np.float64)

@@ -104,8 +104,8 @@ def test_feature_space_scores_real_near_the_floor_and_blurred_or_warped_worse():
     for bad in ("blurred", "warped"):
         assert report[bad]["frechet"] > 1.5 * report["real"]["frechet"], report
         assert report[bad]["kid"] > report["real"]["kid"], report
-        assert report[bad]["precision"] < report["real"]["precision"], report
     assert report["warped"]["frechet"] > 10 * report["real"]["frechet"], report
+    assert report["warped"]["precision"] < 0.5 * report["real"]["precision"], report
     # The network learned slice position from the training slices only.
     assert realism.position_accuracy(features["real"][1], held_out_index, tolerance=1) >= 0.7
 

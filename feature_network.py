@@ -6,9 +6,9 @@ each slice's position along the brain (one class per slice position; the predict
 the expectation of the class probabilities), and which defect, if any, was applied to a copy of
 a real slice (`CORRUPTIONS`: blur, a dented outline, a split, halves that do not belong
 together, noise). The first makes its features describe anatomy, the second makes them respond
-to the ways generated slices fail; no generated image is ever used to train it. `realism.py` measures Fréchet distance, KID and k-NN
-precision/recall in that feature space, and uses the predicted position to check that
-slice-conditioned samples land where they were asked to.
+to the ways generated slices fail; no generated image is ever used to train it. `realism.py`
+measures Fréchet distance, KID and k-NN precision/recall in the space of its embedding, and uses
+the predicted position to check that slice-conditioned samples land where they were asked to.
 
 It is saved in the run folder (`feature_network.keras`, with `feature_network.json` recording a
 fingerprint of the slices it was trained on) and retrained only when those slices change.

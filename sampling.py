@@ -10,9 +10,10 @@ When the prior is a `modules.GatedPixelCNN`, the loop is row-cached: the vertica
 depends only on the rows above r, so it runs once per row (on the `causal_reach` rows above);
 each position then runs only the horizontal stack, on the one-row crop of `causal_reach`
 columns to its left, the attention blocks for that one position against a cache of the keys and
-values of the positions drawn before it (written as each code is drawn), and the output head. The network is convolutional and the crops are
-clipped to the grid, so the logits are those of the whole grid up to float rounding, for a
-small fraction of the work (`crop=False` runs the whole prior on the whole grid at each step).
+values of the positions drawn before it (written as each code is drawn), and the output head.
+The stacks are convolutional and the crops are clipped to the grid, so the logits are those of
+the whole grid up to float rounding, for a small fraction of the work (`crop=False` runs the
+whole prior on the whole grid at each step).
 
 `sample_codes_naive` is the keras-io style loop (one `predict` call on the whole grid per
 position, sampling in numpy): the baseline of `benchmark.py sampling`.

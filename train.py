@@ -166,11 +166,7 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
 def _fingerprint(vqvae_path, splits, values):
     """A hash of everything the cached code grids depend on: the VQ-VAE checkpoint's bytes, the
     images and slice indices of every split, and the augmentation settings."""
-    digest = hashlib.sha256()
-    if pathlib.Path(vqvae_path).exists():
-        with open(vqvae_path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+    digest = hashlib.sha256(str(runs.file_fingerprint(vqvae_path)).encode())
     for name in ("train", "validate", "test"):
         digest.update(np.ascontiguousarray(splits[name].images).tobytes())
         digest.update(np.asarray(splits[name].slice_index, np.int64).tobytes())

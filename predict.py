@@ -107,7 +107,7 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
     codes = sampling.sample_codes(
         prior, count, vqvae.grid_size, slice_index=slice_index,
         temperature=values["temperature"] if temperature is None else temperature,
-        top_k=values["top_k"] if top_k is None else top_k,
+        top_k=min(values["top_k"] if top_k is None else top_k, prior.num_codes),  # k >= K: all
         seed=values["seed"] if seed is None else seed)
     return np.clip(keras.ops.convert_to_numpy(vqvae.decode_codes(codes)), 0.0, 1.0), codes
 

@@ -210,6 +210,10 @@ def parse_args(argv=None):
                         help="also sample this many slices and report sample metrics")
     parser.add_argument("--seed", type=hyperparameters.non_negative_int, default=None,
                         help="sampling seed (default: the run's seed, as predict.py)")
+    parser.add_argument("--temperature", type=hyperparameters._flag_type("temperature"),
+                        default=None, help="sampling temperature (default: the run's)")
+    parser.add_argument("--top-k", type=hyperparameters.non_negative_int, default=None,
+                        help="sample among the k most likely codes (default: the run's)")
     return parser.parse_args(argv)
 
 
@@ -223,7 +227,8 @@ def main(argv=None):
     try:
         images_dir = pathlib.Path(args.images_dir)
         runs.check_writable(images_dir, "--images-dir")
-        values, vqvae = runs.load_run(args.output_dir, {"data_dir": args.data_dir})
+        values, vqvae = runs.load_run(args.output_dir, {
+            "data_dir": args.data_dir, "temperature": args.temperature, "top_k": args.top_k})
         splits, description = dataset.load_splits_for(values)
         print(description)
         reconstruction_report(vqvae, splits[args.split], images_dir, args.output_dir,

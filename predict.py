@@ -76,7 +76,7 @@ def write_samples(images, images_dir, slice_index=None):
 
 
 def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8, columns=6,
-                           seed=None):
+                           temperature=None, top_k=None, seed=None):
     """A figure of slice-conditioned samples: one row per slice position, from the bottom of the
     brain (top row) to its top, `columns` samples each; the positions are spread over those
     the real slices have. Returns the figure's path."""
@@ -87,7 +87,7 @@ def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8
                         .astype(int)]
     requested = np.repeat(positions, columns).astype(np.int32)
     images, _ = generate(values, vqvae, output_dir, len(requested), slice_index=requested,
-                         seed=seed)
+                         temperature=temperature, top_k=top_k, seed=seed)
     titles = [f"slice {position}" if column == 0 else ""
               for position in positions for column in range(columns)]
     return metrics.plot_image_grid(
@@ -160,19 +160,20 @@ def main(argv=None):
 
 def run(args):
     import dataset
-    import metrics
 
     images_dir = pathlib.Path(args.images_dir)
     runs.check_writable(images_dir, "--images-dir")
     try:
         values, vqvae = load_run(args.output_dir, {"data_dir": args.data_dir})
         check_slice(args.slice_index, values)
-        _predict(args, values, vqvae, images_dir, metrics)
+        _predict(args, values, vqvae, images_dir)
     except dataset.DatasetError as failure:
         raise runs.RunError(str(failure)) from None
 
 
-def _predict(args, values, vqvae, images_dir, metrics):
+def _predict(args, values, vqvae, images_dir):
+    """Reconstructions of the test split and, with --samples, new slices (see main)."""
+    import metrics
 
     test = load_test_split(values)
     reconstructions = reconstruct(vqvae, test.images)
@@ -191,6 +192,7 @@ def _predict(args, values, vqvae, images_dir, metrics):
         grid = write_samples(samples, images_dir, args.slice_index)
         print(f"{args.samples} samples written to {grid} and {images_dir / 'samples'}/")
         by_slice = write_samples_by_slice(values, vqvae, args.output_dir, images_dir, test,
+                                          temperature=args.temperature, top_k=args.top_k,
                                           seed=args.seed)
         print(f"slice-conditioned samples written to {by_slice}")
 

@@ -226,9 +226,12 @@ def test_ctrl_c_ends_with_one_line_naming_the_checkpoint_and_the_resume_command(
     output_dir = tmp_path / "run"
     arguments = train_args(data_dir, output_dir, "--steps-per-epoch", "30", stage="vqvae",
                            epochs="4")
+    # A shell starts background jobs with SIGINT ignored, and a child inherits that; restore
+    # the default so Python turns SIGINT into KeyboardInterrupt as it does at a terminal.
     process = subprocess.Popen([sys.executable, "train.py", *arguments], cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     try:
         while time.time() < deadline and runs.epochs_done(output_dir) < 1:
@@ -244,7 +247,8 @@ def test_ctrl_c_ends_with_one_line_naming_the_checkpoint_and_the_resume_command(
     lines = [line for line in stderr.strip().splitlines()
              if line.strip() and not absl.match(line)]
     assert "Traceback" not in stderr
-    assert lines and lines[-1].startswith("interrupted: the last checkpoint is "), stderr[-3000:]
+    assert lines and lines[-1].startswith("interrupted: the last checkpoint is "), \
+        (process.returncode, stderr[-3000:])
     assert "vqvae_last.keras" in lines[-1] and "--resume" in lines[-1]
     assert process.returncode != 0
     assert not (output_dir / runs.LOCK_FILE).exists()

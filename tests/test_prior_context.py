@@ -12,25 +12,18 @@ import dataset  # noqa: E402
 import hyperparameters  # noqa: E402
 import modules  # noqa: E402
 import sampling  # noqa: E402
-from test_pixelcnn import (CHANGED, CODES, FILTERS, SLICES, UNCHANGED,  # noqa: E402
-                           dependency_matrix, logits_of, perturb_code)
+from test_pixelcnn import (CHANGED, CODES, SLICES, UNCHANGED,  # noqa: E402
+                           dependency_matrix, logits_of, make_prior, perturb_code)
 
 DEFAULT_GRID = 16  # the grid of the default 128x128 model
 
 
 def make_context_prior(grid=DEFAULT_GRID, num_layers=1, attention_blocks=2, seed=0,
                        position_embedding=True):
-    keras.utils.set_random_seed(seed)
-    prior = modules.GatedPixelCNN(num_codes=CODES, grid_size=grid, filters=FILTERS,
-                                  num_layers=num_layers, dropout=0.0, num_slice_positions=SLICES,
-                                  attention_blocks=attention_blocks, attention_heads=4,
-                                  position_embedding=position_embedding)
-    prior.build()
-    rng = np.random.default_rng(seed)
-    for embedding in (prior.code_embedding, prior.slice_embedding):
-        shape = tuple(embedding.embeddings.shape)
-        embedding.embeddings.assign(rng.normal(size=shape).astype("float32"))
-    return prior
+    """`make_prior` with attention blocks and position embeddings (4 heads)."""
+    return make_prior(grid=grid, num_layers=num_layers, seed=seed,
+                      attention_blocks=attention_blocks, attention_heads=4,
+                      position_embedding=position_embedding)
 
 
 def test_logits_depend_on_every_earlier_position_and_no_later_one_at_the_default_grid():

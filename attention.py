@@ -117,7 +117,7 @@ class CausalAttentionBlock(layers.Layer):
         attended = ops.einsum("bhpq,bhqd->bhpd", weights, ops.cast(values, "float32"))
         return ops.cast(_merge_heads(attended), query.dtype)
 
-    def query_step(self, features, keys, values, mask, training=False):
+    def query_step(self, features, keys, values, mask, training=False, normed=None):
         """The block's output at some positions, given the keys and values of the others.
 
         Args:
@@ -125,12 +125,14 @@ class CausalAttentionBlock(layers.Layer):
             keys, values: [B, Pk, F] (e.g. a sampler's cache).
             mask: as for `attend`.
             training: whether dropout is active.
+            normed: `attention_norm(features)` when the caller has it already.
 
         Returns:
             (output [B, Pq, F], normed [B, Pq, F]): the block's output, and the normed input
             features from which `key_value` makes these positions' keys and values.
         """
-        normed = self.attention_norm(features)
+        if normed is None:
+            normed = self.attention_norm(features)
         attended = self.attend(self.query(normed), keys, values, mask)
         features = features + self.dropout(self.attention_output(attended), training=training)
         hidden = self.mlp_hidden(self.mlp_norm(features))
@@ -141,7 +143,8 @@ class CausalAttentionBlock(layers.Layer):
         normed = self.attention_norm(features)
         keys, values = self.key_value(normed, context)
         mask = causal_mask(ops.shape(features)[1])[None, None]
-        output, _ = self.query_step(features, keys, values, mask, training=training)
+        output, _ = self.query_step(features, keys, values, mask, training=training,
+                                    normed=normed)
         return output
 
     def get_config(self):

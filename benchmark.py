@@ -5,6 +5,8 @@
     python benchmark.py quality --data-dir /tmp/oasis_png --minutes 5
     python benchmark.py quality --data-dir /tmp/oasis_png --minutes 5 --baseline kerasio
     python benchmark.py throughput --image-size 128
+    python benchmark.py learning-curve --data-dir ../shared/data/ixi --split 125,20,20 \
+        --subjects 8,32,125 --minutes 10 --figure images/ixi_learning_curve.png
     python benchmark.py realism --output-dir runs/oasis --data-dir /tmp/oasis_png \
         --temperatures 0.8,0.9,1.0 --top-ks 0,64   # sampling defaults, on validation subjects
 
@@ -207,62 +209,151 @@ def quality_model(values, baseline):
     return model
 
 
+def _train_for_budget(values, baseline, train, minutes):
+    """A VQ-VAE (ours from `values`, or the baseline) trained on `train` for `minutes`.
+
+    Returns:
+        (model, images_seen, seconds).
+    """
+    import keras
+
+    import dataset
+
+    batch_size = KERASIO["batch_size"] if baseline == "kerasio" else values["batch_size"]
+    keras.utils.set_random_seed(values["seed"])
+    model = quality_model(values, baseline)
+    budget = _TimeBudget.make(minutes * 60.0)
+    budget.batch_size = batch_size
+    train_data = dataset.make_tf_dataset(train, batch_size, shuffle=True, seed=values["seed"],
+                                         repeat=True)
+    steps = max(len(train) // batch_size, 1)
+    model.fit(train_data, epochs=100000, steps_per_epoch=steps, callbacks=[budget], verbose=0,
+              shuffle=False)  # the tf.data pipeline shuffles
+    return model, budget.images, time.perf_counter() - budget.start
+
+
+def _reconstruction_quality(model, slices):
+    """Per-image SSIM, PSNR, MS-SSIM and brain SSIM of `model`'s reconstructions of `slices`,
+    and the codes it used."""
+    import numpy as np
+
+    import metrics
+    import similarity
+
+    reconstructions = np.clip(model.predict(slices.images, batch_size=64, verbose=0), 0, 1)
+    per_image = metrics.per_image_metrics(slices.images, reconstructions)
+    codes = similarity.encode_all(model, slices.images)
+    return per_image, len(np.unique(codes))
+
+
+def _subjects(slices, count, seed):
+    """The slices of `count` subjects of `slices`, drawn in a seeded order (nested: the first
+    8 of 32 are the 8)."""
+    import numpy as np
+
+    cases = np.unique(slices.case_id)
+    if count > len(cases):
+        raise SystemExit(f"error: --subjects {count}: the training split has only "
+                         f"{len(cases)} subjects; use --split to give it more.")
+    chosen = np.random.default_rng(seed).permutation(cases)[:count]
+    return slices.take(np.isin(slices.case_id, chosen))
+
+
 def benchmark_quality(args):
     """Trains a VQ-VAE for a fixed wall-clock budget, then measures the test split."""
     import math
 
-    import keras
     import numpy as np
 
     import dataset
     import hyperparameters
-    import metrics
-    import similarity
 
     values = hyperparameters.resolve(args)
-    batch_size = KERASIO["batch_size"] if args.baseline == "kerasio" else values["batch_size"]
-    keras.utils.set_random_seed(values["seed"])
     splits, description = dataset.load_splits_for(values)
     print(f"machine: {machine_description()}")
     print(description)
-    model = quality_model(values, args.baseline)
-    name = "keras-io vq_vae.py design" if args.baseline == "kerasio" else "ours"
-    print(f"model: {name}, grid {model.grid_size}x{model.grid_size}, K={model.num_codes}, "
-          f"D={model.code_dim}, {model.count_params():,} parameters, batch {batch_size}, "
-          f"budget {args.minutes:g} min")
-    budget = _TimeBudget.make(args.minutes * 60.0)
-    budget.batch_size = batch_size
     # No model selection happens here, so the validation split is training data too.
     train = dataset.SliceSet.join([splits["train"], splits["validate"]])
-    print(f"training on train + validate: {len(train)} slices; testing on test: "
-          f"{len(splits['test'])} slices")
-    train_data = dataset.make_tf_dataset(train, batch_size, shuffle=True,
-                                         seed=values["seed"], repeat=True)
-    steps = max(len(train) // batch_size, 1)
-    model.fit(train_data, epochs=100000, steps_per_epoch=steps, callbacks=[budget], verbose=0)
-    seconds = time.perf_counter() - budget.start
+    if args.train_subjects:
+        train = _subjects(train, args.train_subjects, values["seed"])
+    batch_size = KERASIO["batch_size"] if args.baseline == "kerasio" else values["batch_size"]
+    name = "keras-io vq_vae.py design" if args.baseline == "kerasio" else "ours"
+    print(f"training on {len(np.unique(train.case_id))} subjects of train + validate: "
+          f"{len(train)} slices; testing on test: {len(splits['test'])} slices; batch "
+          f"{batch_size}, budget {args.minutes:g} min")
+    model, images, seconds = _train_for_budget(values, args.baseline, train, args.minutes)
+    print(f"model: {name}, grid {model.grid_size}x{model.grid_size}, K={model.num_codes}, "
+          f"D={model.code_dim}, {model.count_params():,} parameters")
     test = splits["test"]
-    reconstructions = np.clip(model.predict(test.images, batch_size=64, verbose=0), 0, 1)
-    per_image = metrics.per_image_metrics(test.images, reconstructions)
-    codes = similarity.encode_all(model, test.images)
-    used = len(np.unique(codes))
+    per_image, used = _reconstruction_quality(model, test)
     bits = model.grid_size ** 2 * math.log2(model.num_codes)
     psnr = per_image["psnr"][np.isfinite(per_image["psnr"])]
-    train_reconstructions = np.clip(model.predict(train.images, batch_size=64, verbose=0), 0, 1)
-    train_ssim = np.array([metrics.ssim(image, reconstruction) for image, reconstruction
-                           in zip(train.images, train_reconstructions)])
-    print(f"trained {budget.images:,} images in {seconds:.0f} s")
-    print(f"mean SSIM on the training slices: {train_ssim.mean():.4f} (compare with the test "
-          f"SSIM below)")
+    train_quality, _ = _reconstruction_quality(model, train)
+    print(f"trained {images:,} images in {seconds:.0f} s")
+    print(f"mean SSIM on the training slices: {train_quality['ssim'].mean():.4f} (compare with "
+          f"the test SSIM below)")
     print(f"test slices: {len(test)}")
     print(f"mean SSIM: {per_image['ssim'].mean():.4f} ± {per_image['ssim'].std():.4f}")
+    print(f"mean brain SSIM: {per_image['brain_ssim'].mean():.4f}")
     print(f"mean PSNR: {psnr.mean():.2f} dB")
     print(f"codebook usage (test split): {used}/{model.num_codes} codes "
           f"({used / model.num_codes:.1%})")
     print(f"code bits per image: {bits:,.0f} ({model.grid_size}x{model.grid_size} x "
           f"log2 {model.num_codes})")
-    print(f"training images/s: {budget.images / seconds:.1f}")
+    print(f"training images/s: {images / seconds:.1f}")
     return per_image
+
+
+def benchmark_learning_curve(args):
+    """Held-out SSIM against the number of training subjects, at one wall-clock budget each.
+
+    Every point trains a fresh VQ-VAE on the first N subjects of the train split (nested sets,
+    seeded order) for `--minutes`, and is tested on the same test subjects; the training-subject
+    SSIM is printed beside it, so the gap between the two can be read per point.
+    """
+    import json
+    import pathlib
+
+    import numpy as np
+
+    import dataset
+    import hyperparameters
+
+    values = hyperparameters.resolve(args)
+    splits, description = dataset.load_splits_for(values)
+    print(f"machine: {machine_description()}")
+    print(description)
+    test = splits["test"]
+    rows = []
+    print(f"{'subjects':>8} {'slices':>7} {'images':>8} {'epochs':>6} {'train SSIM':>10} "
+          f"{'test SSIM':>15} {'test brain SSIM':>15}")
+    for count in args.subjects:
+        train = _subjects(splits["train"], count, values["seed"])
+        model, images, seconds = _train_for_budget(values, None, train, args.minutes)
+        train_quality, _ = _reconstruction_quality(model, train)
+        test_quality, used = _reconstruction_quality(model, test)
+        row = {"subjects": count, "slices": len(train), "images_seen": images,
+               "seconds": round(seconds, 1), "epochs": images / len(train),
+               "train_ssim": float(train_quality["ssim"].mean()),
+               "test_ssim": float(test_quality["ssim"].mean()),
+               "test_ssim_std": float(test_quality["ssim"].std()),
+               "test_brain_ssim": float(np.nanmean(test_quality["brain_ssim"])),
+               "test_codes_used": used}
+        rows.append(row)
+        print(f"{count:>8} {len(train):>7} {images:>8,} {row['epochs']:>6.1f} "
+              f"{row['train_ssim']:>10.4f} {row['test_ssim']:>8.4f} ± {row['test_ssim_std']:.3f} "
+              f"{row['test_brain_ssim']:>15.4f}", flush=True)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(
+            {"machine": machine_description(), "data": description, "minutes": args.minutes,
+             "test_slices": len(test), "rows": rows}, indent=2))
+    if args.figure:
+        import figures
+
+        figures.learning_curve(rows, args.figure, title=f"{args.minutes:g} min per point, "
+                               f"{len(np.unique(test.case_id))} test subjects")
+        print(f"figure: {args.figure}")
+    return rows
 
 
 def benchmark_throughput(args):
@@ -348,8 +439,23 @@ def main(argv=None):
     quality_parser.add_argument("--minutes", type=float, default=5.0)
     quality_parser.add_argument("--baseline", choices=("kerasio",), default=None,
                                 help="run the keras-io vq_vae.py design instead of ours")
+    quality_parser.add_argument("--train-subjects", type=int, default=0,
+                                help="train on only this many subjects (0: all of train + "
+                                     "validate)")
     hyperparameters.add_arguments(quality_parser)
     quality_parser.set_defaults(run=benchmark_quality)
+
+    curve_parser = commands.add_parser(
+        "learning-curve", help="held-out SSIM against the number of training subjects")
+    curve_parser.add_argument("--subjects", default=[8, 32, 125],
+                              type=lambda text: [int(n) for n in text.split(",")],
+                              help="training subjects per point (default: 8,32,125)")
+    curve_parser.add_argument("--minutes", type=float, default=10.0,
+                              help="wall-clock training budget per point")
+    curve_parser.add_argument("--json", default=None, help="also write the rows here")
+    curve_parser.add_argument("--figure", default=None, help="plot the curve to this PNG")
+    hyperparameters.add_arguments(curve_parser)
+    curve_parser.set_defaults(run=benchmark_learning_curve)
 
     throughput_parser = commands.add_parser(
         "throughput", help="training and reconstruction images/s, ours vs keras-io sized")

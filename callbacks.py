@@ -115,17 +115,17 @@ class ProgressFrames(keras.callbacks.Callback):
         self.frames_dir.mkdir(parents=True, exist_ok=True)
 
     def on_epoch_end(self, epoch, logs=None):
-        import metrics
+        import figures
 
         reconstructions = np.clip(self.model.predict(self.images, verbose=0), 0.0, 1.0)
-        metrics.plot_image_grid(
+        figures.plot_image_grid(
             np.concatenate([self.images, reconstructions]),
             self.frames_dir / f"epoch_{epoch + 1:04d}.png", columns=len(self.images),
             title=f"epoch {epoch + 1}: validation slices (top), reconstructions (bottom)")
 
     def on_train_end(self, logs=None):
-        import metrics
+        import figures
 
         frames = sorted(self.frames_dir.glob("epoch_*.png"))
         if frames:
-            metrics.make_gif(frames, self.gif_path, duration_ms=500)
+            figures.make_gif(frames, self.gif_path, duration_ms=500)

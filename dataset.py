@@ -24,6 +24,10 @@ import sys
 import numpy as np
 from PIL import Image
 
+import volumes
+from progress import Progress
+from errors import DatasetError  # noqa: F401  (part of this module's interface)
+
 DEMO_VOLUME = (pathlib.Path(__file__).resolve().parent / "data" / "mni152"
                / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
 
@@ -36,17 +40,13 @@ NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 # "case_012_slice_7.nii.png", also "case_004_week_0_slice_3.nii.gz" (hip MRI names).
 CASE_SLICE_PATTERN = re.compile(r"case_(\d+)(?:_[A-Za-z]+_\d+)*_slice_(\d+)", re.IGNORECASE)
 
-NIFTI_SLICE_RANGE = (0.30, 0.75)  # central part of the non-empty axial extent, as volumes_to_pngs.py
 DEMO_SLICE_RANGE = (0.20, 0.80)
 DEMO_VALIDATE_BAND = (0.45, 0.52)  # fractions of the demo slice range
 DEMO_TEST_BAND = (0.60, 0.67)
 DEMO_GAP_SLICES = 2  # slices left out between a held-out band and the training slices
-INTENSITY_PERCENTILE = 99.5
 PROGRESS_MIN_FILES = 2000  # folders at least this large show progress on stderr
 
 
-class DatasetError(ValueError):
-    """Bad input; the message names the path and the fix."""
 
 
 @dataclasses.dataclass
@@ -57,7 +57,8 @@ class SliceSet:
         images: float32 [N, H, W, 1], values in [0, 1].
         slice_index: int32 [N], position along the brain, 0..num_slice_positions-1.
         case_id: int32 [N], the subject each slice belongs to.
-        paths: source of each image, "path/case_001_slice_3.nii.png" or "vol.nii.gz:z=87".
+        paths: source of each image, "path/case_001_slice_3.nii.png" or "vol.nii.gz:axial=87"
+            (the index along that axis of the RAS, isotropic volume).
         skipped: files skipped with skip_bad=True.
     """
     images: np.ndarray
@@ -330,25 +331,23 @@ def _read_nifti(path):
     return voxels
 
 
-def _upright(axial_slice):
-    """vol[:, :, z] -> image with anterior up, as the OASIS PNGs show it."""
-    return np.flipud(axial_slice.T)
+def _volume_slices(path, image_size, slices_per_volume, num_slice_positions, case_id,
+                   slice_axis="axial", crop=True):
+    """Slices of one 3D volume (volumes.py) as (image, slice_index, case_id, path) tuples.
 
-
-def _intensity_scale(voxels):
-    positive = voxels[voxels > 0]
-    if positive.size == 0:
-        return 1.0
-    return float(np.percentile(positive, INTENSITY_PERCENTILE)) or 1.0
-
-
-def _axial_extent(volume):
-    """First and last z whose slice holds anything above 5% of the volume maximum."""
-    maximum = volume.max()
-    filled = np.flatnonzero(volume.reshape(-1, volume.shape[2]).max(axis=0) > 0.05 * maximum)
-    if maximum <= 0 or filled.size == 0:
-        return None
-    return int(filled[0]), int(filled[-1])
+    Returns:
+        (parts, note): note is None, or a phrase saying the volume gave fewer slices than asked.
+    """
+    cut = volumes.cut_slices(volumes.read_volume(path), slices_per_volume, axis=slice_axis,
+                             crop=crop)
+    parts = [(_square_resize(image, image_size),
+              int(round(fraction * (num_slice_positions - 1))), case_id,
+              f"{path}:{slice_axis}={index}")
+             for image, fraction, index in zip(cut.images, cut.fractions, cut.indices)]
+    note = None
+    if len(cut.images) < cut.requested:
+        note = f"{len(cut.images)} distinct {slice_axis} slices instead of {cut.requested}"
+    return parts, note
 
 
 def _position_to_index(position, count, num_slice_positions):
@@ -358,34 +357,11 @@ def _position_to_index(position, count, num_slice_positions):
     return int(round(position * (num_slice_positions - 1) / (count - 1)))
 
 
-def _volume_slices(path, voxels, image_size, slices_per_volume, num_slice_positions, case_id):
-    """Central axial slices of one 3D volume as (image, slice_index, case_id, path) tuples."""
-    extent = _axial_extent(voxels)
-    if extent is None:
-        raise DatasetError(f"{path}: the volume is empty (no voxel above zero); "
-                           f"replace or delete it.")
-    low, high = extent
-    start, stop = NIFTI_SLICE_RANGE
-    if slices_per_volume == 1:
-        positions = np.array([low + 0.5 * (start + stop) * (high - low)])
-    else:
-        positions = np.linspace(low + start * (high - low), low + stop * (high - low),
-                                slices_per_volume)
-    scale = _intensity_scale(voxels)
-    parts = []
-    for order, z in enumerate(positions.round().astype(int)):
-        image = np.clip(_upright(voxels[:, :, z]) / scale, 0.0, 1.0)
-        parts.append((_square_resize(image, image_size),
-                      _position_to_index(order, slices_per_volume, num_slice_positions),
-                      case_id, f"{path}:z={z}"))
-    return parts
-
-
 def _slice_image(path, voxels, image_size):
     """One 2D NIfTI slice, upright, min-max scaled to [0, 1], square and resized."""
     low, high = float(voxels.min()), float(voxels.max())
     scaled = (voxels - low) / (high - low) if high > low else np.zeros_like(voxels)
-    return _square_resize(_upright(scaled), image_size)
+    return _square_resize(np.flipud(scaled.T), image_size)  # upright, as volumes.upright
 
 
 def _nifti_files(folder):
@@ -435,12 +411,27 @@ def _split_counts(count, split):
     return count - validate - test, validate, test
 
 
-def _split_by_case(parts, image_size, split, seed, skipped):
-    """Assigns whole cases to train/validate/test: sorted case ids, shuffled with `seed`."""
+def _split_by_case(parts, image_size, split, seed, skipped, folder, what="volumes"):
+    """Assigns whole cases to train/validate/test: sorted case ids, shuffled with `seed`.
+
+    Raises:
+        DatasetError: fewer than three cases, or a split that would be left without one.
+    """
     cases = sorted({part[2] for part in parts})
+    if len(cases) < len(SPLITS):
+        raise DatasetError(
+            f"{folder}: {len(cases)} readable {what}, but splitting by subject needs at least "
+            f"{len(SPLITS)}, one each for train, validate and test (each split takes whole "
+            f"subjects, so no subject is both trained on and tested). Add {what}, or cut them "
+            f"into the OASIS PNG layout with a split of your own.")
     order = np.random.default_rng(seed).permutation(len(cases))
     shuffled = [cases[i] for i in order]
-    train_count, validate_count, _ = _split_counts(len(cases), split)
+    counts = _split_counts(len(cases), split)
+    if min(counts) == 0:
+        raise DatasetError(f"{folder}: --split {format_split(split)} leaves a split without "
+                           f"subjects ({len(cases)} subjects -> {counts[0]} train / {counts[1]} "
+                           f"validate / {counts[2]} test); give every split a positive share.")
+    train_count, validate_count, _ = counts
     assigned = {"train": set(shuffled[:train_count]),
                 "validate": set(shuffled[train_count:train_count + validate_count]),
                 "test": set(shuffled[train_count + validate_count:])}
@@ -449,30 +440,69 @@ def _split_by_case(parts, image_size, split, seed, skipped):
             for name, members in assigned.items()}
 
 
+def parse_split(text):
+    """"125,20,20" or "0.8,0.1,0.1" -> (train, validate, test) shares; DatasetError if malformed."""
+    try:
+        shares = tuple(float(part) for part in str(text).split(","))
+    except ValueError:
+        shares = ()
+    if len(shares) != 3 or not all(math.isfinite(share) and share > 0 for share in shares):
+        raise DatasetError(f"--split {text!r}: give three positive shares for train, validate "
+                           f"and test, e.g. 0.8,0.1,0.1 or 125,20,20 (subject counts).")
+    return shares
+
+
+def format_split(split):
+    return ",".join(f"{share:g}" for share in split)
+
+
+def _nifti_dimensions(path):
+    """Number of non-singleton dimensions of a NIfTI file, from its header alone."""
+    import nibabel
+
+    try:
+        shape = nibabel.load(str(path)).shape
+    except Exception as error:  # nibabel, gzip and zlib raise many types for a broken file
+        raise DatasetError(f"{path}: not a readable NIfTI file ({error}); replace or delete it, "
+                           f"or pass --skip-bad true to skip unreadable files.") from error
+    dimensions = sum(1 for size in shape if size > 1)
+    if dimensions not in (2, 3):
+        raise DatasetError(f"{path}: has {dimensions} non-singleton dimensions {tuple(shape)}; "
+                           f"expected one 3D volume or one 2D slice per file. "
+                           f"Split 4D series into 3D volumes (e.g. fslsplit) first.")
+    return dimensions
+
+
 def load_nifti_folder(folder, image_size, slices_per_volume=32, split=(0.8, 0.1, 0.1), seed=42,
-                      skip_bad=False, num_slice_positions=32) -> dict:
+                      skip_bad=False, num_slice_positions=32, slice_axis="axial",
+                      crop=True) -> dict:
     """Loads NIfTI data: 3D volumes (split by case) or the keras_slices_* 2D slice layout.
 
-    A flat folder of 3D volumes gives `slices_per_volume` axial slices per volume, spread over
-    30%..75% of its non-empty axial extent, scaled by the 99.5th percentile of positive voxels;
-    each volume is one case, and cases are assigned to splits by `split`. A flat folder of 2D slices
-    is split the same way by the case numbers in the names. With `keras_slices_{train,validate,
-    test}` folders, those splits are used as they are and each slice is min-max scaled.
+    A flat folder of 3D volumes is read as `volumes.py` describes: reoriented to RAS by its
+    affine, resampled to isotropic voxels, `slices_per_volume` slices along `slice_axis` spread
+    over 30%..75% of the non-empty extent (fewer, each once, where the axis is coarser; a warning
+    says so), cropped to the head, scaled by the 99.5th percentile of positive voxels. Each volume
+    is one case, and cases are assigned to splits by `split`. A flat folder of 2D slices is split
+    the same way by the case numbers in the names. With `keras_slices_{train,validate,test}`
+    folders, those splits are used as they are and each slice is min-max scaled.
 
     Args:
         folder: the NIfTI folder.
         image_size: side of the square output images.
-        slices_per_volume: axial slices cut from each 3D volume.
-        split: (train, validate, test) fractions of the cases.
+        slices_per_volume: slices cut from each 3D volume (at most).
+        split: (train, validate, test) shares of the cases, e.g. (0.8, 0.1, 0.1) or (125, 20, 20).
         seed: seed of the case shuffle.
         skip_bad: skip unreadable files (recorded in `skipped` of every split) instead of raising.
         num_slice_positions: size of the slice-index vocabulary.
+        slice_axis: "axial", "coronal" or "sagittal".
+        crop: crop the slices of each volume to its head box (with a margin).
 
     Returns:
         {"train", "validate", "test"} -> SliceSet.
 
     Raises:
-        DatasetError: missing or empty folder, an unreadable or 4D file, mixed 2D and 3D files.
+        DatasetError: missing or empty folder, an unreadable or 4D file, a volume without a usable
+            affine, mixed 2D and 3D files, fewer than three subjects.
     """
     folder = _check_folder(folder)
     if any((folder / name).is_dir() for name in NIFTI_SLICE_FOLDERS.values()):
@@ -486,20 +516,30 @@ def load_nifti_folder(folder, image_size, slices_per_volume=32, split=(0.8, 0.1,
     if slices_per_volume < 1:
         raise DatasetError(f"slices_per_volume={slices_per_volume}: need at least 1.")
     files = _nifti_files(folder)
-    parts_3d, parts_2d, skipped = [], [], []
+    parts_3d, parts_2d, skipped, fewer = [], [], [], []
+    progress = Progress(len(files), f"reading {len(files)} NIfTI files in {folder}")
     for case_id, path in enumerate(files, start=1):
         try:
-            voxels = _read_nifti(path)
-            if voxels.ndim == 3:
-                parts_3d += _volume_slices(path, voxels, image_size, slices_per_volume,
-                                           num_slice_positions, case_id)
+            if _nifti_dimensions(path) == 3:
+                parts, note = _volume_slices(path, image_size, slices_per_volume,
+                                             num_slice_positions, case_id, slice_axis, crop)
+                parts_3d += parts
+                if note:
+                    fewer.append((path, note))
             else:
-                parts_2d.append((path, voxels))
+                parts_2d.append((path, _read_nifti(path)))
         except DatasetError as error:
             if not skip_bad:
                 raise
             skipped.append((path, str(error)))
+        progress.step()
+    progress.close()
     _report_skipped(skipped, len(files), folder)
+    if fewer:
+        print(f"warning: {len(fewer)} of {len(files)} volume(s) in {folder} have fewer distinct "
+              f"{slice_axis} slices in the central range than --slices-per-volume "
+              f"{slices_per_volume} (first: {fewer[0][0].name}, {fewer[0][1]}); each slice is "
+              f"used once, none is repeated.", file=sys.stderr)
     skipped_paths = [str(path) for path, _ in skipped]
     if parts_3d and parts_2d:
         raise DatasetError(f"{folder} mixes 3D volumes and 2D slices (e.g. {parts_2d[0][0].name}); "
@@ -510,8 +550,9 @@ def load_nifti_folder(folder, image_size, slices_per_volume=32, split=(0.8, 0.1,
                   str(path))
                  for path, slice_index, case_id in _order_by_case_slice(list(voxels_by_path),
                                                                         num_slice_positions)]
-        return _split_by_case(parts, image_size, split, seed, skipped_paths)
-    return _split_by_case(parts_3d, image_size, split, seed, skipped_paths)
+        return _split_by_case(parts, image_size, split, seed, skipped_paths, folder,
+                              what="subjects")
+    return _split_by_case(parts_3d, image_size, split, seed, skipped_paths, folder)
 
 
 def flip_and_shift(images, copies, max_shift, seed=0):
@@ -584,7 +625,7 @@ def load_demo(image_size, copies=6, seed=42, num_slice_positions=32) -> dict:
         num_slice_positions: size of the slice-index vocabulary.
 
     Returns:
-        {"train", "validate", "test"} -> SliceSet (case_id 0, paths "...nii.gz:z=N").
+        {"train", "validate", "test"} -> SliceSet (case_id 0, paths "...nii.gz:axial=N").
 
     Raises:
         DatasetError: the embedded volume is missing or unreadable.
@@ -592,8 +633,8 @@ def load_demo(image_size, copies=6, seed=42, num_slice_positions=32) -> dict:
     if not DEMO_VOLUME.is_file():
         raise DatasetError(f"the embedded demo volume {DEMO_VOLUME} is missing: restore it from "
                            f"the repository (git checkout -- data/mni152), or pass --data-dir.")
-    voxels = _read_nifti(DEMO_VOLUME)
-    low, high = _axial_extent(voxels)
+    voxels = volumes.read_volume(DEMO_VOLUME).voxels  # already RAS at 1 mm
+    low, high = volumes.extent(voxels, volumes.SLICE_AXES["axial"])
     first = int(math.ceil(low + DEMO_SLICE_RANGE[0] * (high - low)))
     last = int(math.floor(low + DEMO_SLICE_RANGE[1] * (high - low)))
     zs = np.arange(first, last + 1)
@@ -604,17 +645,17 @@ def load_demo(image_size, copies=6, seed=42, num_slice_positions=32) -> dict:
     near_held_out = np.abs(zs[:, None] - held_out[None, :]).min(axis=1) <= DEMO_GAP_SLICES
     in_train = ~near_held_out
 
-    scale = _intensity_scale(voxels)
+    scale = volumes.intensity_scale(voxels)
     rng = np.random.default_rng(seed)
     splits = {}
     for name, mask, augmented in (("train", in_train, True), ("validate", in_validate, False),
                                   ("test", in_test, False)):
         parts = []
         for z in zs[mask]:
-            image = _square_resize(np.clip(_upright(voxels[:, :, z]) / scale, 0.0, 1.0),
-                                   image_size)
+            upright = volumes.upright(voxels, volumes.SLICE_AXES["axial"], z)
+            image = _square_resize(np.clip(upright / scale, 0.0, 1.0), image_size)
             index = _position_to_index(z - first, len(zs), num_slice_positions)
-            path = f"{DEMO_VOLUME}:z={z}"
+            path = f"{DEMO_VOLUME}:axial={z}"
             parts.append((image, index, 0, path))
             if augmented:
                 parts += [(_augment(image, rng), index, 0, path) for _ in range(copies)]
@@ -629,18 +670,22 @@ def _counts(splits):
 
 
 def load_splits(data_dir, image_size, *, slices_per_volume=32, num_slice_positions=32,
-                demo_copies=6, seed=42, skip_bad=False) -> tuple[dict, str]:
+                demo_copies=6, seed=42, skip_bad=False, slice_axis="axial",
+                split=(0.8, 0.1, 0.1), crop=True) -> tuple[dict, str]:
     """Detects the layout of `data_dir` and loads train/validate/test.
 
     Args:
         data_dir: OASIS PNG root, NIfTI folder or NIfTI slice layout; when it does not exist,
             the embedded MNI152 demo dataset is used.
         image_size: side of the square output images.
-        slices_per_volume: axial slices per 3D NIfTI volume.
+        slices_per_volume: slices per 3D NIfTI volume (at most).
         num_slice_positions: size of the slice-index vocabulary.
         demo_copies: augmented copies per demo training slice.
         seed: seed of the case split and of the demo augmentation.
         skip_bad: skip unreadable files instead of raising.
+        slice_axis: axis NIfTI volumes are cut along: "axial", "coronal" or "sagittal".
+        split: (train, validate, test) shares of the subjects of a NIfTI folder.
+        crop: crop the slices of each NIfTI volume to its head box.
 
     Returns:
         (splits, description): {"train", "validate", "test"} -> SliceSet, and one line saying
@@ -664,8 +709,9 @@ def load_splits(data_dir, image_size, *, slices_per_volume=32, num_slice_positio
     nifti_slices = any((root / name).is_dir() for name in NIFTI_SLICE_FOLDERS.values())
     if nifti_slices or any(_list_files(root, NIFTI_EXTENSIONS)):
         splits = load_nifti_folder(root, image_size, slices_per_volume=slices_per_volume,
-                                   seed=seed, skip_bad=skip_bad,
-                                   num_slice_positions=num_slice_positions)
+                                   split=split, seed=seed, skip_bad=skip_bad,
+                                   num_slice_positions=num_slice_positions,
+                                   slice_axis=slice_axis, crop=crop)
         kind = "NIfTI slices" if nifti_slices else "NIfTI volumes"
         cases = len({int(case) for split in splits.values() for case in split.case_id})
         return splits, f"{kind} from {root} ({cases} cases): {_counts(splits)}, {size}"
@@ -691,7 +737,8 @@ def load_splits_for(values):
                        slices_per_volume=values["slices_per_volume"],
                        num_slice_positions=values["num_slice_positions"],
                        demo_copies=values["demo_copies"], seed=values["seed"],
-                       skip_bad=values["skip_bad"])
+                       skip_bad=values["skip_bad"], slice_axis=values["slice_axis"],
+                       split=parse_split(values["split"]), crop=values["crop_to_head"])
 
 
 # --- tf.data -------------------------------------------------------------------------------------

@@ -16,7 +16,12 @@ DEFAULTS = {
     # dataset is used instead (and the scripts say so).
     "data_dir": "data/keras_png_slices_data",
     "image_size": 128,  # slices are resized to image_size x image_size
-    "slices_per_volume": 32,  # central axial slices cut from each NIfTI volume
+    "slices_per_volume": 32,  # central slices cut from each NIfTI volume (fewer if coarser)
+    "slice_axis": "axial",  # NIfTI volumes are cut along: axial | coronal | sagittal
+    "crop_to_head": True,  # crop each NIfTI volume's slices to its head box (with a margin)
+    # Shares of the subjects of a NIfTI folder for train,validate,test: fractions or counts
+    # (125,20,20 on 165 subjects gives exactly those counts).
+    "split": "0.8,0.1,0.1",
     "num_slice_positions": 32,  # slice-index vocabulary for the conditional prior
     "demo_copies": 20,  # augmented copies of each demo training slice
     "skip_bad": False,  # skip unreadable files (with a count) instead of stopping
@@ -83,6 +88,7 @@ VQVAE_KEYS = ("image_size", "num_codes", "code_dim", "num_downsamples", "channel
 
 # Flags that take one of a few words.
 CHOICES = {"ssim_window": ("gaussian", "uniform"),
+           "slice_axis": ("axial", "coronal", "sagittal"),
            "strategy": ("none", "mirrored", "multiworker")}
 
 # Allowed range of each number: (lowest, highest), None for no bound; a low bound written as
@@ -111,6 +117,7 @@ LEGACY_VALUES = {
     "prior_attention_blocks": 0, "prior_attention_heads": 4, "prior_position_embedding": False,
     "prior_weight_decay": 0.0, "prior_augment_copies": 0, "prior_augment_shift": 0,
     "patience": 0, "prior_patience": 0,
+    "slice_axis": "axial", "crop_to_head": False, "split": "0.8,0.1,0.1",
 }
 
 
@@ -131,6 +138,9 @@ def value_problem(key, value):
             return f"must be text, got {value!r}"
         if key in CHOICES and value not in CHOICES[key]:
             return f"must be one of {', '.join(CHOICES[key])}, got {value!r}"
+        if key == "split" and not _is_split(value):
+            return (f"must be three positive shares for train,validate,test (e.g. 0.8,0.1,0.1 "
+                    f"or 125,20,20), got {value!r}")
         return None
     low, high = RANGES.get(key, (None, None))
     exclusive = isinstance(low, tuple)
@@ -142,6 +152,14 @@ def value_problem(key, value):
     if key == "prior_kernel_size" and value % 2 == 0:
         return f"must be odd, got {value!r}"
     return None
+
+
+def _is_split(text):
+    try:
+        shares = [float(part) for part in text.split(",")]
+    except ValueError:
+        return False
+    return len(shares) == 3 and all(0 < share < float("inf") for share in shares)
 
 
 def _flag_type(key):

@@ -60,7 +60,7 @@ def write_samples(images, images_dir, slice_index=None):
     """Writes a grid of samples and each sample as its own PNG; returns the grid's path."""
     from PIL import Image
 
-    import metrics
+    import figures
 
     images_dir = pathlib.Path(images_dir)
     folder = images_dir / "samples"
@@ -70,7 +70,7 @@ def write_samples(images, images_dir, slice_index=None):
         Image.fromarray(pixels, mode="L").save(folder / f"sample_{number:03d}.png")
     condition = "unconditional" if slice_index is None else f"slice index {slice_index}"
     grid = images_dir / "samples.png"
-    metrics.plot_image_grid(images, grid, columns=min(8, len(images)),
+    figures.plot_image_grid(images, grid, columns=min(8, len(images)),
                             title=f"{len(images)} new synthetic slices ({condition})")
     return grid
 
@@ -80,7 +80,7 @@ def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8
     """A figure of slice-conditioned samples: one row per slice position, from the bottom of the
     brain (top row) to its top, `columns` samples each; the positions are spread over those
     the real slices have. Returns the figure's path."""
-    import metrics
+    import figures
 
     present = np.unique(np.asarray(slices.slice_index))
     positions = present[np.linspace(0, len(present) - 1, min(rows, len(present))).round()
@@ -90,7 +90,7 @@ def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8
                          temperature=temperature, top_k=top_k, seed=seed)
     titles = [f"slice {position}" if column == 0 else ""
               for position in positions for column in range(columns)]
-    return metrics.plot_image_grid(
+    return figures.plot_image_grid(
         images, pathlib.Path(images_dir) / "samples_by_slice.png", columns=columns,
         titles=titles, title="Slice-conditioned samples, one row per slice position "
                              "(bottom of the brain first)")

@@ -67,6 +67,7 @@ def segmentation_masks(slices, image_size):
 def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
     """Computes, prints and plots the reconstruction metrics of the split `test` (named
     `split` in the printout)."""
+    import figures
     import metrics
     import predict
 
@@ -80,10 +81,10 @@ def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
     metrics.write_metrics_csv(csv_path, per_image, [str(p) for p in test.paths],
                               extra_columns={"slice_index": test.slice_index})
     figures = [
-        metrics.plot_ssim_histogram(per_image["ssim"], images_dir / "ssim_histogram.png"),
-        metrics.plot_metric_by_slice(test.slice_index, per_image["ssim"],
+        figures.plot_ssim_histogram(per_image["ssim"], images_dir / "ssim_histogram.png"),
+        figures.plot_metric_by_slice(test.slice_index, per_image["ssim"],
                                      images_dir / "ssim_by_slice.png"),
-        metrics.plot_best_worst(test.images, reconstructions, per_image["ssim"],
+        figures.plot_best_worst(test.images, reconstructions, per_image["ssim"],
                                 images_dir / "best_worst.png"),
     ]
     print(f"per-image metrics: {csv_path}")

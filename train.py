@@ -25,11 +25,11 @@ from runs import (CODES_FILE, PRIOR_FILE, STATE_FILE, VQVAE_FILE,  # noqa: F401 
 
 def plot_training_curves(output_dir, stage, images_dir):
     """Loss curves (linear and log scale) of a stage's CSV log, as `images/<stage>_loss.png`."""
-    import metrics
+    import figures
 
     log = pathlib.Path(output_dir) / f"{stage}_log.csv"
     if log.is_file() and len(log.read_text().splitlines()) > 1:
-        return metrics.plot_loss_curves(log, pathlib.Path(images_dir) / f"{stage}_loss.png")
+        return figures.plot_loss_curves(log, pathlib.Path(images_dir) / f"{stage}_loss.png")
     return None
 
 

@@ -223,7 +223,8 @@ def test_all_bad_still_raises(tmp_path):
 
 
 def test_unreadable_nifti(tmp_path):
-    write_nifti(tmp_path / "vols" / "good.nii.gz", blob_volume())
+    for number in range(3):
+        write_nifti(tmp_path / "vols" / f"good_{number}.nii.gz", blob_volume(seed=number))
     bad = tmp_path / "vols" / "broken.nii.gz"
     bad.write_bytes(b"\x00garbage" * 20)
     with pytest.raises(DatasetError, match="broken.nii.gz.*not a readable NIfTI"):
@@ -238,7 +239,8 @@ def test_4d_nifti_rejected_but_singleton_dims_squeezed(tmp_path):
     with pytest.raises(DatasetError, match="series.nii.gz.*4 non-singleton dimensions"):
         dataset.load_nifti_folder(tmp_path / "vols", SIZE)
     bad.unlink()
-    write_nifti(tmp_path / "vols" / "single.nii.gz", blob_volume()[..., None])
+    for number in range(3):
+        write_nifti(tmp_path / "vols" / f"single_{number}.nii.gz", blob_volume()[..., None])
     splits = dataset.load_nifti_folder(tmp_path / "vols", SIZE, slices_per_volume=3)
     assert_images_ok(splits["train"], count=3)
 
@@ -266,11 +268,11 @@ def test_nifti_volumes_split_by_case(tmp_path):
             members = split.case_id == case
             assert members.sum() == 4
             assert split.slice_index[members].tolist() == [0, 2, 5, 7]
-        assert all(":z=" in path for path in split.paths)
+        assert all(":axial=" in path for path in split.paths)
         assert split.images.max() > 0.5
     assert "NIfTI volumes" in description and "12 train / 4 validate / 4 test" in description
     again = dataset.load_nifti_folder(tmp_path / "vols", SIZE, slices_per_volume=4)
-    assert again["test"].paths[0].split(":z=")[0] == splits["test"].paths[0].split(":z=")[0]
+    assert again["test"].paths[0].split(":")[0] == splits["test"].paths[0].split(":")[0]
 
 
 def test_nifti_2d_slice_layout(tmp_path):
@@ -304,7 +306,7 @@ def test_real_oasis1_volumes():
 # --- demo -------------------------------------------------------------------------------------------
 
 def z_of(paths):
-    return {int(path.rsplit(":z=", 1)[1]) for path in paths}
+    return {int(path.rsplit(":axial=", 1)[1]) for path in paths}
 
 
 def test_demo_split_by_slice_ranges_with_gaps():

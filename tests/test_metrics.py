@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+import figures
 import metrics
 
 
@@ -284,13 +285,13 @@ def test_plots_write_png_files(tmp_path):
     slice_index = np.arange(10) % 3
 
     outputs = [
-        metrics.plot_ssim_histogram(ssim_values, tmp_path / "hist.png"),
-        metrics.plot_metric_by_slice(slice_index, ssim_values, tmp_path / "by_slice.png"),
-        metrics.plot_best_worst(references, reconstructions, ssim_values,
+        figures.plot_ssim_histogram(ssim_values, tmp_path / "hist.png"),
+        figures.plot_metric_by_slice(slice_index, ssim_values, tmp_path / "by_slice.png"),
+        figures.plot_best_worst(references, reconstructions, ssim_values,
                                 tmp_path / "best_worst.png", count=3),
-        metrics.plot_best_worst(references[:4], reconstructions[:4], ssim_values[:4],
+        figures.plot_best_worst(references[:4], reconstructions[:4], ssim_values[:4],
                                 tmp_path / "few.png", count=3),
-        metrics.plot_image_grid(references, tmp_path / "grid.png", columns=4,
+        figures.plot_image_grid(references, tmp_path / "grid.png", columns=4,
                                 titles=[f"#{n}" for n in range(10)], title="grid"),
     ]
     for output in outputs:
@@ -306,11 +307,11 @@ def test_plot_loss_curves_reads_a_csv_logger_file(tmp_path):
         for epoch in range(6):
             writer.writerow([epoch, 1.0 / (epoch + 1), 0.5 / (epoch + 1), 100 + epoch,
                              1.1 / (epoch + 1), 0.6 / (epoch + 1)])
-    assert_png(metrics.plot_loss_curves(csv_path, tmp_path / "loss.png"))
-    assert_png(metrics.plot_loss_curves(csv_path, tmp_path / "perplexity.png",
+    assert_png(figures.plot_loss_curves(csv_path, tmp_path / "loss.png"))
+    assert_png(figures.plot_loss_curves(csv_path, tmp_path / "perplexity.png",
                                         columns=["perplexity"]))
     with pytest.raises(ValueError):
-        metrics.plot_loss_curves(csv_path, tmp_path / "bad.png", columns=["missing"])
+        figures.plot_loss_curves(csv_path, tmp_path / "bad.png", columns=["missing"])
 
 
 def test_make_gif_has_every_frame(tmp_path):
@@ -320,7 +321,7 @@ def test_make_gif_has_every_frame(tmp_path):
         pixels = np.full((16, 16), 60 * number, dtype=np.uint8)
         Image.fromarray(pixels, mode="L").save(frame)
         frames.append(frame)
-    gif = metrics.make_gif(frames, tmp_path / "anim.gif", duration_ms=100)
+    gif = figures.make_gif(frames, tmp_path / "anim.gif", duration_ms=100)
     with Image.open(gif) as image:
         assert image.format == "GIF"
         assert image.n_frames == 4

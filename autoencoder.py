@@ -1,0 +1,317 @@
+"""The VQ-VAE: encoder, decoder and `VQVAETrainer`, which trains them with the quantizer.
+
+The encoder (stride-2 convolutions, residual blocks) and decoder (residual blocks, transposed
+convolutions) down- and up-sample by 2^num_downsamples; the loss is MSE + ssim_weight * (1 - SSIM)
+plus the quantizer's commitment loss.
+"""
+import keras
+from keras import layers, ops
+
+from baselines import build_kerasio_decoder, build_kerasio_encoder
+from quantizer import VectorQuantizer
+from ssim_loss import SSIM_WINDOWS, ssim_per_image
+
+@keras.saving.register_keras_serializable(package="vqvae")
+class ResidualBlock(layers.Layer):
+    """ReLU -> 3x3 conv -> ReLU -> 1x1 conv, added to the input (the VQ-VAE paper's block).
+
+    Args:
+        channels: width of the input and output.
+        hidden_channels: width of the 3x3 convolution (default: channels // 2).
+    """
+
+    def __init__(self, channels, hidden_channels=None, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        self.hidden_channels = int(hidden_channels or max(channels // 2, 1))
+        self.conv3 = layers.Conv2D(self.hidden_channels, 3, padding="same")
+        self.conv1 = layers.Conv2D(self.channels, 1)
+
+    def build(self, input_shape):
+        self.conv3.build(input_shape)
+        self.conv1.build(tuple(input_shape[:-1]) + (self.hidden_channels,))
+
+    def call(self, inputs):
+        hidden = self.conv3(ops.relu(inputs))
+        return inputs + self.conv1(ops.relu(hidden))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"channels": self.channels, "hidden_channels": self.hidden_channels})
+        return config
+
+
+def level_channels(channels, num_downsamples):
+    """Width of each resolution level: `channels`, doubling per level, capped at 4x."""
+    return [channels * min(2 ** level, 4) for level in range(num_downsamples)]
+
+
+def build_encoder(image_size, code_dim, num_downsamples=3, channels=64, num_residual_blocks=2):
+    """Strided convolutions then residual blocks: [B, S, S, 1] -> [B, S/2^n, S/2^n, code_dim]."""
+    inputs = keras.Input((image_size, image_size, 1), name="image")
+    hidden = inputs
+    for level, width in enumerate(level_channels(channels, num_downsamples)):
+        hidden = layers.Conv2D(width, 4, strides=2, padding="same", activation="relu",
+                               name=f"down_{level}")(hidden)
+    width = level_channels(channels, num_downsamples)[-1]
+    hidden = layers.Conv2D(width, 3, padding="same", name="mix")(hidden)
+    for block in range(num_residual_blocks):
+        hidden = ResidualBlock(width, name=f"residual_{block}")(hidden)
+    hidden = layers.ReLU()(hidden)
+    latents = layers.Conv2D(code_dim, 1, name="to_codes")(hidden)
+    return keras.Model(inputs, latents, name="encoder")
+
+
+def build_decoder(grid_size, code_dim, num_downsamples=3, channels=64, num_residual_blocks=2):
+    """Residual blocks then transposed convolutions: [B, g, g, code_dim] -> [B, g*2^n, g*2^n, 1]."""
+    inputs = keras.Input((grid_size, grid_size, code_dim), name="quantized")
+    widths = level_channels(channels, num_downsamples)
+    hidden = layers.Conv2D(widths[-1], 3, padding="same", name="from_codes")(inputs)
+    for block in range(num_residual_blocks):
+        hidden = ResidualBlock(widths[-1], name=f"residual_{block}")(hidden)
+    hidden = layers.ReLU()(hidden)
+    for level, width in reversed(list(enumerate(widths))):
+        out_width = widths[level - 1] if level > 0 else channels // 2
+        hidden = layers.Conv2DTranspose(out_width, 4, strides=2, padding="same",
+                                        activation="relu", name=f"up_{level}")(hidden)
+    image = layers.Conv2D(1, 3, padding="same", name="to_image", dtype="float32")(hidden)
+    return keras.Model(inputs, image, name="decoder")
+
+
+# ---------------------------------------------------------------------------------------------
+# The VQ-VAE and its training step
+# ---------------------------------------------------------------------------------------------
+
+VQVAE_METRICS = ("loss", "reconstruction_loss", "vq_loss", "ssim", "perplexity", "codebook_usage")
+
+
+@keras.saving.register_keras_serializable(package="vqvae")
+class VQVAETrainer(keras.Model):
+    """Encoder -> VectorQuantizer -> decoder, trained with its own `train_step`.
+
+    The loss is `reconstruction + vq`, where reconstruction = MSE + ssim_weight * (1 - SSIM) and
+    vq is the quantizer's commitment (and, without EMA, codebook) loss. Each step reports the
+    total, reconstruction and VQ losses, the batch SSIM, the codebook perplexity and the fraction
+    of codes used, so they show in the `fit` progress bar and in the CSV log.
+
+    Args:
+        image_size: side of the square input slices.
+        num_codes, code_dim, commitment_cost, use_ema, ema_decay, dead_code_threshold: passed to
+            `VectorQuantizer`.
+        num_downsamples: stride-2 levels; the code grid is image_size / 2**num_downsamples.
+        channels, num_residual_blocks: encoder/decoder width and depth.
+        ssim_weight: weight of (1 - SSIM) in the reconstruction loss.
+        architecture: "residual" (ours) or "kerasio" (the keras-io `vq_vae.py` encoder and
+            decoder, 4x down, ignoring channels and residual blocks; kept as a baseline).
+        ssim_warmup_steps: the SSIM weight ramps up linearly over this many training steps.
+            From a random start, SSIM alone pulls the dark background (most of a slice) to
+            zero faster than MSE can teach structure, and training stalls; MSE first avoids it.
+        ssim_window: the SSIM term's window, "uniform" (7x7: exactly the SSIM the scripts
+            report) or "gaussian" (11x11); see `ssim_per_image`.
+
+    Call returns the reconstructions [B, S, S, 1]; `encode` returns code indices [B, g, g] and
+    `decode_codes` renders code indices back into images.
+    """
+
+    def __init__(self, image_size=128, num_codes=512, code_dim=64, num_downsamples=3, channels=64,
+                 num_residual_blocks=2, commitment_cost=0.25, use_ema=True, ema_decay=0.99,
+                 dead_code_threshold=1.0, ssim_weight=0.5, ssim_warmup_steps=500,
+                 architecture="residual", ssim_window="uniform", **kwargs):
+        super().__init__(**kwargs)
+        if image_size % (2 ** num_downsamples):
+            raise ValueError(f"image_size {image_size} is not divisible by 2**num_downsamples "
+                             f"= {2 ** num_downsamples}; pick another --image-size or "
+                             f"--num-downsamples")
+        self.image_size = int(image_size)
+        self.num_codes = int(num_codes)
+        self.code_dim = int(code_dim)
+        self.num_downsamples = int(num_downsamples)
+        self.channels = int(channels)
+        self.num_residual_blocks = int(num_residual_blocks)
+        self.commitment_cost = float(commitment_cost)
+        self.use_ema = bool(use_ema)
+        self.ema_decay = float(ema_decay)
+        self.dead_code_threshold = float(dead_code_threshold)
+        self.ssim_weight = float(ssim_weight)
+        self.ssim_warmup_steps = int(ssim_warmup_steps)
+        if ssim_window not in SSIM_WINDOWS:
+            raise ValueError(f"unknown ssim_window {ssim_window!r}: use one of {SSIM_WINDOWS}")
+        self.ssim_window = ssim_window
+        self.architecture = architecture
+        if architecture == "kerasio":
+            self.num_downsamples = 2
+        elif architecture != "residual":
+            raise ValueError(f"unknown architecture {architecture!r}: use residual or kerasio")
+        self.grid_size = self.image_size // 2 ** self.num_downsamples
+
+        if architecture == "kerasio":
+            self.encoder = build_kerasio_encoder(self.image_size, self.code_dim)
+            self.decoder = build_kerasio_decoder(self.grid_size, self.code_dim)
+        else:
+            self.encoder = build_encoder(self.image_size, self.code_dim, self.num_downsamples,
+                                         self.channels, self.num_residual_blocks)
+            self.decoder = build_decoder(self.grid_size, self.code_dim, self.num_downsamples,
+                                         self.channels, self.num_residual_blocks)
+        self.quantizer = VectorQuantizer(
+            self.num_codes, self.code_dim, commitment_cost=self.commitment_cost,
+            use_ema=self.use_ema, ema_decay=self.ema_decay,
+            dead_code_threshold=self.dead_code_threshold, name="vector_quantizer")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in VQVAE_METRICS}
+
+    def build(self, input_shape=None):
+        grid = (None, self.grid_size, self.grid_size, self.code_dim)
+        self.quantizer.build(grid)
+        super().build((None, self.image_size, self.image_size, 1))
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, images, training=False):
+        return self.forward(images, training=training)["reconstructions"]
+
+    def forward(self, images, training=False, ssim_weight=None):
+        """Runs the whole model; returns reconstructions, code indices and the loss terms.
+
+        `ssim_weight` overrides the model's weight of (1 - SSIM) (used for the warm-up)."""
+        ssim_weight = self.ssim_weight if ssim_weight is None else ssim_weight
+        latents = self.encoder(images, training=training)
+        quantized = self.quantizer(latents, training=training)
+        reconstructions = ops.cast(self.decoder(quantized["quantized"], training=training),
+                                   "float32")
+        images = ops.cast(images, "float32")
+        mse = ops.mean((images - reconstructions) ** 2)
+        ssim = ops.mean(ssim_per_image(images, reconstructions, window=self.ssim_window))
+        reconstruction_loss = mse + ssim_weight * (1.0 - ssim)
+        return {
+            "reconstructions": reconstructions,
+            "code_indices": quantized["code_indices"],
+            "loss": reconstruction_loss + quantized["loss"],
+            "reconstruction_loss": reconstruction_loss,
+            "vq_loss": quantized["loss"],
+            "ssim": ssim,
+            "perplexity": quantized["perplexity"],
+            "codebook_usage": quantized["usage"],
+        }
+
+    def encode(self, images):
+        """Code indices [B, g, g] of a batch of images."""
+        latents = self.encoder(images, training=False)
+        flat = ops.reshape(ops.cast(latents, "float32"), (-1, self.code_dim))
+        indices = self.quantizer.nearest_codes(flat)
+        return ops.reshape(indices, (-1, self.grid_size, self.grid_size))
+
+    def decode_codes(self, code_indices):
+        """Images [B, S, S, 1] rendered from code indices [B, g, g]."""
+        return ops.cast(self.decoder(self.quantizer.lookup(code_indices), training=False),
+                        "float32")
+
+    def _report(self, results):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(results[name])
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _ssim_warmup(self):
+        """Fraction of the SSIM weight in use: ramps from 0 to 1 over the warm-up steps."""
+        return ops.minimum(ops.cast(self.optimizer.iterations, "float32")
+                           / max(self.ssim_warmup_steps, 1), 1.0)
+
+    def train_step(self, *args):
+        # JAX calls train_step(state, data) and wants the new state back; TensorFlow calls
+        # train_step(data) and updates variables in place.
+        if keras.backend.backend() == "jax":
+            return self._jax_train_step(*args)
+        (data,) = args
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            results = self.forward(images, training=True,
+                                   ssim_weight=self.ssim_weight * self._ssim_warmup())
+            # Gradients are summed over replicas, so each replica contributes its share.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled_loss = self.optimizer.scale_loss(results["loss"] / replicas)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._report(results)
+
+    def test_step(self, *args):
+        if keras.backend.backend() == "jax":
+            return self._jax_test_step(*args)
+        (data,) = args
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        return self._report(self.forward(images, training=False))
+
+    # -- JAX: the same steps, written statelessly ----------------------------------------------
+
+    def _stateless_forward(self, trainable, non_trainable, optimizer_variables, images, training):
+        """`forward` with the given variable values; returns (loss, (results, non_trainable))."""
+        mapping = (list(zip(self.trainable_variables, trainable))
+                   + list(zip(self.non_trainable_variables, non_trainable))
+                   + list(zip(self.optimizer.variables, optimizer_variables)))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            weight = self.ssim_weight * (self._ssim_warmup() if training else 1.0)
+            results = self.forward(images, training=training, ssim_weight=weight)
+        updated = []
+        for variable, value in zip(self.non_trainable_variables, non_trainable):
+            new_value = scope.get_current_value(variable)
+            updated.append(value if new_value is None else new_value)
+        return results["loss"], (results, updated)
+
+    def _stateless_report(self, metrics_variables, results):
+        logs, updated = {}, []
+        for tracker in self.metrics:
+            count = len(tracker.variables)
+            values = metrics_variables[len(updated):len(updated) + count]
+            values = tracker.stateless_update_state(values, results[tracker.name])
+            logs[tracker.name] = tracker.stateless_result(values)
+            updated.extend(values)
+        return logs, updated
+
+    def _jax_train_step(self, state, data):
+        import jax
+
+        trainable, non_trainable, optimizer_variables, metrics_variables = state
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        gradient_fn = jax.value_and_grad(self._stateless_forward, has_aux=True)
+        (_, (results, non_trainable)), gradients = gradient_fn(
+            trainable, non_trainable, optimizer_variables, images, True)
+        trainable, optimizer_variables = self.optimizer.stateless_apply(
+            optimizer_variables, gradients, trainable)
+        logs, metrics_variables = self._stateless_report(metrics_variables, results)
+        return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
+
+    def _jax_test_step(self, state, data):
+        trainable, non_trainable, metrics_variables = state
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        _, (results, non_trainable) = self._stateless_forward(
+            trainable, non_trainable, self.optimizer.variables, images, False)
+        logs, metrics_variables = self._stateless_report(metrics_variables, results)
+        return logs, (trainable, non_trainable, metrics_variables)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "image_size": self.image_size, "num_codes": self.num_codes,
+            "code_dim": self.code_dim, "num_downsamples": self.num_downsamples,
+            "channels": self.channels, "num_residual_blocks": self.num_residual_blocks,
+            "commitment_cost": self.commitment_cost, "use_ema": self.use_ema,
+            "ema_decay": self.ema_decay, "dead_code_threshold": self.dead_code_threshold,
+            "ssim_weight": self.ssim_weight, "ssim_warmup_steps": self.ssim_warmup_steps,
+            "architecture": self.architecture, "ssim_window": self.ssim_window,
+        })
+        return config
+
+
+def vqvae_from_hyperparameters(values):
+    """A `VQVAETrainer` built from a hyperparameters dict (see hyperparameters.py)."""
+    model = VQVAETrainer(
+        image_size=values["image_size"], num_codes=values["num_codes"],
+        code_dim=values["code_dim"], num_downsamples=values["num_downsamples"],
+        channels=values["channels"], num_residual_blocks=values["num_residual_blocks"],
+        commitment_cost=values["commitment_cost"], use_ema=values["use_ema"],
+        ema_decay=values["ema_decay"], dead_code_threshold=values["dead_code_threshold"],
+        ssim_weight=values["ssim_weight"], ssim_warmup_steps=values["ssim_warmup_steps"],
+        ssim_window=values["ssim_window"])
+    model.build()
+    return model

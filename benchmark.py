@@ -131,9 +131,9 @@ def benchmark_realism(args):
     """Realism of a trained run's samples on the validation subjects, for each temperature and
     top-k: what the sampling defaults are chosen by (never the test subjects)."""
     import dataset
-    import predict
+    import inference
+    import realism
     import runs
-    import similarity
 
     values, vqvae = runs.load_run(args.output_dir, {"data_dir": args.data_dir})
     splits, description = dataset.load_splits_for(values)
@@ -144,9 +144,9 @@ def benchmark_realism(args):
     rows = []
     for temperature in args.temperatures:
         for top_k in args.top_ks:
-            samples, _ = predict.generate(values, vqvae, args.output_dir, args.samples,
+            samples, _ = inference.generate(values, vqvae, args.output_dir, args.samples,
                                           temperature=temperature, top_k=top_k, seed=args.seed)
-            figures = similarity.realism_report(
+            figures = realism.realism_report(
                 values, vqvae, args.output_dir, splits["train"], splits["validate"], samples,
                 args.samples, args.seed, temperature=temperature, top_k=top_k, verbose=False)
             rows.append((temperature, top_k, figures))
@@ -238,11 +238,11 @@ def _reconstruction_quality(model, slices):
     import numpy as np
 
     import metrics
-    import similarity
+    import inference
 
     reconstructions = np.clip(model.predict(slices.images, batch_size=64, verbose=0), 0, 1)
     per_image = metrics.per_image_metrics(slices.images, reconstructions)
-    codes = similarity.encode_all(model, slices.images)
+    codes = inference.encode_all(model, slices.images)
     return per_image, len(np.unique(codes))
 
 

@@ -331,3 +331,20 @@ def learning_curve(rows, path, title=""):
     axes.legend(loc="lower right")
     figure.tight_layout()
     return _save(figure, path)
+
+
+def plot_reconstructions(originals, reconstructions, ssim_values, path):
+    """Two rows: originals above their reconstructions, SSIM in each title."""
+    plt = _pyplot()
+    count = len(originals)
+    figure, axes = plt.subplots(2, count, figsize=(1.8 * count, 4.3), squeeze=False)
+    for column in range(count):
+        axes[0, column].imshow(originals[column, ..., 0], cmap="gray", vmin=0, vmax=1)
+        axes[1, column].imshow(reconstructions[column, ..., 0], cmap="gray", vmin=0, vmax=1)
+        axes[1, column].text(0.5, -0.04, f"SSIM {ssim_values[column]:.3f}", fontsize=9,
+                             ha="center", va="top", transform=axes[1, column].transAxes)
+        for row in range(2):
+            axes[row, column].axis("off")
+    figure.suptitle("Test slices (top) and their VQ-VAE reconstructions (bottom)")
+    figure.tight_layout()
+    return _save(figure, path)

@@ -154,6 +154,17 @@ def value_problem(key, value):
     return None
 
 
+def combination_problem(values):
+    """Why values that are each valid do not work together (a short sentence), or None."""
+    factor = 2 ** values["num_downsamples"]
+    if values["image_size"] % factor:
+        below = values["image_size"] // factor * factor
+        return (f"--image-size {values['image_size']} is not divisible by 2**--num-downsamples "
+                f"= {factor}: use --image-size {below or factor} or {below + factor}, or fewer "
+                f"--num-downsamples")
+    return None
+
+
 def _is_split(text):
     try:
         shares = [float(part) for part in text.split(",")]
@@ -281,6 +292,8 @@ def load(folder):
     problems = [f"missing key {key!r}" for key in missing]
     problems += [f"{key} {value_problem(key, values[key])}" for key in DEFAULTS
                  if key not in missing and value_problem(key, values[key])]
+    if not problems and combination_problem(values):
+        problems.append(combination_problem(values))
     if problems:
         raise InvalidHyperparameters(f"{path} is invalid: " + "; ".join(problems) + f". Fix: {fix}")
     return values

@@ -363,3 +363,16 @@ def load_prior(output_dir):
                        f"`python train.py --stage prior --output-dir {output_dir}`")
     check_prior_matches_vqvae(output_dir)
     return load_checkpoint(checkpoint, compile=False)
+
+
+def add_run_arguments(parser):
+    """The flags that predict.py and similarity.py share: which run, which data, where to."""
+    import hyperparameters
+
+    parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"],
+                        help="the run to load (default: %(default)s)")
+    parser.add_argument("--images-dir", default=hyperparameters.DEFAULTS["images_dir"],
+                        help="where figures are written (default: %(default)s)")
+    parser.add_argument("--data-dir", default=None,
+                        help="evaluate on this data instead of the run's own")
+    return parser

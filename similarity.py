@@ -13,11 +13,12 @@ memorisation), pairwise MS-SSIM among samples (lower is more diverse), the Fréc
 between real and generated images in the frozen encoder's feature space, and the distance between
 the code-usage histograms of sampled and real code grids.
 """
-import os
 import pathlib
 import sys
 
 import numpy as np
+
+import console
 
 
 def encoder_features(vqvae, images, batch_size=64):
@@ -25,15 +26,6 @@ def encoder_features(vqvae, images, batch_size=64):
     the grid, [N, 2 * code_dim]. Uses the frozen VQ-VAE encoder, so no downloaded weights."""
     latents = vqvae.encoder.predict(images, batch_size=batch_size, verbose=0)
     return np.concatenate([latents.mean(axis=(1, 2)), latents.std(axis=(1, 2))], axis=1)
-
-
-def encode_all(vqvae, images, batch_size=64):
-    """Code grids [N, g, g] of `images`."""
-    import keras
-
-    grids = [keras.ops.convert_to_numpy(vqvae.encode(images[start:start + batch_size]))
-             for start in range(0, len(images), batch_size)]
-    return np.concatenate(grids)
 
 
 def segmentation_path(image_path):
@@ -68,10 +60,10 @@ def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
     """Computes, prints and plots the reconstruction metrics of the split `test` (named
     `split` in the printout)."""
     import figures
+    import inference
     import metrics
-    import predict
 
-    reconstructions = predict.reconstruct(vqvae, test.images)
+    reconstructions = inference.reconstruct(vqvae, test.images)
     masks = segmentation_masks(test, vqvae.image_size)
     per_image = metrics.per_image_metrics(test.images, reconstructions, masks=masks)
     source = "OASIS segmentations" if masks is not None else "a threshold of the original"
@@ -94,17 +86,19 @@ def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
 
 def sample_report(values, vqvae, output_dir, train, test, count, seed):
     """Samples `count` slices and prints realism, diversity and distribution distances."""
+    import inference
     import metrics
-    import predict
+    import realism
 
-    samples, sampled_codes = predict.generate(values, vqvae, output_dir, count, seed=seed)
+    samples, sampled_codes = inference.generate(values, vqvae, output_dir, count, seed=seed)
     nearest, _ = metrics.nearest_neighbour_ssim(samples, train.images)
     copies = metrics.memorisation_flags(nearest)
     diversity_mean, diversity_std = metrics.pairwise_ms_ssim(samples, max_pairs=500, seed=seed)
     real_features = encoder_features(vqvae, test.images)
     fake_features = encoder_features(vqvae, samples)
     frechet = metrics.frechet_distance(real_features, fake_features)
-    real_codes = metrics.code_histogram(encode_all(vqvae, test.images), values["num_codes"])
+    real_codes = metrics.code_histogram(inference.encode_all(vqvae, test.images),
+                                        values["num_codes"])
     fake_codes = metrics.code_histogram(np.asarray(sampled_codes), values["num_codes"])
     distances = metrics.histogram_distance(real_codes, fake_codes)
     print(f"\nSample metrics over {count} samples (seed {seed})")
@@ -119,92 +113,17 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed):
     print(f"  code-usage histogram, samples vs test: total variation "
           f"{distances['total_variation']:.4f}, JS divergence "
           f"{distances['js_divergence_bits']:.4f} bits")
-    realism = realism_report(values, vqvae, output_dir, train, test, samples, count, seed)
+    realism_figures = realism.realism_report(values, vqvae, output_dir, train, test, samples,
+                                             count, seed)
     return {"nearest_ssim": nearest, "diversity": diversity_mean, "frechet": frechet,
-            **distances, **realism}
-
-
-def conditional_positions(slices, count):
-    """`count` requested slice positions cycling through the positions the real slices have."""
-    present = np.unique(np.asarray(slices.slice_index))
-    return present[np.arange(count) % len(present)].astype(np.int32)
-
-
-def realism_report(values, vqvae, output_dir, train, held_out, samples, count, seed,
-                   temperature=None, top_k=None, verbose=True):
-    """Judges samples against real anatomy (realism.py), each figure beside its real floor.
-
-    Args:
-        train: the real training slices (ranges of the shape statistics; the feature network).
-        held_out: real slices of subjects the models never saw (the floor).
-        samples: [N, S, S, 1] unconditional samples.
-        count: how many slice-conditioned samples to draw for the position check.
-
-    Returns:
-        dict of the figures (see the printed table).
-    """
-    import feature_network
-    import predict
-    import realism
-
-    positions = values["num_slice_positions"]
-    requested = conditional_positions(train, count)
-    conditioned, _ = predict.generate(values, vqvae, output_dir, count, slice_index=requested,
-                                      temperature=temperature, top_k=top_k, seed=seed + 1)
-    reconstructed = predict.reconstruct(vqvae, held_out.images)
-    ranges = realism.plausibility_ranges(train.images)
-    sample_ok, failures = realism.plausible(samples, ranges)
-    real_ok, _ = realism.plausible(held_out.images, ranges)
-    reconstructed_ok, _ = realism.plausible(reconstructed, ranges)
-    conditioned_ok, _ = realism.plausible(conditioned, ranges)
-    network = feature_network.load_or_train(output_dir, train.images, train.slice_index,
-                                            positions, seed=values["seed"])
-    train_features, _ = feature_network.features_and_positions(network, train.images, positions)
-    real_features, real_positions = feature_network.features_and_positions(
-        network, held_out.images, positions)
-    fake_features, _ = feature_network.features_and_positions(network, samples, positions)
-    decoded_features, _ = feature_network.features_and_positions(network, reconstructed,
-                                                                 positions)
-    _, conditioned_positions = feature_network.features_and_positions(network, conditioned,
-                                                                      positions)
-    distances = realism.distribution_report(
-        train_features, {"real": real_features, "reconstructed": decoded_features,
-                         "samples": fake_features})
-    real_hits = realism.position_accuracy(real_positions, held_out.slice_index)
-    sample_hits = realism.position_accuracy(conditioned_positions, requested)
-    figures = {
-        "plausible_samples": float(sample_ok.mean()), "plausible_real": float(real_ok.mean()),
-        "plausible_reconstructed": float(reconstructed_ok.mean()),
-        "plausible_conditioned": float(conditioned_ok.mean()),
-        "position_within_2_samples": sample_hits, "position_within_2_real": real_hits,
-        **{f"{metric}_{name}": value for name, row in distances.items()
-           for metric, value in row.items()},
-    }
-    if verbose:
-        print(f"\nRealism against real anatomy: {count} unconditional and {count} "
-              f"slice-conditioned samples vs {len(held_out)} held-out real slices (the floor) "
-              f"and their reconstructions (what this decoder allows), each against the "
-              f"{len(train)} real training slices")
-        print(f"  {'':34s} {'samples':>10s} {'real (floor)':>13s} {'reconstructed':>14s}")
-        print(f"  {'anatomically plausible':34s} {sample_ok.mean():10.1%} {real_ok.mean():13.1%} "
-              f"{reconstructed_ok.mean():14.1%}")
-        print(f"  {'  (slice-conditioned samples)':34s} {conditioned_ok.mean():10.1%}")
-        for metric, label in (("frechet", "Fréchet distance (features)"), ("kid", "KID"),
-                              ("precision", "k-NN precision"), ("recall", "k-NN recall")):
-            print(f"  {label:34s} {distances['samples'][metric]:10.4f} "
-                  f"{distances['real'][metric]:13.4f} {distances['reconstructed'][metric]:14.4f}")
-        print(f"  {'position within 2 of the request':34s} {sample_hits:10.1%} {real_hits:13.1%}")
-        failing = ", ".join(f"{name} {number}" for name, number in failures.items() if number)
-        if failing:
-            print(f"  samples outside the real range, per statistic: {failing}")
-    return figures
+            **distances, **realism_figures}
 
 
 def parse_args(argv=None):
     import hyperparameters
-    import predict
+    import runs
 
-    parser = predict.add_run_arguments(
+    parser = runs.add_run_arguments(
         hyperparameters.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--split", default="test", choices=("train", "validate", "test"))
     parser.add_argument("--samples", type=hyperparameters.non_negative_int, default=0,
@@ -215,12 +134,13 @@ def parse_args(argv=None):
                         default=None, help="sampling temperature (default: the run's)")
     parser.add_argument("--top-k", type=hyperparameters.non_negative_int, default=None,
                         help="sample among the k most likely codes (default: the run's)")
+    console.add_verbose_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    console.quiet_start(args.verbose)
     import dataset
     import hyperparameters
     import runs

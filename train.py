@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+import console
 import hyperparameters
 import runs
 
@@ -175,15 +176,6 @@ def _fingerprint(vqvae_path, splits, values):
     return digest.hexdigest()
 
 
-def _encode(vqvae, images, batch_size=64):
-    """Code grids [N, g, g] int32 of `images`, in batches."""
-    import keras
-
-    grids = [keras.ops.convert_to_numpy(vqvae.encode(images[start:start + batch_size]))
-             for start in range(0, len(images), batch_size)]
-    return np.concatenate(grids).astype(np.int32)
-
-
 def encode_splits(vqvae, splits, output_dir, values=None):
     """Code grids of every split, computed once with the frozen VQ-VAE and cached on disk.
 
@@ -199,6 +191,7 @@ def encode_splits(vqvae, splits, output_dir, values=None):
         "validate", "test" and "train_augmented".
     """
     import dataset
+    import inference
 
     values = dict(hyperparameters.DEFAULTS, **(values or {}))
     names = ("train", "validate", "test", "train_augmented")
@@ -211,14 +204,14 @@ def encode_splits(vqvae, splits, output_dir, values=None):
                         for name in names}
     encoded, arrays = {}, {"fingerprint": np.array(fingerprint)}
     for name in ("train", "validate", "test"):
-        encoded[name] = (_encode(vqvae, splits[name].images),
+        encoded[name] = (inference.encode_all(vqvae, splits[name].images, label=f"encoding {name}:"),
                          np.asarray(splits[name].slice_index, np.int32))
     codes, slices = encoded["train"]
     copies = values["prior_augment_copies"]
     if copies:
         images = dataset.flip_and_shift(splits["train"].images, copies,
                                         values["prior_augment_shift"], seed=values["seed"])
-        codes = np.concatenate([codes, _encode(vqvae, images)])
+        codes = np.concatenate([codes, inference.encode_all(vqvae, images, label="encoding augmented copies:")])
         slices = np.concatenate([slices, np.tile(slices, copies)])
     encoded["train_augmented"] = (codes, slices)
     for name in names:
@@ -352,6 +345,7 @@ def parse_args(argv=None):
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the stages being trained (and, for the VQ-VAE, the prior "
                              "trained over it) in an --output-dir that already holds them")
+    console.add_verbose_flag(parser)
     hyperparameters.add_arguments(parser)
     return parser.parse_args(argv)
 
@@ -429,7 +423,9 @@ def interrupted_message(output_dir, stages, command):
 def main(argv=None):
     args = parse_args(argv)
     values = hyperparameters.resolve(args)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if hyperparameters.combination_problem(values):
+        sys.exit(f"error: {hyperparameters.combination_problem(values)}")
+    console.quiet_start(args.verbose)
     output_dir = pathlib.Path(values["output_dir"])
     stages = stages_of(args.stage)
     command = "python train.py " + " ".join(sys.argv[1:] if argv is None else argv)

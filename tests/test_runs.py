@@ -252,3 +252,23 @@ def test_ctrl_c_ends_with_one_line_naming_the_checkpoint_and_the_resume_command(
     assert "vqvae_last.keras" in lines[-1] and "--resume" in lines[-1]
     assert process.returncode != 0
     assert not (output_dir / runs.LOCK_FILE).exists()
+
+
+def test_scripts_print_no_tensorflow_start_up_lines(finished_run, tmp_path):
+    """predict.py on a finished run prints its results, and on stderr none of TensorFlow's
+    start-up lines (I0000/E0000 ..., the CPU instruction notice); --verbose brings them back."""
+    command = [sys.executable, str(REPO / "predict.py"), "--output-dir", str(finished_run),
+               "--images-dir", str(tmp_path / "images"), "--count", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "mean SSIM" in result.stdout
+    noise = [line for line in result.stderr.splitlines()
+             if line.startswith(("I0000", "E0000", "W0000", "WARNING: All log messages"))
+             or "rebuild TensorFlow" in line]
+    assert noise == [], noise
+
+
+def test_image_size_not_divisible_is_one_line(tmp_path):
+    with pytest.raises(SystemExit, match=r"--image-size 100 is not divisible by .* = 8: use "
+                                         r"--image-size 96 or 104"):
+        train.main(["--image-size", "100", "--output-dir", str(tmp_path / "run")])

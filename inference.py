@@ -1,0 +1,96 @@
+"""Using a trained run: its evaluation split, reconstructions, code grids and new samples.
+
+predict.py, similarity.py, train.py and benchmark.py share these, so no script imports another.
+"""
+import pathlib
+
+import numpy as np
+
+import runs
+from progress import Progress
+
+
+def load_test_split(values, split="test"):
+    """The evaluation split of the run's data (the demo data if its folder is absent)."""
+    import dataset
+
+    splits, description = dataset.load_splits_for(values)
+    print(description)
+    return splits[split]
+
+
+def reconstruct(vqvae, images, batch_size=32):
+    """Reconstructions of `images` [N, S, S, 1], clipped to [0, 1]."""
+    return np.clip(vqvae.predict(images, batch_size=batch_size, verbose=0), 0.0, 1.0)
+
+
+def encode_all(vqvae, images, batch_size=64, label="encoding"):
+    """Code grids [N, g, g] int32 of `images`, in batches (a progress line for large sets)."""
+    import keras
+
+    starts = range(0, len(images), batch_size)
+    progress = Progress(len(starts), f"{label} {len(images)} slices", minimum=50)
+    grids = []
+    for start in starts:
+        grids.append(keras.ops.convert_to_numpy(vqvae.encode(images[start:start + batch_size])))
+        progress.step()
+    progress.close()
+    if not grids:
+        return np.zeros((0, vqvae.grid_size, vqvae.grid_size), np.int32)
+    return np.concatenate(grids).astype(np.int32)
+
+
+def write_samples(images, images_dir, slice_index=None):
+    """Writes a grid of samples and each sample as its own PNG; returns the grid's path."""
+    from PIL import Image
+
+    import figures
+
+    images_dir = pathlib.Path(images_dir)
+    folder = images_dir / "samples"
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, image in enumerate(images):
+        pixels = (np.clip(image[..., 0], 0, 1) * 255).round().astype(np.uint8)
+        Image.fromarray(pixels, mode="L").save(folder / f"sample_{number:03d}.png")
+    condition = "unconditional" if slice_index is None else f"slice index {slice_index}"
+    grid = images_dir / "samples.png"
+    figures.plot_image_grid(images, grid, columns=min(8, len(images)),
+                            title=f"{len(images)} new synthetic slices ({condition})")
+    return grid
+
+
+def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8, columns=6,
+                           temperature=None, top_k=None, seed=None):
+    """A figure of slice-conditioned samples: one row per slice position, from the bottom of the
+    brain (top row) to its top, `columns` samples each; the positions are spread over those
+    the real slices have. Returns the figure's path."""
+    import figures
+
+    present = np.unique(np.asarray(slices.slice_index))
+    positions = present[np.linspace(0, len(present) - 1, min(rows, len(present))).round()
+                        .astype(int)]
+    requested = np.repeat(positions, columns).astype(np.int32)
+    images, _ = generate(values, vqvae, output_dir, len(requested), slice_index=requested,
+                         temperature=temperature, top_k=top_k, seed=seed)
+    titles = [f"slice {position}" if column == 0 else ""
+              for position in positions for column in range(columns)]
+    return figures.plot_image_grid(
+        images, pathlib.Path(images_dir) / "samples_by_slice.png", columns=columns,
+        titles=titles, title="Slice-conditioned samples, one row per slice position "
+                             "(bottom of the brain first)")
+
+
+def generate(values, vqvae, output_dir, count, slice_index=None, temperature=None, top_k=None,
+             seed=None):
+    """Samples `count` code grids from the prior and decodes them into images [N, S, S, 1]."""
+    import keras
+
+    import sampling
+
+    prior = runs.load_prior(output_dir)
+    codes = sampling.sample_codes(
+        prior, count, vqvae.grid_size, slice_index=slice_index,
+        temperature=values["temperature"] if temperature is None else temperature,
+        top_k=min(values["top_k"] if top_k is None else top_k, prior.num_codes),  # k >= K: all
+        seed=values["seed"] if seed is None else seed)
+    return np.clip(keras.ops.convert_to_numpy(vqvae.decode_codes(codes)), 0.0, 1.0), codes

@@ -3,7 +3,7 @@ import keras
 from keras import layers
 
 def build_kerasio_encoder(image_size, code_dim):
-    """The keras-io `vq_vae.py` encoder (a baseline): two stride-2 3x3 convs of 32 and 64 filters."""
+    """The keras-io `vq_vae.py` encoder: two stride-2 3x3 convolutions of 32 and 64 filters."""
     inputs = keras.Input((image_size, image_size, 1), name="image")
     hidden = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(inputs)
     hidden = layers.Conv2D(64, 3, strides=2, padding="same", activation="relu")(hidden)

@@ -582,7 +582,8 @@ def flip_and_shift(images, copies, max_shift, seed=0):
             shift_y, shift_x = (0, 0) if copy == 0 else rng.integers(-max_shift, max_shift + 1, 2)
             out = np.zeros_like(image)
             source = image[:, ::-1] if flip else image
-            out[max(shift_y, 0):size_y + min(shift_y, 0), max(shift_x, 0):size_x + min(shift_x, 0)] = \
+            out[max(shift_y, 0):size_y + min(shift_y, 0),
+                max(shift_x, 0):size_x + min(shift_x, 0)] = \
                 source[max(-shift_y, 0):size_y + min(-shift_y, 0),
                        max(-shift_x, 0):size_x + min(-shift_x, 0)]
             augmented.append(out)

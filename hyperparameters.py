@@ -308,7 +308,8 @@ def check_compatible(saved, wanted, source, keys=None):
         raise IncompatibleCheckpoint(
             f"The checkpoint in {source} was trained with other hyperparameters:\n  "
             + "\n  ".join(clashes)
-            + "\nUse the same values (drop the flags), or a new --output-dir to train from scratch.")
+            + "\nUse the same values (drop the flags), or a new --output-dir to train from "
+              "scratch.")
 
 
 def check_model(model, values, source):

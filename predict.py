@@ -78,21 +78,22 @@ def _predict(args, values, vqvae, images_dir):
     reconstructions = inference.reconstruct(vqvae, test.images)
     ssim_values = np.array([metrics.ssim(a, b) for a, b in zip(test.images, reconstructions)])
     shown = np.linspace(0, len(test) - 1, min(args.count, len(test))).round().astype(int)
-    figure = figures.plot_reconstructions(test.images[shown], reconstructions[shown], ssim_values[shown],
-                                  images_dir / "reconstructions.png")
+    figure = figures.plot_reconstructions(test.images[shown], reconstructions[shown],
+                                          ssim_values[shown], images_dir / "reconstructions.png")
     print(f"mean SSIM over {len(test)} test slices: {ssim_values.mean():.4f} "
           f"± {ssim_values.std():.4f}")
     print(f"reconstructions written to {figure}")
 
     if args.samples > 0:
         samples, _ = inference.generate(values, vqvae, args.output_dir, args.samples,
-                              slice_index=args.slice_index, temperature=args.temperature,
-                              top_k=args.top_k, seed=args.seed)
+                                        slice_index=args.slice_index,
+                                        temperature=args.temperature, top_k=args.top_k,
+                                        seed=args.seed)
         grid = inference.write_samples(samples, images_dir, args.slice_index)
         print(f"{args.samples} samples written to {grid} and {images_dir / 'samples'}/")
-        by_slice = inference.write_samples_by_slice(values, vqvae, args.output_dir, images_dir, test,
-                                          temperature=args.temperature, top_k=args.top_k,
-                                          seed=args.seed)
+        by_slice = inference.write_samples_by_slice(values, vqvae, args.output_dir, images_dir,
+                                                    test, temperature=args.temperature,
+                                                    top_k=args.top_k, seed=args.seed)
         print(f"slice-conditioned samples written to {by_slice}")
 
 

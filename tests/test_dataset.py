@@ -1,4 +1,4 @@
-"""Tests of the data loaders (tiny images written into tmp_path; the real-data test skips cleanly)."""
+"""Tests of the data loaders (tiny images written into tmp_path; real-data tests skip cleanly)."""
 import pathlib
 
 import numpy as np
@@ -32,7 +32,8 @@ def write_oasis_layout(root, cases_per_split=None, slices=3):
         for case in cases:
             for position in range(slices):
                 name = f"case_{case:03d}_slice_{position}.nii.png"
-                write_png(root / f"keras_png_slices_{split}" / name, pattern(seed=case * 10 + position))
+                write_png(root / f"keras_png_slices_{split}" / name,
+                          pattern(seed=case * 10 + position))
     return root
 
 
@@ -60,11 +61,12 @@ def assert_images_ok(slices, count=None):
         assert len(slices) == count
 
 
-# --- names ------------------------------------------------------------------------------------------
+# --- names ----------------------------------------------------------------------------------------
 
 def test_parse_case_slice_from_names_and_paths():
     assert dataset.parse_case_slice("case_012_slice_7.nii.png") == (12, 7)
-    assert dataset.parse_case_slice("/data/keras_png_slices_train/case_401_slice_31.nii.png") == (401, 31)
+    path = "/data/keras_png_slices_train/case_401_slice_31.nii.png"
+    assert dataset.parse_case_slice(path) == (401, 31)
     assert dataset.parse_case_slice(pathlib.Path("a/case_002_slice_0.nii.gz")) == (2, 0)
     with pytest.raises(DatasetError, match="notes.png"):
         dataset.parse_case_slice("notes.png")
@@ -90,7 +92,8 @@ def test_oasis_layout_loads_splits_cases_and_slices(tmp_path):
     assert all("keras_png_slices_seg" not in path for s in splits.values() for path in s.paths)
     assert "OASIS PNG slices" in description and "6 train / 3 validate / 3 test" in description
     # The pixels are the written ones, scaled to [0, 1] and resized.
-    expected = np.asarray(Image.fromarray(pattern(seed=10)).resize((SIZE, SIZE), Image.BICUBIC)) / 255
+    resized = Image.fromarray(pattern(seed=10)).resize((SIZE, SIZE), Image.BICUBIC)
+    expected = np.asarray(resized) / 255
     np.testing.assert_allclose(splits["train"].images[0, ..., 0], expected, atol=0.02)
 
 
@@ -121,7 +124,7 @@ def test_join_keeps_every_slice_in_order(tmp_path):
     np.testing.assert_array_equal(joined.images[6], splits["validate"].images[0])
 
 
-# --- pixel formats ----------------------------------------------------------------------------------
+# --- pixel formats --------------------------------------------------------------------------------
 
 def test_16_bit_png_scaled_by_full_range(tmp_path):
     pixels = np.full((SIZE, SIZE), 65535, dtype=np.uint16)
@@ -146,7 +149,7 @@ def test_rgb_rgba_and_mixed_sizes_load_as_one_channel(tmp_path):
     np.testing.assert_allclose(slices.images[0, SIZE // 2, SIZE // 2, 0], luminance, atol=0.02)
 
 
-# --- bad input --------------------------------------------------------------------------------------
+# --- bad input ------------------------------------------------------------------------------------
 
 def test_missing_folder_names_the_path(tmp_path):
     missing = tmp_path / "nowhere"
@@ -245,7 +248,7 @@ def test_4d_nifti_rejected_but_singleton_dims_squeezed(tmp_path):
     assert_images_ok(splits["train"], count=3)
 
 
-# --- NIfTI ------------------------------------------------------------------------------------------
+# --- NIfTI ----------------------------------------------------------------------------------------
 
 def assert_case_wise(splits):
     cases = {name: set(s.case_id.tolist()) for name, s in splits.items()}
@@ -303,7 +306,7 @@ def test_real_oasis1_volumes():
     assert f"{volumes} cases" in description
 
 
-# --- demo -------------------------------------------------------------------------------------------
+# --- demo -----------------------------------------------------------------------------------------
 
 def z_of(paths):
     return {int(path.rsplit(":axial=", 1)[1]) for path in paths}
@@ -325,7 +328,8 @@ def test_demo_split_by_slice_ranges_with_gaps():
     assert splits["train"].slice_index.min() == 0 and splits["train"].slice_index.max() == 31
     # The copy differs from its original (augmented) but shows the same slice.
     original, copy = splits["train"].images[0], splits["train"].images[1]
-    assert not np.allclose(original, copy) and np.corrcoef(original.ravel(), copy.ravel())[0, 1] > 0.8
+    assert not np.allclose(original, copy)
+    assert np.corrcoef(original.ravel(), copy.ravel())[0, 1] > 0.8
 
 
 def test_load_splits_falls_back_to_demo(tmp_path):
@@ -335,7 +339,7 @@ def test_load_splits_falls_back_to_demo(tmp_path):
     assert f"{len(splits['train'])} train / " in description and f"{SIZE}x{SIZE}" in description
 
 
-# --- tf.data ----------------------------------------------------------------------------------------
+# --- tf.data --------------------------------------------------------------------------------------
 
 def test_make_tf_dataset_batches(tmp_path):
     pytest.importorskip("tensorflow")

@@ -173,9 +173,11 @@ def test_later_gated_layer_stacks_are_causal():
 
     def changes(perturbed_input, output):
         if perturbed_input == "vertical":
-            apply = lambda batch: run(batch, np.repeat(horizontal_in[None], len(batch), 0), output)
+            def apply(batch):
+                return run(batch, np.repeat(horizontal_in[None], len(batch), 0), output)
             return dependency_matrix(apply, vertical_in, perturb_vector(np.random.default_rng(1)))
-        apply = lambda batch: run(np.repeat(vertical_in[None], len(batch), 0), batch, output)
+        def apply(batch):
+            return run(np.repeat(vertical_in[None], len(batch), 0), batch, output)
         return dependency_matrix(apply, horizontal_in, perturb_vector(np.random.default_rng(1)))
 
     vertical_window = expected_matrix(GRID, MASK_RULES[("vertical", "B")])
@@ -217,7 +219,8 @@ def test_network_logits_ignore_every_later_position_at_once():
     future, past = [], []
     for position in range(GRID * GRID):
         later = flat.copy()
-        later[position:] = (later[position:] + rng.integers(1, CODES, GRID * GRID - position)) % CODES
+        shift = rng.integers(1, CODES, GRID * GRID - position)
+        later[position:] = (later[position:] + shift) % CODES
         earlier = flat.copy()
         earlier[:position] = (earlier[:position] + rng.integers(1, CODES, position)) % CODES
         future.append(later.reshape(GRID, GRID))

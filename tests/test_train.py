@@ -42,7 +42,8 @@ def write_oasis_layout(root, cases=(2, 1, 1), slices=6, size=48, seed=0):
                 hole = ((yy / 0.25) ** 2 + (xx / (0.1 + 0.02 * slice_number)) ** 2) < 1
                 image = 0.7 * brain - 0.5 * hole + rng.normal(0, 0.03, brain.shape)
                 pixels = (np.clip(image, 0, 1) * 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"case_{case:03d}_slice_{slice_number}.nii.png")
+                name = f"case_{case:03d}_slice_{slice_number}.nii.png"
+                Image.fromarray(pixels).save(folder / name)
     return pathlib.Path(root)
 
 
@@ -117,7 +118,8 @@ def test_resume_with_other_hyperparameters_is_refused(data_dir, tmp_path):
                 "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"), *TINY])
     with pytest.raises(SystemExit) as refusal:
         train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "2", "--resume",
-                    "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"), *TINY, "--num-codes", "32"])
+                    "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"),
+                    *TINY, "--num-codes", "32"])
     message = str(refusal.value)
     assert "num_codes: checkpoint has 16, this run asks for 32" in message
 
@@ -138,7 +140,8 @@ def test_predict_refuses_a_run_with_other_image_size(data_dir, tmp_path):
     output_dir = tmp_path / "run"
     train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "1",
                 "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"), *TINY])
-    with pytest.raises(hyperparameters.IncompatibleCheckpoint, match="image_size: checkpoint has 32"):
+    with pytest.raises(hyperparameters.IncompatibleCheckpoint,
+                       match="image_size: checkpoint has 32"):
         predict.load_run(output_dir, {"image_size": 64})
 
 
@@ -166,7 +169,8 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_sigkill_then_resume_continues_from_the_last_checkpoint(data_dir, tmp_path):
     output_dir = tmp_path / "run"
     arguments = ["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "4",
-                 "--steps-per-epoch", "30", "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"), *TINY]
+                 "--steps-per-epoch", "30", "--output-dir", str(output_dir),
+                 "--images-dir", str(tmp_path / "images"), *TINY]
     process = subprocess.Popen([sys.executable, "train.py", *arguments], cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

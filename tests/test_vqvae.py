@@ -48,7 +48,8 @@ def test_gradient_passes_straight_through():
 
 def test_commitment_loss_is_beta_times_distance():
     quantizer = make_quantizer(CODEBOOK, commitment_cost=0.25)
-    inputs = np.array([[0.5, 0.0], [0.0, 0.0]], "float32")  # squared errors 0.25 and 0 over 4 numbers
+    # squared errors 0.25 and 0 over 4 numbers
+    inputs = np.array([[0.5, 0.0], [0.0, 0.0]], "float32")
     loss = float(quantizer(inputs, training=False)["loss"])
     assert loss == pytest.approx(0.25 * 0.25 / 4)
 
@@ -96,7 +97,8 @@ def test_usage_and_perplexity():
 def test_quantizer_config_round_trip():
     quantizer = modules.VectorQuantizer(16, 4, commitment_cost=0.3, use_ema=False)
     clone = modules.VectorQuantizer.from_config(quantizer.get_config())
-    assert (clone.num_codes, clone.code_dim, clone.commitment_cost, clone.use_ema) == (16, 4, 0.3, False)
+    settings = (clone.num_codes, clone.code_dim, clone.commitment_cost, clone.use_ema)
+    assert settings == (16, 4, 0.3, False)
 
 
 def test_plain_vq_loss_trains_the_codebook_by_gradient():

@@ -12,8 +12,8 @@ import dataset  # noqa: E402
 import hyperparameters  # noqa: E402
 import modules  # noqa: E402
 import sampling  # noqa: E402
-from test_pixelcnn import (CHANGED, CODES, SLICES, UNCHANGED,  # noqa: E402
-                           dependency_matrix, logits_of, make_prior, perturb_code)
+from helpers import (CHANGED, CODES, SLICES, UNCHANGED,  # noqa: E402
+                     dependency_matrix, logits_of, make_prior, perturb_code)
 
 DEFAULT_GRID = 16  # the grid of the default 128x128 model
 

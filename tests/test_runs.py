@@ -17,12 +17,7 @@ keras = pytest.importorskip("keras")
 import hyperparameters  # noqa: E402
 import runs  # noqa: E402
 import train  # noqa: E402
-from test_train import REPO, TINY, write_oasis_layout  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_oasis_layout(tmp_path_factory.mktemp("oasis"))
+from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
 
 
 def train_args(data_dir, output_dir, *extra, stage="all", epochs="1"):

@@ -17,40 +17,7 @@ keras = pytest.importorskip("keras")
 
 import hyperparameters  # noqa: E402
 import train  # noqa: E402
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-TINY = ["--image-size", "32", "--num-downsamples", "2", "--channels", "8", "--num-codes", "16",
-        "--code-dim", "8", "--num-residual-blocks", "1", "--batch-size", "8",
-        "--prior-filters", "16", "--prior-layers", "2", "--prior-batch-size", "8"]
-
-
-def write_oasis_layout(root, cases=(2, 1, 1), slices=6, size=48, seed=0):
-    """Synthetic 'brains' (ellipses with a ventricle-like hole) in the OASIS PNG layout."""
-    rng = np.random.RandomState(seed)
-    grid = np.linspace(-1, 1, size)
-    yy, xx = np.meshgrid(grid, grid, indexing="ij")
-    case = 0
-    for split, count in zip(("train", "validate", "test"), cases):
-        folder = pathlib.Path(root) / f"keras_png_slices_{split}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for _ in range(count):
-            case += 1
-            for slice_number in range(slices):
-                radius = 0.5 + 0.3 * np.sin(np.pi * (slice_number + 1) / (slices + 1))
-                brain = ((yy / (radius * 1.2)) ** 2 + (xx / radius) ** 2) < 1
-                hole = ((yy / 0.25) ** 2 + (xx / (0.1 + 0.02 * slice_number)) ** 2) < 1
-                image = 0.7 * brain - 0.5 * hole + rng.normal(0, 0.03, brain.shape)
-                pixels = (np.clip(image, 0, 1) * 255).astype(np.uint8)
-                name = f"case_{case:03d}_slice_{slice_number}.nii.png"
-                Image.fromarray(pixels).save(folder / name)
-    return pathlib.Path(root)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_oasis_layout(tmp_path_factory.mktemp("oasis"))
-
+from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
 
 def read_csv(path):
     with open(path, newline="") as handle:

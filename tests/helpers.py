@@ -1,0 +1,141 @@
+"""Helpers the test modules share: tiny data, tiny models, and the perturbation checks of
+causality. (Fixtures built from them live in conftest.py.)"""
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Flags for a tiny model that trains in seconds on 32x32 slices.
+TINY = ["--image-size", "32", "--num-downsamples", "2", "--channels", "8", "--num-codes", "16",
+        "--code-dim", "8", "--num-residual-blocks", "1", "--batch-size", "8",
+        "--prior-filters", "16", "--prior-layers", "2", "--prior-batch-size", "8"]
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+def write_oasis_layout(root, cases=(2, 1, 1), slices=6, size=48, seed=0):
+    """Synthetic 'brains' (ellipses with a ventricle-like hole) in the OASIS PNG layout."""
+    rng = np.random.RandomState(seed)
+    grid = np.linspace(-1, 1, size)
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    case = 0
+    for split, count in zip(("train", "validate", "test"), cases):
+        folder = pathlib.Path(root) / f"keras_png_slices_{split}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for _ in range(count):
+            case += 1
+            for slice_number in range(slices):
+                radius = 0.5 + 0.3 * np.sin(np.pi * (slice_number + 1) / (slices + 1))
+                brain = ((yy / (radius * 1.2)) ** 2 + (xx / radius) ** 2) < 1
+                hole = ((yy / 0.25) ** 2 + (xx / (0.1 + 0.02 * slice_number)) ** 2) < 1
+                image = 0.7 * brain - 0.5 * hole + rng.normal(0, 0.03, brain.shape)
+                pixels = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+                name = f"case_{case:03d}_slice_{slice_number}.nii.png"
+                Image.fromarray(pixels).save(folder / name)
+    return pathlib.Path(root)
+
+
+def smooth_images(count, size, seed=0):
+    """Blurry random blobs in [0, 1]: learnable in a few steps."""
+    rng = np.random.RandomState(seed)
+    grid = np.linspace(-1, 1, size)
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    images = []
+    for _ in range(count):
+        cy, cx, radius = rng.uniform(-0.4, 0.4), rng.uniform(-0.4, 0.4), rng.uniform(0.3, 0.7)
+        images.append(np.clip(1.2 - np.hypot(yy - cy, xx - cx) / radius, 0, 1))
+    return np.array(images, "float32")[..., None]
+
+
+# --- PixelCNN causality -------------------------------------------------------------------------
+
+GRID, CODES, FILTERS, LAYERS, SLICES = 8, 8, 16, 2, 4
+UNCHANGED, CHANGED = 1e-6, 1e-5  # max |difference| of an output that must not / must move
+
+
+def make_prior(grid=GRID, kernel_size=3, num_layers=LAYERS, seed=0, **kwargs):
+    """A tiny built prior with larger-than-default embeddings, so every dependency shows."""
+    import keras
+
+    import modules
+
+    keras.utils.set_random_seed(seed)
+    prior = modules.GatedPixelCNN(num_codes=CODES, grid_size=grid, filters=FILTERS,
+                                  num_layers=num_layers, kernel_size=kernel_size, dropout=0.0,
+                                  num_slice_positions=SLICES, **kwargs)
+    prior.build()
+    rng = np.random.default_rng(seed)
+    for embedding in (prior.code_embedding, prior.slice_embedding):
+        shape = tuple(embedding.embeddings.shape)
+        embedding.embeddings.assign(rng.normal(size=shape).astype("float32"))
+    return prior
+
+
+def logits_of(prior, codes, slices=None):
+    from keras import ops
+
+    inputs = {"code_indices": np.asarray(codes, "int32")}
+    if slices is not None:
+        inputs["slice_index"] = np.asarray(slices, "int32")
+    return ops.convert_to_numpy(prior(inputs, training=False))
+
+
+def dependency_matrix(apply, base, perturb):
+    """D[p, q] = max |change| of the outputs at raster position p when input q is perturbed.
+
+    `base` is one example [g, g, ...]; `apply` maps a batch of examples to outputs
+    [B, g, g, C]; `perturb(example, row, column)` returns a copy changed at one position.
+    """
+    size = base.shape[0]
+    batch = [base] + [perturb(base, row, column)
+                      for row in range(size) for column in range(size)]
+    outputs = np.asarray(apply(np.stack(batch)))
+    change = np.abs(outputs[1:] - outputs[:1]).reshape(size * size, size * size, -1).max(-1)
+    return change.T
+
+
+def expected_matrix(size, depends):
+    """E[p, q] = depends(row_p, column_p, row_q, column_q) over all position pairs."""
+    rows, columns = np.divmod(np.arange(size * size), size)
+    return depends(rows[:, None], columns[:, None], rows[None, :], columns[None, :])
+
+
+def assert_dependencies(change, expected):
+    leaks = np.argwhere(~expected & (change > UNCHANGED))
+    assert len(leaks) == 0, f"outputs p depend on inputs q they must not see: (p, q) {leaks[:5]}"
+    blind = np.argwhere(expected & (change <= CHANGED))
+    assert len(blind) == 0, f"outputs p ignore inputs q they should see: (p, q) {blind[:5]}"
+
+
+def perturb_vector(rng):
+    def perturb(example, row, column):
+        changed = example.copy()
+        changed[row, column] += rng.normal(size=example.shape[-1]).astype(example.dtype)
+        return changed
+    return perturb
+
+
+def perturb_code(rng):
+    def perturb(example, row, column):
+        changed = example.copy()
+        changed[row, column] = (changed[row, column] + rng.integers(1, CODES)) % CODES
+        return changed
+    return perturb
+
+
+# Which inputs q = (rq, cq) each masked 3x3 convolution output p = (r, c) may see.
+H = 1  # half-width of a 3-wide kernel
+
+MASK_RULES = {
+    ("vertical", "A"): lambda r, c, rq, cq: (r - rq >= 1) & (r - rq <= H) & (abs(cq - c) <= H),
+    ("vertical", "B"): lambda r, c, rq, cq: (r - rq >= 0) & (r - rq <= H) & (abs(cq - c) <= H),
+    ("horizontal", "A"): lambda r, c, rq, cq: (rq == r) & (c - cq >= 1) & (c - cq <= H),
+    ("horizontal", "B"): lambda r, c, rq, cq: (rq == r) & (c - cq >= 0) & (c - cq <= H),
+    ("full", "A"): lambda r, c, rq, cq: (((r - rq >= 1) & (r - rq <= H) & (abs(cq - c) <= H))
+                                         | ((rq == r) & (c - cq >= 1) & (c - cq <= H))),
+    ("full", "B"): lambda r, c, rq, cq: (((r - rq >= 1) & (r - rq <= H) & (abs(cq - c) <= H))
+                                         | ((rq == r) & (c - cq >= 0) & (c - cq <= H))),
+}

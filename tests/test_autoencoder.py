@@ -1,0 +1,63 @@
+"""Tests of the VQ-VAE (autoencoder.py): losses fall, codes are used, save/reload."""
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+from keras import ops  # noqa: E402
+
+import modules  # noqa: E402
+from helpers import smooth_images  # noqa: E402
+
+
+def tiny_vqvae(**kwargs):
+    settings = dict(image_size=32, num_codes=16, code_dim=8, num_downsamples=2, channels=16,
+                    num_residual_blocks=1, ssim_warmup_steps=10)
+    settings.update(kwargs)
+    model = modules.VQVAETrainer(**settings)
+    model.build()
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    return model
+
+
+def test_trainer_losses_fall_and_codes_are_used():
+    keras.utils.set_random_seed(0)
+    images = smooth_images(32, 32)
+    model = tiny_vqvae()
+    first = model.evaluate(images, batch_size=16, verbose=0, return_dict=True)
+    history = model.fit(images, epochs=12, batch_size=16, verbose=0)
+    last = model.evaluate(images, batch_size=16, verbose=0, return_dict=True)
+    assert last["loss"] < 0.6 * first["loss"]
+    assert last["reconstruction_loss"] < first["reconstruction_loss"]
+    assert last["ssim"] > first["ssim"]
+    for name in ("loss", "reconstruction_loss", "vq_loss", "ssim", "perplexity", "codebook_usage"):
+        assert name in history.history
+    codes = ops.convert_to_numpy(model.encode(images))
+    assert codes.shape == (32, 8, 8)
+    assert len(np.unique(codes)) >= 4
+
+
+def test_saved_model_reloads_with_the_same_reconstructions(tmp_path):
+    keras.utils.set_random_seed(0)
+    images = smooth_images(8, 32)
+    model = tiny_vqvae()
+    model.fit(images, epochs=1, batch_size=8, verbose=0)
+    path = tmp_path / "vqvae.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0),
+                               atol=1e-6)
+    np.testing.assert_array_equal(ops.convert_to_numpy(loaded.encode(images)),
+                                  ops.convert_to_numpy(model.encode(images)))
+    np.testing.assert_allclose(ops.convert_to_numpy(loaded.quantizer.ema_cluster_size),
+                               ops.convert_to_numpy(model.quantizer.ema_cluster_size))
+
+
+def test_decode_codes_renders_images_of_the_input_size():
+    model = tiny_vqvae()
+    codes = np.zeros((2, 8, 8), "int32")
+    assert tuple(model.decode_codes(codes).shape) == (2, 32, 32, 1)
+
+
+def test_image_size_must_divide_by_the_downsampling():
+    with pytest.raises(ValueError, match="not divisible"):
+        modules.VQVAETrainer(image_size=36, num_downsamples=3)

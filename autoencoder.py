@@ -108,6 +108,8 @@ class VQVAETrainer(keras.Model):
             zero faster than MSE can teach structure, and training stalls; MSE first avoids it.
         ssim_window: the SSIM term's window, "uniform" (7x7: exactly the SSIM the scripts
             report) or "gaussian" (11x11); see `ssim_per_image`.
+        data_variance: the MSE term is divided by this (1.0: plain MSE); the keras-io design
+            divides by the variance of its training images.
 
     Call returns the reconstructions [B, S, S, 1]; `encode` returns code indices [B, g, g] and
     `decode_codes` renders code indices back into images.
@@ -116,7 +118,7 @@ class VQVAETrainer(keras.Model):
     def __init__(self, image_size=128, num_codes=512, code_dim=64, num_downsamples=3, channels=64,
                  num_residual_blocks=2, commitment_cost=0.25, use_ema=True, ema_decay=0.99,
                  dead_code_threshold=1.0, ssim_weight=0.5, ssim_warmup_steps=500,
-                 architecture="residual", ssim_window="uniform", **kwargs):
+                 architecture="residual", ssim_window="uniform", data_variance=1.0, **kwargs):
         super().__init__(**kwargs)
         if image_size % (2 ** num_downsamples):
             raise ValueError(f"image_size {image_size} is not divisible by 2**num_downsamples "
@@ -137,6 +139,9 @@ class VQVAETrainer(keras.Model):
         if ssim_window not in SSIM_WINDOWS:
             raise ValueError(f"unknown ssim_window {ssim_window!r}: use one of {SSIM_WINDOWS}")
         self.ssim_window = ssim_window
+        if not data_variance > 0:
+            raise ValueError(f"data_variance must be > 0, got {data_variance!r}")
+        self.data_variance = float(data_variance)
         self.architecture = architecture
         if architecture == "kerasio":
             self.num_downsamples = 2
@@ -180,7 +185,7 @@ class VQVAETrainer(keras.Model):
         reconstructions = ops.cast(self.decoder(quantized["quantized"], training=training),
                                    "float32")
         images = ops.cast(images, "float32")
-        mse = ops.mean((images - reconstructions) ** 2)
+        mse = ops.mean((images - reconstructions) ** 2) / self.data_variance
         ssim = ops.mean(ssim_per_image(images, reconstructions, window=self.ssim_window))
         reconstruction_loss = mse + ssim_weight * (1.0 - ssim)
         return {
@@ -299,6 +304,7 @@ class VQVAETrainer(keras.Model):
             "ema_decay": self.ema_decay, "dead_code_threshold": self.dead_code_threshold,
             "ssim_weight": self.ssim_weight, "ssim_warmup_steps": self.ssim_warmup_steps,
             "architecture": self.architecture, "ssim_window": self.ssim_window,
+            "data_variance": self.data_variance,
         })
         return config
 

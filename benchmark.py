@@ -183,22 +183,29 @@ class _TimeBudget:
         return TimeBudget()
 
 
-# The keras-io vq_vae.py design: 64 codes of 16 dimensions, plain VQ loss, MSE only, Adam 1e-3,
-# batch 128, codebook initialised at random (no first-batch k-means).
-KERASIO = {"num_codes": 64, "code_dim": 16, "batch_size": 128, "learning_rate": 1e-3}
+# The keras-io vq_vae.py design as published: 128 codes of 16 dimensions (`VQVAETrainer(
+# data_variance, latent_dim=16, num_embeddings=128)`), plain VQ loss with beta 0.25, the MSE
+# divided by the variance of the training images, no SSIM term, Adam 1e-3, batch 128, the
+# codebook initialised at random (no first-batch k-means, no EMA, no dead-code restart).
+KERASIO = {"num_codes": 128, "code_dim": 16, "batch_size": 128, "learning_rate": 1e-3,
+           "commitment_cost": 0.25}
 
 
-def quality_model(values, baseline):
-    """Our VQ-VAE from `values`, or the keras-io design (plain VQ loss, MSE only)."""
+def quality_model(values, baseline, train_images=None):
+    """Our VQ-VAE from `values`, or the keras-io design (which needs `train_images` for the
+    variance its MSE is divided by)."""
     import keras
+    import numpy as np
 
     import modules
 
     if baseline == "kerasio":
+        variance = 1.0 if train_images is None else float(np.var(train_images))
         model = modules.VQVAETrainer(
             image_size=values["image_size"], num_codes=KERASIO["num_codes"],
             code_dim=KERASIO["code_dim"], use_ema=False, ssim_weight=0.0,
-            architecture="kerasio", commitment_cost=0.25)
+            architecture="kerasio", commitment_cost=KERASIO["commitment_cost"],
+            data_variance=variance)
         model.quantizer.init_from_data = False
         model.build()
         learning_rate = KERASIO["learning_rate"]
@@ -221,7 +228,7 @@ def _train_for_budget(values, baseline, train, minutes):
 
     batch_size = KERASIO["batch_size"] if baseline == "kerasio" else values["batch_size"]
     keras.utils.set_random_seed(values["seed"])
-    model = quality_model(values, baseline)
+    model = quality_model(values, baseline, train.images)
     budget = _TimeBudget.make(minutes * 60.0)
     budget.batch_size = batch_size
     train_data = dataset.make_tf_dataset(train, batch_size, shuffle=True, seed=values["seed"],

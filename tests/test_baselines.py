@@ -1,0 +1,25 @@
+"""The keras-io `vq_vae.py` baseline (baselines.py, benchmark.KERASIO) is the published design."""
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+import benchmark  # noqa: E402
+import hyperparameters  # noqa: E402
+from helpers import smooth_images  # noqa: E402
+
+
+def test_kerasio_baseline_is_the_published_configuration():
+    """keras-io: VQVAETrainer(data_variance, latent_dim=16, num_embeddings=128); the
+    reconstruction loss is the MSE divided by the training images' variance, no SSIM term."""
+    images = smooth_images(8, 32)
+    values = dict(hyperparameters.DEFAULTS, image_size=32)
+    model = benchmark.quality_model(values, "kerasio", images)
+    assert (model.num_codes, model.code_dim, model.grid_size) == (128, 16, 8)
+    assert not model.use_ema and model.ssim_weight == 0.0
+    results = model.forward(images, training=False)
+    reconstructions = keras.ops.convert_to_numpy(results["reconstructions"])
+    mse = np.mean((images - reconstructions) ** 2)
+    np.testing.assert_allclose(float(results["reconstruction_loss"]), mse / np.var(images),
+                               rtol=1e-4)
+    assert np.var(images) < 0.5  # so dividing by it is not a no-op

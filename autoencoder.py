@@ -250,18 +250,23 @@ class VQVAETrainer(keras.Model):
     # -- JAX: the same steps, written statelessly ----------------------------------------------
 
     def _stateless_forward(self, trainable, non_trainable, optimizer_variables, images, training):
-        """`forward` with the given variable values; returns (loss, (results, non_trainable))."""
+        """`forward` with the given variable values; returns (loss, (results, non_trainable)).
+
+        In training the returned loss is the optimizer's scaled loss (`scale_loss`: times the
+        loss scale under a `LossScaleOptimizer`, unchanged otherwise), because its
+        `stateless_apply` divides the gradients by that scale, as on TensorFlow."""
         mapping = (list(zip(self.trainable_variables, trainable))
                    + list(zip(self.non_trainable_variables, non_trainable))
                    + list(zip(self.optimizer.variables, optimizer_variables)))
         with keras.StatelessScope(state_mapping=mapping) as scope:
             weight = self.ssim_weight * (self._ssim_warmup() if training else 1.0)
             results = self.forward(images, training=training, ssim_weight=weight)
+            loss = self.optimizer.scale_loss(results["loss"]) if training else results["loss"]
         updated = []
         for variable, value in zip(self.non_trainable_variables, non_trainable):
             new_value = scope.get_current_value(variable)
             updated.append(value if new_value is None else new_value)
-        return results["loss"], (results, updated)
+        return loss, (results, updated)
 
     def _stateless_report(self, metrics_variables, results):
         logs, updated = {}, []

@@ -32,7 +32,7 @@ MIRRORED = """
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, modules
-    from test_vqvae import smooth_images
+    from helpers import smooth_images
 
     images = smooth_images(64, 32)
 
@@ -79,7 +79,8 @@ def test_mirrored_training_on_two_cpu_devices_matches_one_device():
 
 MIXED = """
     import json, numpy as np, keras, modules
-    from test_vqvae import smooth_images, tiny_vqvae
+    from helpers import smooth_images
+    from test_autoencoder import tiny_vqvae
 
     images = smooth_images(32, 32)
     keras.utils.set_random_seed(0)
@@ -114,7 +115,8 @@ def test_mixed_precision_keeps_the_quantizer_in_float32_and_the_codes():
 
 JAX = """
     import json, numpy as np, keras, modules, sampling
-    from test_vqvae import smooth_images, tiny_vqvae
+    from helpers import smooth_images
+    from test_autoencoder import tiny_vqvae
 
     assert keras.backend.backend() == "jax"
     images = smooth_images(16, 32)
@@ -151,3 +153,38 @@ def test_model_builds_trains_and_samples_on_the_jax_backend():
     assert result["sample_shape"] == [3, 8, 8] and result["reproducible"]
     assert result["decoded_shape"] == [3, 32, 32, 1]
 
+
+
+LOSS_SCALE = """
+    import json, numpy as np, keras, modules
+    from helpers import smooth_images
+
+    images = smooth_images(8, 32)
+
+    def first_step_update(optimizer):
+        keras.utils.set_random_seed(0)
+        model = modules.VQVAETrainer(image_size=32, num_codes=16, code_dim=8, num_downsamples=2,
+                                     channels=8, num_residual_blocks=1, ssim_weight=0.0,
+                                     dead_code_threshold=0.0)
+        model.build()
+        model.compile(optimizer=optimizer)
+        before = keras.ops.convert_to_numpy(model.decoder.weights[-2]).copy()
+        model.fit(images, batch_size=8, epochs=1, verbose=0, shuffle=False)
+        return keras.ops.convert_to_numpy(model.decoder.weights[-2]) - before
+
+    plain = first_step_update(keras.optimizers.SGD(0.1))
+    scaled = first_step_update(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1),
+                                                                    initial_scale=1024.0))
+    print(json.dumps({"ratio": float(np.abs(scaled).sum() / np.abs(plain).sum())}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_a_loss_scale_optimizer_takes_the_same_step(backend):
+    """Under a LossScaleOptimizer (as mixed float16 training uses) the loss is scaled before
+    the gradients and they are unscaled after, so the step equals the unscaled one; on JAX the
+    gradients were unscaled without the loss being scaled (steps 1024x too small)."""
+    if backend == "jax" and importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed")
+    result = run_python(LOSS_SCALE, backend=backend)
+    assert result["ratio"] == pytest.approx(1.0, rel=1e-3)

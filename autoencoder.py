@@ -8,6 +8,7 @@ import keras
 from keras import layers, ops
 
 from baselines import build_kerasio_decoder, build_kerasio_encoder
+from hyperparameters import DEFAULTS
 from quantizer import VectorQuantizer
 from ssim_loss import SSIM_WINDOWS, ssim_per_image
 
@@ -46,7 +47,9 @@ def level_channels(channels, num_downsamples):
     return [channels * min(2 ** level, 4) for level in range(num_downsamples)]
 
 
-def build_encoder(image_size, code_dim, num_downsamples=3, channels=64, num_residual_blocks=2):
+def build_encoder(image_size, code_dim, num_downsamples=DEFAULTS["num_downsamples"],
+                  channels=DEFAULTS["channels"],
+                  num_residual_blocks=DEFAULTS["num_residual_blocks"]):
     """Strided convolutions then residual blocks: [B, S, S, 1] -> [B, S/2^n, S/2^n, code_dim]."""
     inputs = keras.Input((image_size, image_size, 1), name="image")
     hidden = inputs
@@ -62,7 +65,9 @@ def build_encoder(image_size, code_dim, num_downsamples=3, channels=64, num_resi
     return keras.Model(inputs, latents, name="encoder")
 
 
-def build_decoder(grid_size, code_dim, num_downsamples=3, channels=64, num_residual_blocks=2):
+def build_decoder(grid_size, code_dim, num_downsamples=DEFAULTS["num_downsamples"],
+                  channels=DEFAULTS["channels"],
+                  num_residual_blocks=DEFAULTS["num_residual_blocks"]):
     """Residual blocks then transposed convolutions: [B, g, g, code_dim] -> [B, g*2^n, g*2^n, 1]."""
     inputs = keras.Input((grid_size, grid_size, code_dim), name="quantized")
     widths = level_channels(channels, num_downsamples)
@@ -115,10 +120,16 @@ class VQVAETrainer(keras.Model):
     `decode_codes` renders code indices back into images.
     """
 
-    def __init__(self, image_size=128, num_codes=512, code_dim=64, num_downsamples=3, channels=64,
-                 num_residual_blocks=2, commitment_cost=0.25, use_ema=True, ema_decay=0.99,
-                 dead_code_threshold=1.0, ssim_weight=0.5, ssim_warmup_steps=500,
-                 architecture="residual", ssim_window="uniform", data_variance=1.0, **kwargs):
+    def __init__(self, image_size=DEFAULTS["image_size"], num_codes=DEFAULTS["num_codes"],
+                 code_dim=DEFAULTS["code_dim"], num_downsamples=DEFAULTS["num_downsamples"],
+                 channels=DEFAULTS["channels"], num_residual_blocks=DEFAULTS["num_residual_blocks"],
+                 commitment_cost=DEFAULTS["commitment_cost"], use_ema=DEFAULTS["use_ema"],
+                 ema_decay=DEFAULTS["ema_decay"],
+                 dead_code_threshold=DEFAULTS["dead_code_threshold"],
+                 ssim_weight=DEFAULTS["ssim_weight"],
+                 ssim_warmup_steps=DEFAULTS["ssim_warmup_steps"],
+                 architecture="residual", ssim_window=DEFAULTS["ssim_window"], data_variance=1.0,
+                 **kwargs):
         super().__init__(**kwargs)
         if image_size % (2 ** num_downsamples):
             raise ValueError(f"image_size {image_size} is not divisible by 2**num_downsamples "

@@ -65,7 +65,7 @@ def benchmark_sampling(args):
     prior = modules.GatedPixelCNN(num_codes=args.num_codes, grid_size=args.grid_size,
                                   filters=args.filters, num_layers=args.layers,
                                   kernel_size=args.kernel_size, dropout=0.0,
-                                  num_slice_positions=32, attention_blocks=args.attention_blocks,
+                                  attention_blocks=args.attention_blocks,
                                   attention_heads=args.attention_heads,
                                   position_embedding=args.position_embedding)
     prior.build()

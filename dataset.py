@@ -25,8 +25,9 @@ import numpy as np
 from PIL import Image
 
 import volumes
-from progress import Progress
 from errors import DatasetError  # noqa: F401  (part of this module's interface)
+from hyperparameters import DEFAULTS
+from progress import Progress
 
 DEMO_VOLUME = (pathlib.Path(__file__).resolve().parent / "data" / "mni152"
                / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
@@ -233,7 +234,8 @@ def _read_png_or_error(path, image_size):
         return None, str(error)
 
 
-def load_png_folder(folder, image_size, skip_bad=False, num_slice_positions=32) -> SliceSet:
+def load_png_folder(folder, image_size, skip_bad=False,
+                    num_slice_positions=DEFAULTS["num_slice_positions"]) -> SliceSet:
     """Loads every `.png` in one folder (other files are ignored).
 
     Args:
@@ -284,7 +286,8 @@ def load_png_folder(folder, image_size, skip_bad=False, num_slice_positions=32) 
                     skipped=[str(path) for path, _ in skipped])
 
 
-def load_oasis_png(root, image_size, skip_bad=False, num_slice_positions=32) -> dict:
+def load_oasis_png(root, image_size, skip_bad=False,
+                   num_slice_positions=DEFAULTS["num_slice_positions"]) -> dict:
     """Loads the OASIS PNG layout (`keras_png_slices_{train,validate,test}` under `root`).
 
     Args:
@@ -473,9 +476,10 @@ def _nifti_dimensions(path):
     return dimensions
 
 
-def load_nifti_folder(folder, image_size, slices_per_volume=32, split=(0.8, 0.1, 0.1), seed=42,
-                      skip_bad=False, num_slice_positions=32, slice_axis="axial",
-                      crop=True) -> dict:
+def load_nifti_folder(folder, image_size, slices_per_volume=DEFAULTS["slices_per_volume"],
+                      split=None, seed=DEFAULTS["seed"], skip_bad=False,
+                      num_slice_positions=DEFAULTS["num_slice_positions"],
+                      slice_axis=DEFAULTS["slice_axis"], crop=DEFAULTS["crop_to_head"]) -> dict:
     """Loads NIfTI data: 3D volumes (split by case) or the keras_slices_* 2D slice layout.
 
     A flat folder of 3D volumes is read as `volumes.py` describes: reoriented to RAS by its
@@ -490,7 +494,8 @@ def load_nifti_folder(folder, image_size, slices_per_volume=32, split=(0.8, 0.1,
         folder: the NIfTI folder.
         image_size: side of the square output images.
         slices_per_volume: slices cut from each 3D volume (at most).
-        split: (train, validate, test) shares of the cases, e.g. (0.8, 0.1, 0.1) or (125, 20, 20).
+        split: (train, validate, test) shares of the cases, e.g. (0.8, 0.1, 0.1) or (125, 20, 20);
+            None: the --split default.
         seed: seed of the case shuffle.
         skip_bad: skip unreadable files (recorded in `skipped` of every split) instead of raising.
         num_slice_positions: size of the slice-index vocabulary.
@@ -515,6 +520,7 @@ def load_nifti_folder(folder, image_size, slices_per_volume=32, split=(0.8, 0.1,
                 for split_name, name in NIFTI_SLICE_FOLDERS.items()}
     if slices_per_volume < 1:
         raise DatasetError(f"slices_per_volume={slices_per_volume}: need at least 1.")
+    split = parse_split(DEFAULTS["split"]) if split is None else split
     files = _nifti_files(folder)
     parts_3d, parts_2d, skipped, fewer = [], [], [], []
     progress = Progress(len(files), f"reading {len(files)} NIfTI files in {folder}")
@@ -611,7 +617,8 @@ def _augment(image, rng):
     return np.clip(gain * np.clip(warped, 0.0, 1.0) ** gamma, 0.0, 1.0).astype(np.float32)
 
 
-def load_demo(image_size, copies=6, seed=42, num_slice_positions=32) -> dict:
+def load_demo(image_size, copies=DEFAULTS["demo_copies"], seed=DEFAULTS["seed"],
+              num_slice_positions=DEFAULTS["num_slice_positions"]) -> dict:
     """The embedded MNI152 template cut into an augmented demo dataset.
 
     Axial slices over 20%..80% of the template's non-empty axial extent, split by slice ranges:
@@ -670,9 +677,11 @@ def _counts(splits):
     return " / ".join(f"{len(splits[name])} {name}" for name in SPLITS)
 
 
-def load_splits(data_dir, image_size, *, slices_per_volume=32, num_slice_positions=32,
-                demo_copies=6, seed=42, skip_bad=False, slice_axis="axial",
-                split=(0.8, 0.1, 0.1), crop=True) -> tuple[dict, str]:
+def load_splits(data_dir, image_size, *, slices_per_volume=DEFAULTS["slices_per_volume"],
+                num_slice_positions=DEFAULTS["num_slice_positions"],
+                demo_copies=DEFAULTS["demo_copies"], seed=DEFAULTS["seed"],
+                skip_bad=DEFAULTS["skip_bad"], slice_axis=DEFAULTS["slice_axis"], split=None,
+                crop=DEFAULTS["crop_to_head"]) -> tuple[dict, str]:
     """Detects the layout of `data_dir` and loads train/validate/test.
 
     Args:
@@ -685,7 +694,8 @@ def load_splits(data_dir, image_size, *, slices_per_volume=32, num_slice_positio
         seed: seed of the case split and of the demo augmentation.
         skip_bad: skip unreadable files instead of raising.
         slice_axis: axis NIfTI volumes are cut along: "axial", "coronal" or "sagittal".
-        split: (train, validate, test) shares of the subjects of a NIfTI folder.
+        split: (train, validate, test) shares of the subjects of a NIfTI folder (None: the
+            --split default).
         crop: crop the slices of each NIfTI volume to its head box.
 
     Returns:
@@ -744,8 +754,8 @@ def load_splits_for(values):
 
 # --- tf.data -------------------------------------------------------------------------------------
 
-def make_tf_dataset(slices: SliceSet, batch_size, shuffle=True, seed=42, with_slice_index=False,
-                    drop_remainder=False, repeat=False):
+def make_tf_dataset(slices: SliceSet, batch_size, shuffle=True, seed=DEFAULTS["seed"],
+                    with_slice_index=False, drop_remainder=False, repeat=False):
     """A tf.data pipeline over a SliceSet: shuffle -> repeat -> batch -> prefetch.
 
     Args:

@@ -5,6 +5,7 @@ import keras
 from keras import layers, ops
 
 import attention
+from hyperparameters import DEFAULTS, LEGACY_VALUES
 from masked_conv import MaskedConv2D
 
 @keras.saving.register_keras_serializable(package="vqvae")
@@ -215,9 +216,16 @@ class GatedPixelCNN(keras.Model):
         Logits [B, g, g, K], float32.
     """
 
-    def __init__(self, num_codes=512, grid_size=16, filters=96, num_layers=6, kernel_size=3,
-                 dropout=0.1, num_slice_positions=32, condition_dropout=0.1, seed=0,
-                 attention_blocks=0, attention_heads=4, position_embedding=False, **kwargs):
+    # The attention settings default to LEGACY_VALUES, what a prior saved before they existed
+    # was built with, so such checkpoints load unchanged; runs get theirs from DEFAULTS.
+    def __init__(self, num_codes=DEFAULTS["num_codes"],
+                 grid_size=DEFAULTS["image_size"] // 2 ** DEFAULTS["num_downsamples"],
+                 filters=DEFAULTS["prior_filters"], num_layers=DEFAULTS["prior_layers"],
+                 kernel_size=DEFAULTS["prior_kernel_size"], dropout=DEFAULTS["prior_dropout"],
+                 num_slice_positions=DEFAULTS["num_slice_positions"], condition_dropout=0.1,
+                 seed=0, attention_blocks=LEGACY_VALUES["prior_attention_blocks"],
+                 attention_heads=LEGACY_VALUES["prior_attention_heads"],
+                 position_embedding=LEGACY_VALUES["prior_position_embedding"], **kwargs):
         super().__init__(**kwargs)
         self.num_codes = int(num_codes)
         self.grid_size = int(grid_size)

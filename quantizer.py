@@ -7,6 +7,8 @@ distribution strategy (when one is active) to sum them over replicas.
 import keras
 from keras import layers, ops
 
+from hyperparameters import DEFAULTS
+
 def _sum_over_replicas(value):
     """Sums `value` over the replicas of an active `tf.distribute` strategy; identity otherwise."""
     if keras.backend.backend() != "tensorflow":
@@ -59,9 +61,10 @@ class VectorQuantizer(layers.Layer):
         usage: fraction of the K codes used at least once in the batch.
     """
 
-    def __init__(self, num_codes, code_dim, commitment_cost=0.25, use_ema=True, ema_decay=0.99,
-                 epsilon=1e-5, dead_code_threshold=1.0, kmeans_iterations=3, init_from_data=True,
-                 **kwargs):
+    def __init__(self, num_codes, code_dim, commitment_cost=DEFAULTS["commitment_cost"],
+                 use_ema=DEFAULTS["use_ema"], ema_decay=DEFAULTS["ema_decay"], epsilon=1e-5,
+                 dead_code_threshold=DEFAULTS["dead_code_threshold"], kmeans_iterations=3,
+                 init_from_data=True, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.num_codes = int(num_codes)

@@ -9,6 +9,8 @@ import numpy as np
 import runs
 from progress import Progress
 
+SAMPLING_BATCH = 128  # grids per compiled sampling call (more samples show a progress line)
+
 
 def load_test_split(values, split="test"):
     """The evaluation split of the run's data (the demo data if its folder is absent)."""
@@ -88,9 +90,14 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
     import sampling
 
     prior = runs.load_prior(output_dir)
+    progress = Progress(count, f"sampling {count} slices", minimum=SAMPLING_BATCH + 1)
     codes = sampling.sample_codes(
         prior, count, vqvae.grid_size, slice_index=slice_index,
         temperature=values["temperature"] if temperature is None else temperature,
         top_k=min(values["top_k"] if top_k is None else top_k, prior.num_codes),  # k >= K: all
-        seed=values["seed"] if seed is None else seed)
-    return np.clip(keras.ops.convert_to_numpy(vqvae.decode_codes(codes)), 0.0, 1.0), codes
+        seed=values["seed"] if seed is None else seed, batch_size=SAMPLING_BATCH,
+        progress=progress)
+    progress.close()
+    images = [keras.ops.convert_to_numpy(vqvae.decode_codes(codes[start:start + SAMPLING_BATCH]))
+              for start in range(0, len(codes), SAMPLING_BATCH)]
+    return np.clip(np.concatenate(images), 0.0, 1.0), codes

@@ -268,7 +268,7 @@ def masked_ssim(reference, test, mask):
     return float(ssim_map[mask].mean())
 
 
-def per_image_metrics(references, reconstructions, masks=None):
+def per_image_metrics(references, reconstructions, masks=None, progress=None):
     """SSIM, PSNR, MS-SSIM and SSIM inside the brain of each pair of images.
 
     Args:
@@ -276,6 +276,7 @@ def per_image_metrics(references, reconstructions, masks=None):
         reconstructions: the same shape.
         masks: optional bool [N, H, W] (or [N, H, W, 1]) brain masks; when None, `brain_mask`
             of each reference is used.
+        progress: optional object whose `step()` is called after each image.
 
     Returns:
         dict of float64 arrays [N]: "ssim", "psnr" (inf for identical pairs), "ms_ssim" (NaN
@@ -299,6 +300,8 @@ def per_image_metrics(references, reconstructions, masks=None):
                                      else np.nan)
         mask = brain_mask(reference) if masks is None else masks[index].astype(bool)
         results["brain_ssim"][index] = masked_ssim(reference, reconstruction, mask)
+        if progress is not None:
+            progress.step()
     return results
 
 
@@ -440,7 +443,7 @@ def _pool(images, factor):
 
 
 def nearest_neighbour_ssim(samples, training_images, max_training=None, candidates=16,
-                           chunk_size=2048):
+                           chunk_size=2048, progress=None):
     """For each sample, the highest SSIM against any training image, and that image's index.
 
     Candidates are prefiltered by L2 distance between 4 x 4 average-pooled images (the
@@ -453,6 +456,7 @@ def nearest_neighbour_ssim(samples, training_images, max_training=None, candidat
             through the set, are searched (returned indices still index `training_images`).
         candidates: how many prefiltered training images get the exact SSIM per sample.
         chunk_size: training images pooled at a time (bounds memory).
+        progress: optional object whose `step()` is called after each sample.
 
     Returns:
         (nearest_ssim float64 [M], nearest_index int64 [M]).
@@ -491,6 +495,8 @@ def nearest_neighbour_ssim(samples, training_images, max_training=None, candidat
         best = int(np.argmax(scores))
         nearest_ssim[number] = scores[best]
         nearest_index[number] = searched[ordered[best]]
+        if progress is not None:
+            progress.step()
     return nearest_ssim, nearest_index
 
 

@@ -311,7 +311,7 @@ _XLA_WORKS = None
 # ---------------------------------------------------------------------------------------------
 
 def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature=1.0, top_k=0,
-                 seed=0, batch_size=None, crop=True, jit_compile=None):
+                 seed=0, batch_size=None, crop=True, jit_compile=None, progress=None):
     """Samples code grids from the prior, the whole raster loop in one compiled function.
 
     Args:
@@ -330,6 +330,8 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
             on a one-row crop per position (same results up to float rounding, far less work)
             instead of the whole prior on the whole grid at every position.
         jit_compile: TensorFlow only: compile with XLA (None: when XLA works here).
+        progress: optional object whose `step(count)` is called after each batch with the
+            number of grids it finished (e.g. a `progress.Progress`).
 
     Returns:
         int32 numpy array [N, g, g] of code indices in [0, K).
@@ -362,6 +364,8 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
                          ops.convert_to_tensor(temperature, "float32"),
                          ops.convert_to_tensor(batch_seed))
         grids.append(np.asarray(ops.convert_to_numpy(result), np.int32)[:count])
+        if progress is not None:
+            progress.step(count)
     return np.concatenate(grids)
 
 

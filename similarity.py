@@ -19,6 +19,7 @@ import sys
 import numpy as np
 
 import console
+from progress import Progress
 
 
 def encoder_features(vqvae, images, batch_size=64):
@@ -65,7 +66,10 @@ def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
 
     reconstructions = inference.reconstruct(vqvae, test.images)
     masks = segmentation_masks(test, vqvae.image_size)
-    per_image = metrics.per_image_metrics(test.images, reconstructions, masks=masks)
+    progress = Progress(len(test), f"scoring {len(test)} reconstructions", minimum=200)
+    per_image = metrics.per_image_metrics(test.images, reconstructions, masks=masks,
+                                          progress=progress)
+    progress.close()
     source = "OASIS segmentations" if masks is not None else "a threshold of the original"
     print(f"Reconstruction metrics over {len(test)} {split} slices (brain mask from {source})")
     print(metrics.summary_table(per_image))
@@ -91,7 +95,9 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed):
     import realism
 
     samples, sampled_codes = inference.generate(values, vqvae, output_dir, count, seed=seed)
-    nearest, _ = metrics.nearest_neighbour_ssim(samples, train.images)
+    progress = Progress(count, f"nearest training slice of {count} samples", minimum=200)
+    nearest, _ = metrics.nearest_neighbour_ssim(samples, train.images, progress=progress)
+    progress.close()
     copies = metrics.memorisation_flags(nearest)
     diversity_mean, diversity_std = metrics.pairwise_ms_ssim(samples, max_pairs=500, seed=seed)
     real_features = encoder_features(vqvae, test.images)

@@ -302,6 +302,8 @@ def benchmark_quality(args):
     print(f"test slices: {len(test)}")
     print(f"mean SSIM: {per_image['ssim'].mean():.4f} ± {per_image['ssim'].std():.4f}")
     print(f"mean brain SSIM: {per_image['brain_ssim'].mean():.4f}")
+    print(f"mean sharpness (gradient-magnitude ratio inside the brain): "
+          f"{np.nanmean(per_image['sharpness']):.3f}")
     print(f"mean PSNR: {psnr.mean():.2f} dB")
     print(f"codebook usage (test split): {used}/{model.num_codes} codes "
           f"({used / model.num_codes:.1%})")
@@ -345,6 +347,7 @@ def benchmark_learning_curve(args):
                "test_ssim": float(test_quality["ssim"].mean()),
                "test_ssim_std": float(test_quality["ssim"].std()),
                "test_brain_ssim": float(np.nanmean(test_quality["brain_ssim"])),
+               "test_sharpness": float(np.nanmean(test_quality["sharpness"])),
                "test_codes_used": used}
         rows.append(row)
         print(f"{count:>8} {len(train):>7} {images:>8,} {row['epochs']:>6.1f} "

@@ -73,10 +73,12 @@ def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
     source = "OASIS segmentations" if masks is not None else "a threshold of the original"
     print(f"Reconstruction metrics over {len(test)} {split} slices (brain mask from {source})")
     print(metrics.summary_table(per_image))
+    print("  sharpness: mean gradient magnitude of the reconstruction over the original's, inside "
+          "the brain (1 = as sharp; blur shows below 1)")
     csv_path = pathlib.Path(output_dir) / "reconstruction_metrics.csv"
     metrics.write_metrics_csv(csv_path, per_image, [str(p) for p in test.paths],
                               extra_columns={"slice_index": test.slice_index})
-    figures = [
+    written = [
         figures.plot_ssim_histogram(per_image["ssim"], images_dir / "ssim_histogram.png"),
         figures.plot_metric_by_slice(test.slice_index, per_image["ssim"],
                                      images_dir / "ssim_by_slice.png"),
@@ -84,7 +86,7 @@ def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
                                 images_dir / "best_worst.png"),
     ]
     print(f"per-image metrics: {csv_path}")
-    print("figures: " + ", ".join(str(f) for f in figures))
+    print("figures: " + ", ".join(str(path) for path in written))
     return per_image
 
 

@@ -122,7 +122,7 @@ def test_per_image_metrics_and_summary_table_handle_inf():
     reconstructions[1:] = np.clip(reconstructions[1:] + 0.05 * np.random.default_rng(5).normal(
         size=reconstructions[1:].shape), 0, 1)
     result = metrics.per_image_metrics(references, reconstructions)
-    assert set(result) == {"ssim", "psnr", "ms_ssim", "brain_ssim"}
+    assert set(result) == {"ssim", "psnr", "ms_ssim", "brain_ssim", "sharpness"}
     assert all(values.shape == (3,) for values in result.values())
     assert result["psnr"][0] == math.inf and np.isfinite(result["psnr"][1:]).all()
     assert result["ssim"][0] == pytest.approx(1.0) and (result["ssim"][1:] < 1).all()
@@ -263,3 +263,18 @@ def test_histogram_distance():
     partial = metrics.histogram_distance([0.5, 0.5], [0.25, 0.75])
     assert 0 < partial["js_divergence_bits"] < 1
     assert partial["total_variation"] == pytest.approx(0.25)
+
+
+def test_gradient_magnitude_ratio_shows_blur_and_noise():
+    image = smooth_image(3, size=64, sigma=1.5)
+    mask = np.ones(image.shape, dtype=bool)
+    assert metrics.gradient_magnitude_ratio(image, image, mask) == pytest.approx(1.0)
+    blurred = ndimage.gaussian_filter(image, 1.0)
+    blurrier = ndimage.gaussian_filter(image, 2.0)
+    noisy = np.clip(image + np.random.default_rng(0).normal(0, 0.05, image.shape), 0, 1)
+    assert metrics.gradient_magnitude_ratio(image, blurrier) < \
+        metrics.gradient_magnitude_ratio(image, blurred) < 0.95
+    assert metrics.gradient_magnitude_ratio(image, noisy) > 1.05
+    assert np.isnan(metrics.gradient_magnitude_ratio(np.zeros((16, 16)), image[:16, :16]))
+    scores = metrics.per_image_metrics(image[None], blurred[None])
+    assert scores["sharpness"][0] < 0.95

@@ -152,3 +152,47 @@ class CausalAttentionBlock(layers.Layer):
         config.update({"filters": self.filters, "heads": self.heads,
                        "dropout": self.dropout_rate})
         return config
+
+
+@keras.saving.register_keras_serializable(package="vqvae")
+class SpatialSelfAttention(layers.Layer):
+    """Non-causal self-attention over the positions of a feature map, with a residual:
+    x += Wo MHA(GroupNorm(x)) over all H*W positions (the VQGAN / VQ-VAE-2 block used at the
+    coarsest resolution of the encoder and decoder, where every position can see the whole
+    slice).
+
+    Args:
+        heads: number of attention heads (the width must be a multiple).
+
+    Call args:
+        features: [B, H, W, F].
+
+    Returns:
+        [B, H, W, F].
+    """
+
+    def __init__(self, heads=4, **kwargs):
+        super().__init__(**kwargs)
+        self.heads = int(heads)
+
+    def build(self, input_shape):
+        width = int(input_shape[-1])
+        if width % self.heads:
+            raise ValueError(f"feature width {width} is not a multiple of heads={self.heads}")
+        self.norm = layers.GroupNormalization(groups=min(32, width), epsilon=1e-6)
+        self.norm.build(input_shape)
+        self.attention = layers.MultiHeadAttention(self.heads, width // self.heads)
+        sequence = (input_shape[0], None, width)
+        self.attention.build(sequence, sequence)
+
+    def call(self, features):
+        height, width = ops.shape(features)[1], ops.shape(features)[2]
+        hidden = self.norm(features)
+        flat = ops.reshape(hidden, (ops.shape(features)[0], height * width, features.shape[-1]))
+        attended = self.attention(flat, flat)
+        return features + ops.reshape(attended, ops.shape(features))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"heads": self.heads})
+        return config

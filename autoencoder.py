@@ -8,7 +8,8 @@ import keras
 from keras import layers, ops
 
 from baselines import build_kerasio_decoder, build_kerasio_encoder
-from hyperparameters import DEFAULTS
+from attention import SpatialSelfAttention
+from hyperparameters import DEFAULTS, LEGACY_VALUES
 from quantizer import VectorQuantizer
 from ssim_loss import SSIM_WINDOWS, ssim_per_image
 
@@ -49,8 +50,10 @@ def level_channels(channels, num_downsamples):
 
 def build_encoder(image_size, code_dim, num_downsamples=DEFAULTS["num_downsamples"],
                   channels=DEFAULTS["channels"],
-                  num_residual_blocks=DEFAULTS["num_residual_blocks"]):
-    """Strided convolutions then residual blocks: [B, S, S, 1] -> [B, S/2^n, S/2^n, code_dim]."""
+                  num_residual_blocks=DEFAULTS["num_residual_blocks"],
+                  attention=LEGACY_VALUES["attention"]):
+    """Strided convolutions then residual blocks (and, with `attention`, a self-attention block
+    at the grid's resolution): [B, S, S, 1] -> [B, S/2^n, S/2^n, code_dim]."""
     inputs = keras.Input((image_size, image_size, 1), name="image")
     hidden = inputs
     for level, width in enumerate(level_channels(channels, num_downsamples)):
@@ -60,6 +63,8 @@ def build_encoder(image_size, code_dim, num_downsamples=DEFAULTS["num_downsample
     hidden = layers.Conv2D(width, 3, padding="same", name="mix")(hidden)
     for block in range(num_residual_blocks):
         hidden = ResidualBlock(width, name=f"residual_{block}")(hidden)
+    if attention:
+        hidden = SpatialSelfAttention(name="attention")(hidden)
     hidden = layers.ReLU()(hidden)
     latents = layers.Conv2D(code_dim, 1, name="to_codes")(hidden)
     return keras.Model(inputs, latents, name="encoder")
@@ -67,11 +72,15 @@ def build_encoder(image_size, code_dim, num_downsamples=DEFAULTS["num_downsample
 
 def build_decoder(grid_size, code_dim, num_downsamples=DEFAULTS["num_downsamples"],
                   channels=DEFAULTS["channels"],
-                  num_residual_blocks=DEFAULTS["num_residual_blocks"]):
-    """Residual blocks then transposed convolutions: [B, g, g, code_dim] -> [B, g*2^n, g*2^n, 1]."""
+                  num_residual_blocks=DEFAULTS["num_residual_blocks"],
+                  attention=LEGACY_VALUES["attention"]):
+    """(With `attention`, a self-attention block, then) residual blocks, then transposed
+    convolutions: [B, g, g, code_dim] -> [B, g*2^n, g*2^n, 1]."""
     inputs = keras.Input((grid_size, grid_size, code_dim), name="quantized")
     widths = level_channels(channels, num_downsamples)
     hidden = layers.Conv2D(widths[-1], 3, padding="same", name="from_codes")(inputs)
+    if attention:
+        hidden = SpatialSelfAttention(name="attention")(hidden)
     for block in range(num_residual_blocks):
         hidden = ResidualBlock(widths[-1], name=f"residual_{block}")(hidden)
     hidden = layers.ReLU()(hidden)
@@ -115,6 +124,8 @@ class VQVAETrainer(keras.Model):
             report) or "gaussian" (11x11); see `ssim_per_image`.
         data_variance: the MSE term is divided by this (1.0: plain MSE); the keras-io design
             divides by the variance of its training images.
+        attention: a self-attention block at the grid's resolution in the encoder and the
+            decoder (`attention.SpatialSelfAttention`).
 
     Call returns the reconstructions [B, S, S, 1]; `encode` returns code indices [B, g, g] and
     `decode_codes` renders code indices back into images.
@@ -129,7 +140,7 @@ class VQVAETrainer(keras.Model):
                  ssim_weight=DEFAULTS["ssim_weight"],
                  ssim_warmup_steps=DEFAULTS["ssim_warmup_steps"],
                  architecture="residual", ssim_window=DEFAULTS["ssim_window"], data_variance=1.0,
-                 **kwargs):
+                 attention=LEGACY_VALUES["attention"], **kwargs):
         super().__init__(**kwargs)
         if image_size % (2 ** num_downsamples):
             raise ValueError(f"image_size {image_size} is not divisible by 2**num_downsamples "
@@ -153,6 +164,7 @@ class VQVAETrainer(keras.Model):
         if not data_variance > 0:
             raise ValueError(f"data_variance must be > 0, got {data_variance!r}")
         self.data_variance = float(data_variance)
+        self.attention = bool(attention)
         self.architecture = architecture
         if architecture == "kerasio":
             self.num_downsamples = 2
@@ -165,9 +177,9 @@ class VQVAETrainer(keras.Model):
             self.decoder = build_kerasio_decoder(self.grid_size, self.code_dim)
         else:
             self.encoder = build_encoder(self.image_size, self.code_dim, self.num_downsamples,
-                                         self.channels, self.num_residual_blocks)
+                                         self.channels, self.num_residual_blocks, self.attention)
             self.decoder = build_decoder(self.grid_size, self.code_dim, self.num_downsamples,
-                                         self.channels, self.num_residual_blocks)
+                                         self.channels, self.num_residual_blocks, self.attention)
         self.quantizer = VectorQuantizer(
             self.num_codes, self.code_dim, commitment_cost=self.commitment_cost,
             use_ema=self.use_ema, ema_decay=self.ema_decay,
@@ -320,7 +332,7 @@ class VQVAETrainer(keras.Model):
             "ema_decay": self.ema_decay, "dead_code_threshold": self.dead_code_threshold,
             "ssim_weight": self.ssim_weight, "ssim_warmup_steps": self.ssim_warmup_steps,
             "architecture": self.architecture, "ssim_window": self.ssim_window,
-            "data_variance": self.data_variance,
+            "data_variance": self.data_variance, "attention": self.attention,
         })
         return config
 
@@ -334,6 +346,6 @@ def vqvae_from_hyperparameters(values):
         commitment_cost=values["commitment_cost"], use_ema=values["use_ema"],
         ema_decay=values["ema_decay"], dead_code_threshold=values["dead_code_threshold"],
         ssim_weight=values["ssim_weight"], ssim_warmup_steps=values["ssim_warmup_steps"],
-        ssim_window=values["ssim_window"])
+        ssim_window=values["ssim_window"], attention=values["attention"])
     model.build()
     return model

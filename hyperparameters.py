@@ -32,6 +32,7 @@ DEFAULTS = {
     "num_downsamples": 3,  # 3 -> 8x down: 256x256 -> 32x32 grid, 128x128 -> 16x16 grid
     "channels": 64,  # width of the first encoder level; doubles per level up to 4x
     "num_residual_blocks": 2,
+    "attention": False,  # a self-attention block at the grid's resolution in encoder and decoder
     "commitment_cost": 0.25,  # beta
     "use_ema": True,  # EMA codebook updates (False: codebook loss with gradients)
     "ema_decay": 0.99,
@@ -78,13 +79,13 @@ DEFAULTS = {
 # Values that fix the shape of a trained model: a checkpoint is refused when any of them differs.
 ARCHITECTURE_KEYS = (
     "image_size", "num_codes", "code_dim", "num_downsamples", "channels", "num_residual_blocks",
-    "num_slice_positions", "prior_filters", "prior_layers", "prior_kernel_size",
+    "attention", "num_slice_positions", "prior_filters", "prior_layers", "prior_kernel_size",
     "prior_attention_blocks", "prior_attention_heads", "prior_position_embedding",
 )
 
 # The subset that fixes the VQ-VAE (a prior may be retrained over it with other prior values).
 VQVAE_KEYS = ("image_size", "num_codes", "code_dim", "num_downsamples", "channels",
-              "num_residual_blocks")
+              "num_residual_blocks", "attention")
 
 # Flags that take one of a few words.
 CHOICES = {"ssim_window": ("gaussian", "uniform"),
@@ -117,7 +118,7 @@ LEGACY_VALUES = {
     "prior_attention_blocks": 0, "prior_attention_heads": 4, "prior_position_embedding": False,
     "prior_weight_decay": 0.0, "prior_augment_copies": 0, "prior_augment_shift": 0,
     "patience": 0, "prior_patience": 0,
-    "slice_axis": "axial", "crop_to_head": False, "split": "0.8,0.1,0.1",
+    "slice_axis": "axial", "crop_to_head": False, "split": "0.8,0.1,0.1", "attention": False,
 }
 
 

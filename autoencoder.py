@@ -8,6 +8,7 @@ import keras
 from keras import layers, ops
 
 from baselines import build_kerasio_decoder, build_kerasio_encoder
+import perceptual
 from attention import SpatialSelfAttention
 from hyperparameters import DEFAULTS, LEGACY_VALUES
 from quantizer import VectorQuantizer
@@ -92,6 +93,11 @@ def build_decoder(grid_size, code_dim, num_downsamples=DEFAULTS["num_downsamples
     return keras.Model(inputs, image, name="decoder")
 
 
+class _Unsaved:
+    """Holds a network Keras must not track (so not save) as part of the model."""
+    network = None
+
+
 # ---------------------------------------------------------------------------------------------
 # The VQ-VAE and its training step
 # ---------------------------------------------------------------------------------------------
@@ -126,6 +132,9 @@ class VQVAETrainer(keras.Model):
             divides by the variance of its training images.
         attention: a self-attention block at the grid's resolution in the encoder and the
             decoder (`attention.SpatialSelfAttention`).
+        perceptual_weight: weight of the VGG16 perceptual distance (perceptual.py) in the
+            reconstruction loss; it applies once `use_perceptual_network` has given the
+            network (train.py does), whose fixed weights are not saved with the model.
 
     Call returns the reconstructions [B, S, S, 1]; `encode` returns code indices [B, g, g] and
     `decode_codes` renders code indices back into images.
@@ -140,7 +149,8 @@ class VQVAETrainer(keras.Model):
                  ssim_weight=DEFAULTS["ssim_weight"],
                  ssim_warmup_steps=DEFAULTS["ssim_warmup_steps"],
                  architecture="residual", ssim_window=DEFAULTS["ssim_window"], data_variance=1.0,
-                 attention=LEGACY_VALUES["attention"], **kwargs):
+                 attention=LEGACY_VALUES["attention"],
+                 perceptual_weight=LEGACY_VALUES["perceptual_weight"], **kwargs):
         super().__init__(**kwargs)
         if image_size % (2 ** num_downsamples):
             raise ValueError(f"image_size {image_size} is not divisible by 2**num_downsamples "
@@ -165,6 +175,8 @@ class VQVAETrainer(keras.Model):
             raise ValueError(f"data_variance must be > 0, got {data_variance!r}")
         self.data_variance = float(data_variance)
         self.attention = bool(attention)
+        self.perceptual_weight = float(perceptual_weight)
+        self._perceptual = _Unsaved()
         self.architecture = architecture
         if architecture == "kerasio":
             self.num_downsamples = 2
@@ -184,7 +196,12 @@ class VQVAETrainer(keras.Model):
             self.num_codes, self.code_dim, commitment_cost=self.commitment_cost,
             use_ema=self.use_ema, ema_decay=self.ema_decay,
             dead_code_threshold=self.dead_code_threshold, name="vector_quantizer")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in VQVAE_METRICS}
+        names = VQVAE_METRICS + (("perceptual_loss",) if self.perceptual_weight > 0 else ())
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+
+    def use_perceptual_network(self, network):
+        """Gives the (frozen) `perceptual.feature_network` the perceptual term uses."""
+        self._perceptual.network = network
 
     def build(self, input_shape=None):
         grid = (None, self.grid_size, self.grid_size, self.code_dim)
@@ -211,7 +228,15 @@ class VQVAETrainer(keras.Model):
         mse = ops.mean((images - reconstructions) ** 2) / self.data_variance
         ssim = ops.mean(ssim_per_image(images, reconstructions, window=self.ssim_window))
         reconstruction_loss = mse + ssim_weight * (1.0 - ssim)
-        return {
+        extra = {}
+        if self.perceptual_weight > 0 and self._perceptual.network is not None:
+            extra["perceptual_loss"] = ops.mean(perceptual.perceptual_distance(
+                self._perceptual.network, images, reconstructions))
+            reconstruction_loss = (reconstruction_loss
+                                   + self.perceptual_weight * extra["perceptual_loss"])
+        elif self.perceptual_weight > 0:
+            extra["perceptual_loss"] = ops.zeros(())
+        return {**extra,
             "reconstructions": reconstructions,
             "code_indices": quantized["code_indices"],
             "loss": reconstruction_loss + quantized["loss"],
@@ -333,6 +358,7 @@ class VQVAETrainer(keras.Model):
             "ssim_weight": self.ssim_weight, "ssim_warmup_steps": self.ssim_warmup_steps,
             "architecture": self.architecture, "ssim_window": self.ssim_window,
             "data_variance": self.data_variance, "attention": self.attention,
+            "perceptual_weight": self.perceptual_weight,
         })
         return config
 
@@ -346,6 +372,7 @@ def vqvae_from_hyperparameters(values):
         commitment_cost=values["commitment_cost"], use_ema=values["use_ema"],
         ema_decay=values["ema_decay"], dead_code_threshold=values["dead_code_threshold"],
         ssim_weight=values["ssim_weight"], ssim_warmup_steps=values["ssim_warmup_steps"],
-        ssim_window=values["ssim_window"], attention=values["attention"])
+        ssim_window=values["ssim_window"], attention=values["attention"],
+        perceptual_weight=values["perceptual_weight"])
     model.build()
     return model

@@ -211,6 +211,11 @@ def quality_model(values, baseline, train_images=None):
         learning_rate = KERASIO["learning_rate"]
     else:
         model = modules.vqvae_from_hyperparameters(values)
+        if model.perceptual_weight > 0:
+            import perceptual
+
+            model.use_perceptual_network(perceptual.feature_network(
+                values["image_size"], values["perceptual_weights"]))
         learning_rate = values["learning_rate"]
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     return model

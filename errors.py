@@ -3,3 +3,8 @@
 
 class DatasetError(ValueError):
     """Bad input data; the message names the path and the fix."""
+
+
+class WeightsUnavailable(ValueError):
+    """Pretrained weights (VGG16 for the perceptual loss) could not be had; the message says
+    how to get them."""

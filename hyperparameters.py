@@ -40,6 +40,8 @@ DEFAULTS = {
     "ssim_weight": 0.5,  # reconstruction loss = MSE + ssim_weight * (1 - SSIM)
     "ssim_warmup_steps": 500,  # the SSIM weight ramps up from 0 over these training steps
     "ssim_window": "uniform",  # SSIM loss window: uniform (7x7, as reported) | gaussian (11x11)
+    "perceptual_weight": 0.0,  # weight of the VGG16 perceptual distance (perceptual.py; 0: off)
+    "perceptual_weights": "",  # VGG16 no-top weights .h5 ("": ImageNet, downloaded once)
     # --- VQ-VAE training --------------------------------------------------------------------
     "batch_size": 16,
     "learning_rate": 1e-3,
@@ -100,6 +102,7 @@ RANGES = {
     "num_codes": (2, None), "code_dim": (1, None), "num_downsamples": (1, 8),
     "channels": (1, None), "num_residual_blocks": (0, None), "commitment_cost": (0.0, None),
     "ema_decay": (0.0, 0.9999), "dead_code_threshold": (0.0, None), "ssim_weight": (0.0, None),
+    "perceptual_weight": (0.0, None),
     "ssim_warmup_steps": (0, None), "batch_size": (1, None),
     "learning_rate": ((0.0, "exclusive"), 1.0), "epochs": (1, None),
     "steps_per_epoch": (0, None), "prior_filters": (1, None), "prior_layers": (0, None),
@@ -119,6 +122,7 @@ LEGACY_VALUES = {
     "prior_weight_decay": 0.0, "prior_augment_copies": 0, "prior_augment_shift": 0,
     "patience": 0, "prior_patience": 0,
     "slice_axis": "axial", "crop_to_head": False, "split": "0.8,0.1,0.1", "attention": False,
+    "perceptual_weight": 0.0, "perceptual_weights": "",
 }
 
 

@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 import console
+import errors
 import hyperparameters
 import runs
 
@@ -148,6 +149,11 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
         if model is None:
             model = modules.vqvae_from_hyperparameters(values)
             model.compile(optimizer=keras.optimizers.Adam(values["learning_rate"]))
+        if model.perceptual_weight > 0:
+            import perceptual
+
+            model.use_perceptual_network(perceptual.feature_network(
+                values["image_size"], values["perceptual_weights"]))
     train_data = dataset.make_tf_dataset(splits["train"], batch_size, shuffle=True,
                                          seed=values["seed"], drop_remainder=bool(strategy),
                                          repeat=bool(values["steps_per_epoch"]))
@@ -437,15 +443,9 @@ def main(argv=None):
         with runs.RunLock(output_dir):
             _train(args, values, output_dir, stages, command)
     except (TrainingFailed, hyperparameters.IncompatibleCheckpoint,
-            hyperparameters.InvalidHyperparameters, runs.RunError,
-            _dataset_error()) as failure:
+            hyperparameters.InvalidHyperparameters, runs.RunError, errors.DatasetError,
+            errors.WeightsUnavailable) as failure:
         sys.exit(f"error: {failure}")
-
-
-def _dataset_error():
-    import dataset
-
-    return dataset.DatasetError
 
 
 def _train(args, values, output_dir, stages, command):

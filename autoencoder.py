@@ -8,6 +8,7 @@ import keras
 from keras import layers, ops
 
 from baselines import build_kerasio_decoder, build_kerasio_encoder
+import adversarial
 import perceptual
 from attention import SpatialSelfAttention
 from hyperparameters import DEFAULTS, LEGACY_VALUES
@@ -103,6 +104,7 @@ class _Unsaved:
 # ---------------------------------------------------------------------------------------------
 
 VQVAE_METRICS = ("loss", "reconstruction_loss", "vq_loss", "ssim", "perplexity", "codebook_usage")
+ADVERSARIAL_METRICS = ("generator_loss", "discriminator_loss", "adversarial_weight")
 
 
 @keras.saving.register_keras_serializable(package="vqvae")
@@ -135,6 +137,9 @@ class VQVAETrainer(keras.Model):
         perceptual_weight: weight of the VGG16 perceptual distance (perceptual.py) in the
             reconstruction loss; it applies once `use_perceptual_network` has given the
             network (train.py does), whose fixed weights are not saved with the model.
+        adversarial_weight: > 0 adds a PatchGAN discriminator (adversarial.py, saved with the
+            model) and its hinge loss, weighted adaptively times this factor.
+        adversarial_start: training steps before the adversarial terms switch on.
 
     Call returns the reconstructions [B, S, S, 1]; `encode` returns code indices [B, g, g] and
     `decode_codes` renders code indices back into images.
@@ -150,7 +155,9 @@ class VQVAETrainer(keras.Model):
                  ssim_warmup_steps=DEFAULTS["ssim_warmup_steps"],
                  architecture="residual", ssim_window=DEFAULTS["ssim_window"], data_variance=1.0,
                  attention=LEGACY_VALUES["attention"],
-                 perceptual_weight=LEGACY_VALUES["perceptual_weight"], **kwargs):
+                 perceptual_weight=LEGACY_VALUES["perceptual_weight"],
+                 adversarial_weight=LEGACY_VALUES["adversarial_weight"],
+                 adversarial_start=DEFAULTS["adversarial_start"], **kwargs):
         super().__init__(**kwargs)
         if image_size % (2 ** num_downsamples):
             raise ValueError(f"image_size {image_size} is not divisible by 2**num_downsamples "
@@ -177,6 +184,8 @@ class VQVAETrainer(keras.Model):
         self.attention = bool(attention)
         self.perceptual_weight = float(perceptual_weight)
         self._perceptual = _Unsaved()
+        self.adversarial_weight = float(adversarial_weight)
+        self.adversarial_start = int(adversarial_start)
         self.architecture = architecture
         if architecture == "kerasio":
             self.num_downsamples = 2
@@ -196,7 +205,12 @@ class VQVAETrainer(keras.Model):
             self.num_codes, self.code_dim, commitment_cost=self.commitment_cost,
             use_ema=self.use_ema, ema_decay=self.ema_decay,
             dead_code_threshold=self.dead_code_threshold, name="vector_quantizer")
+        self.discriminator = None
+        if self.adversarial_weight > 0:
+            self.discriminator = adversarial.build_discriminator(self.image_size)
         names = VQVAE_METRICS + (("perceptual_loss",) if self.perceptual_weight > 0 else ())
+        if self.adversarial_weight > 0:
+            names += ADVERSARIAL_METRICS
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
     def use_perceptual_network(self, network):
@@ -261,13 +275,68 @@ class VQVAETrainer(keras.Model):
 
     def _report(self, results):
         for name, tracker in self.trackers.items():
-            tracker.update_state(results[name])
+            if name in results:  # the adversarial terms exist only in training steps
+                tracker.update_state(results[name])
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def _ssim_warmup(self):
         """Fraction of the SSIM weight in use: ramps from 0 to 1 over the warm-up steps."""
         return ops.minimum(ops.cast(self.optimizer.iterations, "float32")
                            / max(self.ssim_warmup_steps, 1), 1.0)
+
+    def _training_losses(self, images):
+        """`forward` in training mode, plus the adversarial terms when they are on.
+
+        Returns the forward results; with a discriminator also "generator_loss" (the
+        generator's hinge loss), "discriminator_loss" (the discriminator's, on the images and
+        the detached reconstructions) and "adversarial_on" (1.0 from `adversarial_start` steps
+        on, else 0.0)."""
+        results = self.forward(images, training=True,
+                               ssim_weight=self.ssim_weight * self._ssim_warmup())
+        if self.discriminator is None:
+            return results
+        reconstructions = results["reconstructions"]
+        results["generator_loss"] = adversarial.generator_hinge(
+            self.discriminator(reconstructions, training=True))
+        results["discriminator_loss"] = adversarial.discriminator_hinge(
+            self.discriminator(ops.cast(images, "float32"), training=True),
+            self.discriminator(ops.stop_gradient(reconstructions), training=True))
+        results["adversarial_on"] = ops.cast(
+            self.optimizer.iterations >= self.adversarial_start, "float32")
+        return results
+
+    def _split_variables(self):
+        """(generator variable indices, discriminator variable indices, index of the decoder's
+        last kernel) in `trainable_variables`."""
+        discriminator = {id(variable) for variable in self.discriminator.trainable_variables}
+        generator, critic = [], []
+        for index, variable in enumerate(self.trainable_variables):
+            (critic if id(variable) in discriminator else generator).append(index)
+        last = id(self.decoder.get_layer("to_image").kernel)
+        last_index = next(index for index, variable in enumerate(self.trainable_variables)
+                          if id(variable) == last)
+        return generator, critic, last_index
+
+    def _combine_gradients(self, reconstruction, generator, critic, results):
+        """Gradients to apply: the reconstruction gradient plus the adaptively weighted
+        adversarial one for the VQ-VAE's variables, the hinge gradient for the
+        discriminator's. Each argument is a list over `trainable_variables` (None: no
+        gradient); `results` gets "adversarial_weight"."""
+        generator_indices, critic_indices, last = self._split_variables()
+        weight = (self.adversarial_weight * results["adversarial_on"]
+                  * adversarial.adaptive_weight(reconstruction[last], generator[last]))
+        results["adversarial_weight"] = weight
+        combined = [None] * len(self.trainable_variables)
+        for index in generator_indices:
+            parts = [g for g in (reconstruction[index],
+                                 None if generator[index] is None else weight * generator[index])
+                     if g is not None]
+            combined[index] = (sum(parts[1:], parts[0]) if parts
+                               else ops.zeros_like(self.trainable_variables[index]))
+        for index in critic_indices:
+            combined[index] = (critic[index] if critic[index] is not None
+                               else ops.zeros_like(self.trainable_variables[index]))
+        return combined
 
     def train_step(self, *args):
         # JAX calls train_step(state, data) and wants the new state back; TensorFlow calls
@@ -278,14 +347,27 @@ class VQVAETrainer(keras.Model):
         images = data[0] if isinstance(data, (tuple, list)) else data
         import tensorflow as tf
 
-        with tf.GradientTape() as tape:
-            results = self.forward(images, training=True,
-                                   ssim_weight=self.ssim_weight * self._ssim_warmup())
+        adversarial_on = self.discriminator is not None
+        with tf.GradientTape(persistent=adversarial_on) as tape:
+            results = self._training_losses(images)
             # Gradients are summed over replicas, so each replica contributes its share.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled_loss = self.optimizer.scale_loss(results["loss"] / replicas)
-        gradients = tape.gradient(scaled_loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+
+            def scaled(loss):
+                return self.optimizer.scale_loss(loss / replicas)
+
+            scaled_loss = scaled(results["loss"])
+            if adversarial_on:
+                scaled_generator = scaled(results["generator_loss"])
+                scaled_critic = scaled(results["discriminator_loss"] * results["adversarial_on"])
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled_loss, variables)
+        if adversarial_on:
+            gradients = self._combine_gradients(
+                gradients, tape.gradient(scaled_generator, variables),
+                tape.gradient(scaled_critic, variables), results)
+            del tape
+        self.optimizer.apply_gradients(zip(gradients, variables))
         return self._report(results)
 
     def test_step(self, *args):
@@ -297,31 +379,42 @@ class VQVAETrainer(keras.Model):
 
     # -- JAX: the same steps, written statelessly ----------------------------------------------
 
-    def _stateless_forward(self, trainable, non_trainable, optimizer_variables, images, training):
-        """`forward` with the given variable values; returns (loss, (results, non_trainable)).
+    def _stateless_losses(self, trainable, non_trainable, optimizer_variables, images, training):
+        """The step's losses with the given variable values.
 
-        In training the returned loss is the optimizer's scaled loss (`scale_loss`: times the
-        loss scale under a `LossScaleOptimizer`, unchanged otherwise), because its
-        `stateless_apply` divides the gradients by that scale, as on TensorFlow."""
+        Returns ((loss, generator_loss, discriminator_loss), (results, non_trainable)); in
+        training the losses are the optimizer's scaled losses (`scale_loss`: times the loss
+        scale under a `LossScaleOptimizer`, unchanged otherwise), because its `stateless_apply`
+        divides the gradients by that scale, as on TensorFlow. Without a discriminator (or
+        outside training) the two adversarial losses are 0."""
         mapping = (list(zip(self.trainable_variables, trainable))
                    + list(zip(self.non_trainable_variables, non_trainable))
                    + list(zip(self.optimizer.variables, optimizer_variables)))
         with keras.StatelessScope(state_mapping=mapping) as scope:
-            weight = self.ssim_weight * (self._ssim_warmup() if training else 1.0)
-            results = self.forward(images, training=training, ssim_weight=weight)
-            loss = self.optimizer.scale_loss(results["loss"]) if training else results["loss"]
+            if training:
+                results = self._training_losses(images)
+                scale = self.optimizer.scale_loss
+            else:
+                results = self.forward(images, training=False)
+                scale = lambda loss: loss  # noqa: E731
+            zero = ops.zeros((), "float32")
+            losses = (scale(results["loss"]),
+                      scale(results.get("generator_loss", zero)),
+                      scale(results.get("discriminator_loss", zero)
+                            * results.get("adversarial_on", zero)))
         updated = []
         for variable, value in zip(self.non_trainable_variables, non_trainable):
             new_value = scope.get_current_value(variable)
             updated.append(value if new_value is None else new_value)
-        return loss, (results, updated)
+        return losses, (results, updated)
 
     def _stateless_report(self, metrics_variables, results):
         logs, updated = {}, []
         for tracker in self.metrics:
             count = len(tracker.variables)
             values = metrics_variables[len(updated):len(updated) + count]
-            values = tracker.stateless_update_state(values, results[tracker.name])
+            if tracker.name in results:
+                values = tracker.stateless_update_state(values, results[tracker.name])
             logs[tracker.name] = tracker.stateless_result(values)
             updated.extend(values)
         return logs, updated
@@ -331,9 +424,23 @@ class VQVAETrainer(keras.Model):
 
         trainable, non_trainable, optimizer_variables, metrics_variables = state
         images = data[0] if isinstance(data, (tuple, list)) else data
-        gradient_fn = jax.value_and_grad(self._stateless_forward, has_aux=True)
-        (_, (results, non_trainable)), gradients = gradient_fn(
-            trainable, non_trainable, optimizer_variables, images, True)
+
+        def losses(trainable_values):
+            return self._stateless_losses(trainable_values, non_trainable, optimizer_variables,
+                                          images, True)
+
+        # One forward pass, one backward pass per loss (only the first without a discriminator).
+        outputs, backward, (results, non_trainable) = jax.vjp(losses, trainable, has_aux=True)
+
+        def gradient_of(which):
+            cotangent = tuple(ops.ones_like(value) if number == which else ops.zeros_like(value)
+                              for number, value in enumerate(outputs))
+            return list(backward(cotangent)[0])
+
+        gradients = gradient_of(0)
+        if self.discriminator is not None:
+            gradients = self._combine_gradients(gradients, gradient_of(1), gradient_of(2),
+                                                results)
         trainable, optimizer_variables = self.optimizer.stateless_apply(
             optimizer_variables, gradients, trainable)
         logs, metrics_variables = self._stateless_report(metrics_variables, results)
@@ -342,7 +449,7 @@ class VQVAETrainer(keras.Model):
     def _jax_test_step(self, state, data):
         trainable, non_trainable, metrics_variables = state
         images = data[0] if isinstance(data, (tuple, list)) else data
-        _, (results, non_trainable) = self._stateless_forward(
+        _, (results, non_trainable) = self._stateless_losses(
             trainable, non_trainable, self.optimizer.variables, images, False)
         logs, metrics_variables = self._stateless_report(metrics_variables, results)
         return logs, (trainable, non_trainable, metrics_variables)
@@ -359,6 +466,8 @@ class VQVAETrainer(keras.Model):
             "architecture": self.architecture, "ssim_window": self.ssim_window,
             "data_variance": self.data_variance, "attention": self.attention,
             "perceptual_weight": self.perceptual_weight,
+            "adversarial_weight": self.adversarial_weight,
+            "adversarial_start": self.adversarial_start,
         })
         return config
 
@@ -373,6 +482,8 @@ def vqvae_from_hyperparameters(values):
         ema_decay=values["ema_decay"], dead_code_threshold=values["dead_code_threshold"],
         ssim_weight=values["ssim_weight"], ssim_warmup_steps=values["ssim_warmup_steps"],
         ssim_window=values["ssim_window"], attention=values["attention"],
-        perceptual_weight=values["perceptual_weight"])
+        perceptual_weight=values["perceptual_weight"],
+        adversarial_weight=values["adversarial_weight"],
+        adversarial_start=values["adversarial_start"])
     model.build()
     return model

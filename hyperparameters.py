@@ -42,6 +42,8 @@ DEFAULTS = {
     "ssim_window": "uniform",  # SSIM loss window: uniform (7x7, as reported) | gaussian (11x11)
     "perceptual_weight": 0.0,  # weight of the VGG16 perceptual distance (perceptual.py; 0: off)
     "perceptual_weights": "",  # VGG16 no-top weights .h5 ("": ImageNet, downloaded once)
+    "adversarial_weight": 0.0,  # PatchGAN hinge loss, adaptively weighted (adversarial.py; 0: off)
+    "adversarial_start": 2000,  # training steps before the adversarial terms switch on
     # --- VQ-VAE training --------------------------------------------------------------------
     "batch_size": 16,
     "learning_rate": 1e-3,
@@ -81,13 +83,14 @@ DEFAULTS = {
 # Values that fix the shape of a trained model: a checkpoint is refused when any of them differs.
 ARCHITECTURE_KEYS = (
     "image_size", "num_codes", "code_dim", "num_downsamples", "channels", "num_residual_blocks",
-    "attention", "num_slice_positions", "prior_filters", "prior_layers", "prior_kernel_size",
+    "attention", "adversarial_weight", "num_slice_positions", "prior_filters", "prior_layers",
+    "prior_kernel_size",
     "prior_attention_blocks", "prior_attention_heads", "prior_position_embedding",
 )
 
 # The subset that fixes the VQ-VAE (a prior may be retrained over it with other prior values).
 VQVAE_KEYS = ("image_size", "num_codes", "code_dim", "num_downsamples", "channels",
-              "num_residual_blocks", "attention")
+              "num_residual_blocks", "attention", "adversarial_weight")
 
 # Flags that take one of a few words.
 CHOICES = {"ssim_window": ("gaussian", "uniform"),
@@ -102,7 +105,8 @@ RANGES = {
     "num_codes": (2, None), "code_dim": (1, None), "num_downsamples": (1, 8),
     "channels": (1, None), "num_residual_blocks": (0, None), "commitment_cost": (0.0, None),
     "ema_decay": (0.0, 0.9999), "dead_code_threshold": (0.0, None), "ssim_weight": (0.0, None),
-    "perceptual_weight": (0.0, None),
+    "perceptual_weight": (0.0, None), "adversarial_weight": (0.0, None),
+    "adversarial_start": (0, None),
     "ssim_warmup_steps": (0, None), "batch_size": (1, None),
     "learning_rate": ((0.0, "exclusive"), 1.0), "epochs": (1, None),
     "steps_per_epoch": (0, None), "prior_filters": (1, None), "prior_layers": (0, None),
@@ -122,7 +126,7 @@ LEGACY_VALUES = {
     "prior_weight_decay": 0.0, "prior_augment_copies": 0, "prior_augment_shift": 0,
     "patience": 0, "prior_patience": 0,
     "slice_axis": "axial", "crop_to_head": False, "split": "0.8,0.1,0.1", "attention": False,
-    "perceptual_weight": 0.0, "perceptual_weights": "",
+    "perceptual_weight": 0.0, "perceptual_weights": "", "adversarial_weight": 0.0,
 }
 
 

@@ -1,0 +1,65 @@
+"""An adversarial loss for sharper reconstructions: a PatchGAN discriminator with hinge losses and
+the adaptive weight of VQGAN (Esser et al. 2021).
+
+The discriminator looks at overlapping patches (its receptive field is a few tens of pixels) and
+says, per patch, whether it comes from a real slice or a reconstruction. Blur is what tells them
+apart, so the decoder is pushed towards real texture where pixel losses settle for the average.
+
+    discriminator:  relu(1 - D(real)) + relu(1 + D(reconstruction))      (mean over patches)
+    generator:      -D(reconstruction)
+    weight:         adversarial_weight * |grad_W L_rec| / (|grad_W L_gen| + 1e-4)
+
+where W is the decoder's last layer, so the adversarial gradient there is as large as the
+reconstruction gradient (times `adversarial_weight`) whatever the two losses' scales. Both terms
+are off until `adversarial_start` training steps, when the reconstructions are already close.
+"""
+import keras
+from keras import layers, ops
+
+ADAPTIVE_EPSILON = 1e-4
+ADAPTIVE_MAX = 1e4
+
+
+def build_discriminator(image_size, channels=64, num_layers=3):
+    """A PatchGAN discriminator: [B, S, S, 1] -> logits [B, S / 2^n, S / 2^n, 1] (n = num_layers).
+
+    Args:
+        image_size: side of the square inputs.
+        channels: width of the first convolution; doubles per layer up to 8x.
+        num_layers: stride-2 4x4 convolutions.
+
+    Returns:
+        An uncompiled keras.Model named "discriminator".
+    """
+    inputs = keras.Input((image_size, image_size, 1), name="image")
+    hidden = layers.Conv2D(channels, 4, strides=2, padding="same", name="down_0")(inputs)
+    hidden = layers.LeakyReLU(0.2)(hidden)
+    for level in range(1, num_layers):
+        width = channels * min(2 ** level, 8)
+        hidden = layers.Conv2D(width, 4, strides=2, padding="same", use_bias=False,
+                               name=f"down_{level}")(hidden)
+        hidden = layers.GroupNormalization(groups=min(32, width), name=f"norm_{level}")(hidden)
+        hidden = layers.LeakyReLU(0.2)(hidden)
+    logits = layers.Conv2D(1, 4, padding="same", name="patch_logits", dtype="float32")(hidden)
+    return keras.Model(inputs, logits, name="discriminator")
+
+
+def discriminator_hinge(real_logits, fake_logits):
+    """Hinge loss of the discriminator: mean relu(1 - real) + mean relu(1 + fake), over 2."""
+    real = ops.mean(ops.relu(1.0 - ops.cast(real_logits, "float32")))
+    fake = ops.mean(ops.relu(1.0 + ops.cast(fake_logits, "float32")))
+    return 0.5 * (real + fake)
+
+
+def generator_hinge(fake_logits):
+    """The generator's adversarial loss: -mean D(reconstruction)."""
+    return -ops.mean(ops.cast(fake_logits, "float32"))
+
+
+def adaptive_weight(reconstruction_gradient, generator_gradient):
+    """|grad L_rec| / (|grad L_gen| + 1e-4) at the decoder's last layer, clipped to [0, 1e4],
+    with no gradient of its own."""
+    numerator = ops.sqrt(ops.sum(ops.square(ops.cast(reconstruction_gradient, "float32"))))
+    denominator = ops.sqrt(ops.sum(ops.square(ops.cast(generator_gradient, "float32"))))
+    weight = numerator / (denominator + ADAPTIVE_EPSILON)
+    return ops.stop_gradient(ops.clip(weight, 0.0, ADAPTIVE_MAX))

@@ -16,7 +16,7 @@ floor a perfect generator would reach):
 import numpy as np
 from scipy import ndimage
 
-import metrics
+import sample_metrics
 
 # Intensity above which a pixel is tissue: the images are scaled so that the brain's bright end
 # is 1, and background (air) stays near 0.
@@ -179,7 +179,7 @@ def distribution_report(reference, candidates, k=3):
     Returns:
         {name: {"frechet", "kid", "precision", "recall"}}.
     """
-    return {name: {"frechet": metrics.frechet_distance(reference, features),
+    return {name: {"frechet": sample_metrics.frechet_distance(reference, features),
                    "kid": kernel_inception_distance(reference, features),
                    **dict(zip(("precision", "recall"),
                               precision_recall(reference, features, k)))}

@@ -93,22 +93,23 @@ def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
 def sample_report(values, vqvae, output_dir, train, test, count, seed):
     """Samples `count` slices and prints realism, diversity and distribution distances."""
     import inference
-    import metrics
+    import sample_metrics
     import realism
 
     samples, sampled_codes = inference.generate(values, vqvae, output_dir, count, seed=seed)
     progress = Progress(count, f"nearest training slice of {count} samples", minimum=200)
-    nearest, _ = metrics.nearest_neighbour_ssim(samples, train.images, progress=progress)
+    nearest, _ = sample_metrics.nearest_neighbour_ssim(samples, train.images, progress=progress)
     progress.close()
-    copies = metrics.memorisation_flags(nearest)
-    diversity_mean, diversity_std = metrics.pairwise_ms_ssim(samples, max_pairs=500, seed=seed)
+    copies = sample_metrics.memorisation_flags(nearest)
+    diversity_mean, diversity_std = sample_metrics.pairwise_ms_ssim(samples, max_pairs=500,
+                                                                    seed=seed)
     real_features = encoder_features(vqvae, test.images)
     fake_features = encoder_features(vqvae, samples)
-    frechet = metrics.frechet_distance(real_features, fake_features)
-    real_codes = metrics.code_histogram(inference.encode_all(vqvae, test.images),
+    frechet = sample_metrics.frechet_distance(real_features, fake_features)
+    real_codes = sample_metrics.code_histogram(inference.encode_all(vqvae, test.images),
                                         values["num_codes"])
-    fake_codes = metrics.code_histogram(np.asarray(sampled_codes), values["num_codes"])
-    distances = metrics.histogram_distance(real_codes, fake_codes)
+    fake_codes = sample_metrics.code_histogram(np.asarray(sampled_codes), values["num_codes"])
+    distances = sample_metrics.histogram_distance(real_codes, fake_codes)
     print(f"\nSample metrics over {count} samples (seed {seed})")
     print(f"  nearest-training-slice SSIM: {nearest.mean():.4f} ± {nearest.std():.4f} "
           f"(max {nearest.max():.4f})")

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import metrics
 import realism
+import sample_metrics
 
 SIZE = 48
 
@@ -114,7 +114,7 @@ def test_exact_copies_of_training_slices_are_flagged():
     train, _ = phantom_set(16, seed=0)
     fresh, _ = phantom_set(4, seed=5)
     samples = np.concatenate([train[:3], fresh])
-    nearest, index = metrics.nearest_neighbour_ssim(samples, train)
-    flags = metrics.memorisation_flags(nearest)
+    nearest, index = sample_metrics.nearest_neighbour_ssim(samples, train)
+    flags = sample_metrics.memorisation_flags(nearest)
     assert flags[:3].all() and list(index[:3]) == [0, 1, 2]
     assert not flags[3:].any()

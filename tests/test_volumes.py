@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import dataset
+import nifti
 import volumes
 from errors import DatasetError
 
@@ -138,8 +139,8 @@ def test_fewer_volumes_than_splits_say_how_many_are_needed(tmp_path):
 
 
 def test_split_shares_as_subject_counts():
-    assert dataset._split_counts(165, dataset.parse_split("125,20,20")) == (125, 20, 20)
-    assert dataset._split_counts(10, dataset.parse_split("0.8,0.1,0.1")) == (8, 1, 1)
+    assert nifti.split_counts(165, dataset.parse_split("125,20,20")) == (125, 20, 20)
+    assert nifti.split_counts(10, dataset.parse_split("0.8,0.1,0.1")) == (8, 1, 1)
     for bad in ("1,2", "1,0,1", "a,b,c", "-1,1,1"):
         with pytest.raises(DatasetError, match="three positive shares"):
             dataset.parse_split(bad)

@@ -26,12 +26,13 @@ def reconstruct(vqvae, images, batch_size=32):
     return np.clip(vqvae.predict(images, batch_size=batch_size, verbose=0), 0.0, 1.0)
 
 
-def encode_all(vqvae, images, batch_size=64, label="encoding"):
-    """Code grids [N, g, g] int32 of `images`, in batches (a progress line for large sets)."""
+def encode_all(vqvae, images, batch_size=64, what="slices"):
+    """Code grids [N, g, g] int32 of `images`, in batches (a progress line, "encoding N
+    {what}", for large sets)."""
     import keras
 
     starts = range(0, len(images), batch_size)
-    progress = Progress(len(starts), f"{label} {len(images)} slices", minimum=50)
+    progress = Progress(len(starts), f"encoding {len(images)} {what}", minimum=50)
     grids = []
     for start in starts:
         grids.append(keras.ops.convert_to_numpy(vqvae.encode(images[start:start + batch_size])))

@@ -211,14 +211,14 @@ def encode_splits(vqvae, splits, output_dir, values=None):
     encoded, arrays = {}, {"fingerprint": np.array(fingerprint)}
     for name in ("train", "validate", "test"):
         encoded[name] = (inference.encode_all(vqvae, splits[name].images,
-                                              label=f"encoding {name}:"),
+                                              what=f"{name} slices"),
                          np.asarray(splits[name].slice_index, np.int32))
     codes, slices = encoded["train"]
     copies = values["prior_augment_copies"]
     if copies:
         images = dataset.flip_and_shift(splits["train"].images, copies,
                                         values["prior_augment_shift"], seed=values["seed"])
-        augmented = inference.encode_all(vqvae, images, label="encoding augmented copies:")
+        augmented = inference.encode_all(vqvae, images, what="augmented training slices")
         codes = np.concatenate([codes, augmented])
         slices = np.concatenate([slices, np.tile(slices, copies)])
     encoded["train_augmented"] = (codes, slices)

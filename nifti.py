@@ -112,7 +112,7 @@ def _split_by_case(parts, image_size, split, seed, skipped, folder, what="volume
     """Assigns whole cases to train/validate/test: sorted case ids, shuffled with `seed`.
 
     Raises:
-        DatasetError: fewer than three cases, or a split that would be left without one.
+        DatasetError: fewer than three cases.
     """
     cases = sorted({part[2] for part in parts})
     if len(cases) < len(SPLITS):
@@ -123,17 +123,12 @@ def _split_by_case(parts, image_size, split, seed, skipped, folder, what="volume
             f"into the OASIS PNG layout with a split of your own.")
     order = np.random.default_rng(seed).permutation(len(cases))
     shuffled = [cases[i] for i in order]
-    counts = split_counts(len(cases), split)
-    if min(counts) == 0:
-        raise DatasetError(f"{folder}: --split {format_split(split)} leaves a split without "
-                           f"subjects ({len(cases)} subjects -> {counts[0]} train / {counts[1]} "
-                           f"validate / {counts[2]} test); give every split a positive share.")
-    train_count, validate_count, _ = counts
+    train_count, validate_count, _ = split_counts(len(cases), split)  # each >= 1 from 3 cases
     assigned = {"train": set(shuffled[:train_count]),
                 "validate": set(shuffled[train_count:train_count + validate_count]),
                 "test": set(shuffled[train_count + validate_count:])}
-    return {name: concatenate_parts([part for part in parts if part[2] in members], image_size,
-                               skipped)
+    return {name: concatenate_parts([part for part in parts if part[2] in members],
+                                    image_size, skipped)
             for name, members in assigned.items()}
 
 
@@ -147,10 +142,6 @@ def parse_split(text):
         raise DatasetError(f"--split {text!r}: give three positive shares for train, validate "
                            f"and test, e.g. 0.8,0.1,0.1 or 125,20,20 (subject counts).")
     return shares
-
-
-def format_split(split):
-    return ",".join(f"{share:g}" for share in split)
 
 
 def _nifti_dimensions(path):

@@ -81,6 +81,7 @@ def test_a_failed_run_leaves_the_good_one_intact(run_copy, tmp_path):
 
 
 def test_a_prior_over_another_vqvae_is_refused(data_dir, run_copy, finished_run):
+    import inference
     import predict
 
     # The VQ-VAE file changes under the prior (as after `--stage vqvae` on an older version).
@@ -91,7 +92,7 @@ def test_a_prior_over_another_vqvae_is_refused(data_dir, run_copy, finished_run)
     runs.write_state(run_copy, state)
     values, vqvae = predict.load_run(run_copy)
     with pytest.raises(runs.RunError, match="trained over another VQ-VAE.*--stage prior"):
-        predict.generate(values, vqvae, run_copy, 2)
+        inference.generate(values, vqvae, run_copy, 2)
     with pytest.raises(SystemExit, match="trained over another VQ-VAE"):
         train.main(train_args(data_dir, run_copy, "--resume", stage="prior", epochs="2"))
 

@@ -116,6 +116,12 @@ class VQVAETrainer(keras.Model):
     total, reconstruction and VQ losses, the batch SSIM, the codebook perplexity and the fraction
     of codes used, so they show in the `fit` progress bar and in the CSV log.
 
+    The steps are written here rather than in Keras's `compute_loss` hook because the
+    adversarial loss's adaptive weight needs the gradients of two losses at the decoder's last
+    layer in the same step (and the quantizer's batch statistics come out of the forward pass);
+    each backend's step is the same computation (TensorFlow: a tape; JAX: one `jax.vjp`, with
+    the optimizer's variables, and so its step counter and loss scale, in the stateless state).
+
     Args:
         image_size: side of the square input slices.
         num_codes, code_dim, commitment_cost, use_ema, ema_decay, dead_code_threshold: passed to
@@ -250,7 +256,7 @@ class VQVAETrainer(keras.Model):
                                    + self.perceptual_weight * extra["perceptual_loss"])
         elif self.perceptual_weight > 0:
             extra["perceptual_loss"] = ops.zeros(())
-        return {**extra,
+        return {
             "reconstructions": reconstructions,
             "code_indices": quantized["code_indices"],
             "loss": reconstruction_loss + quantized["loss"],
@@ -259,6 +265,7 @@ class VQVAETrainer(keras.Model):
             "ssim": ssim,
             "perplexity": quantized["perplexity"],
             "codebook_usage": quantized["usage"],
+            **extra,
         }
 
     def encode(self, images):

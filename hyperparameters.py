@@ -127,6 +127,7 @@ LEGACY_VALUES = {
     "patience": 0, "prior_patience": 0,
     "slice_axis": "axial", "crop_to_head": False, "split": "0.8,0.1,0.1", "attention": False,
     "perceptual_weight": 0.0, "perceptual_weights": "", "adversarial_weight": 0.0,
+    "adversarial_start": 2000,
 }
 
 

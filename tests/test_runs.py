@@ -166,6 +166,29 @@ def test_keys_newer_than_a_run_take_the_value_that_run_used(run_copy):
     assert loaded["prior_attention_blocks"] == 0 and loaded["prior_augment_copies"] == 0
 
 
+# The keys of hyperparameters.json as the version before the NIfTI, layout and architecture
+# issues wrote it: such a run must still load (every key added since is in LEGACY_VALUES).
+PREVIOUS_KEYS = (
+    "batch_size", "channels", "code_dim", "commitment_cost", "data_dir", "dead_code_threshold",
+    "demo_copies", "ema_decay", "epochs", "image_size", "images_dir", "learning_rate",
+    "mixed_precision", "num_codes", "num_downsamples", "num_residual_blocks",
+    "num_slice_positions", "output_dir", "patience", "prior_attention_blocks",
+    "prior_attention_heads", "prior_augment_copies", "prior_augment_shift", "prior_batch_size",
+    "prior_dropout", "prior_epochs", "prior_filters", "prior_kernel_size", "prior_layers",
+    "prior_learning_rate", "prior_patience", "prior_position_embedding", "prior_weight_decay",
+    "seed", "skip_bad", "slices_per_volume", "ssim_warmup_steps", "ssim_weight", "ssim_window",
+    "steps_per_epoch", "strategy", "temperature", "top_k", "use_ema")
+
+
+def test_a_run_written_by_the_previous_version_loads(run_copy):
+    path = run_copy / hyperparameters.HYPERPARAMETERS_FILE
+    values = json.loads(path.read_text())
+    path.write_text(json.dumps({key: values[key] for key in PREVIOUS_KEYS}))
+    loaded, _ = runs.load_run(run_copy)
+    assert loaded["crop_to_head"] is False and loaded["adversarial_weight"] == 0.0
+    assert loaded["attention"] is False and loaded["split"] == "0.8,0.1,0.1"
+
+
 @pytest.mark.parametrize("flags,message", [
     (["--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
     (["--epochs", "-1"], "argument --epochs: must be >= 1, got -1"),

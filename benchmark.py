@@ -480,6 +480,9 @@ def main(argv=None):
     throughput_parser.set_defaults(run=benchmark_throughput)
 
     args = parser.parse_args(argv)
+    import console
+
+    console.quiet_start()
     return args.run(args)
 
 

@@ -148,7 +148,7 @@ def value_problem(key, value):
             return f"must be text, got {value!r}"
         if key in CHOICES and value not in CHOICES[key]:
             return f"must be one of {', '.join(CHOICES[key])}, got {value!r}"
-        if key == "split" and not _is_split(value):
+        if key == "split" and split_shares(value) is None:
             return (f"must be three positive shares for train,validate,test (e.g. 0.8,0.1,0.1 "
                     f"or 125,20,20), got {value!r}")
         return None
@@ -175,12 +175,16 @@ def combination_problem(values):
     return None
 
 
-def _is_split(text):
+def split_shares(text):
+    """"125,20,20" or "0.8,0.1,0.1" -> the (train, validate, test) shares, or None when the text
+    is not three positive finite numbers (`--split`)."""
     try:
-        shares = [float(part) for part in text.split(",")]
+        shares = tuple(float(part) for part in str(text).split(","))
     except ValueError:
-        return False
-    return len(shares) == 3 and all(0 < share < float("inf") for share in shares)
+        return None
+    if len(shares) != 3 or not all(0 < share < float("inf") for share in shares):
+        return None
+    return shares
 
 
 def _flag_type(key):

@@ -7,7 +7,7 @@ import numpy as np
 
 import volumes
 from errors import DatasetError
-from hyperparameters import DEFAULTS
+from hyperparameters import DEFAULTS, split_shares
 from progress import Progress
 from slice_sets import (SPLITS, check_folder, concatenate_parts, list_files,
                         order_by_case_slice, report_skipped, square_resize)
@@ -133,12 +133,9 @@ def _split_by_case(parts, image_size, split, seed, skipped, folder, what="volume
 
 
 def parse_split(text):
-    """"125,20,20" or "0.8,0.1,0.1" -> (train, validate, test) shares; DatasetError if malformed."""
-    try:
-        shares = tuple(float(part) for part in str(text).split(","))
-    except ValueError:
-        shares = ()
-    if len(shares) != 3 or not all(math.isfinite(share) and share > 0 for share in shares):
+    """`hyperparameters.split_shares`, with a DatasetError for malformed text."""
+    shares = split_shares(text)
+    if shares is None:
         raise DatasetError(f"--split {text!r}: give three positive shares for train, validate "
                            f"and test, e.g. 0.8,0.1,0.1 or 125,20,20 (subject counts).")
     return shares

@@ -4,6 +4,8 @@ The encoder (stride-2 convolutions, residual blocks) and decoder (residual block
 convolutions) down- and up-sample by 2^num_downsamples; the loss is MSE + ssim_weight * (1 - SSIM)
 plus the quantizer's commitment loss.
 """
+import math
+
 import keras
 from keras import layers, ops
 
@@ -151,6 +153,8 @@ class VQVAETrainer(keras.Model):
     `decode_codes` renders code indices back into images.
     """
 
+    levels = 1  # code grids (VQVAE2Trainer, hierarchy.py, has two)
+
     def __init__(self, image_size=DEFAULTS["image_size"], num_codes=DEFAULTS["num_codes"],
                  code_dim=DEFAULTS["code_dim"], num_downsamples=DEFAULTS["num_downsamples"],
                  channels=DEFAULTS["channels"], num_residual_blocks=DEFAULTS["num_residual_blocks"],
@@ -199,18 +203,7 @@ class VQVAETrainer(keras.Model):
             raise ValueError(f"unknown architecture {architecture!r}: use residual or kerasio")
         self.grid_size = self.image_size // 2 ** self.num_downsamples
 
-        if architecture == "kerasio":
-            self.encoder = build_kerasio_encoder(self.image_size, self.code_dim)
-            self.decoder = build_kerasio_decoder(self.grid_size, self.code_dim)
-        else:
-            self.encoder = build_encoder(self.image_size, self.code_dim, self.num_downsamples,
-                                         self.channels, self.num_residual_blocks, self.attention)
-            self.decoder = build_decoder(self.grid_size, self.code_dim, self.num_downsamples,
-                                         self.channels, self.num_residual_blocks, self.attention)
-        self.quantizer = VectorQuantizer(
-            self.num_codes, self.code_dim, commitment_cost=self.commitment_cost,
-            use_ema=self.use_ema, ema_decay=self.ema_decay,
-            dead_code_threshold=self.dead_code_threshold, name="vector_quantizer")
+        self._build_networks()
         self.discriminator = None
         if self.adversarial_weight > 0:
             self.discriminator = adversarial.build_discriminator(self.image_size)
@@ -218,6 +211,34 @@ class VQVAETrainer(keras.Model):
         if self.adversarial_weight > 0:
             names += ADVERSARIAL_METRICS
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+
+    def _build_networks(self):
+        """Creates the encoder, the decoder and the quantizer (a subclass may add levels)."""
+        if self.architecture == "kerasio":
+            self.encoder = build_kerasio_encoder(self.image_size, self.code_dim)
+            self.decoder = build_kerasio_decoder(self.grid_size, self.code_dim)
+        else:
+            self.encoder = build_encoder(self.image_size, self.code_dim, self.num_downsamples,
+                                         self.channels, self.num_residual_blocks, self.attention)
+            self.decoder = build_decoder(self.grid_size, self.code_dim, self.num_downsamples,
+                                         self.channels, self.num_residual_blocks, self.attention)
+        self.quantizer = self._make_quantizer(self.code_dim, "vector_quantizer")
+
+    def _make_quantizer(self, code_dim, name):
+        return VectorQuantizer(
+            self.num_codes, code_dim, commitment_cost=self.commitment_cost,
+            use_ema=self.use_ema, ema_decay=self.ema_decay,
+            dead_code_threshold=self.dead_code_threshold, name=name)
+
+    @property
+    def code_shape(self):
+        """Shape of one image's code indices (`encode` gives [B, *code_shape])."""
+        return (self.grid_size, self.grid_size)
+
+    @property
+    def code_bits(self):
+        """Bits of one image's code: positions x log2 K."""
+        return self.grid_size ** 2 * math.log2(self.num_codes)
 
     def use_perceptual_network(self, network):
         """Gives the (frozen) `perceptual.feature_network` the perceptual term uses."""
@@ -240,10 +261,7 @@ class VQVAETrainer(keras.Model):
 
         `ssim_weight` overrides the model's weight of (1 - SSIM) (used for the warm-up)."""
         ssim_weight = self.ssim_weight if ssim_weight is None else ssim_weight
-        latents = self.encoder(images, training=training)
-        quantized = self.quantizer(latents, training=training)
-        reconstructions = ops.cast(self.decoder(quantized["quantized"], training=training),
-                                   "float32")
+        reconstructions, codes = self.autoencode(images, training=training)
         images = ops.cast(images, "float32")
         mse = ops.mean((images - reconstructions) ** 2) / self.data_variance
         ssim = ops.mean(ssim_per_image(images, reconstructions, window=self.ssim_window))
@@ -258,15 +276,28 @@ class VQVAETrainer(keras.Model):
             extra["perceptual_loss"] = ops.zeros(())
         return {
             "reconstructions": reconstructions,
-            "code_indices": quantized["code_indices"],
-            "loss": reconstruction_loss + quantized["loss"],
+            "loss": reconstruction_loss + codes["vq_loss"],
             "reconstruction_loss": reconstruction_loss,
-            "vq_loss": quantized["loss"],
             "ssim": ssim,
-            "perplexity": quantized["perplexity"],
-            "codebook_usage": quantized["usage"],
+            **codes,
             **extra,
         }
+
+    def autoencode(self, images, training=False):
+        """Encoder -> quantizer -> decoder.
+
+        Returns:
+            (reconstructions [B, S, S, 1] float32, codes), where codes holds "code_indices"
+            [B, g, g], "vq_loss", "perplexity" and "codebook_usage" (the quantizer's outputs).
+        """
+        latents = self.encoder(images, training=training)
+        quantized = self.quantizer(latents, training=training)
+        reconstructions = ops.cast(self.decoder(quantized["quantized"], training=training),
+                                   "float32")
+        return reconstructions, {"code_indices": quantized["code_indices"],
+                                 "vq_loss": quantized["loss"],
+                                 "perplexity": quantized["perplexity"],
+                                 "codebook_usage": quantized["usage"]}
 
     def encode(self, images):
         """Code indices [B, g, g] of a batch of images."""
@@ -480,8 +511,17 @@ class VQVAETrainer(keras.Model):
 
 
 def vqvae_from_hyperparameters(values):
-    """A `VQVAETrainer` built from a hyperparameters dict (see hyperparameters.py)."""
-    model = VQVAETrainer(
+    """A `VQVAETrainer` built from a hyperparameters dict (see hyperparameters.py); with
+    `levels` 2, a `hierarchy.VQVAE2Trainer`."""
+    levels = values.get("levels", 1)
+    extra = {}
+    if levels == 2:
+        import hierarchy  # imports this module
+
+        cls, extra = hierarchy.VQVAE2Trainer, {"top_code_dim": values["top_code_dim"]}
+    else:
+        cls = VQVAETrainer
+    model = cls(
         image_size=values["image_size"], num_codes=values["num_codes"],
         code_dim=values["code_dim"], num_downsamples=values["num_downsamples"],
         channels=values["channels"], num_residual_blocks=values["num_residual_blocks"],
@@ -491,6 +531,6 @@ def vqvae_from_hyperparameters(values):
         ssim_window=values["ssim_window"], attention=values["attention"],
         perceptual_weight=values["perceptual_weight"],
         adversarial_weight=values["adversarial_weight"],
-        adversarial_start=values["adversarial_start"])
+        adversarial_start=values["adversarial_start"], **extra)
     model.build()
     return model

@@ -273,7 +273,6 @@ def _subjects(slices, count, seed):
 
 def benchmark_quality(args):
     """Trains a VQ-VAE for a fixed wall-clock budget, then measures the test split."""
-    import math
 
     import numpy as np
 
@@ -298,7 +297,7 @@ def benchmark_quality(args):
           f"D={model.code_dim}, {model.count_params():,} parameters")
     test = splits["test"]
     per_image, used = _reconstruction_quality(model, test)
-    bits = model.grid_size ** 2 * math.log2(model.num_codes)
+    bits = model.code_bits
     psnr = per_image["psnr"][np.isfinite(per_image["psnr"])]
     train_quality, _ = _reconstruction_quality(model, train)
     print(f"trained {images:,} images in {seconds:.0f} s")
@@ -312,8 +311,9 @@ def benchmark_quality(args):
     print(f"mean PSNR: {psnr.mean():.2f} dB")
     print(f"codebook usage (test split): {used}/{model.num_codes} codes "
           f"({used / model.num_codes:.1%})")
-    print(f"code bits per image: {bits:,.0f} ({model.grid_size}x{model.grid_size} x "
-          f"log2 {model.num_codes})")
+    grids = " + ".join(f"{side}x{side}" for side in
+                       ([model.top_grid_size] if model.levels == 2 else []) + [model.grid_size])
+    print(f"code bits per image: {bits:,.0f} (({grids}) x log2 {model.num_codes})")
     print(f"training images/s: {images / seconds:.1f}")
     return per_image
 
@@ -369,6 +369,15 @@ def benchmark_learning_curve(args):
                                f"{len(np.unique(test.case_id))} test subjects")
         print(f"figure: {args.figure}")
     return rows
+
+
+def benchmark_rate_distortion(args):
+    """Held-out SSIM against code bits per image, one design per point, same budget each
+    (rate_distortion.py); prints the table, writes --json and --figure."""
+    import rate_distortion
+
+    return rate_distortion.run(args, machine_description(), _train_for_budget,
+                               _reconstruction_quality)
 
 
 def benchmark_throughput(args):
@@ -471,6 +480,19 @@ def main(argv=None):
     curve_parser.add_argument("--figure", default=None, help="plot the curve to this PNG")
     hyperparameters.add_arguments(curve_parser)
     curve_parser.set_defaults(run=benchmark_learning_curve)
+
+    rd_parser = commands.add_parser(
+        "rate-distortion", help="held-out SSIM against code bits per image, one design per "
+                                "point (rate_distortion.py)")
+    rd_parser.add_argument("--points", default="kerasio,seed,8x,4x,vqvae2-8x,vqvae2-4x",
+                           help="designs, comma-separated; +adv adds the adversarial loss "
+                                "(e.g. 8x+adv)")
+    rd_parser.add_argument("--minutes", type=float, default=20.0,
+                           help="wall-clock training budget per point")
+    rd_parser.add_argument("--json", default=None, help="also write the rows here")
+    rd_parser.add_argument("--figure", default=None, help="plot the points to this PNG")
+    hyperparameters.add_arguments(rd_parser)
+    rd_parser.set_defaults(run=benchmark_rate_distortion)
 
     throughput_parser = commands.add_parser(
         "throughput", help="training and reconstruction images/s, ours vs keras-io sized")

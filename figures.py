@@ -1,7 +1,7 @@
 """Figures (PNG, matplotlib's Agg backend) of the metrics in metrics.py and the benchmarks.
 
 `plot_ssim_histogram`, `plot_metric_by_slice`, `plot_best_worst`, `plot_image_grid`,
-`plot_loss_curves`, `learning_curve`, and `make_gif` to animate saved frames.
+`plot_loss_curves`, `learning_curve`, `rate_distortion`, and `make_gif` to animate saved frames.
 """
 import csv
 import math
@@ -329,6 +329,42 @@ def learning_curve(rows, path, title=""):
                    + (f"\n{title}" if title else ""))
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def rate_distortion(rows, path, title=""):
+    """Held-out SSIM (left) and brain SSIM (right) against code bits per image, one marker
+    per design: baselines grey, our single level blue, VQ-VAE-2 green; hollow markers with the
+    adversarial loss.
+
+    Args:
+        rows: dicts with "label", "bits", "test_ssim", "test_ssim_std", "test_brain_ssim",
+            "levels", "adversarial" and "baseline" (benchmark.py rate-distortion).
+        path: the PNG to write.
+        title: a line under the figure's title (e.g. the budget and data).
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    figure, panels = plt.subplots(1, 2, figsize=(11, 4.4))
+    for axes, key, name in ((panels[0], "test_ssim", "mean SSIM"),
+                            (panels[1], "test_brain_ssim", "mean SSIM inside the brain")):
+        for row in rows:
+            color = ("tab:gray" if row["baseline"] or row["bits"] < 1000
+                     else "tab:green" if row["levels"] == 2 else "tab:blue")
+            axes.errorbar(row["bits"], row[key],
+                          yerr=row["test_ssim_std"] if key == "test_ssim" else None,
+                          fmt="D" if row["levels"] == 2 else "o", color=color, capsize=3,
+                          markerfacecolor="white" if row["adversarial"] else color)
+            axes.annotate(row["label"], (row["bits"], row[key]), fontsize=7,
+                          textcoords="offset points", xytext=(5, 4))
+        axes.set_xscale("log")
+        axes.set_xlabel("code bits per image")
+        axes.set_ylabel(f"{name} of held-out reconstructions")
+        axes.grid(alpha=0.3)
+    figure.suptitle("Rate and distortion on held-out subjects" + (f"\n{title}" if title else ""))
     figure.tight_layout()
     return _save(figure, path)
 

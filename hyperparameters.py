@@ -33,6 +33,10 @@ DEFAULTS = {
     "channels": 64,  # width of the first encoder level; doubles per level up to 4x
     "num_residual_blocks": 2,
     "attention": False,  # a self-attention block at the grid's resolution in encoder and decoder
+    # 2: VQ-VAE-2 (hierarchy.py), a top grid half as wide again above the bottom grid, and a
+    # two-level prior (top, then bottom given top); code bits count both grids
+    "levels": 1,
+    "top_code_dim": 64,  # dimension of the top level's codes (levels 2)
     "commitment_cost": 0.25,  # beta
     "use_ema": True,  # EMA codebook updates (False: codebook loss with gradients)
     "ema_decay": 0.99,
@@ -83,14 +87,15 @@ DEFAULTS = {
 # Values that fix the shape of a trained model: a checkpoint is refused when any of them differs.
 ARCHITECTURE_KEYS = (
     "image_size", "num_codes", "code_dim", "num_downsamples", "channels", "num_residual_blocks",
-    "attention", "adversarial_weight", "num_slice_positions", "prior_filters", "prior_layers",
+    "attention", "adversarial_weight", "levels", "top_code_dim", "num_slice_positions",
+    "prior_filters", "prior_layers",
     "prior_kernel_size",
     "prior_attention_blocks", "prior_attention_heads", "prior_position_embedding",
 )
 
 # The subset that fixes the VQ-VAE (a prior may be retrained over it with other prior values).
 VQVAE_KEYS = ("image_size", "num_codes", "code_dim", "num_downsamples", "channels",
-              "num_residual_blocks", "attention", "adversarial_weight")
+              "num_residual_blocks", "attention", "adversarial_weight", "levels", "top_code_dim")
 
 # Flags that take one of a few words.
 CHOICES = {"ssim_window": ("gaussian", "uniform"),
@@ -103,7 +108,8 @@ RANGES = {
     "image_size": (8, None), "slices_per_volume": (1, None), "num_slice_positions": (1, None),
     "demo_copies": (0, None), "seed": (0, 2 ** 31 - 1),
     "num_codes": (2, None), "code_dim": (1, None), "num_downsamples": (1, 8),
-    "channels": (1, None), "num_residual_blocks": (0, None), "commitment_cost": (0.0, None),
+    "channels": (1, None), "num_residual_blocks": (0, None), "levels": (1, 2),
+    "top_code_dim": (1, None), "commitment_cost": (0.0, None),
     "ema_decay": (0.0, 0.9999), "dead_code_threshold": (0.0, None), "ssim_weight": (0.0, None),
     "perceptual_weight": (0.0, None), "adversarial_weight": (0.0, None),
     "adversarial_start": (0, None),
@@ -127,7 +133,7 @@ LEGACY_VALUES = {
     "patience": 0, "prior_patience": 0,
     "slice_axis": "axial", "crop_to_head": False, "split": "0.8,0.1,0.1", "attention": False,
     "perceptual_weight": 0.0, "perceptual_weights": "", "adversarial_weight": 0.0,
-    "adversarial_start": 2000,
+    "adversarial_start": 2000, "levels": 1, "top_code_dim": 64,
 }
 
 
@@ -166,10 +172,13 @@ def value_problem(key, value):
 
 def combination_problem(values):
     """Why values that are each valid do not work together (a short sentence), or None."""
-    factor = 2 ** values["num_downsamples"]
+    levels = values.get("levels", 1)
+    factor = 2 ** (values["num_downsamples"] + levels - 1)
     if values["image_size"] % factor:
         below = values["image_size"] // factor * factor
-        return (f"--image-size {values['image_size']} is not divisible by 2**--num-downsamples "
+        power = ("2**--num-downsamples" if levels == 1
+                 else "2**(--num-downsamples + 1) (two levels)")
+        return (f"--image-size {values['image_size']} is not divisible by {power} "
                 f"= {factor}: use --image-size {below or factor} or {below + factor}, or fewer "
                 f"--num-downsamples")
     return None

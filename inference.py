@@ -27,7 +27,8 @@ def reconstruct(vqvae, images, batch_size=32):
 
 
 def encode_all(vqvae, images, batch_size=64, what="slices"):
-    """Code grids [N, g, g] int32 of `images`, in batches (a progress line, "encoding N
+    """Code grids [N, g, g] int32 of `images` (packed two-level codes [N, t*t + g*g] for a
+    VQ-VAE-2), in batches (a progress line, "encoding N
     {what}", for large sets)."""
     import keras
 
@@ -39,7 +40,7 @@ def encode_all(vqvae, images, batch_size=64, what="slices"):
         progress.step()
     progress.close()
     if not grids:
-        return np.zeros((0, vqvae.grid_size, vqvae.grid_size), np.int32)
+        return np.zeros((0,) + tuple(vqvae.code_shape), np.int32)
     return np.concatenate(grids).astype(np.int32)
 
 

@@ -12,6 +12,8 @@ Each idea lives in a file of its own; this module gathers them so scripts and us
 * `masked_conv.py` — `pixelcnn_mask` and `MaskedConv2D`, the causal convolution.
 * `pixelcnn.py` — `GatedPixelCNNLayer`, `GatedPixelCNN` (the prior over code grids) and the
   `BitsPerCode` metric; `attention.py` — its causal self-attention blocks.
+* `hierarchy.py` — VQ-VAE-2: `VQVAE2Trainer` (two code grids) and `HierarchicalPrior` (a top
+  prior, and a bottom prior conditioned on the top codes).
 
 Model code uses `keras.ops` and `keras.layers` only, so it runs on the TensorFlow and JAX backends.
 """
@@ -19,6 +21,7 @@ from attention import CausalAttentionBlock
 from autoencoder import (VQVAE_METRICS, ResidualBlock, VQVAETrainer, build_decoder,
                          build_encoder, level_channels, vqvae_from_hyperparameters)
 from baselines import build_kerasio_decoder, build_kerasio_encoder
+from hierarchy import HierarchicalPrior, VQVAE2Trainer, pack_codes, unpack_codes
 from masked_conv import PIXELCNN_STACKS, MaskedConv2D, pixelcnn_mask
 from pixelcnn import BitsPerCode, GatedPixelCNN, GatedPixelCNNLayer, prior_from_hyperparameters
 from quantizer import VectorQuantizer
@@ -26,6 +29,7 @@ from ssim_loss import SSIM_WINDOWS, ssim_per_image
 
 __all__ = [
     "BitsPerCode", "CausalAttentionBlock", "GatedPixelCNN", "GatedPixelCNNLayer",
+    "HierarchicalPrior", "VQVAE2Trainer", "pack_codes", "unpack_codes",
     "MaskedConv2D", "PIXELCNN_STACKS", "ResidualBlock", "SSIM_WINDOWS", "VQVAE_METRICS",
     "VQVAETrainer", "VectorQuantizer", "build_decoder", "build_encoder",
     "build_kerasio_decoder", "build_kerasio_encoder", "level_channels", "pixelcnn_mask",

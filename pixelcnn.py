@@ -207,9 +207,17 @@ class GatedPixelCNN(keras.Model):
         attention_heads: heads of each attention block (a divisor of `filters`).
         position_embedding: learned row and column embeddings of the grid positions.
 
+        condition_codes: > 0 adds a spatial condition: the codes of a coarser grid of side
+            `condition_grid_size` (a divisor of g) from a codebook of this size, embedded,
+            attended over as a whole (`attention.SpatialSelfAttention`), upsampled and added
+            to both stacks of every layer (VQ-VAE-2's bottom prior,
+            hierarchy.py). It is no part of the causal order: every position sees all of it.
+        condition_grid_size: the side of that coarser grid.
+
     Call args:
-        inputs: a dict {"code_indices": [B, g, g] int, "slice_index": [B] int (optional)}, a
-            tuple (code_indices, slice_index), or just the code indices (unconditional).
+        inputs: a dict {"code_indices": [B, g, g] int, "slice_index": [B] int (optional),
+            "condition_codes": [B, t, t] int (with `condition_codes`)}, a tuple
+            (code_indices, slice_index[, condition_codes]), or just the code indices.
         training: enables dropout and condition dropout.
 
     Returns:
@@ -225,7 +233,8 @@ class GatedPixelCNN(keras.Model):
                  num_slice_positions=DEFAULTS["num_slice_positions"], condition_dropout=0.1,
                  seed=0, attention_blocks=LEGACY_VALUES["prior_attention_blocks"],
                  attention_heads=LEGACY_VALUES["prior_attention_heads"],
-                 position_embedding=LEGACY_VALUES["prior_position_embedding"], **kwargs):
+                 position_embedding=LEGACY_VALUES["prior_position_embedding"],
+                 condition_codes=0, condition_grid_size=0, **kwargs):
         super().__init__(**kwargs)
         self.num_codes = int(num_codes)
         self.grid_size = int(grid_size)
@@ -239,6 +248,12 @@ class GatedPixelCNN(keras.Model):
         self.attention_blocks = int(attention_blocks)
         self.attention_heads = int(attention_heads)
         self.position_embedding = bool(position_embedding)
+        self.condition_codes = int(condition_codes)
+        self.condition_grid_size = int(condition_grid_size)
+        if self.condition_codes and (self.condition_grid_size < 1
+                                     or self.grid_size % self.condition_grid_size):
+            raise ValueError(f"condition_grid_size {condition_grid_size} must divide grid_size "
+                             f"{grid_size}")
         if self.num_layers < 0:
             raise ValueError(f"num_layers must be >= 0, got {num_layers}")
         if self.attention_blocks < 0:
@@ -262,6 +277,22 @@ class GatedPixelCNN(keras.Model):
             attention.CausalAttentionBlock(self.filters, self.attention_heads,
                                            dropout=self.dropout_rate, name=f"attention_{index}")
             for index in range(self.attention_blocks)]
+        # A spatial condition (VQ-VAE-2's bottom prior: the top codes): embedded, attended over
+        # as a whole (so every position sees all of it), upsampled to the grid, mixed by a 3x3
+        # convolution, and projected per gated layer.
+        self.condition_embedding = self.condition_mix = self.condition_attention = None
+        self.spatial_projections = []
+        if self.condition_codes:
+            self.condition_embedding = layers.Embedding(self.condition_codes, self.filters,
+                                                        name="condition_embedding")
+            heads = self.attention_heads if self.filters % self.attention_heads == 0 else 1
+            self.condition_attention = attention.SpatialSelfAttention(
+                heads, name="condition_attention")
+            self.condition_mix = layers.Conv2D(self.filters, 3, padding="same",
+                                               activation="relu", name="condition_mix")
+            self.spatial_projections = [
+                layers.Dense(2 * self.filters, use_bias=False, name=f"spatial_condition_{index}")
+                for index in range(self.num_layers + 1)]
         self.head_hidden = layers.Conv2D(self.filters, 1, name="head_hidden")
         self.head_logits = layers.Conv2D(self.num_codes, 1, dtype="float32", name="logits")
         self.seed_generator = keras.random.SeedGenerator(self.seed)
@@ -289,27 +320,53 @@ class GatedPixelCNN(keras.Model):
             self.column_embedding.build((None,))
         for block in self.attention:
             block.build((None, self.grid_size * self.grid_size, self.filters))
+        if self.condition_codes:
+            side = self.condition_grid_size
+            self.condition_embedding.build((None, side, side))
+            self.condition_attention.build((None, side, side, self.filters))
+            self.condition_mix.build(features)
+            for projection in self.spatial_projections:
+                projection.build(features)
         self.head_hidden.build(features)
         self.head_logits.build(features)
 
     def _split_inputs(self, inputs):
+        """(code_indices, slice_index or None, condition_codes or None) of any call form."""
         if isinstance(inputs, dict):
-            return inputs["code_indices"], inputs.get("slice_index")
+            return (inputs["code_indices"], inputs.get("slice_index"),
+                    inputs.get("condition_codes"))
         if isinstance(inputs, (tuple, list)):
-            return inputs[0], (inputs[1] if len(inputs) > 1 else None)
-        return inputs, None
+            return (inputs[0], inputs[1] if len(inputs) > 1 else None,
+                    inputs[2] if len(inputs) > 2 else None)
+        return inputs, None, None
 
-    def condition_biases(self, slice_index, batch, training=False):
-        """Per gated layer, the [B, 1, 1, 2F] bias of the slice condition.
+    def spatial_condition(self, condition_codes):
+        """[B, t, t] codes of the coarser grid -> [B, g, g, F] condition features."""
+        factor = self.grid_size // self.condition_grid_size
+        embedded = self.condition_attention(
+            self.condition_embedding(ops.cast(condition_codes, "int32")))
+        upsampled = ops.repeat(ops.repeat(embedded, factor, axis=1), factor, axis=2)
+        return self.condition_mix(upsampled)
+
+    def condition_biases(self, slice_index, batch, training=False, condition_codes=None):
+        """Per gated layer, the bias of the conditions: [B, 1, 1, 2F] for the slice alone, or
+        [B, g, g, 2F] with a spatial condition (`condition_codes`).
 
         Args:
             slice_index: [B] ints, or None for unconditional.
             batch: B.
-            training: applies condition dropout.
+            training: applies condition dropout (to the slice condition).
+            condition_codes: [B, t, t] codes of the coarser grid; required when the prior was
+                built with `condition_codes` > 0, refused otherwise.
 
         Returns:
             A list with one bias per gated layer.
         """
+        if bool(self.condition_codes) != (condition_codes is not None):
+            raise ValueError(
+                f"{self.name} was built with condition_codes={self.condition_codes}: "
+                + ("it needs the coarser grid's codes (inputs['condition_codes'])"
+                   if self.condition_codes else "it takes no condition_codes"))
         if slice_index is None:
             slice_index = ops.full((batch,), self.num_slice_positions, dtype="int32")
         slice_index = ops.reshape(ops.cast(slice_index, "int32"), (-1,))
@@ -317,7 +374,12 @@ class GatedPixelCNN(keras.Model):
             drop = keras.random.uniform((batch,), seed=self.seed_generator) < self.condition_dropout
             slice_index = ops.where(drop, self.num_slice_positions, slice_index)
         condition = self.slice_embedding(slice_index)
-        return [layer.condition_bias(condition) for layer in self.gated_layers]
+        biases = [layer.condition_bias(condition) for layer in self.gated_layers]
+        if condition_codes is None:
+            return biases
+        spatial = self.spatial_condition(condition_codes)
+        return [bias + projection(spatial)
+                for bias, projection in zip(biases, self.spatial_projections)]
 
     def position_features(self, row_offset, column_offset, height, width):
         """[1, height, width, F] learned embedding of the absolute grid positions of a crop
@@ -399,8 +461,9 @@ class GatedPixelCNN(keras.Model):
         return self.head_logits(ops.relu(self.head_hidden(ops.relu(features))))
 
     def call(self, inputs, training=False):
-        code_indices, slice_index = self._split_inputs(inputs)
-        biases = self.condition_biases(slice_index, ops.shape(code_indices)[0], training)
+        code_indices, slice_index, condition_codes = self._split_inputs(inputs)
+        biases = self.condition_biases(slice_index, ops.shape(code_indices)[0], training,
+                                       condition_codes)
         embedded = self.embed(code_indices)
         to_horizontal = self.vertical_pass(embedded, biases)
         features = self.horizontal_pass(embedded, to_horizontal, biases, training)
@@ -417,6 +480,8 @@ class GatedPixelCNN(keras.Model):
             "condition_dropout": self.condition_dropout, "seed": self.seed,
             "attention_blocks": self.attention_blocks, "attention_heads": self.attention_heads,
             "position_embedding": self.position_embedding,
+            "condition_codes": self.condition_codes,
+            "condition_grid_size": self.condition_grid_size,
         })
         return config
 
@@ -430,8 +495,13 @@ def prior_from_hyperparameters(values, grid_size):
         grid_size: side of the VQ-VAE's code grids.
 
     Returns:
-        The (untrained, built) prior.
+        The (untrained, built) prior; with `levels` 2 a `hierarchy.HierarchicalPrior` over the
+        packed codes of a VQ-VAE-2 whose bottom grid is `grid_size`.
     """
+    if values.get("levels", 1) == 2:
+        import hierarchy  # imports this module
+
+        return hierarchy.hierarchical_prior_from_hyperparameters(values, grid_size)
     model = GatedPixelCNN(
         num_codes=values["num_codes"], grid_size=grid_size, filters=values["prior_filters"],
         num_layers=values["prior_layers"], kernel_size=values["prior_kernel_size"],

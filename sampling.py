@@ -121,10 +121,12 @@ def _write(grid, position, codes):
     return ops.where(here, ops.cast(codes, grid.dtype)[:, None, None], grid)
 
 
-def _whole_grid_loop(prior, grid, slices, grid_size, draw):
+def _whole_grid_loop(prior, grid, slices, grid_size, draw, condition=None):
     """Every step runs the prior on the whole grid and draws the code at that step's position."""
+    inputs = {} if condition is None else {"condition_codes": condition}
+
     def body(position, grid):
-        logits = prior({"code_indices": grid, "slice_index": slices}, training=False)
+        logits = prior({"code_indices": grid, "slice_index": slices, **inputs}, training=False)
         flat = ops.reshape(logits, (ops.shape(grid)[0], grid_size * grid_size, -1))
         return _write(grid, position, draw(ops.take(flat, position, axis=1), position))
 
@@ -167,7 +169,16 @@ def _cache_position(prior, caches, normed, codes, row, column, position):
     return tuple(updated)
 
 
-def _row_cached_loop(prior, grid, slices, grid_size, draw):
+def _crop(bias, row, column, height, width):
+    """The [N, height, width, C] window at (row, column) of a spatial bias [N, g, g, C]; a
+    bias that is the same everywhere ([N, 1, 1, C]) as it is."""
+    if bias.shape[1] == 1 and bias.shape[2] == 1:
+        return bias
+    return ops.slice(bias, ops.stack([0, row, column, 0]),
+                     (ops.shape(bias)[0], height, width, bias.shape[-1]))
+
+
+def _row_cached_loop(prior, grid, slices, grid_size, draw, condition=None):
     """The row-cached loop for a `GatedPixelCNN`.
 
     The vertical stack at row r sees only the rows above r, so once per row it runs on the
@@ -176,12 +187,13 @@ def _row_cached_loop(prior, grid, slices, grid_size, draw):
     `causal_reach` columns to its left, then the attention blocks for that one position against
     a cache of the earlier positions' keys and values, and the head. Crops are clipped to the
     grid, so the zero padding at the grid's edges is the same as on the whole grid and the logits
-    equal the whole-grid ones up to float rounding.
+    equal the whole-grid ones up to float rounding. A spatial condition's biases (VQ-VAE-2's
+    bottom prior) are cut to the same windows.
     """
     reach = prior.causal_reach
     batch = ops.shape(grid)[0]
     rows = width = min(grid_size, reach + 1)  # rows above (and the row) / columns to the left
-    biases = prior.condition_biases(slices, batch)
+    biases = prior.condition_biases(slices, batch, condition_codes=condition)
     attention_blocks = list(getattr(prior, "attention", []))
     cache_shape = (batch, grid_size * grid_size, prior.filters)
     caches = tuple((ops.zeros(cache_shape, "float32"), ops.zeros(cache_shape, "float32"))
@@ -191,8 +203,9 @@ def _row_cached_loop(prior, grid, slices, grid_size, draw):
         grid, caches = state
         top = ops.clip(row - reach, 0, grid_size - rows)
         above = ops.slice(grid, ops.stack([0, top, 0]), (batch, rows, grid_size))
+        row_biases = [_crop(bias, top, 0, rows, grid_size) for bias in biases]
         to_horizontal = [ops.take(term, row - top, axis=1)  # [N, g, 2F]: row `row` only
-                         for term in prior.vertical_pass(prior.embed(above, top), biases)]
+                         for term in prior.vertical_pass(prior.embed(above, top), row_biases)]
 
         def column_body(column, state):
             grid, caches = state
@@ -200,8 +213,9 @@ def _row_cached_loop(prior, grid, slices, grid_size, draw):
             codes = ops.slice(grid, ops.stack([0, row, left]), (batch, 1, width))
             terms = [ops.slice(term, ops.stack([0, left, 0]), (batch, width, term.shape[-1]))
                      [:, None] for term in to_horizontal]
+            crop_biases = [_crop(bias, row, left, 1, width) for bias in biases]
             features = prior.horizontal_pass(prior.embed(codes, row, left), terms,
-                                             biases)  # [N, 1, w, F]
+                                             crop_biases)  # [N, 1, w, F]
             here = ops.take(features, column - left, axis=2)[:, :, None]  # [N, 1, 1, F]
             position = row * grid_size + column
             if attention_blocks or getattr(prior, "position_embedding", False):
@@ -218,11 +232,11 @@ def _row_cached_loop(prior, grid, slices, grid_size, draw):
     return ops.fori_loop(0, grid_size, row_body, (grid, caches))[0]
 
 
-def _sampling_loop(prior, grid, slices, grid_size, row_cached, draw):
+def _sampling_loop(prior, grid, slices, grid_size, row_cached, draw, condition=None):
     """The whole raster loop; `draw(logits [N, K], position)` returns the codes [N]."""
     if row_cached:
-        return _row_cached_loop(prior, grid, slices, grid_size, draw)
-    return _whole_grid_loop(prior, grid, slices, grid_size, draw)
+        return _row_cached_loop(prior, grid, slices, grid_size, draw, condition)
+    return _whole_grid_loop(prior, grid, slices, grid_size, draw, condition)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,14 +246,14 @@ def _sampling_loop(prior, grid, slices, grid_size, row_cached, draw):
 def _tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile):
     import tensorflow as tf
 
-    def run(grid, slices, temperature, seed):
+    def run(grid, slices, temperature, seed, condition):
         def draw(logits, position):
             logits = _shape_logits(logits, temperature, top_k)
             step_seed = tf.stack([seed[0], seed[1] + tf.cast(position, seed.dtype)])
             return tf.random.stateless_categorical(logits, 1, seed=step_seed,
                                                    dtype=tf.int32)[:, 0]
 
-        return _sampling_loop(prior, grid, slices, grid_size, row_cached, draw)
+        return _sampling_loop(prior, grid, slices, grid_size, row_cached, draw, condition)
 
     return tf.function(run, jit_compile=jit_compile, reduce_retracing=True)
 
@@ -247,7 +261,7 @@ def _tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile):
 def _jax_sampler(prior, grid_size, top_k, row_cached):
     import jax
 
-    def run(trainable, non_trainable, grid, slices, temperature, seed):
+    def run(trainable, non_trainable, grid, slices, temperature, seed, condition):
         key = jax.random.fold_in(jax.random.PRNGKey(seed[0]), seed[1])
 
         def draw(logits, position):
@@ -259,14 +273,14 @@ def _jax_sampler(prior, grid_size, top_k, row_cached):
         mapping = (list(zip(prior.trainable_variables, trainable))
                    + list(zip(prior.non_trainable_variables, non_trainable)))
         with keras.StatelessScope(state_mapping=mapping):
-            return _sampling_loop(prior, grid, slices, grid_size, row_cached, draw)
+            return _sampling_loop(prior, grid, slices, grid_size, row_cached, draw, condition)
 
     jitted = jax.jit(run)
 
-    def call(grid, slices, temperature, seed):
+    def call(grid, slices, temperature, seed, condition):
         trainable = [variable.value for variable in prior.trainable_variables]
         non_trainable = [variable.value for variable in prior.non_trainable_variables]
-        return jitted(trainable, non_trainable, grid, slices, temperature, seed)
+        return jitted(trainable, non_trainable, grid, slices, temperature, seed, condition)
 
     return call
 
@@ -310,8 +324,46 @@ _XLA_WORKS = None
 # Public API
 # ---------------------------------------------------------------------------------------------
 
+def _condition_codes(prior, condition_codes, num_samples):
+    """int32 [N, t, t] codes of the coarser grid a spatially conditioned prior needs (None for
+    any other prior)."""
+    needed = int(getattr(prior, "condition_codes", 0) or 0)
+    if not needed:
+        if condition_codes is not None:
+            raise ValueError("this prior takes no condition_codes")
+        return None
+    side = int(prior.condition_grid_size)
+    if condition_codes is None:
+        raise ValueError(f"this prior is conditioned on a {side}x{side} grid of codes: pass "
+                         f"condition_codes [N, {side}, {side}]")
+    codes = np.asarray(condition_codes)
+    if codes.shape != (num_samples, side, side):
+        raise ValueError(f"condition_codes must have shape ({num_samples}, {side}, {side}), "
+                         f"got {codes.shape}")
+    if codes.min() < 0 or codes.max() >= needed:
+        raise ValueError(f"condition_codes must lie in [0, {needed})")
+    return codes.astype(np.int32)
+
+
+def _sample_hierarchy(prior, num_samples, grid_size, **options):
+    """Two-level codes from a `hierarchy.HierarchicalPrior`: the top grid, then the bottom grid
+    given it; returns them packed [N, t*t + g*g] (`hierarchy.pack_codes`)."""
+    import hierarchy
+
+    if grid_size != prior.grid_size:
+        raise ValueError(f"grid_size {grid_size} does not match the prior's bottom grid_size "
+                         f"{prior.grid_size}")
+    progress = options.pop("progress", None)
+    top = sample_codes(prior.top, num_samples, prior.top_grid_size, **options)
+    bottom = sample_codes(prior.bottom, num_samples, grid_size, condition_codes=top,
+                          progress=progress, **options)
+    return np.asarray(ops.convert_to_numpy(hierarchy.pack_codes(
+        ops.convert_to_tensor(top), ops.convert_to_tensor(bottom))), np.int32)
+
+
 def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature=1.0, top_k=0,
-                 seed=0, batch_size=None, crop=True, jit_compile=None, progress=None):
+                 seed=0, batch_size=None, crop=True, jit_compile=None, progress=None,
+                 condition_codes=None):
     """Samples code grids from the prior, the whole raster loop in one compiled function.
 
     Args:
@@ -332,10 +384,19 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
         jit_compile: TensorFlow only: compile with XLA (None: when XLA works here).
         progress: optional object whose `step(count)` is called after each batch with the
             number of grids it finished (e.g. a `progress.Progress`).
+        condition_codes: [N, t, t] codes of the coarser grid, for a prior built with
+            `condition_codes` (VQ-VAE-2's bottom prior).
 
     Returns:
-        int32 numpy array [N, g, g] of code indices in [0, K).
+        int32 numpy array [N, g, g] of code indices in [0, K); for a
+        `hierarchy.HierarchicalPrior` (g: its bottom grid), the top grid is sampled first,
+        then the bottom grid given it, and the packed codes [N, t*t + g*g] are returned.
     """
+    if hasattr(prior, "top") and hasattr(prior, "bottom"):
+        return _sample_hierarchy(prior, num_samples, grid_size, slice_index=slice_index,
+                                 temperature=temperature, top_k=top_k, seed=seed,
+                                 batch_size=batch_size, crop=crop, jit_compile=jit_compile,
+                                 progress=progress)
     num_samples, grid_size, slices, temperature, top_k, seed = _check_arguments(
         prior, num_samples, grid_size, slice_index, temperature, top_k, seed)
     batch_size = num_samples if batch_size is None else _check_positive_int("batch_size",
@@ -346,14 +407,20 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
         jit_compile = _xla_works()
     jit_compile = bool(jit_compile) if backend == "tensorflow" else None
     sampler = _compiled_sampler(prior, grid_size, top_k, _row_cached(prior, crop), jit_compile)
+    condition = _condition_codes(prior, condition_codes, num_samples)
 
     grids = []
     for batch_number, start in enumerate(range(0, num_samples, batch_size)):
         batch_slices = slices[start:start + batch_size]
         count = len(batch_slices)
+        batch_condition = None if condition is None else condition[start:start + batch_size]
         if count < batch_size:  # pad the last batch with unconditional rows
             padding = np.full((batch_size - count,), _num_slice_positions(prior), np.int32)
             batch_slices = np.concatenate([batch_slices, padding])
+            if condition is not None:
+                batch_condition = np.concatenate(
+                    [batch_condition, np.zeros((batch_size - count,) + condition.shape[1:],
+                                               np.int32)])
         grid = np.zeros((batch_size, grid_size, grid_size), np.int32)
         # Step p of batch b draws with the stateless seed (seed, b * g * g + p).
         batch_seed = np.array([seed, batch_number * grid_size * grid_size], np.int64)
@@ -362,7 +429,8 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
             batch_seed = batch_seed.astype(np.uint32)
         result = sampler(ops.convert_to_tensor(grid), ops.convert_to_tensor(batch_slices),
                          ops.convert_to_tensor(temperature, "float32"),
-                         ops.convert_to_tensor(batch_seed))
+                         ops.convert_to_tensor(batch_seed),
+                         None if condition is None else ops.convert_to_tensor(batch_condition))
         grids.append(np.asarray(ops.convert_to_numpy(result), np.int32)[:count])
         if progress is not None:
             progress.step(count)

@@ -1,0 +1,138 @@
+"""Held-out reconstruction quality against code bits per image: `benchmark.py rate-distortion`.
+
+Each point is one design trained from scratch for the same wall-clock budget on the same
+training subjects, then scored on the same held-out test subjects. The designs:
+
+* the keras-io `vq_vae.py` VQ-VAE as published (4x down, K=128, D=16, MSE / variance);
+* the OASIS VQ-VAE seed's size: four stride-2 levels to an 8x8 grid of K=16 codes (our blocks);
+* ours, one level at 8x (the default: 16x16, K=512) and at 4x (32x32, K=64);
+* VQ-VAE-2 (hierarchy.py) at 8x + 16x (16x16 + 8x8, K=128) and 4x + 8x (32x32 + 16x16, K=32);
+
+and any of them with the adversarial loss (name + "+adv").
+"""
+import json
+import pathlib
+
+import numpy as np
+
+# name: (label, baseline, hyperparameter overrides)
+DESIGNS = {
+    "kerasio": ("keras-io as published", "kerasio", {}),
+    "seed": ("OASIS seed's size (8x8, K=16)", None, {"num_downsamples": 4, "num_codes": 16}),
+    "8x": ("ours 8x (16x16, K=512)", None, {}),
+    "4x": ("ours 4x (32x32, K=64)", None, {"num_downsamples": 2, "num_codes": 64}),
+    "vqvae2-8x": ("VQ-VAE-2 (16x16 + 8x8, K=128)", None, {"levels": 2, "num_codes": 128}),
+    "vqvae2-4x": ("VQ-VAE-2 (32x32 + 16x16, K=32)", None,
+                  {"levels": 2, "num_downsamples": 2, "num_codes": 32}),
+}
+DEFAULT_POINTS = ("kerasio", "seed", "8x", "4x", "vqvae2-8x", "vqvae2-4x")
+
+
+def design(name, values):
+    """(label, baseline, values) of a design name; "+adv" keeps the run's --adversarial-weight
+    and --adversarial-start, every other design trains without the adversarial loss."""
+    adversarial = name.endswith("+adv")
+    base = name[:-len("+adv")] if adversarial else name
+    if base not in DESIGNS:
+        raise SystemExit(f"error: unknown design {name!r}: use one of "
+                         f"{', '.join(DESIGNS)} (each also with +adv)")
+    label, baseline, overrides = DESIGNS[base]
+    if adversarial and baseline:
+        raise SystemExit(f"error: {name}: the adversarial loss is ours, not the baseline's")
+    if adversarial and not values["adversarial_weight"] > 0:
+        raise SystemExit(f"error: {name} needs the adversarial loss's weight: add "
+                         f"--adversarial-weight W (and --adversarial-start STEPS)")
+    values = dict(values, **overrides)
+    if adversarial:
+        label += " + adversarial"
+    else:
+        values["adversarial_weight"] = 0.0
+    return label, baseline, values
+
+
+def run(args, machine, train_for_budget, quality):
+    """`benchmark.py rate-distortion`: loads the data, measures each of `args.points`, prints
+    the table and writes `args.json` and `args.figure`.
+
+    Args:
+        args: the parsed flags (points, minutes, json, figure and the hyperparameters).
+        machine: a description of this machine, for the JSON.
+        train_for_budget, quality: benchmark.py's `_train_for_budget` and
+            `_reconstruction_quality`.
+    """
+    import dataset
+    import hyperparameters
+
+    values = hyperparameters.resolve(args)
+    names = args.points.split(",")
+    for name in names:  # refuse a misspelt design before any training
+        design(name, values)
+    splits, description = dataset.load_splits_for(values)
+    print(f"machine: {machine}")
+    print(description)
+    # No model selection happens here, so the validation split is training data too.
+    train = dataset.SliceSet.join([splits["train"], splits["validate"]])
+    test = splits["test"]
+    subjects = len(np.unique(train.case_id))
+    print(f"training on {subjects} subjects ({len(train)} slices), testing on "
+          f"{len(np.unique(test.case_id))} held-out subjects ({len(test)} slices); "
+          f"{args.minutes:g} min per design")
+    rows = measure(names, values, train, test, args.minutes, train_for_budget, quality)
+    header = {"machine": machine, "data": description, "minutes": args.minutes,
+              "train_subjects": subjects, "test_slices": len(test),
+              "title": f"{args.minutes:g} min of training per point; {values['data_dir']}"}
+    write(rows, args.json, args.figure, header)
+    return rows
+
+
+def measure(names, values, train, test, minutes, train_for_budget, quality):
+    """Trains and scores each design; returns one row per design (printed as it finishes).
+
+    Args:
+        names: design names (see `DESIGNS`).
+        values: the run's hyperparameters (each design overrides its own).
+        train, test: `SliceSet`s of the training and held-out subjects.
+        minutes: wall-clock training budget per design.
+        train_for_budget, quality: benchmark.py's `_train_for_budget` and
+            `_reconstruction_quality`.
+    """
+    import keras
+
+    rows = []
+    print(f"{'design':<44} {'bits':>6} {'images':>7} {'train SSIM':>10} {'test SSIM':>15} "
+          f"{'brain':>6} {'sharp':>6} {'PSNR':>6} {'codes':>9}")
+    for name in names:
+        label, baseline, design_values = design(name, values)
+        keras.backend.clear_session()
+        model, images, seconds = train_for_budget(design_values, baseline, train, minutes)
+        train_quality, _ = quality(model, train)
+        test_quality, used = quality(model, test)
+        psnr = test_quality["psnr"][np.isfinite(test_quality["psnr"])]
+        row = {"design": name, "label": label, "bits": float(model.code_bits),
+               "levels": int(model.levels), "adversarial": name.endswith("+adv"),
+               "baseline": bool(baseline), "images_seen": images, "seconds": round(seconds, 1),
+               "train_ssim": float(train_quality["ssim"].mean()),
+               "test_ssim": float(test_quality["ssim"].mean()),
+               "test_ssim_std": float(test_quality["ssim"].std()),
+               "test_brain_ssim": float(np.nanmean(test_quality["brain_ssim"])),
+               "test_sharpness": float(np.nanmean(test_quality["sharpness"])),
+               "test_psnr": float(psnr.mean()), "codes_used": used,
+               "num_codes": int(model.num_codes)}
+        rows.append(row)
+        print(f"{label:<44} {row['bits']:>6,.0f} {images:>7,} {row['train_ssim']:>10.4f} "
+              f"{row['test_ssim']:>8.4f} ± {row['test_ssim_std']:.3f} "
+              f"{row['test_brain_ssim']:>6.3f} {row['test_sharpness']:>6.3f} "
+              f"{row['test_psnr']:>6.2f} {used:>4}/{row['num_codes']:<4}", flush=True)
+    return rows
+
+
+def write(rows, json_path, figure_path, header):
+    """Writes the rows as JSON (with `header`: machine, data, budget) and the figure."""
+    if json_path:
+        pathlib.Path(json_path).write_text(json.dumps(dict(header, rows=rows), indent=2))
+        print(f"rows: {json_path}")
+    if figure_path:
+        import figures
+
+        figures.rate_distortion(rows, figure_path, title=header.get("title", ""))
+        print(f"figure: {figure_path}")

@@ -77,15 +77,19 @@ def run(args, machine, train_for_budget, quality):
     print(f"training on {subjects} subjects ({len(train)} slices), testing on "
           f"{len(np.unique(test.case_id))} held-out subjects ({len(test)} slices); "
           f"{args.minutes:g} min per design")
-    rows = measure(names, values, train, test, args.minutes, train_for_budget, quality)
     header = {"machine": machine, "data": description, "minutes": args.minutes,
               "train_subjects": subjects, "test_slices": len(test),
               "title": f"{args.minutes:g} min of training per point; {values['data_dir']}"}
+
+    def save(rows):  # after every point, so an interrupted sweep keeps what it measured
+        write(rows, args.json, args.figure, header, quiet=True)
+
+    rows = measure(names, values, train, test, args.minutes, train_for_budget, quality, save)
     write(rows, args.json, args.figure, header)
     return rows
 
 
-def measure(names, values, train, test, minutes, train_for_budget, quality):
+def measure(names, values, train, test, minutes, train_for_budget, quality, on_row=None):
     """Trains and scores each design; returns one row per design (printed as it finishes).
 
     Args:
@@ -95,6 +99,7 @@ def measure(names, values, train, test, minutes, train_for_budget, quality):
         minutes: wall-clock training budget per design.
         train_for_budget, quality: benchmark.py's `_train_for_budget` and
             `_reconstruction_quality`.
+        on_row: called with the rows so far after each design.
     """
     import keras
 
@@ -123,16 +128,20 @@ def measure(names, values, train, test, minutes, train_for_budget, quality):
               f"{row['test_ssim']:>8.4f} ± {row['test_ssim_std']:.3f} "
               f"{row['test_brain_ssim']:>6.3f} {row['test_sharpness']:>6.3f} "
               f"{row['test_psnr']:>6.2f} {used:>4}/{row['num_codes']:<4}", flush=True)
+        if on_row is not None:
+            on_row(rows)
     return rows
 
 
-def write(rows, json_path, figure_path, header):
+def write(rows, json_path, figure_path, header, quiet=False):
     """Writes the rows as JSON (with `header`: machine, data, budget) and the figure."""
     if json_path:
         pathlib.Path(json_path).write_text(json.dumps(dict(header, rows=rows), indent=2))
-        print(f"rows: {json_path}")
+        if not quiet:
+            print(f"rows: {json_path}")
     if figure_path:
         import figures
 
         figures.rate_distortion(rows, figure_path, title=header.get("title", ""))
-        print(f"figure: {figure_path}")
+        if not quiet:
+            print(f"figure: {figure_path}")

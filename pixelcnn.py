@@ -206,12 +206,11 @@ class GatedPixelCNN(keras.Model):
         attention_blocks: causal self-attention blocks on top of the gated stacks (0: none).
         attention_heads: heads of each attention block (a divisor of `filters`).
         position_embedding: learned row and column embeddings of the grid positions.
-
         condition_codes: > 0 adds a spatial condition: the codes of a coarser grid of side
             `condition_grid_size` (a divisor of g) from a codebook of this size, embedded,
             attended over as a whole (`attention.SpatialSelfAttention`), upsampled and added
-            to both stacks of every layer (VQ-VAE-2's bottom prior,
-            hierarchy.py). It is no part of the causal order: every position sees all of it.
+            to both stacks of every layer (VQ-VAE-2's bottom prior, hierarchy.py). It is no
+            part of the causal order: every position sees all of it.
         condition_grid_size: the side of that coarser grid.
 
     Call args:

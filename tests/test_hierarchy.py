@@ -167,3 +167,43 @@ def test_train_and_predict_with_two_levels(data_dir, tmp_path, capsys):
     # A checkpoint of the other depth is refused by name.
     with pytest.raises(SystemExit, match="levels"):
         train.main(["--stage", "vqvae", "--epochs", "2", "--resume", *common[:-4]])
+
+
+JAX_SCRIPT = """
+import numpy as np, keras, hyperparameters, modules, sampling
+from keras import ops
+keras.utils.set_random_seed(0)
+model = modules.VQVAE2Trainer(image_size=32, num_codes=16, code_dim=8, top_code_dim=4,
+                              num_downsamples=2, channels=16, num_residual_blocks=1)
+model.build()
+model.compile(optimizer=keras.optimizers.Adam(3e-3))
+images = np.random.default_rng(0).random((8, 32, 32, 1)).astype("float32")
+history = model.fit(images, epochs=2, batch_size=8, verbose=0)
+assert "top_perplexity" in history.history
+codes = np.asarray(model.encode(images))
+assert codes.shape == (8, 80)
+values = dict(hyperparameters.DEFAULTS, num_codes=16, prior_filters=16, prior_layers=2,
+              num_slice_positions=4, levels=2)
+prior = modules.prior_from_hyperparameters(values, 8)
+prior.compile(optimizer="adam",
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+prior.fit((codes, np.arange(8, dtype="int32") % 4), codes, epochs=1, verbose=0)
+sampled = sampling.sample_codes(prior, 3, 8, slice_index=1, seed=2)
+assert (sampled == sampling.sample_codes(prior, 3, 8, slice_index=1, seed=2)).all()
+assert tuple(model.decode_codes(sampled).shape) == (3, 32, 32, 1)
+print("jax ok")
+"""
+
+
+def test_two_levels_train_and_sample_on_jax():
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    result = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True,
+                            text=True, timeout=300,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "jax ok" in result.stdout

@@ -203,7 +203,7 @@ def test_two_levels_train_and_sample_on_jax():
     pytest.importorskip("jax")
     env = dict(os.environ, KERAS_BACKEND="jax")
     result = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True,
-                            text=True, timeout=300,
+                            text=True, timeout=900,
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "jax ok" in result.stdout

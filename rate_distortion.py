@@ -79,7 +79,8 @@ def run(args, machine, train_for_budget, quality):
           f"{args.minutes:g} min per design")
     header = {"machine": machine, "data": description, "minutes": args.minutes,
               "train_subjects": subjects, "test_slices": len(test),
-              "title": f"{args.minutes:g} min of training per point; {values['data_dir']}"}
+              "title": f"{args.minutes:g} min of training per point; {subjects} training / "
+                       f"{len(np.unique(test.case_id))} held-out subjects of {values['data_dir']}"}
 
     def save(rows):  # after every point, so an interrupted sweep keeps what it measured
         write(rows, args.json, args.figure, header, quiet=True)

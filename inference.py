@@ -28,8 +28,7 @@ def reconstruct(vqvae, images, batch_size=32):
 
 def encode_all(vqvae, images, batch_size=64, what="slices"):
     """Code grids [N, g, g] int32 of `images` (packed two-level codes [N, t*t + g*g] for a
-    VQ-VAE-2), in batches (a progress line, "encoding N
-    {what}", for large sets)."""
+    VQ-VAE-2), in batches (a progress line, "encoding N {what}", for large sets)."""
     import keras
 
     starts = range(0, len(images), batch_size)

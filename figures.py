@@ -335,8 +335,8 @@ def learning_curve(rows, path, title=""):
 
 def rate_distortion(rows, path, title=""):
     """Held-out SSIM (left) and brain SSIM (right) against code bits per image, one marker
-    per design: baselines grey, our single level blue, VQ-VAE-2 green; hollow markers with the
-    adversarial loss.
+    per design: the designs compared with ("baseline") grey, our single level blue, VQ-VAE-2
+    green; hollow markers with the adversarial loss.
 
     Args:
         rows: dicts with "label", "bits", "test_ssim", "test_ssim_std", "test_brain_ssim",
@@ -352,7 +352,7 @@ def rate_distortion(rows, path, title=""):
     for axes, key, name in ((panels[0], "test_ssim", "mean SSIM"),
                             (panels[1], "test_brain_ssim", "mean brain SSIM")):
         for row in rows:
-            color = ("tab:gray" if row["baseline"] or row["bits"] < 1000
+            color = ("tab:gray" if row["baseline"]
                      else "tab:green" if row["levels"] == 2 else "tab:blue")
             axes.errorbar(row["bits"], row[key],
                           yerr=row["test_ssim_std"] if key == "test_ssim" else None,

@@ -299,12 +299,16 @@ class VQVAETrainer(keras.Model):
                                  "perplexity": quantized["perplexity"],
                                  "codebook_usage": quantized["usage"]}
 
+    @staticmethod
+    def _nearest(quantizer, latents, grid_size):
+        """Code indices [B, grid_size, grid_size] of `quantizer`'s codes nearest `latents`."""
+        flat = ops.reshape(ops.cast(latents, "float32"), (-1, quantizer.code_dim))
+        return ops.reshape(quantizer.nearest_codes(flat), (-1, grid_size, grid_size))
+
     def encode(self, images):
         """Code indices [B, g, g] of a batch of images."""
-        latents = self.encoder(images, training=False)
-        flat = ops.reshape(ops.cast(latents, "float32"), (-1, self.code_dim))
-        indices = self.quantizer.nearest_codes(flat)
-        return ops.reshape(indices, (-1, self.grid_size, self.grid_size))
+        return self._nearest(self.quantizer, self.encoder(images, training=False),
+                             self.grid_size)
 
     def decode_codes(self, code_indices):
         """Images [B, S, S, 1] rendered from code indices [B, g, g]."""

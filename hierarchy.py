@@ -24,7 +24,7 @@ from keras import layers, ops
 from autoencoder import ResidualBlock, VQVAETrainer, build_decoder, build_encoder, level_channels
 from attention import SpatialSelfAttention
 from hyperparameters import DEFAULTS
-from pixelcnn import GatedPixelCNN
+from pixelcnn import GatedPixelCNN, prior_settings, split_prior_inputs
 
 
 def pack_codes(top, bottom):
@@ -164,10 +164,6 @@ class VQVAE2Trainer(VQVAETrainer):
             "perplexity": bottom["perplexity"], "codebook_usage": bottom["usage"],
             "top_perplexity": top["perplexity"], "top_codebook_usage": top["usage"]}
 
-    def _nearest(self, quantizer, latents, grid_size):
-        flat = ops.reshape(ops.cast(latents, "float32"), (-1, quantizer.code_dim))
-        return ops.reshape(quantizer.nearest_codes(flat), (-1, grid_size, grid_size))
-
     def encode(self, images):
         """Packed code indices [B, t*t + g*g] (top grid, then bottom grid) of a batch."""
         features = self.encoder(images, training=False)
@@ -234,12 +230,7 @@ class HierarchicalPrior(keras.Model):
         self.build()
 
     def call(self, inputs, training=False):
-        if isinstance(inputs, dict):
-            codes, slice_index = inputs["code_indices"], inputs.get("slice_index")
-        elif isinstance(inputs, (tuple, list)):
-            codes, slice_index = inputs[0], (inputs[1] if len(inputs) > 1 else None)
-        else:
-            codes, slice_index = inputs, None
+        codes, slice_index, _ = split_prior_inputs(inputs)
         top, bottom = unpack_codes(codes, self.top_grid_size, self.grid_size)
         top_logits = self.top({"code_indices": top, "slice_index": slice_index},
                               training=training)
@@ -267,13 +258,7 @@ class HierarchicalPrior(keras.Model):
 
 def hierarchical_prior_from_hyperparameters(values, grid_size):
     """A built `HierarchicalPrior` for a VQ-VAE-2 whose bottom grid is `grid_size`."""
-    settings = dict(
-        num_codes=values["num_codes"], filters=values["prior_filters"],
-        num_layers=values["prior_layers"], kernel_size=values["prior_kernel_size"],
-        dropout=values["prior_dropout"], num_slice_positions=values["num_slice_positions"],
-        attention_blocks=values["prior_attention_blocks"],
-        attention_heads=values["prior_attention_heads"],
-        position_embedding=values["prior_position_embedding"])
+    settings = prior_settings(values)
     top = GatedPixelCNN(grid_size=grid_size // 2, name="top_prior", **settings)
     bottom = GatedPixelCNN(grid_size=grid_size, condition_codes=values["num_codes"],
                            condition_grid_size=grid_size // 2, name="bottom_prior", **settings)

@@ -25,6 +25,18 @@ class BitsPerCode(keras.metrics.MeanMetricWrapper):
         return {"name": self.name, "dtype": self.dtype}
 
 
+def split_prior_inputs(inputs):
+    """(code_indices, slice_index or None, condition_codes or None) of any of a prior's call
+    forms: a dict, a tuple (code_indices[, slice_index[, condition_codes]]), or the codes."""
+    if isinstance(inputs, dict):
+        return (inputs["code_indices"], inputs.get("slice_index"),
+                inputs.get("condition_codes"))
+    if isinstance(inputs, (tuple, list)):
+        return (inputs[0], inputs[1] if len(inputs) > 1 else None,
+                inputs[2] if len(inputs) > 2 else None)
+    return inputs, None, None
+
+
 def _gate(features):
     """tanh(a) * sigmoid(b) for features [..., 2F] split into a and b along the last axis."""
     a, b = ops.split(features, 2, axis=-1)
@@ -329,16 +341,6 @@ class GatedPixelCNN(keras.Model):
         self.head_hidden.build(features)
         self.head_logits.build(features)
 
-    def _split_inputs(self, inputs):
-        """(code_indices, slice_index or None, condition_codes or None) of any call form."""
-        if isinstance(inputs, dict):
-            return (inputs["code_indices"], inputs.get("slice_index"),
-                    inputs.get("condition_codes"))
-        if isinstance(inputs, (tuple, list)):
-            return (inputs[0], inputs[1] if len(inputs) > 1 else None,
-                    inputs[2] if len(inputs) > 2 else None)
-        return inputs, None, None
-
     def spatial_condition(self, condition_codes):
         """[B, t, t] codes of the coarser grid -> [B, g, g, F] condition features."""
         factor = self.grid_size // self.condition_grid_size
@@ -460,7 +462,7 @@ class GatedPixelCNN(keras.Model):
         return self.head_logits(ops.relu(self.head_hidden(ops.relu(features))))
 
     def call(self, inputs, training=False):
-        code_indices, slice_index, condition_codes = self._split_inputs(inputs)
+        code_indices, slice_index, condition_codes = split_prior_inputs(inputs)
         biases = self.condition_biases(slice_index, ops.shape(code_indices)[0], training,
                                        condition_codes)
         embedded = self.embed(code_indices)
@@ -485,6 +487,17 @@ class GatedPixelCNN(keras.Model):
         return config
 
 
+def prior_settings(values):
+    """`GatedPixelCNN` keyword arguments (all but grid_size) from a hyperparameters dict."""
+    return dict(
+        num_codes=values["num_codes"], filters=values["prior_filters"],
+        num_layers=values["prior_layers"], kernel_size=values["prior_kernel_size"],
+        dropout=values["prior_dropout"], num_slice_positions=values["num_slice_positions"],
+        attention_blocks=values["prior_attention_blocks"],
+        attention_heads=values["prior_attention_heads"],
+        position_embedding=values["prior_position_embedding"])
+
+
 def prior_from_hyperparameters(values, grid_size):
     """A built `GatedPixelCNN` from a hyperparameters dict (see hyperparameters.py).
 
@@ -501,12 +514,6 @@ def prior_from_hyperparameters(values, grid_size):
         import hierarchy  # imports this module
 
         return hierarchy.hierarchical_prior_from_hyperparameters(values, grid_size)
-    model = GatedPixelCNN(
-        num_codes=values["num_codes"], grid_size=grid_size, filters=values["prior_filters"],
-        num_layers=values["prior_layers"], kernel_size=values["prior_kernel_size"],
-        dropout=values["prior_dropout"], num_slice_positions=values["num_slice_positions"],
-        attention_blocks=values["prior_attention_blocks"],
-        attention_heads=values["prior_attention_heads"],
-        position_embedding=values["prior_position_embedding"], name="pixelcnn_prior")
+    model = GatedPixelCNN(grid_size=grid_size, name="pixelcnn_prior", **prior_settings(values))
     model.build()
     return model

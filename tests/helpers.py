@@ -1,6 +1,9 @@
 """Helpers the test modules share: tiny data, tiny models, and the perturbation checks of
 causality. (Fixtures built from them live in conftest.py.)"""
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
@@ -139,3 +142,15 @@ MASK_RULES = {
     ("full", "B"): lambda r, c, rq, cq: (((r - rq >= 1) & (r - rq <= H) & (abs(cq - c) <= H))
                                          | ((rq == r) & (c - cq >= 0) & (c - cq <= H))),
 }
+
+
+# --- backends -----------------------------------------------------------------------------------
+
+def run_on_jax(script, timeout=300):
+    """Runs `script` with `python -c` in the repository under KERAS_BACKEND=jax (the backend is
+    fixed at Keras's import, so it needs a process of its own) and checks it printed "jax ok"."""
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=timeout, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "jax ok" in result.stdout

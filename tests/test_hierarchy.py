@@ -10,7 +10,7 @@ import hierarchy  # noqa: E402
 import hyperparameters  # noqa: E402
 import modules  # noqa: E402
 import sampling  # noqa: E402
-from helpers import TINY, smooth_images  # noqa: E402
+from helpers import TINY, run_on_jax, smooth_images  # noqa: E402
 
 TOP_GRID, BOTTOM_GRID, CODES = 4, 8, 16
 
@@ -196,14 +196,5 @@ print("jax ok")
 
 
 def test_two_levels_train_and_sample_on_jax():
-    import os
-    import subprocess
-    import sys
-
     pytest.importorskip("jax")
-    env = dict(os.environ, KERAS_BACKEND="jax")
-    result = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True,
-                            text=True, timeout=900,
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "jax ok" in result.stdout
+    run_on_jax(JAX_SCRIPT, timeout=900)  # 900 s: a loaded machine took over 300

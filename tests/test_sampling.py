@@ -1,8 +1,5 @@
 """Tests of the samplers (sampling.py): shapes, seeds, conditioning, top-k, the row-cached
 sampler against the whole grid and the keras-io style loop, save/reload, and JAX."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -12,7 +9,7 @@ keras = pytest.importorskip("keras")
 
 import modules  # noqa: E402
 import sampling  # noqa: E402
-from helpers import CODES, SLICES, logits_of, make_prior  # noqa: E402
+from helpers import CODES, SLICES, logits_of, make_prior, run_on_jax  # noqa: E402
 
 SAMPLE_GRID = 6
 
@@ -137,9 +134,4 @@ JAX_SCRIPT = textwrap.dedent("""
 
 def test_prior_and_sampler_run_on_jax():
     pytest.importorskip("jax")
-    env = dict(os.environ, KERAS_BACKEND="jax")
-    result = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True,
-                            text=True, timeout=300,
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "jax ok" in result.stdout
+    run_on_jax(JAX_SCRIPT)

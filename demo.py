@@ -8,7 +8,7 @@ import numpy as np
 import volumes
 from errors import DatasetError
 from hyperparameters import DEFAULTS
-from slice_sets import concatenate_parts, position_to_index, square_resize
+from slice_sets import affine_warp, concatenate_parts, position_to_index, square_resize
 
 DEMO_VOLUME = (pathlib.Path(__file__).resolve().parent / "data" / "mni152"
                / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
@@ -20,18 +20,9 @@ DEMO_GAP_SLICES = 2  # slices left out between a held-out band and the training 
 
 def _augment(image, rng):
     """A randomly jittered copy: small rotation/scale/shift, then gain and gamma."""
-    from scipy import ndimage
-
     size = image.shape[0]
-    angle = np.deg2rad(rng.uniform(-6.0, 6.0))
-    scale = rng.uniform(0.93, 1.07)
-    shift = rng.uniform(-0.04, 0.04, size=2) * size
-    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    matrix = rotation / scale  # output pixel -> input pixel
-    centre = np.array([(size - 1) / 2.0, (size - 1) / 2.0])
-    offset = centre - matrix @ centre - shift
-    warped = ndimage.affine_transform(image, matrix, offset=offset, order=1, mode="constant",
-                                      cval=0.0)
+    warped = affine_warp(image, rng.uniform(-6.0, 6.0), rng.uniform(0.93, 1.07),
+                         rng.uniform(-0.04, 0.04, size=2) * size)
     gain = rng.uniform(0.9, 1.1)
     gamma = rng.uniform(0.85, 1.15)
     return np.clip(gain * np.clip(warped, 0.0, 1.0) ** gamma, 0.0, 1.0).astype(np.float32)

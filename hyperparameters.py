@@ -69,6 +69,10 @@ DEFAULTS = {
     # left-right and/or shifted by up to prior_augment_shift pixels, by the frozen VQ-VAE.
     "prior_augment_copies": 4,
     "prior_augment_shift": 4,
+    # ... and, from the second copy on, rotated by up to this many degrees and scaled by up to
+    # this fraction about the centre (0: neither).
+    "prior_augment_rotation": 0.0,
+    "prior_augment_scale": 0.0,
     # --- early stopping (both stages keep their best validation epoch) ------------------------
     "patience": 0,  # VQ-VAE: stop after this many epochs without a better val_loss (0: never)
     "prior_patience": 10,  # prior: the same, on the validation bits per code
@@ -121,6 +125,7 @@ RANGES = {
     "prior_batch_size": (1, None), "prior_learning_rate": ((0.0, "exclusive"), 1.0),
     "prior_weight_decay": (0.0, None), "prior_epochs": (1, None),
     "prior_augment_copies": (0, None), "prior_augment_shift": (0, None),
+    "prior_augment_rotation": (0.0, 45.0), "prior_augment_scale": (0.0, 0.5),
     "patience": (0, None), "prior_patience": (0, None),
     "temperature": ((0.0, "exclusive"), None), "top_k": (0, None),
 }
@@ -130,6 +135,7 @@ RANGES = {
 LEGACY_VALUES = {
     "prior_attention_blocks": 0, "prior_attention_heads": 4, "prior_position_embedding": False,
     "prior_weight_decay": 0.0, "prior_augment_copies": 0, "prior_augment_shift": 0,
+    "prior_augment_rotation": 0.0, "prior_augment_scale": 0.0,
     "patience": 0, "prior_patience": 0,
     "slice_axis": "axial", "crop_to_head": False, "split": "0.8,0.1,0.1", "attention": False,
     "perceptual_weight": 0.0, "perceptual_weights": "", "adversarial_weight": 0.0,

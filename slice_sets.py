@@ -176,6 +176,23 @@ def square_resize(image, image_size):
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
 
+def affine_warp(image, angle_degrees=0.0, scale=1.0, shift=(0.0, 0.0)):
+    """`image` [S, S] (or [S, S, 1]) rotated by `angle_degrees` and scaled by `scale` about its
+    centre, then moved by `shift` pixels (rows, columns); bilinear, zero outside the frame."""
+    from scipy import ndimage
+
+    squeeze = image.ndim == 3
+    plane = image[..., 0] if squeeze else image
+    angle = np.deg2rad(angle_degrees)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    matrix = rotation / scale  # output pixel -> input pixel
+    centre = (np.array(plane.shape, float) - 1.0) / 2.0
+    offset = centre - matrix @ centre - np.asarray(shift, float)
+    warped = ndimage.affine_transform(plane, matrix, offset=offset, order=1, mode="constant",
+                                      cval=0.0).astype(image.dtype)
+    return warped[..., None] if squeeze else warped
+
+
 def position_to_index(position, count, num_slice_positions):
     """Ordinal position 0..count-1 -> slice index 0..num_slice_positions-1."""
     if count <= 1:

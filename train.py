@@ -178,6 +178,9 @@ def _fingerprint(vqvae_path, splits, values):
         digest.update(np.ascontiguousarray(splits[name].images).tobytes())
         digest.update(np.asarray(splits[name].slice_index, np.int64).tobytes())
     settings = [values.get(key) for key in ("prior_augment_copies", "prior_augment_shift", "seed")]
+    # Appended only when set, so caches written before these two settings existed stay valid.
+    settings += [values[key] for key in ("prior_augment_rotation", "prior_augment_scale")
+                 if values.get(key)]
     digest.update(json.dumps(settings).encode())
     return digest.hexdigest()
 
@@ -186,7 +189,7 @@ def encode_splits(vqvae, splits, output_dir, values=None):
     """Code grids of every split, computed once with the frozen VQ-VAE and cached on disk.
 
     With `prior_augment_copies` > 0 the training split is also encoded that many more times,
-    flipped left-right and/or shifted (`dataset.flip_and_shift`): code grids that the VQ-VAE
+    flipped left-right, shifted and optionally rotated and scaled (`dataset.flip_and_shift`): code grids that the VQ-VAE
     gives for slightly different real slices, valid training data for the prior, under
     "train_augmented" (the original grids first). The cache (`codes.npz`) is reused only while
     its fingerprint (the VQ-VAE checkpoint's bytes, every split's images and slice indices,
@@ -217,7 +220,9 @@ def encode_splits(vqvae, splits, output_dir, values=None):
     copies = values["prior_augment_copies"]
     if copies:
         images = dataset.flip_and_shift(splits["train"].images, copies,
-                                        values["prior_augment_shift"], seed=values["seed"])
+                                        values["prior_augment_shift"], seed=values["seed"],
+                                        max_rotation=values["prior_augment_rotation"],
+                                        max_scale=values["prior_augment_scale"])
         augmented = inference.encode_all(vqvae, images, what="augmented training slices")
         codes = np.concatenate([codes, augmented])
         slices = np.concatenate([slices, np.tile(slices, copies)])

@@ -146,6 +146,22 @@ def test_flip_and_shift_copies_are_mirrored_and_shifted_real_content():
     assert any(not np.array_equal(copies[i], copies[i - 3]) for i in range(6, 12))
 
 
+def test_rotated_and_scaled_copies_keep_the_slice_and_change_its_pose():
+    yy, xx = np.mgrid[:32, :32]
+    ellipse = (((yy - 15.5) / 12) ** 2 + ((xx - 15.5) / 7) ** 2 <= 1).astype("float32")
+    images = ellipse[None, :, :, None]
+    plain = dataset.flip_and_shift(images, 6, 0, seed=1)
+    posed = dataset.flip_and_shift(images, 6, 0, seed=1, max_rotation=20.0, max_scale=0.15)
+    np.testing.assert_array_equal(posed[0], plain[0])  # copy 1 stays the exact mirror image
+    np.testing.assert_array_equal(plain[1:], np.broadcast_to(images, plain[1:].shape))
+    areas = posed[1:].sum(axis=(1, 2, 3)) / ellipse.sum()
+    # Scaled by at most 15% each way: the area changes by at most (1.15)^2, and not every copy
+    # keeps it; rotated: some copies' pixels move off the upright ellipse.
+    assert np.all((areas > 0.85 ** 2 - 0.05) & (areas < 1.15 ** 2 + 0.05))
+    assert np.ptp(areas) > 0.02
+    assert all(np.abs(copy[..., 0] - ellipse).sum() > 5 for copy in posed[1:])
+
+
 def test_prior_hyperparameters_build_the_context_prior_and_the_old_one():
     values = dict(hyperparameters.DEFAULTS, prior_filters=16, prior_layers=1, num_codes=CODES)
     new = modules.prior_from_hyperparameters(values, 4)

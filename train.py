@@ -189,8 +189,9 @@ def encode_splits(vqvae, splits, output_dir, values=None):
     """Code grids of every split, computed once with the frozen VQ-VAE and cached on disk.
 
     With `prior_augment_copies` > 0 the training split is also encoded that many more times,
-    flipped left-right, shifted and optionally rotated and scaled (`dataset.flip_and_shift`): code grids that the VQ-VAE
-    gives for slightly different real slices, valid training data for the prior, under
+    flipped left-right, shifted and optionally rotated and scaled (`dataset.flip_and_shift`):
+    code grids that the VQ-VAE gives for slightly different real slices, valid training data
+    for the prior, under
     "train_augmented" (the original grids first). The cache (`codes.npz`) is reused only while
     its fingerprint (the VQ-VAE checkpoint's bytes, every split's images and slice indices,
     the augmentation settings) matches; otherwise it is rebuilt.

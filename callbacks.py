@@ -62,6 +62,26 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         runs.write_state(self.folder, state)
 
 
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Validates and saves the moving average of the weights (Polyak averaging).
+
+    For an optimizer built with `use_ema=True`: Keras's `SwapEMAWeights(swap_on_epoch=True)`
+    swaps the averaged weights into the model for validation and at the end of each epoch (so
+    the checkpoint callbacks after this one save them), and the training weights back at the
+    start of the next epoch. A checkpoint saved so holds the averaged weights as the model's and
+    the training weights in the optimizer's average slots; `resumed=True` says the model starts
+    as such a checkpoint, so the first epoch swaps the training weights back in before training,
+    and a resumed run continues as an uninterrupted one would.
+
+    Args:
+        resumed: whether the model was loaded from a checkpoint this callback saved.
+    """
+
+    def __init__(self, resumed=False):
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = bool(resumed)
+
+
 class StopOnNonFinite(keras.callbacks.Callback):
     """Stops training at the first NaN/Inf loss and remembers where it happened."""
 

@@ -64,6 +64,9 @@ DEFAULTS = {
     "prior_batch_size": 32,
     "prior_learning_rate": 2e-3,
     "prior_weight_decay": 1e-2,  # AdamW decoupled weight decay (0: plain Adam)
+    # Polyak averaging: validate, keep and sample with a moving average of the prior's weights
+    # with this decay per step (0: the weights as trained).
+    "prior_weight_averaging": 0.0,
     "prior_epochs": 10,
     # Code-grid augmentation: each training slice is also encoded this many more times, flipped
     # left-right and/or shifted by up to prior_augment_shift pixels, by the frozen VQ-VAE.
@@ -123,7 +126,8 @@ RANGES = {
     "prior_kernel_size": (1, None), "prior_dropout": (0.0, 0.95),
     "prior_attention_blocks": (0, None), "prior_attention_heads": (1, None),
     "prior_batch_size": (1, None), "prior_learning_rate": ((0.0, "exclusive"), 1.0),
-    "prior_weight_decay": (0.0, None), "prior_epochs": (1, None),
+    "prior_weight_decay": (0.0, None), "prior_weight_averaging": (0.0, 0.9999),
+    "prior_epochs": (1, None),
     "prior_augment_copies": (0, None), "prior_augment_shift": (0, None),
     "prior_augment_rotation": (0.0, 45.0), "prior_augment_scale": (0.0, 0.5),
     "patience": (0, None), "prior_patience": (0, None),
@@ -134,7 +138,8 @@ RANGES = {
 # a hyperparameters.json without them was trained that way.
 LEGACY_VALUES = {
     "prior_attention_blocks": 0, "prior_attention_heads": 4, "prior_position_embedding": False,
-    "prior_weight_decay": 0.0, "prior_augment_copies": 0, "prior_augment_shift": 0,
+    "prior_weight_decay": 0.0, "prior_weight_averaging": 0.0,
+    "prior_augment_copies": 0, "prior_augment_shift": 0,
     "prior_augment_rotation": 0.0, "prior_augment_scale": 0.0,
     "patience": 0, "prior_patience": 0,
     "slice_axis": "axial", "crop_to_head": False, "split": "0.8,0.1,0.1", "attention": False,
@@ -344,5 +349,8 @@ def check_compatible(saved, wanted, source, keys=None):
 def check_model(model, values, source):
     """Raises IncompatibleCheckpoint when a loaded model's architecture attributes (those of
     ARCHITECTURE_KEYS it has) differ from `values`."""
-    built = {key: getattr(model, key) for key in ARCHITECTURE_KEYS if hasattr(model, key)}
+    # Only plain values: a model may have an attribute of the same name that is something else
+    # (the prior's `attention` holds its attention blocks; `--attention` is the VQ-VAE's).
+    built = {key: getattr(model, key) for key in ARCHITECTURE_KEYS
+             if isinstance(getattr(model, key, None), (bool, int, float, str))}
     check_compatible({**values, **built}, values, source)

@@ -283,6 +283,11 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     validation_data = code_dataset(*codes["validate"], batch_size, shuffle=False)
     record = {"data_fingerprint": runs.data_fingerprint(splits),
               "vqvae_fingerprint": runs.file_fingerprint(vqvae_path)}
+    if getattr(prior.optimizer, "use_ema", False):  # as built, or as the checkpoint's was
+        import callbacks as training_callbacks
+
+        extra_callbacks = [training_callbacks.AveragedWeights(resumed=done > 0),
+                           *extra_callbacks]
     _fit(prior, "prior", train_data, validation_data, dict(values, steps_per_epoch=steps),
          values["prior_epochs"], batch_size, output_dir, PRIOR_FILE, resume, extra_callbacks,
          values["prior_patience"], done=done, record=record)
@@ -296,13 +301,16 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
 
 
 def prior_optimizer(values):
-    """AdamW with the prior's learning rate and weight decay (plain Adam when the decay is 0)."""
+    """AdamW with the prior's learning rate and weight decay (plain Adam when the decay is 0),
+    keeping a moving average of the weights when `prior_weight_averaging` > 0."""
     import keras
 
+    averaging = values["prior_weight_averaging"]
+    options = dict(use_ema=averaging > 0, ema_momentum=averaging or 0.99)
     if values["prior_weight_decay"] > 0:
         return keras.optimizers.AdamW(values["prior_learning_rate"],
-                                      weight_decay=values["prior_weight_decay"])
-    return keras.optimizers.Adam(values["prior_learning_rate"])
+                                      weight_decay=values["prior_weight_decay"], **options)
+    return keras.optimizers.Adam(values["prior_learning_rate"], **options)
 
 
 def _report_best(output_dir, stage):

@@ -193,3 +193,61 @@ def test_a_sampled_prior_is_freed_when_dropped():
     del prior, again
     gc.collect()
     assert reference() is None
+
+
+def _averaging_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.AdamW(0.05, use_ema=True, ema_momentum=0.8),
+                  loss="mse")
+    return model
+
+
+class _SavesAtEpochEnd(keras.callbacks.Callback):
+    """Stands in for the checkpoint callback: records the weights it would save, and saves;
+    with `stop_after`, ends training after that many epochs (an interrupted run)."""
+
+    def __init__(self, path=None, stop_after=None):
+        super().__init__()
+        self.path, self.stop_after, self.saved, self.averages = path, stop_after, [], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.saved.append([keras.ops.convert_to_numpy(w) for w in self.model.weights])
+        self.averages.append([keras.ops.convert_to_numpy(v)
+                              for v in self.model.optimizer._model_variables_moving_average])
+        if self.path:
+            self.model.save(self.path)
+        if self.stop_after and epoch + 1 >= self.stop_after:
+            self.model.stop_training = True
+
+
+def test_weight_averaging_saves_the_average_and_resumes_as_if_uninterrupted(tmp_path):
+    import callbacks
+
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(64, 3)).astype("float32")
+    targets = inputs @ np.array([[1.0], [-2.0], [0.5]], "float32") + 0.3
+    fit = dict(batch_size=8, shuffle=False, verbose=0)
+
+    whole = _averaging_model()
+    saver = _SavesAtEpochEnd()
+    history = whole.fit(inputs, targets, epochs=3, validation_data=(inputs, targets),
+                        callbacks=[callbacks.AveragedWeights(), saver], **fit)
+    # What is saved at an epoch's end is the average, not the weights as trained (which the
+    # optimizer's average slots hold meanwhile), and validation scores the average too.
+    assert not np.allclose(saver.saved[0][0], saver.averages[0][0])
+    evaluated = _averaging_model()
+    evaluated.set_weights(saver.saved[-1])
+    assert np.isclose(evaluated.evaluate(inputs, targets, verbose=0),
+                      history.history["val_loss"][-1], rtol=1e-4)
+
+    first = _averaging_model()
+    checkpoint = tmp_path / "last.keras"
+    first.fit(inputs, targets, epochs=3, callbacks=[callbacks.AveragedWeights(),
+                                                    _SavesAtEpochEnd(checkpoint, 2)], **fit)
+    resumed = keras.saving.load_model(checkpoint)
+    resumed_saver = _SavesAtEpochEnd()
+    resumed.fit(inputs, targets, epochs=3, initial_epoch=2,
+                callbacks=[callbacks.AveragedWeights(resumed=True), resumed_saver], **fit)
+    for after_resume, uninterrupted in zip(resumed_saver.saved[-1], saver.saved[-1]):
+        np.testing.assert_allclose(after_resume, uninterrupted, rtol=1e-5, atol=1e-6)

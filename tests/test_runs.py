@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
@@ -291,3 +292,22 @@ def test_image_size_not_divisible_is_one_line(tmp_path):
     with pytest.raises(SystemExit, match=r"--image-size 100 is not divisible by .* = 8: use "
                                          r"--image-size 96 or 104"):
         train.main(["--image-size", "100", "--output-dir", str(tmp_path / "run")])
+
+
+def test_prior_with_weight_averaging_keeps_the_average_and_resumes(data_dir, run_copy):
+    arguments = train_args(data_dir, run_copy, "--prior-weight-averaging", "0.9", stage="prior",
+                           epochs="2")
+    train.main([*arguments, "--overwrite"])
+    kept = keras.saving.load_model(run_copy / train.PRIOR_FILE)
+    assert kept.optimizer.use_ema and kept.optimizer.ema_momentum == 0.9
+    # The first epoch's checkpoint (kept as the previous one) holds the average as the model's
+    # weights and the weights as trained in the optimizer's average slots: the two differ.
+    # (After the last epoch Keras makes the slots the average too.)
+    first = train.last_checkpoint_name(train.PRIOR_FILE).replace(".keras", ".previous.keras")
+    kept = keras.saving.load_model(run_copy / first)
+    assert any(not np.allclose(keras.ops.convert_to_numpy(weight), keras.ops.convert_to_numpy(slot))
+               for weight, slot in zip(kept.trainable_weights,
+                                       kept.optimizer._model_variables_moving_average))
+    train.main([*arguments[:arguments.index("--prior-epochs") + 1], "3",
+                *arguments[arguments.index("--prior-epochs") + 2:], "--resume"])
+    assert train.read_state(run_copy)["prior"]["epochs_done"] == 3

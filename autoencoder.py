@@ -538,3 +538,38 @@ def vqvae_from_hyperparameters(values):
         adversarial_start=values["adversarial_start"], **extra)
     model.build()
     return model
+
+
+@keras.saving.register_keras_serializable(package="vqvae")
+class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning rate that rises linearly from 0 to `learning_rate` over the first
+    `warmup_steps` optimizer steps, then stays there.
+
+    Adam's first steps move every weight by about the learning rate whatever its gradient; in
+    wide convolutions that can multiply the activations several times within a few steps, and
+    a VQ-VAE's latents then leave its codebook behind (the commitment loss jumps and most codes
+    die). A warm-up keeps those first steps small.
+
+    Args:
+        learning_rate: the rate after the warm-up.
+        warmup_steps: steps to reach it.
+    """
+
+    def __init__(self, learning_rate, warmup_steps):
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        fraction = ops.minimum((ops.cast(step, "float32") + 1.0) / self.warmup_steps, 1.0)
+        return self.learning_rate * fraction
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
+
+
+def vqvae_optimizer(values):
+    """Adam at `learning_rate`, reached after `warmup_steps` of linear warm-up (0: none)."""
+    rate = values["learning_rate"]
+    if values.get("warmup_steps", 0) > 0:
+        rate = LinearWarmup(rate, values["warmup_steps"])
+    return keras.optimizers.Adam(rate)

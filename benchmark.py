@@ -208,16 +208,15 @@ def quality_model(values, baseline, train_images=None):
             data_variance=variance)
         model.quantizer.init_from_data = False
         model.build()
-        learning_rate = KERASIO["learning_rate"]
-    else:
-        model = modules.vqvae_from_hyperparameters(values)
-        if model.perceptual_weight > 0:
-            import perceptual
+        model.compile(optimizer=keras.optimizers.Adam(KERASIO["learning_rate"]))
+        return model
+    model = modules.vqvae_from_hyperparameters(values)
+    if model.perceptual_weight > 0:
+        import perceptual
 
-            model.use_perceptual_network(perceptual.feature_network(
-                values["image_size"], values["perceptual_weights"]))
-        learning_rate = values["learning_rate"]
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        model.use_perceptual_network(perceptual.feature_network(
+            values["image_size"], values["perceptual_weights"]))
+    model.compile(optimizer=modules.vqvae_optimizer(values))
     return model
 
 

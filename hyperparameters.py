@@ -51,6 +51,7 @@ DEFAULTS = {
     # --- VQ-VAE training --------------------------------------------------------------------
     "batch_size": 16,
     "learning_rate": 1e-3,
+    "warmup_steps": 0,  # VQ-VAE: learning rate rises linearly from 0 over this many steps
     "epochs": 10,
     "steps_per_epoch": 0,  # 0: one pass over the training split
     # --- PixelCNN prior ---------------------------------------------------------------------
@@ -121,7 +122,7 @@ RANGES = {
     "perceptual_weight": (0.0, None), "adversarial_weight": (0.0, None),
     "adversarial_start": (0, None),
     "ssim_warmup_steps": (0, None), "batch_size": (1, None),
-    "learning_rate": ((0.0, "exclusive"), 1.0), "epochs": (1, None),
+    "learning_rate": ((0.0, "exclusive"), 1.0), "warmup_steps": (0, None), "epochs": (1, None),
     "steps_per_epoch": (0, None), "prior_filters": (1, None), "prior_layers": (0, None),
     "prior_kernel_size": (1, None), "prior_dropout": (0.0, 0.95),
     "prior_attention_blocks": (0, None), "prior_attention_heads": (1, None),
@@ -141,7 +142,7 @@ LEGACY_VALUES = {
     "prior_weight_decay": 0.0, "prior_weight_averaging": 0.0,
     "prior_augment_copies": 0, "prior_augment_shift": 0,
     "prior_augment_rotation": 0.0, "prior_augment_scale": 0.0,
-    "patience": 0, "prior_patience": 0,
+    "patience": 0, "prior_patience": 0, "warmup_steps": 0,
     "slice_axis": "axial", "crop_to_head": False, "split": "0.8,0.1,0.1", "attention": False,
     "perceptual_weight": 0.0, "perceptual_weights": "", "adversarial_weight": 0.0,
     "adversarial_start": 2000, "levels": 1, "top_code_dim": 64,

@@ -18,8 +18,9 @@ Each idea lives in a file of its own; this module gathers them so scripts and us
 Model code uses `keras.ops` and `keras.layers` only, so it runs on the TensorFlow and JAX backends.
 """
 from attention import CausalAttentionBlock
-from autoencoder import (VQVAE_METRICS, ResidualBlock, VQVAETrainer, build_decoder,
-                         build_encoder, level_channels, vqvae_from_hyperparameters)
+from autoencoder import (VQVAE_METRICS, LinearWarmup, ResidualBlock, VQVAETrainer,
+                         build_decoder, build_encoder, level_channels,
+                         vqvae_from_hyperparameters, vqvae_optimizer)
 from baselines import build_kerasio_decoder, build_kerasio_encoder
 from hierarchy import HierarchicalPrior, VQVAE2Trainer, pack_codes, unpack_codes
 from masked_conv import PIXELCNN_STACKS, MaskedConv2D, pixelcnn_mask
@@ -29,9 +30,10 @@ from ssim_loss import SSIM_WINDOWS, ssim_per_image
 
 __all__ = [
     "BitsPerCode", "CausalAttentionBlock", "GatedPixelCNN", "GatedPixelCNNLayer",
-    "HierarchicalPrior", "VQVAE2Trainer", "pack_codes", "unpack_codes",
+    "HierarchicalPrior", "LinearWarmup", "VQVAE2Trainer", "pack_codes", "unpack_codes",
     "MaskedConv2D", "PIXELCNN_STACKS", "ResidualBlock", "SSIM_WINDOWS", "VQVAE_METRICS",
     "VQVAETrainer", "VectorQuantizer", "build_decoder", "build_encoder",
     "build_kerasio_decoder", "build_kerasio_encoder", "level_channels", "pixelcnn_mask",
     "prior_from_hyperparameters", "ssim_per_image", "vqvae_from_hyperparameters",
+    "vqvae_optimizer",
 ]

@@ -133,7 +133,6 @@ def _load_for_resume(output_dir, stage, values):
 
 def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_callbacks=()):
     """Fits the VQ-VAE on splits["train"], validating on splits["validate"]."""
-    import keras
 
     import dataset
     import modules
@@ -148,7 +147,7 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
         model, done = _load_for_resume(output_dir, "vqvae", values) if resume else (None, 0)
         if model is None:
             model = modules.vqvae_from_hyperparameters(values)
-            model.compile(optimizer=keras.optimizers.Adam(values["learning_rate"]))
+            model.compile(optimizer=modules.vqvae_optimizer(values))
         if model.perceptual_weight > 0:
             import perceptual
 

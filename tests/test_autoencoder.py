@@ -85,3 +85,25 @@ def test_attention_lets_every_grid_position_see_the_whole_slice(tmp_path):
     assert loaded.attention
     np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0),
                                atol=1e-5)
+
+
+def test_learning_rate_warms_up_linearly_and_survives_save_and_reload(tmp_path):
+    import hyperparameters
+
+    schedule = modules.LinearWarmup(1e-3, 10)
+    rates = [float(schedule(step)) for step in (0, 4, 9, 10, 1000)]
+    np.testing.assert_allclose(rates, [1e-4, 5e-4, 1e-3, 1e-3, 1e-3], rtol=1e-6)
+    values = dict(hyperparameters.DEFAULTS, learning_rate=1e-3)
+    assert not isinstance(modules.vqvae_optimizer(values)._learning_rate,  # 0: no warm-up
+                          keras.optimizers.schedules.LearningRateSchedule)
+
+    keras.utils.set_random_seed(0)
+    model = tiny_vqvae()
+    model.compile(optimizer=modules.vqvae_optimizer(dict(values, warmup_steps=10)))
+    model.fit(smooth_images(16, 32), epochs=1, batch_size=8, verbose=0)  # 2 steps
+    assert np.isclose(float(model.optimizer.learning_rate), 3e-4)  # the rate of step 2 of 10
+    model.save(tmp_path / "warm.keras")
+    reloaded = keras.saving.load_model(tmp_path / "warm.keras")
+    assert isinstance(reloaded.optimizer._learning_rate, modules.LinearWarmup)
+    assert int(reloaded.optimizer.iterations) == 2
+    assert np.isclose(float(reloaded.optimizer.learning_rate), 3e-4)

@@ -71,12 +71,13 @@ DEFAULTS = {
     "prior_epochs": 10,
     # Code-grid augmentation: each training slice is also encoded this many more times, flipped
     # left-right and/or shifted by up to prior_augment_shift pixels, by the frozen VQ-VAE.
-    "prior_augment_copies": 4,
+    "prior_augment_copies": 8,
     "prior_augment_shift": 4,
     # ... and, from the second copy on, rotated by up to this many degrees and scaled by up to
-    # this fraction about the centre (0: neither).
-    "prior_augment_rotation": 0.0,
-    "prior_augment_scale": 0.0,
+    # this fraction about the centre (0: neither). With 8 copies, +-8 degrees and +-8% the
+    # Fréchet distance of OASIS-1 samples fell from 5.0x to 2.3x its real floor (README).
+    "prior_augment_rotation": 8.0,
+    "prior_augment_scale": 0.08,
     # --- early stopping (both stages keep their best validation epoch) ------------------------
     "patience": 0,  # VQ-VAE: stop after this many epochs without a better val_loss (0: never)
     "prior_patience": 10,  # prior: the same, on the validation bits per code

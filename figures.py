@@ -349,6 +349,8 @@ def rate_distortion(rows, path, title=""):
     """
     plt = _pyplot()
     figure, panels = plt.subplots(1, 2, figsize=(11, 4.4))
+    fewest, most = min(row["bits"] for row in rows), max(row["bits"] for row in rows)
+    ticks = [2 ** power for power in range(6, 16) if fewest / 2 <= 2 ** power <= most * 2]
     for axes, key, name in ((panels[0], "test_ssim", "mean SSIM"),
                             (panels[1], "test_brain_ssim", "mean brain SSIM")):
         for row in rows:
@@ -361,13 +363,9 @@ def rate_distortion(rows, path, title=""):
             axes.annotate(row["label"], (row["bits"], row[key]), fontsize=7,
                           textcoords="offset points", xytext=(5, 4))
         axes.set_xscale("log")
-        ticks = [2 ** power for power in range(6, 16)
-                 if min(row["bits"] for row in rows) / 2 <= 2 ** power
-                 <= max(row["bits"] for row in rows) * 2]
         axes.set_xticks(ticks, [f"{tick:,}" for tick in ticks])
         axes.minorticks_off()
-        axes.set_xlim(min(row["bits"] for row in rows) / 1.6,
-                      max(row["bits"] for row in rows) * 6)  # room for the labels
+        axes.set_xlim(fewest / 1.6, most * 6)  # room for the labels
         axes.set_xlabel("code bits per image")
         axes.set_ylabel(f"{name} of held-out reconstructions")
         axes.grid(alpha=0.3)

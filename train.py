@@ -305,7 +305,7 @@ def prior_optimizer(values):
     import keras
 
     averaging = values["prior_weight_averaging"]
-    options = dict(use_ema=averaging > 0, ema_momentum=averaging or 0.99)
+    options = {"use_ema": True, "ema_momentum": averaging} if averaging > 0 else {}
     if values["prior_weight_decay"] > 0:
         return keras.optimizers.AdamW(values["prior_learning_rate"],
                                       weight_decay=values["prior_weight_decay"], **options)

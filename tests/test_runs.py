@@ -303,8 +303,8 @@ def test_prior_with_weight_averaging_keeps_the_average_and_resumes(data_dir, run
     # The first epoch's checkpoint (kept as the previous one) holds the average as the model's
     # weights and the weights as trained in the optimizer's average slots: the two differ.
     # (After the last epoch Keras makes the slots the average too.)
-    first = train.last_checkpoint_name(train.PRIOR_FILE).replace(".keras", ".previous.keras")
-    kept = keras.saving.load_model(run_copy / first)
+    first = runs.previous_name(run_copy / train.last_checkpoint_name(train.PRIOR_FILE))
+    kept = keras.saving.load_model(first)
     assert any(not np.allclose(keras.ops.convert_to_numpy(weight), keras.ops.convert_to_numpy(slot))
                for weight, slot in zip(kept.trainable_weights,
                                        kept.optimizer._model_variables_moving_average))

@@ -164,23 +164,39 @@ def benchmark_realism(args):
     return rows
 
 
-class _TimeBudget:
-    """A callback factory: stops `fit` once `seconds` of training have passed."""
+class _Budget:
+    """A callback factory: stops `fit` once `seconds` of training have passed or, with `steps`,
+    after exactly that many optimizer steps (a budget that gives the same figure on any machine,
+    busy or idle)."""
 
     @staticmethod
-    def make(seconds):
+    def make(seconds, steps=0):
         import keras
 
-        class TimeBudget(keras.callbacks.Callback):
+        class Budget(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
-                self.start, self.images = time.perf_counter(), 0
+                self.start, self.images, self.steps = time.perf_counter(), 0, 0
 
             def on_train_batch_end(self, batch, logs=None):
                 self.images += self.batch_size
-                if time.perf_counter() - self.start > seconds:
+                self.steps += 1
+                if steps:
+                    spent = self.steps >= steps
+                else:
+                    spent = time.perf_counter() - self.start > seconds
+                if spent:
                     self.model.stop_training = True
 
-        return TimeBudget()
+        return Budget()
+
+
+STEPS_HELP = ("train for exactly this many optimizer steps instead of --minutes: the same "
+              "figure on any machine, busy or idle")
+
+
+def budget_text(minutes, steps):
+    """How a benchmark's training budget reads in its output: "300 steps" or "9 min"."""
+    return f"{steps:,} steps" if steps else f"{minutes:g} min"
 
 
 # The keras-io vq_vae.py design as published: 128 codes of 16 dimensions (`VQVAETrainer(
@@ -220,8 +236,9 @@ def quality_model(values, baseline, train_images=None):
     return model
 
 
-def _train_for_budget(values, baseline, train, minutes):
-    """A VQ-VAE (ours from `values`, or the baseline) trained on `train` for `minutes`.
+def _train_for_budget(values, baseline, train, minutes, steps=0):
+    """A VQ-VAE (ours from `values`, or the baseline) trained on `train` for `minutes`, or for
+    `steps` optimizer steps when `steps` > 0.
 
     Returns:
         (model, images_seen, seconds).
@@ -233,7 +250,7 @@ def _train_for_budget(values, baseline, train, minutes):
     batch_size = KERASIO["batch_size"] if baseline == "kerasio" else values["batch_size"]
     keras.utils.set_random_seed(values["seed"])
     model = quality_model(values, baseline, train.images)
-    budget = _TimeBudget.make(minutes * 60.0)
+    budget = _Budget.make(minutes * 60.0, steps)
     budget.batch_size = batch_size
     train_data = dataset.make_tf_dataset(train, batch_size, shuffle=True, seed=values["seed"],
                                          repeat=True)
@@ -290,8 +307,9 @@ def benchmark_quality(args):
     name = "keras-io vq_vae.py design" if args.baseline == "kerasio" else "ours"
     print(f"training on {len(np.unique(train.case_id))} subjects of train + validate: "
           f"{len(train)} slices; testing on test: {len(splits['test'])} slices; batch "
-          f"{batch_size}, budget {args.minutes:g} min")
-    model, images, seconds = _train_for_budget(values, args.baseline, train, args.minutes)
+          f"{batch_size}, budget {budget_text(args.minutes, args.steps)}")
+    model, images, seconds = _train_for_budget(values, args.baseline, train, args.minutes,
+                                               args.steps)
     print(f"model: {name}, grid {model.grid_size}x{model.grid_size}, K={model.num_codes}, "
           f"D={model.code_dim}, {model.count_params():,} parameters")
     test = splits["test"]
@@ -342,7 +360,8 @@ def benchmark_learning_curve(args):
           f"{'test SSIM':>15} {'test brain SSIM':>15}")
     for count in args.subjects:
         train = _subjects(splits["train"], count, values["seed"])
-        model, images, seconds = _train_for_budget(values, None, train, args.minutes)
+        model, images, seconds = _train_for_budget(values, None, train, args.minutes,
+                                                   args.steps)
         train_quality, _ = _reconstruction_quality(model, train)
         test_quality, used = _reconstruction_quality(model, test)
         row = {"subjects": count, "slices": len(train), "images_seen": images,
@@ -360,11 +379,13 @@ def benchmark_learning_curve(args):
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(
             {"machine": machine_description(), "data": description, "minutes": args.minutes,
+             "steps": args.steps,
              "test_slices": len(test), "rows": rows}, indent=2))
     if args.figure:
         import figures
 
-        figures.learning_curve(rows, args.figure, title=f"{args.minutes:g} min per point, "
+        budget = budget_text(args.minutes, args.steps)
+        figures.learning_curve(rows, args.figure, title=f"{budget} per point, "
                                f"{len(np.unique(test.case_id))} test subjects")
         print(f"figure: {args.figure}")
     return rows
@@ -376,7 +397,7 @@ def benchmark_rate_distortion(args):
     import rate_distortion
 
     return rate_distortion.run(args, machine_description(), _train_for_budget,
-                               _reconstruction_quality)
+                               _reconstruction_quality, budget_text(args.minutes, args.steps))
 
 
 def benchmark_throughput(args):
@@ -465,6 +486,8 @@ def main(argv=None):
     quality_parser.add_argument("--train-subjects", type=int, default=0,
                                 help="train on only this many subjects (0: all of train + "
                                      "validate)")
+    quality_parser.add_argument("--steps", type=int, default=0,
+                                  help=STEPS_HELP)
     hyperparameters.add_arguments(quality_parser)
     quality_parser.set_defaults(run=benchmark_quality)
 
@@ -477,6 +500,8 @@ def main(argv=None):
                               help="wall-clock training budget per point")
     curve_parser.add_argument("--json", default=None, help="also write the rows here")
     curve_parser.add_argument("--figure", default=None, help="plot the curve to this PNG")
+    curve_parser.add_argument("--steps", type=int, default=0,
+                                help=STEPS_HELP)
     hyperparameters.add_arguments(curve_parser)
     curve_parser.set_defaults(run=benchmark_learning_curve)
 
@@ -490,6 +515,8 @@ def main(argv=None):
                            help="wall-clock training budget per point")
     rd_parser.add_argument("--json", default=None, help="also write the rows here")
     rd_parser.add_argument("--figure", default=None, help="plot the points to this PNG")
+    rd_parser.add_argument("--steps", type=int, default=0,
+                             help=STEPS_HELP)
     hyperparameters.add_arguments(rd_parser)
     rd_parser.set_defaults(run=benchmark_rate_distortion)
 

@@ -50,7 +50,7 @@ def design(name, values):
     return label, baseline, values
 
 
-def run(args, machine, train_for_budget, quality):
+def run(args, machine, train_for_budget, quality, budget):
     """`benchmark.py rate-distortion`: loads the data, measures each of `args.points`, prints
     the table and writes `args.json` and `args.figure`.
 
@@ -59,6 +59,7 @@ def run(args, machine, train_for_budget, quality):
         machine: a description of this machine, for the JSON.
         train_for_budget, quality: benchmark.py's `_train_for_budget` and
             `_reconstruction_quality`.
+        budget: the training budget per design in words ("9 min", "300 steps").
     """
     import dataset
     import hyperparameters
@@ -76,21 +77,24 @@ def run(args, machine, train_for_budget, quality):
     subjects = len(np.unique(train.case_id))
     print(f"training on {subjects} subjects ({len(train)} slices), testing on "
           f"{len(np.unique(test.case_id))} held-out subjects ({len(test)} slices); "
-          f"{args.minutes:g} min per design")
+          f"{budget} per design")
     header = {"machine": machine, "data": description, "minutes": args.minutes,
+              "steps": args.steps,
               "train_subjects": subjects, "test_slices": len(test),
-              "title": f"{args.minutes:g} min of training per point; {subjects} training / "
+              "title": f"{budget} of training per point; {subjects} training / "
                        f"{len(np.unique(test.case_id))} held-out subjects of {values['data_dir']}"}
 
     def save(rows):  # after every point, so an interrupted sweep keeps what it measured
         write(rows, args.json, args.figure, header, quiet=True)
 
-    rows = measure(names, values, train, test, args.minutes, train_for_budget, quality, save)
+    rows = measure(names, values, train, test, args.minutes, train_for_budget, quality, save,
+                   steps=args.steps)
     write(rows, args.json, args.figure, header)
     return rows
 
 
-def measure(names, values, train, test, minutes, train_for_budget, quality, on_row=None):
+def measure(names, values, train, test, minutes, train_for_budget, quality, on_row=None,
+            steps=0):
     """Trains and scores each design; returns one row per design (printed as it finishes).
 
     Args:
@@ -98,6 +102,7 @@ def measure(names, values, train, test, minutes, train_for_budget, quality, on_r
         values: the run's hyperparameters (each design overrides its own).
         train, test: `SliceSet`s of the training and held-out subjects.
         minutes: wall-clock training budget per design.
+        steps: when > 0, the budget is this many optimizer steps instead.
         train_for_budget, quality: benchmark.py's `_train_for_budget` and
             `_reconstruction_quality`.
         on_row: called with the rows so far after each design.
@@ -110,7 +115,7 @@ def measure(names, values, train, test, minutes, train_for_budget, quality, on_r
     for name in names:
         label, baseline, design_values = design(name, values)
         keras.backend.clear_session()
-        model, images, seconds = train_for_budget(design_values, baseline, train, minutes)
+        model, images, seconds = train_for_budget(design_values, baseline, train, minutes, steps)
         train_quality, _ = quality(model, train)
         test_quality, used = quality(model, test)
         psnr = test_quality["psnr"][np.isfinite(test_quality["psnr"])]

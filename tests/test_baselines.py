@@ -23,3 +23,21 @@ def test_kerasio_baseline_is_the_published_configuration():
     np.testing.assert_allclose(float(results["reconstruction_loss"]), mse / np.var(images),
                                rtol=1e-4)
     assert np.var(images) < 0.5  # so dividing by it is not a no-op
+
+
+def test_a_step_budget_trains_exactly_that_many_steps():
+    """`benchmark.py ... --steps N` stops after N optimizer steps, whatever the clock says (the
+    slices' 12 // batch 4 = 3 steps per epoch, so 5 steps end inside the second epoch; the
+    minute of wall-clock budget would allow many more)."""
+    from slice_sets import SliceSet
+
+    images = smooth_images(12, 32)
+    train = SliceSet(images=images, slice_index=np.zeros(12, np.int32),
+                     case_id=np.zeros(12, np.int32), paths=[f"{i}.png" for i in range(12)])
+    values = dict(hyperparameters.DEFAULTS, image_size=32, batch_size=4, num_codes=16,
+                  code_dim=8, channels=8, num_downsamples=2)
+    model, images_seen, _ = benchmark._train_for_budget(values, None, train, minutes=1.0,
+                                                        steps=5)
+    assert int(model.optimizer.iterations) == 5
+    assert images_seen == 5 * 4
+    assert benchmark.budget_text(60.0, 5) == "5 steps" and benchmark.budget_text(9, 0) == "9 min"

@@ -486,8 +486,7 @@ def main(argv=None):
     quality_parser.add_argument("--train-subjects", type=int, default=0,
                                 help="train on only this many subjects (0: all of train + "
                                      "validate)")
-    quality_parser.add_argument("--steps", type=int, default=0,
-                                  help=STEPS_HELP)
+    quality_parser.add_argument("--steps", type=int, default=0, help=STEPS_HELP)
     hyperparameters.add_arguments(quality_parser)
     quality_parser.set_defaults(run=benchmark_quality)
 
@@ -500,8 +499,7 @@ def main(argv=None):
                               help="wall-clock training budget per point")
     curve_parser.add_argument("--json", default=None, help="also write the rows here")
     curve_parser.add_argument("--figure", default=None, help="plot the curve to this PNG")
-    curve_parser.add_argument("--steps", type=int, default=0,
-                                help=STEPS_HELP)
+    curve_parser.add_argument("--steps", type=int, default=0, help=STEPS_HELP)
     hyperparameters.add_arguments(curve_parser)
     curve_parser.set_defaults(run=benchmark_learning_curve)
 
@@ -515,8 +513,7 @@ def main(argv=None):
                            help="wall-clock training budget per point")
     rd_parser.add_argument("--json", default=None, help="also write the rows here")
     rd_parser.add_argument("--figure", default=None, help="plot the points to this PNG")
-    rd_parser.add_argument("--steps", type=int, default=0,
-                             help=STEPS_HELP)
+    rd_parser.add_argument("--steps", type=int, default=0, help=STEPS_HELP)
     hyperparameters.add_arguments(rd_parser)
     rd_parser.set_defaults(run=benchmark_rate_distortion)
 

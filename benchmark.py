@@ -214,6 +214,7 @@ def quality_model(values, baseline, train_images=None):
     import numpy as np
 
     import modules
+    import perceptual
 
     if baseline == "kerasio":
         variance = 1.0 if train_images is None else float(np.var(train_images))
@@ -227,11 +228,7 @@ def quality_model(values, baseline, train_images=None):
         model.compile(optimizer=keras.optimizers.Adam(KERASIO["learning_rate"]))
         return model
     model = modules.vqvae_from_hyperparameters(values)
-    if model.perceptual_weight > 0:
-        import perceptual
-
-        model.use_perceptual_network(perceptual.feature_network(
-            values["image_size"], values["perceptual_weights"]))
+    perceptual.attach_feature_network(model, values)
     model.compile(optimizer=modules.vqvae_optimizer(values))
     return model
 

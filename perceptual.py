@@ -23,6 +23,20 @@ WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg
                "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
 
 
+def attach_feature_network(model, values):
+    """Gives a VQ-VAE whose `perceptual_weight` is > 0 the VGG16 features its loss needs (they
+    are not saved with it, so a built, reloaded or resumed model each needs them); does nothing
+    otherwise.
+
+    Args:
+        model: a VQVAETrainer (or VQVAE2Trainer).
+        values: the run's hyperparameters (image_size, perceptual_weights).
+    """
+    if model.perceptual_weight > 0:
+        model.use_perceptual_network(feature_network(values["image_size"],
+                                                     values["perceptual_weights"]))
+
+
 def feature_network(image_size, weights=""):
     """VGG16 (no top) truncated to the outputs of FEATURE_LAYERS, frozen.
 

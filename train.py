@@ -133,9 +133,9 @@ def _load_for_resume(output_dir, stage, values):
 
 def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_callbacks=()):
     """Fits the VQ-VAE on splits["train"], validating on splits["validate"]."""
-
     import dataset
     import modules
+    import perceptual
 
     import callbacks
 
@@ -148,11 +148,7 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
         if model is None:
             model = modules.vqvae_from_hyperparameters(values)
             model.compile(optimizer=modules.vqvae_optimizer(values))
-        if model.perceptual_weight > 0:
-            import perceptual
-
-            model.use_perceptual_network(perceptual.feature_network(
-                values["image_size"], values["perceptual_weights"]))
+        perceptual.attach_feature_network(model, values)
     train_data = dataset.make_tf_dataset(splits["train"], batch_size, shuffle=True,
                                          seed=values["seed"], drop_remainder=bool(strategy),
                                          repeat=bool(values["steps_per_epoch"]))

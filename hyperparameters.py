@@ -91,6 +91,10 @@ DEFAULTS = {
     # --- runs -------------------------------------------------------------------------------
     "strategy": "none",  # none | mirrored (all local GPUs) | multiworker (TF_CONFIG)
     "mixed_precision": False,  # float16 on GPU, bfloat16 on CPU; the quantizer stays float32
+    # Debugging: Keras `run_eagerly`, the training and validation steps run op by op with no
+    # tf.function tracing. Each step is slower, but a run of a few steps starts at once (the
+    # tests' tiny runs use it: tracing took most of their time).
+    "run_eagerly": False,
     "output_dir": "runs/default",
     "images_dir": "images",
 }
@@ -148,7 +152,7 @@ LEGACY_VALUES = {
     "patience": 0, "prior_patience": 0, "warmup_steps": 0,
     "slice_axis": "axial", "crop_to_head": False, "split": "0.8,0.1,0.1", "attention": False,
     "perceptual_weight": 0.0, "perceptual_weights": "", "adversarial_weight": 0.0,
-    "adversarial_start": 2000, "levels": 1, "top_code_dim": 64,
+    "adversarial_start": 2000, "levels": 1, "top_code_dim": 64, "run_eagerly": False,
 }
 
 

@@ -94,6 +94,7 @@ def _fit(model, stage, train_data, validation_data, values, epochs, batch_size, 
     if done:
         print(f"{stage}: resuming after epoch {done} of {epochs}")
     steps = values["steps_per_epoch"] or None
+    model.run_eagerly = values["run_eagerly"]  # a resumed model keeps its own otherwise
     # shuffle=False: the tf.data pipeline shuffles (Keras would warn it ignores shuffle=True).
     history = model.fit(train_data, validation_data=validation_data, epochs=epochs,
                         initial_epoch=done, steps_per_epoch=steps, callbacks=callbacks,
@@ -290,6 +291,7 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     plot_training_curves(output_dir, "prior", values["images_dir"])
     if checkpoint.exists():
         prior = runs.load_checkpoint(checkpoint)
+    prior.run_eagerly = values["run_eagerly"]
     test = prior.evaluate(code_dataset(*codes["test"], batch_size, shuffle=False), verbose=0,
                           return_dict=True)
     return prior, float(test["bits_per_code"])

@@ -17,7 +17,7 @@ keras = pytest.importorskip("keras")
 
 import hyperparameters  # noqa: E402
 import train  # noqa: E402
-from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
+from helpers import REPO, TINY, TINY_TRACED, write_oasis_layout  # noqa: E402
 
 def read_csv(path):
     with open(path, newline="") as handle:
@@ -27,7 +27,8 @@ def read_csv(path):
 def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
     output_dir, images_dir = tmp_path / "run", tmp_path / "images"
     train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "2",
-                "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"), *TINY])
+                "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"),
+                *TINY_TRACED])  # traced into graphs, as a user's run is
     assert (output_dir / train.VQVAE_FILE).is_file()
     saved = json.loads((output_dir / hyperparameters.HYPERPARAMETERS_FILE).read_text())
     assert saved["image_size"] == 32 and saved["num_codes"] == 16
@@ -43,7 +44,7 @@ def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
         assert gif.n_frames == 2  # one reconstruction frame per epoch
 
     train.main(["--stage", "prior", "--data-dir", str(data_dir), "--prior-epochs", "2",
-                "--output-dir", str(output_dir), "--images-dir", str(images_dir), *TINY])
+                "--output-dir", str(output_dir), "--images-dir", str(images_dir), *TINY_TRACED])
     assert (output_dir / train.PRIOR_FILE).is_file()
     prior_rows = read_csv(output_dir / "prior_log.csv")
     assert [int(row["epoch"]) for row in prior_rows] == [0, 1]
@@ -137,7 +138,7 @@ def test_sigkill_then_resume_continues_from_the_last_checkpoint(data_dir, tmp_pa
     output_dir = tmp_path / "run"
     arguments = ["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "4",
                  "--steps-per-epoch", "30", "--output-dir", str(output_dir),
-                 "--images-dir", str(tmp_path / "images"), *TINY]
+                 "--images-dir", str(tmp_path / "images"), *TINY_TRACED]  # 30 steps: traced
     process = subprocess.Popen([sys.executable, "train.py", *arguments], cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

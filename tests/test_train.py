@@ -80,6 +80,30 @@ def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
     assert len(read_csv(output_dir / "reconstruction_metrics.csv")) == 6
 
 
+def test_run_eagerly_trains_without_tracing_the_steps(data_dir, tmp_path, monkeypatch):
+    import dataset
+    import modules
+    import tensorflow as tf
+
+    # Each time the training step runs as Python, record whether it runs eagerly (it runs once,
+    # not eagerly, when Keras traces it into a graph).
+    eager, step = [], modules.VQVAETrainer.train_step
+
+    def recording_step(self, *args):
+        eager.append(tf.executing_eagerly())
+        return step(self, *args)
+
+    monkeypatch.setattr(modules.VQVAETrainer, "train_step", recording_step)
+    arguments = ["--data-dir", str(data_dir), "--epochs", "1", "--output-dir",
+                 str(tmp_path / "run"), "--images-dir", str(tmp_path / "images"), *TINY]
+    assert "--run-eagerly" in arguments
+    values = hyperparameters.resolve(train.parse_args(arguments))
+    splits, _ = dataset.load_splits(str(data_dir), 32)
+    train.train_vqvae(values, splits, tmp_path / "run")
+    assert eager == [True, True]  # 12 training slices in batches of 8, both steps eager
+    assert np.isfinite(float(read_csv(tmp_path / "run" / "vqvae_log.csv")[0]["loss"]))
+
+
 def test_resume_with_other_hyperparameters_is_refused(data_dir, tmp_path):
     output_dir = tmp_path / "run"
     train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "1",

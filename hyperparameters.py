@@ -23,7 +23,9 @@ DEFAULTS = {
     # (125,20,20 on 165 subjects gives exactly those counts).
     "split": "0.8,0.1,0.1",
     "num_slice_positions": 32,  # slice-index vocabulary for the conditional prior
-    "demo_copies": 20,  # augmented copies of each demo training slice
+    # Augmented copies of each demo training slice (73 slices). 5 makes an epoch 28 VQ-VAE
+    # steps: at 20 the demo's VQ-VAE alone took 27 minutes on 2 slow CPU cores (README, Results).
+    "demo_copies": 5,
     "skip_bad": False,  # skip unreadable files (with a count) instead of stopping
     "seed": 42,
     # --- VQ-VAE -----------------------------------------------------------------------------

@@ -165,8 +165,13 @@ def features_and_positions(model, images, num_slice_positions=None, batch_size=6
     import keras
 
     features = model.get_layer(EMBEDDING_LAYER).output
-    probe = keras.Model(model.inputs, [features, model.get_layer("position").output])
-    features, probabilities = probe.predict(np.asarray(images, np.float32),
-                                            batch_size=batch_size, verbose=0)
+    probe = keras.Model(model.inputs[0], [features, model.get_layer("position").output])
+    # Called batch by batch rather than with `predict`: a new probe's `predict` is traced anew,
+    # and every call of this function makes a new probe (TensorFlow warned of the retracing).
+    images = np.asarray(images, np.float32)
+    batches = [probe(images[start:start + batch_size], training=False)
+               for start in range(0, len(images), batch_size)]
+    features = np.concatenate([keras.ops.convert_to_numpy(batch[0]) for batch in batches])
+    probabilities = np.concatenate([keras.ops.convert_to_numpy(batch[1]) for batch in batches])
     expected = probabilities @ np.arange(probabilities.shape[1], dtype=np.float64)
     return np.asarray(features, np.float64), expected

@@ -15,7 +15,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # A tiny run trains for a few steps, so it starts at a full learning rate: the default 200-step
 # warm-up would leave it all but untrained. Its steps run eagerly: tracing them into a graph
 # took most of a tiny run's time. TINY_TRACED keeps the graph, as a user's run has it (the
-# end-to-end test uses it).
+# end-to-end test, and the SIGKILL test, whose 30-step epochs run faster traced).
 TINY_TRACED = ["--image-size", "32", "--num-downsamples", "2", "--channels", "8",
                "--num-codes", "16", "--code-dim", "8", "--num-residual-blocks", "1",
                "--batch-size", "8", "--learning-rate", "1e-3", "--warmup-steps", "0",

@@ -80,3 +80,9 @@ def load_demo(image_size, copies=DEFAULTS["demo_copies"], seed=DEFAULTS["seed"],
                 parts += [(_augment(image, rng), index, 0, path) for _ in range(copies)]
         splits[name] = concatenate_parts(parts, image_size)
     return splits
+
+
+def is_demo(slices) -> bool:
+    """Whether every slice of a SliceSet was cut from the embedded demo volume."""
+    return len(slices.paths) > 0 and all(str(path).rsplit(":", 1)[0] == str(DEMO_VOLUME)
+                                         for path in slices.paths)

@@ -201,7 +201,7 @@ def conditional_positions(slices, count):
 
 
 def realism_report(values, vqvae, output_dir, train, held_out, samples, count, seed,
-                   temperature=None, top_k=None, verbose=True):
+                   temperature=None, top_k=None, verbose=True, feature_figures=True):
     """Judges samples against real anatomy, each figure beside its real floor.
 
     Args:
@@ -209,6 +209,8 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
         held_out: real slices of subjects the models never saw (the floor).
         samples: [N, S, S, 1] unconditional samples.
         count: how many slice-conditioned samples to draw for the position check.
+        feature_figures: also train (once) the feature network and report the figures in its
+            space (Fréchet distance, KID, precision, recall, position); False: plausibility only.
 
     Returns:
         dict of the figures (see the printed table).
@@ -226,29 +228,33 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
     real_ok, _ = plausible(held_out.images, ranges)
     reconstructed_ok, _ = plausible(reconstructed, ranges)
     conditioned_ok, _ = plausible(conditioned, ranges)
-    network = feature_network.load_or_train(output_dir, train.images, train.slice_index,
-                                            positions, seed=values["seed"])
-    train_features, _ = feature_network.features_and_positions(network, train.images, positions)
-    real_features, real_positions = feature_network.features_and_positions(
-        network, held_out.images, positions)
-    fake_features, _ = feature_network.features_and_positions(network, samples, positions)
-    decoded_features, _ = feature_network.features_and_positions(network, reconstructed,
-                                                                 positions)
-    _, conditioned_positions = feature_network.features_and_positions(network, conditioned,
-                                                                      positions)
-    distances = distribution_report(
-        train_features, {"real": real_features, "reconstructed": decoded_features,
-                         "samples": fake_features})
-    real_hits = position_accuracy(real_positions, held_out.slice_index)
-    sample_hits = position_accuracy(conditioned_positions, requested)
     figures = {
         "plausible_samples": float(sample_ok.mean()), "plausible_real": float(real_ok.mean()),
         "plausible_reconstructed": float(reconstructed_ok.mean()),
         "plausible_conditioned": float(conditioned_ok.mean()),
-        "position_within_2_samples": sample_hits, "position_within_2_real": real_hits,
-        **{f"{metric}_{name}": value for name, row in distances.items()
-           for metric, value in row.items()},
     }
+    distances = {}
+    if feature_figures:
+        network = feature_network.load_or_train(output_dir, train.images, train.slice_index,
+                                                positions, seed=values["seed"])
+        train_features, _ = feature_network.features_and_positions(network, train.images,
+                                                                   positions)
+        real_features, real_positions = feature_network.features_and_positions(
+            network, held_out.images, positions)
+        fake_features, _ = feature_network.features_and_positions(network, samples, positions)
+        decoded_features, _ = feature_network.features_and_positions(network, reconstructed,
+                                                                     positions)
+        _, conditioned_positions = feature_network.features_and_positions(network, conditioned,
+                                                                          positions)
+        distances = distribution_report(
+            train_features, {"real": real_features, "reconstructed": decoded_features,
+                             "samples": fake_features})
+        figures.update({
+            "position_within_2_samples": position_accuracy(conditioned_positions, requested),
+            "position_within_2_real": position_accuracy(real_positions, held_out.slice_index),
+            **{f"{metric}_{name}": value for name, row in distances.items()
+               for metric, value in row.items()},
+        })
     if verbose:
         print(f"\nRealism against real anatomy: {count} unconditional and {count} "
               f"slice-conditioned samples vs {len(held_out)} held-out real slices (the floor) "
@@ -258,11 +264,18 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
         print(f"  {'anatomically plausible':34s} {sample_ok.mean():10.1%} {real_ok.mean():13.1%} "
               f"{reconstructed_ok.mean():14.1%}")
         print(f"  {'  (slice-conditioned samples)':34s} {conditioned_ok.mean():10.1%}")
-        for metric, label in (("frechet", "Fréchet distance (features)"), ("kid", "KID"),
-                              ("precision", "k-NN precision"), ("recall", "k-NN recall")):
-            print(f"  {label:34s} {distances['samples'][metric]:10.4f} "
-                  f"{distances['real'][metric]:13.4f} {distances['reconstructed'][metric]:14.4f}")
-        print(f"  {'position within 2 of the request':34s} {sample_hits:10.1%} {real_hits:13.1%}")
+        if distances:
+            for metric, label in (("frechet", "Fréchet distance (features)"), ("kid", "KID"),
+                                  ("precision", "k-NN precision"), ("recall", "k-NN recall")):
+                print(f"  {label:34s} {distances['samples'][metric]:10.4f} "
+                      f"{distances['real'][metric]:13.4f} "
+                      f"{distances['reconstructed'][metric]:14.4f}")
+            print(f"  {'position within 2 of the request':34s} "
+                  f"{figures['position_within_2_samples']:10.1%} "
+                  f"{figures['position_within_2_real']:13.1%}")
+        else:
+            print("  (feature-network figures not computed: Fréchet distance, KID, precision, "
+                  "recall, slice position)")
         failing = ", ".join(f"{name} {number}" for name, number in failures.items() if number)
         if failing:
             print(f"  samples outside the real range, per statistic: {failing}")

@@ -90,8 +90,9 @@ def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
     return per_image
 
 
-def sample_report(values, vqvae, output_dir, train, test, count, seed):
-    """Samples `count` slices and prints realism, diversity and distribution distances."""
+def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_figures=True):
+    """Samples `count` slices and prints realism, diversity and distribution distances
+    (`feature_figures`: also those in the feature network's space, `realism.realism_report`)."""
     import inference
     import sample_metrics
     import realism
@@ -123,7 +124,7 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed):
           f"{distances['total_variation']:.4f}, JS divergence "
           f"{distances['js_divergence_bits']:.4f} bits")
     realism_figures = realism.realism_report(values, vqvae, output_dir, train, test, samples,
-                                             count, seed)
+                                             count, seed, feature_figures=feature_figures)
     return {"nearest_ssim": nearest, "diversity": diversity_mean, "frechet": frechet,
             **distances, **realism_figures}
 
@@ -143,6 +144,12 @@ def parse_args(argv=None):
                         default=None, help="sampling temperature (default: the run's)")
     parser.add_argument("--top-k", type=hyperparameters.non_negative_int, default=None,
                         help="sample among the k most likely codes (default: the run's)")
+    parser.add_argument(
+        "--feature-network", default="auto", choices=("auto", "yes", "no"),
+        help="with --samples: train (once per run, a few minutes on a CPU) the realism feature "
+             "network and report Fréchet distance, KID, precision, recall and slice position in "
+             "its space (auto: yes, except on the demo data, where 73 slices of one template "
+             "make them meaningless)")
     console.add_verbose_flag(parser)
     return parser.parse_args(argv)
 
@@ -151,6 +158,7 @@ def main(argv=None):
     args = parse_args(argv)
     console.quiet_start(args.verbose)
     import dataset
+    import demo
     import hyperparameters
     import runs
 
@@ -165,8 +173,13 @@ def main(argv=None):
                               split=args.split)
         if args.samples > 0:
             seed = values["seed"] if args.seed is None else args.seed
+            feature_figures = args.feature_network == "yes" or (
+                args.feature_network == "auto" and not demo.is_demo(splits["train"]))
+            if args.feature_network == "auto" and not feature_figures:
+                print("demo data: the realism feature network is not trained (its figures need "
+                      "real training subjects); --feature-network yes computes them anyway")
             sample_report(values, vqvae, args.output_dir, splits["train"], splits[args.split],
-                          args.samples, seed)
+                          args.samples, seed, feature_figures=feature_figures)
     except (runs.RunError, dataset.DatasetError, hyperparameters.IncompatibleCheckpoint,
             hyperparameters.InvalidHyperparameters, FileNotFoundError) as failure:
         sys.exit(f"error: {failure}")

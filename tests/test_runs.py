@@ -216,6 +216,24 @@ def test_predict_refuses_bad_sample_counts_and_slices(finished_run, tmp_path):
                       "--samples", "2", "--slice", "99"])
 
 
+def test_similarity_skips_the_feature_network_on_demo_data_unless_asked(run_copy, tmp_path,
+                                                                          capsys):
+    import similarity
+
+    images_dir = tmp_path / "images"
+    demo_data = ["--data-dir", str(tmp_path / "no_such_folder")]  # -> the embedded demo data
+    similarity.main(["--output-dir", str(run_copy), "--images-dir", str(images_dir),
+                     "--samples", "2", *demo_data])
+    out = capsys.readouterr().out
+    assert "demo data: the realism feature network is not trained" in out
+    assert "anatomically plausible" in out and "k-NN precision" not in out
+    assert not (run_copy / "feature_network.keras").exists()
+    similarity.main(["--output-dir", str(run_copy), "--images-dir", str(images_dir),
+                     "--samples", "2", "--feature-network", "yes", *demo_data])
+    assert "k-NN precision" in capsys.readouterr().out
+    assert (run_copy / "feature_network.keras").is_file()
+
+
 def test_an_unwritable_images_dir_is_refused_before_training(data_dir, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")

@@ -87,6 +87,21 @@ def test_kid_and_precision_recall_on_gaussians():
     assert realism.position_accuracy([0, 2.5, 5, 9], [0, 0, 4, 4]) == 0.5
 
 
+def test_sets_of_unequal_size_are_compared_at_the_same_size():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(1000, 16))
+    many, few = rng.normal(size=(1000, 16)), rng.normal(size=(64, 16))  # one distribution
+    # As measured, the smaller set looks much further from the reference ...
+    plain = realism.distribution_report(reference, {"many": many, "few": few})
+    assert plain["few"]["frechet"] > 4 * plain["many"]["frechet"]
+    # ... at the same size the two score alike.
+    fair, size = realism.equal_size_report(reference, {"many": many, "few": few})
+    assert size == 64
+    assert 0.5 < fair["few"]["frechet"] / fair["many"]["frechet"] < 2.0
+    assert abs(fair["few"]["recall"] - fair["many"]["recall"]) < 0.15
+    assert fair["few"] == plain["few"]  # the smallest set is scored as it is
+
+
 def test_feature_space_scores_real_near_the_floor_and_blurred_or_warped_worse():
     pytest.importorskip("keras")
     import feature_network

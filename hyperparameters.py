@@ -356,6 +356,20 @@ def check_compatible(saved, wanted, source, keys=None):
               "scratch.")
 
 
+# Values a resumed run may change without notice: where it writes, how long it trains, how it
+# reports.
+RESUME_FREE_KEYS = ("output_dir", "images_dir", "epochs", "prior_epochs", "patience",
+                    "prior_patience", "run_eagerly")
+
+
+def resume_changes(saved, wanted):
+    """The training settings (not architecture, not `RESUME_FREE_KEYS`) in which a resumed run
+    differs from the values its folder saved: [(key, saved value, value asked for now)]."""
+    return [(key, saved.get(key), wanted.get(key)) for key in DEFAULTS
+            if key not in ARCHITECTURE_KEYS and key not in RESUME_FREE_KEYS
+            and saved.get(key) != wanted.get(key)]
+
+
 def check_model(model, values, source):
     """Raises IncompatibleCheckpoint when a loaded model's architecture attributes (those of
     ARCHITECTURE_KEYS it has) differ from `values`."""

@@ -402,6 +402,11 @@ def check_run_folder(output_dir, stages, values, resume, overwrite):
         saved = hyperparameters.load(output_dir)
         keys = None if resume else hyperparameters.VQVAE_KEYS
         hyperparameters.check_compatible(saved, values, output_dir, keys=keys)
+        for key, before, now in hyperparameters.resume_changes(saved, values) if resume else ():
+            # --resume starts from the defaults and the flags given, not from the saved values
+            print(f"warning: --resume continues {output_dir} with {key} = {now!r}; it was "
+                  f"trained with {before!r} (pass --{key.replace('_', '-')} {before} to keep "
+                  f"it)", file=sys.stderr)
     if "vqvae" not in stages and not (output_dir / VQVAE_FILE).is_file():
         raise runs.RunError(f"{output_dir / VQVAE_FILE} not found: train the VQ-VAE first "
                             f"(`python train.py --stage vqvae --output-dir {output_dir}`)")

@@ -46,3 +46,12 @@ def test_mismatched_architecture_is_refused_naming_both_values():
     assert "image_size: checkpoint has 128, this run asks for 64" in message
     assert "learning_rate" not in message  # training settings may change on resume
     hyperparameters.check_compatible(saved, dict(saved, learning_rate=1.0), "runs/x")
+
+
+def test_resume_changes_name_training_settings_only():
+    saved = dict(hyperparameters.DEFAULTS, prior_augment_copies=4, learning_rate=1e-3)
+    wanted = dict(hyperparameters.DEFAULTS, epochs=30, output_dir="elsewhere")
+    assert hyperparameters.resume_changes(saved, wanted) == [
+        ("learning_rate", 1e-3, hyperparameters.DEFAULTS["learning_rate"]),
+        ("prior_augment_copies", 4, hyperparameters.DEFAULTS["prior_augment_copies"])]
+    assert hyperparameters.resume_changes(saved, saved) == []

@@ -249,11 +249,11 @@ def _train_for_budget(values, baseline, train, minutes, steps=0):
     model = quality_model(values, baseline, train.images)
     budget = _Budget.make(minutes * 60.0, steps)
     budget.batch_size = batch_size
-    train_data = dataset.make_tf_dataset(train, batch_size, shuffle=True, seed=values["seed"],
-                                         repeat=True)
+    train_data = dataset.make_dataset(train, batch_size, shuffle=True, seed=values["seed"],
+                                     repeat=True)
     steps = max(len(train) // batch_size, 1)
     model.fit(train_data, epochs=100000, steps_per_epoch=steps, callbacks=[budget], verbose=0,
-              shuffle=False)  # the tf.data pipeline shuffles
+              shuffle=False)  # the input pipeline shuffles
     return model, budget.images, time.perf_counter() - budget.start
 
 

@@ -1,4 +1,4 @@
-"""Brain MRI slices for the VQ-VAE and its prior: loading, checking, splitting, tf.data pipelines.
+"""Brain MRI slices for the VQ-VAE and its prior: loading, checking, splitting, input pipelines.
 
 Layouts that `load_splits` recognises in `data_dir`:
 
@@ -14,8 +14,9 @@ Every image is float32 [H, W, 1] in [0, 1]. Bad input raises `DatasetError`, who
 the file or folder and says how to fix it; `skip_bad=True` skips unreadable files instead.
 
 This module is the data's public face and holds the PNG loader, the layout detection and the
-`tf.data` pipeline; `slice_sets.py` holds `SliceSet` and the file-name and folder helpers,
-`nifti.py` the NIfTI loaders (with `volumes.py` for one 3D volume), `demo.py` the demo dataset.
+input pipeline (`tf.data`, or a PyDataset off TensorFlow: `input_pipeline.py`); `slice_sets.py`
+holds `SliceSet` and the file-name and folder helpers, `nifti.py` the NIfTI loaders (with
+`volumes.py` for one 3D volume), `demo.py` the demo dataset.
 """
 import concurrent.futures
 import os
@@ -271,11 +272,11 @@ def load_splits_for(values):
                        split=parse_split(values["split"]), crop=values["crop_to_head"])
 
 
-# --- tf.data -----------------------------------------------------------------------------------
+# --- input pipeline ------------------------------------------------------------------------------
 
-def make_tf_dataset(slices: SliceSet, batch_size, shuffle=True, seed=DEFAULTS["seed"],
-                    with_slice_index=False, drop_remainder=False, repeat=False):
-    """A tf.data pipeline over a SliceSet: shuffle -> repeat -> batch -> prefetch.
+def make_dataset(slices: SliceSet, batch_size, shuffle=True, seed=DEFAULTS["seed"],
+                 with_slice_index=False, drop_remainder=False, repeat=False):
+    """Batches of a SliceSet for `fit`: shuffle -> repeat -> batch -> prefetch.
 
     Args:
         slices: the SliceSet to iterate.
@@ -287,19 +288,13 @@ def make_tf_dataset(slices: SliceSet, batch_size, shuffle=True, seed=DEFAULTS["s
         repeat: repeat forever.
 
     Returns:
-        tf.data.Dataset of float32 [B, H, W, 1] images, or (images, int32 [B] slice_index).
+        float32 [B, H, W, 1] images, or (images, int32 [B] slice_index): a tf.data.Dataset on
+        the TensorFlow backend, a keras.utils.PyDataset on JAX or PyTorch (input_pipeline.py).
     """
-    import tensorflow as tf
+    import input_pipeline
 
     images = np.asarray(slices.images, dtype=np.float32)
-    if with_slice_index:
-        data = tf.data.Dataset.from_tensor_slices(
-            (images, np.asarray(slices.slice_index, dtype=np.int32)))
-    else:
-        data = tf.data.Dataset.from_tensor_slices(images)
-    # No .cache(): the source already is an in-memory tensor, a cache would only copy it again.
-    if shuffle:
-        data = data.shuffle(max(1, len(images)), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        data = data.repeat()
-    return data.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    structure = (images, np.asarray(slices.slice_index, dtype=np.int32)) if with_slice_index \
+        else images
+    return input_pipeline.batches(structure, batch_size, shuffle, seed=seed,
+                                  drop_remainder=drop_remainder, repeat=repeat)

@@ -95,7 +95,7 @@ def _fit(model, stage, train_data, validation_data, values, epochs, batch_size, 
         print(f"{stage}: resuming after epoch {done} of {epochs}")
     steps = values["steps_per_epoch"] or None
     model.run_eagerly = values["run_eagerly"]  # a resumed model keeps its own otherwise
-    # shuffle=False: the tf.data pipeline shuffles (Keras would warn it ignores shuffle=True).
+    # shuffle=False: the input pipeline shuffles (Keras would warn it ignores shuffle=True).
     history = model.fit(train_data, validation_data=validation_data, epochs=epochs,
                         initial_epoch=done, steps_per_epoch=steps, callbacks=callbacks,
                         shuffle=False, verbose="auto" if sys.stdout.isatty() else 2)
@@ -150,10 +150,10 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
             model = modules.vqvae_from_hyperparameters(values)
             model.compile(optimizer=modules.vqvae_optimizer(values))
         perceptual.attach_feature_network(model, values)
-    train_data = dataset.make_tf_dataset(splits["train"], batch_size, shuffle=True,
-                                         seed=values["seed"], drop_remainder=bool(strategy),
-                                         repeat=bool(values["steps_per_epoch"]))
-    validation_data = dataset.make_tf_dataset(splits["validate"], batch_size, shuffle=False)
+    train_data = dataset.make_dataset(splits["train"], batch_size, shuffle=True,
+                                      seed=values["seed"], drop_remainder=bool(strategy),
+                                      repeat=bool(values["steps_per_epoch"]))
+    validation_data = dataset.make_dataset(splits["validate"], batch_size, shuffle=False)
     validation = splits["validate"]
     shown = np.linspace(0, len(validation) - 1, min(6, len(validation))).round().astype(int)
     frames = callbacks.ProgressFrames(validation.images[shown], output_dir / "progress",
@@ -233,15 +233,11 @@ def encode_splits(vqvae, splits, output_dir, values=None):
 
 
 def code_dataset(codes, slices, batch_size, shuffle, seed=0, repeat=False):
-    """tf.data of ((code grids, slice index), code grids) for fitting the prior."""
-    import tensorflow as tf
+    """Batches of ((code grids, slice index), code grids) for fitting the prior."""
+    import input_pipeline
 
-    data = tf.data.Dataset.from_tensor_slices(((codes, slices), codes)).cache()
-    if shuffle:
-        data = data.shuffle(len(codes), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        data = data.repeat()
-    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return input_pipeline.batches(((codes, slices), codes), batch_size, shuffle, seed=seed,
+                                  repeat=repeat)
 
 
 def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_callbacks=()):
@@ -329,6 +325,12 @@ def make_strategy(name):
     """The `tf.distribute` strategy for --strategy (None for a single device)."""
     if name == "none":
         return None
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit(f"error: --strategy {name} needs the TensorFlow backend (it is "
+                         f"tf.distribute); this run uses {keras.backend.backend()}: set "
+                         f"KERAS_BACKEND=tensorflow, or leave --strategy none")
     import tensorflow as tf
 
     if name == "mirrored":
@@ -348,11 +350,29 @@ def set_precision(mixed):
     if not mixed:
         keras.mixed_precision.set_global_policy("float32")
         return "float32"
-    import tensorflow as tf
-
-    policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    policy = "mixed_float16" if has_gpu() else "mixed_bfloat16"
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+def has_gpu():
+    """Whether the Keras backend sees a GPU (TensorFlow, JAX or PyTorch)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return any(device.platform == "gpu" for device in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
 
 
 def parse_args(argv=None):

@@ -341,16 +341,16 @@ def test_load_splits_falls_back_to_demo(tmp_path):
 
 # --- tf.data --------------------------------------------------------------------------------------
 
-def test_make_tf_dataset_batches(tmp_path):
+def test_make_dataset_batches(tmp_path):
     pytest.importorskip("tensorflow")
     slices = dataset.load_oasis_png(write_oasis_layout(tmp_path / "oasis"), SIZE)["train"]
 
-    batches = list(dataset.make_tf_dataset(slices, batch_size=4, shuffle=False))
+    batches = list(dataset.make_dataset(slices, batch_size=4, shuffle=False))
     assert [tuple(batch.shape) for batch in batches] == [(4, SIZE, SIZE, 1), (2, SIZE, SIZE, 1)]
     assert batches[0].dtype.name == "float32"
     np.testing.assert_allclose(batches[0].numpy(), slices.images[:4])
 
-    paired = dataset.make_tf_dataset(slices, batch_size=4, shuffle=True, with_slice_index=True,
+    paired = dataset.make_dataset(slices, batch_size=4, shuffle=True, with_slice_index=True,
                                      drop_remainder=True)
     images, slice_index = next(iter(paired))
     assert tuple(images.shape) == (4, SIZE, SIZE, 1) and tuple(slice_index.shape) == (4,)
@@ -360,5 +360,5 @@ def test_make_tf_dataset_batches(tmp_path):
         assert slices.slice_index[row] == index
     assert len(list(paired)) == 1
 
-    repeated = dataset.make_tf_dataset(slices, batch_size=4, repeat=True)
+    repeated = dataset.make_dataset(slices, batch_size=4, repeat=True)
     assert len(list(repeated.take(5))) == 5

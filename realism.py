@@ -21,6 +21,8 @@ import sample_metrics
 # Intensity above which a pixel is tissue: the images are scaled so that the brain's bright end
 # is 1, and background (air) stays near 0.
 TISSUE_THRESHOLD = 0.1
+# Random subsets averaged when a larger set is scored at a smaller set's size (equal_size_report).
+EQUAL_SIZE_DRAWS = 20
 # Each statistic and what it measures; all are computed on the brain mask of one image.
 SHAPE_STATISTICS = {
     "components": "tissue fragments of at least 0.5% of the image (a brain is one)",
@@ -147,67 +149,83 @@ def _pairwise_distances(a, b):
     return np.sqrt(np.maximum(squared, 0.0))
 
 
-def _coverage(reference, queries, k):
-    """Fraction of `queries` inside the k-NN ball of at least one `reference` point."""
-    within = _pairwise_distances(reference, reference)
-    radii = np.sort(within, axis=1)[:, min(k, len(reference) - 1)]  # column 0: the point itself
+def knn_radii(points, k):
+    """Distance from each point to its k-th nearest neighbour among `points` (itself excluded)."""
+    points = np.asarray(points, np.float64)
+    within = _pairwise_distances(points, points)
+    return np.sort(within, axis=1)[:, min(k, len(points) - 1)]  # column 0: the point itself
+
+
+def _coverage(reference, queries, k, radii=None):
+    """Fraction of `queries` inside the k-NN ball of at least one `reference` point (`radii`:
+    the reference's `knn_radii`, when already known)."""
+    radii = knn_radii(reference, k) if radii is None else radii
     return float((_pairwise_distances(queries, reference) <= radii[None, :]).any(axis=1).mean())
 
 
-def precision_recall(real_features, fake_features, k=3):
+def precision_recall(real_features, fake_features, k=3, real_radii=None):
     """k-NN precision and recall (Kynkäänniemi et al., 2019).
 
     Precision: the fraction of generated points inside the real manifold (the union of the
     balls reaching each real point's k-th nearest real neighbour); recall: the fraction of real
     points inside the generated manifold.
 
+    Args:
+        real_radii: `knn_radii(real_features, k)`, to skip recomputing it for each call.
+
     Returns:
         (precision, recall), each in [0, 1].
     """
     real = np.asarray(real_features, np.float64)
     fake = np.asarray(fake_features, np.float64)
-    return _coverage(real, fake, k), _coverage(fake, real, k)
+    return _coverage(real, fake, k, real_radii), _coverage(fake, real, k)
 
 
-def distribution_report(reference, candidates, k=3):
+def distribution_report(reference, candidates, k=3, reference_radii=None):
     """Fréchet distance, KID, precision and recall of each candidate set against `reference`.
 
     Args:
         reference: [N, d] features of the real training slices.
         candidates: {name: [M, d] features}, e.g. held-out real slices (the floor) and samples.
+        reference_radii: `knn_radii(reference, k)`, when already known.
 
     Returns:
         {name: {"frechet", "kid", "precision", "recall"}}.
     """
+    if reference_radii is None:
+        reference_radii = knn_radii(reference, k)
     return {name: {"frechet": sample_metrics.frechet_distance(reference, features),
                    "kid": kernel_inception_distance(reference, features),
                    **dict(zip(("precision", "recall"),
-                              precision_recall(reference, features, k)))}
+                              precision_recall(reference, features, k, reference_radii)))}
             for name, features in candidates.items()}
 
 
-def equal_size_report(reference, candidates, k=3, seed=0, draws=5):
+def equal_size_report(reference, candidates, k=3, seed=0, draws=EQUAL_SIZE_DRAWS):
     """`distribution_report` with every candidate set scored at the same size.
 
     Fréchet distance and recall depend on how many points a set has (the Fréchet distance of
     128 real slices to the training slices is about three times that of 640 of them), so a
     floor measured on more or fewer held-out slices than there are samples is not a fair floor.
     Every candidate set is scored at the size of the smallest one: a larger set is scored on
-    `draws` random subsets of that size (seeded) and the figures are averaged.
+    `draws` random subsets of that size and the figures are averaged. The subsets depend on
+    `seed` and the sets' sizes only, so runs scored on the same held-out slices share one floor.
 
     Returns:
         ({name: {"frechet", "kid", "precision", "recall"}}, the common size).
     """
     size = min(len(features) for features in candidates.values())
-    rng = np.random.default_rng(seed)
+    radii = knn_radii(reference, k)
     report = {}
     for name, features in candidates.items():
         if len(features) == size:
-            report.update(distribution_report(reference, {name: features}, k))
+            report.update(distribution_report(reference, {name: features}, k, radii))
             continue
+        rng = np.random.default_rng([seed, len(features), size])
         subsets = [features[rng.choice(len(features), size, replace=False)]
                    for _ in range(draws)]
-        rows = [distribution_report(reference, {name: subset}, k)[name] for subset in subsets]
+        rows = [distribution_report(reference, {name: subset}, k, radii)[name]
+                for subset in subsets]
         report[name] = {metric: float(np.mean([row[metric] for row in rows]))
                         for metric in rows[0]}
     return report, size
@@ -273,9 +291,10 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
                                                                      positions)
         _, conditioned_positions = feature_network.features_and_positions(network, conditioned,
                                                                           positions)
+        # One fixed draw of subsets, not the sampling seed's: runs on the same data, one floor.
         distances, compared_size = equal_size_report(
             train_features, {"real": real_features, "reconstructed": decoded_features,
-                             "samples": fake_features}, seed=seed)
+                             "samples": fake_features})
         figures.update({
             "compared_set_size": compared_size,
             "position_within_2_samples": position_accuracy(conditioned_positions, requested),
@@ -294,7 +313,7 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
         print(f"  {'  (slice-conditioned samples)':34s} {conditioned_ok.mean():10.1%}")
         if distances:
             print(f"  (distribution figures: each set at {compared_size} slices, a larger set "
-                  f"averaged over 5 random subsets of that size)")
+                  f"averaged over {EQUAL_SIZE_DRAWS} random subsets of that size)")
             for metric, label in (("frechet", "Fréchet distance (features)"), ("kid", "KID"),
                                   ("precision", "k-NN precision"), ("recall", "k-NN recall")):
                 print(f"  {label:34s} {distances['samples'][metric]:10.4f} "

@@ -100,6 +100,10 @@ def test_sets_of_unequal_size_are_compared_at_the_same_size():
     assert 0.5 < fair["few"]["frechet"] / fair["many"]["frechet"] < 2.0
     assert abs(fair["few"]["recall"] - fair["many"]["recall"]) < 0.15
     assert fair["few"] == plain["few"]  # the smallest set is scored as it is
+    # The larger set's subsets are drawn the same way whatever else is scored beside it, so
+    # two runs' samples are compared with one floor.
+    other, _ = realism.equal_size_report(reference, {"many": many, "few": few + 1.0})
+    assert other["many"] == fair["many"] and other["few"] != fair["few"]
 
 
 def test_feature_space_scores_real_near_the_floor_and_blurred_or_warped_worse():

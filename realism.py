@@ -289,12 +289,12 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
         fake_features, _ = feature_network.features_and_positions(network, samples, positions)
         decoded_features, _ = feature_network.features_and_positions(network, reconstructed,
                                                                      positions)
-        _, conditioned_positions = feature_network.features_and_positions(network, conditioned,
-                                                                          positions)
+        conditioned_features, conditioned_positions = feature_network.features_and_positions(
+            network, conditioned, positions)
         # One fixed draw of subsets, not the sampling seed's: runs on the same data, one floor.
         distances, compared_size = equal_size_report(
             train_features, {"real": real_features, "reconstructed": decoded_features,
-                             "samples": fake_features})
+                             "samples": fake_features, "conditioned": conditioned_features})
         figures.update({
             "compared_set_size": compared_size,
             "position_within_2_samples": position_accuracy(conditioned_positions, requested),
@@ -304,23 +304,25 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
         })
     if verbose:
         print(f"\nRealism against real anatomy: {count} unconditional and {count} "
-              f"slice-conditioned samples vs {len(held_out)} held-out real slices (the floor) "
-              f"and their reconstructions (what this decoder allows), each against the "
-              f"{len(train)} real training slices")
-        print(f"  {'':34s} {'samples':>10s} {'real (floor)':>13s} {'reconstructed':>14s}")
-        print(f"  {'anatomically plausible':34s} {sample_ok.mean():10.1%} {real_ok.mean():13.1%} "
+              f"slice-conditioned samples (positions cycling through the training slices') vs "
+              f"{len(held_out)} held-out real slices (the floor) and their reconstructions "
+              f"(what this decoder allows), each against the {len(train)} real training slices")
+        print(f"  {'':34s} {'samples':>10s} {'conditioned':>12s} {'real (floor)':>13s} "
+              f"{'reconstructed':>14s}")
+        print(f"  {'anatomically plausible':34s} {sample_ok.mean():10.1%} "
+              f"{conditioned_ok.mean():12.1%} {real_ok.mean():13.1%} "
               f"{reconstructed_ok.mean():14.1%}")
-        print(f"  {'  (slice-conditioned samples)':34s} {conditioned_ok.mean():10.1%}")
         if distances:
             print(f"  (distribution figures: each set at {compared_size} slices, a larger set "
                   f"averaged over {EQUAL_SIZE_DRAWS} random subsets of that size)")
             for metric, label in (("frechet", "Fréchet distance (features)"), ("kid", "KID"),
                                   ("precision", "k-NN precision"), ("recall", "k-NN recall")):
                 print(f"  {label:34s} {distances['samples'][metric]:10.4f} "
+                      f"{distances['conditioned'][metric]:12.4f} "
                       f"{distances['real'][metric]:13.4f} "
                       f"{distances['reconstructed'][metric]:14.4f}")
-            print(f"  {'position within 2 of the request':34s} "
-                  f"{figures['position_within_2_samples']:10.1%} "
+            print(f"  {'position within 2 of the request':34s} {'':>10s} "
+                  f"{figures['position_within_2_samples']:12.1%} "
                   f"{figures['position_within_2_real']:13.1%}")
         else:
             print("  (feature-network figures not computed: Fréchet distance, KID, precision, "

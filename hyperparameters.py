@@ -90,6 +90,12 @@ DEFAULTS = {
     # (axial) OASIS-1 validation subject, for the default prior (README, Results)
     "temperature": 0.9,
     "top_k": 32,  # 0: sample from all K codes
+    # Unconditional samples: "positions" draws each sample's slice position from the training
+    # slices' positions and samples conditioned on it (p(position) p(codes | position)); "null"
+    # samples under the prior's no-condition row, which sees only the 10% of training examples
+    # whose condition was dropped. On IXI "positions" brought the Fréchet distance from 12.8x
+    # its floor to 1.1x (README, Results).
+    "unconditional": "positions",
     # --- runs -------------------------------------------------------------------------------
     "strategy": "none",  # none | mirrored (all local GPUs) | multiworker (TF_CONFIG)
     "mixed_precision": False,  # float16 on GPU, bfloat16 on CPU; the quantizer stays float32
@@ -117,7 +123,8 @@ VQVAE_KEYS = ("image_size", "num_codes", "code_dim", "num_downsamples", "channel
 # Flags that take one of a few words.
 CHOICES = {"ssim_window": ("gaussian", "uniform"),
            "slice_axis": ("axial", "coronal", "sagittal"),
-           "strategy": ("none", "mirrored", "multiworker")}
+           "strategy": ("none", "mirrored", "multiworker"),
+           "unconditional": ("positions", "null")}
 
 # Allowed range of each number: (lowest, highest), None for no bound; a low bound written as
 # (value, "exclusive") excludes the value itself.
@@ -155,6 +162,7 @@ LEGACY_VALUES = {
     "slice_axis": "axial", "crop_to_head": False, "split": "0.8,0.1,0.1", "attention": False,
     "perceptual_weight": 0.0, "perceptual_weights": "", "adversarial_weight": 0.0,
     "adversarial_start": 2000, "levels": 1, "top_code_dim": 64, "run_eagerly": False,
+    "unconditional": "null",
 }
 
 

@@ -85,18 +85,28 @@ def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8
 
 def generate(values, vqvae, output_dir, count, slice_index=None, temperature=None, top_k=None,
              seed=None):
-    """Samples `count` code grids from the prior and decodes them into images [N, S, S, 1]."""
+    """Samples `count` code grids from the prior and decodes them into images [N, S, S, 1].
+
+    With `slice_index` None the samples are unconditional: as `values["unconditional"]` says,
+    each one's slice position drawn as often as the training slices have it and the grid
+    sampled conditioned on it ("positions"), or the grid sampled under the prior's
+    no-condition row ("null").
+    """
     import keras
 
     import sampling
 
     prior = runs.load_prior(output_dir)
+    seed = values["seed"] if seed is None else seed
+    if slice_index is None and values["unconditional"] == "positions":
+        slice_index = runs.draw_slice_positions(output_dir, values["num_slice_positions"],
+                                                count, seed)
     progress = Progress(count, f"sampling {count} slices", minimum=SAMPLING_BATCH + 1)
     codes = sampling.sample_codes(
         prior, count, vqvae.grid_size, slice_index=slice_index,
         temperature=values["temperature"] if temperature is None else temperature,
         top_k=min(values["top_k"] if top_k is None else top_k, prior.num_codes),  # k >= K: all
-        seed=values["seed"] if seed is None else seed, batch_size=SAMPLING_BATCH,
+        seed=seed, batch_size=SAMPLING_BATCH,
         progress=progress)
     progress.close()
     images = [keras.ops.convert_to_numpy(vqvae.decode_codes(codes[start:start + SAMPLING_BATCH]))

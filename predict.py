@@ -32,6 +32,11 @@ def parse_args(argv=None):
     parser.add_argument("--temperature", type=hyperparameters._flag_type("temperature"),
                         default=None)
     parser.add_argument("--top-k", type=hyperparameters.non_negative_int, default=None)
+    parser.add_argument("--unconditional", default=None, choices=("positions", "null"),
+                        help="unconditional samples: draw each one's slice position as often as "
+                             "the training slices have it, then sample conditioned on it "
+                             "(positions), or sample under the prior's no-condition row (null) "
+                             "(default: the run's)")
     parser.add_argument("--seed", type=int, default=None)
     console.add_verbose_flag(parser)
     return parser.parse_args(argv)
@@ -62,7 +67,8 @@ def run(args):
     images_dir = pathlib.Path(args.images_dir)
     runs.check_writable(images_dir, "--images-dir")
     try:
-        values, vqvae = load_run(args.output_dir, {"data_dir": args.data_dir})
+        values, vqvae = load_run(args.output_dir, {"data_dir": args.data_dir,
+                                                "unconditional": args.unconditional})
         check_slice(args.slice_index, values)
         _predict(args, values, vqvae, images_dir)
     except dataset.DatasetError as failure:

@@ -12,7 +12,8 @@ A run folder (`--output-dir`) holds:
     *.previous.keras         the checkpoint each of those replaced, kept until the new one is
                              complete and verified (a corrupt checkpoint falls back to it)
     training_state.json      per stage: epochs done, best epoch, fingerprints of its data
-                             (and, for the prior, of the VQ-VAE it was trained over)
+                             (and, for the prior, of the VQ-VAE it was trained over, and how
+                             many training slices each slice position has)
     codes.npz                the cached code grids; vqvae_log.csv, prior_log.csv; progress/
     .lock                    while a train.py process writes the folder: its pid and command
 """
@@ -352,6 +353,38 @@ def load_run(output_dir, overrides=None):
     vqvae = load_checkpoint(checkpoint)
     hyperparameters.check_model(vqvae, values, checkpoint)
     return values, vqvae
+
+
+def slice_position_counts(folder, num_slice_positions):
+    """How many training slices each slice position had, as the prior stage recorded it (or,
+    for a run trained before that record, as its cached code grids hold them); None when
+    neither is there."""
+    import numpy as np
+
+    counts = read_state(folder).get("prior", {}).get("slice_position_counts")
+    if counts is None:
+        codes = pathlib.Path(folder) / CODES_FILE
+        try:
+            with np.load(codes) as arrays:
+                counts = np.bincount(arrays["train_slices"], minlength=num_slice_positions)
+        except (OSError, KeyError, ValueError):
+            return None
+    return np.asarray(counts, np.float64)[:num_slice_positions]
+
+
+def draw_slice_positions(folder, num_slice_positions, count, seed):
+    """`count` slice positions drawn (seeded) as often as the run's training slices have them;
+    uniformly over all positions, with a printed note, when the run recorded none."""
+    import numpy as np
+
+    counts = slice_position_counts(folder, num_slice_positions)
+    if counts is None or counts.sum() <= 0:
+        print(f"note: {folder} records no slice positions of its training slices (trained "
+              f"before they were recorded): unconditional samples draw positions uniformly "
+              f"from 0 to {num_slice_positions - 1}", file=sys.stderr)
+        counts = np.ones(num_slice_positions)
+    rng = np.random.default_rng(seed)
+    return rng.choice(len(counts), size=count, p=counts / counts.sum()).astype(np.int32)
 
 
 def load_prior(output_dir):

@@ -144,6 +144,11 @@ def parse_args(argv=None):
                         default=None, help="sampling temperature (default: the run's)")
     parser.add_argument("--top-k", type=hyperparameters.non_negative_int, default=None,
                         help="sample among the k most likely codes (default: the run's)")
+    parser.add_argument("--unconditional", default=None, choices=("positions", "null"),
+                        help="unconditional samples: draw each one's slice position as often as "
+                             "the training slices have it, then sample conditioned on it "
+                             "(positions), or sample under the prior's no-condition row (null) "
+                             "(default: the run's)")
     parser.add_argument(
         "--feature-network", default="auto", choices=("auto", "yes", "no"),
         help="with --samples: train (once per run, a few minutes on a CPU) the realism feature "
@@ -166,7 +171,8 @@ def main(argv=None):
         images_dir = pathlib.Path(args.images_dir)
         runs.check_writable(images_dir, "--images-dir")
         values, vqvae = runs.load_run(args.output_dir, {
-            "data_dir": args.data_dir, "temperature": args.temperature, "top_k": args.top_k})
+            "data_dir": args.data_dir, "temperature": args.temperature, "top_k": args.top_k,
+            "unconditional": args.unconditional})
         splits, description = dataset.load_splits_for(values)
         print(description)
         reconstruction_report(vqvae, splits[args.split], images_dir, args.output_dir,

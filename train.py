@@ -273,8 +273,10 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     train_data = code_dataset(*codes["train_augmented"], batch_size, shuffle=True,
                               seed=values["seed"], repeat=True)
     validation_data = code_dataset(*codes["validate"], batch_size, shuffle=False)
+    positions = np.bincount(codes["train"][1], minlength=values["num_slice_positions"])
     record = {"data_fingerprint": runs.data_fingerprint(splits),
-              "vqvae_fingerprint": runs.file_fingerprint(vqvae_path)}
+              "vqvae_fingerprint": runs.file_fingerprint(vqvae_path),
+              "slice_position_counts": positions.tolist()}  # unconditional samples draw these
     if getattr(prior.optimizer, "use_ema", False):  # as built, or as the checkpoint's was
         import callbacks as training_callbacks
 

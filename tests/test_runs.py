@@ -329,3 +329,42 @@ def test_prior_with_weight_averaging_keeps_the_average_and_resumes(data_dir, run
     train.main([*arguments[:arguments.index("--prior-epochs") + 1], "3",
                 *arguments[arguments.index("--prior-epochs") + 2:], "--resume"])
     assert train.read_state(run_copy)["prior"]["epochs_done"] == 3
+
+
+def test_unconditional_samples_draw_positions_as_the_training_slices_have_them(
+        finished_run, tmp_path, capsys):
+    # The prior stage records how many training slices each position has ...
+    state = runs.read_state(finished_run)
+    counts = state["prior"]["slice_position_counts"]
+    values = hyperparameters.load(finished_run)
+    assert len(counts) == values["num_slice_positions"] and sum(counts) > 0
+    # ... and unconditional samples draw their positions from those counts, seeded.
+    folder = tmp_path / "recorded"
+    folder.mkdir()
+    runs.write_state(folder, {"prior": {"slice_position_counts": [0, 5, 0, 15]}})
+    drawn = runs.draw_slice_positions(folder, 4, 4000, seed=1)
+    assert set(drawn.tolist()) == {1, 3}
+    assert 2.5 < (drawn == 3).sum() / (drawn == 1).sum() < 3.5
+    np.testing.assert_array_equal(drawn, runs.draw_slice_positions(folder, 4, 4000, seed=1))
+    # A run trained before the record: the cached code grids' positions ...
+    cached = tmp_path / "cached"
+    cached.mkdir()
+    np.savez(cached / runs.CODES_FILE, train_slices=np.array([2, 2, 2], np.int32))
+    assert set(runs.draw_slice_positions(cached, 4, 50, seed=0).tolist()) == {2}
+    # ... or, with neither, all positions alike, with a note that says so.
+    capsys.readouterr()
+    assert set(runs.draw_slice_positions(tmp_path, 4, 400, seed=0).tolist()) == {0, 1, 2, 3}
+    assert "records no slice positions" in capsys.readouterr().err
+
+
+def test_unconditional_sampling_mode_changes_the_samples(finished_run):
+    import inference
+
+    values, vqvae = runs.load_run(finished_run)
+    assert values["unconditional"] == "positions"  # the default for new runs
+    drawn, _ = inference.generate(values, vqvae, finished_run, 4, seed=3)
+    again, _ = inference.generate(values, vqvae, finished_run, 4, seed=3)
+    null, _ = inference.generate(dict(values, unconditional="null"), vqvae, finished_run, 4,
+                                 seed=3)
+    np.testing.assert_array_equal(drawn, again)
+    assert not np.array_equal(drawn, null)

@@ -32,11 +32,6 @@ def parse_args(argv=None):
     parser.add_argument("--temperature", type=hyperparameters._flag_type("temperature"),
                         default=None)
     parser.add_argument("--top-k", type=hyperparameters.non_negative_int, default=None)
-    parser.add_argument("--unconditional", default=None, choices=("positions", "null"),
-                        help="unconditional samples: draw each one's slice position as often as "
-                             "the training slices have it, then sample conditioned on it "
-                             "(positions), or sample under the prior's no-condition row (null) "
-                             "(default: the run's)")
     parser.add_argument("--seed", type=int, default=None)
     console.add_verbose_flag(parser)
     return parser.parse_args(argv)

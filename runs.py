@@ -399,7 +399,8 @@ def load_prior(output_dir):
 
 
 def add_run_arguments(parser):
-    """The flags that predict.py and similarity.py share: which run, which data, where to."""
+    """The flags that predict.py and similarity.py share: which run, which data, where to, and
+    how unconditional samples are drawn."""
     import hyperparameters
 
     parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"],
@@ -408,4 +409,10 @@ def add_run_arguments(parser):
                         help="where figures are written (default: %(default)s)")
     parser.add_argument("--data-dir", default=None,
                         help="evaluate on this data instead of the run's own")
+    parser.add_argument("--unconditional", default=None,
+                        choices=hyperparameters.CHOICES["unconditional"],
+                        help="unconditional samples: draw each one's slice position as often as "
+                             "the training slices have it, then sample conditioned on it "
+                             "(positions), or sample under the prior's no-condition row (null) "
+                             "(default: the run's)")
     return parser

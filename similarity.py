@@ -144,11 +144,6 @@ def parse_args(argv=None):
                         default=None, help="sampling temperature (default: the run's)")
     parser.add_argument("--top-k", type=hyperparameters.non_negative_int, default=None,
                         help="sample among the k most likely codes (default: the run's)")
-    parser.add_argument("--unconditional", default=None, choices=("positions", "null"),
-                        help="unconditional samples: draw each one's slice position as often as "
-                             "the training slices have it, then sample conditioned on it "
-                             "(positions), or sample under the prior's no-condition row (null) "
-                             "(default: the run's)")
     parser.add_argument(
         "--feature-network", default="auto", choices=("auto", "yes", "no"),
         help="with --samples: train (once per run, a few minutes on a CPU) the realism feature "

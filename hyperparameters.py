@@ -120,6 +120,13 @@ ARCHITECTURE_KEYS = (
 VQVAE_KEYS = ("image_size", "num_codes", "code_dim", "num_downsamples", "channels",
               "num_residual_blocks", "attention", "adversarial_weight", "levels", "top_code_dim")
 
+# How the VQ-VAE was trained (not its shape). A `--stage prior` run over a saved VQ-VAE keeps
+# these as the folder recorded them: they describe the VQ-VAE it did not retrain.
+VQVAE_TRAINING_KEYS = ("commitment_cost", "use_ema", "ema_decay", "dead_code_threshold",
+                       "ssim_weight", "ssim_warmup_steps", "ssim_window", "perceptual_weight",
+                       "perceptual_weights", "adversarial_start", "batch_size", "learning_rate",
+                       "warmup_steps", "epochs", "steps_per_epoch", "patience")
+
 # Flags that take one of a few words.
 CHOICES = {"ssim_window": ("gaussian", "uniform"),
            "slice_axis": ("axial", "coronal", "sagittal"),

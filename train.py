@@ -424,7 +424,11 @@ def check_run_folder(output_dir, stages, values, resume, overwrite):
         saved = hyperparameters.load(output_dir)
         keys = None if resume else hyperparameters.VQVAE_KEYS
         hyperparameters.check_compatible(saved, values, output_dir, keys=keys)
-        for key, before, now in hyperparameters.resume_changes(saved, values) if resume else ():
+        changes = hyperparameters.resume_changes(saved, values) if resume else ()
+        if "vqvae" not in stages:  # the prior stage neither uses nor records them
+            changes = [change for change in changes
+                       if change[0] not in hyperparameters.VQVAE_TRAINING_KEYS]
+        for key, before, now in changes:
             # --resume starts from the defaults and the flags given, not from the saved values
             print(f"warning: --resume continues {output_dir} with {key} = {now!r}; it was "
                   f"trained with {before!r} (pass --{key.replace('_', '-')} {before} to keep "
@@ -433,6 +437,17 @@ def check_run_folder(output_dir, stages, values, resume, overwrite):
         raise runs.RunError(f"{output_dir / VQVAE_FILE} not found: train the VQ-VAE first "
                             f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
     return clashes if overwrite else []
+
+
+def record_of(values, output_dir, stages):
+    """The hyperparameters to save in `output_dir`: `values`, except that a prior stage over a
+    VQ-VAE already there keeps how that VQ-VAE was trained (its epochs, learning rate, losses:
+    `VQVAE_TRAINING_KEYS`) as the folder recorded them, not this command's defaults."""
+    saved_file = pathlib.Path(output_dir) / hyperparameters.HYPERPARAMETERS_FILE
+    if "vqvae" in stages or not saved_file.is_file():
+        return values
+    saved = hyperparameters.load(output_dir)
+    return dict(values, **{key: saved[key] for key in hyperparameters.VQVAE_TRAINING_KEYS})
 
 
 def check_same_data(output_dir, stages, splits, resume):
@@ -505,7 +520,7 @@ def _train(args, values, output_dir, stages, command):
     for stage in clear:
         runs.clear_stage(output_dir, stage)
         print(f"--overwrite: removed the earlier {stage} stage from {output_dir}")
-    hyperparameters.save(values, output_dir)
+    hyperparameters.save(record_of(values, output_dir, stages), output_dir)
     try:
         if "vqvae" in stages:
             train_vqvae(values, splits, output_dir, resume=args.resume, strategy=strategy)

@@ -331,6 +331,22 @@ def test_prior_with_weight_averaging_keeps_the_average_and_resumes(data_dir, run
     assert train.read_state(run_copy)["prior"]["epochs_done"] == 3
 
 
+def test_a_prior_stage_keeps_the_record_of_how_the_vqvae_was_trained(data_dir, run_copy):
+    before = hyperparameters.load(run_copy)
+    # The defaults of the flags not given (epochs 10, learning rate 5e-4) must not replace the
+    # values the VQ-VAE was trained with; the prior's own values are this command's.
+    vqvae_training = TINY.index("--learning-rate")
+    prior_flags = TINY[:vqvae_training] + TINY[vqvae_training + 4:]  # no rate, no warm-up
+    assert "--warmup-steps" not in prior_flags
+    train.main(["--stage", "prior", "--overwrite", "--data-dir", str(data_dir),
+                "--prior-epochs", "2", "--output-dir", str(run_copy),
+                "--images-dir", str(run_copy.parent / "images"), *prior_flags])
+    after = hyperparameters.load(run_copy)
+    assert (before["epochs"], before["learning_rate"], before["warmup_steps"]) == (1, 1e-3, 0)
+    assert (after["epochs"], after["learning_rate"], after["warmup_steps"]) == (1, 1e-3, 0)
+    assert after["prior_epochs"] == 2 != before["prior_epochs"]
+
+
 def test_unconditional_samples_draw_positions_as_the_training_slices_have_them(
         finished_run, tmp_path, capsys):
     # The prior stage records how many training slices each position has ...

@@ -9,6 +9,9 @@
         --subjects 8,32,125 --minutes 10 --figure images/ixi_learning_curve.png
     python benchmark.py realism --output-dir runs/oasis --data-dir /tmp/oasis_png \
         --temperatures 0.8,0.9,1.0 --top-ks 0,64   # sampling defaults, on validation subjects
+    python benchmark.py rate-distortion --data-dir /tmp/oasis_png --steps 300 --points 8x,4x \
+        --json part1.json                           # one budget per point; sweeps in parts:
+    python benchmark.py rate-distortion --merge part1.json part2.json --figure rd.png
 
 `sampling` and `throughput` time untrained models (the timings do not depend on the weights).
 `quality` trains on the train and validate splits for a fixed wall-clock budget and reports
@@ -20,6 +23,8 @@ import argparse
 import os
 import platform
 import time
+
+from rate_distortion import budget_text
 
 
 def machine_description():
@@ -192,11 +197,6 @@ class _Budget:
 
 STEPS_HELP = ("train for exactly this many optimizer steps instead of --minutes: the same "
               "figure on any machine, busy or idle")
-
-
-def budget_text(minutes, steps):
-    """How a benchmark's training budget reads in its output: "300 steps" or "9 min"."""
-    return f"{steps:,} steps" if steps else f"{minutes:g} min"
 
 
 # The keras-io vq_vae.py design as published: 128 codes of 16 dimensions (`VQVAETrainer(
@@ -393,6 +393,8 @@ def benchmark_rate_distortion(args):
     (rate_distortion.py); prints the table, writes --json and --figure."""
     import rate_distortion
 
+    if args.merge:
+        return rate_distortion.merge(args.merge, args.points.split(","), args.json, args.figure)
     return rate_distortion.run(args, machine_description(), _train_for_budget,
                                _reconstruction_quality, budget_text(args.minutes, args.steps))
 
@@ -511,6 +513,10 @@ def main(argv=None):
     rd_parser.add_argument("--json", default=None, help="also write the rows here")
     rd_parser.add_argument("--figure", default=None, help="plot the points to this PNG")
     rd_parser.add_argument("--steps", type=int, default=0, help=STEPS_HELP)
+    rd_parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                           help="train nothing: one table and figure of the --points found in "
+                                "these earlier --json files (same data; a later file's row of "
+                                "a design replaces an earlier one)")
     hyperparameters.add_arguments(rd_parser)
     rd_parser.set_defaults(run=benchmark_rate_distortion)
 

@@ -336,7 +336,8 @@ def learning_curve(rows, path, title=""):
 def rate_distortion(rows, path, title=""):
     """Held-out SSIM (left) and brain SSIM (right) against code bits per image, one marker
     per design: the designs compared with ("baseline") grey, our single level blue, VQ-VAE-2
-    green; hollow markers with the adversarial loss.
+    green, each family's points joined by a line (its curve); hollow markers with the
+    adversarial loss. One legend below names every design.
 
     Args:
         rows: dicts with "label", "bits", "test_ssim", "test_ssim_std", "test_brain_ssim",
@@ -348,29 +349,48 @@ def rate_distortion(rows, path, title=""):
         `path`.
     """
     plt = _pyplot()
-    figure, panels = plt.subplots(1, 2, figsize=(11, 4.4))
+    figure, panels = plt.subplots(1, 2, figsize=(11, 5.2))
     fewest, most = min(row["bits"] for row in rows), max(row["bits"] for row in rows)
     ticks = [2 ** power for power in range(6, 16) if fewest / 2 <= 2 ** power <= most * 2]
+    markers = iter("osD^vP*Xhp<>" * 4)
+
+    def family(row):
+        return ("baseline" if row["baseline"] else f"levels {row['levels']}",
+                row["adversarial"])
+
+    marker_of = {row["label"]: next(markers) for row in rows}
     for axes, key, name in ((panels[0], "test_ssim", "mean SSIM"),
                             (panels[1], "test_brain_ssim", "mean brain SSIM")):
+        curves = {}
+        for row in rows:
+            curves.setdefault(family(row), []).append(row)
+        for (kind, adversarial), members in curves.items():
+            if kind == "baseline" or len(members) < 2:
+                continue
+            members = sorted(members, key=lambda row: row["bits"])
+            axes.plot([row["bits"] for row in members], [row[key] for row in members],
+                      color="tab:green" if kind == "levels 2" else "tab:blue",
+                      linestyle=":" if adversarial else "-", alpha=0.5)
         for row in rows:
             color = ("tab:gray" if row["baseline"]
                      else "tab:green" if row["levels"] == 2 else "tab:blue")
             axes.errorbar(row["bits"], row[key],
                           yerr=row["test_ssim_std"] if key == "test_ssim" else None,
-                          fmt="D" if row["levels"] == 2 else "o", color=color, capsize=3,
-                          markerfacecolor="white" if row["adversarial"] else color)
-            axes.annotate(row["label"], (row["bits"], row[key]), fontsize=7,
-                          textcoords="offset points", xytext=(5, 4))
+                          fmt=marker_of[row["label"]], color=color, capsize=3, markersize=7,
+                          markerfacecolor="white" if row["adversarial"] else color,
+                          label=row["label"])
         axes.set_xscale("log")
         axes.set_xticks(ticks, [f"{tick:,}" for tick in ticks])
         axes.minorticks_off()
-        axes.set_xlim(fewest / 1.6, most * 6)  # room for the labels
+        axes.set_xlim(fewest / 1.5, most * 1.5)
         axes.set_xlabel("code bits per image")
         axes.set_ylabel(f"{name} of held-out reconstructions")
         axes.grid(alpha=0.3)
+    handles, labels = panels[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8,
+                  frameon=False)
     figure.suptitle("Rate and distortion on held-out subjects" + (f"\n{title}" if title else ""))
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.06 + 0.035 * ((len(labels) - 1) // 3), 1, 1))
     return _save(figure, path)
 
 

@@ -139,6 +139,66 @@ def measure(names, values, train, test, minutes, train_for_budget, quality, on_r
     return rows
 
 
+def merge(paths, names, json_path, figure_path):
+    """`benchmark.py rate-distortion --merge`: one table and figure from sweeps measured before
+    (a full sweep is hours on a CPU, so it is often run in parts), nothing trained.
+
+    Args:
+        paths: JSON files written by `--json`, all on the same data (refused otherwise). Where
+            two hold the same design, the later file's row is kept.
+        names: the designs to show, in this order (those in no file are named and left out).
+        json_path, figure_path: where to write the merged rows and figure (either may be None).
+
+    Returns:
+        The merged rows; each carries its file's budget ("budget") and source ("source").
+    """
+    parts = []
+    for path in paths:
+        try:
+            parts.append((path, json.loads(pathlib.Path(path).read_text())))
+        except (OSError, json.JSONDecodeError) as error:
+            raise SystemExit(f"error: --merge {path}: not a rate-distortion JSON ({error}); "
+                             f"give the files that `benchmark.py rate-distortion --json` wrote")
+    datasets = {part.get("data") for _, part in parts}
+    if len(datasets) > 1:
+        raise SystemExit("error: --merge: the files were measured on different data ("
+                         + "; ".join(f"{path}: {part.get('data')}" for path, part in parts)
+                         + "), so their points do not share held-out subjects")
+    rows = {}
+    for path, part in parts:
+        for row in part["rows"]:
+            budget = budget_text(part.get("minutes", 0), part.get("steps", 0))
+            rows[row["design"]] = dict(row, budget=budget, source=str(path))
+    missing = [name for name in names if name not in rows]
+    if missing:
+        print(f"not in any file, left out: {', '.join(missing)}")
+    merged = [rows[name] for name in names if name in rows]
+    budgets = {}
+    for row in merged:
+        budgets.setdefault(row["budget"], []).append(row["design"])
+    budget_words = "; ".join(f"{budget} ({', '.join(designs)})" if len(budgets) > 1 else budget
+                             for budget, designs in budgets.items())
+    first = parts[-1][1]
+    header = {"machine": first.get("machine"), "data": first.get("data"),
+              "train_subjects": first.get("train_subjects"),
+              "test_slices": first.get("test_slices"), "merged_from": [str(p) for p in paths],
+              "title": f"training per point: {budget_words}; {first.get('train_subjects')} "
+                       f"training subjects, {first.get('test_slices')} held-out slices"}
+    print(f"{'design':<44} {'budget':>10} {'seconds':>8} {'bits':>6} {'test SSIM':>15} "
+          f"{'brain':>6} {'sharp':>6}")
+    for row in merged:
+        print(f"{row['label']:<44} {row['budget']:>10} {row.get('seconds', 0):>8,.0f} "
+              f"{row['bits']:>6,.0f} {row['test_ssim']:>8.4f} ± {row['test_ssim_std']:.3f} "
+              f"{row['test_brain_ssim']:>6.3f} {row['test_sharpness']:>6.3f}")
+    write(merged, json_path, figure_path, header)
+    return merged
+
+
+def budget_text(minutes, steps):
+    """How a training budget reads: "300 steps" or "9 min"."""
+    return f"{steps:,} steps" if steps else f"{minutes:g} min"
+
+
 def write(rows, json_path, figure_path, header, quiet=False):
     """Writes the rows as JSON (with `header`: machine, data, budget) and the figure."""
     if json_path:

@@ -1,4 +1,6 @@
 """The rate-distortion benchmark's designs (rate_distortion.py) and its figure."""
+import json
+
 import pytest
 
 import figures
@@ -35,3 +37,36 @@ def test_figure_is_written(tmp_path):
                 ("c", 2240, 0.7, 2, False, False), ("d", 7168, 0.79, 1, False, True)]]
     path = figures.rate_distortion(rows, tmp_path / "rd.png", title="test")
     assert path.stat().st_size > 5000
+
+
+def _sweep(path, data, budget, designs):
+    rows = [{"design": name, "label": name, "bits": bits, "test_ssim": ssim,
+             "test_ssim_std": 0.01, "test_brain_ssim": ssim - 0.1, "test_sharpness": 0.9,
+             "levels": 1, "adversarial": False, "baseline": name == "kerasio", "seconds": 500.0}
+            for name, bits, ssim in designs]
+    path.write_text(json.dumps(dict(budget, data=data, train_subjects=8, test_slices=64,
+                                    rows=rows)))
+    return path
+
+
+def test_merge_joins_sweeps_in_the_order_asked_and_names_each_budget(tmp_path, capsys):
+    first = _sweep(tmp_path / "a.json", "oasis", {"steps": 300},
+                   [("8x", 2304, 0.80), ("4x", 6144, 0.88)])
+    second = _sweep(tmp_path / "b.json", "oasis", {"minutes": 9.0},
+                    [("kerasio", 7168, 0.79), ("4x", 6144, 0.91)])
+    rows = rate_distortion.merge([first, second], ["kerasio", "4x", "8x", "seed"],
+                                 tmp_path / "m.json", tmp_path / "m.png")
+    assert [row["design"] for row in rows] == ["kerasio", "4x", "8x"]
+    assert rows[1]["test_ssim"] == 0.91 and rows[1]["source"] == str(second)  # the later file
+    assert [row["budget"] for row in rows] == ["9 min", "9 min", "300 steps"]
+    written = json.loads((tmp_path / "m.json").read_text())
+    assert "300 steps (8x)" in written["title"] and "9 min (kerasio, 4x)" in written["title"]
+    assert (tmp_path / "m.png").stat().st_size > 5000
+    assert "left out: seed" in capsys.readouterr().out
+
+
+def test_merge_refuses_sweeps_on_other_data(tmp_path):
+    first = _sweep(tmp_path / "a.json", "oasis", {"steps": 300}, [("8x", 2304, 0.8)])
+    second = _sweep(tmp_path / "b.json", "ixi", {"steps": 300}, [("4x", 6144, 0.9)])
+    with pytest.raises(SystemExit, match="different data"):
+        rate_distortion.merge([first, second], ["8x", "4x"], None, None)

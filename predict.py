@@ -29,10 +29,6 @@ def parse_args(argv=None):
                         help="number of new slices to sample from the prior (default: 0)")
     parser.add_argument("--slice", type=int, default=None, dest="slice_index",
                         help="condition the samples on this slice index (default: none)")
-    parser.add_argument("--temperature", type=hyperparameters._flag_type("temperature"),
-                        default=None)
-    parser.add_argument("--top-k", type=hyperparameters.non_negative_int, default=None)
-    parser.add_argument("--seed", type=int, default=None)
     console.add_verbose_flag(parser)
     return parser.parse_args(argv)
 

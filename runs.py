@@ -400,7 +400,7 @@ def load_prior(output_dir):
 
 def add_run_arguments(parser):
     """The flags that predict.py and similarity.py share: which run, which data, where to, and
-    how unconditional samples are drawn."""
+    how samples are drawn (the same seed and values give both scripts the same samples)."""
     import hyperparameters
 
     parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"],
@@ -415,4 +415,11 @@ def add_run_arguments(parser):
                              "the training slices have it, then sample conditioned on it "
                              "(positions), or sample under the prior's no-condition row (null) "
                              "(default: the run's)")
+    parser.add_argument("--temperature", type=hyperparameters._flag_type("temperature"),
+                        default=None, help="sampling temperature (default: the run's)")
+    parser.add_argument("--top-k", type=hyperparameters.non_negative_int, default=None,
+                        help="sample among the k most likely codes, 0 for all (default: the "
+                             "run's)")
+    parser.add_argument("--seed", type=hyperparameters.non_negative_int, default=None,
+                        help="sampling seed (default: the run's seed)")
     return parser

@@ -138,12 +138,6 @@ def parse_args(argv=None):
     parser.add_argument("--split", default="test", choices=("train", "validate", "test"))
     parser.add_argument("--samples", type=hyperparameters.non_negative_int, default=0,
                         help="also sample this many slices and report sample metrics")
-    parser.add_argument("--seed", type=hyperparameters.non_negative_int, default=None,
-                        help="sampling seed (default: the run's seed, as predict.py)")
-    parser.add_argument("--temperature", type=hyperparameters._flag_type("temperature"),
-                        default=None, help="sampling temperature (default: the run's)")
-    parser.add_argument("--top-k", type=hyperparameters.non_negative_int, default=None,
-                        help="sample among the k most likely codes (default: the run's)")
     parser.add_argument(
         "--feature-network", default="auto", choices=("auto", "yes", "no"),
         help="with --samples: train (once per run, a few minutes on a CPU) the realism feature "

@@ -205,6 +205,21 @@ def test_bad_flag_values_are_refused_in_one_line(flags, message):
     assert message in result.stderr
 
 
+def test_predict_and_similarity_read_the_sampling_flags_alike():
+    import predict
+    import similarity
+
+    flags = ["--temperature", "0.7", "--top-k", "5", "--seed", "3", "--unconditional", "null"]
+    for script in (predict, similarity):
+        args = script.parse_args(flags)
+        assert (args.temperature, args.top_k, args.seed, args.unconditional) == (0.7, 5, 3,
+                                                                                 "null")
+        for bad in (["--seed", "-1"], ["--temperature", "0"], ["--top-k", "-2"]):
+            with pytest.raises(SystemExit) as refusal:
+                script.parse_args(bad)
+            assert refusal.value.code == 2
+
+
 def test_predict_refuses_bad_sample_counts_and_slices(finished_run, tmp_path):
     import predict
 

@@ -167,8 +167,10 @@ def merge(paths, names, json_path, figure_path):
     rows = {}
     for path, part in parts:
         for row in part["rows"]:
-            budget = budget_text(part.get("minutes", 0), part.get("steps", 0))
-            rows[row["design"]] = dict(row, budget=budget, source=str(path))
+            # a row of a merged file keeps the budget and source it was measured with
+            budget = row.get("budget") or budget_text(part.get("minutes", 0),
+                                                      part.get("steps", 0))
+            rows[row["design"]] = dict(row, budget=budget, source=row.get("source", str(path)))
     missing = [name for name in names if name not in rows]
     if missing:
         print(f"not in any file, left out: {', '.join(missing)}")

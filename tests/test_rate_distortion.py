@@ -63,6 +63,8 @@ def test_merge_joins_sweeps_in_the_order_asked_and_names_each_budget(tmp_path, c
     assert "300 steps (8x)" in written["title"] and "9 min (kerasio, 4x)" in written["title"]
     assert (tmp_path / "m.png").stat().st_size > 5000
     assert "left out: seed" in capsys.readouterr().out
+    again = rate_distortion.merge([tmp_path / "m.json"], ["8x"], None, None)  # a merged file
+    assert again[0]["budget"] == "300 steps" and again[0]["source"] == str(first)
 
 
 def test_merge_refuses_sweeps_on_other_data(tmp_path):

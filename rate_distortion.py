@@ -5,7 +5,8 @@ training subjects, then scored on the same held-out test subjects. The designs:
 
 * the keras-io `vq_vae.py` VQ-VAE as published (4x down, K=128, D=16, MSE / variance);
 * the OASIS VQ-VAE seed's size: four stride-2 levels to an 8x8 grid of K=16 codes (our blocks);
-* ours, one level at 8x (the default: 16x16, K=512) and at 4x (32x32, K=64);
+* ours, one level at 8x (the default: 16x16, K=512) and at 4x (32x32, K=64; and K=4, 2,048
+  bits, under the 8x default's 2,304);
 * VQ-VAE-2 (hierarchy.py) at 8x + 16x (16x16 + 8x8, K=128) and 4x + 8x (32x32 + 16x16, K=32);
 
 and any of them with the adversarial loss (name + "+adv").
@@ -21,6 +22,8 @@ DESIGNS = {
     "seed": ("OASIS seed's size (8x8, K=16)", None, {"num_downsamples": 4, "num_codes": 16}),
     "8x": ("ours 8x (16x16, K=512)", None, {}),
     "4x": ("ours 4x (32x32, K=64)", None, {"num_downsamples": 2, "num_codes": 64}),
+    # the 8x default's rate spent on grid resolution instead of codebook size: 2 bits per code
+    "4x-k4": ("ours 4x (32x32, K=4)", None, {"num_downsamples": 2, "num_codes": 4}),
     "vqvae2-8x": ("VQ-VAE-2 (16x16 + 8x8, K=128)", None, {"levels": 2, "num_codes": 128}),
     "vqvae2-4x": ("VQ-VAE-2 (32x32 + 16x16, K=32)", None,
                   {"levels": 2, "num_downsamples": 2, "num_codes": 32}),

@@ -353,24 +353,19 @@ def rate_distortion(rows, path, title=""):
     fewest, most = min(row["bits"] for row in rows), max(row["bits"] for row in rows)
     ticks = [2 ** power for power in range(6, 16) if fewest / 2 <= 2 ** power <= most * 2]
     markers = iter("osD^vP*Xhp<>" * 4)
-
-    def family(row):
-        return ("baseline" if row["baseline"] else f"levels {row['levels']}",
-                row["adversarial"])
-
     marker_of = {row["label"]: next(markers) for row in rows}
+    # our curves: one per (levels, adversarial) family with two points or more, by rate
+    curves = {}
+    for row in sorted(rows, key=lambda row: row["bits"]):
+        if not row["baseline"]:
+            curves.setdefault((row["levels"], row["adversarial"]), []).append(row)
     for axes, key, name in ((panels[0], "test_ssim", "mean SSIM"),
                             (panels[1], "test_brain_ssim", "mean brain SSIM")):
-        curves = {}
-        for row in rows:
-            curves.setdefault(family(row), []).append(row)
-        for (kind, adversarial), members in curves.items():
-            if kind == "baseline" or len(members) < 2:
-                continue
-            members = sorted(members, key=lambda row: row["bits"])
-            axes.plot([row["bits"] for row in members], [row[key] for row in members],
-                      color="tab:green" if kind == "levels 2" else "tab:blue",
-                      linestyle=":" if adversarial else "-", alpha=0.5)
+        for (levels, adversarial), members in curves.items():
+            if len(members) > 1:
+                axes.plot([row["bits"] for row in members], [row[key] for row in members],
+                          color="tab:green" if levels == 2 else "tab:blue",
+                          linestyle=":" if adversarial else "-", alpha=0.5)
         for row in rows:
             color = ("tab:gray" if row["baseline"]
                      else "tab:green" if row["levels"] == 2 else "tab:blue")

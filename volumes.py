@@ -9,8 +9,13 @@ inferior-superior, so every volume is first put in one frame:
    both 0) cannot be oriented and is refused by name.
 2. **Spacing.** Anisotropic voxels (e.g. 1 x 1 x 3 mm) are resampled (linear) to the finest
    spacing on every axis, so slices along any axis have square pixels.
-3. **Slices.** Slices are cut along the axis asked for (`axial`, `coronal` or `sagittal`) over the
-   central part of the non-empty extent along it, and turned upright the same way for every
+3. **Slices.** Axial slices are placed by the head's anatomy (`axial_head_range`): from the
+   top of the head down a multiple HEAD_RANGE of the depth of its dome (how far below the top its
+   cross-section grows to DOME_AREA of its largest). The range follows the head, not the field of
+   view, so a scan that includes the neck (IXI) and one cut below the cerebellum (OASIS-1) give
+   the same level of the brain at the same slice position.
+   Coronal and sagittal slices are cut over the central part SLICE_RANGE of the non-empty extent.
+   Every slice is turned upright the same way for every
    input: superior (or anterior, for axial slices) at the top, the subject's right on the image's
    right for axial and coronal slices, anterior on the left for sagittal ones. Where the axis has
    fewer distinct slices in that range than asked for (coarse or small volumes), each slice is
@@ -26,7 +31,11 @@ import numpy as np
 from errors import DatasetError
 
 SLICE_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}  # array axis in RAS order
-SLICE_RANGE = (0.30, 0.75)  # central part of the non-empty extent along the slice axis
+SLICE_RANGE = (0.30, 0.75)  # coronal and sagittal: central part of the non-empty extent
+HEAD_RANGE = (0.7, 2.1)  # axial: dome depths below the top of the head (last, first slice)
+HEAD_TOP_AREA = 100.0  # mm^2 of head in an axial slice for it to count as the top of the head
+HEAD_SPAN = 120.0  # mm below the top within which the head's largest cross-section is taken
+DOME_AREA = 0.8  # share of that largest cross-section that ends the dome
 EXTENT_THRESHOLD = 0.05  # of the volume maximum: a slice holding more is "non-empty"
 INTENSITY_PERCENTILE = 99.5  # of positive voxels: maps to 1.0
 HEAD_THRESHOLD = 0.10  # of the intensity scale: head (or brain) voxels for the crop box
@@ -154,6 +163,49 @@ def extent(voxels, axis):
     return int(filled[0]), int(filled[-1])
 
 
+def head_mask(voxels, scale=None):
+    """The head in a 2D or 3D array: voxels above HEAD_THRESHOLD of the intensity scale, with
+    specks removed by an opening and only the largest connected region kept, so scanner noise and
+    labels do not count."""
+    from scipy import ndimage
+
+    scale = intensity_scale(voxels) if scale is None else scale
+    mask = ndimage.binary_opening(voxels > HEAD_THRESHOLD * scale, iterations=2)
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return mask
+    sizes = ndimage.sum(mask, labels, index=np.arange(1, count + 1))
+    return labels == 1 + int(np.argmax(sizes))
+
+
+def axial_head_range(volume: "Volume", head_range=HEAD_RANGE):
+    """(low, high) axial indices of the slice range placed by the head's anatomy.
+
+    The top of the head is the highest axial slice with at least HEAD_TOP_AREA mm^2 of head. The
+    head's scale is the depth of its dome: how far below the top its cross-section first reaches
+    DOME_AREA of its largest area within HEAD_SPAN mm of the top (about 45 mm on IXI, 57 mm on
+    OASIS-1, whose atlas registration stretches heads vertically). The range runs from
+    `head_range[1]` dome depths below the top (low, inferior) to `head_range[0]` below it (high),
+    clipped to the volume.
+
+    Returns:
+        (low, high) as floats, or None when the volume holds no head.
+    """
+    mask = head_mask(volume.voxels)
+    area = mask.sum(axis=(0, 1)) * volume.spacing ** 2
+    tops = np.flatnonzero(area >= HEAD_TOP_AREA)
+    if tops.size == 0:
+        return None
+    top = int(tops[-1])
+    first = max(top - int(round(HEAD_SPAN / volume.spacing)), 0)
+    below_top = area[first:top + 1][::-1]  # from the top down
+    dome = int(np.flatnonzero(below_top >= DOME_AREA * below_top.max())[0])
+    dome = max(dome, 1)  # in voxels
+    low = top - head_range[1] * dome
+    high = top - head_range[0] * dome
+    return float(max(low, 0.0)), float(max(high, 0.0))
+
+
 def upright(voxels, axis, index):
     """Slice `index` along RAS `axis`, turned upright (see the module docstring)."""
     plane = np.take(voxels, index, axis=axis)  # two remaining axes in R, A, S order
@@ -166,19 +218,12 @@ def upright(voxels, axis, index):
 def head_box(images, scale):
     """(top, bottom, left, right) of the head in a stack of upright [N, H, W] slices, with margin.
 
-    Voxels above HEAD_THRESHOLD * scale in any slice count; specks are removed by an opening and
-    the largest connected region is kept, so scanner noise and labels do not widen the box.
+    The head is `head_mask` of the slices' maximum projection.
     """
-    from scipy import ndimage
-
     height, width = images.shape[1:]
-    mask = (images > HEAD_THRESHOLD * scale).any(axis=0)
-    mask = ndimage.binary_opening(mask, iterations=2)
-    labels, count = ndimage.label(mask)
-    if count == 0:
+    rows, cols = np.nonzero(head_mask(images.max(axis=0), scale))
+    if rows.size == 0:
         return 0, height, 0, width
-    sizes = ndimage.sum(mask, labels, index=np.arange(1, count + 1))
-    rows, cols = np.nonzero(labels == 1 + int(np.argmax(sizes)))
     margin = int(round(CROP_MARGIN * max(np.ptp(rows) + 1, np.ptp(cols) + 1)))
     return (max(int(rows.min()) - margin, 0), min(int(rows.max()) + 1 + margin, height),
             max(int(cols.min()) - margin, 0), min(int(cols.max()) + 1 + margin, width))
@@ -186,14 +231,16 @@ def head_box(images, scale):
 
 def cut_slices(volume: Volume, count, axis="axial", crop=True,
                slice_range=SLICE_RANGE) -> VolumeSlices:
-    """Cuts up to `count` distinct slices spread over `slice_range` of the non-empty extent.
+    """Cuts up to `count` distinct slices: axial ones over the head's range (axial_head_range),
+    coronal and sagittal ones over `slice_range` of the non-empty extent.
 
     Args:
         volume: a Volume from `read_volume` (RAS, isotropic).
         count: slices wanted.
         axis: "axial", "coronal" or "sagittal".
         crop: crop every slice to the volume's head box (with margin).
-        slice_range: (start, stop) fractions of the non-empty extent along the axis.
+        slice_range: (start, stop) fractions of the non-empty extent along a coronal or
+            sagittal axis.
 
     Returns:
         VolumeSlices, images scaled by the volume's 99.5th percentile and clipped to [0, 1].
@@ -211,6 +258,10 @@ def cut_slices(volume: Volume, count, axis="axial", crop=True,
                            f"replace or delete it.")
     low, high = bounds
     start, stop = slice_range
+    if axis == "axial":
+        head = axial_head_range(volume)
+        if head is not None:
+            (low, high), (start, stop) = head, (0.0, 1.0)
     if count == 1:
         positions = np.array([low + 0.5 * (start + stop) * (high - low)])
     else:

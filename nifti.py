@@ -225,7 +225,7 @@ def load_nifti_folder(folder, image_size, slices_per_volume=DEFAULTS["slices_per
     report_skipped(skipped, len(files), folder)
     if fewer:
         print(f"warning: {len(fewer)} of {len(files)} volume(s) in {folder} have fewer distinct "
-              f"{slice_axis} slices in the central range than --slices-per-volume "
+              f"{slice_axis} slices in the slice range than --slices-per-volume "
               f"{slices_per_volume} (first: {fewer[0][0].name}, {fewer[0][1]}); each slice is "
               f"used once, none is repeated.", file=sys.stderr)
     skipped_paths = [str(path) for path, _ in skipped]

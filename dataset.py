@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from demo import DEMO_VOLUME, load_demo  # noqa: F401  (part of this module's interface)
-from errors import DatasetError  # noqa: F401
+from errors import DatasetError, MissingData  # noqa: F401
 from hyperparameters import DEFAULTS
 from nifti import (NIFTI_EXTENSIONS, NIFTI_SLICE_FOLDERS, load_nifti_folder,  # noqa: F401
                    parse_split)
@@ -205,8 +205,9 @@ def load_splits(data_dir, image_size, *, slices_per_volume=DEFAULTS["slices_per_
     """Detects the layout of `data_dir` and loads train/validate/test.
 
     Args:
-        data_dir: OASIS PNG root, NIfTI folder or NIfTI slice layout; when it does not exist,
-            the embedded MNI152 demo dataset is used.
+        data_dir: OASIS PNG root, NIfTI folder or NIfTI slice layout. When it is the default
+            (`DEFAULTS["data_dir"]`, no folder named) and does not exist, the embedded MNI152
+            demo dataset is used; a named folder that does not exist is an error.
         image_size: side of the square output images.
         slices_per_volume: slices per 3D NIfTI volume (at most).
         num_slice_positions: size of the slice-index vocabulary.
@@ -223,10 +224,16 @@ def load_splits(data_dir, image_size, *, slices_per_volume=DEFAULTS["slices_per_
         what was loaded.
 
     Raises:
-        DatasetError: data_dir is a file, holds no known layout, or holds bad files.
+        DatasetError: data_dir is a named folder that does not exist, a file, holds no known
+            layout, or holds bad files.
     """
     root = pathlib.Path(data_dir)
     size = f"{image_size}x{image_size}"
+    if not root.exists() and str(data_dir) != DEFAULTS["data_dir"]:
+        raise MissingData(
+            f"data folder {data_dir} does not exist (looked for from {pathlib.Path.cwd()}): "
+            f"pass --data-dir with the folder of your data (the embedded demo data is used "
+            f"only when no --data-dir is given)")
     if not root.exists():
         splits = load_demo(image_size, copies=demo_copies, seed=seed,
                            num_slice_positions=num_slice_positions)

@@ -8,3 +8,7 @@ class DatasetError(ValueError):
 class WeightsUnavailable(ValueError):
     """Pretrained weights (VGG16 for the perceptual loss) could not be had; the message says
     how to get them."""
+
+
+class MissingData(DatasetError):
+    """A named data folder does not exist (the demo stands in only when none was named)."""

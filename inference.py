@@ -51,7 +51,12 @@ def write_samples(images, images_dir, slice_index=None):
 
     images_dir = pathlib.Path(images_dir)
     folder = images_dir / "samples"
+    if folder.exists() and not folder.is_dir():
+        raise runs.RunError(f"{folder} is a file, not a folder: the samples go there. Move the "
+                            f"file, or choose another --images-dir")
     folder.mkdir(parents=True, exist_ok=True)
+    for earlier in folder.glob("sample_*.png"):  # the folder holds one call's samples
+        earlier.unlink()
     for number, image in enumerate(images):
         pixels = (np.clip(image[..., 0], 0, 1) * 255).round().astype(np.uint8)
         Image.fromarray(pixels, mode="L").save(folder / f"sample_{number:03d}.png")
@@ -66,10 +71,17 @@ def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8
                            temperature=None, top_k=None, seed=None):
     """A figure of slice-conditioned samples: one row per slice position, from the bottom of the
     brain (top row) to its top, `columns` samples each; the positions are spread over those
-    the real slices have. Returns the figure's path."""
+    the run's training slices had (or, for a run that did not record them, those of `slices`).
+    Returns the figure's path."""
     import figures
 
-    present = np.unique(np.asarray(slices.slice_index))
+    counts = runs.slice_position_counts(output_dir, values["num_slice_positions"])
+    if counts is not None and counts.sum() > 0:
+        present = np.flatnonzero(counts > 0)
+    elif slices is not None:
+        present = np.unique(np.asarray(slices.slice_index))
+    else:
+        present = np.arange(values["num_slice_positions"])
     positions = present[np.linspace(0, len(present) - 1, min(rows, len(present))).round()
                         .astype(int)]
     requested = np.repeat(positions, columns).astype(np.int32)

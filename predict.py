@@ -6,7 +6,6 @@
 
 Reads the run in --output-dir (as train.py wrote it); figures go to --images-dir.
 """
-import pathlib
 import sys
 
 import numpy as np
@@ -33,13 +32,34 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def check_slice(slice_index, values):
-    """Refuses a --slice outside the run's slice positions, in one line."""
+def check_slice(slice_index, values, output_dir):
+    """Refuses, in one line, a --slice outside the run's slice positions or at a position no
+    training slice had (its condition was never trained)."""
     positions = values["num_slice_positions"]
-    if slice_index is not None and not 0 <= slice_index < positions:
+    if slice_index is None:
+        return
+    if not 0 <= slice_index < positions:
         raise runs.RunError(f"--slice {slice_index} is out of range: this run's slice positions "
                             f"run from 0 to {positions - 1}; leave --slice out for "
                             f"unconditional samples")
+    counts = runs.slice_position_counts(output_dir, positions)
+    if counts is not None and counts[slice_index] <= 0:
+        trained = np.flatnonzero(counts > 0)
+        raise runs.RunError(f"--slice {slice_index}: no training slice had this position, so "
+                            f"its condition was never trained; this run was trained at "
+                            f"positions {_ranges(trained)}")
+
+
+def _ranges(numbers):
+    """[0, 1, 2, 5, 7, 8] -> "0-2, 5, 7-8"."""
+    parts, start = [], None
+    for index, number in enumerate(numbers):
+        if start is None:
+            start = number
+        if index + 1 == len(numbers) or numbers[index + 1] != number + 1:
+            parts.append(f"{start}" if start == number else f"{start}-{number}")
+            start = None
+    return ", ".join(parts)
 
 
 def main(argv=None):
@@ -54,13 +74,14 @@ def main(argv=None):
 
 def run(args):
     import dataset
+    import pretrained
 
-    images_dir = pathlib.Path(args.images_dir)
+    images_dir = pretrained.work_dir(args.output_dir, args.images_dir)
     runs.check_writable(images_dir, "--images-dir")
     try:
         values, vqvae = load_run(args.output_dir, {"data_dir": args.data_dir,
                                                 "unconditional": args.unconditional})
-        check_slice(args.slice_index, values)
+        check_slice(args.slice_index, values, args.output_dir)
         _predict(args, values, vqvae, images_dir)
     except dataset.DatasetError as failure:
         raise runs.RunError(str(failure)) from None
@@ -68,19 +89,18 @@ def run(args):
 
 def _predict(args, values, vqvae, images_dir):
     """Reconstructions of the test split and, with --samples, new slices (see main)."""
-    import figures
-    import metrics
+    import dataset
 
-    test = inference.load_test_split(values)
-    reconstructions = inference.reconstruct(vqvae, test.images)
-    ssim_values = np.array([metrics.ssim(a, b) for a, b in zip(test.images, reconstructions)])
-    shown = np.linspace(0, len(test) - 1, min(args.count, len(test))).round().astype(int)
-    figure = figures.plot_reconstructions(test.images[shown], reconstructions[shown],
-                                          ssim_values[shown], images_dir / "reconstructions.png")
-    print(f"mean SSIM over {len(test)} test slices: {ssim_values.mean():.4f} "
-          f"± {ssim_values.std():.4f}")
-    print(f"reconstructions written to {figure}")
-
+    try:
+        test = inference.load_test_split(values)
+    except dataset.MissingData:
+        if args.samples == 0 or args.data_dir is not None:
+            raise
+        print(f"no reconstructions: they need this run's data ({values['data_dir']} is not "
+              f"here); pass --data-dir DIR to reconstruct held-out slices")
+        test = None
+    if test is not None:
+        _reconstruct(args, vqvae, test, images_dir)
     if args.samples > 0:
         samples, _ = inference.generate(values, vqvae, args.output_dir, args.samples,
                                         slice_index=args.slice_index,
@@ -92,6 +112,21 @@ def _predict(args, values, vqvae, images_dir):
                                                     test, temperature=args.temperature,
                                                     top_k=args.top_k, seed=args.seed)
         print(f"slice-conditioned samples written to {by_slice}")
+
+
+def _reconstruct(args, vqvae, test, images_dir):
+    """The reconstruction figure of the test split, and its mean SSIM."""
+    import figures
+    import metrics
+
+    reconstructions = inference.reconstruct(vqvae, test.images)
+    ssim_values = np.array([metrics.ssim(a, b) for a, b in zip(test.images, reconstructions)])
+    shown = np.linspace(0, len(test) - 1, min(args.count, len(test))).round().astype(int)
+    figure = figures.plot_reconstructions(test.images[shown], reconstructions[shown],
+                                          ssim_values[shown], images_dir / "reconstructions.png")
+    print(f"mean SSIM over {len(test)} test slices: {ssim_values.mean():.4f} "
+          f"± {ssim_values.std():.4f}")
+    print(f"reconstructions written to {figure}")
 
 
 if __name__ == "__main__":

@@ -246,7 +246,8 @@ def conditional_positions(slices, count):
 
 
 def realism_report(values, vqvae, output_dir, train, held_out, samples, count, seed,
-                   temperature=None, top_k=None, verbose=True, feature_figures=True):
+                   temperature=None, top_k=None, verbose=True, feature_figures=True,
+                   cache_dir=None):
     """Judges samples against real anatomy, each figure beside its real floor.
 
     Args:
@@ -256,6 +257,7 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
         count: how many slice-conditioned samples to draw for the position check.
         feature_figures: also train (once) the feature network and report the figures in its
             space (Fréchet distance, KID, precision, recall, position); False: plausibility only.
+        cache_dir: where the feature network is kept (default: `output_dir`).
 
     Returns:
         dict of the figures (see the printed table).
@@ -280,7 +282,8 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
     }
     distances = {}
     if feature_figures:
-        network = feature_network.load_or_train(output_dir, train.images, train.slice_index,
+        network = feature_network.load_or_train(cache_dir or output_dir, train.images,
+                                                train.slice_index,
                                                 positions, seed=values["seed"])
         train_features, _ = feature_network.features_and_positions(network, train.images,
                                                                    positions)

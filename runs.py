@@ -31,6 +31,8 @@ PRIOR_FILE = "prior.keras"
 CODES_FILE = "codes.npz"
 STATE_FILE = "training_state.json"
 LOCK_FILE = ".lock"
+MODEL_CARD_FILE = "MODEL_CARD.md"  # a shipped model's card (pretrained.py)
+FILES_KEY = "files"  # in a shipped model's training_state.json: sha256 of each shipped file
 STAGE_FILES = {"vqvae": VQVAE_FILE, "prior": PRIOR_FILE}
 
 
@@ -232,6 +234,39 @@ def check_prior_matches_vqvae(folder):
             f"the prior: python train.py --stage prior --overwrite --output-dir {folder}")
 
 
+def is_shipped(folder):
+    """Whether `folder` is a shipped model (pretrained.py): a model card and recorded hashes."""
+    folder = pathlib.Path(folder)
+    return (folder / MODEL_CARD_FILE).is_file() and FILES_KEY in read_state(folder)
+
+
+def verify_shipped(folder):
+    """Raises RunError naming each file of a shipped model that is missing or whose bytes differ
+    from the sha256 recorded when it was exported (a damaged download, an edited file)."""
+    folder = pathlib.Path(folder)
+    for name, digest in sorted(read_state(folder).get(FILES_KEY, {}).items()):
+        path = folder / name
+        actual = file_fingerprint(path)
+        if actual is None:
+            raise RunError(f"{path} is missing from the shipped model {folder}: restore the "
+                           f"folder (e.g. `git checkout -- {folder}`)")
+        if actual != digest:
+            raise RunError(f"{path} is damaged: its sha256 differs from the one recorded when "
+                           f"the model was exported. Restore it (e.g. `git checkout -- {path}`) "
+                           f"or download the model again")
+
+
+def data_dir_for(values, folder):
+    """The run's data folder: an absolute `data_dir` as saved; a relative one is relative to the
+    run folder `folder` when it exists there; else it is kept as saved (relative to where the
+    run was trained, as runs saved before this rule kept it)."""
+    data_dir = values.get("data_dir")
+    if not data_dir or os.path.isabs(data_dir):
+        return data_dir
+    beside_run = os.path.normpath(os.path.join(folder, data_dir))
+    return beside_run if os.path.exists(beside_run) else data_dir
+
+
 # ---------------------------------------------------------------------------------------------
 # The lock
 # ---------------------------------------------------------------------------------------------
@@ -342,7 +377,10 @@ def load_run(output_dir, overrides=None):
         raise RunError(f"run folder {output_dir} does not exist: train one with "
                        f"`python train.py --output-dir {output_dir}`, or point --output-dir at "
                        f"a folder train.py wrote")
+    if is_shipped(output_dir):
+        verify_shipped(output_dir)
     values = hyperparameters.load(output_dir)
+    values["data_dir"] = data_dir_for(values, output_dir)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     hyperparameters.check_compatible(values, {**values, **overrides}, output_dir)
     values.update(overrides)
@@ -405,8 +443,10 @@ def add_run_arguments(parser):
 
     parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"],
                         help="the run to load (default: %(default)s)")
-    parser.add_argument("--images-dir", default=hyperparameters.DEFAULTS["images_dir"],
-                        help="where figures are written (default: %(default)s)")
+    parser.add_argument("--images-dir", default=None,
+                        help="where figures are written (default: "
+                             f"{hyperparameters.DEFAULTS['images_dir']}; for a shipped model "
+                             f"output/<its name>, since its folder is never written)")
     parser.add_argument("--data-dir", default=None,
                         help="evaluate on this data instead of the run's own")
     parser.add_argument("--unconditional", default=None,

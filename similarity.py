@@ -59,7 +59,7 @@ def segmentation_masks(slices, image_size):
 
 def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
     """Computes, prints and plots the reconstruction metrics of the split `test` (named
-    `split` in the printout)."""
+    `split` in the printout); the per-image CSV goes to `output_dir`."""
     import figures
     import inference
     import metrics
@@ -90,9 +90,11 @@ def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
     return per_image
 
 
-def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_figures=True):
+def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_figures=True,
+                  cache_dir=None):
     """Samples `count` slices and prints realism, diversity and distribution distances
-    (`feature_figures`: also those in the feature network's space, `realism.realism_report`)."""
+    (`feature_figures`: also those in the feature network's space, `realism.realism_report`,
+    whose network is kept in `cache_dir`, by default the run folder)."""
     import inference
     import sample_metrics
     import realism
@@ -124,7 +126,8 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_f
           f"{distances['total_variation']:.4f}, JS divergence "
           f"{distances['js_divergence_bits']:.4f} bits")
     realism_figures = realism.realism_report(values, vqvae, output_dir, train, test, samples,
-                                             count, seed, feature_figures=feature_figures)
+                                             count, seed, feature_figures=feature_figures,
+                                             cache_dir=cache_dir)
     return {"nearest_ssim": nearest, "diversity": diversity_mean, "frechet": frechet,
             **distances, **realism_figures}
 
@@ -154,17 +157,19 @@ def main(argv=None):
     import dataset
     import demo
     import hyperparameters
+    import pretrained
     import runs
 
     try:
-        images_dir = pathlib.Path(args.images_dir)
+        images_dir = pretrained.work_dir(args.output_dir, args.images_dir)
         runs.check_writable(images_dir, "--images-dir")
+        cache_dir = pretrained.cache_dir(args.output_dir, images_dir)
         values, vqvae = runs.load_run(args.output_dir, {
             "data_dir": args.data_dir, "temperature": args.temperature, "top_k": args.top_k,
             "unconditional": args.unconditional})
         splits, description = dataset.load_splits_for(values)
         print(description)
-        reconstruction_report(vqvae, splits[args.split], images_dir, args.output_dir,
+        reconstruction_report(vqvae, splits[args.split], images_dir, cache_dir,
                               split=args.split)
         if args.samples > 0:
             seed = values["seed"] if args.seed is None else args.seed
@@ -174,7 +179,8 @@ def main(argv=None):
                 print("demo data: the realism feature network is not trained (its figures need "
                       "real training subjects); --feature-network yes computes them anyway")
             sample_report(values, vqvae, args.output_dir, splits["train"], splits[args.split],
-                          args.samples, seed, feature_figures=feature_figures)
+                          args.samples, seed, feature_figures=feature_figures,
+                          cache_dir=cache_dir)
     except (runs.RunError, dataset.DatasetError, hyperparameters.IncompatibleCheckpoint,
             hyperparameters.InvalidHyperparameters, FileNotFoundError) as failure:
         sys.exit(f"error: {failure}")

@@ -386,6 +386,11 @@ def parse_args(argv=None):
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the stages being trained (and, for the VQ-VAE, the prior "
                              "trained over it) in an --output-dir that already holds them")
+    parser.add_argument("--export", metavar="DIR", default=None,
+                        help="train nothing: write the trained run in --output-dir as a shipped "
+                             "model folder DIR (both models without optimizer state, "
+                             "hyperparameters, state with file hashes, logs, MODEL_CARD.md); "
+                             "with --overwrite it replaces a model there")
     console.add_verbose_flag(parser)
     hyperparameters.add_arguments(parser)
     return parser.parse_args(argv)
@@ -488,6 +493,8 @@ def main(argv=None):
         sys.exit(f"error: {hyperparameters.combination_problem(values)}")
     console.quiet_start(args.verbose)
     output_dir = pathlib.Path(values["output_dir"])
+    if args.export is not None:
+        return export(output_dir, args.export, args.overwrite)
     stages = stages_of(args.stage)
     command = "python train.py " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
@@ -499,6 +506,19 @@ def main(argv=None):
             hyperparameters.InvalidHyperparameters, runs.RunError, errors.DatasetError,
             errors.WeightsUnavailable) as failure:
         sys.exit(f"error: {failure}")
+
+
+def export(output_dir, destination, overwrite):
+    """--export: the run in `output_dir` written as a shipped model folder (pretrained.py)."""
+    import pretrained
+
+    try:
+        written = pretrained.export(output_dir, destination, overwrite=overwrite)
+    except (runs.RunError, hyperparameters.InvalidHyperparameters, FileNotFoundError) as failure:
+        sys.exit(f"error: {failure}")
+    size = sum(path.stat().st_size for path in written) / 1e6
+    print(f"exported {output_dir} to {destination} ({size:.1f} MB): "
+          + ", ".join(path.name for path in written))
 
 
 def _train(args, values, output_dir, stages, command):

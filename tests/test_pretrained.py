@@ -1,0 +1,129 @@
+"""Shipped models (pretrained.py): export, loading with no data, nothing written into the
+folder, seeded samples, a damaged copy refused by name; and the model the repository ships."""
+import json
+import os
+import pathlib
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+keras = pytest.importorskip("keras")
+
+import predict  # noqa: E402
+import pretrained  # noqa: E402
+import runs  # noqa: E402
+import train  # noqa: E402
+from helpers import REPO, TINY  # noqa: E402
+
+SHIPPED = REPO / "pretrained" / "ixi-t1-128"
+
+
+@pytest.fixture(scope="module")
+def exported(data_dir, tmp_path_factory):
+    """A tiny trained run and its export: (run folder, shipped folder)."""
+    root = tmp_path_factory.mktemp("shipping")
+    run = root / "run"
+    train.main(["--data-dir", str(data_dir), "--epochs", "1", "--prior-epochs", "1",
+                "--output-dir", str(run), "--images-dir", str(root / "images"), *TINY])
+    train.main(["--output-dir", str(run), "--export", str(root / "pretrained" / "tiny")])
+    return run, root / "pretrained" / "tiny"
+
+
+def snapshot(folder):
+    return {path.name: (path.stat().st_mtime_ns, runs.file_fingerprint(path))
+            for path in sorted(pathlib.Path(folder).iterdir())}
+
+
+def sample_pixels(folder):
+    return [np.asarray(Image.open(path)) for path in sorted(folder.glob("sample_*.png"))]
+
+
+def test_export_strips_the_optimizer_and_records_the_files(exported):
+    run, shipped = exported
+    for name in ("vqvae.keras", "prior.keras"):
+        assert (shipped / name).stat().st_size < (run / name).stat().st_size, name
+        with zipfile.ZipFile(shipped / name) as archive:
+            config = json.loads(archive.read("config.json"))
+        assert not config.get("compile_config"), name  # no optimizer to restore
+    state = runs.read_state(shipped)
+    assert set(state[runs.FILES_KEY]) == {"vqvae.keras", "prior.keras", "hyperparameters.json"}
+    assert state["prior"]["slice_position_counts"]
+    assert (shipped / runs.MODEL_CARD_FILE).is_file() and runs.is_shipped(shipped)
+    saved = json.loads((shipped / "hyperparameters.json").read_text())
+    assert not os.path.isabs(saved["data_dir"])  # relative to the shipped folder
+
+
+def test_export_refuses_to_replace_a_model_without_overwrite(exported):
+    run, shipped = exported
+    with pytest.raises(SystemExit, match="already holds a model"):
+        train.main(["--output-dir", str(run), "--export", str(shipped)])
+
+
+def test_shipped_model_samples_without_data_and_writes_nothing_into_its_folder(
+        exported, tmp_path, monkeypatch, capsys):
+    _, shipped = exported
+    moved = tmp_path / "a" / "b" / "c" / "tiny"  # its relative data folder is not found here
+    shutil.copytree(shipped, moved)
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(moved)
+    predict.main(["--output-dir", str(moved), "--samples", "2", "--seed", "3"])
+    out = capsys.readouterr().out
+    assert "no reconstructions: they need this run's data" in out
+    work = tmp_path / "output" / "tiny"  # the default for a shipped model
+    first = sample_pixels(work / "samples")
+    assert len(first) == 2 and (work / "samples_by_slice.png").is_file()
+    assert not (work / "reconstructions.png").exists()
+    predict.main(["--output-dir", str(moved), "--samples", "2", "--seed", "3"])
+    again = sample_pixels(work / "samples")
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))  # seeded, repeatable
+    assert snapshot(moved) == before
+
+
+def test_similarity_keeps_its_caches_out_of_a_shipped_folder(exported, data_dir, tmp_path,
+                                                             monkeypatch):
+    import similarity
+
+    _, shipped = exported
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(shipped)
+    similarity.main(["--output-dir", str(shipped), "--data-dir", str(data_dir), "--samples", "2",
+                     "--feature-network", "no"])
+    assert (tmp_path / "output" / "tiny" / "reconstruction_metrics.csv").is_file()
+    assert snapshot(shipped) == before
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_a_damaged_copy_is_refused_by_name(exported, tmp_path, damage, capsys):
+    _, shipped = exported
+    copy = tmp_path / "tiny"
+    shutil.copytree(shipped, copy)
+    target = copy / "prior.keras"
+    data = target.read_bytes()
+    if damage == "truncate":
+        target.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        middle = len(data) // 2
+        target.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
+    else:
+        target.unlink()
+    with pytest.raises(SystemExit) as failure:
+        predict.main(["--output-dir", str(copy), "--samples", "1",
+                      "--images-dir", str(tmp_path / "images")])
+    assert str(target) in str(failure.value)
+
+
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason="no model shipped in pretrained/ixi-t1-128")
+def test_the_shipped_ixi_model_samples_two_slices_seeded(tmp_path):
+    import inference
+
+    values, vqvae = runs.load_run(SHIPPED)
+    assert values["image_size"] == 128
+    first, _ = inference.generate(values, vqvae, SHIPPED, 2, seed=5)
+    second, _ = inference.generate(values, vqvae, SHIPPED, 2, seed=5)
+    assert first.shape == (2, 128, 128, 1)
+    assert np.array_equal(first, second)
+    assert 0.05 < first.mean() < 0.6  # a head on a dark background, not a blank or noise
+    assert pretrained.work_dir(SHIPPED) == pathlib.Path("output") / "ixi-t1-128"

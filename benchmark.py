@@ -195,8 +195,20 @@ class _Budget:
         return Budget()
 
 
-STEPS_HELP = ("train for exactly this many optimizer steps instead of --minutes: the same "
-              "figure on any machine, busy or idle")
+STEPS_HELP = ("train for exactly this many optimizer steps (at least 1) instead of --minutes: "
+              "the same figure on any machine, busy or idle")
+
+
+def positive_steps(text):
+    """argparse type of --steps: a whole number >= 1 (leave the flag out to use --minutes)."""
+    try:
+        steps = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if steps < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {steps} (leave --steps out to "
+                                         f"train for --minutes)")
+    return steps
 
 
 # The keras-io vq_vae.py design as published: 128 codes of 16 dimensions (`VQVAETrainer(
@@ -271,15 +283,20 @@ def _reconstruction_quality(model, slices):
     return per_image, len(np.unique(codes))
 
 
-def _subjects(slices, count, seed):
+def _subjects(slices, count, seed, flag="--subjects", values=None):
     """The slices of `count` subjects of `slices`, drawn in a seeded order (nested: the first
-    8 of 32 are the 8)."""
+    8 of 32 are the 8); `flag` names the option in the error for too many."""
     import numpy as np
+
+    import dataset
 
     cases = np.unique(slices.case_id)
     if count > len(cases):
-        raise SystemExit(f"error: --subjects {count}: the training split has only "
-                         f"{len(cases)} subjects; use --split to give it more.")
+        more = "a larger data set"
+        if values is not None and dataset.data_layout(values["data_dir"]) == "nifti-volumes":
+            more = "--split to give it more (e.g. --split 125,20,20)"
+        raise SystemExit(f"error: {flag} {count}: the training subjects here number only "
+                         f"{len(cases)}; use {more}.")
     chosen = np.random.default_rng(seed).permutation(cases)[:count]
     return slices.take(np.isin(slices.case_id, chosen))
 
@@ -299,7 +316,8 @@ def benchmark_quality(args):
     # No model selection happens here, so the validation split is training data too.
     train = dataset.SliceSet.join([splits["train"], splits["validate"]])
     if args.train_subjects:
-        train = _subjects(train, args.train_subjects, values["seed"])
+        train = _subjects(train, args.train_subjects, values["seed"], "--train-subjects",
+                          values)
     batch_size = KERASIO["batch_size"] if args.baseline == "kerasio" else values["batch_size"]
     name = "keras-io vq_vae.py design" if args.baseline == "kerasio" else "ours"
     print(f"training on {len(np.unique(train.case_id))} subjects of train + validate: "
@@ -356,7 +374,7 @@ def benchmark_learning_curve(args):
     print(f"{'subjects':>8} {'slices':>7} {'images':>8} {'epochs':>6} {'train SSIM':>10} "
           f"{'test SSIM':>15} {'test brain SSIM':>15}")
     for count in args.subjects:
-        train = _subjects(splits["train"], count, values["seed"])
+        train = _subjects(splits["train"], count, values["seed"], values=values)
         model, images, seconds = _train_for_budget(values, None, train, args.minutes,
                                                    args.steps)
         train_quality, _ = _reconstruction_quality(model, train)
@@ -512,7 +530,7 @@ def main(argv=None):
     quality_parser.add_argument("--train-subjects", type=int, default=0,
                                 help="train on only this many subjects (0: all of train + "
                                      "validate)")
-    quality_parser.add_argument("--steps", type=int, default=0, help=STEPS_HELP)
+    quality_parser.add_argument("--steps", type=positive_steps, default=0, help=STEPS_HELP)
     hyperparameters.add_arguments(quality_parser)
     quality_parser.set_defaults(run=benchmark_quality)
 
@@ -525,7 +543,7 @@ def main(argv=None):
                               help="wall-clock training budget per point")
     curve_parser.add_argument("--json", default=None, help="also write the rows here")
     curve_parser.add_argument("--figure", default=None, help="plot the curve to this PNG")
-    curve_parser.add_argument("--steps", type=int, default=0, help=STEPS_HELP)
+    curve_parser.add_argument("--steps", type=positive_steps, default=0, help=STEPS_HELP)
     hyperparameters.add_arguments(curve_parser)
     curve_parser.set_defaults(run=benchmark_learning_curve)
 
@@ -539,7 +557,7 @@ def main(argv=None):
                            help="wall-clock training budget per point")
     rd_parser.add_argument("--json", default=None, help="also write the rows here")
     rd_parser.add_argument("--figure", default=None, help="plot the points to this PNG")
-    rd_parser.add_argument("--steps", type=int, default=0, help=STEPS_HELP)
+    rd_parser.add_argument("--steps", type=positive_steps, default=0, help=STEPS_HELP)
     rd_parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                            help="train nothing: one table and figure of the --points found in "
                                 "these earlier --json files (same data; a later file's row of "

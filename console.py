@@ -7,8 +7,13 @@ and the first ones are written before TensorFlow's own log settings apply, so
 `TF_CPP_MIN_LOG_LEVEL` alone does not hide them: `quiet_start` points the process's stderr at
 /dev/null while TensorFlow starts and finds its devices, then restores it.
 """
+import importlib.util
 import os
 import sys
+
+# Keras's backends and the package each needs.
+BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "numpy",
+            "openvino": "openvino"}
 
 
 def add_verbose_flag(parser):
@@ -17,8 +22,25 @@ def add_verbose_flag(parser):
     return parser
 
 
+def check_backend():
+    """Exits with one line when KERAS_BACKEND names no Keras backend, or one not installed."""
+    name = os.environ.get("KERAS_BACKEND", "tensorflow")
+    installed = [backend for backend, package in BACKENDS.items()
+                 if importlib.util.find_spec(package) is not None and backend != "numpy"]
+    if name not in BACKENDS:
+        sys.exit(f"error: KERAS_BACKEND={name} is not a Keras backend: use one of "
+                 f"{', '.join(b for b in BACKENDS if b != 'numpy')} (installed here: "
+                 f"{', '.join(installed) or 'none'}), or unset it for tensorflow")
+    if importlib.util.find_spec(BACKENDS[name]) is None:
+        sys.exit(f"error: KERAS_BACKEND={name}, but {BACKENDS[name]} is not installed: "
+                 f"`pip install {BACKENDS[name]}`, or unset KERAS_BACKEND to use tensorflow "
+                 f"(installed here: {', '.join(installed) or 'none'})")
+
+
 def quiet_start(verbose=False):
-    """Starts the Keras backend with its informational logging hidden (unless `verbose`)."""
+    """Checks KERAS_BACKEND, then starts the Keras backend with its informational logging
+    hidden (unless `verbose`)."""
+    check_backend()
     if verbose:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -42,28 +42,49 @@ PROGRESS_MIN_FILES = 2000  # folders at least this large show progress on stderr
 # --- OASIS PNG slices ----------------------------------------------------------------------------
 
 def _read_png(path, image_size):
-    """One PNG as float32 [S, S] in [0, 1]; DatasetError if it cannot be decoded."""
+    """One PNG, square and resized, in [0, 1]: (pixels [S, S] float32, peak). 8-bit and RGB
+    images come with peak None; a 16-bit image comes divided by 65535, with its largest stored
+    value as peak, so that its folder can be rescaled by the bit depth its data use
+    (`_scale_16_bit`). DatasetError if it cannot be decoded."""
     try:
         with Image.open(path) as image:
             image.load()  # decode everything now, so truncated files fail here
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit PNG: full 0..65535 range
-                pixels = np.asarray(image, dtype=np.float32) / 65535.0
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit PNG
+                pixels = np.asarray(image, dtype=np.float32)
+                peak = float(pixels.max()) if pixels.size else 0.0
+                pixels = pixels / 65535.0
             else:
-                pixels = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+                pixels, peak = np.asarray(image.convert("L"), dtype=np.float32) / 255.0, None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
         raise DatasetError(f"{path}: not a readable image ({error}); replace or delete the file, "
                            f"or pass --skip-bad true to skip unreadable files.") from error
     if pixels.ndim != 2:
         raise DatasetError(f"{path}: unexpected image shape {pixels.shape}; save it as a "
                            f"grayscale or RGB PNG.")
-    return square_resize(np.clip(pixels, 0.0, 1.0), image_size)
+    return square_resize(np.clip(pixels, 0.0, 1.0), image_size), peak
 
 
 def _read_png_or_error(path, image_size):
     try:
         return _read_png(path, image_size), None
     except DatasetError as error:
-        return None, str(error)
+        return (None, None), str(error)
+
+
+def _scale_16_bit(images, peaks, folder):
+    """Scales the 16-bit images of a folder (in place) by the bit depth their data use: 12-bit
+    scanner data stored in 16-bit PNGs (values up to 4095) are divided by 4095, not 65535,
+    which would leave them near black. Says what it assumed when that is not 16 bits."""
+    if not peaks:
+        return
+    peak = max(peaks.values())
+    bits = min(16, max(8, int(np.ceil(np.log2(peak + 1.0)))))
+    full_scale = float(2 ** bits - 1)
+    for index in peaks:
+        images[index] = np.clip(images[index] * (65535.0 / full_scale), 0.0, 1.0)
+    if bits < 16:
+        print(f"note: the 16-bit PNGs in {folder} hold values up to {peak:.0f}: read as "
+              f"{bits}-bit data (divided by {full_scale:.0f}, not 65535)", file=sys.stderr)
 
 
 def load_png_folder(folder, image_size, skip_bad=False,
@@ -89,7 +110,7 @@ def load_png_folder(folder, image_size, skip_bad=False,
                            f"slices there, or point --data-dir at the right folder.")
     ordered = order_by_case_slice(files, num_slice_positions)
     images = np.empty((len(ordered), image_size, image_size, 1), np.float32)
-    kept, skipped = [], []
+    kept, skipped, peaks = [], [], {}  # peaks: {index: largest value} of 16-bit images
     show_progress = len(ordered) >= PROGRESS_MIN_FILES
     if show_progress:
         print(f"loading {len(ordered)} images from {folder} ...", file=sys.stderr, flush=True)
@@ -97,12 +118,15 @@ def load_png_folder(folder, image_size, skip_bad=False,
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         results = pool.map(lambda item: _read_png_or_error(item[0], image_size), ordered)
         try:
-            for number, (item, (pixels, error)) in enumerate(zip(ordered, results), start=1):
+            for number, (item, ((pixels, peak), error)) in enumerate(zip(ordered, results),
+                                                                      start=1):
                 if error is not None:
                     if not skip_bad:
                         raise DatasetError(error)
                     skipped.append((item[0], error))
                 else:
+                    if peak is not None:
+                        peaks[len(kept)] = peak
                     images[len(kept), ..., 0] = pixels
                     kept.append(item)
                 if show_progress and number % max(1, len(ordered) // 10) == 0:
@@ -111,6 +135,7 @@ def load_png_folder(folder, image_size, skip_bad=False,
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     report_skipped(skipped, len(ordered), folder)
+    _scale_16_bit(images, peaks, folder)
     return SliceSet(images=images[:len(kept)],
                     slice_index=np.array([item[1] for item in kept], np.int32),
                     case_id=np.array([item[2] for item in kept], np.int32),
@@ -229,30 +254,51 @@ def load_splits(data_dir, image_size, *, slices_per_volume=DEFAULTS["slices_per_
     """
     root = pathlib.Path(data_dir)
     size = f"{image_size}x{image_size}"
+    layout = data_layout(data_dir)
+    if layout == "demo":
+        splits = load_demo(image_size, copies=demo_copies, seed=seed,
+                           num_slice_positions=num_slice_positions)
+        return splits, (f"no OASIS data at {data_dir}: using the embedded MNI152 demo dataset "
+                        f"({_counts(splits)} slices, {size})")
+    if layout == "png":
+        splits = load_oasis_png(root, image_size, skip_bad=skip_bad,
+                                num_slice_positions=num_slice_positions)
+        return splits, f"OASIS PNG slices from {root}: {_counts(splits)}, {size}"
+    splits = load_nifti_folder(root, image_size, slices_per_volume=slices_per_volume,
+                               split=split, seed=seed, skip_bad=skip_bad,
+                               num_slice_positions=num_slice_positions,
+                               slice_axis=slice_axis, crop=crop)
+    kind = "NIfTI slices" if layout == "nifti-slices" else "NIfTI volumes"
+    cases = len({int(case) for split in splits.values() for case in split.case_id})
+    return splits, f"{kind} from {root} ({cases} cases): {_counts(splits)}, {size}"
+
+
+# Settings that only NIfTI volumes use (cutting, cropping and splitting by subject).
+VOLUME_ONLY_KEYS = ("slices_per_volume", "slice_axis", "crop_to_head", "split")
+
+
+def data_layout(data_dir):
+    """Which layout `data_dir` holds: "demo" (the default folder, absent), "png" (the OASIS PNG
+    layout), "nifti-slices" (2D NIfTI in keras_slices_*) or "nifti-volumes".
+
+    Raises:
+        DatasetError: a named folder that does not exist, a file, or no known layout.
+    """
+    root = pathlib.Path(data_dir)
     if not root.exists() and str(data_dir) != DEFAULTS["data_dir"]:
         raise MissingData(
             f"data folder {data_dir} does not exist (looked for from {pathlib.Path.cwd()}): "
             f"pass --data-dir with the folder of your data (the embedded demo data is used "
             f"only when no --data-dir is given)")
     if not root.exists():
-        splits = load_demo(image_size, copies=demo_copies, seed=seed,
-                           num_slice_positions=num_slice_positions)
-        return splits, (f"no OASIS data at {data_dir}: using the embedded MNI152 demo dataset "
-                        f"({_counts(splits)} slices, {size})")
+        return "demo"
     check_folder(root)
     if any((root / name).is_dir() for name in OASIS_PNG_FOLDERS.values()):
-        splits = load_oasis_png(root, image_size, skip_bad=skip_bad,
-                                num_slice_positions=num_slice_positions)
-        return splits, f"OASIS PNG slices from {root}: {_counts(splits)}, {size}"
-    nifti_slices = any((root / name).is_dir() for name in NIFTI_SLICE_FOLDERS.values())
-    if nifti_slices or any(list_files(root, NIFTI_EXTENSIONS)):
-        splits = load_nifti_folder(root, image_size, slices_per_volume=slices_per_volume,
-                                   split=split, seed=seed, skip_bad=skip_bad,
-                                   num_slice_positions=num_slice_positions,
-                                   slice_axis=slice_axis, crop=crop)
-        kind = "NIfTI slices" if nifti_slices else "NIfTI volumes"
-        cases = len({int(case) for split in splits.values() for case in split.case_id})
-        return splits, f"{kind} from {root} ({cases} cases): {_counts(splits)}, {size}"
+        return "png"
+    if any((root / name).is_dir() for name in NIFTI_SLICE_FOLDERS.values()):
+        return "nifti-slices"
+    if any(list_files(root, NIFTI_EXTENSIONS)):
+        return "nifti-volumes"
     hint = ""
     if any(list_files(root, PNG_EXTENSIONS)):
         hint = (" It holds PNG files directly: point --data-dir at the folder above the "

@@ -12,3 +12,8 @@ class WeightsUnavailable(ValueError):
 
 class MissingData(DatasetError):
     """A named data folder does not exist (the demo stands in only when none was named)."""
+
+
+class OutputBlocked(ValueError):
+    """Something in the way of a file the scripts write (a folder where a figure goes, a file
+    where a folder goes); the message names it and the fix."""

@@ -9,6 +9,7 @@ import pathlib
 
 import numpy as np
 
+from errors import OutputBlocked
 from metrics import _as_batch, _check_same_shape
 
 FIGURE_DPI = 120
@@ -25,14 +26,24 @@ def _pyplot():
 
 
 def _save(figure, path):
-    """Saves `figure` as a PNG at `path` (parent folders created), closes it, returns `path`."""
+    """Saves `figure` as a PNG at `path` (parent folders created), closes it, returns `path`.
+
+    Raises:
+        OutputBlocked: a folder (or, above it, a file) stands where the figure goes.
+    """
     plt = _pyplot()
-    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = pathlib.Path(path)
+    blocked = next((parent for parent in path.parents if parent.is_file()), None)
+    if path.is_dir() or blocked is not None:
+        plt.close(figure)
+        what = (f"{path} is a folder" if blocked is None
+                else f"{blocked} is a file where a folder is needed")
+        raise OutputBlocked(f"{what}, so the figure {path.name} cannot be written: move it, or "
+                            f"choose another --images-dir")
+    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=FIGURE_DPI)
     plt.close(figure)
     return path
-
-
 
 
 def plot_ssim_histogram(ssim_values, path, title="SSIM of reconstructions"):

@@ -104,7 +104,7 @@ DEFAULTS = {
     # tests' tiny runs use it: tracing took most of their time).
     "run_eagerly": False,
     "output_dir": "runs/default",
-    "images_dir": "images",
+    "images_dir": "",  # empty: the run's own figures folder, <output_dir>/images
 }
 
 # Values that fix the shape of a trained model: a checkpoint is refused when any of them differs.
@@ -206,17 +206,27 @@ def value_problem(key, value):
     return None
 
 
+MIN_GRID = 4  # the smallest code grid side a run may have
+
+
 def combination_problem(values):
     """Why values that are each valid do not work together (a short sentence), or None."""
     levels = values.get("levels", 1)
-    factor = 2 ** (values["num_downsamples"] + levels - 1)
-    if values["image_size"] % factor:
-        below = values["image_size"] // factor * factor
-        power = ("2**--num-downsamples" if levels == 1
-                 else "2**(--num-downsamples + 1) (two levels)")
-        return (f"--image-size {values['image_size']} is not divisible by {power} "
-                f"= {factor}: use --image-size {below or factor} or {below + factor}, or fewer "
-                f"--num-downsamples")
+    downsamples = values["num_downsamples"] + levels - 1
+    factor = 2 ** downsamples
+    size = values["image_size"]
+    power = ("2**--num-downsamples" if levels == 1
+             else "2**(--num-downsamples + 1) (two levels)")
+    if size // factor < MIN_GRID:
+        most = max(0, (size // MIN_GRID).bit_length() - 1 - (levels - 1))
+        return (f"--image-size {size} with --num-downsamples {values['num_downsamples']}"
+                f"{' and two levels' if levels > 1 else ''} leaves a {size // factor}x"
+                f"{size // factor} code grid; the grid must be at least {MIN_GRID}x{MIN_GRID}: use "
+                f"--num-downsamples {most} or fewer, or --image-size {MIN_GRID * factor} or more")
+    if size % factor:
+        below = size // factor * factor
+        return (f"--image-size {size} is not divisible by {power} = {factor}: use --image-size "
+                f"{below} or {below + factor}, or fewer --num-downsamples")
     return None
 
 
@@ -299,17 +309,21 @@ def add_arguments(parser, keys=None):
                                 default=None, help=f"default: {str(value).lower()}")
         else:
             parser.add_argument(flag, dest=key, type=_flag_type(key), default=None,
-                                help=f"default: {value}")
+                                help=f"default: {value or '<output-dir>/images'}")
     return parser
 
 
-def resolve(args):
-    """Returns the defaults updated with every flag the user actually gave."""
-    values = dict(DEFAULTS)
-    for key in DEFAULTS:
-        given = getattr(args, key, None)
-        if given is not None:
-            values[key] = given
+def given_flags(args):
+    """The values of the flags the user actually gave ({key: value})."""
+    return {key: getattr(args, key) for key in DEFAULTS if getattr(args, key, None) is not None}
+
+
+def resolve(args, base=None):
+    """Returns `base` (default: the defaults) updated with every flag the user actually gave;
+    an empty `images_dir` becomes the run's own figures folder, `<output_dir>/images`."""
+    values = dict(DEFAULTS if base is None else base, **given_flags(args))
+    if not values["images_dir"]:
+        values["images_dir"] = str(pathlib.Path(values["output_dir"]) / "images")
     return values
 
 
@@ -373,7 +387,7 @@ def check_compatible(saved, wanted, source, keys=None):
 
 # Values a resumed run may change without notice: where it writes, how long it trains, how it
 # reports.
-RESUME_FREE_KEYS = ("output_dir", "images_dir", "epochs", "prior_epochs", "patience",
+RESUME_FREE_KEYS = ("output_dir", "images_dir", "data_dir", "epochs", "prior_epochs", "patience",
                     "prior_patience", "run_eagerly")
 
 
@@ -387,9 +401,18 @@ def resume_changes(saved, wanted):
 
 def check_model(model, values, source):
     """Raises IncompatibleCheckpoint when a loaded model's architecture attributes (those of
-    ARCHITECTURE_KEYS it has) differ from `values`."""
+    ARCHITECTURE_KEYS it has) differ from `values`. The scripts refuse flags that differ from a
+    run's saved values before they load a model, so a difference here is between the checkpoint
+    and its folder's hyperparameters.json (an edited file, or one of another run)."""
     # Only plain values: a model may have an attribute of the same name that is something else
     # (the prior's `attention` holds its attention blocks; `--attention` is the VQ-VAE's).
     built = {key: getattr(model, key) for key in ARCHITECTURE_KEYS
              if isinstance(getattr(model, key, None), (bool, int, float, str))}
-    check_compatible({**values, **built}, values, source)
+    clashes = [f"{key}: the checkpoint has {value!r}, hyperparameters.json says "
+               f"{values.get(key)!r}" for key, value in built.items() if values.get(key) != value]
+    if clashes:
+        saved = pathlib.Path(source).parent / HYPERPARAMETERS_FILE
+        raise IncompatibleCheckpoint(
+            f"{source} does not match {saved}:\n  " + "\n  ".join(clashes)
+            + f"\n{saved} was edited or belongs to another run: restore it (the values the "
+              f"checkpoint was trained with), or retrain with --overwrite.")

@@ -7,6 +7,7 @@ import pathlib
 import numpy as np
 
 import runs
+from errors import OutputBlocked
 from progress import Progress
 
 SAMPLING_BATCH = 128  # grids per compiled sampling call (more samples show a progress line)
@@ -52,7 +53,7 @@ def write_samples(images, images_dir, slice_index=None):
     images_dir = pathlib.Path(images_dir)
     folder = images_dir / "samples"
     if folder.exists() and not folder.is_dir():
-        raise runs.RunError(f"{folder} is a file, not a folder: the samples go there. Move the "
+        raise OutputBlocked(f"{folder} is a file, not a folder: the samples go there. Move the "
                             f"file, or choose another --images-dir")
     folder.mkdir(parents=True, exist_ok=True)
     for earlier in folder.glob("sample_*.png"):  # the folder holds one call's samples

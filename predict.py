@@ -11,6 +11,7 @@ import sys
 import numpy as np
 
 import console
+import errors
 import hyperparameters
 import inference
 import runs
@@ -68,8 +69,12 @@ def main(argv=None):
     try:
         run(args)
     except (runs.RunError, hyperparameters.IncompatibleCheckpoint,
-            hyperparameters.InvalidHyperparameters, FileNotFoundError) as failure:
+            hyperparameters.InvalidHyperparameters, errors.OutputBlocked,
+            FileNotFoundError) as failure:
         sys.exit(f"error: {failure}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: predict.py stopped; the run folder is unchanged (figures written "
+                 "before the interruption stay in the images folder)")
 
 
 def run(args):

@@ -25,14 +25,12 @@ WORK_ROOT = pathlib.Path("output")  # where a shipped model's figures and caches
 
 def work_dir(output_dir, images_dir=None):
     """Where the scripts write for the run in `output_dir`: `images_dir` when given; for a
-    shipped model `output/<name>`; else the repository's `images` default."""
-    if images_dir is not None:
+    shipped model `output/<name>`; else the run's own figures folder, `<output_dir>/images`."""
+    if images_dir:
         return pathlib.Path(images_dir)
     if runs.is_shipped(output_dir):
         return WORK_ROOT / pathlib.Path(output_dir).resolve().name
-    import hyperparameters
-
-    return pathlib.Path(hyperparameters.DEFAULTS["images_dir"])
+    return pathlib.Path(output_dir) / "images"
 
 
 def cache_dir(output_dir, images_dir):

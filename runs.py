@@ -373,6 +373,9 @@ def load_run(output_dir, overrides=None):
     import hyperparameters
 
     output_dir = pathlib.Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise RunError(f"--output-dir {output_dir} is a file, not a run folder: point "
+                       f"--output-dir at the folder train.py wrote")
     if not output_dir.is_dir():
         raise RunError(f"run folder {output_dir} does not exist: train one with "
                        f"`python train.py --output-dir {output_dir}`, or point --output-dir at "
@@ -444,9 +447,9 @@ def add_run_arguments(parser):
     parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"],
                         help="the run to load (default: %(default)s)")
     parser.add_argument("--images-dir", default=None,
-                        help="where figures are written (default: "
-                             f"{hyperparameters.DEFAULTS['images_dir']}; for a shipped model "
-                             f"output/<its name>, since its folder is never written)")
+                        help="where figures are written (default: the run's images/ folder; for "
+                             "a shipped model output/<its name>, since its folder is never "
+                             "written)")
     parser.add_argument("--data-dir", default=None,
                         help="evaluate on this data instead of the run's own")
     parser.add_argument("--unconditional", default=None,

@@ -156,6 +156,7 @@ def main(argv=None):
     console.quiet_start(args.verbose)
     import dataset
     import demo
+    import errors
     import hyperparameters
     import pretrained
     import runs
@@ -182,8 +183,12 @@ def main(argv=None):
                           args.samples, seed, feature_figures=feature_figures,
                           cache_dir=cache_dir)
     except (runs.RunError, dataset.DatasetError, hyperparameters.IncompatibleCheckpoint,
-            hyperparameters.InvalidHyperparameters, FileNotFoundError) as failure:
+            hyperparameters.InvalidHyperparameters, errors.OutputBlocked,
+            FileNotFoundError) as failure:
         sys.exit(f"error: {failure}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: similarity.py stopped; the checkpoints are untouched, and the "
+                 "figures and metrics written before the interruption stay where they are")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import pathlib
+import shlex
 import sys
 
 import numpy as np
@@ -438,10 +439,27 @@ def check_run_folder(output_dir, stages, values, resume, overwrite):
             print(f"warning: --resume continues {output_dir} with {key} = {now!r}; it was "
                   f"trained with {before!r} (pass --{key.replace('_', '-')} {before} to keep "
                   f"it)", file=sys.stderr)
+    if resume and stages == ("vqvae",) and runs.has_stage(output_dir, "prior") \
+            and vqvae_trains_on(output_dir, values):
+        raise runs.RunError(
+            f"training the VQ-VAE in {output_dir} on (to --epochs {values['epochs']}) would "
+            f"leave its prior trained over the earlier VQ-VAE, whose codes the new one no longer "
+            f"makes; nothing was changed. Either train both on (the prior is retrained over the "
+            f"new VQ-VAE): python train.py --resume --epochs {values['epochs']} --output-dir "
+            f"{shlex.quote(str(output_dir))}; or keep this VQ-VAE and train only the prior on: "
+            f"python train.py --stage prior --resume --prior-epochs N --output-dir "
+            f"{shlex.quote(str(output_dir))}")
     if "vqvae" not in stages and not (output_dir / VQVAE_FILE).is_file():
         raise runs.RunError(f"{output_dir / VQVAE_FILE} not found: train the VQ-VAE first "
                             f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
     return clashes if overwrite else []
+
+
+def vqvae_trains_on(output_dir, values):
+    """Whether a resumed VQ-VAE stage would train more epochs (and so replace `vqvae.keras`)."""
+    entry = read_state(output_dir).get("vqvae", {})
+    return (entry.get("epochs_done", 0) < values["epochs"]
+            and not entry.get("stopped_early", False))
 
 
 def record_of(values, output_dir, stages):
@@ -455,7 +473,7 @@ def record_of(values, output_dir, stages):
     return dict(values, **{key: saved[key] for key in hyperparameters.VQVAE_TRAINING_KEYS})
 
 
-def check_same_data(output_dir, stages, splits, resume):
+def check_same_data(output_dir, stages, splits, resume, data_dir):
     """With --resume, refuses a stage whose recorded data differ from the data loaded now."""
     if not resume:
         return
@@ -466,9 +484,8 @@ def check_same_data(output_dir, stages, splits, resume):
         if recorded is not None and recorded != current:
             raise runs.RunError(
                 f"the {stage} stage in {output_dir} was trained on other data than "
-                f"--data-dir {splits['train'].paths[0] if splits['train'].paths else ''!s} "
-                f"gives now (another file list or split): resume with the same --data-dir and "
-                f"--seed, or start again with --overwrite")
+                f"--data-dir {data_dir} gives now (another file list or split): resume with "
+                f"the same --data-dir and --seed, or start again with --overwrite")
 
 
 def interrupted_message(output_dir, stages, command):
@@ -488,7 +505,11 @@ def interrupted_message(output_dir, stages, command):
 
 def main(argv=None):
     args = parse_args(argv)
-    values = hyperparameters.resolve(args)
+    command = "python train.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        values = run_values(args)
+    except (runs.RunError, hyperparameters.InvalidHyperparameters, FileNotFoundError) as failure:
+        sys.exit(f"error: {failure}")
     if hyperparameters.combination_problem(values):
         sys.exit(f"error: {hyperparameters.combination_problem(values)}")
     console.quiet_start(args.verbose)
@@ -496,7 +517,6 @@ def main(argv=None):
     if args.export is not None:
         return export(output_dir, args.export, args.overwrite)
     stages = stages_of(args.stage)
-    command = "python train.py " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         runs.check_writable(output_dir, "--output-dir")
         runs.check_writable(values["images_dir"], "--images-dir")
@@ -504,8 +524,29 @@ def main(argv=None):
             _train(args, values, output_dir, stages, command)
     except (TrainingFailed, hyperparameters.IncompatibleCheckpoint,
             hyperparameters.InvalidHyperparameters, runs.RunError, errors.DatasetError,
-            errors.WeightsUnavailable) as failure:
+            errors.WeightsUnavailable, errors.OutputBlocked) as failure:
         sys.exit(f"error: {failure}")
+
+
+def run_values(args):
+    """The values this command trains with: the defaults and the flags given; with --resume,
+    the run's saved values and the flags given (so only a flag given can differ). A data folder
+    that exists is recorded as an absolute path, so the run finds it from any directory (a
+    resumed run keeps the path it recorded: its data fingerprint holds the paths as given)."""
+    values = hyperparameters.resolve(args)
+    output_dir = pathlib.Path(values["output_dir"])
+    if args.resume and args.export is None:
+        if not (output_dir / hyperparameters.HYPERPARAMETERS_FILE).is_file():
+            what = "does not exist" if not output_dir.exists() else "holds no run"
+            raise runs.RunError(f"nothing to resume: {output_dir} {what}. Drop --resume to "
+                                f"start a run there, or point --output-dir at a run folder")
+        saved = hyperparameters.load(output_dir)
+        saved["data_dir"] = runs.data_dir_for(saved, output_dir)
+        return hyperparameters.resolve(args, base=saved)
+    data_dir = values["data_dir"]
+    if data_dir != hyperparameters.DEFAULTS["data_dir"] and os.path.exists(data_dir):
+        values["data_dir"] = os.path.abspath(data_dir)
+    return values
 
 
 def export(output_dir, destination, overwrite):
@@ -521,8 +562,26 @@ def export(output_dir, destination, overwrite):
           + ", ".join(path.name for path in written))
 
 
+def check_data_flags(args, values):
+    """Refuses flags that only NIfTI volumes use (cutting, cropping, the subject split) when
+    the data are slices already cut, so that no ignored value is recorded as if it was used."""
+    import dataset
+
+    layout = dataset.data_layout(values["data_dir"])
+    given = hyperparameters.given_flags(args)
+    ignored = [key for key in dataset.VOLUME_ONLY_KEYS if key in given]
+    if layout != "nifti-volumes" and ignored:
+        flags = ", ".join("--" + key.replace("_", "-") for key in ignored)
+        held = {"demo": "the embedded demo data", "png": "slices in the OASIS PNG layout",
+                "nifti-slices": "2D NIfTI slices"}[layout]
+        raise runs.RunError(f"{flags} only apply to a folder of 3D NIfTI volumes, and "
+                            f"{values['data_dir']} holds {held}, already cut and split: drop "
+                            f"{flags}")
+
+
 def _train(args, values, output_dir, stages, command):
     """Everything main() does once the folder is locked."""
+    check_data_flags(args, values)
     clear = check_run_folder(output_dir, stages, values, args.resume, args.overwrite)
     import keras
 
@@ -536,7 +595,7 @@ def _train(args, values, output_dir, stages, command):
         print(f"strategy: {values['strategy']} ({replicas} replica(s)), precision: {policy}")
     splits, description = dataset.load_splits_for(values)
     print(description)
-    check_same_data(output_dir, stages, splits, args.resume)
+    check_same_data(output_dir, stages, splits, args.resume, values["data_dir"])
     for stage in clear:
         runs.clear_stage(output_dir, stage)
         print(f"--overwrite: removed the earlier {stage} stage from {output_dir}")
@@ -547,7 +606,16 @@ def _train(args, values, output_dir, stages, command):
             print(f"VQ-VAE saved to {output_dir / VQVAE_FILE}, log in "
                   f"{output_dir / 'vqvae_log.csv'}")
         if "prior" in stages:
-            _, test_bits = train_prior(values, splits, output_dir, resume=args.resume,
+            resume_prior = args.resume
+            if args.resume and "vqvae" in stages and read_state(output_dir).get("prior"):
+                try:
+                    runs.check_prior_matches_vqvae(output_dir)
+                except runs.RunError:
+                    runs.clear_stage(output_dir, "prior")
+                    resume_prior = False
+                    print("the VQ-VAE trained on, so the prior trained over the earlier one is "
+                          "trained again over the new one, from its first epoch")
+            _, test_bits = train_prior(values, splits, output_dir, resume=resume_prior,
                                        strategy=strategy)
             print(f"prior saved to {output_dir / PRIOR_FILE}, log in "
                   f"{output_dir / 'prior_log.csv'}; test-split NLL {test_bits:.3f} bits per "

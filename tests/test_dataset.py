@@ -135,6 +135,18 @@ def test_16_bit_png_scaled_by_full_range(tmp_path):
     np.testing.assert_allclose(image[:, -4:], 0.5, atol=1e-3)
 
 
+def test_16_bit_png_with_12_bit_data_scaled_by_the_bits_used(tmp_path, capsys):
+    for number, peak in enumerate((4095, 3000)):  # the folder's peak decides, not each image's
+        pixels = np.full((SIZE, SIZE), peak, dtype=np.uint16)
+        pixels[:, SIZE // 2:] = 2048
+        write_png(tmp_path / "png12" / f"case_001_slice_{number}.nii.png", pixels)
+    images = dataset.load_png_folder(tmp_path / "png12", SIZE).images[..., 0]
+    np.testing.assert_allclose(images[0, :, :4], 1.0, atol=1e-3)
+    np.testing.assert_allclose(images[1, :, :4], 3000 / 4095, atol=1e-3)
+    np.testing.assert_allclose(images[:, :, -4:], 2048 / 4095, atol=1e-3)
+    assert "read as 12-bit data (divided by 4095, not 65535)" in capsys.readouterr().err
+
+
 def test_rgb_rgba_and_mixed_sizes_load_as_one_channel(tmp_path):
     folder = tmp_path / "mixed"
     rgb = np.zeros((50, 30, 3), np.uint8)
@@ -332,11 +344,15 @@ def test_demo_split_by_slice_ranges_with_gaps():
     assert np.corrcoef(original.ravel(), copy.ravel())[0, 1] > 0.8
 
 
-def test_load_splits_falls_back_to_demo(tmp_path):
-    missing = tmp_path / "keras_png_slices_data"
-    splits, description = dataset.load_splits(missing, SIZE, demo_copies=0)
-    assert description.startswith(f"no OASIS data at {missing}: using the embedded MNI152 demo")
+def test_load_splits_falls_back_to_demo_only_when_no_folder_was_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default data folder is not here
+    default = dataset.DEFAULTS["data_dir"]
+    splits, description = dataset.load_splits(default, SIZE, demo_copies=0)
+    assert description.startswith(f"no OASIS data at {default}: using the embedded MNI152 demo")
     assert f"{len(splits['train'])} train / " in description and f"{SIZE}x{SIZE}" in description
+    missing = tmp_path / "keras_png_slices_dta"  # a mistyped folder is not the demo
+    with pytest.raises(dataset.MissingData, match="keras_png_slices_dta does not exist"):
+        dataset.load_splits(missing, SIZE, demo_copies=0)
 
 
 # --- tf.data --------------------------------------------------------------------------------------

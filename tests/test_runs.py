@@ -236,7 +236,8 @@ def test_similarity_skips_the_feature_network_on_demo_data_unless_asked(run_copy
     import similarity
 
     images_dir = tmp_path / "images"
-    demo_data = ["--data-dir", str(tmp_path / "no_such_folder")]  # -> the embedded demo data
+    # The default data folder, absent here: the embedded demo data.
+    demo_data = ["--data-dir", hyperparameters.DEFAULTS["data_dir"]]
     similarity.main(["--output-dir", str(run_copy), "--images-dir", str(images_dir),
                      "--samples", "2", *demo_data])
     out = capsys.readouterr().out

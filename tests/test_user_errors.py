@@ -1,0 +1,232 @@
+"""The cases that used to end in the wrong result with exit 0, or broke a finished run: each is
+now a clear one-line error or the right result (one test per case, on a tiny PNG dataset)."""
+import importlib.util
+import json
+import os
+import pathlib
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+keras = pytest.importorskip("keras")
+
+import benchmark  # noqa: E402
+import hyperparameters  # noqa: E402
+import predict  # noqa: E402
+import runs  # noqa: E402
+import similarity  # noqa: E402
+import train  # noqa: E402
+from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
+
+
+def tiny_train(data_dir, output_dir, *extra, epochs="1"):
+    return ["--data-dir", str(data_dir), "--epochs", epochs, "--prior-epochs", epochs,
+            "--output-dir", str(output_dir), *TINY, *extra]
+
+
+@pytest.fixture(scope="module")
+def relative_run(tmp_path_factory):
+    """A finished tiny run trained from its data's parent folder with a relative --data-dir and
+    no --images-dir."""
+    root = tmp_path_factory.mktemp("relative")
+    write_oasis_layout(root / "oasis")
+    start = os.getcwd()
+    os.chdir(root)
+    try:
+        train.main(tiny_train("oasis", "run"))
+    finally:
+        os.chdir(start)
+    return root / "run"
+
+
+@pytest.fixture
+def run_copy(relative_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(relative_run, copy)
+    return copy
+
+
+def fingerprints(folder):
+    return {path.name: runs.file_fingerprint(path) for path in pathlib.Path(folder).iterdir()
+            if path.is_file() and path.name != runs.LOCK_FILE}
+
+
+# --- wrong data, no error ---------------------------------------------------------------------
+
+def test_a_named_data_folder_that_does_not_exist_is_an_error_not_the_demo(tmp_path):
+    with pytest.raises(SystemExit, match="data folder .*nowhere does not exist"):
+        train.main(tiny_train(tmp_path / "nowhere", tmp_path / "run"))
+    assert not (tmp_path / "run" / runs.VQVAE_FILE).exists()
+
+
+def test_the_run_finds_its_data_from_another_directory(relative_run, tmp_path, monkeypatch,
+                                                       capsys):
+    saved = json.loads((relative_run / hyperparameters.HYPERPARAMETERS_FILE).read_text())
+    assert os.path.isabs(saved["data_dir"])
+    monkeypatch.chdir(tmp_path)
+    similarity.main(["--output-dir", str(relative_run), "--images-dir", str(tmp_path / "i")])
+    assert "OASIS PNG slices from" in capsys.readouterr().out
+
+
+def test_figures_of_a_run_go_to_its_own_folder_by_default(relative_run):
+    assert (relative_run / "images" / "vqvae_loss.png").is_file()
+    assert (relative_run / "images" / "prior_loss.png").is_file()
+
+
+def test_a_slice_position_no_training_slice_had_is_refused(relative_run, tmp_path):
+    with pytest.raises(SystemExit, match=r"--slice 20: no training slice had .*positions 0-5"):
+        predict.main(["--output-dir", str(relative_run), "--images-dir", str(tmp_path),
+                      "--samples", "1", "--slice", "20"])
+
+
+def test_resume_of_a_folder_that_does_not_exist_says_there_is_nothing_to_resume(tmp_path):
+    with pytest.raises(SystemExit, match="nothing to resume: .*none does not exist"):
+        train.main(["--resume", "--output-dir", str(tmp_path / "none")])
+    assert not (tmp_path / "none").exists()
+
+
+def test_nifti_only_flags_are_refused_for_png_data(relative_run, tmp_path):
+    data = relative_run.parent / "oasis"
+    for flag, value in (("--slice-axis", "coronal"), ("--crop-to-head", "false")):
+        with pytest.raises(SystemExit, match=f"{flag} only apply to a folder of 3D NIfTI"):
+            train.main(tiny_train(data, tmp_path / "run", flag, value))
+    assert not (tmp_path / "run" / hyperparameters.HYPERPARAMETERS_FILE).exists()
+
+
+def test_benchmark_steps_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as refusal:
+        benchmark.main(["quality", "--steps", "0"])
+    assert refusal.value.code == 2 and "must be >= 1" in capsys.readouterr().err
+
+
+# --- a finished run broken --------------------------------------------------------------------
+
+def test_training_the_vqvae_on_alone_is_refused_before_touching_the_run(run_copy):
+    before = fingerprints(run_copy)
+    with pytest.raises(SystemExit, match="would leave its prior trained over the earlier"):
+        train.main(["--stage", "vqvae", "--resume", "--epochs", "2", "--output-dir",
+                    str(run_copy)])
+    assert fingerprints(run_copy) == before
+
+
+def test_training_both_on_retrains_the_prior_over_the_new_vqvae(run_copy, tmp_path, capsys):
+    train.main(["--resume", "--epochs", "2", "--output-dir", str(run_copy), "--run-eagerly"])
+    assert "the prior trained over the earlier one is trained again" in capsys.readouterr().out
+    assert runs.epochs_done(run_copy, "vqvae") == 2
+    runs.check_prior_matches_vqvae(run_copy)  # sampling works
+    predict.main(["--output-dir", str(run_copy), "--images-dir", str(tmp_path), "--samples", "1"])
+
+
+def test_a_samples_folder_holds_one_calls_samples(relative_run, tmp_path, capsys):
+    for count in (3, 1):
+        predict.main(["--output-dir", str(relative_run), "--images-dir", str(tmp_path),
+                      "--samples", str(count)])
+    assert sorted(path.name for path in (tmp_path / "samples").iterdir()) == ["sample_000.png"]
+
+
+# --- messages that mislead --------------------------------------------------------------------
+
+def test_resume_starts_from_the_runs_saved_values(run_copy, capsys):
+    train.main(["--resume", "--output-dir", str(run_copy)])
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err
+    assert "all 1 epochs already done" in captured.out
+
+
+def test_a_hand_edited_architecture_value_is_not_reported_as_flags(run_copy, tmp_path):
+    path = run_copy / hyperparameters.HYPERPARAMETERS_FILE
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), num_codes=32)))
+    with pytest.raises(SystemExit) as refusal:
+        predict.main(["--output-dir", str(run_copy), "--images-dir", str(tmp_path)])
+    message = str(refusal.value)
+    assert "num_codes: the checkpoint has 16, hyperparameters.json says 32" in message
+    assert "was edited" in message and "drop the flags" not in message
+
+
+@pytest.mark.parametrize("downsamples,advice", [("5", "--num-downsamples 3 or fewer"),
+                                                ("6", "--num-downsamples 3 or fewer")])
+def test_a_code_grid_under_4x4_is_refused(downsamples, advice, tmp_path):
+    with pytest.raises(SystemExit) as refusal:
+        train.main(["--image-size", "32", "--num-downsamples", downsamples,
+                    "--output-dir", str(tmp_path / "run")])
+    assert "at least 4x4" in str(refusal.value) and advice in str(refusal.value)
+    assert "64 or 64" not in str(refusal.value)
+
+
+def test_an_output_dir_that_is_a_file_is_named_as_such(tmp_path):
+    not_a_folder = tmp_path / "run.txt"
+    not_a_folder.write_text("")
+    with pytest.raises(SystemExit, match="run.txt is a file, not a run folder"):
+        predict.main(["--output-dir", str(not_a_folder), "--images-dir", str(tmp_path / "i")])
+
+
+def test_too_many_train_subjects_of_png_data_names_the_flag_and_no_split(relative_run):
+    with pytest.raises(SystemExit) as refusal:
+        benchmark.main(["quality", "--data-dir", str(relative_run.parent / "oasis"),
+                        "--train-subjects", "50", "--steps", "1", "--image-size", "32"])
+    assert "--train-subjects 50" in str(refusal.value) and "--split" not in str(refusal.value)
+
+
+def test_resume_with_other_data_names_the_folder(run_copy, tmp_path):
+    other = write_oasis_layout(tmp_path / "other", cases=(3, 1, 1))
+    with pytest.raises(SystemExit, match=f"other data than --data-dir {other} gives"):
+        train.main(["--resume", "--data-dir", str(other), "--output-dir", str(run_copy)])
+
+
+def test_the_resume_command_after_ctrl_c_is_quoted(run_copy, tmp_path, monkeypatch):
+    spaced = tmp_path / "my run"
+    shutil.move(run_copy, spaced)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "train_vqvae", interrupt)
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--resume", "--epochs", "3", "--output-dir", str(spaced)])
+    command = str(stop.value).split("continue with: ", 1)[1]
+    arguments = shlex.split(command)
+    assert arguments[arguments.index("--output-dir") + 1] == str(spaced)
+
+
+@pytest.mark.parametrize("script", [predict, similarity])
+def test_ctrl_c_in_predict_and_similarity_is_one_line(script, relative_run, tmp_path,
+                                                      monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "load_run", interrupt)
+    monkeypatch.setattr(predict, "load_run", interrupt)
+    with pytest.raises(SystemExit, match="^interrupted: "):
+        script.main(["--output-dir", str(relative_run), "--images-dir", str(tmp_path)])
+
+
+MISSING_BACKEND = next((name for name in ("openvino", "torch", "jax")
+                        if importlib.util.find_spec(name) is None), None)
+
+
+@pytest.mark.parametrize("backend,message", [("jaxx", "is not a Keras backend"),
+                                             (MISSING_BACKEND, "is not installed")])
+def test_a_keras_backend_that_is_misspelled_or_missing_is_one_line(backend, message):
+    if backend is None:
+        pytest.skip("every Keras backend is installed here")
+    result = subprocess.run([sys.executable, "predict.py"], cwd=REPO, capture_output=True,
+                            text=True, env={**os.environ, "KERAS_BACKEND": backend}, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_things_in_the_way_of_the_figures_are_named(relative_run, tmp_path):
+    blocked = tmp_path / "a"
+    blocked.mkdir()
+    (blocked / "samples").write_text("")
+    with pytest.raises(SystemExit, match="samples is a file, not a folder"):
+        predict.main(["--output-dir", str(relative_run), "--images-dir", str(blocked),
+                      "--samples", "1"])
+    folder = tmp_path / "b"
+    (folder / "reconstructions.png").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="reconstructions.png is a folder"):
+        predict.main(["--output-dir", str(relative_run), "--images-dir", str(folder)])

@@ -531,8 +531,9 @@ def main(argv=None):
 def run_values(args):
     """The values this command trains with: the defaults and the flags given; with --resume,
     the run's saved values and the flags given (so only a flag given can differ). A data folder
-    that exists is recorded as an absolute path, so the run finds it from any directory (a
-    resumed run keeps the path it recorded: its data fingerprint holds the paths as given)."""
+    that exists, and the figures folder, are recorded as absolute paths, so the run finds them
+    from any directory (a resumed run keeps the data path it recorded: its data fingerprint
+    holds the paths as given)."""
     values = hyperparameters.resolve(args)
     output_dir = pathlib.Path(values["output_dir"])
     if args.resume and args.export is None:
@@ -542,10 +543,14 @@ def run_values(args):
                                 f"start a run there, or point --output-dir at a run folder")
         saved = hyperparameters.load(output_dir)
         saved["data_dir"] = runs.data_dir_for(saved, output_dir)
-        return hyperparameters.resolve(args, base=saved)
-    data_dir = values["data_dir"]
-    if data_dir != hyperparameters.DEFAULTS["data_dir"] and os.path.exists(data_dir):
-        values["data_dir"] = os.path.abspath(data_dir)
+        if not os.path.isabs(saved["images_dir"] or ""):  # relative to where it was trained
+            saved["images_dir"] = ""  # -> the run's own figures folder
+        values = hyperparameters.resolve(args, base=dict(saved, output_dir=str(output_dir)))
+    else:
+        data_dir = values["data_dir"]
+        if data_dir != hyperparameters.DEFAULTS["data_dir"] and os.path.exists(data_dir):
+            values["data_dir"] = os.path.abspath(data_dir)
+    values["images_dir"] = os.path.abspath(values["images_dir"])
     return values
 
 

@@ -129,11 +129,16 @@ def test_a_samples_folder_holds_one_calls_samples(relative_run, tmp_path, capsys
 
 # --- messages that mislead --------------------------------------------------------------------
 
-def test_resume_starts_from_the_runs_saved_values(run_copy, capsys):
+def test_resume_starts_from_the_runs_saved_values(run_copy, tmp_path, monkeypatch, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     train.main(["--resume", "--output-dir", str(run_copy)])
     captured = capsys.readouterr()
     assert "warning" not in captured.err
     assert "all 1 epochs already done" in captured.out
+    assert list(elsewhere.iterdir()) == []  # the figures stay with the run
+    assert (run_copy / "images" / "vqvae_loss.png").is_file()
 
 
 def test_a_hand_edited_architecture_value_is_not_reported_as_flags(run_copy, tmp_path):

@@ -164,9 +164,11 @@ def test_train_and_predict_with_two_levels(data_dir, tmp_path, capsys):
                   "--samples", "3", "--slice", "1"])
     assert "mean SSIM over 6 test slices" in capsys.readouterr().out
     assert len(list((images_dir / "samples").glob("sample_*.png"))) == 3
-    # A checkpoint of the other depth is refused by name.
+    # A checkpoint of the other depth is refused by name (--resume keeps the run's own depth
+    # unless another is asked for).
     with pytest.raises(SystemExit, match="levels"):
-        train.main(["--stage", "vqvae", "--epochs", "2", "--resume", *common[:-4]])
+        train.main(["--stage", "vqvae", "--epochs", "2", "--resume", *common[:-4],
+                    "--levels", "1"])
 
 
 JAX_SCRIPT = """

@@ -24,7 +24,7 @@ DEFAULTS = {
     "split": "0.8,0.1,0.1",
     "num_slice_positions": 32,  # slice-index vocabulary for the conditional prior
     # Augmented copies of each demo training slice (73 slices). 5 makes an epoch 28 VQ-VAE
-    # steps: at 20 the demo's VQ-VAE alone took 27 minutes on 2 slow CPU cores (README, Results).
+    # steps: at 20 the demo's VQ-VAE alone took 27 minutes on 2 slow CPU cores (docs/results.md).
     "demo_copies": 5,
     "skip_bad": False,  # skip unreadable files (with a count) instead of stopping
     "seed": 42,
@@ -53,7 +53,7 @@ DEFAULTS = {
     # --- VQ-VAE training --------------------------------------------------------------------
     "batch_size": 16,
     # 5e-4 after a 200-step linear warm-up: at 1e-3 the 128x128 model collapses to a few codes
-    # (at the start without a warm-up, at the warm-up's end with one); README, Results
+    # (at the start without a warm-up, at the warm-up's end with one); docs/results.md
     "learning_rate": 5e-4,
     "warmup_steps": 200,  # VQ-VAE: learning rate rises linearly from 0 over this many steps
     "epochs": 10,
@@ -79,7 +79,7 @@ DEFAULTS = {
     "prior_augment_shift": 4,
     # ... and, from the second copy on, rotated by up to this many degrees and scaled by up to
     # this fraction about the centre (0: neither). With 8 copies, +-8 degrees and +-8% the
-    # Fréchet distance of OASIS-1 samples fell from 5.0x to 2.3x its real floor (README).
+    # Fréchet distance of OASIS-1 samples fell from 5.0x to 2.3x its real floor (docs/results.md).
     "prior_augment_rotation": 8.0,
     "prior_augment_scale": 0.08,
     # --- early stopping (both stages keep their best validation epoch) ------------------------
@@ -87,14 +87,14 @@ DEFAULTS = {
     "prior_patience": 10,  # prior: the same, on the validation bits per code
     # --- sampling ---------------------------------------------------------------------------
     # temperature 0.9 with top-k 32: the lowest Fréchet distance of `benchmark.py realism` on the
-    # (axial) OASIS-1 validation subject, for the default prior (README, Results)
+    # (axial) OASIS-1 validation subject, for the default prior (docs/results.md)
     "temperature": 0.9,
     "top_k": 32,  # 0: sample from all K codes
     # Unconditional samples: "positions" draws each sample's slice position from the training
     # slices' positions and samples conditioned on it (p(position) p(codes | position)); "null"
     # samples under the prior's no-condition row, which sees only the 10% of training examples
     # whose condition was dropped. On IXI "positions" brought the Fréchet distance of three
-    # training seeds' samples from 6-13x their floor to 1.3-2x (README, Results).
+    # training seeds' samples from 6-13x their floor to 1.3-2x (docs/results.md).
     "unconditional": "positions",
     # --- runs -------------------------------------------------------------------------------
     "strategy": "none",  # none | mirrored (all local GPUs) | multiworker (TF_CONFIG)

@@ -1,32 +1,44 @@
 """The models' public face: every network of the pipeline, importable from one place.
 
-Each idea lives in a file of its own; this module gathers them so scripts and users can write
-`modules.VQVAETrainer`, `modules.GatedPixelCNN`, ... without knowing the layout:
+Each idea lives in a file of its own under `brainvq/`; this module gathers them so scripts and
+users can write `modules.VQVAETrainer`, `modules.GatedPixelCNN`, ... without knowing the layout:
 
-* `quantizer.py` — `VectorQuantizer`, the codebook layer (EMA updates, k-means init, dead-code
-  restart, usage and perplexity).
-* `autoencoder.py` — the encoder and decoder, and `VQVAETrainer`, the VQ-VAE with its training
-  step (MSE + SSIM + VQ loss).
-* `ssim_loss.py` — SSIM as a differentiable loss, equal to scikit-image's SSIM.
-* `baselines.py` — the keras-io `vq_vae.py` encoder and decoder.
-* `masked_conv.py` — `pixelcnn_mask` and `MaskedConv2D`, the causal convolution.
-* `pixelcnn.py` — `GatedPixelCNNLayer`, `GatedPixelCNN` (the prior over code grids) and the
-  `BitsPerCode` metric; `attention.py` — its causal self-attention blocks.
-* `hierarchy.py` — VQ-VAE-2: `VQVAE2Trainer` (two code grids) and `HierarchicalPrior` (a top
-  prior, and a bottom prior conditioned on the top codes).
+* `models/layers/quantizer.py` — `VectorQuantizer`, the codebook layer (EMA updates, k-means
+  init, dead-code restart, usage and perplexity).
+* `models/vqvae.py` — the encoder and decoder, and `VQVAETrainer`, the VQ-VAE with its training
+  step (MSE + SSIM + VQ loss); `models/kerasio.py` — the keras-io `vq_vae.py` encoder and decoder.
+* `losses/ssim.py` — SSIM as a differentiable loss, equal to scikit-image's SSIM.
+* `models/layers/masked_conv.py` — `pixelcnn_mask` and `MaskedConv2D`, the causal convolution;
+  `models/layers/attention.py` — causal and spatial self-attention.
+* `models/pixelcnn.py` — `GatedPixelCNNLayer`, `GatedPixelCNN` (the prior over code grids) and
+  the `BitsPerCode` metric.
+* `models/hierarchy.py` — VQ-VAE-2: `VQVAE2Trainer` (two code grids) and `HierarchicalPrior` (a
+  top prior, and a bottom prior conditioned on the top codes).
+* `models/build.py` — the models from a run's hyperparameters (the only place that reads them).
 
 Model code uses `keras.ops` and `keras.layers` only, so it runs on the TensorFlow and JAX backends.
 """
-from attention import CausalAttentionBlock
-from autoencoder import (VQVAE_METRICS, LinearWarmup, ResidualBlock, VQVAETrainer,
-                         build_decoder, build_encoder, level_channels,
-                         vqvae_from_hyperparameters, vqvae_optimizer)
-from baselines import build_kerasio_decoder, build_kerasio_encoder
-from hierarchy import HierarchicalPrior, VQVAE2Trainer, pack_codes, unpack_codes
-from masked_conv import PIXELCNN_STACKS, MaskedConv2D, pixelcnn_mask
-from pixelcnn import BitsPerCode, GatedPixelCNN, GatedPixelCNNLayer, prior_from_hyperparameters
-from quantizer import VectorQuantizer
-from ssim_loss import SSIM_WINDOWS, ssim_per_image
+from brainvq.losses.ssim import SSIM_WINDOWS, ssim_per_image
+from brainvq.models.build import (
+                                  prior_from_hyperparameters,
+                                  vqvae_from_hyperparameters,
+                                  vqvae_optimizer,
+)
+from brainvq.models.hierarchy import HierarchicalPrior, VQVAE2Trainer, pack_codes, unpack_codes
+from brainvq.models.kerasio import build_kerasio_decoder, build_kerasio_encoder
+from brainvq.models.layers.attention import CausalAttentionBlock
+from brainvq.models.layers.masked_conv import PIXELCNN_STACKS, MaskedConv2D, pixelcnn_mask
+from brainvq.models.layers.quantizer import VectorQuantizer
+from brainvq.models.pixelcnn import BitsPerCode, GatedPixelCNN, GatedPixelCNNLayer
+from brainvq.models.vqvae import (
+                                  VQVAE_METRICS,
+                                  LinearWarmup,
+                                  ResidualBlock,
+                                  VQVAETrainer,
+                                  build_decoder,
+                                  build_encoder,
+                                  level_channels,
+)
 
 __all__ = [
     "BitsPerCode", "CausalAttentionBlock", "GatedPixelCNN", "GatedPixelCNNLayer",

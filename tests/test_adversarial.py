@@ -5,14 +5,16 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-from keras import ops  # noqa: E402
-
-import adversarial  # noqa: E402
-import runs  # noqa: E402
-import train  # noqa: E402
 from helpers import TINY, smooth_images  # noqa: E402
+from keras import ops  # noqa: E402
 from test_autoencoder import tiny_vqvae  # noqa: E402
 from test_devices import run_python  # noqa: E402
+
+import hyperparameters  # noqa: E402
+import train  # noqa: E402
+from brainvq.losses import adversarial  # noqa: E402
+from brainvq.runs import folder as runs  # noqa: E402
+from brainvq.training import stages  # noqa: E402
 
 
 def test_hinge_losses_and_adaptive_weight():
@@ -52,13 +54,13 @@ def test_discriminator_state_survives_resume(data_dir, tmp_path):
              "--images-dir", str(tmp_path / "images"), *TINY, "--adversarial-weight", "0.1",
              "--adversarial-start", "0"]
     train.main([*flags, "--epochs", "1"])
-    first = runs.load_checkpoint(output_dir / runs.last_checkpoint_name(train.VQVAE_FILE))
+    first = runs.load_checkpoint(output_dir / runs.last_checkpoint_name(runs.VQVAE_FILE))
     trained = discriminator_weights(first)
     fresh = tiny_vqvae(adversarial_weight=0.1)
     assert max(np.abs(a - b).max()
                for a, b in zip(trained, discriminator_weights(fresh))) > 0
-    model, done = train._load_for_resume(output_dir, "vqvae", dict(
-        train.hyperparameters.load(output_dir)))
+    model, done = stages._load_for_resume(output_dir, "vqvae", dict(
+        hyperparameters.load(output_dir)))
     assert done == 1
     for saved, resumed in zip(trained, discriminator_weights(model)):
         np.testing.assert_array_equal(saved, resumed)

@@ -1,12 +1,14 @@
-"""The keras-io `vq_vae.py` baseline (baselines.py, benchmark.KERASIO) is the published design."""
+"""The keras-io `vq_vae.py` baseline (baselines.py, harness.KERASIO) is the published design."""
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
 
-import benchmark  # noqa: E402
-import hyperparameters  # noqa: E402
 from helpers import smooth_images  # noqa: E402
+
+import hyperparameters  # noqa: E402
+from brainvq.benchmarks import harness  # noqa: E402
+from brainvq.benchmarks.rate_distortion import budget_text  # noqa: E402
 
 
 def test_kerasio_baseline_is_the_published_configuration():
@@ -14,7 +16,7 @@ def test_kerasio_baseline_is_the_published_configuration():
     reconstruction loss is the MSE divided by the training images' variance, no SSIM term."""
     images = smooth_images(8, 32)
     values = dict(hyperparameters.DEFAULTS, image_size=32)
-    model = benchmark.quality_model(values, "kerasio", images)
+    model = harness.quality_model(values, "kerasio", images)
     assert (model.num_codes, model.code_dim, model.grid_size) == (128, 16, 8)
     assert not model.use_ema and model.ssim_weight == 0.0
     results = model.forward(images, training=False)
@@ -29,15 +31,15 @@ def test_a_step_budget_trains_exactly_that_many_steps():
     """`benchmark.py ... --steps N` stops after N optimizer steps, whatever the clock says (the
     slices' 12 // batch 4 = 3 steps per epoch, so 5 steps end inside the second epoch; the
     minute of wall-clock budget would allow many more)."""
-    from slice_sets import SliceSet
+    from brainvq.data.slice_sets import SliceSet
 
     images = smooth_images(12, 32)
     train = SliceSet(images=images, slice_index=np.zeros(12, np.int32),
                      case_id=np.zeros(12, np.int32), paths=[f"{i}.png" for i in range(12)])
     values = dict(hyperparameters.DEFAULTS, image_size=32, batch_size=4, num_codes=16,
                   code_dim=8, channels=8, num_downsamples=2)
-    model, images_seen, _ = benchmark._train_for_budget(values, None, train, minutes=1.0,
+    model, images_seen, _ = harness.train_for_budget(values, None, train, minutes=1.0,
                                                         steps=5)
     assert int(model.optimizer.iterations) == 5
     assert images_seen == 5 * 4
-    assert benchmark.budget_text(60.0, 5) == "5 steps" and benchmark.budget_text(9, 0) == "9 min"
+    assert budget_text(60.0, 5) == "5 steps" and budget_text(9, 0) == "9 min"

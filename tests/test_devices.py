@@ -114,7 +114,8 @@ def test_mixed_precision_keeps_the_quantizer_in_float32_and_the_codes():
 
 
 JAX = """
-    import json, numpy as np, keras, modules, sampling
+    import json, numpy as np, keras, modules
+    from brainvq.generation import sampling
     from helpers import smooth_images
     from test_autoencoder import tiny_vqvae
 

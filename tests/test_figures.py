@@ -4,10 +4,10 @@ import csv
 import numpy as np
 import pytest
 from PIL import Image
-
-import figures
-import metrics
 from test_metrics import smooth_image
+
+from brainvq.evaluation import figures, metrics
+
 
 def assert_png(path):
     assert path.is_file() and path.stat().st_size > 1000

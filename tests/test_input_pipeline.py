@@ -4,9 +4,9 @@ import importlib.util
 
 import numpy as np
 import pytest
-
-from input_pipeline import ArrayBatches
 from test_devices import run_python
+
+from brainvq.data.input_pipeline import ArrayBatches
 
 
 def _rows(batch):

@@ -4,11 +4,18 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
+from helpers import (  # noqa: E402
+    GRID,
+    MASK_RULES,
+    assert_dependencies,
+    dependency_matrix,
+    expected_matrix,
+    perturb_vector,
+)
 from keras import ops  # noqa: E402
 
 import modules  # noqa: E402
-from helpers import (GRID, MASK_RULES, assert_dependencies,  # noqa: E402
-                     dependency_matrix, expected_matrix, perturb_vector)
+
 
 @pytest.mark.parametrize("stack,mask_type", sorted(MASK_RULES))
 def test_masked_conv_sees_exactly_its_causal_window(stack, mask_type):

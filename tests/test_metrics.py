@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import metrics
+from brainvq.evaluation import metrics
 
 
 def smooth_image(seed, size=64, sigma=3.0):

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-from keras import ops  # noqa: E402
-
-import perceptual  # noqa: E402
-import train  # noqa: E402
-from errors import WeightsUnavailable  # noqa: E402
 from helpers import TINY, smooth_images  # noqa: E402
+from keras import ops  # noqa: E402
 from test_autoencoder import tiny_vqvae  # noqa: E402
+
+import train  # noqa: E402
+from brainvq.errors import WeightsUnavailable  # noqa: E402
+from brainvq.losses import perceptual  # noqa: E402
 
 
 @pytest.fixture(scope="module")

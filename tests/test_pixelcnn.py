@@ -8,12 +8,26 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
+from helpers import (  # noqa: E402
+    CHANGED,
+    CODES,
+    FILTERS,
+    GRID,
+    LAYERS,
+    MASK_RULES,
+    SLICES,
+    UNCHANGED,
+    assert_dependencies,
+    dependency_matrix,
+    expected_matrix,
+    logits_of,
+    make_prior,
+    perturb_code,
+    perturb_vector,
+)
 from keras import ops  # noqa: E402
 
 import modules  # noqa: E402
-from helpers import (CHANGED, CODES, FILTERS, GRID, LAYERS, MASK_RULES, SLICES,  # noqa: E402
-                     UNCHANGED, assert_dependencies, dependency_matrix, expected_matrix,
-                     logits_of, make_prior, perturb_code, perturb_vector)
 
 # ---------------------------------------------------------------------------------------------
 # Gated layers and the whole network

@@ -12,11 +12,12 @@ from PIL import Image
 
 keras = pytest.importorskip("keras")
 
-import predict  # noqa: E402
-import pretrained  # noqa: E402
-import runs  # noqa: E402
-import train  # noqa: E402
 from helpers import REPO, TINY  # noqa: E402
+
+import predict  # noqa: E402
+import train  # noqa: E402
+from brainvq.runs import folder as runs  # noqa: E402
+from brainvq.runs import pretrained  # noqa: E402
 
 SHIPPED = REPO / "pretrained" / "ixi-t1-128"
 
@@ -117,7 +118,7 @@ def test_a_damaged_copy_is_refused_by_name(exported, tmp_path, damage, capsys):
 
 @pytest.mark.skipif(not SHIPPED.is_dir(), reason="no model shipped in pretrained/ixi-t1-128")
 def test_the_shipped_ixi_model_samples_two_slices_seeded(tmp_path):
-    import inference
+    from brainvq.generation import generate as inference
 
     values, vqvae = runs.load_run(SHIPPED)
     assert values["image_size"] == 128

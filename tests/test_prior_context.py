@@ -5,15 +5,24 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
+from helpers import (  # noqa: E402
+    CHANGED,
+    CODES,
+    SLICES,
+    UNCHANGED,
+    dependency_matrix,
+    logits_of,
+    make_prior,
+    perturb_code,
+)
 from keras import ops  # noqa: E402
 
-import attention  # noqa: E402
 import dataset  # noqa: E402
 import hyperparameters  # noqa: E402
 import modules  # noqa: E402
-import sampling  # noqa: E402
-from helpers import (CHANGED, CODES, SLICES, UNCHANGED,  # noqa: E402
-                     dependency_matrix, logits_of, make_prior, perturb_code)
+from brainvq.generation import sampling  # noqa: E402
+from brainvq.models.layers import attention  # noqa: E402
+from brainvq.runs import folder as runs  # noqa: E402
 
 DEFAULT_GRID = 16  # the grid of the default 128x128 model
 
@@ -109,8 +118,7 @@ def test_attention_block_position_zero_sees_nothing_and_heads_must_divide():
 # ---------------------------------------------------------------------------------------------
 
 def test_best_epoch_is_kept_and_training_stops_after_patience(tmp_path):
-    import callbacks
-    import train
+    from brainvq.training import callbacks
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     checkpoint = callbacks.AtomicCheckpoint(tmp_path, "prior.keras", "prior", patience=2)
@@ -125,9 +133,9 @@ def test_best_epoch_is_kept_and_training_stops_after_patience(tmp_path):
     assert stopped_at == 3  # epochs 3 and 4 (1-based) were no better than epoch 2
     best = keras.saving.load_model(tmp_path / "prior.keras")
     np.testing.assert_array_equal(ops.convert_to_numpy(best.layers[0].kernel), 1.0)
-    last = keras.saving.load_model(tmp_path / train.last_checkpoint_name("prior.keras"))
+    last = keras.saving.load_model(tmp_path / runs.last_checkpoint_name("prior.keras"))
     np.testing.assert_array_equal(ops.convert_to_numpy(last.layers[0].kernel), 3.0)
-    state = train.read_state(tmp_path)["prior"]
+    state = runs.read_state(tmp_path)["prior"]
     assert state["best_epoch"] == 2 and state["epochs_done"] == 4 and state["stopped_early"]
     assert state["best_value"] == 1.0 and state["monitor"] == "val_loss"
 
@@ -222,7 +230,7 @@ class _SavesAtEpochEnd(keras.callbacks.Callback):
 
 
 def test_weight_averaging_saves_the_average_and_resumes_as_if_uninterrupted(tmp_path):
-    import callbacks
+    from brainvq.training import callbacks
 
     rng = np.random.default_rng(0)
     inputs = rng.normal(size=(64, 3)).astype("float32")

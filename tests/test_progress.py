@@ -1,7 +1,7 @@
 """Tests of the progress line (progress.py)."""
 import io
 
-from progress import Progress
+from brainvq.progress import Progress
 
 
 def test_progress_prints_every_tenth_off_a_terminal():

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-import figures
 import hyperparameters
-import rate_distortion
+from brainvq.benchmarks import rate_distortion
+from brainvq.evaluation import figures
 
 
 def test_designs_set_their_own_values_and_keep_the_rest():

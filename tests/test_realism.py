@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import realism
-import sample_metrics
+from brainvq.evaluation import realism, sample_metrics
 
 SIZE = 48
 
@@ -108,7 +107,7 @@ def test_sets_of_unequal_size_are_compared_at_the_same_size():
 
 def test_feature_space_scores_real_near_the_floor_and_blurred_or_warped_worse():
     pytest.importorskip("keras")
-    import feature_network
+    from brainvq.evaluation import feature_network
 
     train, train_index = phantom_set(96, seed=0)
     held_out, held_out_index = phantom_set(48, seed=1)

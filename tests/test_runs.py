@@ -15,10 +15,12 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-import hyperparameters  # noqa: E402
-import runs  # noqa: E402
-import train  # noqa: E402
 from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
+
+import hyperparameters  # noqa: E402
+import train  # noqa: E402
+from brainvq.runs import folder as runs  # noqa: E402
+from brainvq.training import stages  # noqa: E402
 
 
 def train_args(data_dir, output_dir, *extra, stage="all", epochs="1"):
@@ -68,7 +70,6 @@ def test_overwrite_of_the_vqvae_removes_the_prior_trained_over_it(data_dir, run_
 
 
 def test_a_failed_run_leaves_the_good_one_intact(run_copy, tmp_path):
-    import predict
 
     bad_data = tmp_path / "some_file"
     bad_data.write_text("not a folder")
@@ -77,13 +78,12 @@ def test_a_failed_run_leaves_the_good_one_intact(run_copy, tmp_path):
         train.main(train_args(bad_data, run_copy, "--overwrite", "--image-size", "64",
                               "--num-codes", "64"))
     assert snapshot(run_copy) == before
-    values, _ = predict.load_run(run_copy)
+    values, _ = runs.load_run(run_copy)
     assert values["image_size"] == 32 and values["num_codes"] == 16
 
 
 def test_a_prior_over_another_vqvae_is_refused(data_dir, run_copy, finished_run):
-    import inference
-    import predict
+    from brainvq.generation import generate as inference
 
     # The VQ-VAE file changes under the prior (as after `--stage vqvae` on an older version).
     shutil.copyfile(run_copy / runs.last_checkpoint_name(runs.VQVAE_FILE),
@@ -91,7 +91,7 @@ def test_a_prior_over_another_vqvae_is_refused(data_dir, run_copy, finished_run)
     state = runs.read_state(run_copy)
     state["prior"]["vqvae_fingerprint"] = "0" * 64
     runs.write_state(run_copy, state)
-    values, vqvae = predict.load_run(run_copy)
+    values, vqvae = runs.load_run(run_copy)
     with pytest.raises(runs.RunError, match="trained over another VQ-VAE.*--stage prior"):
         inference.generate(values, vqvae, run_copy, 2)
     with pytest.raises(SystemExit, match="trained over another VQ-VAE"):
@@ -129,16 +129,16 @@ def test_a_corrupt_checkpoint_is_named_and_resume_falls_back_to_the_previous_one
         data = path.read_bytes()
         path.write_bytes(data[:len(data) // 2])  # cut in half
     with pytest.raises(runs.CorruptCheckpoint, match=r"vqvae.keras is corrupt"):
-        predict.load_run(output_dir)
+        runs.load_run(output_dir)
     with pytest.raises(SystemExit, match="corrupt"):
         predict.main(["--output-dir", str(output_dir), "--images-dir", str(tmp_path / "img")])
-    model, done = train._load_for_resume(
+    model, done = stages._load_for_resume(
         output_dir, "vqvae", hyperparameters.resolve(train.parse_args(
             train_args(data_dir, output_dir, stage="vqvae"))))
     assert done == 1 and model is not None
     train.main(train_args(data_dir, output_dir, "--resume", stage="vqvae", epochs="3"))
     assert runs.epochs_done(output_dir, "vqvae") == 3
-    predict.load_run(output_dir)  # a good best checkpoint again
+    runs.load_run(output_dir)  # a good best checkpoint again
 
 
 @pytest.mark.parametrize("edit,message", [
@@ -147,14 +147,13 @@ def test_a_corrupt_checkpoint_is_named_and_resume_falls_back_to_the_previous_one
     (lambda values: values.update(batch_size=0), "batch_size must be >= 1"),
 ])
 def test_a_hand_edited_hyperparameters_file_is_reported_as_such(run_copy, edit, message):
-    import predict
 
     path = run_copy / hyperparameters.HYPERPARAMETERS_FILE
     values = json.loads(path.read_text())
     edit(values)
     path.write_text(json.dumps(values))
     with pytest.raises(hyperparameters.InvalidHyperparameters, match=message):
-        predict.load_run(run_copy)
+        runs.load_run(run_copy)
 
 
 def test_keys_newer_than_a_run_take_the_value_that_run_used(run_copy):
@@ -332,19 +331,19 @@ def test_prior_with_weight_averaging_keeps_the_average_and_resumes(data_dir, run
     arguments = train_args(data_dir, run_copy, "--prior-weight-averaging", "0.9", stage="prior",
                            epochs="2")
     train.main([*arguments, "--overwrite"])
-    kept = keras.saving.load_model(run_copy / train.PRIOR_FILE)
+    kept = keras.saving.load_model(run_copy / runs.PRIOR_FILE)
     assert kept.optimizer.use_ema and kept.optimizer.ema_momentum == 0.9
     # The first epoch's checkpoint (kept as the previous one) holds the average as the model's
     # weights and the weights as trained in the optimizer's average slots: the two differ.
     # (After the last epoch Keras makes the slots the average too.)
-    first = runs.previous_name(run_copy / train.last_checkpoint_name(train.PRIOR_FILE))
+    first = runs.previous_name(run_copy / runs.last_checkpoint_name(runs.PRIOR_FILE))
     kept = keras.saving.load_model(first)
     assert any(not np.allclose(keras.ops.convert_to_numpy(weight), keras.ops.convert_to_numpy(slot))
                for weight, slot in zip(kept.trainable_weights,
                                        kept.optimizer._model_variables_moving_average))
     train.main([*arguments[:arguments.index("--prior-epochs") + 1], "3",
                 *arguments[arguments.index("--prior-epochs") + 2:], "--resume"])
-    assert train.read_state(run_copy)["prior"]["epochs_done"] == 3
+    assert runs.read_state(run_copy)["prior"]["epochs_done"] == 3
 
 
 def test_a_prior_stage_keeps_the_record_of_how_the_vqvae_was_trained(data_dir, run_copy):
@@ -390,7 +389,7 @@ def test_unconditional_samples_draw_positions_as_the_training_slices_have_them(
 
 
 def test_unconditional_sampling_mode_changes_the_samples(finished_run):
-    import inference
+    from brainvq.generation import generate as inference
 
     values, vqvae = runs.load_run(finished_run)
     assert values["unconditional"] == "positions"  # the default for new runs

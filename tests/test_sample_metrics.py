@@ -1,9 +1,9 @@
 """Tests of the sample metrics (sample_metrics.py) against hand-computed cases."""
 import numpy as np
 import pytest
-
-import sample_metrics
 from test_metrics import smooth_image
+
+from brainvq.evaluation import sample_metrics
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero():

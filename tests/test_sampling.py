@@ -7,9 +7,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-import modules  # noqa: E402
-import sampling  # noqa: E402
 from helpers import CODES, SLICES, logits_of, make_prior, run_on_jax  # noqa: E402
+
+import modules  # noqa: E402
+from brainvq.generation import sampling  # noqa: E402
 
 SAMPLE_GRID = 6
 
@@ -114,7 +115,8 @@ def test_grid_size_must_match_the_prior(prior):
 
 
 JAX_SCRIPT = textwrap.dedent("""
-    import numpy as np, keras, modules, sampling
+    import numpy as np, keras, modules
+    from brainvq.generation import sampling
     keras.utils.set_random_seed(0)
     prior = modules.GatedPixelCNN(num_codes=8, grid_size=6, filters=16, num_layers=2,
                                   dropout=0.1, num_slice_positions=4)

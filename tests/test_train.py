@@ -15,9 +15,14 @@ from PIL import Image
 
 keras = pytest.importorskip("keras")
 
+from helpers import REPO, TINY, TINY_TRACED, write_oasis_layout  # noqa: E402
+
 import hyperparameters  # noqa: E402
 import train  # noqa: E402
-from helpers import REPO, TINY, TINY_TRACED, write_oasis_layout  # noqa: E402
+from brainvq.evaluation import reports  # noqa: E402
+from brainvq.runs import folder as runs  # noqa: E402
+from brainvq.training import stages  # noqa: E402
+
 
 def read_csv(path):
     with open(path, newline="") as handle:
@@ -29,7 +34,7 @@ def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
     train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "2",
                 "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"),
                 *TINY_TRACED])  # traced into graphs, as a user's run is
-    assert (output_dir / train.VQVAE_FILE).is_file()
+    assert (output_dir / runs.VQVAE_FILE).is_file()
     saved = json.loads((output_dir / hyperparameters.HYPERPARAMETERS_FILE).read_text())
     assert saved["image_size"] == 32 and saved["num_codes"] == 16
     rows = read_csv(output_dir / "vqvae_log.csv")
@@ -45,12 +50,12 @@ def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
 
     train.main(["--stage", "prior", "--data-dir", str(data_dir), "--prior-epochs", "2",
                 "--output-dir", str(output_dir), "--images-dir", str(images_dir), *TINY_TRACED])
-    assert (output_dir / train.PRIOR_FILE).is_file()
+    assert (output_dir / runs.PRIOR_FILE).is_file()
     prior_rows = read_csv(output_dir / "prior_log.csv")
     assert [int(row["epoch"]) for row in prior_rows] == [0, 1]
     assert float(prior_rows[-1]["bits_per_code"]) < 4.0  # log2(16) = 4 bits is a uniform guess
     assert "val_bits_per_code" in prior_rows[0]
-    with np.load(output_dir / train.CODES_FILE) as codes:
+    with np.load(output_dir / runs.CODES_FILE) as codes:
         assert codes["train_codes"].shape == (12, 8, 8)  # 2 cases x 6 slices, 32 / 4 = 8
     assert "test-split NLL" in capsys.readouterr().out
 
@@ -65,7 +70,7 @@ def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
     assert len(list((images_dir / "samples").glob("sample_*.png"))) == 4
 
     assert (images_dir / "samples_by_slice.png").stat().st_size > 1000
-    state = train.read_state(output_dir)["prior"]
+    state = runs.read_state(output_dir)["prior"]
     assert 1 <= state["best_epoch"] <= 2 and state["monitor"] == "val_loss"
 
     similarity.main(["--output-dir", str(output_dir), "--images-dir", str(images_dir),
@@ -81,9 +86,10 @@ def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
 
 
 def test_run_eagerly_trains_without_tracing_the_steps(data_dir, tmp_path, monkeypatch):
+    import tensorflow as tf
+
     import dataset
     import modules
-    import tensorflow as tf
 
     # Each time the training step runs as Python, record whether it runs eagerly (it runs once,
     # not eagerly, when Keras traces it into a graph).
@@ -99,7 +105,7 @@ def test_run_eagerly_trains_without_tracing_the_steps(data_dir, tmp_path, monkey
     assert "--run-eagerly" in arguments
     values = hyperparameters.resolve(train.parse_args(arguments))
     splits, _ = dataset.load_splits(str(data_dir), 32)
-    train.train_vqvae(values, splits, tmp_path / "run")
+    stages.train_vqvae(values, splits, tmp_path / "run")
     assert eager == [True, True]  # 12 training slices in batches of 8, both steps eager
     assert np.isfinite(float(read_csv(tmp_path / "run" / "vqvae_log.csv")[0]["loss"]))
 
@@ -127,14 +133,13 @@ def test_prior_stage_refuses_a_vqvae_with_another_codebook(data_dir, tmp_path):
 
 
 def test_predict_refuses_a_run_with_other_image_size(data_dir, tmp_path):
-    import predict
 
     output_dir = tmp_path / "run"
     train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "1",
                 "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"), *TINY])
     with pytest.raises(hyperparameters.IncompatibleCheckpoint,
                        match="image_size: checkpoint has 32"):
-        predict.load_run(output_dir, {"image_size": 64})
+        runs.load_run(output_dir, {"image_size": 64})
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -150,12 +155,12 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     import tensorflow as tf
 
     batches = tf.data.Dataset.from_tensor_slices(np.stack([good, bad, bad]))  # one batch an epoch
-    with pytest.raises(train.TrainingFailed, match="vqvae stage: loss became nan at epoch 2"):
-        train._fit(model, "vqvae", batches, None, values, 3, 4, tmp_path, train.VQVAE_FILE,
+    with pytest.raises(stages.TrainingFailed, match="vqvae stage: loss became nan at epoch 2"):
+        stages._fit(model, "vqvae", batches, None, values, 3, 4, tmp_path, runs.VQVAE_FILE,
                    resume=False)
-    kept = keras.saving.load_model(tmp_path / train.VQVAE_FILE)
+    kept = keras.saving.load_model(tmp_path / runs.VQVAE_FILE)
     assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in kept.weights)
-    assert train.read_state(tmp_path)["vqvae"]["epochs_done"] == 1
+    assert runs.read_state(tmp_path)["vqvae"]["epochs_done"] == 1
 
 
 def test_sigkill_then_resume_continues_from_the_last_checkpoint(data_dir, tmp_path):
@@ -168,16 +173,16 @@ def test_sigkill_then_resume_continues_from_the_last_checkpoint(data_dir, tmp_pa
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     deadline = time.time() + 240
     try:
-        while time.time() < deadline and train.epochs_done(output_dir) < 1:
+        while time.time() < deadline and runs.epochs_done(output_dir) < 1:
             assert process.poll() is None, "training ended before its first checkpoint"
             time.sleep(0.05)
         os.kill(process.pid, signal.SIGKILL)  # mid-epoch 2 (or right at its start)
     finally:
         process.kill()
         process.wait()
-    epochs_done = train.epochs_done(output_dir)
+    epochs_done = runs.epochs_done(output_dir)
     assert 1 <= epochs_done < 4
-    saved = keras.saving.load_model(output_dir / train.last_checkpoint_name(train.VQVAE_FILE))
+    saved = keras.saving.load_model(output_dir / runs.last_checkpoint_name(runs.VQVAE_FILE))
 
     class CaptureStart(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -192,12 +197,12 @@ def test_sigkill_then_resume_continues_from_the_last_checkpoint(data_dir, tmp_pa
     import dataset
 
     splits, _ = dataset.load_splits(str(data_dir), 32)
-    train.train_vqvae(values, splits, output_dir, resume=True, extra_callbacks=[capture])
+    stages.train_vqvae(values, splits, output_dir, resume=True, extra_callbacks=[capture])
     assert capture.first_epoch == epochs_done
     assert capture.iterations == 30 * epochs_done  # optimizer state came back too
     for loaded, kept in zip(capture.weights, saved.weights):
         np.testing.assert_array_equal(loaded, keras.ops.convert_to_numpy(kept))
-    assert train.read_state(output_dir)["vqvae"]["epochs_done"] == 4
+    assert runs.read_state(output_dir)["vqvae"]["epochs_done"] == 4
     epochs_logged = [int(row["epoch"]) for row in read_csv(output_dir / "vqvae_log.csv")]
     assert epochs_logged == list(range(4))  # no epoch lost, none repeated
     assert all(np.isfinite(float(row["loss"])) for row in read_csv(output_dir / "vqvae_log.csv"))
@@ -205,16 +210,15 @@ def test_sigkill_then_resume_continues_from_the_last_checkpoint(data_dir, tmp_pa
 
 def test_similarity_uses_oasis_segmentations_when_present(tmp_path):
     import dataset
-    import similarity
 
     root = write_oasis_layout(tmp_path / "oasis", cases=(1, 1, 1), slices=2, size=32)
     test = dataset.load_oasis_png(root, 32)["test"]
-    assert similarity.segmentation_masks(test, 32) is None  # no seg folder: threshold masks
+    assert reports.segmentation_masks(test, 32) is None  # no seg folder: threshold masks
     seg_folder = root / "keras_png_slices_seg_test"
     seg_folder.mkdir()
     for path in test.paths:
         labels = np.zeros((32, 32), np.uint8)
         labels[8:24, 8:24] = 255
         Image.fromarray(labels).save(seg_folder / pathlib.Path(path).name.replace("case_", "seg_"))
-    masks = similarity.segmentation_masks(test, 32)
+    masks = reports.segmentation_masks(test, 32)
     assert masks.shape == (2, 32, 32) and masks.sum() == 2 * 16 * 16

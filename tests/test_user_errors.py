@@ -13,13 +13,15 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
+
 import benchmark  # noqa: E402
 import hyperparameters  # noqa: E402
 import predict  # noqa: E402
-import runs  # noqa: E402
 import similarity  # noqa: E402
 import train  # noqa: E402
-from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
+from brainvq.runs import folder as runs  # noqa: E402
+from brainvq.training import pipeline  # noqa: E402
 
 
 def tiny_train(data_dir, output_dir, *extra, epochs="1"):
@@ -188,7 +190,7 @@ def test_the_resume_command_after_ctrl_c_is_quoted(run_copy, tmp_path, monkeypat
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "train_vqvae", interrupt)
+    monkeypatch.setattr(pipeline, "train_vqvae", interrupt)
     with pytest.raises(SystemExit) as stop:
         train.main(["--resume", "--epochs", "3", "--output-dir", str(spaced)])
     command = str(stop.value).split("continue with: ", 1)[1]
@@ -203,7 +205,6 @@ def test_ctrl_c_in_predict_and_similarity_is_one_line(script, relative_run, tmp_
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runs, "load_run", interrupt)
-    monkeypatch.setattr(predict, "load_run", interrupt)
     with pytest.raises(SystemExit, match="^interrupted: "):
         script.main(["--output-dir", str(relative_run), "--images-dir", str(tmp_path)])
 

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 import dataset
-import nifti
-import volumes
-from errors import DatasetError
+from brainvq.data import nifti, volumes
+from brainvq.errors import DatasetError
 
 SIZE = 32
 IXI = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ixi"

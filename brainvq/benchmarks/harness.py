@@ -1,0 +1,162 @@
+"""What every benchmark shares: the machine it ran on, timing, a wall-clock or step budget, the
+VQ-VAE trained for it (ours, or the keras-io design as published) and its held-out quality."""
+import argparse
+import os
+import platform
+import time
+
+import keras
+import numpy as np
+
+from brainvq.data import input_pipeline, layouts
+from brainvq.evaluation import metrics
+from brainvq.generation import generate as inference
+from brainvq.losses import perceptual
+from brainvq.models import build
+from brainvq.models.vqvae import VQVAETrainer
+
+
+def machine_description():
+    """One line about where the numbers come from: platform, CPUs, backend, accelerators."""
+    backend = keras.backend.backend()
+    accelerators = "none"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        accelerators = ", ".join(device.name for device in gpus) or "none"
+        backend = f"tensorflow {tf.__version__}"
+    elif backend == "jax":
+        import jax
+
+        accelerators = ", ".join(str(device) for device in jax.devices()
+                                 if device.platform != "cpu") or "none"
+        backend = f"jax {jax.__version__}"
+    return (f"{platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+            f"keras {keras.__version__} on {backend}, accelerators: {accelerators}")
+
+
+def timed(function, repeats):
+    """Best wall time of `repeats` calls of `function`, and its last result."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+class _Budget:
+    """A callback factory: stops `fit` once `seconds` of training have passed or, with `steps`,
+    after exactly that many optimizer steps (a budget that gives the same figure on any machine,
+    busy or idle)."""
+
+    @staticmethod
+    def make(seconds, steps=0):
+
+        class Budget(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.start, self.images, self.steps = time.perf_counter(), 0, 0
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.images += self.batch_size
+                self.steps += 1
+                if steps:
+                    spent = self.steps >= steps
+                else:
+                    spent = time.perf_counter() - self.start > seconds
+                if spent:
+                    self.model.stop_training = True
+
+        return Budget()
+
+
+STEPS_HELP = ("train for exactly this many optimizer steps (at least 1) instead of --minutes: "
+              "the same figure on any machine, busy or idle")
+
+
+def positive_steps(text):
+    """argparse type of --steps: a whole number >= 1 (leave the flag out to use --minutes)."""
+    try:
+        steps = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if steps < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {steps} (leave --steps out to "
+                                         f"train for --minutes)")
+    return steps
+
+
+# The keras-io vq_vae.py design as published: 128 codes of 16 dimensions (`VQVAETrainer(
+# data_variance, latent_dim=16, num_embeddings=128)`), plain VQ loss with beta 0.25, the MSE
+# divided by the variance of the training images, no SSIM term, Adam 1e-3, batch 128, the
+# codebook initialised at random (no first-batch k-means, no EMA, no dead-code restart).
+KERASIO = {"num_codes": 128, "code_dim": 16, "batch_size": 128, "learning_rate": 1e-3,
+           "commitment_cost": 0.25}
+
+
+def quality_model(values, baseline, train_images=None):
+    """Our VQ-VAE from `values`, or the keras-io design (which needs `train_images` for the
+    variance its MSE is divided by)."""
+    if baseline == "kerasio":
+        variance = 1.0 if train_images is None else float(np.var(train_images))
+        model = VQVAETrainer(
+            image_size=values["image_size"], num_codes=KERASIO["num_codes"],
+            code_dim=KERASIO["code_dim"], use_ema=False, ssim_weight=0.0,
+            architecture="kerasio", commitment_cost=KERASIO["commitment_cost"],
+            data_variance=variance)
+        model.quantizer.init_from_data = False
+        model.build()
+        model.compile(optimizer=keras.optimizers.Adam(KERASIO["learning_rate"]))
+        return model
+    model = build.vqvae_from_hyperparameters(values)
+    perceptual.attach_feature_network(model, values)
+    model.compile(optimizer=build.vqvae_optimizer(values))
+    return model
+
+
+def train_for_budget(values, baseline, train, minutes, steps=0):
+    """A VQ-VAE (ours from `values`, or the baseline) trained on `train` for `minutes`, or for
+    `steps` optimizer steps when `steps` > 0.
+
+    Returns:
+        (model, images_seen, seconds).
+    """
+
+    batch_size = KERASIO["batch_size"] if baseline == "kerasio" else values["batch_size"]
+    keras.utils.set_random_seed(values["seed"])
+    model = quality_model(values, baseline, train.images)
+    budget = _Budget.make(minutes * 60.0, steps)
+    budget.batch_size = batch_size
+    train_data = input_pipeline.make_dataset(train, batch_size, shuffle=True, seed=values["seed"],
+                                     repeat=True)
+    steps = max(len(train) // batch_size, 1)
+    model.fit(train_data, epochs=100000, steps_per_epoch=steps, callbacks=[budget], verbose=0,
+              shuffle=False)  # the input pipeline shuffles
+    return model, budget.images, time.perf_counter() - budget.start
+
+
+def reconstruction_quality(model, slices):
+    """Per-image SSIM, PSNR, MS-SSIM and brain SSIM of `model`'s reconstructions of `slices`,
+    and the codes it used."""
+
+
+    reconstructions = np.clip(model.predict(slices.images, batch_size=64, verbose=0), 0, 1)
+    per_image = metrics.per_image_metrics(slices.images, reconstructions)
+    codes = inference.encode_all(model, slices.images)
+    return per_image, len(np.unique(codes))
+
+
+def subjects(slices, count, seed, flag="--subjects", values=None):
+    """The slices of `count` subjects of `slices`, drawn in a seeded order (nested: the first
+    8 of 32 are the 8); `flag` names the option in the error for too many."""
+
+    cases = np.unique(slices.case_id)
+    if count > len(cases):
+        more = "a larger data set"
+        if values is not None and layouts.data_layout(values["data_dir"]) == "nifti-volumes":
+            more = "--split to give it more (e.g. --split 125,20,20)"
+        raise SystemExit(f"error: {flag} {count}: the training subjects here number only "
+                         f"{len(cases)}; use {more}.")
+    chosen = np.random.default_rng(seed).permutation(cases)[:count]
+    return slices.take(np.isin(slices.case_id, chosen))

@@ -1,0 +1,127 @@
+"""Which data a folder holds, and loading it as train / validate / test.
+
+Layouts `load_splits` recognises in `data_dir`:
+
+* OASIS PNG slices: `keras_png_slices_{train,validate,test}/case_NNN_slice_S.nii.png`
+  (the `keras_png_slices_seg_*` label folders are ignored).
+* NIfTI volumes: a folder of 3D `.nii` / `.nii.gz` files, one subject each; axial slices are cut
+  from every volume over the head's range and subjects (never slices) are split.
+* NIfTI slices: `keras_slices_{train,validate,test}/` folders of 2D `.nii` / `.nii.gz` files.
+* The default folder, absent: the embedded MNI152 template cut into an augmented demo set. A
+  named folder that does not exist is an error, never the demo.
+"""
+import pathlib
+
+from brainvq.data.demo import load_demo
+from brainvq.data.nifti import NIFTI_EXTENSIONS, NIFTI_SLICE_FOLDERS, load_nifti_folder, parse_split
+from brainvq.data.png import OASIS_PNG_FOLDERS, PNG_EXTENSIONS, load_oasis_png
+from brainvq.data.slice_sets import SPLITS, check_folder, list_files
+from brainvq.errors import DatasetError, MissingData
+from hyperparameters import DEFAULTS
+
+
+def _counts(splits):
+    return " / ".join(f"{len(splits[name])} {name}" for name in SPLITS)
+
+
+def load_splits(data_dir, image_size, *, slices_per_volume=DEFAULTS["slices_per_volume"],
+                num_slice_positions=DEFAULTS["num_slice_positions"],
+                demo_copies=DEFAULTS["demo_copies"], seed=DEFAULTS["seed"],
+                skip_bad=DEFAULTS["skip_bad"], slice_axis=DEFAULTS["slice_axis"], split=None,
+                crop=DEFAULTS["crop_to_head"]) -> tuple[dict, str]:
+    """Detects the layout of `data_dir` and loads train/validate/test.
+
+    Args:
+        data_dir: OASIS PNG root, NIfTI folder or NIfTI slice layout. When it is the default
+            (`DEFAULTS["data_dir"]`, no folder named) and does not exist, the embedded MNI152
+            demo dataset is used; a named folder that does not exist is an error.
+        image_size: side of the square output images.
+        slices_per_volume: slices per 3D NIfTI volume (at most).
+        num_slice_positions: size of the slice-index vocabulary.
+        demo_copies: augmented copies per demo training slice.
+        seed: seed of the case split and of the demo augmentation.
+        skip_bad: skip unreadable files instead of raising.
+        slice_axis: axis NIfTI volumes are cut along: "axial", "coronal" or "sagittal".
+        split: (train, validate, test) shares of the subjects of a NIfTI folder (None: the
+            --split default).
+        crop: crop the slices of each NIfTI volume to its head box.
+
+    Returns:
+        (splits, description): {"train", "validate", "test"} -> SliceSet, and one line saying
+        what was loaded.
+
+    Raises:
+        DatasetError: data_dir is a named folder that does not exist, a file, holds no known
+            layout, or holds bad files.
+    """
+    root = pathlib.Path(data_dir)
+    size = f"{image_size}x{image_size}"
+    layout = data_layout(data_dir)
+    if layout == "demo":
+        splits = load_demo(image_size, copies=demo_copies, seed=seed,
+                           num_slice_positions=num_slice_positions)
+        return splits, (f"no OASIS data at {data_dir}: using the embedded MNI152 demo dataset "
+                        f"({_counts(splits)} slices, {size})")
+    if layout == "png":
+        splits = load_oasis_png(root, image_size, skip_bad=skip_bad,
+                                num_slice_positions=num_slice_positions)
+        return splits, f"OASIS PNG slices from {root}: {_counts(splits)}, {size}"
+    splits = load_nifti_folder(root, image_size, slices_per_volume=slices_per_volume,
+                               split=split, seed=seed, skip_bad=skip_bad,
+                               num_slice_positions=num_slice_positions,
+                               slice_axis=slice_axis, crop=crop)
+    kind = "NIfTI slices" if layout == "nifti-slices" else "NIfTI volumes"
+    cases = len({int(case) for split in splits.values() for case in split.case_id})
+    return splits, f"{kind} from {root} ({cases} cases): {_counts(splits)}, {size}"
+
+
+# Settings that only NIfTI volumes use (cutting, cropping and splitting by subject).
+VOLUME_ONLY_KEYS = ("slices_per_volume", "slice_axis", "crop_to_head", "split")
+
+
+def data_layout(data_dir):
+    """Which layout `data_dir` holds: "demo" (the default folder, absent), "png" (the OASIS PNG
+    layout), "nifti-slices" (2D NIfTI in keras_slices_*) or "nifti-volumes".
+
+    Raises:
+        DatasetError: a named folder that does not exist, a file, or no known layout.
+    """
+    root = pathlib.Path(data_dir)
+    if not root.exists() and str(data_dir) != DEFAULTS["data_dir"]:
+        raise MissingData(
+            f"data folder {data_dir} does not exist (looked for from {pathlib.Path.cwd()}): "
+            f"pass --data-dir with the folder of your data (the embedded demo data is used "
+            f"only when no --data-dir is given)")
+    if not root.exists():
+        return "demo"
+    check_folder(root)
+    if any((root / name).is_dir() for name in OASIS_PNG_FOLDERS.values()):
+        return "png"
+    if any((root / name).is_dir() for name in NIFTI_SLICE_FOLDERS.values()):
+        return "nifti-slices"
+    if any(list_files(root, NIFTI_EXTENSIONS)):
+        return "nifti-volumes"
+    hint = ""
+    if any(list_files(root, PNG_EXTENSIONS)):
+        hint = (" It holds PNG files directly: point --data-dir at the folder above the "
+                "keras_png_slices_* split folders.")
+    else:
+        nested = [child for child in sorted(root.iterdir()) if child.is_dir()
+                  and (child / OASIS_PNG_FOLDERS["train"]).is_dir()]
+        if nested:
+            hint = f" The OASIS layout is one level down: use --data-dir {nested[0]}."
+    raise DatasetError(
+        f"{root} holds no known data layout. Expected one of: the OASIS PNG layout "
+        f"({', '.join(OASIS_PNG_FOLDERS.values())}); a folder of 3D .nii/.nii.gz volumes; "
+        f"or 2D NIfTI slices in {', '.join(NIFTI_SLICE_FOLDERS.values())}. Or remove the folder "
+        f"to use the embedded demo dataset.{hint}")
+
+
+def load_splits_for(values):
+    """`load_splits` with the data settings of a hyperparameters dict (hyperparameters.py)."""
+    return load_splits(values["data_dir"], values["image_size"],
+                       slices_per_volume=values["slices_per_volume"],
+                       num_slice_positions=values["num_slice_positions"],
+                       demo_copies=values["demo_copies"], seed=values["seed"],
+                       skip_bad=values["skip_bad"], slice_axis=values["slice_axis"],
+                       split=parse_split(values["split"]), crop=values["crop_to_head"])

@@ -1,0 +1,250 @@
+"""NIfTI data: folders of 3D volumes (cut into slices by volumes.py, split by subject) and the
+`keras_slices_{train,validate,test}` layout of 2D slices."""
+import math
+import sys
+
+import numpy as np
+
+from brainvq.data import volumes
+from brainvq.data.slice_sets import (
+    SPLITS,
+    check_folder,
+    concatenate_parts,
+    list_files,
+    order_by_case_slice,
+    report_skipped,
+    square_resize,
+)
+from brainvq.errors import DatasetError
+from brainvq.progress import Progress
+from hyperparameters import DEFAULTS, split_shares
+
+NIFTI_SLICE_FOLDERS = {split: f"keras_slices_{split}" for split in SPLITS}
+NIFTI_EXTENSIONS = (".nii", ".nii.gz")
+
+
+def _read_nifti(path):
+    """Voxels as float32 with singleton dimensions squeezed: [X, Y, Z] or [X, Y]."""
+    import nibabel
+
+    try:
+        voxels = np.asarray(nibabel.load(str(path)).dataobj, dtype=np.float32)
+    except Exception as error:  # nibabel, gzip and zlib raise many types for a broken file
+        raise DatasetError(f"{path}: not a readable NIfTI file ({error}); replace or delete it, "
+                           f"or pass --skip-bad true to skip unreadable files.") from error
+    voxels = np.squeeze(voxels)
+    if voxels.ndim not in (2, 3):
+        raise DatasetError(f"{path}: has {voxels.ndim} non-singleton dimensions "
+                           f"{voxels.shape}; expected one 3D volume or one 2D slice per file. "
+                           f"Split 4D series into 3D volumes (e.g. fslsplit) first.")
+    if not np.isfinite(voxels).all():
+        voxels = np.nan_to_num(voxels, nan=0.0, posinf=0.0, neginf=0.0)
+    return voxels
+
+
+def _volume_slices(path, image_size, slices_per_volume, num_slice_positions, case_id,
+                   slice_axis="axial", crop=True):
+    """Slices of one 3D volume (volumes.py) as (image, slice_index, case_id, path) tuples.
+
+    Returns:
+        (parts, note): note is None, or a phrase saying the volume gave fewer slices than asked.
+    """
+    cut = volumes.cut_slices(volumes.read_volume(path), slices_per_volume, axis=slice_axis,
+                             crop=crop)
+    parts = [(square_resize(image, image_size),
+              int(round(fraction * (num_slice_positions - 1))), case_id,
+              f"{path}:{slice_axis}={index}")
+             for image, fraction, index in zip(cut.images, cut.fractions, cut.indices)]
+    note = None
+    if len(cut.images) < cut.requested:
+        note = f"{len(cut.images)} distinct {slice_axis} slices instead of {cut.requested}"
+    return parts, note
+
+
+def _slice_image(path, voxels, image_size):
+    """One 2D NIfTI slice, upright, min-max scaled to [0, 1], square and resized."""
+    low, high = float(voxels.min()), float(voxels.max())
+    scaled = (voxels - low) / (high - low) if high > low else np.zeros_like(voxels)
+    return square_resize(np.flipud(scaled.T), image_size)  # upright, as volumes.upright
+
+
+def _nifti_files(folder):
+    files = list_files(folder, NIFTI_EXTENSIONS)
+    if not files:
+        raise DatasetError(f"no .nii or .nii.gz files in {folder}: put the NIfTI files there, "
+                           f"or point --data-dir at the right folder.")
+    return files
+
+
+def _load_nifti_slice_folder(folder, image_size, skip_bad, num_slice_positions):
+    """A folder of 2D NIfTI slices (one slice per file) as one SliceSet."""
+    files = _nifti_files(folder)
+    parts, skipped = [], []
+    for path, slice_index, case_id in order_by_case_slice(files, num_slice_positions):
+        try:
+            voxels = _read_nifti(path)
+            if voxels.ndim != 2:
+                raise DatasetError(f"{path}: a 3D volume {voxels.shape} among 2D slices; "
+                                   f"keras_slices_* folders need one 2D slice per file.")
+        except DatasetError as error:
+            if not skip_bad:
+                raise
+            skipped.append((path, str(error)))
+            continue
+        parts.append((_slice_image(path, voxels, image_size), slice_index, case_id, str(path)))
+    report_skipped(skipped, len(files), folder)
+    return concatenate_parts(parts, image_size, [str(path) for path, _ in skipped])
+
+
+def split_counts(count, split):
+    """Cases per split: fractions rounded, >= 1 train, >= 1 validate and test from 3 cases."""
+    fractions = np.asarray(split, dtype=np.float64)
+    if fractions.shape != (3,) or (fractions < 0).any() or fractions.sum() <= 0:
+        raise DatasetError(f"split={split!r}: give three non-negative fractions for "
+                           f"(train, validate, test), e.g. (0.8, 0.1, 0.1).")
+    fractions = fractions / fractions.sum()
+    validate = int(math.floor(count * fractions[1] + 0.5))
+    test = int(math.floor(count * fractions[2] + 0.5))
+    if count >= 3:
+        validate, test = max(validate, 1), max(test, 1)
+    while validate + test > count - 1 and (validate or test):  # keep one case for training
+        if test >= validate and test > 0:
+            test -= 1
+        else:
+            validate -= 1
+    return count - validate - test, validate, test
+
+
+def _split_by_case(parts, image_size, split, seed, skipped, folder, what="volumes"):
+    """Assigns whole cases to train/validate/test: sorted case ids, shuffled with `seed`.
+
+    Raises:
+        DatasetError: fewer than three cases.
+    """
+    cases = sorted({part[2] for part in parts})
+    if len(cases) < len(SPLITS):
+        raise DatasetError(
+            f"{folder}: {len(cases)} readable {what}, but splitting by subject needs at least "
+            f"{len(SPLITS)}, one each for train, validate and test (each split takes whole "
+            f"subjects, so no subject is both trained on and tested). Add {what}, or cut them "
+            f"into the OASIS PNG layout with a split of your own.")
+    order = np.random.default_rng(seed).permutation(len(cases))
+    shuffled = [cases[i] for i in order]
+    train_count, validate_count, _ = split_counts(len(cases), split)  # each >= 1 from 3 cases
+    assigned = {"train": set(shuffled[:train_count]),
+                "validate": set(shuffled[train_count:train_count + validate_count]),
+                "test": set(shuffled[train_count + validate_count:])}
+    return {name: concatenate_parts([part for part in parts if part[2] in members],
+                                    image_size, skipped)
+            for name, members in assigned.items()}
+
+
+def parse_split(text):
+    """`hyperparameters.split_shares`, with a DatasetError for malformed text."""
+    shares = split_shares(text)
+    if shares is None:
+        raise DatasetError(f"--split {text!r}: give three positive shares for train, validate "
+                           f"and test, e.g. 0.8,0.1,0.1 or 125,20,20 (subject counts).")
+    return shares
+
+
+def _nifti_dimensions(path):
+    """Number of non-singleton dimensions of a NIfTI file, from its header alone."""
+    import nibabel
+
+    try:
+        shape = nibabel.load(str(path)).shape
+    except Exception as error:  # nibabel, gzip and zlib raise many types for a broken file
+        raise DatasetError(f"{path}: not a readable NIfTI file ({error}); replace or delete it, "
+                           f"or pass --skip-bad true to skip unreadable files.") from error
+    dimensions = sum(1 for size in shape if size > 1)
+    if dimensions not in (2, 3):
+        raise DatasetError(f"{path}: has {dimensions} non-singleton dimensions {tuple(shape)}; "
+                           f"expected one 3D volume or one 2D slice per file. "
+                           f"Split 4D series into 3D volumes (e.g. fslsplit) first.")
+    return dimensions
+
+
+def load_nifti_folder(folder, image_size, slices_per_volume=DEFAULTS["slices_per_volume"],
+                      split=None, seed=DEFAULTS["seed"], skip_bad=False,
+                      num_slice_positions=DEFAULTS["num_slice_positions"],
+                      slice_axis=DEFAULTS["slice_axis"], crop=DEFAULTS["crop_to_head"]) -> dict:
+    """Loads NIfTI data: 3D volumes (split by case) or the keras_slices_* 2D slice layout.
+
+    A flat folder of 3D volumes is read as `volumes.py` describes: reoriented to RAS by its
+    affine, resampled to isotropic voxels, `slices_per_volume` slices along `slice_axis` spread
+    over 30%..75% of the non-empty extent (fewer, each once, where the axis is coarser; a warning
+    says so), cropped to the head, scaled by the 99.5th percentile of positive voxels. Each volume
+    is one case, and cases are assigned to splits by `split`. A flat folder of 2D slices is split
+    the same way by the case numbers in the names. With `keras_slices_{train,validate,test}`
+    folders, those splits are used as they are and each slice is min-max scaled.
+
+    Args:
+        folder: the NIfTI folder.
+        image_size: side of the square output images.
+        slices_per_volume: slices cut from each 3D volume (at most).
+        split: (train, validate, test) shares of the cases, e.g. (0.8, 0.1, 0.1) or (125, 20, 20);
+            None: the --split default.
+        seed: seed of the case shuffle.
+        skip_bad: skip unreadable files (recorded in `skipped` of every split) instead of raising.
+        num_slice_positions: size of the slice-index vocabulary.
+        slice_axis: "axial", "coronal" or "sagittal".
+        crop: crop the slices of each volume to its head box (with a margin).
+
+    Returns:
+        {"train", "validate", "test"} -> SliceSet.
+
+    Raises:
+        DatasetError: missing or empty folder, an unreadable or 4D file, a volume without a usable
+            affine, mixed 2D and 3D files, fewer than three subjects.
+    """
+    folder = check_folder(folder)
+    if any((folder / name).is_dir() for name in NIFTI_SLICE_FOLDERS.values()):
+        missing = [name for name in NIFTI_SLICE_FOLDERS.values() if not (folder / name).is_dir()]
+        if missing:
+            raise DatasetError(f"{folder} lacks {', '.join(missing)}: the NIfTI slice layout "
+                               f"needs {', '.join(NIFTI_SLICE_FOLDERS.values())} side by side.")
+        return {split_name: _load_nifti_slice_folder(folder / name, image_size, skip_bad,
+                                                     num_slice_positions)
+                for split_name, name in NIFTI_SLICE_FOLDERS.items()}
+    if slices_per_volume < 1:
+        raise DatasetError(f"slices_per_volume={slices_per_volume}: need at least 1.")
+    split = parse_split(DEFAULTS["split"]) if split is None else split
+    files = _nifti_files(folder)
+    parts_3d, parts_2d, skipped, fewer = [], [], [], []
+    progress = Progress(len(files), f"reading {len(files)} NIfTI files in {folder}")
+    for case_id, path in enumerate(files, start=1):
+        try:
+            if _nifti_dimensions(path) == 3:
+                parts, note = _volume_slices(path, image_size, slices_per_volume,
+                                             num_slice_positions, case_id, slice_axis, crop)
+                parts_3d += parts
+                if note:
+                    fewer.append((path, note))
+            else:
+                parts_2d.append((path, _read_nifti(path)))
+        except DatasetError as error:
+            if not skip_bad:
+                raise
+            skipped.append((path, str(error)))
+        progress.step()
+    progress.close()
+    report_skipped(skipped, len(files), folder)
+    if fewer:
+        print(f"warning: {len(fewer)} of {len(files)} volume(s) in {folder} have fewer distinct "
+              f"{slice_axis} slices in the slice range than --slices-per-volume "
+              f"{slices_per_volume} (first: {fewer[0][0].name}, {fewer[0][1]}); each slice is "
+              f"used once, none is repeated.", file=sys.stderr)
+    skipped_paths = [str(path) for path, _ in skipped]
+    if parts_3d and parts_2d:
+        raise DatasetError(f"{folder} mixes 3D volumes and 2D slices (e.g. {parts_2d[0][0].name}); "
+                           f"keep one kind per folder.")
+    if parts_2d:
+        voxels_by_path = dict(parts_2d)
+        parts = [(_slice_image(path, voxels_by_path[path], image_size), slice_index, case_id,
+                  str(path))
+                 for path, slice_index, case_id in order_by_case_slice(list(voxels_by_path),
+                                                                        num_slice_positions)]
+        return _split_by_case(parts, image_size, split, seed, skipped_paths, folder,
+                              what="subjects")
+    return _split_by_case(parts_3d, image_size, split, seed, skipped_paths, folder)

@@ -1,0 +1,417 @@
+"""Figures (PNG, matplotlib's Agg backend) of the metrics in metrics.py and the benchmarks.
+
+`plot_ssim_histogram`, `plot_metric_by_slice`, `plot_best_worst`, `plot_image_grid`,
+`plot_loss_curves`, `learning_curve`, `rate_distortion`, and `make_gif` to animate saved frames.
+"""
+import csv
+import math
+import pathlib
+
+import numpy as np
+
+from brainvq.errors import OutputBlocked
+from brainvq.evaluation.metrics import _as_batch, _check_same_shape
+
+FIGURE_DPI = 120
+
+
+def _pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path):
+    """Saves `figure` as a PNG at `path` (parent folders created), closes it, returns `path`.
+
+    Raises:
+        OutputBlocked: a folder (or, above it, a file) stands where the figure goes.
+    """
+    plt = _pyplot()
+    path = pathlib.Path(path)
+    blocked = next((parent for parent in path.parents if parent.is_file()), None)
+    if path.is_dir() or blocked is not None:
+        plt.close(figure)
+        what = (f"{path} is a folder" if blocked is None
+                else f"{blocked} is a file where a folder is needed")
+        raise OutputBlocked(f"{what}, so the figure {path.name} cannot be written: move it, or "
+                            f"choose another --images-dir")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=FIGURE_DPI)
+    plt.close(figure)
+    return path
+
+
+def plot_ssim_histogram(ssim_values, path, title="SSIM of reconstructions"):
+    """Histogram of SSIM values with the mean and mean ± std marked.
+
+    Args:
+        ssim_values: [N] values (non-finite ones are left out).
+        path: the PNG to write.
+        title: the figure title.
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    values = np.asarray(ssim_values, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    if values.size:
+        mean, std = values.mean(), values.std()
+        axes.hist(values, bins=min(40, max(5, values.size // 5)), color="tab:blue", alpha=0.75,
+                  edgecolor="white", label=f"n = {values.size}")
+        axes.axvline(mean, color="black", linewidth=2, label=f"mean {mean:.4f}")
+        axes.axvline(mean - std, color="black", linestyle="--", linewidth=1,
+                     label=f"± std {std:.4f}")
+        axes.axvline(mean + std, color="black", linestyle="--", linewidth=1)
+        axes.legend(loc="upper left")
+    else:
+        axes.text(0.5, 0.5, "no finite values", ha="center", va="center",
+                  transform=axes.transAxes)
+    axes.set_xlabel("SSIM")
+    axes.set_ylabel("number of images")
+    axes.set_title(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_metric_by_slice(slice_index, values, path, metric_name="SSIM"):
+    """A metric against slice position: every image as a faint dot, mean ± std per slice index.
+
+    Args:
+        slice_index: [N] slice index (position in the volume) of each image.
+        values: [N] metric values (pairs with a non-finite value or index are left out).
+        path: the PNG to write.
+        metric_name: name for the axis label and title.
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    index = np.asarray(slice_index, dtype=np.float64).ravel()
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if index.shape != values.shape:
+        raise ValueError(f"{index.size} slice indices for {values.size} values")
+    keep = np.isfinite(index) & np.isfinite(values)
+    index, values = index[keep], values[keep]
+    figure, axes = plt.subplots(figsize=(7.2, 4.2))
+    if values.size:
+        axes.scatter(index, values, s=8, color="tab:gray", alpha=0.3, zorder=1,
+                     label=f"images (n = {values.size})")
+        positions = np.unique(index)
+        means = np.array([values[index == position].mean() for position in positions])
+        stds = np.array([values[index == position].std() for position in positions])
+        axes.fill_between(positions, means - stds, means + stds, color="tab:blue", alpha=0.25,
+                          zorder=2, label="± std")
+        axes.plot(positions, means, color="tab:blue", marker="o", markersize=3, zorder=3,
+                  label="mean per slice index")
+        axes.legend(loc="best")
+    else:
+        axes.text(0.5, 0.5, "no finite values", ha="center", va="center",
+                  transform=axes.transAxes)
+    axes.set_xlabel("slice index")
+    axes.set_ylabel(metric_name)
+    axes.set_title(f"{metric_name} by slice index")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_best_worst(references, reconstructions, ssim_values, path, count=4):
+    """The worst and best reconstructions: original | reconstruction | |difference| per row.
+
+    Rows are the `count` lowest-SSIM images then the `count` highest; if there are no more than
+    2 * `count` images, all of them are shown, worst first. Images with a NaN SSIM are skipped.
+
+    Args:
+        references: originals [N, H, W] or [N, H, W, 1], values in [0, 1].
+        reconstructions: the same shape.
+        ssim_values: [N] SSIM of each pair.
+        path: the PNG to write.
+        count: rows for each of worst and best.
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    references, reconstructions = _as_batch(references), _as_batch(reconstructions)
+    _check_same_shape(references, reconstructions)
+    values = np.asarray(ssim_values, dtype=np.float64).ravel()
+    if values.size != len(references):
+        raise ValueError(f"{values.size} SSIM values for {len(references)} images")
+    order = np.flatnonzero(np.isfinite(values))
+    order = order[np.argsort(values[order], kind="stable")]
+    if order.size == 0:
+        raise ValueError("no finite SSIM values to rank")
+    if order.size <= 2 * count:
+        rows = [(f"rank {rank + 1}/{order.size}", index) for rank, index in enumerate(order)]
+    else:
+        rows = ([(f"worst {rank + 1}", index) for rank, index in enumerate(order[:count])]
+                + [(f"best {rank + 1}", index) for rank, index in
+                   enumerate(order[::-1][:count])][::-1])
+    differences = np.abs(references - reconstructions)
+    difference_max = max(float(max(differences[index].max() for _, index in rows)), 1e-6)
+    figure, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.5 * len(rows)), squeeze=False)
+    for row, (label, index) in enumerate(rows):
+        panels = ((references[index], f"{label}: original", "gray", 1.0),
+                  (reconstructions[index], f"reconstruction, SSIM {values[index]:.4f}", "gray",
+                   1.0),
+                  (differences[index], f"|difference| (max {differences[index].max():.3f})",
+                   "magma", difference_max))
+        for column, (image, title, cmap, vmax) in enumerate(panels):
+            axes[row, column].imshow(image, cmap=cmap, vmin=0.0, vmax=vmax)
+            axes[row, column].set_title(title, fontsize=9)
+            axes[row, column].axis("off")
+    figure.suptitle("Worst and best reconstructions by SSIM")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_image_grid(images, path, columns=8, titles=None, title=None):
+    """A grid of grayscale images shown on [0, 1].
+
+    Args:
+        images: [N, H, W] or [N, H, W, 1].
+        path: the PNG to write.
+        columns: images per row.
+        titles: optional N strings, one above each image.
+        title: optional figure title.
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    images = _as_batch(images)
+    if len(images) == 0:
+        raise ValueError("no images to plot")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"{len(titles)} titles for {len(images)} images")
+    columns = max(1, min(int(columns), len(images)))
+    rows = math.ceil(len(images) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.8 * columns, 1.8 * rows + 0.5),
+                                squeeze=False)
+    for number, axis in enumerate(axes.ravel()):
+        axis.axis("off")
+        if number < len(images):
+            axis.imshow(np.clip(images[number], 0.0, 1.0), cmap="gray", vmin=0.0, vmax=1.0)
+            if titles is not None:
+                axis.set_title(str(titles[number]), fontsize=8)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _read_csv_columns(csv_path):
+    """A CSV file as dict column -> float64 array (empty or unparsable cells -> NaN)."""
+    with open(csv_path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        fieldnames = [name.strip() for name in (reader.fieldnames or [])]
+        rows = list(reader)
+
+    def number(text):
+        try:
+            return float(text)
+        except (TypeError, ValueError):
+            return math.nan
+
+    return {name: np.array([number(row.get(raw)) for row in rows], dtype=np.float64)
+            for name, raw in zip(fieldnames, reader.fieldnames or [])}
+
+
+def plot_loss_curves(csv_path, path, columns=None):
+    """Training curves from a Keras CSVLogger file, on a linear and a log y-scale.
+
+    Each training column is a solid line and its "val_" counterpart, if logged, a dashed line
+    of the same colour.
+
+    Args:
+        csv_path: the CSV with an "epoch" column and one column per metric.
+        path: the PNG to write.
+        columns: the training columns to plot; by default every column whose name contains
+            "loss" and does not start with "val_".
+
+    Returns:
+        `path`.
+
+    Raises:
+        ValueError: if there is nothing to plot.
+    """
+    plt = _pyplot()
+    data = _read_csv_columns(csv_path)
+    if columns is None:
+        columns = [name for name in data if "loss" in name and not name.startswith("val_")]
+        if not columns:  # only validation losses logged
+            columns = [name for name in data if "loss" in name]
+    missing = [name for name in columns if name not in data]
+    if missing:
+        raise ValueError(f"columns {missing} not in {csv_path} (has {list(data)})")
+    if not columns:
+        raise ValueError(f"no loss columns in {csv_path} (has {list(data)})")
+    length = len(next(iter(data.values())))
+    epochs = data["epoch"] if "epoch" in data else np.arange(length, dtype=np.float64)
+    figure, (linear, logarithmic) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for number, name in enumerate(columns):
+        colour = colours[number % len(colours)]
+        series = [(name, data[name], "-")]
+        validation = "val_" + name
+        if validation in data and validation not in columns:
+            series.append((validation, data[validation], "--"))
+        for label, values, style in series:
+            positive = np.where(values > 0, values, np.nan)
+            linear.plot(epochs, values, style, color=colour, label=label, marker=".")
+            logarithmic.plot(epochs, positive, style, color=colour, label=label, marker=".")
+    logarithmic.set_yscale("log")
+    for axes, scale in ((linear, "linear"), (logarithmic, "log")):
+        axes.set_xlabel("epoch")
+        axes.set_ylabel("loss")
+        axes.set_title(f"Loss curves ({scale} scale)")
+        axes.grid(True, alpha=0.3, which="both" if scale == "log" else "major")
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def make_gif(frame_paths, path, duration_ms=400):
+    """An animated GIF (looping forever) from image frames, e.g. PNGs saved during training.
+
+    Frames are converted to RGB and resized to the first frame's size if they differ. Note
+    that Pillow merges consecutive identical frames into one longer frame.
+
+    Args:
+        frame_paths: paths of the frames, in order.
+        path: the GIF to write.
+        duration_ms: display time of each frame in milliseconds.
+
+    Returns:
+        `path`.
+    """
+    from PIL import Image
+
+    frame_paths = list(frame_paths)
+    if not frame_paths:
+        raise ValueError("no frames for the GIF")
+    frames = []
+    for frame_path in frame_paths:
+        with Image.open(frame_path) as frame:
+            frame = frame.convert("RGB")
+            if frames and frame.size != frames[0].size:
+                frame = frame.resize(frames[0].size)
+            frames.append(frame)
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(duration_ms),
+                   loop=0)
+    return path
+
+
+def learning_curve(rows, path, title=""):
+    """Held-out and training-subject SSIM against the number of training subjects.
+
+    Args:
+        rows: dicts with "subjects", "train_ssim", "test_ssim", "test_ssim_std" and
+            "test_brain_ssim" (benchmark.py learning-curve).
+        path: the PNG to write.
+        title: a line under the figure's title (e.g. the budget).
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    subjects = np.array([row["subjects"] for row in rows], dtype=np.float64)
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    axes.plot(subjects, [row["train_ssim"] for row in rows], "o--", color="tab:gray",
+              label="training subjects")
+    axes.errorbar(subjects, [row["test_ssim"] for row in rows],
+                  yerr=[row["test_ssim_std"] for row in rows], fmt="o-", color="tab:blue",
+                  capsize=3, label="held-out test subjects (± std)")
+    axes.plot(subjects, [row["test_brain_ssim"] for row in rows], "s-", color="tab:orange",
+              label="held-out, inside the brain")
+    axes.set_xscale("log")
+    axes.set_xticks(subjects)
+    axes.set_xticklabels([str(int(count)) for count in subjects])
+    axes.set_xlabel("training subjects")
+    axes.set_ylabel("mean SSIM of reconstructions")
+    axes.set_title("VQ-VAE reconstructions against training-set size"
+                   + (f"\n{title}" if title else ""))
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def rate_distortion(rows, path, title=""):
+    """Held-out SSIM (left) and brain SSIM (right) against code bits per image, one marker
+    per design: the designs compared with ("baseline") grey, our single level blue, VQ-VAE-2
+    green, each family's points joined by a line (its curve); hollow markers with the
+    adversarial loss. One legend below names every design.
+
+    Args:
+        rows: dicts with "label", "bits", "test_ssim", "test_ssim_std", "test_brain_ssim",
+            "levels", "adversarial" and "baseline" (benchmark.py rate-distortion).
+        path: the PNG to write.
+        title: a line under the figure's title (e.g. the budget and data).
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    figure, panels = plt.subplots(1, 2, figsize=(11, 5.2))
+    fewest, most = min(row["bits"] for row in rows), max(row["bits"] for row in rows)
+    ticks = [2 ** power for power in range(6, 16) if fewest / 2 <= 2 ** power <= most * 2]
+    markers = iter("osD^vP*Xhp<>" * 4)
+    marker_of = {row["label"]: next(markers) for row in rows}
+    # our curves: one per (levels, adversarial) family with two points or more, by rate
+    curves = {}
+    for row in sorted(rows, key=lambda row: row["bits"]):
+        if not row["baseline"]:
+            curves.setdefault((row["levels"], row["adversarial"]), []).append(row)
+    for axes, key, name in ((panels[0], "test_ssim", "mean SSIM"),
+                            (panels[1], "test_brain_ssim", "mean brain SSIM")):
+        for (levels, adversarial), members in curves.items():
+            if len(members) > 1:
+                axes.plot([row["bits"] for row in members], [row[key] for row in members],
+                          color="tab:green" if levels == 2 else "tab:blue",
+                          linestyle=":" if adversarial else "-", alpha=0.5)
+        for row in rows:
+            color = ("tab:gray" if row["baseline"]
+                     else "tab:green" if row["levels"] == 2 else "tab:blue")
+            axes.errorbar(row["bits"], row[key],
+                          yerr=row["test_ssim_std"] if key == "test_ssim" else None,
+                          fmt=marker_of[row["label"]], color=color, capsize=3, markersize=7,
+                          markerfacecolor="white" if row["adversarial"] else color,
+                          label=row["label"])
+        axes.set_xscale("log")
+        axes.set_xticks(ticks, [f"{tick:,}" for tick in ticks])
+        axes.minorticks_off()
+        axes.set_xlim(fewest / 1.5, most * 1.5)
+        axes.set_xlabel("code bits per image")
+        axes.set_ylabel(f"{name} of held-out reconstructions")
+        axes.grid(alpha=0.3)
+    handles, labels = panels[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8,
+                  frameon=False)
+    figure.suptitle("Rate and distortion on held-out subjects" + (f"\n{title}" if title else ""))
+    figure.tight_layout(rect=(0, 0.06 + 0.035 * ((len(labels) - 1) // 3), 1, 1))
+    return _save(figure, path)
+
+
+def plot_reconstructions(originals, reconstructions, ssim_values, path):
+    """Two rows: originals above their reconstructions, SSIM in each title."""
+    plt = _pyplot()
+    count = len(originals)
+    figure, axes = plt.subplots(2, count, figsize=(1.8 * count, 4.3), squeeze=False)
+    for column in range(count):
+        axes[0, column].imshow(originals[column, ..., 0], cmap="gray", vmin=0, vmax=1)
+        axes[1, column].imshow(reconstructions[column, ..., 0], cmap="gray", vmin=0, vmax=1)
+        axes[1, column].text(0.5, -0.04, f"SSIM {ssim_values[column]:.3f}", fontsize=9,
+                             ha="center", va="top", transform=axes[1, column].transAxes)
+        for row in range(2):
+            axes[row, column].axis("off")
+    figure.suptitle("Test slices (top) and their VQ-VAE reconstructions (bottom)")
+    figure.tight_layout()
+    return _save(figure, path)

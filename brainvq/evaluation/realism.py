@@ -1,0 +1,334 @@
+"""Do sampled slices look like brains? Checks against real anatomy, with no downloaded weights.
+
+Three families of figures, each printed beside the same figure for held-out real slices (the
+floor a perfect generator would reach):
+
+* **Anatomical plausibility** (`shape_statistics`, `plausible`): per image a brain mask
+  (threshold, hole fill, largest component) and its shape statistics; an image is plausible when
+  every statistic lies within the range of the real training slices (widened by 10% of its
+  width on each side).
+* **Distribution distances** in the feature space of a small CNN trained on the real training
+  slices only (`feature_network.py`): Fréchet distance, KID (kernel inception distance with the
+  cubic polynomial kernel, unbiased), and k-NN precision and recall (Kynkäänniemi et al., 2019).
+* **Slice position**: for slice-conditioned samples, how often the feature network's predicted
+  position lies within 2 positions of the requested one (`position_accuracy`).
+"""
+import numpy as np
+from scipy import ndimage
+
+from brainvq.evaluation import feature_network, sample_metrics
+from brainvq.generation import generate as inference
+
+# Intensity above which a pixel is tissue: the images are scaled so that the brain's bright end
+# is 1, and background (air) stays near 0.
+TISSUE_THRESHOLD = 0.1
+# Random subsets averaged when a larger set is scored at a smaller set's size (equal_size_report).
+EQUAL_SIZE_DRAWS = 20
+# Each statistic and what it measures; all are computed on the brain mask of one image.
+SHAPE_STATISTICS = {
+    "components": "tissue fragments of at least 0.5% of the image (a brain is one)",
+    "area": "fraction of the image inside the brain mask",
+    "solidity": "mask area / area of its convex hull (dents and splits lower it)",
+    "smoothness": "perimeter of the convex hull / perimeter of the mask (ragged outlines lower it)",
+    "symmetry": "IoU of the mask with its mirror image about its own centre column",
+    "intensity": "mean intensity inside the mask",
+    "contrast": "standard deviation of the intensity inside the mask",
+}
+
+
+def _largest_filled_component(foreground):
+    labels, count = ndimage.label(foreground)
+    if count == 0:
+        return np.zeros_like(foreground, dtype=bool), labels, count
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return ndimage.binary_fill_holes(labels == int(np.argmax(sizes))), labels, sizes
+
+
+def shape_statistics(image, threshold=TISSUE_THRESHOLD):
+    """The shape statistics (`SHAPE_STATISTICS`) of the brain mask of one image.
+
+    Args:
+        image: [H, W] or [H, W, 1], values in [0, 1].
+        threshold: intensity above which a pixel is tissue.
+
+    Returns:
+        dict of floats, one per key of `SHAPE_STATISTICS`; an image with no tissue gets zeros
+        (and 0 components), which no real slice has.
+    """
+    from skimage.measure import perimeter
+    from skimage.morphology import convex_hull_image
+
+    image = np.asarray(image, dtype=np.float64)
+    image = image[..., 0] if image.ndim == 3 else image
+    mask, labels, sizes = _largest_filled_component(image > threshold)
+    if not mask.any():
+        return {name: 0.0 for name in SHAPE_STATISTICS}
+    minimum = 0.005 * image.size
+    components = int((np.asarray(sizes)[1:] >= minimum).sum())
+    hull = convex_hull_image(mask)
+    columns = np.nonzero(mask.any(axis=0))[0]
+    low, high = columns.min(), columns.max()
+    mirrored = np.zeros_like(mask)
+    mirrored[:, low:high + 1] = mask[:, low:high + 1][:, ::-1]  # about the mask's centre column
+    inside = image[mask]
+    return {
+        "components": float(components),
+        "area": float(mask.mean()),
+        "solidity": float(mask.sum() / max(hull.sum(), 1)),
+        "smoothness": float(perimeter(hull) / max(perimeter(mask), 1e-9)),
+        "symmetry": float((mask & mirrored).sum() / max((mask | mirrored).sum(), 1)),
+        "intensity": float(inside.mean()),
+        "contrast": float(inside.std()),
+    }
+
+
+def statistics_table(images):
+    """[N, len(SHAPE_STATISTICS)] shape statistics of a batch of images, columns in the order
+    of `SHAPE_STATISTICS`."""
+    return np.array([[stats[name] for name in SHAPE_STATISTICS]
+                     for stats in map(shape_statistics, np.asarray(images))]).reshape(
+                         -1, len(SHAPE_STATISTICS))
+
+
+def plausibility_ranges(training_images, margin=0.1):
+    """(low, high) per statistic: the range of the real training slices, widened by `margin`
+    times its width on each side (a finite training set never shows the extremes of real
+    anatomy: without it, a few held-out real slices fall just outside)."""
+    table = statistics_table(training_images)
+    low, high = table.min(axis=0), table.max(axis=0)
+    return low - margin * (high - low), high + margin * (high - low)
+
+
+def plausible(images, ranges):
+    """Which images are anatomically plausible, and which statistics fail.
+
+    Args:
+        images: [N, H, W, 1] images in [0, 1].
+        ranges: (low, high) from `plausibility_ranges`.
+
+    Returns:
+        (ok [N] bool, failures {statistic: count of images outside its range}).
+    """
+    table = statistics_table(images)
+    low, high = ranges
+    inside = (table >= low) & (table <= high)
+    failures = {name: int((~inside[:, column]).sum())
+                for column, name in enumerate(SHAPE_STATISTICS)}
+    return inside.all(axis=1), failures
+
+
+# ---------------------------------------------------------------------------------------------
+# Distribution distances in a feature space
+# ---------------------------------------------------------------------------------------------
+
+def kernel_inception_distance(features_a, features_b):
+    """Unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3 (Bińkowski et al., 2018).
+
+    Args:
+        features_a: [N, d] features (N >= 2); features_b: [M, d] (M >= 2).
+
+    Returns:
+        float (~0 for two samples of one distribution; can be slightly negative).
+    """
+    a = np.asarray(features_a, np.float64)
+    b = np.asarray(features_b, np.float64)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("KID needs at least 2 feature vectors per set")
+    dimension = a.shape[1]
+    kernel_aa = (a @ a.T / dimension + 1.0) ** 3
+    kernel_bb = (b @ b.T / dimension + 1.0) ** 3
+    kernel_ab = (a @ b.T / dimension + 1.0) ** 3
+    n, m = len(a), len(b)
+    within_a = (kernel_aa.sum() - np.trace(kernel_aa)) / (n * (n - 1))
+    within_b = (kernel_bb.sum() - np.trace(kernel_bb)) / (m * (m - 1))
+    return float(within_a + within_b - 2.0 * kernel_ab.mean())
+
+
+def _pairwise_distances(a, b):
+    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def knn_radii(points, k):
+    """Distance from each point to its k-th nearest neighbour among `points` (itself excluded)."""
+    points = np.asarray(points, np.float64)
+    within = _pairwise_distances(points, points)
+    return np.sort(within, axis=1)[:, min(k, len(points) - 1)]  # column 0: the point itself
+
+
+def _coverage(reference, queries, k, radii=None):
+    """Fraction of `queries` inside the k-NN ball of at least one `reference` point (`radii`:
+    the reference's `knn_radii`, when already known)."""
+    radii = knn_radii(reference, k) if radii is None else radii
+    return float((_pairwise_distances(queries, reference) <= radii[None, :]).any(axis=1).mean())
+
+
+def precision_recall(real_features, fake_features, k=3, real_radii=None):
+    """k-NN precision and recall (Kynkäänniemi et al., 2019).
+
+    Precision: the fraction of generated points inside the real manifold (the union of the
+    balls reaching each real point's k-th nearest real neighbour); recall: the fraction of real
+    points inside the generated manifold.
+
+    Args:
+        real_radii: `knn_radii(real_features, k)`, to skip recomputing it for each call.
+
+    Returns:
+        (precision, recall), each in [0, 1].
+    """
+    real = np.asarray(real_features, np.float64)
+    fake = np.asarray(fake_features, np.float64)
+    return _coverage(real, fake, k, real_radii), _coverage(fake, real, k)
+
+
+def distribution_report(reference, candidates, k=3, reference_radii=None):
+    """Fréchet distance, KID, precision and recall of each candidate set against `reference`.
+
+    Args:
+        reference: [N, d] features of the real training slices.
+        candidates: {name: [M, d] features}, e.g. held-out real slices (the floor) and samples.
+        reference_radii: `knn_radii(reference, k)`, when already known.
+
+    Returns:
+        {name: {"frechet", "kid", "precision", "recall"}}.
+    """
+    if reference_radii is None:
+        reference_radii = knn_radii(reference, k)
+    return {name: {"frechet": sample_metrics.frechet_distance(reference, features),
+                   "kid": kernel_inception_distance(reference, features),
+                   **dict(zip(("precision", "recall"),
+                              precision_recall(reference, features, k, reference_radii)))}
+            for name, features in candidates.items()}
+
+
+def equal_size_report(reference, candidates, k=3, seed=0, draws=EQUAL_SIZE_DRAWS):
+    """`distribution_report` with every candidate set scored at the same size.
+
+    Fréchet distance and recall depend on how many points a set has (the Fréchet distance of
+    128 real slices to the training slices is about three times that of 640 of them), so a
+    floor measured on more or fewer held-out slices than there are samples is not a fair floor.
+    Every candidate set is scored at the size of the smallest one: a larger set is scored on
+    `draws` random subsets of that size and the figures are averaged. The subsets depend on
+    `seed` and the sets' sizes only, so runs scored on the same held-out slices share one floor.
+
+    Returns:
+        ({name: {"frechet", "kid", "precision", "recall"}}, the common size).
+    """
+    size = min(len(features) for features in candidates.values())
+    radii = knn_radii(reference, k)
+    report = {}
+    for name, features in candidates.items():
+        if len(features) == size:
+            report.update(distribution_report(reference, {name: features}, k, radii))
+            continue
+        rng = np.random.default_rng([seed, len(features), size])
+        subsets = [features[rng.choice(len(features), size, replace=False)]
+                   for _ in range(draws)]
+        rows = [distribution_report(reference, {name: subset}, k, radii)[name]
+                for subset in subsets]
+        report[name] = {metric: float(np.mean([row[metric] for row in rows]))
+                        for metric in rows[0]}
+    return report, size
+
+
+def position_accuracy(predicted, requested, tolerance=2):
+    """Fraction of predicted slice positions within `tolerance` of the requested ones."""
+    predicted, requested = np.asarray(predicted, float), np.asarray(requested, float)
+    return float((np.abs(predicted - requested) <= tolerance).mean())
+
+
+# --- a trained run's samples, judged -------------------------------------------------------
+
+def conditional_positions(slices, count):
+    """`count` requested slice positions cycling through the positions the real slices have."""
+    present = np.unique(np.asarray(slices.slice_index))
+    return present[np.arange(count) % len(present)].astype(np.int32)
+
+
+def realism_report(values, vqvae, output_dir, train, held_out, samples, count, seed,
+                   temperature=None, top_k=None, verbose=True, feature_figures=True,
+                   cache_dir=None):
+    """Judges samples against real anatomy, each figure beside its real floor.
+
+    Args:
+        train: the real training slices (ranges of the shape statistics; the feature network).
+        held_out: real slices of subjects the models never saw (the floor).
+        samples: [N, S, S, 1] unconditional samples.
+        count: how many slice-conditioned samples to draw for the position check.
+        feature_figures: also train (once) the feature network and report the figures in its
+            space (Fréchet distance, KID, precision, recall, position); False: plausibility only.
+        cache_dir: where the feature network is kept (default: `output_dir`).
+
+    Returns:
+        dict of the figures (see the printed table).
+    """
+    positions = values["num_slice_positions"]
+    requested = conditional_positions(train, count)
+    conditioned, _ = inference.generate(values, vqvae, output_dir, count, slice_index=requested,
+                                        temperature=temperature, top_k=top_k, seed=seed + 1)
+    reconstructed = inference.reconstruct(vqvae, held_out.images)
+    ranges = plausibility_ranges(train.images)
+    sample_ok, failures = plausible(samples, ranges)
+    real_ok, _ = plausible(held_out.images, ranges)
+    reconstructed_ok, _ = plausible(reconstructed, ranges)
+    conditioned_ok, _ = plausible(conditioned, ranges)
+    figures = {
+        "plausible_samples": float(sample_ok.mean()), "plausible_real": float(real_ok.mean()),
+        "plausible_reconstructed": float(reconstructed_ok.mean()),
+        "plausible_conditioned": float(conditioned_ok.mean()),
+    }
+    distances = {}
+    if feature_figures:
+        network = feature_network.load_or_train(cache_dir or output_dir, train.images,
+                                                train.slice_index,
+                                                positions, seed=values["seed"])
+        train_features, _ = feature_network.features_and_positions(network, train.images,
+                                                                   positions)
+        real_features, real_positions = feature_network.features_and_positions(
+            network, held_out.images, positions)
+        fake_features, _ = feature_network.features_and_positions(network, samples, positions)
+        decoded_features, _ = feature_network.features_and_positions(network, reconstructed,
+                                                                     positions)
+        conditioned_features, conditioned_positions = feature_network.features_and_positions(
+            network, conditioned, positions)
+        # One fixed draw of subsets, not the sampling seed's: runs on the same data, one floor.
+        distances, compared_size = equal_size_report(
+            train_features, {"real": real_features, "reconstructed": decoded_features,
+                             "samples": fake_features, "conditioned": conditioned_features})
+        figures.update({
+            "compared_set_size": compared_size,
+            "position_within_2_samples": position_accuracy(conditioned_positions, requested),
+            "position_within_2_real": position_accuracy(real_positions, held_out.slice_index),
+            **{f"{metric}_{name}": value for name, row in distances.items()
+               for metric, value in row.items()},
+        })
+    if verbose:
+        print(f"\nRealism against real anatomy: {count} unconditional and {count} "
+              f"slice-conditioned samples (positions cycling through the training slices') vs "
+              f"{len(held_out)} held-out real slices (the floor) and their reconstructions "
+              f"(what this decoder allows), each against the {len(train)} real training slices")
+        print(f"  {'':34s} {'samples':>10s} {'conditioned':>12s} {'real (floor)':>13s} "
+              f"{'reconstructed':>14s}")
+        print(f"  {'anatomically plausible':34s} {sample_ok.mean():10.1%} "
+              f"{conditioned_ok.mean():12.1%} {real_ok.mean():13.1%} "
+              f"{reconstructed_ok.mean():14.1%}")
+        if distances:
+            print(f"  (distribution figures: each set at {compared_size} slices, a larger set "
+                  f"averaged over {EQUAL_SIZE_DRAWS} random subsets of that size)")
+            for metric, label in (("frechet", "Fréchet distance (features)"), ("kid", "KID"),
+                                  ("precision", "k-NN precision"), ("recall", "k-NN recall")):
+                print(f"  {label:34s} {distances['samples'][metric]:10.4f} "
+                      f"{distances['conditioned'][metric]:12.4f} "
+                      f"{distances['real'][metric]:13.4f} "
+                      f"{distances['reconstructed'][metric]:14.4f}")
+            print(f"  {'position within 2 of the request':34s} {'':>10s} "
+                  f"{figures['position_within_2_samples']:12.1%} "
+                  f"{figures['position_within_2_real']:13.1%}")
+        else:
+            print("  (feature-network figures not computed: Fréchet distance, KID, precision, "
+                  "recall, slice position)")
+        failing = ", ".join(f"{name} {number}" for name, number in failures.items() if number)
+        if failing:
+            print(f"  samples outside the real range, per statistic: {failing}")
+    return figures

@@ -1,0 +1,110 @@
+"""What similarity.py reports: the reconstruction metrics of a split (table, CSV, figures) and
+the sample metrics (realism, diversity, distribution distances), each printed and returned."""
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+from brainvq.evaluation import figures, metrics, realism, sample_metrics
+from brainvq.generation import generate as inference
+from brainvq.progress import Progress
+
+
+def encoder_features(vqvae, images, batch_size=64):
+    """Per-image features for the Fréchet distance: mean and std of the encoder output over
+    the grid, [N, 2 * code_dim]. Uses the frozen VQ-VAE encoder, so no downloaded weights."""
+    latents = vqvae.encoder.predict(images, batch_size=batch_size, verbose=0)
+    return np.concatenate([latents.mean(axis=(1, 2)), latents.std(axis=(1, 2))], axis=1)
+
+
+def segmentation_path(image_path):
+    """Where the OASIS layout keeps the segmentation of a slice PNG: `keras_png_slices_test/
+    case_001_slice_0.nii.png` -> `keras_png_slices_seg_test/seg_001_slice_0.nii.png`."""
+    image_path = pathlib.Path(str(image_path))
+    folder = image_path.parent
+    if not folder.name.startswith("keras_png_slices_"):
+        return None
+    seg_folder = folder.with_name(folder.name.replace("keras_png_slices_",
+                                                      "keras_png_slices_seg_", 1))
+    return seg_folder / image_path.name.replace("case_", "seg_", 1)
+
+
+def segmentation_masks(slices, image_size):
+    """Brain masks [N, S, S] from the OASIS segmentations (label > 0) when every slice has one;
+    None otherwise (the metrics then use threshold masks)."""
+    paths = [segmentation_path(path) for path in slices.paths]
+    if not paths or any(path is None or not path.is_file() for path in paths):
+        return None
+    masks = []
+    for path in paths:
+        with Image.open(path) as segmentation:
+            labels = segmentation.convert("L").resize((image_size, image_size), Image.NEAREST)
+            masks.append(np.asarray(labels) > 0)
+    return np.stack(masks)
+
+
+def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
+    """Computes, prints and plots the reconstruction metrics of the split `test` (named
+    `split` in the printout); the per-image CSV goes to `output_dir`."""
+    reconstructions = inference.reconstruct(vqvae, test.images)
+    masks = segmentation_masks(test, vqvae.image_size)
+    progress = Progress(len(test), f"scoring {len(test)} reconstructions", minimum=200)
+    per_image = metrics.per_image_metrics(test.images, reconstructions, masks=masks,
+                                          progress=progress)
+    progress.close()
+    source = "OASIS segmentations" if masks is not None else "a threshold of the original"
+    print(f"Reconstruction metrics over {len(test)} {split} slices (brain mask from {source})")
+    print(metrics.summary_table(per_image))
+    print("  sharpness: mean gradient magnitude of the reconstruction over the original's, inside "
+          "the brain (1 = as sharp; blur shows below 1)")
+    csv_path = pathlib.Path(output_dir) / "reconstruction_metrics.csv"
+    metrics.write_metrics_csv(csv_path, per_image, [str(p) for p in test.paths],
+                              extra_columns={"slice_index": test.slice_index})
+    written = [
+        figures.plot_ssim_histogram(per_image["ssim"], images_dir / "ssim_histogram.png"),
+        figures.plot_metric_by_slice(test.slice_index, per_image["ssim"],
+                                     images_dir / "ssim_by_slice.png"),
+        figures.plot_best_worst(test.images, reconstructions, per_image["ssim"],
+                                images_dir / "best_worst.png"),
+    ]
+    print(f"per-image metrics: {csv_path}")
+    print("figures: " + ", ".join(str(path) for path in written))
+    return per_image
+
+
+def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_figures=True,
+                  cache_dir=None):
+    """Samples `count` slices and prints realism, diversity and distribution distances
+    (`feature_figures`: also those in the feature network's space, `realism.realism_report`,
+    whose network is kept in `cache_dir`, by default the run folder)."""
+    samples, sampled_codes = inference.generate(values, vqvae, output_dir, count, seed=seed)
+    progress = Progress(count, f"nearest training slice of {count} samples", minimum=200)
+    nearest, _ = sample_metrics.nearest_neighbour_ssim(samples, train.images, progress=progress)
+    progress.close()
+    copies = sample_metrics.memorisation_flags(nearest)
+    diversity_mean, diversity_std = sample_metrics.pairwise_ms_ssim(samples, max_pairs=500,
+                                                                    seed=seed)
+    real_features = encoder_features(vqvae, test.images)
+    fake_features = encoder_features(vqvae, samples)
+    frechet = sample_metrics.frechet_distance(real_features, fake_features)
+    real_codes = sample_metrics.code_histogram(inference.encode_all(vqvae, test.images),
+                                        values["num_codes"])
+    fake_codes = sample_metrics.code_histogram(np.asarray(sampled_codes), values["num_codes"])
+    distances = sample_metrics.histogram_distance(real_codes, fake_codes)
+    print(f"\nSample metrics over {count} samples (seed {seed})")
+    print(f"  nearest-training-slice SSIM: {nearest.mean():.4f} ± {nearest.std():.4f} "
+          f"(max {nearest.max():.4f})")
+    if copies.any():
+        print(f"  WARNING: {int(copies.sum())} sample(s) are near-copies of training slices "
+              f"(SSIM ≥ 0.95): the prior may be memorising")
+    print(f"  pairwise MS-SSIM among samples: {diversity_mean:.4f} ± {diversity_std:.4f} "
+          f"(lower = more diverse)")
+    print(f"  Fréchet distance, encoder features, test vs samples: {frechet:.4f}")
+    print(f"  code-usage histogram, samples vs test: total variation "
+          f"{distances['total_variation']:.4f}, JS divergence "
+          f"{distances['js_divergence_bits']:.4f} bits")
+    realism_figures = realism.realism_report(values, vqvae, output_dir, train, test, samples,
+                                             count, seed, feature_figures=feature_figures,
+                                             cache_dir=cache_dir)
+    return {"nearest_ssim": nearest, "diversity": diversity_mean, "frechet": frechet,
+            **distances, **realism_figures}

@@ -1,0 +1,161 @@
+"""Using a trained run: its evaluation split, reconstructions, code grids and new samples.
+
+predict.py, similarity.py, train.py and benchmark.py share these, so no script imports another.
+"""
+import pathlib
+
+import keras
+import numpy as np
+
+from brainvq.data import layouts
+from brainvq.errors import OutputBlocked
+from brainvq.evaluation import figures, metrics
+from brainvq.generation import sampling
+from brainvq.progress import Progress
+from brainvq.runs import folder as runs
+
+SAMPLING_BATCH = 128  # grids per compiled sampling call (more samples show a progress line)
+
+
+def load_test_split(values, split="test"):
+    """The evaluation split of the run's data (the demo data if its folder is absent)."""
+    splits, description = layouts.load_splits_for(values)
+    print(description)
+    return splits[split]
+
+
+def reconstruct(vqvae, images, batch_size=32):
+    """Reconstructions of `images` [N, S, S, 1], clipped to [0, 1]."""
+    return np.clip(vqvae.predict(images, batch_size=batch_size, verbose=0), 0.0, 1.0)
+
+
+def encode_all(vqvae, images, batch_size=64, what="slices"):
+    """Code grids [N, g, g] int32 of `images` (packed two-level codes [N, t*t + g*g] for a
+    VQ-VAE-2), in batches (a progress line, "encoding N {what}", for large sets)."""
+    starts = range(0, len(images), batch_size)
+    progress = Progress(len(starts), f"encoding {len(images)} {what}", minimum=50)
+    grids = []
+    for start in starts:
+        grids.append(keras.ops.convert_to_numpy(vqvae.encode(images[start:start + batch_size])))
+        progress.step()
+    progress.close()
+    if not grids:
+        return np.zeros((0,) + tuple(vqvae.code_shape), np.int32)
+    return np.concatenate(grids).astype(np.int32)
+
+
+def write_samples(images, images_dir, slice_index=None):
+    """Writes a grid of samples and each sample as its own PNG; returns the grid's path."""
+    from PIL import Image
+
+    images_dir = pathlib.Path(images_dir)
+    folder = images_dir / "samples"
+    if folder.exists() and not folder.is_dir():
+        raise OutputBlocked(f"{folder} is a file, not a folder: the samples go there. Move the "
+                            f"file, or choose another --images-dir")
+    folder.mkdir(parents=True, exist_ok=True)
+    for earlier in folder.glob("sample_*.png"):  # the folder holds one call's samples
+        earlier.unlink()
+    for number, image in enumerate(images):
+        pixels = (np.clip(image[..., 0], 0, 1) * 255).round().astype(np.uint8)
+        Image.fromarray(pixels, mode="L").save(folder / f"sample_{number:03d}.png")
+    condition = "unconditional" if slice_index is None else f"slice index {slice_index}"
+    grid = images_dir / "samples.png"
+    figures.plot_image_grid(images, grid, columns=min(8, len(images)),
+                            title=f"{len(images)} new synthetic slices ({condition})")
+    return grid
+
+
+def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8, columns=6,
+                           temperature=None, top_k=None, seed=None):
+    """A figure of slice-conditioned samples: one row per slice position, from the bottom of the
+    brain (top row) to its top, `columns` samples each; the positions are spread over those
+    the run's training slices had (or, for a run that did not record them, those of `slices`).
+    Returns the figure's path."""
+    counts = runs.slice_position_counts(output_dir, values["num_slice_positions"])
+    if counts is not None and counts.sum() > 0:
+        present = np.flatnonzero(counts > 0)
+    elif slices is not None:
+        present = np.unique(np.asarray(slices.slice_index))
+    else:
+        present = np.arange(values["num_slice_positions"])
+    positions = present[np.linspace(0, len(present) - 1, min(rows, len(present))).round()
+                        .astype(int)]
+    requested = np.repeat(positions, columns).astype(np.int32)
+    images, _ = generate(values, vqvae, output_dir, len(requested), slice_index=requested,
+                         temperature=temperature, top_k=top_k, seed=seed)
+    titles = [f"slice {position}" if column == 0 else ""
+              for position in positions for column in range(columns)]
+    return figures.plot_image_grid(
+        images, pathlib.Path(images_dir) / "samples_by_slice.png", columns=columns,
+        titles=titles, title="Slice-conditioned samples, one row per slice position "
+                             "(bottom of the brain first)")
+
+
+def generate(values, vqvae, output_dir, count, slice_index=None, temperature=None, top_k=None,
+             seed=None):
+    """Samples `count` code grids from the prior and decodes them into images [N, S, S, 1].
+
+    With `slice_index` None the samples are unconditional: as `values["unconditional"]` says,
+    each one's slice position drawn as often as the training slices have it and the grid
+    sampled conditioned on it ("positions"), or the grid sampled under the prior's
+    no-condition row ("null").
+    """
+    prior = runs.load_prior(output_dir)
+    seed = values["seed"] if seed is None else seed
+    if slice_index is None and values["unconditional"] == "positions":
+        slice_index = runs.draw_slice_positions(output_dir, values["num_slice_positions"],
+                                                count, seed)
+    progress = Progress(count, f"sampling {count} slices", minimum=SAMPLING_BATCH + 1)
+    codes = sampling.sample_codes(
+        prior, count, vqvae.grid_size, slice_index=slice_index,
+        temperature=values["temperature"] if temperature is None else temperature,
+        top_k=min(values["top_k"] if top_k is None else top_k, prior.num_codes),  # k >= K: all
+        seed=seed, batch_size=SAMPLING_BATCH,
+        progress=progress)
+    progress.close()
+    images = [keras.ops.convert_to_numpy(vqvae.decode_codes(codes[start:start + SAMPLING_BATCH]))
+              for start in range(0, len(codes), SAMPLING_BATCH)]
+    return np.clip(np.concatenate(images), 0.0, 1.0), codes
+
+
+def check_slice(slice_index, values, output_dir):
+    """Refuses, in one line, a --slice outside the run's slice positions or at a position no
+    training slice had (its condition was never trained)."""
+    positions = values["num_slice_positions"]
+    if slice_index is None:
+        return
+    if not 0 <= slice_index < positions:
+        raise runs.RunError(f"--slice {slice_index} is out of range: this run's slice positions "
+                            f"run from 0 to {positions - 1}; leave --slice out for "
+                            f"unconditional samples")
+    counts = runs.slice_position_counts(output_dir, positions)
+    if counts is not None and counts[slice_index] <= 0:
+        trained = np.flatnonzero(counts > 0)
+        raise runs.RunError(f"--slice {slice_index}: no training slice had this position, so "
+                            f"its condition was never trained; this run was trained at "
+                            f"positions {_ranges(trained)}")
+
+
+def _ranges(numbers):
+    """[0, 1, 2, 5, 7, 8] -> "0-2, 5, 7-8"."""
+    parts, start = [], None
+    for index, number in enumerate(numbers):
+        if start is None:
+            start = number
+        if index + 1 == len(numbers) or numbers[index + 1] != number + 1:
+            parts.append(f"{start}" if start == number else f"{start}-{number}")
+            start = None
+    return ", ".join(parts)
+
+
+def reconstruction_figure(vqvae, test, images_dir, count=8):
+    """`reconstructions.png`: `count` test slices over their reconstructions, with SSIM; returns
+    (the figure's path, per-slice SSIM of the whole split)."""
+    reconstructions = reconstruct(vqvae, test.images)
+    ssim_values = np.array([metrics.ssim(a, b) for a, b in zip(test.images, reconstructions)])
+    shown = np.linspace(0, len(test) - 1, min(count, len(test))).round().astype(int)
+    figure = figures.plot_reconstructions(test.images[shown], reconstructions[shown],
+                                          ssim_values[shown],
+                                          pathlib.Path(images_dir) / "reconstructions.png")
+    return figure, ssim_values

@@ -1,0 +1,69 @@
+"""Models from a hyperparameters dict: the one place that reads the command-line configuration
+(`hyperparameters.py`) and the one place that switches on `levels` (one code grid, or two).
+
+The model classes themselves take explicit arguments with literal defaults; these factories
+map a run's values onto them.
+"""
+import keras
+
+from brainvq.models.hierarchy import HierarchicalPrior, VQVAE2Trainer
+from brainvq.models.pixelcnn import GatedPixelCNN
+from brainvq.models.vqvae import LinearWarmup, VQVAETrainer
+
+
+def vqvae_from_hyperparameters(values):
+    """A built `VQVAETrainer` from a hyperparameters dict; with `levels` 2, a `VQVAE2Trainer`."""
+    extra = {}
+    if values.get("levels", 1) == 2:
+        cls, extra = VQVAE2Trainer, {"top_code_dim": values["top_code_dim"]}
+    else:
+        cls = VQVAETrainer
+    model = cls(
+        image_size=values["image_size"], num_codes=values["num_codes"],
+        code_dim=values["code_dim"], num_downsamples=values["num_downsamples"],
+        channels=values["channels"], num_residual_blocks=values["num_residual_blocks"],
+        commitment_cost=values["commitment_cost"], use_ema=values["use_ema"],
+        ema_decay=values["ema_decay"], dead_code_threshold=values["dead_code_threshold"],
+        ssim_weight=values["ssim_weight"], ssim_warmup_steps=values["ssim_warmup_steps"],
+        ssim_window=values["ssim_window"], attention=values["attention"],
+        perceptual_weight=values["perceptual_weight"],
+        adversarial_weight=values["adversarial_weight"],
+        adversarial_start=values["adversarial_start"], **extra)
+    model.build()
+    return model
+
+
+def vqvae_optimizer(values):
+    """Adam at `learning_rate`, reached after `warmup_steps` of linear warm-up (0: none)."""
+    rate = values["learning_rate"]
+    if values.get("warmup_steps", 0) > 0:
+        rate = LinearWarmup(rate, values["warmup_steps"])
+    return keras.optimizers.Adam(rate)
+
+
+def prior_settings(values):
+    """`GatedPixelCNN` keyword arguments (all but grid_size) from a hyperparameters dict."""
+    return dict(
+        num_codes=values["num_codes"], filters=values["prior_filters"],
+        num_layers=values["prior_layers"], kernel_size=values["prior_kernel_size"],
+        dropout=values["prior_dropout"], num_slice_positions=values["num_slice_positions"],
+        attention_blocks=values["prior_attention_blocks"],
+        attention_heads=values["prior_attention_heads"],
+        position_embedding=values["prior_position_embedding"])
+
+
+def prior_from_hyperparameters(values, grid_size):
+    """A built prior from a hyperparameters dict: a `GatedPixelCNN` over code grids of side
+    `grid_size`, or with `levels` 2 a `HierarchicalPrior` (a top prior, and a bottom prior given
+    the top codes) over the packed codes of a VQ-VAE-2 whose bottom grid is `grid_size`."""
+    settings = prior_settings(values)
+    if values.get("levels", 1) == 2:
+        top = GatedPixelCNN(grid_size=grid_size // 2, name="top_prior", **settings)
+        bottom = GatedPixelCNN(grid_size=grid_size, condition_codes=values["num_codes"],
+                               condition_grid_size=grid_size // 2, name="bottom_prior",
+                               **settings)
+        model = HierarchicalPrior(top, bottom, name="hierarchical_prior")
+    else:
+        model = GatedPixelCNN(grid_size=grid_size, name="pixelcnn_prior", **settings)
+    model.build()
+    return model

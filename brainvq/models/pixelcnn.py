@@ -1,0 +1,488 @@
+"""The gated PixelCNN prior over code grids, and its bits-per-code metric."""
+import math
+
+import keras
+from keras import layers, ops
+
+from brainvq.models.layers import attention
+from brainvq.models.layers.masked_conv import MaskedConv2D
+
+
+@keras.saving.register_keras_serializable(package="vqvae")
+class BitsPerCode(keras.metrics.MeanMetricWrapper):
+    """Mean negative log-likelihood of the true codes under predicted logits, in bits per code
+    (sparse cross-entropy / ln 2): the prior's compression rate, log2 K for a uniform guess."""
+
+    def __init__(self, name="bits_per_code", dtype=None):
+        super().__init__(fn=self.bits, name=name, dtype=dtype)
+
+    @staticmethod
+    def bits(code_indices, logits):
+        nats = keras.losses.sparse_categorical_crossentropy(code_indices, logits, from_logits=True)
+        return nats / math.log(2.0)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+def split_prior_inputs(inputs):
+    """(code_indices, slice_index or None, condition_codes or None) of any of a prior's call
+    forms: a dict, a tuple (code_indices[, slice_index[, condition_codes]]), or the codes."""
+    if isinstance(inputs, dict):
+        return (inputs["code_indices"], inputs.get("slice_index"),
+                inputs.get("condition_codes"))
+    if isinstance(inputs, (tuple, list)):
+        return (inputs[0], inputs[1] if len(inputs) > 1 else None,
+                inputs[2] if len(inputs) > 2 else None)
+    return inputs, None, None
+
+
+def _gate(features):
+    """tanh(a) * sigmoid(b) for features [..., 2F] split into a and b along the last axis."""
+    a, b = ops.split(features, 2, axis=-1)
+    return ops.tanh(a) * ops.sigmoid(b)
+
+
+@keras.saving.register_keras_serializable(package="vqvae")
+class GatedPixelCNNLayer(layers.Layer):
+    """One gated PixelCNN layer: a vertical and a horizontal stack with gated activations.
+
+        vertical'   = gate(Vconv(vertical) + cond)
+        horizontal' = horizontal + 1x1(dropout(gate(Hconv(horizontal) + 1x1(Vconv(vertical))
+                                                     + cond)))
+
+    where gate(x) = tanh(x_a) * sigmoid(x_b) and cond is the conditioning vector projected to
+    2 * filters (broadcast over the grid). The residual connection is used when `residual` is
+    true (the default for type B; a type A layer must not have it: its input holds the current
+    position).
+
+    Args:
+        filters: F, the width of both stacks (inputs and outputs).
+        kernel_size: odd side k of the masked convolutions.
+        mask_type: "A" for the first layer, "B" for the others.
+        dropout: dropout rate on the gated horizontal features.
+        condition_dim: size of the conditioning vectors (None: no conditioning input).
+        residual: residual connection on the horizontal stack (default: mask_type == "B").
+
+    Call args:
+        vertical: [B, H, W, C] vertical stack input.
+        horizontal: [B, H, W, C] horizontal stack input.
+        condition: optional [B, condition_dim] conditioning vectors.
+        training: whether dropout is active.
+
+    Returns:
+        A tuple (vertical, horizontal) of [B, H, W, F] features.
+    """
+
+    def __init__(self, filters, kernel_size=3, mask_type="B", dropout=0.0, condition_dim=None,
+                 residual=None, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.mask_type = mask_type
+        self.dropout_rate = float(dropout)
+        self.condition_dim = None if condition_dim is None else int(condition_dim)
+        self.residual = (mask_type == "B") if residual is None else bool(residual)
+        if self.residual and mask_type == "A":
+            raise ValueError("a type A layer cannot have a residual connection: its input "
+                             "holds the position being predicted")
+        self.vertical_conv = MaskedConv2D(2 * self.filters, self.kernel_size, mask_type,
+                                          "vertical", name="vertical_conv")
+        self.horizontal_conv = MaskedConv2D(2 * self.filters, self.kernel_size, mask_type,
+                                            "horizontal", name="horizontal_conv")
+        self.vertical_to_horizontal = layers.Conv2D(2 * self.filters, 1,
+                                                    name="vertical_to_horizontal")
+        self.horizontal_output = layers.Conv2D(self.filters, 1, name="horizontal_output")
+        self.condition_projection = (layers.Dense(2 * self.filters, use_bias=False,
+                                                  name="condition_projection")
+                                     if self.condition_dim else None)
+        self.dropout = layers.Dropout(self.dropout_rate)
+
+    def build(self, input_shape):
+        """Builds the sublayers for stack inputs shaped `input_shape` ([B, H, W, C])."""
+        input_shape = tuple(input_shape)
+        gated_shape = input_shape[:-1] + (2 * self.filters,)
+        if self.residual and input_shape[-1] != self.filters:
+            raise ValueError(f"the residual connection needs {self.filters} input channels, "
+                             f"got shape {input_shape}")
+        self.vertical_conv.build(input_shape)
+        self.horizontal_conv.build(input_shape)
+        self.vertical_to_horizontal.build(gated_shape)
+        self.horizontal_output.build(input_shape[:-1] + (self.filters,))
+        if self.condition_projection is not None:
+            self.condition_projection.build((None, self.condition_dim))
+
+    def condition_bias(self, condition):
+        """The conditioning vectors [B, condition_dim] projected to a [B, 1, 1, 2F] bias."""
+        if condition is None:
+            return None
+        if self.condition_projection is None:
+            raise ValueError(f"{self.name} was built without conditioning "
+                             f"(condition_dim=None) but was given a condition")
+        return self.condition_projection(condition)[:, None, None, :]
+
+    def vertical_step(self, vertical, bias=None):
+        """The vertical stack's half of the layer.
+
+        Args:
+            vertical: [B, H, W, C] vertical stack input.
+            bias: optional [B, 1, 1, 2F] conditioning bias (`condition_bias`).
+
+        Returns:
+            A tuple (vertical_out [B, H, W, F], to_horizontal [B, H, W, 2F]), where
+            to_horizontal is what the vertical stack adds to the horizontal one at each position.
+            At row r both depend only on rows above r, which is what lets the sampler compute
+            them once per row.
+        """
+        features = self.vertical_conv(vertical)
+        to_horizontal = self.vertical_to_horizontal(features)
+        if bias is not None:
+            features = features + bias
+        return _gate(features), to_horizontal
+
+    def horizontal_step(self, horizontal, to_horizontal, bias=None, training=None):
+        """The horizontal stack's half of the layer.
+
+        Args:
+            horizontal: [B, H, W, C] horizontal stack input.
+            to_horizontal: [B, H, W, 2F] from `vertical_step` at the same positions.
+            bias: optional [B, 1, 1, 2F] conditioning bias.
+            training: whether dropout is active.
+
+        Returns:
+            [B, H, W, F] horizontal stack output.
+        """
+        features = self.horizontal_conv(horizontal) + to_horizontal
+        if bias is not None:
+            features = features + bias
+        gated = self.dropout(_gate(features), training=training)
+        output = self.horizontal_output(gated)
+        if self.residual:
+            output = horizontal + output
+        return output
+
+    def call(self, vertical, horizontal, condition=None, training=None):
+        bias = self.condition_bias(condition)
+        vertical_out, to_horizontal = self.vertical_step(vertical, bias)
+        return vertical_out, self.horizontal_step(horizontal, to_horizontal, bias, training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters, "kernel_size": self.kernel_size,
+            "mask_type": self.mask_type, "dropout": self.dropout_rate,
+            "condition_dim": self.condition_dim, "residual": self.residual,
+        })
+        return config
+
+
+@keras.saving.register_keras_serializable(package="vqvae")
+class GatedPixelCNN(keras.Model):
+    """Autoregressive prior p(codes | slice index) over [g, g] grids of VQ-VAE code indices.
+
+    Codes are embedded (`Embedding(num_codes, filters)`), passed through one type A gated layer
+    and `num_layers` type B gated layers, then ReLU -> 1x1 conv -> ReLU -> 1x1 conv to K logits
+    per position (float32 whatever the dtype policy). The logits at (r, c) depend only on the
+    codes before (r, c) in raster order.
+
+    Conditioning: `slice_index` [B] picks a learned embedding (one row per slice position plus a
+    last row, index `num_slice_positions`, meaning "no condition") that each gated layer projects
+    and adds to both stacks. In training (`training=True`) a fraction `condition_dropout` of the
+    examples is switched to the unconditional row (classifier-free style), so the same model
+    also samples unconditionally.
+
+    Whole-grid context (issue 12): the gated stacks alone see `causal_reach` rows above and
+    columns either side of a position. With `attention_blocks` > 0, causal self-attention blocks
+    (attention.py) on top of the stacks let the logits at p depend on every earlier code, and
+    with `position_embedding` learned row and column embeddings tell the network where each
+    position lies (added to the input embedding and to the features of each output position).
+    `attention_blocks=0, position_embedding=False` is the old, purely convolutional prior.
+
+    `call` is `condition_biases`, then `embed` -> `vertical_pass` -> `horizontal_pass` ->
+    `attention_pass` -> `head`. The stacks are convolutional, so they can run on any crop of the
+    grid that holds the `causal_reach` rows above and columns either side of a position: the
+    sampler in sampling.py runs the vertical pass once per row (at row r it depends only on the
+    rows above), the horizontal pass on a one-row crop per position, and the attention blocks
+    for that one position against a cache of the earlier positions' keys and values.
+
+    Args:
+        num_codes: K, the codebook size.
+        grid_size: g, the side of the code grids.
+        filters: F, the width of the stacks.
+        num_layers: type B gated layers after the first (type A) one.
+        kernel_size: odd side of the masked convolutions.
+        dropout: dropout rate inside the gated layers.
+        num_slice_positions: number of distinct slice indices (the condition vocabulary).
+        condition_dropout: fraction of training examples whose condition is dropped.
+        seed: seed of the condition dropout.
+        attention_blocks: causal self-attention blocks on top of the gated stacks (0: none).
+        attention_heads: heads of each attention block (a divisor of `filters`).
+        position_embedding: learned row and column embeddings of the grid positions.
+        condition_codes: > 0 adds a spatial condition: the codes of a coarser grid of side
+            `condition_grid_size` (a divisor of g) from a codebook of this size, embedded,
+            attended over as a whole (`attention.SpatialSelfAttention`), upsampled and added
+            to both stacks of every layer (VQ-VAE-2's bottom prior, hierarchy.py). It is no
+            part of the causal order: every position sees all of it.
+        condition_grid_size: the side of that coarser grid.
+
+    Call args:
+        inputs: a dict {"code_indices": [B, g, g] int, "slice_index": [B] int (optional),
+            "condition_codes": [B, t, t] int (with `condition_codes`)}, a tuple
+            (code_indices, slice_index[, condition_codes]), or just the code indices.
+        training: enables dropout and condition dropout.
+
+    Returns:
+        Logits [B, g, g, K], float32.
+    """
+
+    # The attention settings default to what a prior saved before they existed was built with
+    # (none, 4 heads, no position embedding), so such checkpoints load unchanged; runs get
+    # theirs from models/build.py.
+    def __init__(self, num_codes=512,
+                 grid_size=16,
+                 filters=96, num_layers=6,
+                 kernel_size=3, dropout=0.1,
+                 num_slice_positions=32, condition_dropout=0.1,
+                 seed=0, attention_blocks=0,
+                 attention_heads=4,
+                 position_embedding=False,
+                 condition_codes=0, condition_grid_size=0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_codes = int(num_codes)
+        self.grid_size = int(grid_size)
+        self.filters = int(filters)
+        self.num_layers = int(num_layers)
+        self.kernel_size = int(kernel_size)
+        self.dropout_rate = float(dropout)
+        self.num_slice_positions = int(num_slice_positions)
+        self.condition_dropout = float(condition_dropout)
+        self.seed = int(seed)
+        self.attention_blocks = int(attention_blocks)
+        self.attention_heads = int(attention_heads)
+        self.position_embedding = bool(position_embedding)
+        self.condition_codes = int(condition_codes)
+        self.condition_grid_size = int(condition_grid_size)
+        if self.condition_codes and (self.condition_grid_size < 1
+                                     or self.grid_size % self.condition_grid_size):
+            raise ValueError(f"condition_grid_size {condition_grid_size} must divide grid_size "
+                             f"{grid_size}")
+        if self.num_layers < 0:
+            raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+        if self.attention_blocks < 0:
+            raise ValueError(f"attention_blocks must be >= 0, got {attention_blocks}")
+        self.code_embedding = layers.Embedding(self.num_codes, self.filters,
+                                               name="code_embedding")
+        self.slice_embedding = layers.Embedding(self.num_slice_positions + 1, self.filters,
+                                                name="slice_embedding")
+        self.gated_layers = [
+            GatedPixelCNNLayer(self.filters, self.kernel_size, "A" if index == 0 else "B",
+                               dropout=self.dropout_rate, condition_dim=self.filters,
+                               name=f"gated_{index}")
+            for index in range(self.num_layers + 1)]
+        self.row_embedding = self.column_embedding = None
+        if self.position_embedding:
+            self.row_embedding = layers.Embedding(self.grid_size, self.filters,
+                                                  name="row_embedding")
+            self.column_embedding = layers.Embedding(self.grid_size, self.filters,
+                                                     name="column_embedding")
+        self.attention = [
+            attention.CausalAttentionBlock(self.filters, self.attention_heads,
+                                           dropout=self.dropout_rate, name=f"attention_{index}")
+            for index in range(self.attention_blocks)]
+        # A spatial condition (VQ-VAE-2's bottom prior: the top codes): embedded, attended over
+        # as a whole (so every position sees all of it), upsampled to the grid, mixed by a 3x3
+        # convolution, and projected per gated layer.
+        self.condition_embedding = self.condition_mix = self.condition_attention = None
+        self.spatial_projections = []
+        if self.condition_codes:
+            self.condition_embedding = layers.Embedding(self.condition_codes, self.filters,
+                                                        name="condition_embedding")
+            heads = self.attention_heads if self.filters % self.attention_heads == 0 else 1
+            self.condition_attention = attention.SpatialSelfAttention(
+                heads, name="condition_attention")
+            self.condition_mix = layers.Conv2D(self.filters, 3, padding="same",
+                                               activation="relu", name="condition_mix")
+            self.spatial_projections = [
+                layers.Dense(2 * self.filters, use_bias=False, name=f"spatial_condition_{index}")
+                for index in range(self.num_layers + 1)]
+        self.head_hidden = layers.Conv2D(self.filters, 1, name="head_hidden")
+        self.head_logits = layers.Conv2D(self.num_codes, 1, dtype="float32", name="logits")
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+
+    @property
+    def causal_reach(self):
+        """How far (rows up, columns either side) the logits at a position can look."""
+        return (self.num_layers + 1) * (self.kernel_size // 2)
+
+    @property
+    def unconditional_index(self):
+        """The slice index meaning "no condition"."""
+        return self.num_slice_positions
+
+    def build(self, input_shape=None):
+        """Builds every sublayer (the input shape is implied by grid_size)."""
+        grid = (None, self.grid_size, self.grid_size)
+        features = grid + (self.filters,)
+        self.code_embedding.build(grid)
+        self.slice_embedding.build((None,))
+        for layer in self.gated_layers:
+            layer.build(features)
+        if self.position_embedding:
+            self.row_embedding.build((None,))
+            self.column_embedding.build((None,))
+        for block in self.attention:
+            block.build((None, self.grid_size * self.grid_size, self.filters))
+        if self.condition_codes:
+            side = self.condition_grid_size
+            self.condition_embedding.build((None, side, side))
+            self.condition_attention.build((None, side, side, self.filters))
+            self.condition_mix.build(features)
+            for projection in self.spatial_projections:
+                projection.build(features)
+        self.head_hidden.build(features)
+        self.head_logits.build(features)
+
+    def spatial_condition(self, condition_codes):
+        """[B, t, t] codes of the coarser grid -> [B, g, g, F] condition features."""
+        factor = self.grid_size // self.condition_grid_size
+        embedded = self.condition_attention(
+            self.condition_embedding(ops.cast(condition_codes, "int32")))
+        upsampled = ops.repeat(ops.repeat(embedded, factor, axis=1), factor, axis=2)
+        return self.condition_mix(upsampled)
+
+    def condition_biases(self, slice_index, batch, training=False, condition_codes=None):
+        """Per gated layer, the bias of the conditions: [B, 1, 1, 2F] for the slice alone, or
+        [B, g, g, 2F] with a spatial condition (`condition_codes`).
+
+        Args:
+            slice_index: [B] ints, or None for unconditional.
+            batch: B.
+            training: applies condition dropout (to the slice condition).
+            condition_codes: [B, t, t] codes of the coarser grid; required when the prior was
+                built with `condition_codes` > 0, refused otherwise.
+
+        Returns:
+            A list with one bias per gated layer.
+        """
+        if bool(self.condition_codes) != (condition_codes is not None):
+            raise ValueError(
+                f"{self.name} was built with condition_codes={self.condition_codes}: "
+                + ("it needs the coarser grid's codes (inputs['condition_codes'])"
+                   if self.condition_codes else "it takes no condition_codes"))
+        if slice_index is None:
+            slice_index = ops.full((batch,), self.num_slice_positions, dtype="int32")
+        slice_index = ops.reshape(ops.cast(slice_index, "int32"), (-1,))
+        if training and self.condition_dropout > 0:
+            drop = keras.random.uniform((batch,), seed=self.seed_generator) < self.condition_dropout
+            slice_index = ops.where(drop, self.num_slice_positions, slice_index)
+        condition = self.slice_embedding(slice_index)
+        biases = [layer.condition_bias(condition) for layer in self.gated_layers]
+        if condition_codes is None:
+            return biases
+        spatial = self.spatial_condition(condition_codes)
+        return [bias + projection(spatial)
+                for bias, projection in zip(biases, self.spatial_projections)]
+
+    def position_features(self, row_offset, column_offset, height, width):
+        """[1, height, width, F] learned embedding of the absolute grid positions of a crop
+        whose top-left corner is (row_offset, column_offset); 0 without `position_embedding`."""
+        if not self.position_embedding:
+            return 0.0
+        rows = self.row_embedding(ops.arange(height, dtype="int32") + row_offset)
+        columns = self.column_embedding(ops.arange(width, dtype="int32") + column_offset)
+        return (rows[:, None, :] + columns[None, :, :])[None]
+
+    def embed(self, code_indices, row_offset=0, column_offset=0):
+        """[B, H, W] code indices (any crop of a grid whose top-left corner is at
+        (row_offset, column_offset)) -> [B, H, W, F] input features: the code embedding plus,
+        with `position_embedding`, the embedding of each position."""
+        embedded = self.code_embedding(ops.cast(code_indices, "int32"))
+        height, width = code_indices.shape[1], code_indices.shape[2]
+        return embedded + self.position_features(row_offset, column_offset, height, width)
+
+    def vertical_pass(self, embedded, biases):
+        """The vertical stack of every gated layer.
+
+        Args:
+            embedded: [B, H, W, F] from `embed`.
+            biases: from `condition_biases`.
+
+        Returns:
+            One [B, H, W, 2F] tensor per gated layer: what its vertical stack adds to the
+            horizontal stack. At row r these depend only on the rows above r.
+        """
+        vertical = embedded
+        to_horizontal = []
+        for layer, bias in zip(self.gated_layers, biases):
+            vertical, term = layer.vertical_step(vertical, bias)
+            to_horizontal.append(term)
+        return to_horizontal
+
+    def horizontal_pass(self, embedded, to_horizontal, biases, training=False):
+        """The horizontal stack of every gated layer.
+
+        Args:
+            embedded: [B, H, W, F] from `embed`, the same crop `to_horizontal` was computed on.
+            to_horizontal: from `vertical_pass` (or the same rows/columns cut out of it).
+            biases: from `condition_biases`.
+            training: enables dropout.
+
+        Returns:
+            [B, H, W, F] features of the last horizontal stack.
+        """
+        horizontal = embedded
+        for layer, term, bias in zip(self.gated_layers, to_horizontal, biases):
+            horizontal = layer.horizontal_step(horizontal, term, bias, training=training)
+        return horizontal
+
+    def attention_pass(self, features, embedded, training=False):
+        """The causal attention blocks over the whole grid (identity without them).
+
+        Args:
+            features: [B, g, g, F] from `horizontal_pass` (plus, with `position_embedding`,
+                the position of each output: see `call`).
+            embedded: [B, g, g, F] from `embed`: the code (and position) at each position,
+                which the blocks' keys and values add to the features.
+            training: enables dropout.
+
+        Returns:
+            [B, g, g, F] features; at position p they depend on every code before p.
+        """
+        if not self.attention:
+            return features
+        batch, height, width = (ops.shape(features)[0], ops.shape(features)[1],
+                                ops.shape(features)[2])
+        flat = ops.reshape(features, (batch, height * width, self.filters))
+        context = ops.reshape(embedded, (batch, height * width, self.filters))
+        for block in self.attention:
+            flat = block(flat, context, training=training)
+        return ops.reshape(flat, (batch, height, width, self.filters))
+
+    def head(self, features):
+        """Logits [..., K] (float32) from last-layer features [..., H, W, F]."""
+        return self.head_logits(ops.relu(self.head_hidden(ops.relu(features))))
+
+    def call(self, inputs, training=False):
+        code_indices, slice_index, condition_codes = split_prior_inputs(inputs)
+        biases = self.condition_biases(slice_index, ops.shape(code_indices)[0], training,
+                                       condition_codes)
+        embedded = self.embed(code_indices)
+        to_horizontal = self.vertical_pass(embedded, biases)
+        features = self.horizontal_pass(embedded, to_horizontal, biases, training)
+        # The output at p is told where p is (its inputs only saw the positions before it).
+        features = features + self.position_features(0, 0, self.grid_size, self.grid_size)
+        return self.head(self.attention_pass(features, embedded, training))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "num_codes": self.num_codes, "grid_size": self.grid_size, "filters": self.filters,
+            "num_layers": self.num_layers, "kernel_size": self.kernel_size,
+            "dropout": self.dropout_rate, "num_slice_positions": self.num_slice_positions,
+            "condition_dropout": self.condition_dropout, "seed": self.seed,
+            "attention_blocks": self.attention_blocks, "attention_heads": self.attention_heads,
+            "position_embedding": self.position_embedding,
+            "condition_codes": self.condition_codes,
+            "condition_grid_size": self.condition_grid_size,
+        })
+        return config

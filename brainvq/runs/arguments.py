@@ -1,0 +1,30 @@
+"""The command-line flags that predict.py and similarity.py share. Light on purpose: the scripts
+read their flags before the Keras backend starts."""
+import hyperparameters
+
+
+def add_run_arguments(parser):
+    """The flags that predict.py and similarity.py share: which run, which data, where to, and
+    how samples are drawn (the same seed and values give both scripts the same samples)."""
+    parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"],
+                        help="the run to load (default: %(default)s)")
+    parser.add_argument("--images-dir", default=None,
+                        help="where figures are written (default: the run's images/ folder; for "
+                             "a shipped model output/<its name>, since its folder is never "
+                             "written)")
+    parser.add_argument("--data-dir", default=None,
+                        help="evaluate on this data instead of the run's own")
+    parser.add_argument("--unconditional", default=None,
+                        choices=hyperparameters.CHOICES["unconditional"],
+                        help="unconditional samples: draw each one's slice position as often as "
+                             "the training slices have it, then sample conditioned on it "
+                             "(positions), or sample under the prior's no-condition row (null) "
+                             "(default: the run's)")
+    parser.add_argument("--temperature", type=hyperparameters._flag_type("temperature"),
+                        default=None, help="sampling temperature (default: the run's)")
+    parser.add_argument("--top-k", type=hyperparameters.non_negative_int, default=None,
+                        help="sample among the k most likely codes, 0 for all (default: the "
+                             "run's)")
+    parser.add_argument("--seed", type=hyperparameters.non_negative_int, default=None,
+                        help="sampling seed (default: the run's seed)")
+    return parser

@@ -1,0 +1,164 @@
+"""What train.py checks before it writes anything in a run folder: the values it trains with
+(--resume starts from the run's own), the data flags, the folder's stages and checkpoints, the
+data it was trained on; and the line Ctrl-C ends with."""
+import os
+import pathlib
+import shlex
+import sys
+
+import hyperparameters
+from brainvq.data import layouts
+from brainvq.runs import folder as runs
+from brainvq.runs.folder import (
+    STATE_FILE,
+    VQVAE_FILE,
+    epochs_done,
+    last_checkpoint_name,
+    read_state,
+)
+
+
+def stages_of(stage):
+    return ("vqvae", "prior") if stage == "all" else (stage,)
+
+
+def run_values(args):
+    """The values this command trains with: the defaults and the flags given; with --resume,
+    the run's saved values and the flags given (so only a flag given can differ). A data folder
+    that exists, and the figures folder, are recorded as absolute paths, so the run finds them
+    from any directory (a resumed run keeps the data path it recorded: its data fingerprint
+    holds the paths as given)."""
+    values = hyperparameters.resolve(args)
+    output_dir = pathlib.Path(values["output_dir"])
+    if args.resume and args.export is None:
+        if not (output_dir / hyperparameters.HYPERPARAMETERS_FILE).is_file():
+            what = "does not exist" if not output_dir.exists() else "holds no run"
+            raise runs.RunError(f"nothing to resume: {output_dir} {what}. Drop --resume to "
+                                f"start a run there, or point --output-dir at a run folder")
+        saved = hyperparameters.load(output_dir)
+        saved["data_dir"] = runs.data_dir_for(saved, output_dir)
+        if not os.path.isabs(saved["images_dir"] or ""):  # relative to where it was trained
+            saved["images_dir"] = ""  # -> the run's own figures folder
+        values = hyperparameters.resolve(args, base=dict(saved, output_dir=str(output_dir)))
+    else:
+        data_dir = values["data_dir"]
+        if data_dir != hyperparameters.DEFAULTS["data_dir"] and os.path.exists(data_dir):
+            values["data_dir"] = os.path.abspath(data_dir)
+    values["images_dir"] = os.path.abspath(values["images_dir"])
+    return values
+
+
+def check_data_flags(given, values):
+    """Refuses flags that only NIfTI volumes use (cutting, cropping, the subject split) when
+    the data are slices already cut, so that no ignored value is recorded as if it was used."""
+    layout = layouts.data_layout(values["data_dir"])
+    ignored = [key for key in layouts.VOLUME_ONLY_KEYS if key in given]
+    if layout != "nifti-volumes" and ignored:
+        flags = ", ".join("--" + key.replace("_", "-") for key in ignored)
+        held = {"demo": "the embedded demo data", "png": "slices in the OASIS PNG layout",
+                "nifti-slices": "2D NIfTI slices"}[layout]
+        raise runs.RunError(f"{flags} only apply to a folder of 3D NIfTI volumes, and "
+                            f"{values['data_dir']} holds {held}, already cut and split: drop "
+                            f"{flags}")
+
+
+def check_run_folder(output_dir, stages, values, resume, overwrite):
+    """Refuses, before anything in the folder is written, a run that would overwrite or mix
+    work: a stage already there without --resume or --overwrite, a VQ-VAE retrained under a
+    prior that would go stale, a prior stage without a VQ-VAE, and hyperparameters that do not
+    match the checkpoints kept.
+
+    Returns:
+        The stages --overwrite will clear.
+    """
+    output_dir = pathlib.Path(output_dir)
+    if resume and overwrite:
+        raise runs.RunError("--resume and --overwrite exclude each other: --resume continues the "
+                            "run in --output-dir, --overwrite replaces it")
+    existing = [stage for stage in ("vqvae", "prior") if runs.has_stage(output_dir, stage)]
+    affected = list(stages) + (["prior"] if "vqvae" in stages and "prior" not in stages else [])
+    clashes = [stage for stage in affected if stage in existing]
+    if clashes and not (resume or overwrite):
+        files = ", ".join(path.name for stage in clashes
+                          for path in runs.stage_files(output_dir, stage)) or STATE_FILE
+        raise runs.RunError(
+            f"{output_dir} already holds a trained {' and '.join(clashes)} stage ({files}); "
+            f"nothing was changed. Continue it with --resume, replace it with --overwrite, or "
+            f"train into another --output-dir")
+    saved_file = output_dir / hyperparameters.HYPERPARAMETERS_FILE
+    keeps_vqvae = "vqvae" not in stages or resume
+    if keeps_vqvae and saved_file.exists():
+        saved = hyperparameters.load(output_dir)
+        keys = None if resume else hyperparameters.VQVAE_KEYS
+        hyperparameters.check_compatible(saved, values, output_dir, keys=keys)
+        changes = hyperparameters.resume_changes(saved, values) if resume else ()
+        if "vqvae" not in stages:  # the prior stage neither uses nor records them
+            changes = [change for change in changes
+                       if change[0] not in hyperparameters.VQVAE_TRAINING_KEYS]
+        for key, before, now in changes:
+            # --resume starts from the defaults and the flags given, not from the saved values
+            print(f"warning: --resume continues {output_dir} with {key} = {now!r}; it was "
+                  f"trained with {before!r} (pass --{key.replace('_', '-')} {before} to keep "
+                  f"it)", file=sys.stderr)
+    if resume and stages == ("vqvae",) and runs.has_stage(output_dir, "prior") \
+            and vqvae_trains_on(output_dir, values):
+        raise runs.RunError(
+            f"training the VQ-VAE in {output_dir} on (to --epochs {values['epochs']}) would "
+            f"leave its prior trained over the earlier VQ-VAE, whose codes the new one no longer "
+            f"makes; nothing was changed. Either train both on (the prior is retrained over the "
+            f"new VQ-VAE): python train.py --resume --epochs {values['epochs']} --output-dir "
+            f"{shlex.quote(str(output_dir))}; or keep this VQ-VAE and train only the prior on: "
+            f"python train.py --stage prior --resume --prior-epochs N --output-dir "
+            f"{shlex.quote(str(output_dir))}")
+    if "vqvae" not in stages and not (output_dir / VQVAE_FILE).is_file():
+        raise runs.RunError(f"{output_dir / VQVAE_FILE} not found: train the VQ-VAE first "
+                            f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
+    return clashes if overwrite else []
+
+
+def vqvae_trains_on(output_dir, values):
+    """Whether a resumed VQ-VAE stage would train more epochs (and so replace `vqvae.keras`)."""
+    entry = read_state(output_dir).get("vqvae", {})
+    return (entry.get("epochs_done", 0) < values["epochs"]
+            and not entry.get("stopped_early", False))
+
+
+def record_of(values, output_dir, stages):
+    """The hyperparameters to save in `output_dir`: `values`, except that a prior stage over a
+    VQ-VAE already there keeps how that VQ-VAE was trained (its epochs, learning rate, losses:
+    `VQVAE_TRAINING_KEYS`) as the folder recorded them, not this command's defaults."""
+    saved_file = pathlib.Path(output_dir) / hyperparameters.HYPERPARAMETERS_FILE
+    if "vqvae" in stages or not saved_file.is_file():
+        return values
+    saved = hyperparameters.load(output_dir)
+    return dict(values, **{key: saved[key] for key in hyperparameters.VQVAE_TRAINING_KEYS})
+
+
+def check_same_data(output_dir, stages, splits, resume, data_dir):
+    """With --resume, refuses a stage whose recorded data differ from the data loaded now."""
+    if not resume:
+        return
+    state = read_state(output_dir)
+    current = runs.data_fingerprint(splits)
+    for stage in stages:
+        recorded = state.get(stage, {}).get("data_fingerprint")
+        if recorded is not None and recorded != current:
+            raise runs.RunError(
+                f"the {stage} stage in {output_dir} was trained on other data than "
+                f"--data-dir {data_dir} gives now (another file list or split): resume with "
+                f"the same --data-dir and --seed, or start again with --overwrite")
+
+
+def interrupted_message(output_dir, stages, command):
+    """The one line Ctrl-C ends with: where the last checkpoint is and how to continue."""
+    for stage in reversed(stages):
+        done = epochs_done(output_dir, stage)
+        if done:
+            last = pathlib.Path(output_dir) / last_checkpoint_name(runs.STAGE_FILES[stage])
+            break
+    else:
+        return (f"interrupted before the first checkpoint; nothing to resume in {output_dir} "
+                f"(rerun the same command)")
+    resume = command if "--resume" in command else command + " --resume"
+    return (f"interrupted: the last checkpoint is {last} ({stage} stage, epoch {done}); "
+            f"continue with: {resume}")

@@ -1,0 +1,434 @@
+"""Everything about a run folder: its files, atomic and verified saves, the training state, the
+lock that keeps a second writer out, fingerprints of what each stage was trained on, and loading
+a trained run. train.py, predict.py, similarity.py and benchmark.py share it instead of
+importing one another.
+
+A run folder (`--output-dir`) holds:
+
+    hyperparameters.json     the values the run was trained with
+    vqvae.keras              the VQ-VAE's best validation epoch (what predict.py loads)
+    vqvae_last.keras         its latest epoch (what --resume continues from)
+    prior.keras, prior_last.keras   the same for the PixelCNN prior
+    *.previous.keras         the checkpoint each of those replaced, kept until the new one is
+                             complete and verified (a corrupt checkpoint falls back to it)
+    training_state.json      per stage: epochs done, best epoch, fingerprints of its data
+                             (and, for the prior, of the VQ-VAE it was trained over, and how
+                             many training slices each slice position has)
+    codes.npz                the cached code grids; vqvae_log.csv, prior_log.csv; progress/
+    .lock                    while a train.py process writes the folder: its pid and command
+"""
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import socket
+import sys
+import zipfile
+
+import keras
+import numpy as np
+
+import hyperparameters
+from brainvq.models import build  # noqa: F401 (registers the models)
+
+VQVAE_FILE = "vqvae.keras"
+PRIOR_FILE = "prior.keras"
+CODES_FILE = "codes.npz"
+STATE_FILE = "training_state.json"
+LOCK_FILE = ".lock"
+MODEL_CARD_FILE = "MODEL_CARD.md"  # a shipped model's card (pretrained.py)
+FILES_KEY = "files"  # in a shipped model's training_state.json: sha256 of each shipped file
+STAGE_FILES = {"vqvae": VQVAE_FILE, "prior": PRIOR_FILE}
+
+
+class RunError(RuntimeError):
+    """A run folder cannot be used as asked; the message names the file and the fix."""
+
+
+class CorruptCheckpoint(RunError):
+    """A checkpoint file exists but cannot be loaded."""
+
+# ---------------------------------------------------------------------------------------------
+# File names and atomic writes
+# ---------------------------------------------------------------------------------------------
+
+def last_checkpoint_name(filename):
+    """Where the latest epoch of a stage is kept for --resume: `vqvae.keras` -> `vqvae_last.keras`
+    (the file named `filename` holds the best validation epoch)."""
+    return filename.replace(".keras", "_last.keras")
+
+
+def previous_name(path):
+    """`vqvae_last.keras` -> `vqvae_last.previous.keras`: the checkpoint a save replaced."""
+    path = pathlib.Path(path)
+    return path.with_name(path.stem + ".previous" + path.suffix)
+
+
+def _partial_name(path):
+    path = pathlib.Path(path)
+    return path.with_name(path.stem + f".partial-{os.getpid()}" + path.suffix)
+
+
+def verify_checkpoint(path):
+    """Raises CorruptCheckpoint unless `path` is a complete `.keras` archive (every member's
+    CRC checks, the config and the weights are there)."""
+    path = pathlib.Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+            names = set(archive.namelist())
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        raise CorruptCheckpoint(f"{path} is corrupt or incomplete ({error})") from None
+    if broken is not None or not {"config.json", "model.weights.h5"} <= names:
+        raise CorruptCheckpoint(f"{path} is corrupt or incomplete (damaged member "
+                                f"{broken or 'missing config/weights'})")
+
+
+def _replace_keeping_previous(partial, path):
+    path = pathlib.Path(path)
+    if path.exists():
+        os.replace(path, previous_name(path))
+    os.replace(partial, path)
+
+
+def save_atomically(model, path):
+    """Saves `model` as `path`: written under a temporary name, verified complete, then renamed
+    into place; the checkpoint it replaces is kept as `*.previous.keras`."""
+    partial = _partial_name(path)
+    model.save(partial)
+    verify_checkpoint(partial)
+    _replace_keeping_previous(partial, path)
+
+
+def copy_atomically(source, path):
+    """Copies the checkpoint `source` to `path` the same way as `save_atomically`."""
+    partial = _partial_name(path)
+    shutil.copyfile(source, partial)
+    verify_checkpoint(partial)
+    _replace_keeping_previous(partial, path)
+
+
+def write_json_atomically(path, data):
+    path = pathlib.Path(path)
+    partial = path.with_name(path.name + f".partial-{os.getpid()}")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+def load_checkpoint(path, compile=True):
+    """`keras.saving.load_model(path)`, with a corrupt file reported as such by name."""
+    path = pathlib.Path(path)
+    verify_checkpoint(path)
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise CorruptCheckpoint(f"{path} could not be loaded ({str(error)[:200]})") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Training state
+# ---------------------------------------------------------------------------------------------
+
+def read_state(folder):
+    """The training state file: {stage: {"epochs_done": N, ...}} ({} before the first epoch)."""
+    path = pathlib.Path(folder) / STATE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise RunError(f"{path} is not valid JSON ({error}); delete it and train with "
+                       f"--overwrite, or restore it") from None
+
+
+def write_state(folder, state):
+    write_json_atomically(pathlib.Path(folder) / STATE_FILE, state)
+
+
+def epochs_done(folder, stage="vqvae"):
+    """How many epochs of `stage` the latest checkpoint in `folder` holds."""
+    return read_state(folder).get(stage, {}).get("epochs_done", 0)
+
+
+def resume_candidates(folder, stage):
+    """Checkpoints --resume may continue from, newest first: [(path, epochs it holds)]."""
+    folder = pathlib.Path(folder)
+    entry = read_state(folder).get(stage, {})
+    filename = STAGE_FILES[stage]
+    last = folder / last_checkpoint_name(filename)
+    done = entry.get("epochs_done", 0)
+    candidates = [(last, done), (previous_name(last), done - 1),
+                  (folder / filename, entry.get("best_epoch", done))]
+    return [(path, epochs) for path, epochs in candidates if path.exists() and epochs > 0]
+
+
+def stage_files(folder, stage):
+    """The files of `stage` in `folder` that exist."""
+    folder = pathlib.Path(folder)
+    filename = STAGE_FILES[stage]
+    names = [filename, last_checkpoint_name(filename), f"{stage}_log.csv"]
+    paths = [folder / name for name in names]
+    paths += [previous_name(path) for path in paths[:2]]
+    return [path for path in paths if path.exists()]
+
+
+def has_stage(folder, stage):
+    """Whether `folder` holds a finished or partial `stage` (checkpoints, log or state)."""
+    return bool(stage_files(folder, stage)) or stage in read_state(folder)
+
+
+def clear_stage(folder, stage):
+    """Removes a stage's checkpoints, log and state (for --overwrite)."""
+    for path in stage_files(folder, stage):
+        path.unlink()
+    state = read_state(folder)
+    if state.pop(stage, None) is not None:
+        write_state(folder, state)
+    if stage == "vqvae":
+        (pathlib.Path(folder) / CODES_FILE).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fingerprints
+# ---------------------------------------------------------------------------------------------
+
+def file_fingerprint(path):
+    """sha256 of a file's bytes (hex), or None when it does not exist."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_fingerprint(splits):
+    """sha256 of every split's file list (or, for the demo, its images) and slice indices."""
+    digest = hashlib.sha256()
+    for name in ("train", "validate", "test"):
+        split = splits[name]
+        digest.update(name.encode())
+        if split.paths and all(not str(path).startswith("<") for path in split.paths):
+            digest.update("\n".join(str(path) for path in split.paths).encode())
+        else:
+            digest.update(np.ascontiguousarray(split.images).tobytes())
+        digest.update(np.asarray(split.slice_index, np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def check_prior_matches_vqvae(folder):
+    """Raises RunError when `prior.keras` was trained over another VQ-VAE than the one in
+    `folder` now (its codes would be decoded by a decoder that never made them)."""
+    folder = pathlib.Path(folder)
+    recorded = read_state(folder).get("prior", {}).get("vqvae_fingerprint")
+    if recorded is None:
+        return  # a run from before fingerprints: nothing to compare
+    if recorded != file_fingerprint(folder / VQVAE_FILE):
+        raise RunError(
+            f"{folder / PRIOR_FILE} was trained over another VQ-VAE than {folder / VQVAE_FILE} "
+            f"(the VQ-VAE was retrained since): its codes belong to another codebook. Retrain "
+            f"the prior: python train.py --stage prior --overwrite --output-dir {folder}")
+
+
+def is_shipped(folder):
+    """Whether `folder` is a shipped model (pretrained.py): a model card and recorded hashes."""
+    folder = pathlib.Path(folder)
+    return (folder / MODEL_CARD_FILE).is_file() and FILES_KEY in read_state(folder)
+
+
+def verify_shipped(folder):
+    """Raises RunError naming each file of a shipped model that is missing or whose bytes differ
+    from the sha256 recorded when it was exported (a damaged download, an edited file)."""
+    folder = pathlib.Path(folder)
+    for name, digest in sorted(read_state(folder).get(FILES_KEY, {}).items()):
+        path = folder / name
+        actual = file_fingerprint(path)
+        if actual is None:
+            raise RunError(f"{path} is missing from the shipped model {folder}: restore the "
+                           f"folder (e.g. `git checkout -- {folder}`)")
+        if actual != digest:
+            raise RunError(f"{path} is damaged: its sha256 differs from the one recorded when "
+                           f"the model was exported. Restore it (e.g. `git checkout -- {path}`) "
+                           f"or download the model again")
+
+
+def data_dir_for(values, folder):
+    """The run's data folder: an absolute `data_dir` as saved; a relative one is relative to the
+    run folder `folder` when it exists there; else it is kept as saved (relative to where the
+    run was trained, as runs saved before this rule kept it)."""
+    data_dir = values.get("data_dir")
+    if not data_dir or os.path.isabs(data_dir):
+        return data_dir
+    beside_run = os.path.normpath(os.path.join(folder, data_dir))
+    return beside_run if os.path.exists(beside_run) else data_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# The lock
+# ---------------------------------------------------------------------------------------------
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held by one train.py process.
+
+    `acquire` creates `.lock` (pid, host, command) with O_EXCL; a lock whose process is gone
+    (on this host) is taken over with a note. Use as a context manager.
+    """
+
+    def __init__(self, folder):
+        self.folder = pathlib.Path(folder)
+        self.path = self.folder / LOCK_FILE
+        self.held = False
+
+    def _owner(self):
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    def acquire(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        record = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "command": " ".join(sys.argv)}
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                owner = self._owner()
+                pid, host = owner.get("pid"), owner.get("host")
+                if isinstance(pid, int) and host == socket.gethostname() and not _alive(pid):
+                    print(f"note: removing the stale lock of process {pid}, which has ended "
+                          f"({self.path})", file=sys.stderr)
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise RunError(
+                    f"{self.folder} is in use by process {pid} on {host} "
+                    f"({owner.get('command', 'unknown command')}): wait for it to finish, or use "
+                    f"another --output-dir. If that process is gone, delete {self.path}.")
+            with os.fdopen(descriptor, "w") as handle:
+                json.dump(record, handle)
+            self.held = True
+            return self
+        raise RunError(f"could not take the lock {self.path}")
+
+    def release(self):
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Output locations
+# ---------------------------------------------------------------------------------------------
+
+def check_writable(folder, flag):
+    """Raises RunError unless `folder` exists (or can be created) and accepts files."""
+    folder = pathlib.Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise RunError(f"{flag} {folder} is not writable ({error.strerror or error}): choose "
+                       f"another {flag}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading a trained run
+# ---------------------------------------------------------------------------------------------
+
+def load_run(output_dir, overrides=None):
+    """Loads a finished run: its hyperparameters and its VQ-VAE.
+
+    Args:
+        output_dir: the folder train.py wrote.
+        overrides: values given on the command line; an architecture value that differs from
+            the saved one is refused with a message naming both.
+
+    Returns:
+        (values, vqvae): the run's hyperparameters (updated with non-architecture overrides)
+        and the loaded `VQVAETrainer`.
+    """
+    output_dir = pathlib.Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise RunError(f"--output-dir {output_dir} is a file, not a run folder: point "
+                       f"--output-dir at the folder train.py wrote")
+    if not output_dir.is_dir():
+        raise RunError(f"run folder {output_dir} does not exist: train one with "
+                       f"`python train.py --output-dir {output_dir}`, or point --output-dir at "
+                       f"a folder train.py wrote")
+    if is_shipped(output_dir):
+        verify_shipped(output_dir)
+    values = hyperparameters.load(output_dir)
+    values["data_dir"] = data_dir_for(values, output_dir)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    hyperparameters.check_compatible(values, {**values, **overrides}, output_dir)
+    values.update(overrides)
+    checkpoint = output_dir / VQVAE_FILE
+    if not checkpoint.is_file():
+        raise RunError(f"{checkpoint} not found: train one with "
+                       f"`python train.py --stage vqvae --output-dir {output_dir}`")
+    vqvae = load_checkpoint(checkpoint)
+    hyperparameters.check_model(vqvae, values, checkpoint)
+    return values, vqvae
+
+
+def slice_position_counts(folder, num_slice_positions):
+    """How many training slices each slice position had, as the prior stage recorded it (or,
+    for a run trained before that record, as its cached code grids hold them); None when
+    neither is there."""
+    counts = read_state(folder).get("prior", {}).get("slice_position_counts")
+    if counts is None:
+        codes = pathlib.Path(folder) / CODES_FILE
+        try:
+            with np.load(codes) as arrays:
+                counts = np.bincount(arrays["train_slices"], minlength=num_slice_positions)
+        except (OSError, KeyError, ValueError):
+            return None
+    return np.asarray(counts, np.float64)[:num_slice_positions]
+
+
+def draw_slice_positions(folder, num_slice_positions, count, seed):
+    """`count` slice positions drawn (seeded) as often as the run's training slices have them;
+    uniformly over all positions, with a printed note, when the run recorded none."""
+    counts = slice_position_counts(folder, num_slice_positions)
+    if counts is None or counts.sum() <= 0:
+        print(f"note: {folder} records no slice positions of its training slices (trained "
+              f"before they were recorded): unconditional samples draw positions uniformly "
+              f"from 0 to {num_slice_positions - 1}", file=sys.stderr)
+        counts = np.ones(num_slice_positions)
+    rng = np.random.default_rng(seed)
+    return rng.choice(len(counts), size=count, p=counts / counts.sum()).astype(np.int32)
+
+
+def load_prior(output_dir):
+    """The run's prior, after checking it was trained over the run's current VQ-VAE."""
+    output_dir = pathlib.Path(output_dir)
+    checkpoint = output_dir / PRIOR_FILE
+    if not checkpoint.is_file():
+        raise RunError(f"{checkpoint} not found: train the prior with "
+                       f"`python train.py --stage prior --output-dir {output_dir}`")
+    check_prior_matches_vqvae(output_dir)
+    return load_checkpoint(checkpoint, compile=False)
+
+

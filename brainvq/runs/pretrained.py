@@ -1,0 +1,100 @@
+"""Shipped models: a trained run exported into a folder a user can load anywhere.
+
+A shipped model folder (`pretrained/<name>/`, made by `python train.py --export DIR`) holds
+
+    vqvae.keras, prior.keras   the best validation epoch of each stage, without optimizer state
+    hyperparameters.json       the run's values; `data_dir` relative to this folder
+    training_state.json        epochs, best epochs, the training slices' position counts, and
+                               the sha256 of every file above (checked on every load)
+    vqvae_log.csv, prior_log.csv   the training logs
+    MODEL_CARD.md              data, licence, split, held-out figures, intended use, limits
+
+It is read-only to the scripts: predict.py and similarity.py write its figures, the realism
+feature network and the metrics CSV under `output/<name>/` (or `--images-dir`), never into it.
+"""
+import os
+import pathlib
+import shutil
+
+import hyperparameters
+from brainvq.runs import folder as runs
+
+SHIPPED_FILES = (runs.VQVAE_FILE, runs.PRIOR_FILE, "hyperparameters.json")
+LOG_FILES = ("vqvae_log.csv", "prior_log.csv")
+WORK_ROOT = pathlib.Path("output")  # where a shipped model's figures and caches go
+
+
+def work_dir(output_dir, images_dir=None):
+    """Where the scripts write for the run in `output_dir`: `images_dir` when given; for a
+    shipped model `output/<name>`; else the run's own figures folder, `<output_dir>/images`."""
+    if images_dir:
+        return pathlib.Path(images_dir)
+    if runs.is_shipped(output_dir):
+        return WORK_ROOT / pathlib.Path(output_dir).resolve().name
+    return pathlib.Path(output_dir) / "images"
+
+
+def cache_dir(output_dir, images_dir):
+    """Where a script may keep what it computes for a run (the realism feature network, the
+    metrics CSV): the run folder, except for a shipped model, which is never written."""
+    return pathlib.Path(images_dir) if runs.is_shipped(output_dir) else pathlib.Path(output_dir)
+
+
+def export(source, destination, overwrite=False):
+    """Writes the trained run in `source` as a shipped model folder `destination`.
+
+    The two best checkpoints are saved again without optimizer state; the hyperparameters keep
+    the data folder relative to `destination`; a MODEL_CARD.md already there is kept (a stub is
+    written otherwise, to be completed by hand).
+
+    Returns:
+        The paths written.
+
+    Raises:
+        RunError: `source` lacks a stage, its prior belongs to another VQ-VAE, or `destination`
+            already holds a model and `overwrite` is False.
+    """
+    source, destination = pathlib.Path(source), pathlib.Path(destination)
+    for name in (runs.VQVAE_FILE, runs.PRIOR_FILE):
+        if not (source / name).is_file():
+            raise runs.RunError(f"{source / name} not found: train both stages before exporting "
+                                f"(`python train.py --output-dir {source}`)")
+    runs.check_prior_matches_vqvae(source)
+    values = hyperparameters.load(source)
+    present = [name for name in SHIPPED_FILES if (destination / name).exists()]
+    if present and not overwrite:
+        raise runs.RunError(f"{destination} already holds a model ({', '.join(present)}); "
+                            f"nothing was changed. Pass --overwrite to replace it")
+    destination.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in (runs.VQVAE_FILE, runs.PRIOR_FILE):
+        model = runs.load_checkpoint(source / name, compile=False)  # no optimizer state
+        runs.save_atomically(model, destination / name)
+        runs.previous_name(destination / name).unlink(missing_ok=True)
+        written.append(destination / name)
+    data_dir = values.get("data_dir")
+    if data_dir:
+        absolute = os.path.abspath(runs.data_dir_for(values, source))
+        values["data_dir"] = os.path.relpath(absolute, destination.resolve())
+    values["output_dir"] = str(destination)
+    values["images_dir"] = str(WORK_ROOT / destination.name)
+    written.append(hyperparameters.save(values, destination))
+    for name in LOG_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, destination / name)
+            written.append(destination / name)
+    state = runs.read_state(source)
+    shipped = {stage: {key: value for key, value in state.get(stage, {}).items()
+                       if key != "data_fingerprint"} for stage in ("vqvae", "prior")}
+    shipped["prior"]["vqvae_fingerprint"] = runs.file_fingerprint(destination / runs.VQVAE_FILE)
+    shipped[runs.FILES_KEY] = {name: runs.file_fingerprint(destination / name)
+                          for name in SHIPPED_FILES}
+    runs.write_state(destination, shipped)
+    written.append(destination / runs.STATE_FILE)
+    card = destination / runs.MODEL_CARD_FILE
+    if not card.is_file():
+        card.write_text(f"# {destination.name}\n\nExported from `{source}`. Complete this card: "
+                        f"data and licence, split, held-out figures with their commands, "
+                        f"intended use, limits.\n")
+        written.append(card)
+    return written

@@ -1,0 +1,84 @@
+"""The prior's training data: every split's code grids, encoded once by the frozen VQ-VAE (with
+the augmented copies of the training slices) and cached in the run folder's `codes.npz` while
+their fingerprint matches."""
+import hashlib
+import json
+import os
+import pathlib
+
+import numpy as np
+
+import hyperparameters
+from brainvq.data import augmentation, input_pipeline
+from brainvq.generation import generate as inference
+from brainvq.runs import folder as runs
+from brainvq.runs.folder import CODES_FILE, VQVAE_FILE
+
+
+def code_fingerprint(vqvae_path, splits, values):
+    """A hash of everything the cached code grids depend on: the VQ-VAE checkpoint's bytes, the
+    images and slice indices of every split, and the augmentation settings."""
+    digest = hashlib.sha256(str(runs.file_fingerprint(vqvae_path)).encode())
+    for name in ("train", "validate", "test"):
+        digest.update(np.ascontiguousarray(splits[name].images).tobytes())
+        digest.update(np.asarray(splits[name].slice_index, np.int64).tobytes())
+    settings = [values.get(key) for key in ("prior_augment_copies", "prior_augment_shift", "seed")]
+    # Appended only when set, so caches written before these two settings existed stay valid.
+    settings += [values[key] for key in ("prior_augment_rotation", "prior_augment_scale")
+                 if values.get(key)]
+    digest.update(json.dumps(settings).encode())
+    return digest.hexdigest()
+
+
+def encode_splits(vqvae, splits, output_dir, values=None):
+    """Code grids of every split, computed once with the frozen VQ-VAE and cached on disk.
+
+    With `prior_augment_copies` > 0 the training split is also encoded that many more times,
+    flipped left-right, shifted and optionally rotated and scaled (`augmentation.flip_and_shift`):
+    code grids that the VQ-VAE gives for slightly different real slices, valid training data
+    for the prior, under
+    "train_augmented" (the original grids first). The cache (`codes.npz`) is reused only while
+    its fingerprint (the VQ-VAE checkpoint's bytes, every split's images and slice indices,
+    the augmentation settings) matches; otherwise it is rebuilt.
+
+    Returns:
+        {split: (code_indices [N, g, g] int32, slice_index [N] int32)} for "train",
+        "validate", "test" and "train_augmented".
+    """
+    values = dict(hyperparameters.DEFAULTS, **(values or {}))
+    names = ("train", "validate", "test", "train_augmented")
+    cache = pathlib.Path(output_dir) / CODES_FILE
+    fingerprint = code_fingerprint(pathlib.Path(output_dir) / VQVAE_FILE, splits, values)
+    if cache.is_file():
+        with np.load(cache) as stored:
+            if "fingerprint" in stored and str(stored["fingerprint"]) == fingerprint:
+                return {name: (stored[f"{name}_codes"], stored[f"{name}_slices"])
+                        for name in names}
+    encoded, arrays = {}, {"fingerprint": np.array(fingerprint)}
+    for name in ("train", "validate", "test"):
+        encoded[name] = (inference.encode_all(vqvae, splits[name].images,
+                                              what=f"{name} slices"),
+                         np.asarray(splits[name].slice_index, np.int32))
+    codes, slices = encoded["train"]
+    copies = values["prior_augment_copies"]
+    if copies:
+        images = augmentation.flip_and_shift(splits["train"].images, copies,
+                                        values["prior_augment_shift"], seed=values["seed"],
+                                        max_rotation=values["prior_augment_rotation"],
+                                        max_scale=values["prior_augment_scale"])
+        augmented = inference.encode_all(vqvae, images, what="augmented training slices")
+        codes = np.concatenate([codes, augmented])
+        slices = np.concatenate([slices, np.tile(slices, copies)])
+    encoded["train_augmented"] = (codes, slices)
+    for name in names:
+        arrays[f"{name}_codes"], arrays[f"{name}_slices"] = encoded[name]
+    partial = cache.with_name("codes.partial.npz")
+    np.savez_compressed(partial, **arrays)
+    os.replace(partial, cache)
+    return encoded
+
+
+def code_dataset(codes, slices, batch_size, shuffle, seed=0, repeat=False):
+    """Batches of ((code grids, slice index), code grids) for fitting the prior."""
+    return input_pipeline.batches(((codes, slices), codes), batch_size, shuffle, seed=seed,
+                                  repeat=repeat)

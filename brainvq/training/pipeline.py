@@ -1,0 +1,60 @@
+"""One train.py command: the checks, then the VQ-VAE stage and the prior stage over it."""
+import math
+import sys
+
+import keras
+
+import hyperparameters
+from brainvq.data import layouts
+from brainvq.runs import checks
+from brainvq.runs import folder as runs
+from brainvq.runs.folder import PRIOR_FILE, VQVAE_FILE, read_state
+from brainvq.training.devices import make_strategy, set_precision
+from brainvq.training.stages import TrainingFailed, train_prior, train_vqvae  # noqa: F401
+
+
+def train(values, output_dir, stages, *, resume, overwrite, given, command):
+    """Trains `stages` ("vqvae", "prior") into `output_dir` with `values`, once the folder is
+    locked: nothing in it is written before every check has passed.
+
+    Args:
+        given: the flags given on the command line ({key: value}; some only apply to NIfTI).
+        command: the command line, for the one line Ctrl-C ends with.
+    """
+    checks.check_data_flags(given, values)
+    clear = checks.check_run_folder(output_dir, stages, values, resume, overwrite)
+    keras.utils.set_random_seed(values["seed"])
+    strategy = make_strategy(values["strategy"])
+    policy = set_precision(values["mixed_precision"])
+    if strategy is not None or policy != "float32":
+        replicas = strategy.num_replicas_in_sync if strategy else 1
+        print(f"strategy: {values['strategy']} ({replicas} replica(s)), precision: {policy}")
+    splits, description = layouts.load_splits_for(values)
+    print(description)
+    checks.check_same_data(output_dir, stages, splits, resume, values["data_dir"])
+    for stage in clear:
+        runs.clear_stage(output_dir, stage)
+        print(f"--overwrite: removed the earlier {stage} stage from {output_dir}")
+    hyperparameters.save(checks.record_of(values, output_dir, stages), output_dir)
+    try:
+        if "vqvae" in stages:
+            train_vqvae(values, splits, output_dir, resume=resume, strategy=strategy)
+            print(f"VQ-VAE saved to {output_dir / VQVAE_FILE}, log in "
+                  f"{output_dir / 'vqvae_log.csv'}")
+        if "prior" in stages:
+            resume_prior = resume
+            if resume and "vqvae" in stages and read_state(output_dir).get("prior"):
+                try:
+                    runs.check_prior_matches_vqvae(output_dir)
+                except runs.RunError:
+                    runs.clear_stage(output_dir, "prior")
+                    resume_prior = False
+                    print("the VQ-VAE trained on, so the prior trained over the earlier one is "
+                          "trained again over the new one, from its first epoch")
+            _, test_bits = train_prior(values, splits, output_dir, resume=resume_prior,
+                                       strategy=strategy)
+            print(f"prior saved to {output_dir / PRIOR_FILE}, log in "
+                  f"{output_dir / 'prior_log.csv'}; test-split NLL {test_bits:.3f} bits per "
+                  f"code (uniform: {math.log2(values['num_codes']):.1f})")
+    except KeyboardInterrupt:
+        sys.exit(checks.interrupted_message(output_dir, stages, command))

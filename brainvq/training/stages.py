@@ -1,0 +1,212 @@
+"""The two training stages: the VQ-VAE on the slices, then the prior on its frozen code grids,
+each a Keras `fit` with checkpoints of the best and the latest epoch, early stopping, a CSV log
+and the NaN guard, resumable from its last epoch."""
+import contextlib
+import math
+import pathlib
+import sys
+
+import keras
+import numpy as np
+
+import hyperparameters
+from brainvq.data import input_pipeline
+from brainvq.evaluation import figures
+from brainvq.losses import perceptual
+from brainvq.models import build, pixelcnn
+from brainvq.runs import folder as runs
+from brainvq.runs.folder import PRIOR_FILE, VQVAE_FILE, epochs_done, read_state
+from brainvq.training import callbacks
+from brainvq.training.code_cache import code_dataset, encode_splits
+
+
+class TrainingFailed(RuntimeError):
+    """Training stopped on a non-finite loss; the message names the stage and epoch."""
+
+
+def plot_training_curves(output_dir, stage, images_dir):
+    """Loss curves (linear and log scale) of a stage's CSV log, as `images/<stage>_loss.png`."""
+    log = pathlib.Path(output_dir) / f"{stage}_log.csv"
+    if log.is_file() and len(log.read_text().splitlines()) > 1:
+        return figures.plot_loss_curves(log, pathlib.Path(images_dir) / f"{stage}_loss.png")
+    return None
+
+
+def trim_log(path, epochs):
+    """Drops CSV log rows of epochs >= `epochs` (logged, but not checkpointed, before a kill)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < epochs]
+    path.write_text("".join(kept))
+
+
+def _fit(model, stage, train_data, validation_data, values, epochs, batch_size, output_dir,
+         checkpoint_file, resume, extra_callbacks=(), patience=0, done=None, record=None):
+    """Runs `model.fit` with checkpointing (latest and best epoch), early stopping after
+    `patience` epochs without a better validation loss (0: never), CSV logging and the NaN
+    guard; returns the history.
+
+    With `resume`, training continues after epoch `done` (default: the epochs the state file
+    records); `record` is stored in the stage's state (fingerprints of what it is trained on).
+    """
+    output_dir = pathlib.Path(output_dir)
+    if done is None:
+        done = epochs_done(output_dir, stage) if resume else 0
+    log_path = output_dir / f"{stage}_log.csv"
+    if done:
+        trim_log(log_path, done)
+    else:  # a fresh start of this stage forgets an earlier run's progress (not other stages')
+        state = read_state(output_dir)
+        if state.pop(stage, None) is not None:
+            runs.write_state(output_dir, state)
+    nan_guard = callbacks.StopOnNonFinite(stage)
+    fit_callbacks = [
+        nan_guard,
+        callbacks.Throughput(batch_size),
+        *extra_callbacks,
+        keras.callbacks.CSVLogger(str(log_path), append=done > 0),
+        callbacks.AtomicCheckpoint(output_dir, checkpoint_file, stage, patience, record),
+    ]
+    if done >= epochs:
+        print(f"{stage}: all {epochs} epochs already done in {output_dir}")
+        return None
+    if done and read_state(output_dir).get(stage, {}).get("stopped_early"):
+        print(f"{stage}: stopped early after epoch {done} (no better validation loss for "
+              f"{patience} epochs) in {output_dir}")
+        return None
+    if done:
+        print(f"{stage}: resuming after epoch {done} of {epochs}")
+    steps = values["steps_per_epoch"] or None
+    model.run_eagerly = values["run_eagerly"]  # a resumed model keeps its own otherwise
+    # shuffle=False: the input pipeline shuffles (Keras would warn it ignores shuffle=True).
+    history = model.fit(train_data, validation_data=validation_data, epochs=epochs,
+                        initial_epoch=done, steps_per_epoch=steps, callbacks=fit_callbacks,
+                        shuffle=False, verbose="auto" if sys.stdout.isatty() else 2)
+    if nan_guard.failure:
+        kept = output_dir / checkpoint_file
+        raise TrainingFailed(
+            nan_guard.failure + (f"; the last good checkpoint is kept at {kept}"
+                                 if kept.exists() else "; no checkpoint had been saved yet")
+            + ". Lower --learning-rate, or check the data for corrupt slices.")
+    return history
+
+
+def _load_for_resume(output_dir, stage, values):
+    """The checkpoint to resume `stage` from, and the epochs it holds: the latest epoch's, or,
+    when that file is corrupt, the one it replaced, or the best epoch's (each fallback is
+    printed). (None, 0) when the stage has no checkpoint yet."""
+    saved = hyperparameters.load(output_dir)
+    hyperparameters.check_compatible(saved, values, output_dir)
+    candidates = runs.resume_candidates(output_dir, stage)
+    for number, (path, epochs) in enumerate(candidates):
+        try:
+            model = runs.load_checkpoint(path)
+        except runs.CorruptCheckpoint as error:
+            following = candidates[number + 1][0] if number + 1 < len(candidates) else None
+            print(f"warning: {error}; " + (f"resuming from {following} instead"
+                                            if following else "no other checkpoint is left"),
+                  file=sys.stderr)
+            continue
+        hyperparameters.check_model(model, values, path)
+        return model, epochs
+    if candidates:
+        raise runs.RunError(f"no loadable {stage} checkpoint in {output_dir}: start this stage "
+                            f"again with --overwrite")
+    return None, 0
+
+
+def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_callbacks=()):
+    """Fits the VQ-VAE on splits["train"], validating on splits["validate"]."""
+    output_dir = pathlib.Path(output_dir)
+    checkpoint = output_dir / VQVAE_FILE
+    batch_size = values["batch_size"]
+    scope = strategy.scope() if strategy else contextlib.nullcontext()
+    with scope:
+        model, done = _load_for_resume(output_dir, "vqvae", values) if resume else (None, 0)
+        if model is None:
+            model = build.vqvae_from_hyperparameters(values)
+            model.compile(optimizer=build.vqvae_optimizer(values))
+        perceptual.attach_feature_network(model, values)
+    train_data = input_pipeline.make_dataset(splits["train"], batch_size, shuffle=True,
+                                      seed=values["seed"], drop_remainder=bool(strategy),
+                                      repeat=bool(values["steps_per_epoch"]))
+    validation_data = input_pipeline.make_dataset(splits["validate"], batch_size, shuffle=False)
+    validation = splits["validate"]
+    shown = np.linspace(0, len(validation) - 1, min(6, len(validation))).round().astype(int)
+    frames = callbacks.ProgressFrames(validation.images[shown], output_dir / "progress",
+                                      pathlib.Path(values["images_dir"]) / "training_progress.gif")
+    _fit(model, "vqvae", train_data, validation_data, values, values["epochs"], batch_size,
+         output_dir, VQVAE_FILE, resume, [frames, *extra_callbacks], values["patience"],
+         done=done, record={"data_fingerprint": runs.data_fingerprint(splits)})
+    _report_best(output_dir, "vqvae")
+    plot_training_curves(output_dir, "vqvae", values["images_dir"])
+    return runs.load_checkpoint(checkpoint) if checkpoint.exists() else model
+
+
+def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_callbacks=()):
+    """Fits the PixelCNN prior on the frozen VQ-VAE's code grids; returns the prior and the
+    test-split negative log-likelihood in bits per code."""
+    output_dir = pathlib.Path(output_dir)
+    vqvae_path = output_dir / VQVAE_FILE
+    if not vqvae_path.is_file():
+        raise runs.RunError(f"{vqvae_path} not found: train the VQ-VAE first "
+                            f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
+    vqvae = runs.load_checkpoint(vqvae_path)
+    hyperparameters.check_model(vqvae, values, vqvae_path)
+    if resume and read_state(output_dir).get("prior"):
+        runs.check_prior_matches_vqvae(output_dir)
+    codes = encode_splits(vqvae, splits, output_dir, values)
+    checkpoint = output_dir / PRIOR_FILE
+    scope = strategy.scope() if strategy else contextlib.nullcontext()
+    with scope:
+        prior, done = _load_for_resume(output_dir, "prior", values) if resume else (None, 0)
+        if prior is None:
+            prior = build.prior_from_hyperparameters(values, vqvae.grid_size)
+            prior.compile(optimizer=prior_optimizer(values),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          metrics=[pixelcnn.BitsPerCode()])
+    batch_size = values["prior_batch_size"]
+    # The augmented grids widen the pool an epoch draws from, not the epoch: an epoch stays one
+    # pass's worth of the real training grids, so augmentation costs no extra training time.
+    steps = values["steps_per_epoch"] or math.ceil(len(codes["train"][0]) / batch_size)
+    train_data = code_dataset(*codes["train_augmented"], batch_size, shuffle=True,
+                              seed=values["seed"], repeat=True)
+    validation_data = code_dataset(*codes["validate"], batch_size, shuffle=False)
+    positions = np.bincount(codes["train"][1], minlength=values["num_slice_positions"])
+    record = {"data_fingerprint": runs.data_fingerprint(splits),
+              "vqvae_fingerprint": runs.file_fingerprint(vqvae_path),
+              "slice_position_counts": positions.tolist()}  # unconditional samples draw these
+    if getattr(prior.optimizer, "use_ema", False):  # as built, or as the checkpoint's was
+        extra_callbacks = [callbacks.AveragedWeights(resumed=done > 0),
+                           *extra_callbacks]
+    _fit(prior, "prior", train_data, validation_data, dict(values, steps_per_epoch=steps),
+         values["prior_epochs"], batch_size, output_dir, PRIOR_FILE, resume, extra_callbacks,
+         values["prior_patience"], done=done, record=record)
+    _report_best(output_dir, "prior")
+    plot_training_curves(output_dir, "prior", values["images_dir"])
+    if checkpoint.exists():
+        prior = runs.load_checkpoint(checkpoint)
+    prior.run_eagerly = values["run_eagerly"]
+    test = prior.evaluate(code_dataset(*codes["test"], batch_size, shuffle=False), verbose=0,
+                          return_dict=True)
+    return prior, float(test["bits_per_code"])
+
+
+def prior_optimizer(values):
+    """AdamW with the prior's learning rate and weight decay (plain Adam when the decay is 0),
+    keeping a moving average of the weights when `prior_weight_averaging` > 0."""
+    averaging = values["prior_weight_averaging"]
+    options = {"use_ema": True, "ema_momentum": averaging} if averaging > 0 else {}
+    if values["prior_weight_decay"] > 0:
+        return keras.optimizers.AdamW(values["prior_learning_rate"],
+                                      weight_decay=values["prior_weight_decay"], **options)
+    return keras.optimizers.Adam(values["prior_learning_rate"], **options)
+
+
+def _report_best(output_dir, stage):
+    entry = read_state(output_dir).get(stage, {})
+    if "best_epoch" in entry:
+        print(f"{stage}: kept the best epoch, {entry['best_epoch']} of {entry['epochs_done']} "
+              f"({entry['monitor']} {entry['best_value']:.4f})")

@@ -59,6 +59,45 @@ def smooth_images(count, size, seed=0):
     return np.array(images, "float32")[..., None]
 
 
+# --- tiny models and images ------------------------------------------------------------------
+
+def tiny_vqvae(**kwargs):
+    settings = dict(image_size=32, num_codes=16, code_dim=8, num_downsamples=2, channels=16,
+                    num_residual_blocks=1, ssim_warmup_steps=10)
+    settings.update(kwargs)
+    import keras
+
+    import modules
+
+    model = modules.VQVAETrainer(**settings)
+    model.build()
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    return model
+
+
+def smooth_image(seed, size=64, sigma=3.0):
+    """A random smooth image spread over [0.1, 0.9]."""
+    from scipy import ndimage
+
+    noise = np.random.default_rng(seed).random((size, size))
+    image = ndimage.gaussian_filter(noise, sigma)
+    image = (image - image.min()) / (image.max() - image.min())
+    return (0.1 + 0.8 * image).astype(np.float32)
+
+
+def run_python(code, backend="tensorflow", timeout=300):
+    """Runs `code` in a new interpreter at the repo root; returns the JSON it prints last."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}
+    import json
+    import textwrap
+
+    finished = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
 # --- PixelCNN causality -------------------------------------------------------------------------
 
 GRID, CODES, FILTERS, LAYERS, SLICES = 8, 8, 16, 2, 4
@@ -160,3 +199,38 @@ def run_on_jax(script, timeout=300):
                             text=True, timeout=timeout, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "jax ok" in result.stdout
+
+
+# --- layers ---------------------------------------------------------------------------------------
+
+def run_layer_test(layer_class, init_kwargs, inputs, tmp_path, output_key=None):
+    """Checks a custom layer the way keras-hub's `run_layer_test` does: it builds and runs on
+    `inputs` (a list of arrays, passed positionally), its config round-trips (`get_config` ->
+    `from_config` -> the same config), and a model around it saved as `.keras` loads back with
+    the same outputs. `output_key` picks one output of a layer that returns a dict.
+
+    Returns:
+        The layer's output on `inputs` (the picked one).
+    """
+    import keras
+    from keras import ops
+
+    layer = layer_class(**init_kwargs)
+    outputs = layer(*[ops.convert_to_tensor(array) for array in inputs])
+    config = layer.get_config()
+    clone = layer_class.from_config(config)
+    assert clone.get_config() == config, f"{layer_class.__name__}: config does not round-trip"
+
+    symbolic = [keras.Input(shape=array.shape[1:], dtype=str(array.dtype)) for array in inputs]
+    symbolic_outputs = layer_class.from_config(config)(*symbolic)
+    if output_key is not None:
+        outputs, symbolic_outputs = outputs[output_key], symbolic_outputs[output_key]
+    model = keras.Model(symbolic, symbolic_outputs)
+    expected = model.predict(inputs, verbose=0)
+    path = pathlib.Path(tmp_path) / f"{layer_class.__name__}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    restored = loaded.predict(inputs, verbose=0)
+    for before, after in zip(keras.tree.flatten(expected), keras.tree.flatten(restored)):
+        np.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-5)
+    return outputs

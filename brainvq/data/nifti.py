@@ -16,7 +16,7 @@ from brainvq.data.slice_sets import (
     square_resize,
 )
 from brainvq.errors import DatasetError
-from brainvq.progress import Progress
+from brainvq.progress import progress_bar
 from hyperparameters import DEFAULTS, split_shares
 
 NIFTI_SLICE_FOLDERS = {split: f"keras_slices_{split}" for split in SPLITS}
@@ -172,9 +172,9 @@ def load_nifti_folder(folder, image_size, slices_per_volume=DEFAULTS["slices_per
     """Loads NIfTI data: 3D volumes (split by case) or the keras_slices_* 2D slice layout.
 
     A flat folder of 3D volumes is read as `volumes.py` describes: reoriented to RAS by its
-    affine, resampled to isotropic voxels, `slices_per_volume` slices along `slice_axis` spread
-    over 30%..75% of the non-empty extent (fewer, each once, where the axis is coarser; a warning
-    says so), cropped to the head, scaled by the 99.5th percentile of positive voxels. Each volume
+    affine, resampled to isotropic voxels, `slices_per_volume` slices along `slice_axis` (axial
+    ones placed by the head's anatomy, `volumes.axial_head_range`; fewer, each once, where the
+    axis is coarser, and a warning says so), cropped to the head, scaled by the 99.5th percentile of positive voxels. Each volume
     is one case, and cases are assigned to splits by `split`. A flat folder of 2D slices is split
     the same way by the case numbers in the names. With `keras_slices_{train,validate,test}`
     folders, those splits are used as they are and each slice is min-max scaled.
@@ -212,7 +212,7 @@ def load_nifti_folder(folder, image_size, slices_per_volume=DEFAULTS["slices_per
     split = parse_split(DEFAULTS["split"]) if split is None else split
     files = _nifti_files(folder)
     parts_3d, parts_2d, skipped, fewer = [], [], [], []
-    progress = Progress(len(files), f"reading {len(files)} NIfTI files in {folder}")
+    progress = progress_bar(len(files), f"reading {len(files)} NIfTI files in {folder}")
     for case_id, path in enumerate(files, start=1):
         try:
             if _nifti_dimensions(path) == 3:
@@ -227,8 +227,7 @@ def load_nifti_folder(folder, image_size, slices_per_volume=DEFAULTS["slices_per
             if not skip_bad:
                 raise
             skipped.append((path, str(error)))
-        progress.step()
-    progress.close()
+        progress.add(1)
     report_skipped(skipped, len(files), folder)
     if fewer:
         print(f"warning: {len(fewer)} of {len(files)} volume(s) in {folder} have fewer distinct "

@@ -332,7 +332,7 @@ def per_image_metrics(references, reconstructions, masks=None, progress=None):
         results["brain_ssim"][index] = masked_ssim(reference, reconstruction, mask)
         results["sharpness"][index] = gradient_magnitude_ratio(reference, reconstruction, mask)
         if progress is not None:
-            progress.step()
+            progress.add(1)
     return results
 
 

@@ -7,7 +7,7 @@ from PIL import Image
 
 from brainvq.evaluation import figures, metrics, realism, sample_metrics
 from brainvq.generation import generate as inference
-from brainvq.progress import Progress
+from brainvq.progress import progress_bar
 
 
 def encoder_features(vqvae, images, batch_size=64):
@@ -48,10 +48,9 @@ def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
     `split` in the printout); the per-image CSV goes to `output_dir`."""
     reconstructions = inference.reconstruct(vqvae, test.images)
     masks = segmentation_masks(test, vqvae.image_size)
-    progress = Progress(len(test), f"scoring {len(test)} reconstructions", minimum=200)
+    progress = progress_bar(len(test), f"scoring {len(test)} reconstructions", minimum=200)
     per_image = metrics.per_image_metrics(test.images, reconstructions, masks=masks,
                                           progress=progress)
-    progress.close()
     source = "OASIS segmentations" if masks is not None else "a threshold of the original"
     print(f"Reconstruction metrics over {len(test)} {split} slices (brain mask from {source})")
     print(metrics.summary_table(per_image))
@@ -78,9 +77,8 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_f
     (`feature_figures`: also those in the feature network's space, `realism.realism_report`,
     whose network is kept in `cache_dir`, by default the run folder)."""
     samples, sampled_codes = inference.generate(values, vqvae, output_dir, count, seed=seed)
-    progress = Progress(count, f"nearest training slice of {count} samples", minimum=200)
+    progress = progress_bar(count, f"nearest training slice of {count} samples", minimum=200)
     nearest, _ = sample_metrics.nearest_neighbour_ssim(samples, train.images, progress=progress)
-    progress.close()
     copies = sample_metrics.memorisation_flags(nearest)
     diversity_mean, diversity_std = sample_metrics.pairwise_ms_ssim(samples, max_pairs=500,
                                                                     seed=seed)

@@ -121,7 +121,7 @@ def nearest_neighbour_ssim(samples, training_images, max_training=None, candidat
         nearest_ssim[number] = scores[best]
         nearest_index[number] = searched[ordered[best]]
         if progress is not None:
-            progress.step()
+            progress.add(1)
     return nearest_ssim, nearest_index
 
 

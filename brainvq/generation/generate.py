@@ -11,7 +11,7 @@ from brainvq.data import layouts
 from brainvq.errors import OutputBlocked
 from brainvq.evaluation import figures, metrics
 from brainvq.generation import sampling
-from brainvq.progress import Progress
+from brainvq.progress import progress_bar
 from brainvq.runs import folder as runs
 
 SAMPLING_BATCH = 128  # grids per compiled sampling call (more samples show a progress line)
@@ -33,12 +33,11 @@ def encode_all(vqvae, images, batch_size=64, what="slices"):
     """Code grids [N, g, g] int32 of `images` (packed two-level codes [N, t*t + g*g] for a
     VQ-VAE-2), in batches (a progress line, "encoding N {what}", for large sets)."""
     starts = range(0, len(images), batch_size)
-    progress = Progress(len(starts), f"encoding {len(images)} {what}", minimum=50)
+    progress = progress_bar(len(starts), f"encoding {len(images)} {what}", minimum=50)
     grids = []
     for start in starts:
         grids.append(keras.ops.convert_to_numpy(vqvae.encode(images[start:start + batch_size])))
-        progress.step()
-    progress.close()
+        progress.add(1)
     if not grids:
         return np.zeros((0,) + tuple(vqvae.code_shape), np.int32)
     return np.concatenate(grids).astype(np.int32)
@@ -106,14 +105,13 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
     if slice_index is None and values["unconditional"] == "positions":
         slice_index = runs.draw_slice_positions(output_dir, values["num_slice_positions"],
                                                 count, seed)
-    progress = Progress(count, f"sampling {count} slices", minimum=SAMPLING_BATCH + 1)
+    progress = progress_bar(count, f"sampling {count} slices", minimum=SAMPLING_BATCH + 1)
     codes = sampling.sample_codes(
         prior, count, vqvae.grid_size, slice_index=slice_index,
         temperature=values["temperature"] if temperature is None else temperature,
         top_k=min(values["top_k"] if top_k is None else top_k, prior.num_codes),  # k >= K: all
         seed=seed, batch_size=SAMPLING_BATCH,
         progress=progress)
-    progress.close()
     images = [keras.ops.convert_to_numpy(vqvae.decode_codes(codes[start:start + SAMPLING_BATCH]))
               for start in range(0, len(codes), SAMPLING_BATCH)]
     return np.clip(np.concatenate(images), 0.0, 1.0), codes

@@ -432,7 +432,7 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
                          None if condition is None else ops.convert_to_tensor(batch_condition))
         grids.append(np.asarray(ops.convert_to_numpy(result), np.int32)[:count])
         if progress is not None:
-            progress.step(count)
+            progress.add(count)
     return np.concatenate(grids)
 
 

@@ -83,8 +83,9 @@ class AveragedWeights(keras.callbacks.SwapEMAWeights):
         self._ema_weights_in_model = bool(resumed)
 
 
-class StopOnNonFinite(keras.callbacks.Callback):
-    """Stops training at the first NaN/Inf loss and remembers where it happened."""
+class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
+    """Keras's `TerminateOnNaN`, remembering where the loss stopped being finite (the stage, the
+    epoch and the batch) for the error the run ends with."""
 
     def __init__(self, stage):
         super().__init__()
@@ -95,12 +96,12 @@ class StopOnNonFinite(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
-        loss = float((logs or {}).get("loss", 0.0))
-        if not math.isfinite(loss):
-            self.failure = (f"{self.stage} stage: loss became {loss} at epoch "
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)) and self.failure is None:
+            self.failure = (f"{self.stage} stage: loss became {float(loss)} at epoch "
                             f"{self.epoch + 1}, batch {batch + 1}")
-            self.model.stop_training = True
+        super().on_batch_end(batch, logs)
 
 
 class Throughput(keras.callbacks.Callback):

@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-from helpers import TINY, smooth_images  # noqa: E402
+from helpers import (  # noqa: E402
+    TINY,
+    smooth_images,
+    tiny_vqvae,  # noqa: E402
+)
 from keras import ops  # noqa: E402
-from test_autoencoder import tiny_vqvae  # noqa: E402
 
 import train  # noqa: E402
 from brainvq.errors import WeightsUnavailable  # noqa: E402

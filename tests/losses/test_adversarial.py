@@ -5,10 +5,13 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-from helpers import TINY, smooth_images  # noqa: E402
+from helpers import (  # noqa: E402
+    TINY,
+    run_python,  # noqa: E402
+    smooth_images,
+    tiny_vqvae,  # noqa: E402
+)
 from keras import ops  # noqa: E402
-from test_autoencoder import tiny_vqvae  # noqa: E402
-from test_devices import run_python  # noqa: E402
 
 import hyperparameters  # noqa: E402
 import train  # noqa: E402
@@ -72,7 +75,7 @@ def test_discriminator_state_survives_resume(data_dir, tmp_path):
 JAX_ADVERSARIAL = """
     import json, numpy as np, keras
     from helpers import smooth_images
-    from test_autoencoder import tiny_vqvae
+    from helpers import tiny_vqvae
 
     images = smooth_images(8, 32)
     keras.utils.set_random_seed(0)

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 keras = pytest.importorskip("keras")
+pytestmark = pytest.mark.slow  # train.py, predict.py, similarity.py end to end
 
 from helpers import REPO, TINY, TINY_TRACED, write_oasis_layout  # noqa: E402
 

@@ -4,28 +4,10 @@ Each check runs in a fresh Python process: the logical CPU devices, the dtype po
 backend must all be fixed before TensorFlow or Keras start.
 """
 import importlib.util
-import json
-import os
-import pathlib
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def run_python(code, backend="tensorflow", timeout=300):
-    """Runs `code` in a new interpreter at the repo root; returns the JSON it prints last."""
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}
-    finished = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=timeout)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    return json.loads(finished.stdout.strip().splitlines()[-1])
-
+from helpers import run_python
 
 MIRRORED = """
     import json, numpy as np, tensorflow as tf
@@ -80,7 +62,7 @@ def test_mirrored_training_on_two_cpu_devices_matches_one_device():
 MIXED = """
     import json, numpy as np, keras, modules
     from helpers import smooth_images
-    from test_autoencoder import tiny_vqvae
+    from helpers import tiny_vqvae
 
     images = smooth_images(32, 32)
     keras.utils.set_random_seed(0)
@@ -117,7 +99,7 @@ JAX = """
     import json, numpy as np, keras, modules
     from brainvq.generation import sampling
     from helpers import smooth_images
-    from test_autoencoder import tiny_vqvae
+    from helpers import tiny_vqvae
 
     assert keras.backend.backend() == "jax"
     images = smooth_images(16, 32)
@@ -153,7 +135,6 @@ def test_model_builds_trains_and_samples_on_the_jax_backend():
     assert result["initialized"] == 1.0  # the quantizer's state updates survived the JAX step
     assert result["sample_shape"] == [3, 8, 8] and result["reproducible"]
     assert result["decoded_shape"] == [3, 32, 32, 1]
-
 
 
 LOSS_SCALE = """

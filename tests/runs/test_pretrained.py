@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 keras = pytest.importorskip("keras")
+pytestmark = pytest.mark.slow  # train.py, predict.py, similarity.py end to end
 
 from helpers import REPO, TINY  # noqa: E402
 

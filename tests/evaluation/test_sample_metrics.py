@@ -1,7 +1,7 @@
 """Tests of the sample metrics (sample_metrics.py) against hand-computed cases."""
 import numpy as np
 import pytest
-from test_metrics import smooth_image
+from helpers import smooth_image
 
 from brainvq.evaluation import sample_metrics
 

@@ -3,20 +3,10 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-from helpers import smooth_images  # noqa: E402
+from helpers import smooth_images, tiny_vqvae  # noqa: E402
 from keras import ops  # noqa: E402
 
 import modules  # noqa: E402
-
-
-def tiny_vqvae(**kwargs):
-    settings = dict(image_size=32, num_codes=16, code_dim=8, num_downsamples=2, channels=16,
-                    num_residual_blocks=1, ssim_warmup_steps=10)
-    settings.update(kwargs)
-    model = modules.VQVAETrainer(**settings)
-    model.build()
-    model.compile(optimizer=keras.optimizers.Adam(3e-3))
-    return model
 
 
 def test_trainer_losses_fall_and_codes_are_used():

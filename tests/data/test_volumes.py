@@ -1,15 +1,15 @@
 """Tests of volumes.py: orientation by the affine, spacing, slice axes, head crop, small inputs."""
-import pathlib
 
 import numpy as np
 import pytest
+from helpers import SHARED_DATA
 
 import dataset
 from brainvq.data import nifti, volumes
 from brainvq.errors import DatasetError
 
 SIZE = 32
-IXI = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ixi"
+IXI = SHARED_DATA / "ixi"
 
 
 def phantom(shape=(40, 48, 45)):

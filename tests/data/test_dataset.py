@@ -3,13 +3,14 @@ import pathlib
 
 import numpy as np
 import pytest
+from helpers import SHARED_DATA
 from PIL import Image
 
 import dataset
 from dataset import DatasetError
 
 SIZE = 32
-OASIS1 = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "oasis1"
+OASIS1 = SHARED_DATA / "oasis1"
 
 
 def write_png(path, pixels, mode=None):

@@ -4,7 +4,7 @@ import importlib.util
 
 import numpy as np
 import pytest
-from test_devices import run_python
+from helpers import run_python
 
 from brainvq.data.input_pipeline import ArrayBatches
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
+pytestmark = pytest.mark.slow  # train.py, predict.py, similarity.py end to end
 
 from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
 

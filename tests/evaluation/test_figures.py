@@ -3,8 +3,8 @@ import csv
 
 import numpy as np
 import pytest
+from helpers import smooth_image
 from PIL import Image
-from test_metrics import smooth_image
 
 from brainvq.evaluation import figures, metrics
 

@@ -4,17 +4,10 @@ import math
 
 import numpy as np
 import pytest
+from helpers import smooth_image
 from scipy import ndimage
 
 from brainvq.evaluation import metrics
-
-
-def smooth_image(seed, size=64, sigma=3.0):
-    """A random smooth image spread over [0.1, 0.9]."""
-    noise = np.random.default_rng(seed).random((size, size))
-    image = ndimage.gaussian_filter(noise, sigma)
-    image = (image - image.min()) / (image.max() - image.min())
-    return (0.1 + 0.8 * image).astype(np.float32)
 
 
 def disc_image(size=64, radius=20, centre=None, value=0.7):

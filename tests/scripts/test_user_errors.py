@@ -12,6 +12,7 @@ import sys
 import pytest
 
 keras = pytest.importorskip("keras")
+pytestmark = pytest.mark.slow  # train.py, predict.py, similarity.py end to end
 
 from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
 

@@ -176,8 +176,9 @@ def load_nifti_folder(folder, image_size, slices_per_volume=DEFAULTS["slices_per
     ones placed by the head's anatomy, `volumes.axial_head_range`; fewer, each once, where the
     axis is coarser, and a warning says so), cropped to the head, scaled by the 99.5th
     percentile of positive voxels. Each volume is one case, and cases are assigned to splits by
-    `split`. A flat folder of 2D slices is split the same way by the case numbers in the names. With `keras_slices_{train,validate,test}`
-    folders, those splits are used as they are and each slice is min-max scaled.
+    `split`. A flat folder of 2D slices is split the same way by the case numbers in the names.
+    With `keras_slices_{train,validate,test}` folders, those splits are used as they are and
+    each slice is min-max scaled.
 
     Args:
         folder: the NIfTI folder.

@@ -13,7 +13,6 @@ the predicted position to check that slice-conditioned samples land where they w
 It is saved in the run folder (`feature_network.keras`, with `feature_network.json` recording a
 fingerprint of the slices it was trained on) and retrained only when those slices change.
 """
-import hashlib
 import json
 import pathlib
 
@@ -22,6 +21,7 @@ import numpy as np
 from keras import layers
 
 from brainvq.data import augmentation
+from brainvq.runs import fingerprints
 
 MODEL_FILE = "feature_network.keras"
 INFO_FILE = "feature_network.json"
@@ -86,12 +86,6 @@ def corrupt(image, kind, rng, other):
     return out.astype(np.float32)
 
 
-def _fingerprint(images, slice_index):
-    digest = hashlib.sha256(np.ascontiguousarray(images, np.float32).tobytes())
-    digest.update(np.asarray(slice_index, np.int64).tobytes())
-    return digest.hexdigest()
-
-
 def train(images, slice_index, num_slice_positions, epochs=None, seed=0, verbose=0):
     """Fits a new feature network on real slices and their positions.
 
@@ -138,7 +132,7 @@ def load_or_train(folder, images, slice_index, num_slice_positions, seed=0):
     """The run's feature network: loaded from `folder` when it was trained on these slices,
     else trained (printing that it does) and saved there."""
     folder = pathlib.Path(folder)
-    fingerprint = _fingerprint(images, slice_index)
+    fingerprint = fingerprints.slices_fingerprint(images, slice_index)
     info_path, model_path = folder / INFO_FILE, folder / MODEL_FILE
     if info_path.is_file() and model_path.is_file():
         info = json.loads(info_path.read_text())

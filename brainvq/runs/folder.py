@@ -17,7 +17,6 @@ A run folder (`--output-dir`) holds:
     codes.npz                the cached code grids; vqvae_log.csv, prior_log.csv; progress/
     .lock                    while a train.py process writes the folder: its pid and command
 """
-import hashlib
 import json
 import os
 import pathlib
@@ -31,6 +30,7 @@ import numpy as np
 
 import hyperparameters
 from brainvq.models import build  # noqa: F401 (registers the models)
+from brainvq.runs.fingerprints import data_fingerprint, file_fingerprint  # noqa: F401
 
 VQVAE_FILE = "vqvae.keras"
 PRIOR_FILE = "prior.keras"
@@ -192,31 +192,6 @@ def clear_stage(folder, stage):
 # ---------------------------------------------------------------------------------------------
 # Fingerprints
 # ---------------------------------------------------------------------------------------------
-
-def file_fingerprint(path):
-    """sha256 of a file's bytes (hex), or None when it does not exist."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def data_fingerprint(splits):
-    """sha256 of every split's file list (or, for the demo, its images) and slice indices."""
-    digest = hashlib.sha256()
-    for name in ("train", "validate", "test"):
-        split = splits[name]
-        digest.update(name.encode())
-        if split.paths and all(not str(path).startswith("<") for path in split.paths):
-            digest.update("\n".join(str(path) for path in split.paths).encode())
-        else:
-            digest.update(np.ascontiguousarray(split.images).tobytes())
-        digest.update(np.asarray(split.slice_index, np.int64).tobytes())
-    return digest.hexdigest()
 
 
 def check_prior_matches_vqvae(folder):

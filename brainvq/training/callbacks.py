@@ -1,5 +1,7 @@
-"""The training callbacks: checkpoints (latest and best epoch, early stop), the NaN guard,
-throughput, and the training-progress frames."""
+"""The training callbacks: checkpoints of the latest and the best epoch with early stopping
+(Keras's `ModelCheckpoint` and `EarlyStopping`, with atomic saves and resumable state), the NaN
+guard (`TerminateOnNaN`), throughput, the moving average of the weights, and the
+training-progress frames."""
 import math
 import pathlib
 import time
@@ -11,17 +13,17 @@ from brainvq.evaluation import figures
 from brainvq.runs import folder as runs
 
 
-class AtomicCheckpoint(keras.callbacks.Callback):
-    """Keeps the latest and the best epoch of a stage, and stops early.
+def checkpoint_callbacks(folder, filename, stage, patience=0, record=None):
+    """The callbacks that keep a stage's checkpoints and its state, in the order they must run.
 
     After every epoch with finite losses the whole model (weights, optimizer, EMA codebook) is
-    saved as `<stage>_last.keras` (what --resume continues from); when the monitored validation
-    value is the best so far, that file is also copied to `filename` (the checkpoint users get).
-    Both are written under a temporary name, verified complete and renamed into place, keeping
-    the file they replace as `*.previous.keras`, so a kill during a save leaves good checkpoints.
-    The epochs done, the best epoch, its value and `record` (fingerprints of what the stage was
-    trained on) go to the run's state file, written the same way. With `patience` > 0 training
-    stops once that many epochs have passed without a better value.
+    saved as `<stage>_last.keras` (what --resume continues from) and, when `val_loss` is the best
+    so far, as `filename` (the checkpoint users get): `VerifiedCheckpoint`s, Keras's
+    `ModelCheckpoint` with atomic, verified writes. With `patience` > 0, `ResumableEarlyStopping`
+    stops training once that many epochs have passed without a better `val_loss`. `RunState`
+    writes the epochs done, the best epoch, its value and `record` (fingerprints of what the stage
+    was trained on) to the run's state file. A resumed stage continues from that file: the same
+    best value to beat and the same epochs waited.
 
     Args:
         folder: the run folder.
@@ -30,35 +32,100 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         patience: epochs without improvement before stopping (0: never).
         record: extra entries for the stage's state (e.g. fingerprints).
     """
+    folder = pathlib.Path(folder)
+    entry = runs.read_state(folder).get(stage, {})
+    best_value = entry.get("best_value")
+    latest = VerifiedCheckpoint(folder / runs.last_checkpoint_name(filename))
+    best = VerifiedCheckpoint(folder / filename, save_best_only=True, best=best_value)
+    stopping = []
+    if patience:
+        waited = entry.get("epochs_done", 0) - entry.get("best_epoch", 0)
+        stopping = [ResumableEarlyStopping(patience, best=best_value, waited=waited)]
+    return [latest, best, *stopping, RunState(folder, stage, best, patience, record)]
 
-    def __init__(self, folder, filename, stage, patience=0, record=None):
-        super().__init__()
-        self.folder = pathlib.Path(folder)
-        self.filename = filename
-        self.stage = stage
-        self.patience = int(patience)
-        self.record = dict(record or {})
+
+def _finite(logs):
+    return all(math.isfinite(float(value)) for value in (logs or {}).values())
+
+
+class VerifiedCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Keras's `ModelCheckpoint` (the whole model, every epoch or only the best `val_loss`), whose
+    saves are atomic and verified: written under a temporary name, checked complete and renamed
+    into place, keeping the file they replace as `*.previous.keras`, so a kill during a save
+    leaves a good checkpoint. An epoch with a non-finite loss is never saved.
+
+    Args:
+        filepath: the `.keras` file.
+        save_best_only: save only when `val_loss` (or, with no validation data, `loss`) is
+            lower than every epoch's before.
+        best: the best `val_loss` so far (a resumed run's), or None.
+    """
+
+    def __init__(self, filepath, save_best_only=False, best=None):
+        super().__init__(str(filepath), monitor="val_loss", save_best_only=save_best_only,
+                         mode="min", initial_value_threshold=best)
+        self.best = best
+        self.improved = False
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if not all(math.isfinite(float(v)) for v in logs.values()):
-            return  # never overwrite a good checkpoint with a broken one
-        last = self.folder / runs.last_checkpoint_name(self.filename)
-        runs.save_atomically(self.model, last)
+        self.improved = False
+        if not _finite(logs):
+            return
+        if self.save_best_only:
+            # Without validation data (a bare `fit`), the training loss is what there is.
+            self.monitor = "val_loss" if "val_loss" in logs else "loss"
+            current = logs.get(self.monitor)
+            if current is None or (self.best is not None and not current < self.best):
+                return
+            self.best, self.improved = float(current), True
+        runs.save_atomically(self.model, self.filepath)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras's `EarlyStopping` on `val_loss` that a resumed run continues: it starts from the
+    best value and the epochs already waited that the run's state recorded.
+
+    Args:
+        patience: epochs without a better `val_loss` before stopping.
+        best: the best `val_loss` so far, or None.
+        waited: epochs since that best one.
+    """
+
+    def __init__(self, patience, best=None, waited=0):
+        super().__init__(monitor="val_loss", patience=patience, mode="min")
+        self.resumed_best, self.resumed_wait = best, max(int(waited), 0)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.best, self.wait = self.resumed_best, self.resumed_wait
+
+
+class RunState(keras.callbacks.Callback):
+    """Writes a stage's progress to the run's state file after every epoch with finite losses:
+    epochs done, the best epoch and its `val_loss` (from `best`, the best-epoch checkpoint),
+    `record`, and whether early stopping ended the stage."""
+
+    def __init__(self, folder, stage, best, patience=0, record=None):
+        super().__init__()
+        self.folder, self.stage, self.best = pathlib.Path(folder), stage, best
+        self.patience, self.record = patience, dict(record or {})
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not _finite(logs):
+            return
         state = runs.read_state(self.folder)
         entry = state.get(self.stage, {})
         entry.update(self.record)
-        monitor = "val_loss" if "val_loss" in logs else "loss"
-        value = float(logs[monitor])
-        if entry.get("best_value") is None or value < entry["best_value"]:
-            runs.copy_atomically(last, self.folder / self.filename)
-            entry.update(best_epoch=epoch + 1, best_value=value, monitor=monitor)
+        if self.best.improved:
+            entry.update(best_epoch=epoch + 1, best_value=self.best.best,
+                         monitor=self.best.monitor)
         entry["epochs_done"] = epoch + 1
-        if self.patience and epoch + 1 - entry["best_epoch"] >= self.patience:
+        if self.model.stop_training:
             entry["stopped_early"] = True
-            self.model.stop_training = True
-            print(f"{self.stage}: no better {monitor} for {self.patience} epochs; stopping "
-                  f"(best epoch {entry['best_epoch']}, {monitor} {entry['best_value']:.4f})")
+            print(f"{self.stage}: no better {entry['monitor']} for {self.patience} epochs; "
+                  f"stopping (best epoch {entry['best_epoch']}, {entry['monitor']} "
+                  f"{entry['best_value']:.4f})")
         state[self.stage] = entry
         runs.write_state(self.folder, state)
 

@@ -1,8 +1,6 @@
 """The prior's training data: every split's code grids, encoded once by the frozen VQ-VAE (with
 the augmented copies of the training slices) and cached in the run folder's `codes.npz` while
 their fingerprint matches."""
-import hashlib
-import json
 import os
 import pathlib
 
@@ -11,23 +9,8 @@ import numpy as np
 import hyperparameters
 from brainvq.data import augmentation, input_pipeline
 from brainvq.generation import generate as inference
-from brainvq.runs import folder as runs
+from brainvq.runs import fingerprints
 from brainvq.runs.folder import CODES_FILE, VQVAE_FILE
-
-
-def code_fingerprint(vqvae_path, splits, values):
-    """A hash of everything the cached code grids depend on: the VQ-VAE checkpoint's bytes, the
-    images and slice indices of every split, and the augmentation settings."""
-    digest = hashlib.sha256(str(runs.file_fingerprint(vqvae_path)).encode())
-    for name in ("train", "validate", "test"):
-        digest.update(np.ascontiguousarray(splits[name].images).tobytes())
-        digest.update(np.asarray(splits[name].slice_index, np.int64).tobytes())
-    settings = [values.get(key) for key in ("prior_augment_copies", "prior_augment_shift", "seed")]
-    # Appended only when set, so caches written before these two settings existed stay valid.
-    settings += [values[key] for key in ("prior_augment_rotation", "prior_augment_scale")
-                 if values.get(key)]
-    digest.update(json.dumps(settings).encode())
-    return digest.hexdigest()
 
 
 def encode_splits(vqvae, splits, output_dir, values=None):
@@ -48,7 +31,8 @@ def encode_splits(vqvae, splits, output_dir, values=None):
     values = dict(hyperparameters.DEFAULTS, **(values or {}))
     names = ("train", "validate", "test", "train_augmented")
     cache = pathlib.Path(output_dir) / CODES_FILE
-    fingerprint = code_fingerprint(pathlib.Path(output_dir) / VQVAE_FILE, splits, values)
+    fingerprint = fingerprints.code_fingerprint(pathlib.Path(output_dir) / VQVAE_FILE, splits,
+                                                values)
     if cache.is_file():
         with np.load(cache) as stored:
             if "fingerprint" in stored and str(stored["fingerprint"]) == fingerprint:

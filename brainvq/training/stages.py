@@ -67,7 +67,7 @@ def _fit(model, stage, train_data, validation_data, values, epochs, batch_size, 
         callbacks.Throughput(batch_size),
         *extra_callbacks,
         keras.callbacks.CSVLogger(str(log_path), append=done > 0),
-        callbacks.AtomicCheckpoint(output_dir, checkpoint_file, stage, patience, record),
+        *callbacks.checkpoint_callbacks(output_dir, checkpoint_file, stage, patience, record),
     ]
     if done >= epochs:
         print(f"{stage}: all {epochs} epochs already done in {output_dir}")

@@ -121,15 +121,24 @@ def test_best_epoch_is_kept_and_training_stops_after_patience(tmp_path):
     from brainvq.training import callbacks
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    checkpoint = callbacks.AtomicCheckpoint(tmp_path, "prior.keras", "prior", patience=2)
-    checkpoint.set_model(model)
-    stopped_at = None
-    for epoch, val_loss in enumerate([3.0, 1.0, 2.0, 4.0, 0.5]):
-        model.layers[0].kernel.assign(np.full((2, 1), epoch, "float32"))
-        checkpoint.on_epoch_end(epoch, {"loss": 1.0, "val_loss": val_loss})
-        if getattr(model, "stop_training", False):
-            stopped_at = epoch
-            break
+    model.stop_training = False
+
+    def run(values, start=0):
+        checkpoints = callbacks.checkpoint_callbacks(tmp_path, "prior.keras", "prior",
+                                                     patience=2)
+        for callback in checkpoints:
+            callback.set_model(model)
+            callback.on_train_begin()
+        for epoch, val_loss in enumerate(values, start=start):
+            model.layers[0].kernel.assign(np.full((2, 1), epoch, "float32"))
+            for callback in checkpoints:
+                callback.on_epoch_end(epoch, {"loss": 1.0, "val_loss": val_loss})
+            if model.stop_training:
+                return epoch
+        return None
+
+    assert run([3.0, 1.0, 2.0]) is None  # interrupted after 3 epochs, then resumed:
+    stopped_at = run([4.0, 0.5], start=3)
     assert stopped_at == 3  # epochs 3 and 4 (1-based) were no better than epoch 2
     best = keras.saving.load_model(tmp_path / "prior.keras")
     np.testing.assert_array_equal(ops.convert_to_numpy(best.layers[0].kernel), 1.0)

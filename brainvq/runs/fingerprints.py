@@ -1,0 +1,55 @@
+"""Fingerprints: what a stage, a cache or a network was made from, as sha256 hex digests, so
+that a run folder can tell when its parts no longer belong together."""
+import hashlib
+import json
+import pathlib
+
+import numpy as np
+
+
+def file_fingerprint(path):
+    """sha256 of a file's bytes (hex), or None when it does not exist."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_fingerprint(splits):
+    """sha256 of every split's file list (or, for the demo, its images) and slice indices."""
+    digest = hashlib.sha256()
+    for name in ("train", "validate", "test"):
+        split = splits[name]
+        digest.update(name.encode())
+        if split.paths and all(not str(path).startswith("<") for path in split.paths):
+            digest.update("\n".join(str(path) for path in split.paths).encode())
+        else:
+            digest.update(np.ascontiguousarray(split.images).tobytes())
+        digest.update(np.asarray(split.slice_index, np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def code_fingerprint(vqvae_path, splits, values):
+    """A hash of everything the cached code grids depend on: the VQ-VAE checkpoint's bytes, the
+    images and slice indices of every split, and the augmentation settings."""
+    digest = hashlib.sha256(str(file_fingerprint(vqvae_path)).encode())
+    for name in ("train", "validate", "test"):
+        digest.update(np.ascontiguousarray(splits[name].images).tobytes())
+        digest.update(np.asarray(splits[name].slice_index, np.int64).tobytes())
+    settings = [values.get(key) for key in ("prior_augment_copies", "prior_augment_shift", "seed")]
+    # Appended only when set, so caches written before these two settings existed stay valid.
+    settings += [values[key] for key in ("prior_augment_rotation", "prior_augment_scale")
+                 if values.get(key)]
+    digest.update(json.dumps(settings).encode())
+    return digest.hexdigest()
+
+
+def slices_fingerprint(images, slice_index):
+    """sha256 of slices' pixels and positions (the realism feature network's training data)."""
+    digest = hashlib.sha256(np.ascontiguousarray(images, np.float32).tobytes())
+    digest.update(np.asarray(slice_index, np.int64).tobytes())
+    return digest.hexdigest()

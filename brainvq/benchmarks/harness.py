@@ -46,29 +46,27 @@ def timed(function, repeats):
     return best, result
 
 
-class _Budget:
-    """A callback factory: stops `fit` once `seconds` of training have passed or, with `steps`,
-    after exactly that many optimizer steps (a budget that gives the same figure on any machine,
-    busy or idle)."""
+class Budget(keras.callbacks.Callback):
+    """Stops `fit` once `seconds` of training have passed or, with `steps` > 0, after exactly
+    that many optimizer steps (a budget that gives the same figure on any machine, busy or
+    idle); counts the images seen (`batch_size` per step)."""
 
-    @staticmethod
-    def make(seconds, steps=0):
+    def __init__(self, seconds, steps=0, batch_size=1):
+        super().__init__()
+        self.seconds, self.budget_steps, self.batch_size = seconds, steps, batch_size
 
-        class Budget(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.start, self.images, self.steps = time.perf_counter(), 0, 0
+    def on_train_begin(self, logs=None):
+        self.start, self.images, self.steps = time.perf_counter(), 0, 0
 
-            def on_train_batch_end(self, batch, logs=None):
-                self.images += self.batch_size
-                self.steps += 1
-                if steps:
-                    spent = self.steps >= steps
-                else:
-                    spent = time.perf_counter() - self.start > seconds
-                if spent:
-                    self.model.stop_training = True
-
-        return Budget()
+    def on_train_batch_end(self, batch, logs=None):
+        self.images += self.batch_size
+        self.steps += 1
+        if self.budget_steps:
+            spent = self.steps >= self.budget_steps
+        else:
+            spent = time.perf_counter() - self.start > self.seconds
+        if spent:
+            self.model.stop_training = True
 
 
 STEPS_HELP = ("train for exactly this many optimizer steps (at least 1) instead of --minutes: "
@@ -126,8 +124,7 @@ def train_for_budget(values, baseline, train, minutes, steps=0):
     batch_size = KERASIO["batch_size"] if baseline == "kerasio" else values["batch_size"]
     keras.utils.set_random_seed(values["seed"])
     model = quality_model(values, baseline, train.images)
-    budget = _Budget.make(minutes * 60.0, steps)
-    budget.batch_size = batch_size
+    budget = Budget(minutes * 60.0, steps, batch_size)
     train_data = input_pipeline.make_dataset(train, batch_size, shuffle=True, seed=values["seed"],
                                      repeat=True)
     steps = max(len(train) // batch_size, 1)

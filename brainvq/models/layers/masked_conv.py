@@ -1,5 +1,6 @@
 """Masked convolutions: the causal building block of the PixelCNN prior."""
 import keras
+import numpy as np
 from keras import layers, ops
 
 #
@@ -35,8 +36,6 @@ def pixelcnn_mask(kernel_size, mask_type, stack):
     Returns:
         The mask, shaped like the spatial dimensions of the kernel.
     """
-    import numpy as np
-
     centre = kernel_size // 2
     include_centre = mask_type == "B"
     if stack == "horizontal":

@@ -49,6 +49,7 @@ def run(args):
     from brainvq.generation import generate
     from brainvq.runs import folder, pretrained
 
+    folder.check_run_dir(args.output_dir)
     images_dir = pretrained.work_dir(args.output_dir, args.images_dir)
     folder.check_writable(images_dir, "--images-dir")
     values, vqvae = folder.load_run(args.output_dir, {"data_dir": args.data_dir,

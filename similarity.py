@@ -44,6 +44,7 @@ def main(argv=None):
     from brainvq.runs import pretrained
 
     try:
+        runs.check_run_dir(args.output_dir)
         images_dir = pretrained.work_dir(args.output_dir, args.images_dir)
         runs.check_writable(images_dir, "--images-dir")
         cache_dir = pretrained.cache_dir(args.output_dir, images_dir)

@@ -57,7 +57,8 @@ def check_data_flags(given, values):
         flags = ", ".join("--" + key.replace("_", "-") for key in ignored)
         held = {"demo": "the embedded demo data", "png": "slices in the OASIS PNG layout",
                 "nifti-slices": "2D NIfTI slices"}[layout]
-        raise runs.RunError(f"{flags} only apply to a folder of 3D NIfTI volumes, and "
+        verb = "applies" if len(ignored) == 1 else "apply"
+        raise runs.RunError(f"{flags} {verb} only to a folder of 3D NIfTI volumes, and "
                             f"{values['data_dir']} holds {held}, already cut and split: drop "
                             f"{flags}")
 

@@ -332,6 +332,19 @@ def check_writable(folder, flag):
 # Loading a trained run
 # ---------------------------------------------------------------------------------------------
 
+def check_run_dir(output_dir):
+    """`output_dir` as a Path; RunError, naming it, when it is a file or does not exist."""
+    output_dir = pathlib.Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise RunError(f"--output-dir {output_dir} is a file, not a run folder: point "
+                       f"--output-dir at the folder train.py wrote")
+    if not output_dir.is_dir():
+        raise RunError(f"run folder {output_dir} does not exist: train one with "
+                       f"`python train.py --output-dir {output_dir}`, or point --output-dir at "
+                       f"a folder train.py wrote")
+    return output_dir
+
+
 def load_run(output_dir, overrides=None):
     """Loads a finished run: its hyperparameters and its VQ-VAE.
 
@@ -344,14 +357,7 @@ def load_run(output_dir, overrides=None):
         (values, vqvae): the run's hyperparameters (updated with non-architecture overrides)
         and the loaded `VQVAETrainer`.
     """
-    output_dir = pathlib.Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise RunError(f"--output-dir {output_dir} is a file, not a run folder: point "
-                       f"--output-dir at the folder train.py wrote")
-    if not output_dir.is_dir():
-        raise RunError(f"run folder {output_dir} does not exist: train one with "
-                       f"`python train.py --output-dir {output_dir}`, or point --output-dir at "
-                       f"a folder train.py wrote")
+    output_dir = check_run_dir(output_dir)
     if is_shipped(output_dir):
         verify_shipped(output_dir)
     values = hyperparameters.load(output_dir)

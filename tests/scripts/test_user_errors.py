@@ -94,7 +94,7 @@ def test_resume_of_a_folder_that_does_not_exist_says_there_is_nothing_to_resume(
 def test_nifti_only_flags_are_refused_for_png_data(relative_run, tmp_path):
     data = relative_run.parent / "oasis"
     for flag, value in (("--slice-axis", "coronal"), ("--crop-to-head", "false")):
-        with pytest.raises(SystemExit, match=f"{flag} only apply to a folder of 3D NIfTI"):
+        with pytest.raises(SystemExit, match=f"{flag} applies only to a folder of 3D NIfTI"):
             train.main(tiny_train(data, tmp_path / "run", flag, value))
     assert not (tmp_path / "run" / hyperparameters.HYPERPARAMETERS_FILE).exists()
 
@@ -167,8 +167,9 @@ def test_a_code_grid_under_4x4_is_refused(downsamples, advice, tmp_path):
 def test_an_output_dir_that_is_a_file_is_named_as_such(tmp_path):
     not_a_folder = tmp_path / "run.txt"
     not_a_folder.write_text("")
-    with pytest.raises(SystemExit, match="run.txt is a file, not a run folder"):
-        predict.main(["--output-dir", str(not_a_folder), "--images-dir", str(tmp_path / "i")])
+    for script in (predict, similarity):
+        with pytest.raises(SystemExit, match="run.txt is a file, not a run folder"):
+            script.main(["--output-dir", str(not_a_folder)])
 
 
 def test_too_many_train_subjects_of_png_data_names_the_flag_and_no_split(relative_run):

@@ -8,6 +8,7 @@
 Reads the run in --output-dir (as train.py wrote it); figures go to --images-dir (default: the
 run's images/ folder; for a shipped model output/<its name>). The work is brainvq/generation/.
 """
+import os
 import sys
 
 import hyperparameters
@@ -60,8 +61,11 @@ def run(args):
     except errors.MissingData:
         if args.samples == 0 or args.data_dir is not None:
             raise
-        print(f"no reconstructions: they need this run's data ({values['data_dir']} is not "
-              f"here); pass --data-dir DIR to reconstruct held-out slices")
+        where = values["data_dir"]
+        if not os.path.isabs(where):
+            where = f"{where}, from {args.output_dir}"
+        print(f"no reconstructions: they need this run's data ({where}: not found); pass "
+              f"--data-dir DIR to reconstruct held-out slices")
         test = None
     if test is not None:
         figure, ssim_values = generate.reconstruction_figure(vqvae, test, images_dir, args.count)

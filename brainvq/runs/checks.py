@@ -27,7 +27,8 @@ def run_values(args):
     the run's saved values and the flags given (so only a flag given can differ). A data folder
     that exists, and the figures folder, are recorded as absolute paths, so the run finds them
     from any directory (a resumed run keeps the data path it recorded: its data fingerprint
-    holds the paths as given)."""
+    holds the paths as given). The run folder is recorded absolute too, and a resumed run's own
+    figures folder follows the run when it has been moved."""
     values = hyperparameters.resolve(args)
     output_dir = pathlib.Path(values["output_dir"])
     if args.resume and args.export is None:
@@ -37,14 +38,17 @@ def run_values(args):
                                 f"start a run there, or point --output-dir at a run folder")
         saved = hyperparameters.load(output_dir)
         saved["data_dir"] = runs.data_dir_for(saved, output_dir)
-        if not os.path.isabs(saved["images_dir"] or ""):  # relative to where it was trained
-            saved["images_dir"] = ""  # -> the run's own figures folder
+        own = os.path.join(os.path.abspath(saved["output_dir"]), "images")
+        images_dir = saved["images_dir"] or ""
+        if not os.path.isabs(images_dir) or os.path.normpath(images_dir) == own:
+            saved["images_dir"] = ""  # the run's own figures folder, wherever the run now is
         values = hyperparameters.resolve(args, base=dict(saved, output_dir=str(output_dir)))
     else:
         data_dir = values["data_dir"]
         if data_dir != hyperparameters.DEFAULTS["data_dir"] and os.path.exists(data_dir):
             values["data_dir"] = os.path.abspath(data_dir)
     values["images_dir"] = os.path.abspath(values["images_dir"])
+    values["output_dir"] = os.path.abspath(values["output_dir"])
     return values
 
 

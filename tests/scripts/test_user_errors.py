@@ -132,6 +132,14 @@ def test_a_samples_folder_holds_one_calls_samples(relative_run, tmp_path, capsys
 
 # --- messages that mislead --------------------------------------------------------------------
 
+def test_a_moved_run_keeps_its_figures_in_its_new_folder(relative_run, tmp_path):
+    moved = tmp_path / "moved"
+    shutil.copytree(relative_run, moved)
+    train.main(["--resume", "--output-dir", str(moved)])
+    saved = json.loads((moved / hyperparameters.HYPERPARAMETERS_FILE).read_text())
+    assert saved["images_dir"] == str(moved / "images")
+
+
 def test_resume_starts_from_the_runs_saved_values(run_copy, tmp_path, monkeypatch, capsys):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -1,5 +1,4 @@
 """A VQ-VAE trained for a wall-clock or step budget, then its test-split quality."""
-
 import numpy as np
 
 import hyperparameters
@@ -18,7 +17,6 @@ from brainvq.data import layouts, slice_sets
 
 def run(args):
     """Trains a VQ-VAE for a fixed wall-clock budget, then measures the test split."""
-
     values = hyperparameters.resolve(args)
     splits, description = layouts.load_splits_for(values)
     print(f"machine: {machine_description()}")

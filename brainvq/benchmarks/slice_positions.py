@@ -11,7 +11,6 @@ from brainvq.evaluation import figures
 
 def run(args):
     """A figure of the slices at chosen positions, one row per volume (the slice range's check)."""
-
     positions = args.positions
     images, titles = [], []
     for path in args.volumes:

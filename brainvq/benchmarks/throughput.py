@@ -1,5 +1,4 @@
 """Training and reconstruction images per second, ours against a keras-io-sized VQ-VAE."""
-
 import keras
 import numpy as np
 

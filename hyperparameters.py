@@ -28,6 +28,12 @@ DEFAULTS = {
     "demo_copies": 5,
     "skip_bad": False,  # skip unreadable files (with a count) instead of stopping
     "seed": 42,
+    # Covariates of the subjects (a CSV: subject, age, sex, ...; brainvq/data/covariates.py) and
+    # the columns the prior is conditioned on beside the slice position, e.g. "age,sex"
+    # (empty: none). Each is dropped for 10% of the training examples (--prior's condition
+    # dropout), so any of them can be left out when sampling.
+    "covariates": "",
+    "condition_on": "",
     # --- VQ-VAE -----------------------------------------------------------------------------
     "num_codes": 512,  # K: codebook size
     "code_dim": 64,  # D: dimension of each code vector
@@ -114,6 +120,7 @@ ARCHITECTURE_KEYS = (
     "prior_filters", "prior_layers",
     "prior_kernel_size",
     "prior_attention_blocks", "prior_attention_heads", "prior_position_embedding",
+    "condition_on",
 )
 
 # The subset that fixes the VQ-VAE (a prior may be retrained over it with other prior values).
@@ -169,7 +176,7 @@ LEGACY_VALUES = {
     "slice_axis": "axial", "crop_to_head": False, "split": "0.8,0.1,0.1", "attention": False,
     "perceptual_weight": 0.0, "perceptual_weights": "", "adversarial_weight": 0.0,
     "adversarial_start": 2000, "levels": 1, "top_code_dim": 64, "run_eagerly": False,
-    "unconditional": "null",
+    "unconditional": "null", "covariates": "", "condition_on": "",
 }
 
 
@@ -217,6 +224,11 @@ def combination_problem(values):
     size = values["image_size"]
     power = ("2**--num-downsamples" if levels == 1
              else "2**(--num-downsamples + 1) (two levels)")
+    if values.get("condition_on") and not values.get("covariates"):
+        return ("--condition-on needs --covariates FILE.csv (one row per subject: subject, "
+                "age, sex, ...)")
+    if values.get("condition_on") and levels > 1:
+        return "--condition-on works with one level (--levels 1)"
     if size // factor < MIN_GRID:
         most = max(0, (size // MIN_GRID).bit_length() - 1 - (levels - 1))
         return (f"--image-size {size} with --num-downsamples {values['num_downsamples']}"

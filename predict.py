@@ -4,6 +4,7 @@
     python predict.py --samples 16        # ... and 16 new synthetic slices from the prior
     python predict.py --samples 16 --slice 20 --temperature 0.9 --top-k 64 --seed 3
     python predict.py --output-dir pretrained/ixi-t1-128 --samples 16   # the shipped model
+    python predict.py --age 70 --sex F --slice 20 --samples 16   # a run trained --condition-on
 
 Reads the run in --output-dir (as train.py wrote it); figures go to --images-dir (default: the
 run's images/ folder; for a shipped model output/<its name>). The work is brainvq/generation/.
@@ -24,6 +25,12 @@ def parse_args(argv=None):
                         help="number of new slices to sample from the prior (default: 0)")
     parser.add_argument("--slice", type=int, default=None, dest="slice_index",
                         help="condition the samples on this slice index (default: none)")
+    parser.add_argument("--age", default=None,
+                        help="for a run trained --condition-on age: sample at this age")
+    parser.add_argument("--sex", default=None,
+                        help="for a run trained --condition-on sex: sample this sex (e.g. F)")
+    parser.add_argument("--condition", action="append", default=[], metavar="NAME=VALUE",
+                        help="any other covariate the run was trained on (repeatable)")
     console.add_verbose_flag(parser)
     return parser.parse_args(argv)
 
@@ -56,6 +63,12 @@ def run(args):
     values, vqvae = folder.load_run(args.output_dir, {"data_dir": args.data_dir,
                                                       "unconditional": args.unconditional})
     generate.check_slice(args.slice_index, values, args.output_dir)
+    requested = {name: value for name, value in (("age", args.age), ("sex", args.sex))
+                 if value is not None}
+    for item in args.condition:
+        name, _, value = item.partition("=")
+        requested[name.strip()] = value
+    covariates = generate.requested_covariates(args.output_dir, requested)
     try:
         test = generate.load_test_split(values)
     except errors.MissingData:
@@ -76,13 +89,20 @@ def run(args):
         samples, _ = generate.generate(values, vqvae, args.output_dir, args.samples,
                                        slice_index=args.slice_index,
                                        temperature=args.temperature, top_k=args.top_k,
-                                       seed=args.seed)
+                                       seed=args.seed, covariates=covariates)
         grid = generate.write_samples(samples, images_dir, args.slice_index)
         print(f"{args.samples} samples written to {grid} and {images_dir / 'samples'}/")
         by_slice = generate.write_samples_by_slice(values, vqvae, args.output_dir, images_dir,
                                                    test, temperature=args.temperature,
-                                                   top_k=args.top_k, seed=args.seed)
+                                                   top_k=args.top_k, seed=args.seed,
+                                                   covariates=covariates)
         print(f"slice-conditioned samples written to {by_slice}")
+        specs = getattr(folder.load_prior(args.output_dir), "covariates", [])
+        for column in range(len(specs)):
+            figure = generate.write_samples_by_covariate(values, vqvae, args.output_dir,
+                                                         images_dir, specs, column,
+                                                         seed=args.seed)
+            print(f"samples by {specs[column]['name']} written to {figure}")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def main(argv=None):
     args = parse_args(argv)
     console.quiet_start(args.verbose)
     from brainvq.data import demo, layouts
-    from brainvq.evaluation.reports import reconstruction_report, sample_report
+    from brainvq.evaluation.reports import (covariate_report, reconstruction_report,
+                                            sample_report)
     from brainvq.runs import folder as runs
     from brainvq.runs import pretrained
 
@@ -65,6 +66,8 @@ def main(argv=None):
             sample_report(values, vqvae, args.output_dir, splits["train"], splits[args.split],
                           args.samples, seed, feature_figures=feature_figures,
                           cache_dir=cache_dir)
+            covariate_report(values, vqvae, args.output_dir, splits, args.split, args.samples,
+                             seed)
     except (runs.RunError, errors.DatasetError, hyperparameters.IncompatibleCheckpoint,
             hyperparameters.InvalidHyperparameters, errors.OutputBlocked,
             FileNotFoundError) as failure:

@@ -55,3 +55,12 @@ def test_resume_changes_name_training_settings_only():
         ("learning_rate", 1e-3, hyperparameters.DEFAULTS["learning_rate"]),
         ("prior_augment_copies", 4, hyperparameters.DEFAULTS["prior_augment_copies"])]
     assert hyperparameters.resume_changes(saved, saved) == []
+
+
+def test_condition_on_needs_a_covariates_file_and_one_level():
+    assert "needs --covariates" in hyperparameters.combination_problem(
+        parse("--condition-on", "age"))
+    assert "one level" in hyperparameters.combination_problem(
+        parse("--condition-on", "age", "--covariates", "t.csv", "--levels", "2"))
+    assert hyperparameters.combination_problem(
+        parse("--condition-on", "age", "--covariates", "t.csv")) is None

@@ -5,8 +5,9 @@ Keras recommends. On JAX or PyTorch the same batches come from `ArrayBatches`, a
 `keras.utils.PyDataset` over numpy arrays: training then needs no TensorFlow at all (a JAX-only
 GPU machine), and a JAX run never lets TensorFlow take GPU memory beside it.
 
-`structure` is an array or a (nested) tuple of arrays with the same first dimension, e.g.
-`images`, `(images, slice_index)` or `((codes, slices), codes)`; every batch has that structure.
+`structure` is an array or a (nested) tuple or dict of arrays with the same first dimension,
+e.g. `images`, `(images, slice_index)` or `((codes, slices), codes)`; every batch has that
+structure.
 """
 import math
 
@@ -44,10 +45,14 @@ def batches(structure, batch_size, shuffle, seed=0, drop_remainder=False, repeat
 
 
 def _length(structure):
+    if isinstance(structure, dict):
+        return _length(next(iter(structure.values())))
     return _length(structure[0]) if isinstance(structure, tuple) else len(structure)
 
 
 def _take(structure, indices):
+    if isinstance(structure, dict):
+        return {key: _take(part, indices) for key, part in structure.items()}
     if isinstance(structure, tuple):
         return tuple(_take(part, indices) for part in structure)
     return structure[indices]

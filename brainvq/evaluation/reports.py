@@ -5,9 +5,11 @@ import pathlib
 import numpy as np
 from PIL import Image
 
-from brainvq.evaluation import figures, metrics, realism, sample_metrics
+from brainvq.data import covariates
+from brainvq.evaluation import covariate_checks, figures, metrics, realism, sample_metrics
 from brainvq.generation import generate as inference
 from brainvq.progress import progress_bar
+from brainvq.runs import folder as runs
 
 
 def encoder_features(vqvae, images, batch_size=64):
@@ -106,3 +108,20 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_f
                                              cache_dir=cache_dir)
     return {"nearest_ssim": nearest, "diversity": diversity_mean, "frechet": frechet,
             **distances, **realism_figures}
+
+
+def covariate_report(values, vqvae, output_dir, splits, split, count, seed):
+    """For a run whose prior was trained on covariates (and whose covariates file is here): the
+    rulers' agreement on real held-out slices, on samples and on the shuffled control
+    (`covariate_checks`); None for any other run."""
+    specs = getattr(runs.load_prior(output_dir), "covariates", [])
+    if not specs:
+        return None
+    if not values.get("covariates") or not pathlib.Path(values["covariates"]).is_file():
+        print(f"covariates: the run's file {values.get('covariates')!r} is not here; pass "
+              f"--covariates FILE.csv to check the covariate-conditioned samples")
+        return None
+    splits, _, arrays = covariates.for_splits(values, splits)
+    return covariate_checks.covariate_report(values, vqvae, output_dir, splits["train"],
+                                             splits[split], arrays["train"], arrays[split],
+                                             specs, count, seed)

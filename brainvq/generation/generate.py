@@ -7,7 +7,7 @@ import pathlib
 import keras
 import numpy as np
 
-from brainvq.data import layouts
+from brainvq.data import covariates, layouts
 from brainvq.errors import OutputBlocked
 from brainvq.evaluation import figures, metrics
 from brainvq.generation import sampling
@@ -66,7 +66,7 @@ def write_samples(images, images_dir, slice_index=None):
 
 
 def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8, columns=6,
-                           temperature=None, top_k=None, seed=None):
+                           temperature=None, top_k=None, seed=None, covariates=None):
     """A figure of slice-conditioned samples: one row per slice position, from the bottom of the
     brain (top row) to its top, `columns` samples each; the positions are spread over those
     the run's training slices had (or, for a run that did not record them, those of `slices`).
@@ -82,7 +82,8 @@ def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8
                         .astype(int)]
     requested = np.repeat(positions, columns).astype(np.int32)
     images, _ = generate(values, vqvae, output_dir, len(requested), slice_index=requested,
-                         temperature=temperature, top_k=top_k, seed=seed)
+                         temperature=temperature, top_k=top_k, seed=seed,
+                         covariates=covariates)
     titles = [f"slice {position}" if column == 0 else ""
               for position in positions for column in range(columns)]
     return figures.plot_image_grid(
@@ -92,7 +93,7 @@ def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8
 
 
 def generate(values, vqvae, output_dir, count, slice_index=None, temperature=None, top_k=None,
-             seed=None):
+             seed=None, covariates=None):
     """Samples `count` code grids from the prior and decodes them into images [N, S, S, 1].
 
     With `slice_index` None the samples are unconditional: as `values["unconditional"]` says,
@@ -110,7 +111,7 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
         prior, count, vqvae.grid_size, slice_index=slice_index,
         temperature=values["temperature"] if temperature is None else temperature,
         top_k=min(values["top_k"] if top_k is None else top_k, prior.num_codes),  # k >= K: all
-        seed=seed, batch_size=SAMPLING_BATCH,
+        seed=seed, batch_size=SAMPLING_BATCH, covariates=covariates,
         progress=progress)
     images = [keras.ops.convert_to_numpy(vqvae.decode_codes(codes[start:start + SAMPLING_BATCH]))
               for start in range(0, len(codes), SAMPLING_BATCH)]
@@ -157,3 +158,66 @@ def reconstruction_figure(vqvae, test, images_dir, count=8):
                                           ssim_values[shown],
                                           pathlib.Path(images_dir) / "reconstructions.png")
     return figure, ssim_values
+
+
+def requested_covariates(output_dir, requested):
+    """The covariates row [C] (NaN: not requested) for `requested` {name: value text}, checked
+    against the run's prior; None when nothing is requested.
+
+    Raises:
+        RunError: the run's prior was trained without covariates, or not with one requested.
+        DatasetError: a value outside the training range, or a class it never saw.
+    """
+    if not requested:
+        return None
+    specs = getattr(runs.load_prior(output_dir), "covariates", [])
+    names = [spec["name"] for spec in specs]
+    if not specs:
+        raise runs.RunError(f"{output_dir} was trained without covariates: drop "
+                            f"{', '.join('--' + name for name in requested)} (or train with "
+                            f"--covariates FILE.csv --condition-on {','.join(requested)})")
+    unknown = [name for name in requested if name not in names]
+    if unknown:
+        raise runs.RunError(f"{output_dir} was trained on the covariates {', '.join(names)}, "
+                            f"not {', '.join(unknown)}")
+    row = np.full(len(specs), np.nan, np.float32)
+    for column, spec in enumerate(specs):
+        if spec["name"] in requested:
+            row[column] = covariates.check_request(spec, requested[spec["name"]])
+    return row
+
+
+def covariate_levels(spec):
+    """The values a figure shows for a covariate: every class, or ages 25, 45, 65, 85 (four
+    values spread over the training range for any other continuous covariate), as text."""
+    if spec["kind"] == "categorical":
+        return list(spec["classes"])
+    low, high = spec["low"], spec["high"]
+    ages = [25.0, 45.0, 65.0, 85.0]
+    if spec["name"] != "age" or not all(low <= age <= high for age in ages):
+        ages = list(np.linspace(low, high, 6)[1:-1])
+    return [f"{age:g}" for age in ages]
+
+
+def write_samples_by_covariate(values, vqvae, output_dir, images_dir, specs, column, columns=6,
+                               seed=None):
+    """`samples_by_<name>.png`: one row per value of covariate `column` (`covariate_levels`), the
+    other covariates not given, `columns` seeds each, all at one slice position (the middle of
+    those the training slices had). Returns the figure's path."""
+    spec = specs[column]
+    levels = covariate_levels(spec)
+    counts = runs.slice_position_counts(output_dir, values["num_slice_positions"])
+    trained = (np.flatnonzero(counts > 0) if counts is not None and counts.sum() > 0
+               else np.arange(values["num_slice_positions"]))
+    position = int(trained[len(trained) // 2])
+    rows = np.full((len(levels) * columns, len(specs)), np.nan, np.float32)
+    for number, level in enumerate(levels):
+        rows[number * columns:(number + 1) * columns, column] = covariates.encode(spec, level)
+    images, _ = generate(values, vqvae, output_dir, len(rows), slice_index=position,
+                         seed=values["seed"] if seed is None else seed, covariates=rows)
+    titles = [f"{spec['name']} {level}" if index == 0 else ""
+              for level in levels for index in range(columns)]
+    return figures.plot_image_grid(
+        images, pathlib.Path(images_dir) / f"samples_by_{spec['name']}.png", columns=columns,
+        titles=titles, title=f"Samples by {spec['name']}, one row per value, slice position "
+                             f"{position}")

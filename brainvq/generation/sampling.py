@@ -122,9 +122,12 @@ def _write(grid, position, codes):
     return ops.where(here, ops.cast(codes, grid.dtype)[:, None, None], grid)
 
 
-def _whole_grid_loop(prior, grid, slices, grid_size, draw, condition=None):
+def _whole_grid_loop(prior, grid, slices, grid_size, draw, condition=(None, None)):
     """Every step runs the prior on the whole grid and draws the code at that step's position."""
-    inputs = {} if condition is None else {"condition_codes": condition}
+    condition_codes, covariates = condition
+    inputs = {} if condition_codes is None else {"condition_codes": condition_codes}
+    if covariates is not None:
+        inputs["covariates"] = covariates
 
     def body(position, grid):
         logits = prior({"code_indices": grid, "slice_index": slices, **inputs}, training=False)
@@ -179,7 +182,7 @@ def _crop(bias, row, column, height, width):
                      (ops.shape(bias)[0], height, width, bias.shape[-1]))
 
 
-def _row_cached_loop(prior, grid, slices, grid_size, draw, condition=None):
+def _row_cached_loop(prior, grid, slices, grid_size, draw, condition=(None, None)):
     """The row-cached loop for a `GatedPixelCNN`.
 
     The vertical stack at row r sees only the rows above r, so once per row it runs on the
@@ -194,7 +197,9 @@ def _row_cached_loop(prior, grid, slices, grid_size, draw, condition=None):
     reach = prior.causal_reach
     batch = ops.shape(grid)[0]
     rows = width = min(grid_size, reach + 1)  # rows above (and the row) / columns to the left
-    biases = prior.condition_biases(slices, batch, condition_codes=condition)
+    condition_codes, covariates = condition
+    biases = prior.condition_biases(slices, batch, condition_codes=condition_codes,
+                                    covariates=covariates)
     attention_blocks = list(getattr(prior, "attention", []))
     cache_shape = (batch, grid_size * grid_size, prior.filters)
     caches = tuple((ops.zeros(cache_shape, "float32"), ops.zeros(cache_shape, "float32"))
@@ -233,8 +238,9 @@ def _row_cached_loop(prior, grid, slices, grid_size, draw, condition=None):
     return ops.fori_loop(0, grid_size, row_body, (grid, caches))[0]
 
 
-def _sampling_loop(prior, grid, slices, grid_size, row_cached, draw, condition=None):
-    """The whole raster loop; `draw(logits [N, K], position)` returns the codes [N]."""
+def _sampling_loop(prior, grid, slices, grid_size, row_cached, draw, condition=(None, None)):
+    """The whole raster loop; `draw(logits [N, K], position)` returns the codes [N];
+    `condition` is (condition codes [N, t, t] or None, covariates [N, C] or None)."""
     if row_cached:
         return _row_cached_loop(prior, grid, slices, grid_size, draw, condition)
     return _whole_grid_loop(prior, grid, slices, grid_size, draw, condition)
@@ -325,6 +331,25 @@ _XLA_WORKS = None
 # Public API
 # ---------------------------------------------------------------------------------------------
 
+def _covariates(prior, covariates, num_samples):
+    """float32 [N, C] covariates (NaN: not given) for a prior built with covariates; None for
+    a prior without them (which refuses any)."""
+    names = [spec["name"] for spec in getattr(prior, "covariates", [])]
+    if not names:
+        if covariates is not None:
+            raise ValueError("this prior was trained without covariates")
+        return None
+    if covariates is None:
+        return np.full((num_samples, len(names)), np.nan, np.float32)
+    values = np.asarray(covariates, np.float32)
+    if values.ndim == 1:
+        values = np.broadcast_to(values, (num_samples, len(values)))
+    if values.shape != (num_samples, len(names)):
+        raise ValueError(f"covariates must have shape ({num_samples}, {len(names)}) for "
+                         f"{', '.join(names)}, got {values.shape}")
+    return np.ascontiguousarray(values)
+
+
 def _condition_codes(prior, condition_codes, num_samples):
     """int32 [N, t, t] codes of the coarser grid a spatially conditioned prior needs (None for
     any other prior)."""
@@ -362,7 +387,7 @@ def _sample_hierarchy(prior, num_samples, grid_size, **options):
 
 def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature=1.0, top_k=0,
                  seed=0, batch_size=None, crop=True, jit_compile=None, progress=None,
-                 condition_codes=None):
+                 condition_codes=None, covariates=None):
     """Samples code grids from the prior, the whole raster loop in one compiled function.
 
     Args:
@@ -385,6 +410,9 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
             number of grids it finished (e.g. a `progress.Progress`).
         condition_codes: [N, t, t] codes of the coarser grid, for a prior built with
             `condition_codes` (VQ-VAE-2's bottom prior).
+        covariates: for a prior built with covariates: [N, C] or one row [C] for all, each
+            column as `GatedPixelCNN.covariate_condition` takes it (NaN: not given); None: none
+            given.
 
     Returns:
         int32 numpy array [N, g, g] of code indices in [0, K); for a
@@ -407,12 +435,15 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
     jit_compile = bool(jit_compile) if backend == "tensorflow" else None
     sampler = _compiled_sampler(prior, grid_size, top_k, _row_cached(prior, crop), jit_compile)
     condition = _condition_codes(prior, condition_codes, num_samples)
+    given_covariates = _covariates(prior, covariates, num_samples)
 
     grids = []
     for batch_number, start in enumerate(range(0, num_samples, batch_size)):
         batch_slices = slices[start:start + batch_size]
         count = len(batch_slices)
         batch_condition = None if condition is None else condition[start:start + batch_size]
+        batch_covariates = (None if given_covariates is None
+                            else given_covariates[start:start + batch_size])
         if count < batch_size:  # pad the last batch with unconditional rows
             padding = np.full((batch_size - count,), _num_slice_positions(prior), np.int32)
             batch_slices = np.concatenate([batch_slices, padding])
@@ -420,6 +451,10 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
                 batch_condition = np.concatenate(
                     [batch_condition, np.zeros((batch_size - count,) + condition.shape[1:],
                                                np.int32)])
+            if batch_covariates is not None:
+                batch_covariates = np.concatenate(
+                    [batch_covariates, np.full((batch_size - count, batch_covariates.shape[1]),
+                                               np.nan, np.float32)])
         grid = np.zeros((batch_size, grid_size, grid_size), np.int32)
         # Step p of batch b draws with the stateless seed (seed, b * g * g + p).
         batch_seed = np.array([seed, batch_number * grid_size * grid_size], np.int64)
@@ -429,7 +464,9 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
         result = sampler(ops.convert_to_tensor(grid), ops.convert_to_tensor(batch_slices),
                          ops.convert_to_tensor(temperature, "float32"),
                          ops.convert_to_tensor(batch_seed),
-                         None if condition is None else ops.convert_to_tensor(batch_condition))
+                         (None if condition is None else ops.convert_to_tensor(batch_condition),
+                          None if batch_covariates is None
+                          else ops.convert_to_tensor(batch_covariates)))
         grids.append(np.asarray(ops.convert_to_numpy(result), np.int32)[:count])
         if progress is not None:
             progress.add(count)

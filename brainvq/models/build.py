@@ -52,10 +52,12 @@ def prior_settings(values):
         position_embedding=values["prior_position_embedding"])
 
 
-def prior_from_hyperparameters(values, grid_size):
+def prior_from_hyperparameters(values, grid_size, covariates=()):
     """A built prior from a hyperparameters dict: a `GatedPixelCNN` over code grids of side
-    `grid_size`, or with `levels` 2 a `HierarchicalPrior` (a top prior, and a bottom prior given
-    the top codes) over the packed codes of a VQ-VAE-2 whose bottom grid is `grid_size`."""
+    `grid_size` (conditioned on `covariates`, specs from `brainvq.data.covariates.specs`, beside
+    the slice position), or with `levels` 2 a `HierarchicalPrior` (a top prior, and a bottom
+    prior given the top codes) over the packed codes of a VQ-VAE-2 whose bottom grid is
+    `grid_size`."""
     settings = prior_settings(values)
     if values.get("levels", 1) == 2:
         top = GatedPixelCNN(grid_size=grid_size // 2, name="top_prior", **settings)
@@ -64,6 +66,7 @@ def prior_from_hyperparameters(values, grid_size):
                                **settings)
         model = HierarchicalPrior(top, bottom, name="hierarchical_prior")
     else:
-        model = GatedPixelCNN(grid_size=grid_size, name="pixelcnn_prior", **settings)
+        model = GatedPixelCNN(grid_size=grid_size, name="pixelcnn_prior",
+                              covariates=covariates, **settings)
     model.build()
     return model

@@ -37,6 +37,14 @@ def split_prior_inputs(inputs):
     return inputs, None, None
 
 
+def prior_covariates(inputs):
+    """The covariates [B, C] (float; NaN: not given) of a prior's dict inputs, or None."""
+    return inputs.get("covariates") if isinstance(inputs, dict) else None
+
+
+FOURIER_OCTAVES = 6  # continuous covariates: sin and cos of 2^k * pi * x, k = 0 .. 5
+
+
 def _gate(features):
     """tanh(a) * sigmoid(b) for features [..., 2F] split into a and b along the last axis."""
     a, b = ops.split(features, 2, axis=-1)
@@ -246,7 +254,7 @@ class GatedPixelCNN(keras.Model):
                  seed=0, attention_blocks=0,
                  attention_heads=4,
                  position_embedding=False,
-                 condition_codes=0, condition_grid_size=0, **kwargs):
+                 condition_codes=0, condition_grid_size=0, covariates=(), **kwargs):
         super().__init__(**kwargs)
         self.num_codes = int(num_codes)
         self.grid_size = int(grid_size)
@@ -262,6 +270,10 @@ class GatedPixelCNN(keras.Model):
         self.position_embedding = bool(position_embedding)
         self.condition_codes = int(condition_codes)
         self.condition_grid_size = int(condition_grid_size)
+        self.covariates = [dict(spec) for spec in covariates]
+        for spec in self.covariates:
+            if spec.get("kind") not in ("continuous", "categorical"):
+                raise ValueError(f"covariate {spec!r}: kind must be continuous or categorical")
         if self.condition_codes and (self.condition_grid_size < 1
                                      or self.grid_size % self.condition_grid_size):
             raise ValueError(f"condition_grid_size {condition_grid_size} must divide grid_size "
@@ -305,6 +317,18 @@ class GatedPixelCNN(keras.Model):
             self.spatial_projections = [
                 layers.Dense(2 * self.filters, use_bias=False, name=f"spatial_condition_{index}")
                 for index in range(self.num_layers + 1)]
+        # Covariates (age, sex, ...) beside the slice position: a continuous one through Fourier
+        # features and a small MLP, a categorical one as a class embedding (its last row: not
+        # given); each is added to the slice embedding.
+        self.covariate_encoders = []
+        for spec in self.covariates:
+            name = f"covariate_{spec['name']}"
+            if spec["kind"] == "continuous":
+                encoder = keras.Sequential([layers.Dense(self.filters, activation="relu"),
+                                            layers.Dense(self.filters)], name=name)
+            else:
+                encoder = layers.Embedding(len(spec["classes"]) + 1, self.filters, name=name)
+            self.covariate_encoders.append(encoder)
         self.head_hidden = layers.Conv2D(self.filters, 1, name="head_hidden")
         self.head_logits = layers.Conv2D(self.num_codes, 1, dtype="float32", name="logits")
         self.seed_generator = keras.random.SeedGenerator(self.seed)
@@ -339,8 +363,46 @@ class GatedPixelCNN(keras.Model):
             self.condition_mix.build(features)
             for projection in self.spatial_projections:
                 projection.build(features)
+        for spec, encoder in zip(self.covariates, self.covariate_encoders):
+            encoder.build((None, 1 + 2 * FOURIER_OCTAVES) if spec["kind"] == "continuous"
+                          else (None,))
         self.head_hidden.build(features)
         self.head_logits.build(features)
+
+    def covariate_condition(self, covariates, batch, training=False):
+        """[B, F]: the sum of the covariates' embeddings (0 without covariates).
+
+        Args:
+            covariates: [B, C] float, one column per covariate in `self.covariates` order: a
+                continuous value scaled to the training range (0 .. 1), or a class index; NaN
+                where not given. None: none given.
+            training: drops each covariate independently for a fraction `condition_dropout`
+                of the examples, so that any of them can be left out when sampling.
+        """
+        if not self.covariates:
+            return 0.0
+        if covariates is None:
+            covariates = ops.full((batch, len(self.covariates)), float("nan"), "float32")
+        covariates = ops.reshape(ops.cast(covariates, "float32"), (-1, len(self.covariates)))
+        given = ops.logical_not(ops.isnan(covariates))
+        if training and self.condition_dropout > 0:
+            kept = keras.random.uniform(ops.shape(covariates), seed=self.seed_generator)
+            given = ops.logical_and(given, kept >= self.condition_dropout)
+        total = 0.0
+        for column, (spec, encoder) in enumerate(zip(self.covariates, self.covariate_encoders)):
+            present = given[:, column]
+            value = ops.where(present, covariates[:, column], 0.0)
+            if spec["kind"] == "continuous":
+                octaves = (2.0 ** ops.arange(FOURIER_OCTAVES, dtype="float32")) * math.pi
+                angles = value[:, None] * octaves[None, :]
+                flag = ops.cast(present, "float32")[:, None]
+                features = ops.concatenate([flag, flag * ops.sin(angles),
+                                            flag * ops.cos(angles)], axis=-1)
+                total = total + encoder(features)
+            else:
+                index = ops.where(present, ops.cast(value, "int32"), len(spec["classes"]))
+                total = total + encoder(index)
+        return total
 
     def spatial_condition(self, condition_codes):
         """[B, t, t] codes of the coarser grid -> [B, g, g, F] condition features."""
@@ -350,7 +412,8 @@ class GatedPixelCNN(keras.Model):
         upsampled = ops.repeat(ops.repeat(embedded, factor, axis=1), factor, axis=2)
         return self.condition_mix(upsampled)
 
-    def condition_biases(self, slice_index, batch, training=False, condition_codes=None):
+    def condition_biases(self, slice_index, batch, training=False, condition_codes=None,
+                         covariates=None):
         """Per gated layer, the bias of the conditions: [B, 1, 1, 2F] for the slice alone, or
         [B, g, g, 2F] with a spatial condition (`condition_codes`).
 
@@ -360,6 +423,8 @@ class GatedPixelCNN(keras.Model):
             training: applies condition dropout (to the slice condition).
             condition_codes: [B, t, t] codes of the coarser grid; required when the prior was
                 built with `condition_codes` > 0, refused otherwise.
+            covariates: [B, C] for a prior built with `covariates` (see
+                `covariate_condition`), or None.
 
         Returns:
             A list with one bias per gated layer.
@@ -375,7 +440,8 @@ class GatedPixelCNN(keras.Model):
         if training and self.condition_dropout > 0:
             drop = keras.random.uniform((batch,), seed=self.seed_generator) < self.condition_dropout
             slice_index = ops.where(drop, self.num_slice_positions, slice_index)
-        condition = self.slice_embedding(slice_index)
+        condition = (self.slice_embedding(slice_index)
+                     + self.covariate_condition(covariates, batch, training))
         biases = [layer.condition_bias(condition) for layer in self.gated_layers]
         if condition_codes is None:
             return biases
@@ -465,7 +531,7 @@ class GatedPixelCNN(keras.Model):
     def call(self, inputs, training=False):
         code_indices, slice_index, condition_codes = split_prior_inputs(inputs)
         biases = self.condition_biases(slice_index, ops.shape(code_indices)[0], training,
-                                       condition_codes)
+                                       condition_codes, prior_covariates(inputs))
         embedded = self.embed(code_indices)
         to_horizontal = self.vertical_pass(embedded, biases)
         features = self.horizontal_pass(embedded, to_horizontal, biases, training)
@@ -484,5 +550,6 @@ class GatedPixelCNN(keras.Model):
             "position_embedding": self.position_embedding,
             "condition_codes": self.condition_codes,
             "condition_grid_size": self.condition_grid_size,
+            "covariates": self.covariates,
         })
         return config

@@ -62,7 +62,10 @@ def encode_splits(vqvae, splits, output_dir, values=None):
     return encoded
 
 
-def code_dataset(codes, slices, batch_size, shuffle, seed=0, repeat=False):
-    """Batches of ((code grids, slice index), code grids) for fitting the prior."""
-    return input_pipeline.batches(((codes, slices), codes), batch_size, shuffle, seed=seed,
+def code_dataset(codes, slices, batch_size, shuffle, seed=0, repeat=False, covariates=None):
+    """Batches of ((code grids, slice index), code grids) for fitting the prior; with
+    `covariates` [N, C], of ({"code_indices", "slice_index", "covariates"}, code grids)."""
+    inputs = (codes, slices) if covariates is None else {
+        "code_indices": codes, "slice_index": slices, "covariates": covariates}
+    return input_pipeline.batches((inputs, codes), batch_size, shuffle, seed=seed,
                                   repeat=repeat)

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 import hyperparameters
-from brainvq.data import input_pipeline
+from brainvq.data import covariates, input_pipeline
 from brainvq.evaluation import figures
 from brainvq.losses import perceptual
 from brainvq.models import build, pixelcnn
@@ -157,13 +157,20 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     hyperparameters.check_model(vqvae, values, vqvae_path)
     if resume and read_state(output_dir).get("prior"):
         runs.check_prior_matches_vqvae(output_dir)
+    data_fingerprint = runs.data_fingerprint(splits)
+    covariate_specs, covariate_values = [], {}
+    if values.get("condition_on"):
+        splits, covariate_specs, covariate_values = covariates.for_splits(values, splits)
+        copies = 1 + values["prior_augment_copies"]  # the augmented grids: `copies` passes
+        covariate_values["train_augmented"] = np.tile(covariate_values["train"], (copies, 1))
     codes = encode_splits(vqvae, splits, output_dir, values)
     checkpoint = output_dir / PRIOR_FILE
     scope = strategy.scope() if strategy else contextlib.nullcontext()
     with scope:
         prior, done = _load_for_resume(output_dir, "prior", values) if resume else (None, 0)
         if prior is None:
-            prior = build.prior_from_hyperparameters(values, vqvae.grid_size)
+            prior = build.prior_from_hyperparameters(values, vqvae.grid_size,
+                                                     covariates=covariate_specs)
             prior.compile(optimizer=prior_optimizer(values),
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                           metrics=[pixelcnn.BitsPerCode()])
@@ -172,10 +179,12 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     # pass's worth of the real training grids, so augmentation costs no extra training time.
     steps = values["steps_per_epoch"] or math.ceil(len(codes["train"][0]) / batch_size)
     train_data = code_dataset(*codes["train_augmented"], batch_size, shuffle=True,
-                              seed=values["seed"], repeat=True)
-    validation_data = code_dataset(*codes["validate"], batch_size, shuffle=False)
+                              seed=values["seed"], repeat=True,
+                              covariates=covariate_values.get("train_augmented"))
+    validation_data = code_dataset(*codes["validate"], batch_size, shuffle=False,
+                                   covariates=covariate_values.get("validate"))
     positions = np.bincount(codes["train"][1], minlength=values["num_slice_positions"])
-    record = {"data_fingerprint": runs.data_fingerprint(splits),
+    record = {"data_fingerprint": data_fingerprint, "covariates": covariate_specs,
               "vqvae_fingerprint": runs.file_fingerprint(vqvae_path),
               "slice_position_counts": positions.tolist()}  # unconditional samples draw these
     if getattr(prior.optimizer, "use_ema", False):  # as built, or as the checkpoint's was
@@ -189,8 +198,9 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     if checkpoint.exists():
         prior = runs.load_checkpoint(checkpoint)
     prior.run_eagerly = values["run_eagerly"]
-    test = prior.evaluate(code_dataset(*codes["test"], batch_size, shuffle=False), verbose=0,
-                          return_dict=True)
+    test = prior.evaluate(code_dataset(*codes["test"], batch_size, shuffle=False,
+                                       covariates=covariate_values.get("test")),
+                          verbose=0, return_dict=True)
     return prior, float(test["bits_per_code"])
 
 

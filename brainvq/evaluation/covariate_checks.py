@@ -1,0 +1,119 @@
+"""Do samples show what was asked for? Independent checks of covariate-conditioned samples.
+
+For each covariate a prior was trained on (age, sex, ...), a small CNN, the *ruler*, learns to
+predict it from a slice and its position, trained only on the real training slices (never on
+samples, never on held-out subjects). Its agreement with the truth on held-out real slices is the
+ceiling; its agreement with the values *requested* of samples is what the prior achieves; the
+same on the samples with the requested values shuffled among them is a control that must fall to
+chance. Continuous covariates: Pearson r and mean absolute error (in the covariate's units);
+categorical ones: accuracy.
+"""
+import keras
+import numpy as np
+from keras import layers
+
+from brainvq.data import augmentation
+from brainvq.generation import generate
+from brainvq.runs import folder as runs
+
+IMAGES_SEEN = 30000  # images a ruler sees while it trains (passes over the augmented slices)
+
+
+def build_ruler(image_size, spec, num_slice_positions):
+    """Image and slice position -> the covariate: a value in [0, 1] (continuous, scaled to the
+    training range) or class probabilities (categorical)."""
+    image = keras.Input((image_size, image_size, 1), name="image")
+    position = keras.Input((), dtype="int32", name="slice_index")
+    hidden = image
+    for filters in (16, 32, 64, 96):
+        hidden = layers.Conv2D(filters, 3, strides=2, padding="same", activation="gelu")(hidden)
+        hidden = layers.Conv2D(filters, 3, padding="same", activation="gelu")(hidden)
+    hidden = layers.GlobalAveragePooling2D()(hidden)
+    hidden = layers.Concatenate()([hidden, layers.Embedding(num_slice_positions + 1, 16)(position)])
+    hidden = layers.Dense(64, activation="gelu")(hidden)
+    if spec["kind"] == "continuous":
+        output = layers.Dense(1, activation="sigmoid", name="value")(hidden)
+    else:
+        output = layers.Dense(len(spec["classes"]), activation="softmax", name="value")(hidden)
+    return keras.Model([image, position], output, name=f"ruler_{spec['name']}")
+
+
+def train_ruler(images, slice_index, targets, spec, num_slice_positions, seed=0, epochs=None):
+    """A ruler fitted on real slices whose covariate `targets` (encoded, NaN: unknown) are
+    known, with a mirrored and shifted copy of each."""
+    keras.utils.set_random_seed(seed)
+    known = ~np.isnan(targets)
+    images, slice_index, targets = images[known], slice_index[known], targets[known]
+    images = np.concatenate([images, augmentation.flip_and_shift(images, 1, 4, seed=seed)])
+    slice_index = np.tile(np.asarray(slice_index, np.int32), 2)
+    targets = np.tile(targets, 2)
+    if epochs is None:
+        epochs = int(np.clip(IMAGES_SEEN // max(len(images), 1), 3, 30))
+    model = build_ruler(images.shape[1], spec, num_slice_positions)
+    continuous = spec["kind"] == "continuous"
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss="mse" if continuous else "sparse_categorical_crossentropy")
+    model.fit([images, slice_index], targets if continuous else targets.astype(np.int32),
+              batch_size=32, epochs=epochs, shuffle=True, verbose=0)
+    return model
+
+
+def measure(ruler, spec, images, slice_index):
+    """The ruler's readings of slices: encoded values (continuous) or class indices."""
+    output = ruler.predict([images, np.asarray(slice_index, np.int32)], batch_size=64,
+                           verbose=0)
+    return output[:, 0] if spec["kind"] == "continuous" else output.argmax(axis=-1)
+
+
+def agreement(spec, truth, reading):
+    """{"r", "mae"} in the covariate's units (continuous) or {"accuracy"} (categorical)."""
+    truth, reading = np.asarray(truth, np.float64), np.asarray(reading, np.float64)
+    known = ~np.isnan(truth)
+    truth, reading = truth[known], reading[known]
+    if spec["kind"] == "continuous":
+        span = spec["high"] - spec["low"]
+        r = float(np.corrcoef(truth, reading)[0, 1]) if truth.std() and reading.std() else 0.0
+        return {"r": r, "mae": float(np.abs(truth - reading).mean() * span)}
+    return {"accuracy": float((truth == reading).mean())}
+
+
+def requested_values(spec, count, seed):
+    """Values to request of `count` samples: spread evenly over the training range
+    (continuous, encoded 0 .. 1) or every class in turn (categorical), in a seeded order."""
+    if spec["kind"] == "continuous":
+        values = np.linspace(0.0, 1.0, count)
+    else:
+        values = np.arange(count) % len(spec["classes"])
+    return np.random.default_rng(seed).permutation(values).astype(np.float32)
+
+
+def covariate_report(values, vqvae, output_dir, train, held_out, train_covariates,
+                     held_out_covariates, specs, count, seed):
+    """Trains a ruler per covariate on the training slices, and prints and returns its agreement
+    on held-out real slices (the ceiling), on `count` samples requested at spread values of that
+    covariate alone (the others not given), and on the same samples with the requests shuffled
+    (the control)."""
+    positions = values["num_slice_positions"]
+    rows = {}
+    print(f"\nCovariates: rulers trained on {len(train)} real training slices; {count} samples "
+          f"per covariate, the others not given")
+    for column, spec in enumerate(specs):
+        ruler = train_ruler(train.images, train.slice_index, train_covariates[:, column], spec,
+                            positions, seed=values["seed"])
+        real = agreement(spec, held_out_covariates[:, column],
+                         measure(ruler, spec, held_out.images, held_out.slice_index))
+        requested = requested_values(spec, count, seed)
+        request_rows = np.full((count, len(specs)), np.nan, np.float32)
+        request_rows[:, column] = requested
+        slice_index = runs.draw_slice_positions(output_dir, positions, count, seed)
+        samples, _ = generate.generate(values, vqvae, output_dir, count, slice_index=slice_index,
+                                       seed=seed, covariates=request_rows)
+        reading = measure(ruler, spec, samples, slice_index)
+        sampled = agreement(spec, requested, reading)
+        control = agreement(spec, np.random.default_rng(seed + 1).permutation(requested), reading)
+        rows[spec["name"]] = {"real": real, "samples": sampled, "shuffled": control}
+        for name in real:
+            ratio = f" ({sampled[name] / real[name]:.2f}x)" if real[name] else ""
+            print(f"  {spec['name']} {name}: held-out real {real[name]:.3f}, samples "
+                  f"{sampled[name]:.3f}{ratio}, shuffled control {control[name]:.3f}")
+    return rows

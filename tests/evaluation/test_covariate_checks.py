@@ -1,0 +1,41 @@
+"""The rulers of covariate_checks.py on a toy case where brightness tells the age: the ruler
+learns it from real slices, agrees with images made at requested values, and the shuffled
+control falls to chance."""
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+from brainvq.evaluation import covariate_checks  # noqa: E402
+
+AGE = {"name": "age", "kind": "continuous", "low": 20.0, "high": 80.0}
+
+
+def toy_slices(encoded_ages, seed):
+    """Discs whose brightness is the encoded age (0 .. 1), with noise."""
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(-1, 1, 32)
+    disc = (grid[:, None] ** 2 + grid[None, :] ** 2) < 0.6
+    images = [np.clip(disc * (0.3 + 0.6 * age) + rng.normal(0, 0.02, disc.shape), 0, 1)
+              for age in encoded_ages]
+    return np.asarray(images, np.float32)[..., None]
+
+
+def test_the_ruler_reads_requests_and_the_shuffled_control_falls_to_chance():
+    rng = np.random.default_rng(0)
+    train_ages = rng.random(240).astype(np.float32)
+    ruler = covariate_checks.train_ruler(toy_slices(train_ages, 1), np.zeros(240, np.int32),
+                                         train_ages, AGE, num_slice_positions=4, epochs=12)
+    requested = covariate_checks.requested_values(AGE, 64, seed=3)
+    assert requested.min() == 0.0 and requested.max() == 1.0
+    reading = covariate_checks.measure(ruler, AGE, toy_slices(requested, 2), np.zeros(64))
+    faithful = covariate_checks.agreement(AGE, requested, reading)
+    control = covariate_checks.agreement(AGE, np.random.default_rng(4).permutation(requested),
+                                         reading)
+    assert faithful["r"] > 0.9 and faithful["mae"] < 8.0  # years
+    assert abs(control["r"]) < 0.35 and control["mae"] > 2 * faithful["mae"]
+
+
+def test_agreement_of_classes_is_accuracy():
+    sex = {"name": "sex", "kind": "categorical", "classes": ["F", "M"]}
+    assert covariate_checks.agreement(sex, [0, 1, 1, np.nan], [0, 1, 0, 1]) == {
+        "accuracy": pytest.approx(2 / 3)}

@@ -1,0 +1,88 @@
+"""The prior's covariates (age, sex, ... beside the slice position): the logits change with
+them, each is dropped independently in training, "not given" is the dropped condition, they
+survive save/load, and the sampler takes them."""
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+from keras import ops  # noqa: E402
+
+from brainvq.generation import sampling  # noqa: E402
+from brainvq.models.pixelcnn import GatedPixelCNN  # noqa: E402
+
+COVARIATES = ({"name": "age", "kind": "continuous", "low": 20.0, "high": 80.0},
+              {"name": "sex", "kind": "categorical", "classes": ["F", "M"]})
+GRID, CODES = 6, 8
+
+
+def make_prior(condition_dropout=0.1, covariates=COVARIATES):
+    keras.utils.set_random_seed(0)
+    prior = GatedPixelCNN(num_codes=CODES, grid_size=GRID, filters=16, num_layers=2,
+                          dropout=0.0, num_slice_positions=4,
+                          condition_dropout=condition_dropout, covariates=covariates)
+    prior.build()
+    return prior
+
+
+def logits(prior, covariates, training=False, batch=2, slice_index=2):
+    codes = np.random.default_rng(1).integers(0, CODES, (batch, GRID, GRID)).astype("int32")
+    inputs = {"code_indices": codes, "slice_index": np.full((batch,), slice_index, "int32"),
+              "covariates": np.asarray(covariates, "float32")}
+    return ops.convert_to_numpy(prior(inputs, training=training))
+
+
+def test_logits_change_with_the_age_input():
+    prior = make_prior()
+    young = logits(prior, [[0.1, 0.0]] * 2)
+    old = logits(prior, [[0.9, 0.0]] * 2)
+    assert np.abs(young - old).max() > 1e-3
+    assert np.abs(logits(prior, [[0.9, 1.0]] * 2) - old).max() > 1e-3  # and with sex
+
+
+def test_not_given_is_the_dropped_condition():
+    always_dropped = make_prior(condition_dropout=1.0)  # drops the slice position too
+    dropped = logits(always_dropped, [[0.7, 1.0]] * 2, training=True)
+    not_given = logits(always_dropped, [[np.nan, np.nan]] * 2,
+                       slice_index=always_dropped.unconditional_index)
+    np.testing.assert_allclose(dropped, not_given, atol=1e-5)
+
+
+def test_each_covariate_is_dropped_independently():
+    prior = make_prior(condition_dropout=0.5)
+    batch = 2000
+    given = np.tile([[0.7, 1.0]], (batch, 1)).astype("float32")
+    drawn = ops.convert_to_numpy(prior.covariate_condition(given, batch, training=True))
+    patterns = {}
+    for age in (0.7, np.nan):
+        for sex in (1.0, np.nan):
+            row = np.array([[age, sex]], "float32")
+            patterns[(age == age, sex == sex)] = ops.convert_to_numpy(
+                prior.covariate_condition(row, 1))[0]
+    keys = list(patterns)
+    distances = np.stack([np.abs(drawn - patterns[key]).max(axis=1) for key in keys], axis=1)
+    assert (distances.min(axis=1) < 1e-5).all()  # every row is one of the four patterns
+    shares = np.bincount(distances.argmin(axis=1), minlength=4) / batch
+    assert np.all(np.abs(shares - 0.25) < 0.05), dict(zip(keys, shares))
+
+
+def test_covariates_survive_save_and_load(tmp_path):
+    prior = make_prior()
+    before = logits(prior, [[0.3, 1.0], [0.6, 0.0]])
+    prior.save(tmp_path / "prior.keras")
+    loaded = keras.saving.load_model(tmp_path / "prior.keras")
+    assert loaded.covariates == list(COVARIATES)
+    np.testing.assert_allclose(logits(loaded, [[0.3, 1.0], [0.6, 0.0]]), before, atol=1e-5)
+
+
+def test_the_sampler_takes_covariates_seeded():
+    prior = make_prior()
+    first = sampling.sample_codes(prior, 3, GRID, slice_index=1, seed=4, covariates=[0.2, 1.0])
+    again = sampling.sample_codes(prior, 3, GRID, slice_index=1, seed=4, covariates=[0.2, 1.0])
+    np.testing.assert_array_equal(first, again)
+    whole = sampling.sample_codes(prior, 3, GRID, slice_index=1, seed=4, covariates=[0.2, 1.0],
+                                  crop=False)
+    np.testing.assert_array_equal(first, whole)  # the row-cached loop sees them too
+    with pytest.raises(ValueError, match="shape"):
+        sampling.sample_codes(prior, 3, GRID, covariates=[[0.2, 1.0, 3.0]] * 3)
+    with pytest.raises(ValueError, match="without covariates"):
+        sampling.sample_codes(make_prior(covariates=()), 3, GRID, covariates=[0.2, 1.0])

@@ -1,0 +1,83 @@
+"""train.py --covariates FILE --condition-on age,sex and predict.py --age --sex end to end on a
+tiny PNG dataset: the run records each covariate's range or classes, requests outside them and
+runs without covariates are refused in one line, subjects without a row are refused or
+dropped."""
+import pytest
+
+keras = pytest.importorskip("keras")
+pytestmark = pytest.mark.slow  # train.py, predict.py end to end
+
+import predict  # noqa: E402
+import train  # noqa: E402
+from brainvq.runs import folder as runs  # noqa: E402
+from helpers import TINY, write_oasis_layout  # noqa: E402
+
+TABLE = "subject,age,sex\n1,30,F\n2,60,M\n3,45,F\n4,50,M\n"
+
+
+@pytest.fixture(scope="module")
+def covariate_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("covariates")
+    data = write_oasis_layout(root / "oasis")  # cases 1, 2 train; 3 validate; 4 test
+    (root / "table.csv").write_text(TABLE)
+    train.main(["--data-dir", str(data), "--covariates", str(root / "table.csv"),
+                "--condition-on", "age,sex", "--epochs", "1", "--prior-epochs", "1",
+                "--output-dir", str(root / "run"), *TINY])
+    return root
+
+
+def test_the_run_records_the_covariates_of_its_training_subjects(covariate_run):
+    specs = runs.read_state(covariate_run / "run")["prior"]["covariates"]
+    assert specs == [{"name": "age", "kind": "continuous", "low": 30.0, "high": 60.0},
+                     {"name": "sex", "kind": "categorical", "classes": ["F", "M"]}]
+
+
+def test_samples_at_an_age_and_sex_and_refusals(covariate_run, tmp_path, capsys):
+    run = str(covariate_run / "run")
+    predict.main(["--output-dir", run, "--images-dir", str(tmp_path), "--samples", "2",
+                  "--age", "40", "--sex", "F"])
+    assert len(list((tmp_path / "samples").glob("sample_*.png"))) == 2
+    for name in ("age", "sex"):
+        assert (tmp_path / f"samples_by_{name}.png").stat().st_size > 1000, name
+    with pytest.raises(SystemExit, match="--age 90: outside the training range 30 to 60"):
+        predict.main(["--output-dir", run, "--images-dir", str(tmp_path), "--samples", "1",
+                      "--age", "90"])
+    with pytest.raises(SystemExit, match=r"--sex X: a class the training data did not have "
+                                         r"\(it had F, M\)"):
+        predict.main(["--output-dir", run, "--images-dir", str(tmp_path), "--samples", "1",
+                      "--sex", "X"])
+    with pytest.raises(SystemExit, match="trained on the covariates age, sex, not height"):
+        predict.main(["--output-dir", run, "--images-dir", str(tmp_path), "--samples", "1",
+                      "--condition", "height=180"])
+
+
+def test_a_run_without_covariates_refuses_them(covariate_run, tmp_path):
+    plain = tmp_path / "plain"
+    train.main(["--data-dir", str(covariate_run / "oasis"), "--epochs", "1", "--prior-epochs",
+                "1", "--output-dir", str(plain), *TINY])
+    with pytest.raises(SystemExit, match="was trained without covariates: drop --age"):
+        predict.main(["--output-dir", str(plain), "--images-dir", str(tmp_path), "--samples",
+                      "1", "--age", "40"])
+
+
+def test_subjects_without_a_row_are_refused_by_name_or_dropped(covariate_run, tmp_path,
+                                                               capsys):
+    table = tmp_path / "partial.csv"
+    table.write_text("subject,age,sex\n1,30,F\n3,45,F\n4,50,M\n")  # no case 2
+    arguments = ["--data-dir", str(covariate_run / "oasis"), "--covariates", str(table),
+                 "--condition-on", "age", "--epochs", "1", "--prior-epochs", "1", *TINY]
+    with pytest.raises(SystemExit, match="no row in the covariates file: case_002_slice_0"):
+        train.main([*arguments, "--output-dir", str(tmp_path / "refused")])
+    train.main([*arguments, "--output-dir", str(tmp_path / "dropped"), "--skip-bad", "true"])
+    assert "left out 6 slice(s) whose subject has no row" in capsys.readouterr().out
+
+
+def test_similarity_checks_the_covariates_with_rulers(covariate_run, tmp_path, capsys):
+    import similarity
+
+    similarity.main(["--output-dir", str(covariate_run / "run"), "--images-dir", str(tmp_path),
+                     "--samples", "4", "--feature-network", "no"])
+    out = capsys.readouterr().out
+    assert "Covariates: rulers trained on 12 real training slices" in out
+    assert "age r: held-out real" in out and "sex accuracy: held-out real" in out
+    assert "shuffled control" in out

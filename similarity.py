@@ -23,6 +23,9 @@ from brainvq.runs.arguments import add_run_arguments
 def parse_args(argv=None):
     parser = add_run_arguments(hyperparameters.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--split", default="test", choices=("train", "validate", "test"))
+    parser.add_argument("--covariates", default=None, metavar="FILE.csv",
+                        help="for a run trained on covariates: the subjects' covariates file "
+                             "(default: the run's)")
     parser.add_argument("--samples", type=hyperparameters.non_negative_int, default=0,
                         help="also sample this many slices and report sample metrics")
     parser.add_argument(
@@ -50,7 +53,8 @@ def main(argv=None):
         runs.check_writable(images_dir, "--images-dir")
         cache_dir = pretrained.cache_dir(args.output_dir, images_dir)
         values, vqvae = runs.load_run(args.output_dir, {
-            "data_dir": args.data_dir, "temperature": args.temperature, "top_k": args.top_k,
+            "data_dir": args.data_dir, "covariates": args.covariates,
+            "temperature": args.temperature, "top_k": args.top_k,
             "unconditional": args.unconditional})
         splits, description = layouts.load_splits_for(values)
         print(description)

@@ -47,6 +47,8 @@ def run_values(args):
         data_dir = values["data_dir"]
         if data_dir != hyperparameters.DEFAULTS["data_dir"] and os.path.exists(data_dir):
             values["data_dir"] = os.path.abspath(data_dir)
+        if values["covariates"] and os.path.exists(values["covariates"]):
+            values["covariates"] = os.path.abspath(values["covariates"])
     values["images_dir"] = os.path.abspath(values["images_dir"])
     values["output_dir"] = os.path.abspath(values["output_dir"])
     return values

@@ -362,6 +362,9 @@ def load_run(output_dir, overrides=None):
         verify_shipped(output_dir)
     values = hyperparameters.load(output_dir)
     values["data_dir"] = data_dir_for(values, output_dir)
+    if values.get("covariates") and not os.path.isabs(values["covariates"]):
+        beside_run = os.path.normpath(os.path.join(output_dir, values["covariates"]))
+        values["covariates"] = beside_run if os.path.exists(beside_run) else values["covariates"]
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     hyperparameters.check_compatible(values, {**values, **overrides}, output_dir)
     values.update(overrides)

@@ -76,6 +76,8 @@ def export(source, destination, overwrite=False):
     if data_dir:
         absolute = os.path.abspath(runs.data_dir_for(values, source))
         values["data_dir"] = os.path.relpath(absolute, destination.resolve())
+    if values.get("covariates") and os.path.isabs(values["covariates"]):
+        values["covariates"] = os.path.relpath(values["covariates"], destination.resolve())
     values["output_dir"] = str(destination)
     values["images_dir"] = str(WORK_ROOT / destination.name)
     written.append(hyperparameters.save(values, destination))

@@ -27,6 +27,11 @@ def covariate_run(tmp_path_factory):
 
 
 def test_the_run_records_the_covariates_of_its_training_subjects(covariate_run):
+    import json
+    import os
+
+    saved = json.loads((covariate_run / "run" / "hyperparameters.json").read_text())
+    assert os.path.isabs(saved["covariates"]) and saved["condition_on"] == "age,sex"
     specs = runs.read_state(covariate_run / "run")["prior"]["covariates"]
     assert specs == [{"name": "age", "kind": "continuous", "low": 30.0, "high": 60.0},
                      {"name": "sex", "kind": "categorical", "classes": ["F", "M"]}]
@@ -76,7 +81,8 @@ def test_similarity_checks_the_covariates_with_rulers(covariate_run, tmp_path, c
     import similarity
 
     similarity.main(["--output-dir", str(covariate_run / "run"), "--images-dir", str(tmp_path),
-                     "--samples", "4", "--feature-network", "no"])
+                     "--samples", "4", "--feature-network", "no",
+                     "--covariates", str(covariate_run / "table.csv")])
     out = capsys.readouterr().out
     assert "Covariates: rulers trained on 12 real training slices" in out
     assert "age r: held-out real" in out and "sex accuracy: held-out real" in out

@@ -68,7 +68,8 @@ def run(args):
     for item in args.condition:
         name, _, value = item.partition("=")
         requested[name.strip()] = value
-    covariates = generate.requested_covariates(args.output_dir, requested)
+    prior = folder.load_prior(args.output_dir) if args.samples > 0 or requested else None
+    covariates = generate.requested_covariates(args.output_dir, requested, prior)
     try:
         test = generate.load_test_split(values)
     except errors.MissingData:
@@ -89,19 +90,19 @@ def run(args):
         samples, _ = generate.generate(values, vqvae, args.output_dir, args.samples,
                                        slice_index=args.slice_index,
                                        temperature=args.temperature, top_k=args.top_k,
-                                       seed=args.seed, covariates=covariates)
+                                       seed=args.seed, covariates=covariates, prior=prior)
         grid = generate.write_samples(samples, images_dir, args.slice_index)
         print(f"{args.samples} samples written to {grid} and {images_dir / 'samples'}/")
         by_slice = generate.write_samples_by_slice(values, vqvae, args.output_dir, images_dir,
                                                    test, temperature=args.temperature,
                                                    top_k=args.top_k, seed=args.seed,
-                                                   covariates=covariates)
+                                                   covariates=covariates, prior=prior)
         print(f"slice-conditioned samples written to {by_slice}")
-        specs = getattr(folder.load_prior(args.output_dir), "covariates", [])
+        specs = getattr(prior, "covariates", [])
         for column in range(len(specs)):
             figure = generate.write_samples_by_covariate(values, vqvae, args.output_dir,
                                                          images_dir, specs, column,
-                                                         seed=args.seed)
+                                                         seed=args.seed, prior=prior)
             print(f"samples by {specs[column]['name']} written to {figure}")
 
 

@@ -66,7 +66,8 @@ def write_samples(images, images_dir, slice_index=None):
 
 
 def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8, columns=6,
-                           temperature=None, top_k=None, seed=None, covariates=None):
+                           temperature=None, top_k=None, seed=None, covariates=None,
+                           prior=None):
     """A figure of slice-conditioned samples: one row per slice position, from the bottom of the
     brain (top row) to its top, `columns` samples each; the positions are spread over those
     the run's training slices had (or, for a run that did not record them, those of `slices`).
@@ -83,7 +84,7 @@ def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8
     requested = np.repeat(positions, columns).astype(np.int32)
     images, _ = generate(values, vqvae, output_dir, len(requested), slice_index=requested,
                          temperature=temperature, top_k=top_k, seed=seed,
-                         covariates=covariates)
+                         covariates=covariates, prior=prior)
     titles = [f"slice {position}" if column == 0 else ""
               for position in positions for column in range(columns)]
     return figures.plot_image_grid(
@@ -93,7 +94,7 @@ def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8
 
 
 def generate(values, vqvae, output_dir, count, slice_index=None, temperature=None, top_k=None,
-             seed=None, covariates=None):
+             seed=None, covariates=None, prior=None):
     """Samples `count` code grids from the prior and decodes them into images [N, S, S, 1].
 
     With `slice_index` None the samples are unconditional: as `values["unconditional"]` says,
@@ -101,7 +102,7 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
     sampled conditioned on it ("positions"), or the grid sampled under the prior's
     no-condition row ("null").
     """
-    prior = runs.load_prior(output_dir)
+    prior = runs.load_prior(output_dir) if prior is None else prior  # one load: one compile
     seed = values["seed"] if seed is None else seed
     if slice_index is None and values["unconditional"] == "positions":
         slice_index = runs.draw_slice_positions(output_dir, values["num_slice_positions"],
@@ -160,7 +161,7 @@ def reconstruction_figure(vqvae, test, images_dir, count=8):
     return figure, ssim_values
 
 
-def requested_covariates(output_dir, requested):
+def requested_covariates(output_dir, requested, prior=None):
     """The covariates row [C] (NaN: not requested) for `requested` {name: value text}, checked
     against the run's prior; None when nothing is requested.
 
@@ -170,7 +171,8 @@ def requested_covariates(output_dir, requested):
     """
     if not requested:
         return None
-    specs = getattr(runs.load_prior(output_dir), "covariates", [])
+    prior = runs.load_prior(output_dir) if prior is None else prior
+    specs = getattr(prior, "covariates", [])
     names = [spec["name"] for spec in specs]
     if not specs:
         raise runs.RunError(f"{output_dir} was trained without covariates: drop "
@@ -200,7 +202,7 @@ def covariate_levels(spec):
 
 
 def write_samples_by_covariate(values, vqvae, output_dir, images_dir, specs, column, columns=6,
-                               seed=None):
+                               seed=None, prior=None):
     """`samples_by_<name>.png`: one row per value of covariate `column` (`covariate_levels`), the
     other covariates not given, `columns` seeds each, all at one slice position (the middle of
     those the training slices had). Returns the figure's path."""
@@ -214,7 +216,8 @@ def write_samples_by_covariate(values, vqvae, output_dir, images_dir, specs, col
     for number, level in enumerate(levels):
         rows[number * columns:(number + 1) * columns, column] = covariates.encode(spec, level)
     images, _ = generate(values, vqvae, output_dir, len(rows), slice_index=position,
-                         seed=values["seed"] if seed is None else seed, covariates=rows)
+                         seed=values["seed"] if seed is None else seed, covariates=rows,
+                         prior=prior)
     titles = [f"{spec['name']} {level}" if index == 0 else ""
               for level in levels for index in range(columns)]
     return figures.plot_image_grid(

@@ -1,0 +1,1 @@
+"""The benchmark.py subcommands, one module each, over one harness."""

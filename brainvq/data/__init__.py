@@ -1,0 +1,1 @@
+"""Slices from PNG and NIfTI data, the demo, augmentation, covariates and the input pipeline."""

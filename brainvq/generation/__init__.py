@@ -1,0 +1,1 @@
+"""New slices: the compiled sampler and what predict.py writes from a run."""

@@ -1,0 +1,1 @@
+"""The run folder: files, atomic saves, state, lock, checks, fingerprints, shipped models."""

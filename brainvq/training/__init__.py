@@ -1,0 +1,1 @@
+"""Training: the two stages, the code-grid cache, callbacks, devices, one train.py command."""

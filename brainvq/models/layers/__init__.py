@@ -1,0 +1,1 @@
+"""The custom layers: the vector quantizer, the masked convolution, attention."""

@@ -88,11 +88,12 @@ def requested_values(spec, count, seed):
 
 
 def covariate_report(values, vqvae, output_dir, train, held_out, train_covariates,
-                     held_out_covariates, specs, count, seed):
+                     held_out_covariates, specs, count, seed, prior=None):
     """Trains a ruler per covariate on the training slices, and prints and returns its agreement
     on held-out real slices (the ceiling), on `count` samples requested at spread values of that
     covariate alone (the others not given), and on the same samples with the requests shuffled
-    (the control)."""
+    (the control). `prior`: the run's, loaded once (default: loaded here)."""
+    prior = runs.load_prior(output_dir) if prior is None else prior
     positions = values["num_slice_positions"]
     rows = {}
     print(f"\nCovariates: rulers trained on {len(train)} real training slices; {count} samples "
@@ -107,7 +108,7 @@ def covariate_report(values, vqvae, output_dir, train, held_out, train_covariate
         request_rows[:, column] = requested
         slice_index = runs.draw_slice_positions(output_dir, positions, count, seed)
         samples, _ = generate.generate(values, vqvae, output_dir, count, slice_index=slice_index,
-                                       seed=seed, covariates=request_rows)
+                                       seed=seed, covariates=request_rows, prior=prior)
         reading = measure(ruler, spec, samples, slice_index)
         sampled = agreement(spec, requested, reading)
         control = agreement(spec, np.random.default_rng(seed + 1).permutation(requested), reading)

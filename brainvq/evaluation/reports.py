@@ -114,7 +114,8 @@ def covariate_report(values, vqvae, output_dir, splits, split, count, seed):
     """For a run whose prior was trained on covariates (and whose covariates file is here): the
     rulers' agreement on real held-out slices, on samples and on the shuffled control
     (`covariate_checks`); None for any other run."""
-    specs = getattr(runs.load_prior(output_dir), "covariates", [])
+    prior = runs.load_prior(output_dir)
+    specs = getattr(prior, "covariates", [])
     if not specs:
         return None
     if not values.get("covariates") or not pathlib.Path(values["covariates"]).is_file():
@@ -124,4 +125,4 @@ def covariate_report(values, vqvae, output_dir, splits, split, count, seed):
     splits, _, arrays = covariates.for_splits(values, splits)
     return covariate_checks.covariate_report(values, vqvae, output_dir, splits["train"],
                                              splits[split], arrays["train"], arrays[split],
-                                             specs, count, seed)
+                                             specs, count, seed, prior=prior)

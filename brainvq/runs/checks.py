@@ -36,19 +36,17 @@ def run_values(args):
             what = "does not exist" if not output_dir.exists() else "holds no run"
             raise runs.RunError(f"nothing to resume: {output_dir} {what}. Drop --resume to "
                                 f"start a run there, or point --output-dir at a run folder")
-        saved = hyperparameters.load(output_dir)
-        saved["data_dir"] = runs.data_dir_for(saved, output_dir)
+        saved = runs.run_paths(hyperparameters.load(output_dir), output_dir)
         own = os.path.join(os.path.abspath(saved["output_dir"]), "images")
         images_dir = saved["images_dir"] or ""
         if not os.path.isabs(images_dir) or os.path.normpath(images_dir) == own:
             saved["images_dir"] = ""  # the run's own figures folder, wherever the run now is
         values = hyperparameters.resolve(args, base=dict(saved, output_dir=str(output_dir)))
     else:
-        data_dir = values["data_dir"]
-        if data_dir != hyperparameters.DEFAULTS["data_dir"] and os.path.exists(data_dir):
-            values["data_dir"] = os.path.abspath(data_dir)
-        if values["covariates"] and os.path.exists(values["covariates"]):
-            values["covariates"] = os.path.abspath(values["covariates"])
+        for key in runs.PATH_KEYS:  # the default data folder stays the default (the demo)
+            path = values[key]
+            if path and path != hyperparameters.DEFAULTS[key] and os.path.exists(path):
+                values[key] = os.path.abspath(path)
     values["images_dir"] = os.path.abspath(values["images_dir"])
     values["output_dir"] = os.path.abspath(values["output_dir"])
     return values

@@ -230,15 +230,20 @@ def verify_shipped(folder):
                            f"or download the model again")
 
 
-def data_dir_for(values, folder):
-    """The run's data folder: an absolute `data_dir` as saved; a relative one is relative to the
-    run folder `folder` when it exists there; else it is kept as saved (relative to where the
-    run was trained, as runs saved before this rule kept it)."""
-    data_dir = values.get("data_dir")
-    if not data_dir or os.path.isabs(data_dir):
-        return data_dir
-    beside_run = os.path.normpath(os.path.join(folder, data_dir))
-    return beside_run if os.path.exists(beside_run) else data_dir
+PATH_KEYS = ("data_dir", "covariates")  # the paths a run records (relative: to the run folder)
+
+
+def run_paths(values, folder):
+    """`values` with each path a run records (`PATH_KEYS`) resolved: an absolute one as saved;
+    a relative one relative to the run folder `folder` when it exists there, else kept as saved
+    (relative to where the run was trained, as runs saved before this rule kept it)."""
+    values = dict(values)
+    for key in PATH_KEYS:
+        path = values.get(key)
+        if path and not os.path.isabs(path):
+            beside_run = os.path.normpath(os.path.join(folder, path))
+            values[key] = beside_run if os.path.exists(beside_run) else path
+    return values
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,10 +366,7 @@ def load_run(output_dir, overrides=None):
     if is_shipped(output_dir):
         verify_shipped(output_dir)
     values = hyperparameters.load(output_dir)
-    values["data_dir"] = data_dir_for(values, output_dir)
-    if values.get("covariates") and not os.path.isabs(values["covariates"]):
-        beside_run = os.path.normpath(os.path.join(output_dir, values["covariates"]))
-        values["covariates"] = beside_run if os.path.exists(beside_run) else values["covariates"]
+    values = run_paths(values, output_dir)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     hyperparameters.check_compatible(values, {**values, **overrides}, output_dir)
     values.update(overrides)

@@ -72,12 +72,9 @@ def export(source, destination, overwrite=False):
         runs.save_atomically(model, destination / name)
         runs.previous_name(destination / name).unlink(missing_ok=True)
         written.append(destination / name)
-    data_dir = values.get("data_dir")
-    if data_dir:
-        absolute = os.path.abspath(runs.data_dir_for(values, source))
-        values["data_dir"] = os.path.relpath(absolute, destination.resolve())
-    if values.get("covariates") and os.path.isabs(values["covariates"]):
-        values["covariates"] = os.path.relpath(values["covariates"], destination.resolve())
+    for key, path in runs.run_paths(values, source).items():
+        if key in runs.PATH_KEYS and path:  # recorded relative to the shipped folder
+            values[key] = os.path.relpath(os.path.abspath(path), destination.resolve())
     values["output_dir"] = str(destination)
     values["images_dir"] = str(WORK_ROOT / destination.name)
     written.append(hyperparameters.save(values, destination))

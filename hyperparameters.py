@@ -19,6 +19,12 @@ DEFAULTS = {
     "slices_per_volume": 32,  # central slices cut from each NIfTI volume (fewer if coarser)
     "slice_axis": "axial",  # NIfTI volumes are cut along: axial | coronal | sagittal
     "crop_to_head": True,  # crop each NIfTI volume's slices to its head box (with a margin)
+    # > 0: whole volumes. Each NIfTI volume is cut as a stack of slices_per_volume axial slices
+    # this many mm apart from the top of the head down, each a square field_of_view mm wide
+    # (volumes.cut_stack), so a model of consecutive slices can draw whole brains (64 x 2 mm
+    # covers the brain from its top to its base). 0: slices placed by the head's anatomy.
+    "slice_spacing": 0.0,
+    "field_of_view": 224.0,  # mm, the side of a stack's slices (slice_spacing > 0)
     # Shares of the subjects of a NIfTI folder for train,validate,test: fractions or counts
     # (125,20,20 on 165 subjects gives exactly those counts).
     "split": "0.8,0.1,0.1",
@@ -143,7 +149,8 @@ CHOICES = {"ssim_window": ("gaussian", "uniform"),
 # Allowed range of each number: (lowest, highest), None for no bound; a low bound written as
 # (value, "exclusive") excludes the value itself.
 RANGES = {
-    "image_size": (8, None), "slices_per_volume": (1, None), "num_slice_positions": (1, None),
+    "image_size": (8, None), "slices_per_volume": (1, None), "slice_spacing": (0.0, None),
+    "field_of_view": ((0.0, "exclusive"), None), "num_slice_positions": (1, None),
     "demo_copies": (0, None), "seed": (0, 2 ** 31 - 1),
     "num_codes": (2, None), "code_dim": (1, None), "num_downsamples": (1, 8),
     "channels": (1, None), "num_residual_blocks": (0, None), "levels": (1, 2),
@@ -177,6 +184,7 @@ LEGACY_VALUES = {
     "perceptual_weight": 0.0, "perceptual_weights": "", "adversarial_weight": 0.0,
     "adversarial_start": 2000, "levels": 1, "top_code_dim": 64, "run_eagerly": False,
     "unconditional": "null", "covariates": "", "condition_on": "",
+    "slice_spacing": 0.0, "field_of_view": 224.0,
 }
 
 
@@ -229,6 +237,13 @@ def combination_problem(values):
                 "age, sex, ...)")
     if values.get("condition_on") and levels > 1:
         return "--condition-on works with one level (--levels 1)"
+    if values.get("slice_spacing", 0) > 0:
+        if values.get("slice_axis", "axial") != "axial":
+            return "--slice-spacing cuts axial stacks: drop --slice-axis (or use axial)"
+        if values["num_slice_positions"] != values["slices_per_volume"]:
+            return (f"--slice-spacing gives every slice of a stack its own position: use "
+                    f"--num-slice-positions {values['slices_per_volume']} (= "
+                    f"--slices-per-volume)")
     if size // factor < MIN_GRID:
         most = max(0, (size // MIN_GRID).bit_length() - 1 - (levels - 1))
         return (f"--image-size {size} with --num-downsamples {values['num_downsamples']}"

@@ -5,6 +5,7 @@
     python predict.py --samples 16 --slice 20 --temperature 0.9 --top-k 64 --seed 3
     python predict.py --output-dir pretrained/ixi-t1-128 --samples 16   # the shipped model
     python predict.py --age 70 --sex F --slice 20 --samples 16   # a run trained --condition-on
+    python predict.py --volumes 4         # whole volumes (NIfTI) from a run cut as stacks
 
 Reads the run in --output-dir (as train.py wrote it); figures go to --images-dir (default: the
 run's images/ folder; for a shipped model output/<its name>). The work is brainvq/generation/.
@@ -25,6 +26,10 @@ def parse_args(argv=None):
                         help="number of new slices to sample from the prior (default: 0)")
     parser.add_argument("--slice", type=int, default=None, dest="slice_index",
                         help="condition the samples on this slice index (default: none)")
+    parser.add_argument("--volumes", type=hyperparameters.non_negative_int, default=0,
+                        help="number of whole volumes to sample, written as "
+                             "samples/volume_NNN.nii.gz (a run cut as stacks, --slice-spacing; "
+                             "default: 0)")
     parser.add_argument("--age", default=None,
                         help="for a run trained --condition-on age: sample at this age")
     parser.add_argument("--sex", default=None,
@@ -68,12 +73,19 @@ def run(args):
     for item in args.condition:
         name, _, value = item.partition("=")
         requested[name.strip()] = value
-    prior = folder.load_prior(args.output_dir) if args.samples > 0 or requested else None
+    if args.volumes and values.get("slice_spacing", 0) <= 0:
+        raise folder.RunError(f"--volumes needs a run cut as whole stacks, and "
+                              f"{args.output_dir} was trained on slices placed one by one: "
+                              f"train one with --slice-spacing 2 --slices-per-volume 64 "
+                              f"--num-slice-positions 64")
+    wants_prior = args.samples > 0 or args.volumes > 0 or requested
+    prior = folder.load_prior(args.output_dir) if wants_prior else None
+    volume_prior = folder.load_prior(args.output_dir, "volume") if args.volumes else None
     covariates = generate.requested_covariates(args.output_dir, requested, prior)
     try:
         test = generate.load_test_split(values)
     except errors.MissingData:
-        if args.samples == 0 or args.data_dir is not None:
+        if (args.samples == 0 and args.volumes == 0) or args.data_dir is not None:
             raise
         where = values["data_dir"]
         if not os.path.isabs(where):
@@ -104,6 +116,17 @@ def run(args):
                                                          images_dir, specs, column,
                                                          seed=args.seed, prior=prior)
             print(f"samples by {specs[column]['name']} written to {figure}")
+    if args.volumes > 0:
+        from brainvq.generation import stacks
+
+        images, _, seconds = stacks.generate_stacks(
+            values, vqvae, args.output_dir, args.volumes, temperature=args.temperature,
+            top_k=args.top_k, seed=args.seed, prior=prior, volume_prior=volume_prior)
+        paths, figure = stacks.write_volumes(images, values, images_dir)
+        print(f"{args.volumes} volume(s) of {images.shape[1]} slices written to "
+              f"{paths[0].parent}/ ({', '.join(path.name for path in paths[:3])}"
+              f"{', ...' if len(paths) > 3 else ''}), {seconds:.1f} s per volume; middle "
+              f"planes in {figure}")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ from brainvq import console, errors
 
 def parse_args(argv=None):
     parser = hyperparameters.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stage", choices=("vqvae", "prior", "all"), default="all",
-                        help="which stage to train (default: all = vqvae then prior)")
+    parser.add_argument("--stage", choices=("vqvae", "prior", "volume", "all"), default="all",
+                        help="which stage to train (default: all = vqvae then prior, then the "
+                             "volume prior when the volumes are cut as stacks, --slice-spacing)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --output-dir from its last checkpoint, with "
                              "its saved values (flags given may change the training ones)")
@@ -62,9 +63,9 @@ def main(argv=None):
         folder.check_writable(output_dir, "--output-dir")
         folder.check_writable(values["images_dir"], "--images-dir")
         with folder.RunLock(output_dir):
-            pipeline.train(values, output_dir, checks.stages_of(args.stage), resume=args.resume,
-                           overwrite=args.overwrite, given=hyperparameters.given_flags(args),
-                           command=command)
+            pipeline.train(values, output_dir, checks.stages_of(args.stage, values),
+                           resume=args.resume, overwrite=args.overwrite,
+                           given=hyperparameters.given_flags(args), command=command)
     except failures as failure:
         sys.exit(f"error: {failure}")
 

@@ -98,6 +98,35 @@ def run_python(code, backend="tensorflow", timeout=300):
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
 
+# --- NIfTI volumes -------------------------------------------------------------------------------
+
+def phantom(shape=(40, 48, 45)):
+    """An asymmetric head in RAS voxel order (1 mm): a smooth ellipsoid with a bright ball in
+    the right-anterior-superior part and a dark hole in the left-posterior part, so a left-right,
+    front-back or up-down flip, or a wrong axis, changes the slices."""
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+
+    def soft(distance):  # 1 inside, 0 outside, a few voxels of smooth edge
+        return 1.0 / (1.0 + np.exp(np.clip(distance / 0.06, -50, 50)))
+
+    head = 60.0 * soft(np.sqrt((x / 0.8) ** 2 + (y / 0.9) ** 2 + (z / 0.85) ** 2) - 1.0)
+    ball = 40.0 * soft(np.sqrt((x - 0.35) ** 2 + (y - 0.4) ** 2 + (z - 0.2) ** 2) - 0.25)
+    hole = 50.0 * soft(np.sqrt((x + 0.35) ** 2 + (y + 0.45) ** 2 + (z + 0.1) ** 2) - 0.2)
+    return np.clip(head + ball - hole, 0.0, None).astype(np.float32)
+
+
+def write_volume(path, voxels, affine, header_codes=True):
+    import nibabel
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Without an affine nibabel writes sform and qform codes 0: no orientation in the header.
+    image = nibabel.Nifti1Image(np.asarray(voxels, dtype=np.float32),
+                                affine if header_codes else None)
+    nibabel.save(image, str(path))
+    return path
+
+
+
 # --- PixelCNN causality -------------------------------------------------------------------------
 
 GRID, CODES, FILTERS, LAYERS, SLICES = 8, 8, 16, 2, 4

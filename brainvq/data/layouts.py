@@ -28,7 +28,8 @@ def load_splits(data_dir, image_size, *, slices_per_volume=DEFAULTS["slices_per_
                 num_slice_positions=DEFAULTS["num_slice_positions"],
                 demo_copies=DEFAULTS["demo_copies"], seed=DEFAULTS["seed"],
                 skip_bad=DEFAULTS["skip_bad"], slice_axis=DEFAULTS["slice_axis"], split=None,
-                crop=DEFAULTS["crop_to_head"]) -> tuple[dict, str]:
+                crop=DEFAULTS["crop_to_head"], slice_spacing=DEFAULTS["slice_spacing"],
+                field_of_view=DEFAULTS["field_of_view"]) -> tuple[dict, str]:
     """Detects the layout of `data_dir` and loads train/validate/test.
 
     Args:
@@ -45,6 +46,8 @@ def load_splits(data_dir, image_size, *, slices_per_volume=DEFAULTS["slices_per_
         split: (train, validate, test) shares of the subjects of a NIfTI folder (None: the
             --split default).
         crop: crop the slices of each NIfTI volume to its head box.
+        slice_spacing, field_of_view: > 0: cut NIfTI volumes as stacks of axial slices this
+            many mm apart, each field_of_view mm wide (`load_nifti_folder`).
 
     Returns:
         (splits, description): {"train", "validate", "test"} -> SliceSet, and one line saying
@@ -69,14 +72,16 @@ def load_splits(data_dir, image_size, *, slices_per_volume=DEFAULTS["slices_per_
     splits = load_nifti_folder(root, image_size, slices_per_volume=slices_per_volume,
                                split=split, seed=seed, skip_bad=skip_bad,
                                num_slice_positions=num_slice_positions,
-                               slice_axis=slice_axis, crop=crop)
+                               slice_axis=slice_axis, crop=crop,
+                               slice_spacing=slice_spacing, field_of_view=field_of_view)
     kind = "NIfTI slices" if layout == "nifti-slices" else "NIfTI volumes"
     cases = len({int(case) for split in splits.values() for case in split.case_id})
     return splits, f"{kind} from {root} ({cases} cases): {_counts(splits)}, {size}"
 
 
 # Settings that only NIfTI volumes use (cutting, cropping and splitting by subject).
-VOLUME_ONLY_KEYS = ("slices_per_volume", "slice_axis", "crop_to_head", "split")
+VOLUME_ONLY_KEYS = ("slices_per_volume", "slice_axis", "crop_to_head", "split", "slice_spacing",
+                    "field_of_view")
 
 
 def data_layout(data_dir):
@@ -124,4 +129,6 @@ def load_splits_for(values):
                        num_slice_positions=values["num_slice_positions"],
                        demo_copies=values["demo_copies"], seed=values["seed"],
                        skip_bad=values["skip_bad"], slice_axis=values["slice_axis"],
-                       split=parse_split(values["split"]), crop=values["crop_to_head"])
+                       split=parse_split(values["split"]), crop=values["crop_to_head"],
+                       slice_spacing=values["slice_spacing"],
+                       field_of_view=values["field_of_view"])

@@ -43,14 +43,19 @@ def _read_nifti(path):
 
 
 def _volume_slices(path, image_size, slices_per_volume, num_slice_positions, case_id,
-                   slice_axis="axial", crop=True):
-    """Slices of one 3D volume (volumes.py) as (image, slice_index, case_id, path) tuples.
+                   slice_axis="axial", crop=True, slice_spacing=0.0,
+                   field_of_view=DEFAULTS["field_of_view"]):
+    """Slices of one 3D volume (volumes.py) as (image, slice_index, case_id, path) tuples:
+    `volumes.cut_stack` with a `slice_spacing` (mm) > 0, else `volumes.cut_slices`.
 
     Returns:
         (parts, note): note is None, or a phrase saying the volume gave fewer slices than asked.
     """
-    cut = volumes.cut_slices(volumes.read_volume(path), slices_per_volume, axis=slice_axis,
-                             crop=crop)
+    volume = volumes.read_volume(path)
+    if slice_spacing > 0:
+        cut = volumes.cut_stack(volume, slices_per_volume, slice_spacing, field_of_view)
+    else:
+        cut = volumes.cut_slices(volume, slices_per_volume, axis=slice_axis, crop=crop)
     parts = [(square_resize(image, image_size),
               int(round(fraction * (num_slice_positions - 1))), case_id,
               f"{path}:{slice_axis}={index}")
@@ -168,7 +173,9 @@ def _nifti_dimensions(path):
 def load_nifti_folder(folder, image_size, slices_per_volume=DEFAULTS["slices_per_volume"],
                       split=None, seed=DEFAULTS["seed"], skip_bad=False,
                       num_slice_positions=DEFAULTS["num_slice_positions"],
-                      slice_axis=DEFAULTS["slice_axis"], crop=DEFAULTS["crop_to_head"]) -> dict:
+                      slice_axis=DEFAULTS["slice_axis"], crop=DEFAULTS["crop_to_head"],
+                      slice_spacing=DEFAULTS["slice_spacing"],
+                      field_of_view=DEFAULTS["field_of_view"]) -> dict:
     """Loads NIfTI data: 3D volumes (split by case) or the keras_slices_* 2D slice layout.
 
     A flat folder of 3D volumes is read as `volumes.py` describes: reoriented to RAS by its
@@ -191,6 +198,10 @@ def load_nifti_folder(folder, image_size, slices_per_volume=DEFAULTS["slices_per
         num_slice_positions: size of the slice-index vocabulary.
         slice_axis: "axial", "coronal" or "sagittal".
         crop: crop the slices of each volume to its head box (with a margin).
+        slice_spacing: > 0: cut each volume as a stack of axial slices this many mm apart,
+            each a square `field_of_view` mm wide (`volumes.cut_stack`), for whole-volume
+            models; `slice_axis` and `crop` do not apply.
+        field_of_view: mm, the side of a stack's slices.
 
     Returns:
         {"train", "validate", "test"} -> SliceSet.
@@ -218,7 +229,8 @@ def load_nifti_folder(folder, image_size, slices_per_volume=DEFAULTS["slices_per
         try:
             if _nifti_dimensions(path) == 3:
                 parts, note = _volume_slices(path, image_size, slices_per_volume,
-                                             num_slice_positions, case_id, slice_axis, crop)
+                                             num_slice_positions, case_id, slice_axis, crop,
+                                             slice_spacing, field_of_view)
                 parts_3d += parts
                 if note:
                     fewer.append((path, note))
@@ -231,10 +243,16 @@ def load_nifti_folder(folder, image_size, slices_per_volume=DEFAULTS["slices_per
         progress.add(1)
     report_skipped(skipped, len(files), folder)
     if fewer:
-        print(f"warning: {len(fewer)} of {len(files)} volume(s) in {folder} have fewer distinct "
-              f"{slice_axis} slices in the slice range than --slices-per-volume "
-              f"{slices_per_volume} (first: {fewer[0][0].name}, {fewer[0][1]}); each slice is "
-              f"used once, none is repeated.", file=sys.stderr)
+        if slice_spacing > 0:
+            print(f"warning: {len(fewer)} of {len(files)} volume(s) in {folder} end less than "
+                  f"{slices_per_volume} x {slice_spacing:g} mm below the top of the head (first: "
+                  f"{fewer[0][0].name}, {fewer[0][1]}); their stacks lack the lowest slices.",
+                  file=sys.stderr)
+        else:
+            print(f"warning: {len(fewer)} of {len(files)} volume(s) in {folder} have fewer "
+                  f"distinct {slice_axis} slices in the slice range than --slices-per-volume "
+                  f"{slices_per_volume} (first: {fewer[0][0].name}, {fewer[0][1]}); each slice "
+                  f"is used once, none is repeated.", file=sys.stderr)
     skipped_paths = [str(path) for path, _ in skipped]
     if parts_3d and parts_2d:
         raise DatasetError(f"{folder} mixes 3D volumes and 2D slices (e.g. {parts_2d[0][0].name}); "

@@ -20,6 +20,11 @@ inferior-superior, so every volume is first put in one frame:
    right for axial and coronal slices, anterior on the left for sagittal ones. Where the axis has
    fewer distinct slices in that range than asked for (coarse or small volumes), each slice is
    returned once and the caller is told how many there are.
+   **Stacks** (`cut_stack`, for whole-volume models): axial slices at one fixed spacing in mm,
+   from just below the top of the head down, the same for every subject, so consecutive slices
+   are neighbours in the body at one known distance and a stack covers the brain from its top
+   to its base. Each slice is a fixed field of view in mm centred on the head, so the pixel size
+   is known too and a stack can be written back as a NIfTI volume (`write_stack`).
 4. **Head crop.** Every slice of a volume is cropped to one box: the head's bounding box over the
    cut slices (voxels above HEAD_THRESHOLD of the intensity scale), plus a margin, so the anatomy
    fills the frame whatever the field of view. Padding to a square and resizing is the caller's.
@@ -41,6 +46,7 @@ INTENSITY_PERCENTILE = 99.5  # of positive voxels: maps to 1.0
 HEAD_THRESHOLD = 0.10  # of the intensity scale: head (or brain) voxels for the crop box
 CROP_MARGIN = 0.05  # of the box's longer side, added on every side
 ISOTROPIC_TOLERANCE = 0.01  # relative spacing difference treated as isotropic
+STACK_TOP_OFFSET = 4.0  # mm below the top of the head where a stack's highest slice lies
 
 
 @dataclasses.dataclass
@@ -178,6 +184,18 @@ def head_mask(voxels, scale=None):
     return labels == 1 + int(np.argmax(sizes))
 
 
+def _axial_head_area(volume):
+    """mm^2 of head in each axial slice of a Volume."""
+    return head_mask(volume.voxels).sum(axis=(0, 1)) * volume.spacing ** 2
+
+
+def head_top(volume: "Volume", area=None):
+    """Index of the highest axial slice with at least HEAD_TOP_AREA mm^2 of head, or None."""
+    area = _axial_head_area(volume) if area is None else area
+    tops = np.flatnonzero(area >= HEAD_TOP_AREA)
+    return int(tops[-1]) if tops.size else None
+
+
 def axial_head_range(volume: "Volume", head_range=HEAD_RANGE):
     """(low, high) axial indices of the slice range placed by the head's anatomy.
 
@@ -191,12 +209,10 @@ def axial_head_range(volume: "Volume", head_range=HEAD_RANGE):
     Returns:
         (low, high) as floats, or None when the volume holds no head.
     """
-    mask = head_mask(volume.voxels)
-    area = mask.sum(axis=(0, 1)) * volume.spacing ** 2
-    tops = np.flatnonzero(area >= HEAD_TOP_AREA)
-    if tops.size == 0:
+    area = _axial_head_area(volume)
+    top = head_top(volume, area)
+    if top is None:
         return None
-    top = int(tops[-1])
     first = max(top - int(round(HEAD_SPAN / volume.spacing)), 0)
     below_top = area[first:top + 1][::-1]  # from the top down
     dome = int(np.flatnonzero(below_top >= DOME_AREA * below_top.max())[0])
@@ -277,3 +293,89 @@ def cut_slices(volume: Volume, count, axis="axial", crop=True,
         images = images[:, top:bottom, left:right]
     images = np.clip(images / scale, 0.0, 1.0).astype(np.float32)
     return VolumeSlices(images=images, fractions=fractions, indices=indices, requested=count)
+
+
+def _fixed_box(images, scale, side):
+    """`images` [N, H, W] cut to a `side` x `side` box centred on their head box (zeros where
+    the box leaves the frame)."""
+    top, bottom, left, right = head_box(images, scale)
+    centre_row, centre_column = (top + bottom) // 2, (left + right) // 2
+    count, height, width = images.shape
+    boxed = np.zeros((count, side, side), np.float32)
+    row0, column0 = centre_row - side // 2, centre_column - side // 2
+    rows = slice(max(row0, 0), min(row0 + side, height))
+    columns = slice(max(column0, 0), min(column0 + side, width))
+    boxed[:, rows.start - row0:rows.stop - row0, columns.start - column0:columns.stop - column0] = \
+        images[:, rows, columns]
+    return boxed
+
+
+def cut_stack(volume: Volume, count, spacing, field_of_view) -> VolumeSlices:
+    """Up to `count` axial slices `spacing` mm apart, the highest STACK_TOP_OFFSET mm below the
+    top of the head (`head_top`), each interpolated (linear) between the two nearest voxel
+    slices and cut to a square `field_of_view` mm wide centred on the head.
+
+    Slice k from the bottom gets fraction k / (count - 1), so with num_slice_positions = count
+    its position is k: the stack's slice index is its distance from the top in `spacing` steps,
+    counted from the bottom. Slices that would lie below the volume are left out (the stack
+    then starts higher; `requested` says how many were asked for).
+
+    Returns:
+        VolumeSlices, images [N, F, F] (F = field_of_view / volume.spacing voxels), bottom first,
+        scaled by the volume's 99.5th percentile and clipped to [0, 1].
+
+    Raises:
+        DatasetError: the volume holds no head.
+    """
+    voxels = volume.voxels
+    top = head_top(volume)
+    if top is None:
+        raise DatasetError(f"{volume.path}: no head found (no axial slice holds "
+                           f"{HEAD_TOP_AREA:.0f} mm^2 above {HEAD_THRESHOLD:.0%} of the intensity "
+                           f"scale); replace or delete it.")
+    depths = STACK_TOP_OFFSET + spacing * np.arange(count)[::-1]  # mm below the top, bottom first
+    positions = top - depths / volume.spacing
+    kept = positions >= 0
+    positions, ordinals = positions[kept], np.flatnonzero(kept)
+    lower = np.floor(positions).astype(int)
+    upper = np.minimum(lower + 1, voxels.shape[2] - 1)
+    weight = (positions - lower)[:, None, None]
+    axis = SLICE_AXES["axial"]
+    images = np.stack([upright(voxels, axis, index) for index in lower]) * (1 - weight) \
+        + np.stack([upright(voxels, axis, index) for index in upper]) * weight
+    scale = intensity_scale(voxels)
+    side = max(int(round(field_of_view / volume.spacing)), 1)
+    images = np.clip(_fixed_box(images, scale, side) / scale, 0.0, 1.0).astype(np.float32)
+    return VolumeSlices(images=images, fractions=ordinals / max(count - 1, 1),
+                        indices=np.round(positions).astype(int), requested=count)
+
+
+def stack_affine(image_size, field_of_view, spacing):
+    """The RAS affine of a stack written by `write_stack`: pixels field_of_view / image_size mm
+    wide, slices `spacing` mm apart, centred on the origin."""
+    pixel = field_of_view / image_size
+    affine = np.diag([pixel, pixel, spacing, 1.0])
+    affine[:3, 3] = -np.array([pixel * (image_size - 1), pixel * (image_size - 1), 0.0]) / 2
+    return affine
+
+
+def stack_to_voxels(stack):
+    """Upright axial slices [S, H, W] (bottom first) -> voxels [X, Y, Z] in RAS order: the
+    inverse of `upright` along the axial axis."""
+    stack = np.asarray(stack, np.float32)
+    return np.ascontiguousarray(np.flip(stack, axis=1).transpose(2, 1, 0))
+
+
+def write_stack(path, stack, field_of_view, spacing):
+    """Writes upright axial slices [S, H, W] (bottom first, values in [0, 1]) as a NIfTI volume
+    [W, H, S] in RAS order with `stack_affine` (sform and qform set, code 1: scanner)."""
+    import nibabel
+
+    stack = np.asarray(stack, np.float32)
+    image = nibabel.Nifti1Image(stack_to_voxels(stack),
+                                stack_affine(stack.shape[2], field_of_view, spacing))
+    image.set_sform(image.affine, code=1)
+    image.set_qform(image.affine, code=1)
+    image.header.set_xyzt_units("mm")
+    nibabel.save(image, str(path))
+    return path

@@ -415,3 +415,42 @@ def plot_reconstructions(originals, reconstructions, ssim_values, path):
     figure.suptitle("Test slices (top) and their VQ-VAE reconstructions (bottom)")
     figure.tight_layout()
     return _save(figure, path)
+
+
+def volume_planes(stack, pixel, spacing):
+    """The middle axial, coronal and sagittal planes of upright axial slices [S, H, W] (bottom
+    first), upright (superior at the top, anterior on the left of the sagittal plane), with the
+    height in mm of a coronal/sagittal pixel: (axial [H, W], coronal [S, W], sagittal [S, H],
+    aspect) where `aspect` = spacing / pixel is the displayed height of a reslice row."""
+    stack = np.asarray(stack)
+    count, height, width = stack.shape
+    axial = stack[count // 2]
+    coronal = stack[::-1, height // 2, :]  # rows: superior first; columns: the subject's R on R
+    sagittal = stack[::-1, :, width // 2]  # rows: superior first; columns: anterior first
+    return axial, coronal, sagittal, spacing / pixel
+
+
+def plot_volume_planes(stacks, path, pixel, spacing, titles=None, title=None):
+    """One row per volume: its middle axial, coronal and sagittal planes (`volume_planes`), at
+    their physical aspect. Returns `path`."""
+    plt = _pyplot()
+    rows = len(stacks)
+    figure, axes = plt.subplots(rows, 3, figsize=(7.5, 2.6 * rows + 0.4), squeeze=False)
+    for row, stack in enumerate(stacks):
+        axial, coronal, sagittal, aspect = volume_planes(stack, pixel, spacing)
+        for column, (plane, plane_aspect, name) in enumerate(
+                ((axial, 1.0, "axial"), (coronal, aspect, "coronal"),
+                 (sagittal, aspect, "sagittal"))):
+            axis = axes[row, column]
+            axis.imshow(plane, cmap="gray", vmin=0.0, vmax=1.0, aspect=plane_aspect,
+                        interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(name, fontsize=9)
+        if titles is not None:
+            axes[row, 0].set_ylabel(titles[row], fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return _save(figure, path)

@@ -70,3 +70,13 @@ def prior_from_hyperparameters(values, grid_size, covariates=()):
                               covariates=covariates, **settings)
     model.build()
     return model
+
+
+def volume_prior_from_hyperparameters(values, grid_size):
+    """The volume prior: a `GatedPixelCNN` like the slice prior, also conditioned on the code grid
+    of the slice below (a spatial condition of the grid's own size, from the same codebook)."""
+    model = GatedPixelCNN(grid_size=grid_size, condition_codes=values["num_codes"],
+                          condition_grid_size=grid_size, name="volume_prior",
+                          **prior_settings(values))
+    model.build()
+    return model

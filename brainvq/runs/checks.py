@@ -18,8 +18,13 @@ from brainvq.runs.folder import (
 )
 
 
-def stages_of(stage):
-    return ("vqvae", "prior") if stage == "all" else (stage,)
+def stages_of(stage, values=None):
+    """The stages `--stage` names: "all" is the VQ-VAE and the prior, and the volume prior
+    too when the data are cut as stacks (`slice_spacing` > 0)."""
+    if stage != "all":
+        return (stage,)
+    stacks = bool(values and values.get("slice_spacing", 0) > 0)
+    return ("vqvae", "prior", "volume") if stacks else ("vqvae", "prior")
 
 
 def run_values(args):
@@ -80,8 +85,9 @@ def check_run_folder(output_dir, stages, values, resume, overwrite):
     if resume and overwrite:
         raise runs.RunError("--resume and --overwrite exclude each other: --resume continues the "
                             "run in --output-dir, --overwrite replaces it")
-    existing = [stage for stage in ("vqvae", "prior") if runs.has_stage(output_dir, stage)]
-    affected = list(stages) + (["prior"] if "vqvae" in stages and "prior" not in stages else [])
+    existing = [stage for stage in runs.STAGE_FILES if runs.has_stage(output_dir, stage)]
+    affected = list(stages) + ([stage for stage in ("prior", "volume") if stage not in stages]
+                               if "vqvae" in stages else [])
     clashes = [stage for stage in affected if stage in existing]
     if clashes and not (resume or overwrite):
         files = ", ".join(path.name for stage in clashes
@@ -115,6 +121,10 @@ def check_run_folder(output_dir, stages, values, resume, overwrite):
             f"{shlex.quote(str(output_dir))}; or keep this VQ-VAE and train only the prior on: "
             f"python train.py --stage prior --resume --prior-epochs N --output-dir "
             f"{shlex.quote(str(output_dir))}")
+    if "volume" in stages and values.get("slice_spacing", 0) <= 0:
+        raise runs.RunError("--stage volume trains a prior of each slice given the one below "
+                            "it, which needs whole stacks: cut the volumes with --slice-spacing "
+                            "2 --slices-per-volume 64 --num-slice-positions 64 (a run of its own)")
     if "vqvae" not in stages and not (output_dir / VQVAE_FILE).is_file():
         raise runs.RunError(f"{output_dir / VQVAE_FILE} not found: train the VQ-VAE first "
                             f"(`python train.py --stage vqvae --output-dir {output_dir}`)")

@@ -39,7 +39,8 @@ STATE_FILE = "training_state.json"
 LOCK_FILE = ".lock"
 MODEL_CARD_FILE = "MODEL_CARD.md"  # a shipped model's card (pretrained.py)
 FILES_KEY = "files"  # in a shipped model's training_state.json: sha256 of each shipped file
-STAGE_FILES = {"vqvae": VQVAE_FILE, "prior": PRIOR_FILE}
+VOLUME_PRIOR_FILE = "volume_prior.keras"  # the prior of a slice given the slice below it
+STAGE_FILES = {"vqvae": VQVAE_FILE, "prior": PRIOR_FILE, "volume": VOLUME_PRIOR_FILE}
 
 
 class RunError(RuntimeError):
@@ -194,18 +195,20 @@ def clear_stage(folder, stage):
 # ---------------------------------------------------------------------------------------------
 
 
-def check_prior_matches_vqvae(folder):
-    """Raises RunError when `prior.keras` was trained over another VQ-VAE than the one in
-    `folder` now (its codes would be decoded by a decoder that never made them)."""
+def check_prior_matches_vqvae(folder, stage="prior"):
+    """Raises RunError when the prior of `stage` ("prior" or "volume") was trained over another
+    VQ-VAE than the one in `folder` now (its codes would be decoded by a decoder that never made
+    them)."""
     folder = pathlib.Path(folder)
-    recorded = read_state(folder).get("prior", {}).get("vqvae_fingerprint")
+    recorded = read_state(folder).get(stage, {}).get("vqvae_fingerprint")
     if recorded is None:
         return  # a run from before fingerprints: nothing to compare
     if recorded != file_fingerprint(folder / VQVAE_FILE):
         raise RunError(
-            f"{folder / PRIOR_FILE} was trained over another VQ-VAE than {folder / VQVAE_FILE} "
-            f"(the VQ-VAE was retrained since): its codes belong to another codebook. Retrain "
-            f"the prior: python train.py --stage prior --overwrite --output-dir {folder}")
+            f"{folder / STAGE_FILES[stage]} was trained over another VQ-VAE than "
+            f"{folder / VQVAE_FILE} (the VQ-VAE was retrained since): its codes belong to "
+            f"another codebook. Retrain it: python train.py --stage {stage} --overwrite "
+            f"--output-dir {folder}")
 
 
 def is_shipped(folder):
@@ -407,14 +410,17 @@ def draw_slice_positions(folder, num_slice_positions, count, seed):
     return rng.choice(len(counts), size=count, p=counts / counts.sum()).astype(np.int32)
 
 
-def load_prior(output_dir):
-    """The run's prior, after checking it was trained over the run's current VQ-VAE."""
+def load_prior(output_dir, stage="prior"):
+    """The run's prior (`stage` "volume": its volume prior), after checking it was trained over
+    the run's current VQ-VAE."""
     output_dir = pathlib.Path(output_dir)
-    checkpoint = output_dir / PRIOR_FILE
+    checkpoint = output_dir / STAGE_FILES[stage]
     if not checkpoint.is_file():
-        raise RunError(f"{checkpoint} not found: train the prior with "
-                       f"`python train.py --stage prior --output-dir {output_dir}`")
-    check_prior_matches_vqvae(output_dir)
+        hint = (" (a volume prior needs a run cut as stacks: --slice-spacing 2 "
+                "--slices-per-volume 64 --num-slice-positions 64)" if stage == "volume" else "")
+        raise RunError(f"{checkpoint} not found: train it with `python train.py --stage {stage} "
+                       f"--output-dir {output_dir}`{hint}")
+    check_prior_matches_vqvae(output_dir, stage)
     return load_checkpoint(checkpoint, compile=False)
 
 

@@ -11,11 +11,12 @@ from brainvq.runs import folder as runs
 from brainvq.runs.folder import PRIOR_FILE, VQVAE_FILE, read_state
 from brainvq.training.devices import make_strategy, set_precision
 from brainvq.training.stages import TrainingFailed, train_prior, train_vqvae  # noqa: F401
+from brainvq.training.volume_stage import train_volume_prior
 
 
 def train(values, output_dir, stages, *, resume, overwrite, given, command):
-    """Trains `stages` ("vqvae", "prior") into `output_dir` with `values`, once the folder is
-    locked: nothing in it is written before every check has passed.
+    """Trains `stages` ("vqvae", "prior", "volume") into `output_dir` with `values`, once the
+    folder is locked: nothing in it is written before every check has passed.
 
     Args:
         given: the flags given on the command line ({key: value}; some only apply to NIfTI).
@@ -56,5 +57,20 @@ def train(values, output_dir, stages, *, resume, overwrite, given, command):
             print(f"prior saved to {output_dir / PRIOR_FILE}, log in "
                   f"{output_dir / 'prior_log.csv'}; test-split NLL {test_bits:.3f} bits per "
                   f"code (uniform: {math.log2(values['num_codes']):.1f})")
+        if "volume" in stages:
+            resume_volume = resume
+            if resume and read_state(output_dir).get("volume"):
+                try:
+                    runs.check_prior_matches_vqvae(output_dir, "volume")
+                except runs.RunError:
+                    runs.clear_stage(output_dir, "volume")
+                    resume_volume = False
+                    print("the VQ-VAE trained on, so the volume prior is trained again over the "
+                          "new one, from its first epoch")
+            _, test_bits = train_volume_prior(values, splits, output_dir, resume=resume_volume,
+                                              strategy=strategy)
+            print(f"volume prior saved to {output_dir / runs.VOLUME_PRIOR_FILE}, log in "
+                  f"{output_dir / 'volume_log.csv'}; test-split NLL {test_bits:.3f} bits per "
+                  f"code given the slice below")
     except KeyboardInterrupt:
         sys.exit(checks.interrupted_message(output_dir, stages, command))

@@ -1,0 +1,97 @@
+"""Whole synthetic volumes: a stack of slices drawn from the bottom up, the first by the slice
+prior (at slice position 0), each next one by the volume prior given the codes of the slice
+below it; decoded slice by slice and written as NIfTI volumes with the spacing the model was
+trained at."""
+import pathlib
+import time
+
+import keras
+import numpy as np
+
+from brainvq.data import volumes
+from brainvq.errors import OutputBlocked
+from brainvq.evaluation import figures
+from brainvq.generation import sampling
+from brainvq.progress import progress_bar
+from brainvq.runs import folder as runs
+
+SLICE_SEED_STRIDE = 7919  # slice k of a stack draws with seed + k * this (mod 2**31)
+
+
+def stack_length(values):
+    """Slices in one stack: the run's slices per volume."""
+    return int(values["slices_per_volume"])
+
+
+def sample_stack_codes(prior, volume_prior, count, grid_size, length, temperature=1.0,
+                       top_k=0, seed=0, progress=None):
+    """Code grids of `count` stacks of `length` slices: [count, length, g, g] int32, bottom
+    first. Slice 0 comes from `prior` at slice position 0; slice k from `volume_prior` at
+    position k given slice k - 1's codes. Seeded: the same seed gives the same stacks."""
+    codes = np.zeros((count, length, grid_size, grid_size), np.int32)
+    top_k = min(int(top_k), prior.num_codes)
+    for position in range(length):
+        options = dict(slice_index=np.full(count, position, np.int32), temperature=temperature,
+                       top_k=top_k, seed=(seed + position * SLICE_SEED_STRIDE) % 2 ** 31)
+        if position == 0:
+            codes[:, 0] = sampling.sample_codes(prior, count, grid_size, **options)
+        else:
+            codes[:, position] = sampling.sample_codes(
+                volume_prior, count, grid_size, condition_codes=codes[:, position - 1],
+                **options)
+        if progress is not None:
+            progress.add(1)
+    return codes
+
+
+def decode_stacks(vqvae, codes, batch_size=64):
+    """[V, S, g, g] code grids -> images [V, S, H, W] in [0, 1]."""
+    count, length = codes.shape[:2]
+    flat = codes.reshape((count * length,) + codes.shape[2:])
+    images = [keras.ops.convert_to_numpy(vqvae.decode_codes(flat[start:start + batch_size]))
+              for start in range(0, len(flat), batch_size)]
+    images = np.clip(np.concatenate(images), 0.0, 1.0)[..., 0]
+    return images.reshape((count, length) + images.shape[1:])
+
+
+def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=None, seed=None,
+                    prior=None, volume_prior=None):
+    """`count` whole volumes: (images [V, S, H, W], codes [V, S, g, g], seconds per volume)."""
+    prior = runs.load_prior(output_dir) if prior is None else prior
+    volume_prior = (runs.load_prior(output_dir, "volume") if volume_prior is None
+                    else volume_prior)
+    seed = values["seed"] if seed is None else seed
+    length = stack_length(values)
+    progress = progress_bar(length, f"sampling {count} volume(s) of {length} slices", minimum=2)
+    start = time.perf_counter()
+    codes = sample_stack_codes(
+        prior, volume_prior, count, vqvae.grid_size, length,
+        temperature=values["temperature"] if temperature is None else temperature,
+        top_k=values["top_k"] if top_k is None else top_k, seed=seed, progress=progress)
+    images = decode_stacks(vqvae, codes)
+    return images, codes, (time.perf_counter() - start) / count
+
+
+def write_volumes(stacks, values, images_dir):
+    """Writes each stack as `samples/volume_NNN.nii.gz` (RAS, the run's pixel size and slice
+    spacing) and the figure of their middle planes `volumes.png`; returns (NIfTI paths,
+    figure path)."""
+    images_dir = pathlib.Path(images_dir)
+    folder = images_dir / "samples"
+    if folder.exists() and not folder.is_dir():
+        raise OutputBlocked(f"{folder} is a file, not a folder: the volumes go there. Move the "
+                            f"file, or choose another --images-dir")
+    folder.mkdir(parents=True, exist_ok=True)
+    for earlier in folder.glob("volume_*.nii.gz"):  # the folder holds one call's volumes
+        earlier.unlink()
+    spacing, field_of_view = values["slice_spacing"], values["field_of_view"]
+    paths = [volumes.write_stack(folder / f"volume_{number:03d}.nii.gz", stack, field_of_view,
+                                 spacing)
+             for number, stack in enumerate(stacks)]
+    pixel = field_of_view / stacks.shape[-1]
+    figure = figures.plot_volume_planes(
+        stacks, images_dir / "volumes.png", pixel, spacing,
+        titles=[f"volume {number}" for number in range(len(stacks))],
+        title=f"{len(stacks)} synthetic volumes ({stacks.shape[-1]}x{stacks.shape[-2]}x"
+              f"{stacks.shape[1]}, {pixel:.2f} x {pixel:.2f} x {spacing:g} mm): middle planes")
+    return paths, figure

@@ -1,0 +1,81 @@
+"""The volume prior stage: a PixelCNN of each slice's code grid given the code grid of the
+slice just below it (and its slice position), trained on consecutive slice pairs of the same
+subject over the frozen VQ-VAE's codes. Sampled slice by slice from the bottom up
+(generation/stacks.py), it draws a whole stack: a volume."""
+import contextlib
+import math
+import pathlib
+
+import keras
+import numpy as np
+
+from brainvq.data.stacks import consecutive_pairs
+from brainvq.models import build, pixelcnn
+from brainvq.runs import folder as runs
+from brainvq.runs.folder import VOLUME_PRIOR_FILE, VQVAE_FILE
+from brainvq.training import stages
+from brainvq.training.code_cache import encode_splits
+from brainvq.data import input_pipeline
+
+
+def pair_arrays(codes, slice_index, case_id):
+    """The volume prior's examples from one split's code grids: (code grids [P, g, g], slice
+    positions [P], code grids of the slice below [P, g, g])."""
+    rows, below = consecutive_pairs(slice_index, case_id)
+    return codes[rows], np.asarray(slice_index)[rows].astype(np.int32), codes[below]
+
+
+def pair_dataset(pairs, batch_size, shuffle, seed=0, repeat=False):
+    """Batches of ({"code_indices", "slice_index", "condition_codes"}, code grids)."""
+    codes, positions, below = pairs
+    inputs = {"code_indices": codes, "slice_index": positions, "condition_codes": below}
+    return input_pipeline.batches((inputs, codes), batch_size, shuffle, seed=seed, repeat=repeat)
+
+
+def train_volume_prior(values, splits, output_dir, resume=False, strategy=None,
+                       extra_callbacks=()):
+    """Fits the volume prior (`build.volume_prior_from_hyperparameters`) on consecutive slice
+    pairs of each split; returns the prior and the test pairs' NLL in bits per code."""
+    output_dir = pathlib.Path(output_dir)
+    vqvae_path = output_dir / VQVAE_FILE
+    if not vqvae_path.is_file():
+        raise runs.RunError(f"{vqvae_path} not found: train the VQ-VAE first "
+                            f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
+    vqvae = runs.load_checkpoint(vqvae_path)
+    codes = encode_splits(vqvae, splits, output_dir, values)
+    pairs = {name: pair_arrays(codes[name][0], codes[name][1], splits[name].case_id)
+             for name in ("train", "validate", "test")}
+    if len(pairs["train"][0]) == 0 or len(pairs["validate"][0]) == 0:
+        raise runs.RunError("no consecutive slices of one subject in the training or validation "
+                            "split: the volume prior needs stacks (--slice-spacing > 0)")
+    scope = strategy.scope() if strategy else contextlib.nullcontext()
+    with scope:
+        prior, done = (stages._load_for_resume(output_dir, "volume", values) if resume
+                       else (None, 0))
+        if prior is None:
+            prior = build.volume_prior_from_hyperparameters(values, vqvae.grid_size)
+            prior.compile(optimizer=stages.prior_optimizer(values),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          metrics=[pixelcnn.BitsPerCode()])
+    batch_size = values["prior_batch_size"]
+    steps = values["steps_per_epoch"] or math.ceil(len(pairs["train"][0]) / batch_size)
+    record = {"data_fingerprint": runs.data_fingerprint(splits),
+              "vqvae_fingerprint": runs.file_fingerprint(vqvae_path),
+              "pairs": {name: int(len(pair[0])) for name, pair in pairs.items()}}
+    stages._fit(prior, "volume", pair_dataset(pairs["train"], batch_size, True,
+                                              seed=values["seed"], repeat=True),
+                pair_dataset(pairs["validate"], batch_size, False),
+                dict(values, steps_per_epoch=steps), values["prior_epochs"], batch_size,
+                output_dir, VOLUME_PRIOR_FILE, resume, extra_callbacks,
+                values["prior_patience"], done=done, record=record)
+    stages._report_best(output_dir, "volume")
+    stages.plot_training_curves(output_dir, "volume", values["images_dir"])
+    checkpoint = output_dir / VOLUME_PRIOR_FILE
+    if checkpoint.exists():
+        prior = runs.load_checkpoint(checkpoint)
+    prior.run_eagerly = values["run_eagerly"]
+    if len(pairs["test"][0]) == 0:
+        return prior, float("nan")
+    test = prior.evaluate(pair_dataset(pairs["test"], batch_size, False), verbose=0,
+                          return_dict=True)
+    return prior, float(test["bits_per_code"])

@@ -1,0 +1,71 @@
+"""End to end: a run cut as stacks trains the volume prior beside the slice prior, and
+predict.py --volumes writes NIfTI volumes the project's own reader takes back."""
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+pytestmark = pytest.mark.slow
+
+from helpers import TINY, phantom, write_volume  # noqa: E402
+
+import predict  # noqa: E402
+import train  # noqa: E402
+from brainvq.data import volumes  # noqa: E402
+from brainvq.runs import folder as runs  # noqa: E402
+
+STACK = ["--slice-spacing", "3", "--slices-per-volume", "8", "--num-slice-positions", "8",
+         "--field-of-view", "48", "--split", "2,1,1", "--prior-augment-copies", "0"]
+
+
+@pytest.fixture(scope="module")
+def stack_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stacks")
+    for case in range(4):
+        write_volume(root / "data" / f"SUBJ{case:03d}_T1.nii.gz",
+                     phantom((40 + 2 * case, 48, 45 + case)), np.eye(4))
+    output_dir = root / "run"
+    train.main(["--data-dir", str(root / "data"), "--output-dir", str(output_dir),
+                "--epochs", "2", "--prior-epochs", "2", *STACK, *TINY])
+    return root, output_dir
+
+
+def test_all_stages_of_a_stack_run_include_the_volume_prior(stack_run):
+    _, output_dir = stack_run
+    state = runs.read_state(output_dir)
+    assert (output_dir / runs.VOLUME_PRIOR_FILE).is_file()
+    assert state["volume"]["epochs_done"] == 2
+    # pairs of consecutive slices: each of the 2 training subjects' stacks gives length - 1
+    assert state["volume"]["pairs"]["train"] == 2 * 7
+    assert state["volume"]["vqvae_fingerprint"] == state["prior"]["vqvae_fingerprint"]
+
+
+def test_predict_writes_volumes_in_the_models_frame(stack_run, capsys):
+    root, output_dir = stack_run
+    predict.main(["--output-dir", str(output_dir), "--volumes", "2", "--seed", "3"])
+    printed = capsys.readouterr().out
+    assert "2 volume(s) of 8 slices" in printed and "s per volume" in printed
+    import nibabel
+
+    written = sorted((output_dir / "images" / "samples").glob("volume_*.nii.gz"))
+    assert [path.name for path in written] == ["volume_000.nii.gz", "volume_001.nii.gz"]
+    image = nibabel.load(str(written[0]))
+    assert image.shape == (32, 32, 8)
+    assert nibabel.aff2axcodes(image.affine) == ("R", "A", "S")
+    np.testing.assert_allclose(image.header.get_zooms(), (1.5, 1.5, 3.0))
+    assert (output_dir / "images" / "volumes.png").is_file()
+    first = np.asarray(image.dataobj)
+    predict.main(["--output-dir", str(output_dir), "--volumes", "2", "--seed", "3"])
+    np.testing.assert_array_equal(np.asarray(nibabel.load(str(written[0])).dataobj), first)
+    read = volumes.read_volume(written[0])  # resampled to 1.5 mm by the project's reader
+    assert read.voxels.shape[:2] == (32, 32) and read.spacing == pytest.approx(1.5)
+
+
+def test_volumes_refused_for_a_run_of_single_slices(data_dir, tmp_path):
+    output_dir = tmp_path / "run"
+    train.main(["--data-dir", str(data_dir), "--output-dir", str(output_dir), "--epochs", "1",
+                "--prior-epochs", "1", *TINY])
+    with pytest.raises(SystemExit, match="--volumes needs a run cut as whole stacks"):
+        predict.main(["--output-dir", str(output_dir), "--volumes", "1"])
+    with pytest.raises(SystemExit, match="needs whole stacks"):
+        train.main(["--stage", "volume", "--data-dir", str(data_dir), "--output-dir",
+                    str(output_dir), *TINY])

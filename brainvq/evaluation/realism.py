@@ -5,8 +5,8 @@ floor a perfect generator would reach):
 
 * **Anatomical plausibility** (`shape_statistics`, `plausible`): per image a brain mask
   (threshold, hole fill, largest component) and its shape statistics; an image is plausible when
-  every statistic lies within the range of the real training slices (widened by 10% of its
-  width on each side).
+  every statistic lies within the 1st-99th percentile range of the real training slices'
+  values, widened by 10% of its width on each side (a fifth in all).
 * **Distribution distances** in the feature space of a small CNN trained on the real training
   slices only (`feature_network.py`): Fréchet distance, KID (kernel inception distance with the
   cubic polynomial kernel, unbiased), and k-NN precision and recall (Kynkäänniemi et al., 2019).
@@ -91,12 +91,18 @@ def statistics_table(images):
                          -1, len(SHAPE_STATISTICS))
 
 
-def plausibility_ranges(training_images, margin=0.1):
-    """(low, high) per statistic: the range of the real training slices, widened by `margin`
-    times its width on each side (a finite training set never shows the extremes of real
-    anatomy: without it, a few held-out real slices fall just outside)."""
+PLAUSIBLE_PERCENTILES = (1.0, 99.0)  # the range of the training slices' statistics ...
+PLAUSIBLE_MARGIN = 0.1  # ... widened by this share of its width on each side (a fifth in all)
+
+
+def plausibility_ranges(training_images, margin=PLAUSIBLE_MARGIN,
+                        percentiles=PLAUSIBLE_PERCENTILES):
+    """(low, high) per statistic: the 1st to 99th percentile of the real training slices'
+    values, widened by `margin` times its width on each side. The percentiles keep a few odd
+    training slices from stretching the range; the margin covers real anatomy that a finite
+    training set does not show (without it, a few held-out real slices fall just outside)."""
     table = statistics_table(training_images)
-    low, high = table.min(axis=0), table.max(axis=0)
+    low, high = np.percentile(table, percentiles, axis=0)
     return low - margin * (high - low), high + margin * (high - low)
 
 

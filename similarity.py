@@ -2,6 +2,7 @@
 
     python similarity.py                  # reconstruction metrics over the test split
     python similarity.py --samples 64     # ... plus realism / diversity / Fréchet of 64 samples
+    python similarity.py --volumes 8      # whole volumes against held-out real ones (stacks)
 
 Reconstruction metrics per test image: SSIM (scikit-image, data_range=1.0), PSNR, MS-SSIM (where
 the image is large enough) and SSIM inside the brain (the `keras_png_slices_seg_*` masks of the
@@ -28,6 +29,11 @@ def parse_args(argv=None):
                              "(default: the run's)")
     parser.add_argument("--samples", type=hyperparameters.non_negative_int, default=0,
                         help="also sample this many slices and report sample metrics")
+    parser.add_argument("--volumes", type=hyperparameters.non_negative_int, default=0,
+                        help="for a run cut as stacks (--slice-spacing): also sample this many "
+                             "whole volumes and compare them with the held-out real volumes "
+                             "(neighbouring-slice SSIM, coronal and sagittal reslices, the "
+                             "stacks' slices against independent samples)")
     parser.add_argument(
         "--feature-network", default="auto", choices=("auto", "yes", "no"),
         help="with --samples: train (once per run, a few minutes on a CPU) the realism feature "
@@ -72,6 +78,18 @@ def main(argv=None):
                           cache_dir=cache_dir)
             covariate_report(values, vqvae, args.output_dir, splits, args.split, args.samples,
                              seed)
+        if args.volumes > 0:
+            if values.get("slice_spacing", 0) <= 0:
+                raise runs.RunError(f"--volumes needs a run cut as whole stacks, and "
+                                    f"{args.output_dir} was trained on slices placed one by "
+                                    f"one (train one with --slice-spacing 2 "
+                                    f"--slices-per-volume 64 --num-slice-positions 64)")
+            from brainvq.evaluation import volume_checks
+
+            seed = values["seed"] if args.seed is None else args.seed
+            volume_checks.volume_report(values, vqvae, args.output_dir, splits, args.split,
+                                        args.volumes, seed, cache_dir, images_dir,
+                                        slice_features=args.feature_network != "no")
     except (runs.RunError, errors.DatasetError, hyperparameters.IncompatibleCheckpoint,
             hyperparameters.InvalidHyperparameters, errors.OutputBlocked,
             FileNotFoundError) as failure:

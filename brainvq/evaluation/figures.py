@@ -454,3 +454,25 @@ def plot_volume_planes(stacks, path, pixel, spacing, titles=None, title=None):
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def plot_overlaid_histograms(groups, path, xlabel, title=""):
+    """Histograms of several groups of values ({label: [N] values}) on shared bins, each with its
+    mean marked. Returns `path`."""
+    plt = _pyplot()
+    finite = {label: np.asarray(values, np.float64)[np.isfinite(values)]
+              for label, values in groups.items()}
+    pooled = np.concatenate([values for values in finite.values()] or [np.zeros(1)])
+    bins = np.linspace(pooled.min(), pooled.max() + 1e-9, 31)
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    for (label, values), colour in zip(finite.items(), ("tab:blue", "tab:orange", "tab:green")):
+        if values.size:
+            axes.hist(values, bins=bins, alpha=0.55, color=colour, density=True,
+                      label=f"{label} (mean {values.mean():.3f})")
+            axes.axvline(values.mean(), color=colour, linewidth=2)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("density")
+    axes.set_title(title)
+    axes.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)

@@ -9,6 +9,7 @@ pytestmark = pytest.mark.slow
 from helpers import TINY, phantom, write_volume  # noqa: E402
 
 import predict  # noqa: E402
+import similarity  # noqa: E402
 import train  # noqa: E402
 from brainvq.data import volumes  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
@@ -58,6 +59,18 @@ def test_predict_writes_volumes_in_the_models_frame(stack_run, capsys):
     np.testing.assert_array_equal(np.asarray(nibabel.load(str(written[0])).dataobj), first)
     read = volumes.read_volume(written[0])  # resampled to 1.5 mm by the project's reader
     assert read.voxels.shape[:2] == (32, 32) and read.spacing == pytest.approx(1.5)
+
+
+def test_similarity_compares_volumes_with_held_out_real_ones(stack_run, capsys):
+    _, output_dir = stack_run
+    similarity.main(["--output-dir", str(output_dir), "--volumes", "2",
+                     "--feature-network", "no"])
+    printed = capsys.readouterr().out
+    for line in ("neighbouring-slice SSIM (mean)", "coronal reslices plausible",
+                 "sagittal reslices Fréchet distance", "axial slices plausible"):
+        assert line in printed
+    assert (output_dir / "images" / "volume_neighbour_ssim.png").is_file()
+    assert (output_dir / "reslice_features_coronal" / "feature_network.keras").is_file()
 
 
 def test_volumes_refused_for_a_run_of_single_slices(data_dir, tmp_path):

@@ -1,0 +1,161 @@
+"""Are sampled stacks whole brains? Each figure beside the same figure for held-out real volumes.
+
+* **Neighbouring-slice SSIM**: between each slice of a stack and the next. Too low: the slices
+  are unrelated brains; too high: the stack repeats one slice.
+* **Reslices**: coronal and sagittal planes cut through the stacks (their central part,
+  RESLICE_RANGE, at their physical aspect), judged like axial slices: the plausibility statistics
+  against real training reslices, and the Fréchet distance, precision and recall in the space of
+  a feature network trained on real reslices of the training subjects only.
+* **Per-slice realism**: the stacks' own axial slices against independent samples at the same
+  positions, in the slice feature network's space (realism.py).
+"""
+import pathlib
+
+import numpy as np
+from skimage.metrics import structural_similarity
+
+from brainvq.data.slice_sets import square_resize
+from brainvq.data.stacks import subject_stacks
+from brainvq.evaluation import feature_network, figures, realism
+from brainvq.generation import generate as inference
+from brainvq.generation import stacks as stack_sampling
+from brainvq.runs import folder as runs
+
+RESLICE_RANGE = (0.3, 0.7)  # share of the axis the coronal and sagittal planes are cut from
+RESLICES_PER_VOLUME = 8
+
+
+def neighbour_ssim(stack):
+    """[S - 1] SSIM (data range 1) between slice k and slice k + 1 of a stack [S, H, W]."""
+    stack = np.asarray(stack, np.float64)
+    return np.array([structural_similarity(stack[k], stack[k + 1], data_range=1.0)
+                     for k in range(len(stack) - 1)])
+
+
+def reslices(stack, plane, pixel, spacing, image_size, count=RESLICES_PER_VOLUME):
+    """`count` coronal or sagittal planes of a stack [S, H, W] (bottom first), spread over
+    RESLICE_RANGE of the axis, upright (superior at the top), stretched to their physical
+    aspect and squared: [count, image_size, image_size, 1], and their order 0 .. count - 1."""
+    stack = np.asarray(stack, np.float32)
+    axis = {"coronal": 1, "sagittal": 2}[plane]
+    side = stack.shape[axis]
+    indices = np.linspace(RESLICE_RANGE[0] * (side - 1), RESLICE_RANGE[1] * (side - 1),
+                          count).round().astype(int)
+    height = max(int(round(stack.shape[0] * spacing / pixel)), 1)
+    images = []
+    for index in indices:
+        cut = np.take(stack, index, axis=axis)[::-1]  # [S, W or H], superior first
+        from PIL import Image
+
+        stretched = np.asarray(Image.fromarray(cut).resize((cut.shape[1], height),
+                                                           Image.Resampling.BILINEAR))
+        images.append(square_resize(np.clip(stretched, 0.0, 1.0), image_size))
+    return np.stack(images)[..., None].astype(np.float32), np.arange(count, dtype=np.int32)
+
+
+def _reslice_set(stacks, plane, pixel, spacing, image_size):
+    cuts = [reslices(stack, plane, pixel, spacing, image_size) for stack in stacks]
+    return np.concatenate([cut[0] for cut in cuts]), np.concatenate([cut[1] for cut in cuts])
+
+
+def _plane_figures(plane, train, held_out, samples, cache_dir, seed):
+    """Plausibility and feature-space figures of one reslice plane; each argument a pair
+    (images, order) of reslices."""
+    ranges = realism.plausibility_ranges(train[0])
+    real_ok, _ = realism.plausible(held_out[0], ranges)
+    sample_ok, failures = realism.plausible(samples[0], ranges)
+    folder = pathlib.Path(cache_dir) / f"reslice_features_{plane}"
+    folder.mkdir(parents=True, exist_ok=True)
+    network = feature_network.load_or_train(folder, train[0], train[1], RESLICES_PER_VOLUME,
+                                            seed=seed)
+    features = {name: feature_network.features_and_positions(network, images[0],
+                                                             RESLICES_PER_VOLUME)[0]
+                for name, images in (("train", train), ("real", held_out),
+                                     ("samples", samples))}
+    distances, size = realism.equal_size_report(
+        features["train"], {"real": features["real"], "samples": features["samples"]})
+    return {"plausible_real": float(real_ok.mean()), "plausible_samples": float(sample_ok.mean()),
+            "failures": failures, "compared_set_size": size,
+            **{f"{metric}_{name}": value for name, row in distances.items()
+               for metric, value in row.items()}}
+
+
+def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_dir, images_dir,
+                  slice_features=True):
+    """Samples `count` stacks and prints the figures of the module docstring beside those of
+    the held-out real volumes of `split`; writes `volume_neighbour_ssim.png`. Returns a dict."""
+    length = stack_sampling.stack_length(values)
+    spacing, pixel = values["slice_spacing"], values["field_of_view"] / values["image_size"]
+    held_out = subject_stacks(splits[split], length)
+    train = subject_stacks(splits["train"], length)
+    if not held_out or not train:
+        print(f"volumes: no whole stacks of {length} slices among the {split} or training "
+              f"subjects (their volumes end above the stack's lowest slice): nothing to compare")
+        return None
+    prior = runs.load_prior(output_dir)
+    samples, codes, seconds = stack_sampling.generate_stacks(values, vqvae, output_dir, count,
+                                                             seed=seed, prior=prior)
+    real_ssim = np.concatenate([neighbour_ssim(stack) for stack in held_out.values()])
+    sample_ssim = np.concatenate([neighbour_ssim(stack) for stack in samples])
+    report = {"seconds_per_volume": seconds, "neighbour_ssim_samples": float(sample_ssim.mean()),
+              "neighbour_ssim_real": float(real_ssim.mean())}
+    figures.plot_overlaid_histograms(
+        {f"{len(held_out)} held-out real volumes": real_ssim,
+         f"{count} synthetic volumes": sample_ssim},
+        pathlib.Path(images_dir) / "volume_neighbour_ssim.png",
+        xlabel="SSIM between neighbouring slices",
+        title=f"Neighbouring-slice SSIM ({spacing:g} mm apart)")
+    size = values["image_size"]
+    for plane in ("coronal", "sagittal"):
+        row = _plane_figures(
+            plane, _reslice_set(train.values(), plane, pixel, spacing, size),
+            _reslice_set(held_out.values(), plane, pixel, spacing, size),
+            _reslice_set(samples, plane, pixel, spacing, size), cache_dir, values["seed"])
+        report.update({f"{plane}_{key}": value for key, value in row.items()})
+    stack_slices = samples.reshape((-1,) + samples.shape[2:])[..., None]
+    positions = np.tile(np.arange(length, dtype=np.int32), count)
+    independent, _ = inference.generate(values, vqvae, output_dir, len(positions),
+                                        slice_index=positions, seed=seed + 2, prior=prior)
+    ranges = realism.plausibility_ranges(splits["train"].images)
+    report["plausible_stack_slices"] = float(realism.plausible(stack_slices, ranges)[0].mean())
+    report["plausible_independent"] = float(realism.plausible(independent, ranges)[0].mean())
+    if slice_features:
+        network = feature_network.load_or_train(
+            cache_dir, splits["train"].images, splits["train"].slice_index,
+            values["num_slice_positions"], seed=values["seed"])
+        features = {name: feature_network.features_and_positions(
+            network, images, values["num_slice_positions"])[0]
+            for name, images in (("train", splits["train"].images), ("stacks", stack_slices),
+                                 ("independent", independent))}
+        distances, _ = realism.equal_size_report(
+            features["train"], {"stacks": features["stacks"],
+                                "independent": features["independent"]})
+        report["frechet_stack_slices"] = distances["stacks"]["frechet"]
+        report["frechet_independent"] = distances["independent"]["frechet"]
+    _print(report, count, len(held_out), length, spacing)
+    return report
+
+
+def _print(report, count, real_count, length, spacing):
+    print(f"\nWhole volumes: {count} synthetic stacks of {length} slices ({spacing:g} mm apart; "
+          f"{report['seconds_per_volume']:.1f} s per volume) vs {real_count} held-out real "
+          f"volumes")
+    print(f"  {'':40s} {'samples':>10s} {'real':>10s}")
+    print(f"  {'neighbouring-slice SSIM (mean)':40s} {report['neighbour_ssim_samples']:10.4f} "
+          f"{report['neighbour_ssim_real']:10.4f}")
+    for plane in ("coronal", "sagittal"):
+        print(f"  {plane + ' reslices plausible':40s} "
+              f"{report[f'{plane}_plausible_samples']:10.1%} "
+              f"{report[f'{plane}_plausible_real']:10.1%}")
+        print(f"  {plane + ' reslices Fréchet distance':40s} "
+              f"{report[f'{plane}_frechet_samples']:10.4f} "
+              f"{report[f'{plane}_frechet_real']:10.4f}")
+        print(f"  {plane + ' reslices precision / recall':40s} "
+              f"{report[f'{plane}_precision_samples']:5.2f}/{report[f'{plane}_recall_samples']:4.2f}"
+              f" {report[f'{plane}_precision_real']:5.2f}/{report[f'{plane}_recall_real']:4.2f}")
+    print(f"  {'':40s} {'stacks':>10s} {'independent':>12s}")
+    print(f"  {'axial slices plausible':40s} {report['plausible_stack_slices']:10.1%} "
+          f"{report['plausible_independent']:12.1%}")
+    if "frechet_stack_slices" in report:
+        print(f"  {'axial slices Fréchet distance':40s} {report['frechet_stack_slices']:10.4f} "
+              f"{report['frechet_independent']:12.4f}")

@@ -1,0 +1,32 @@
+"""Tests of the whole-volume checks: neighbouring-slice SSIM and the reslices' orientation and
+aspect."""
+import numpy as np
+
+from brainvq.evaluation import volume_checks
+
+
+def test_neighbour_ssim_tells_copies_from_unrelated_slices():
+    rng = np.random.default_rng(0)
+    repeated = np.repeat(rng.random((1, 16, 16)), 5, axis=0)
+    unrelated = rng.random((5, 16, 16))
+    np.testing.assert_allclose(volume_checks.neighbour_ssim(repeated), np.ones(4))
+    assert volume_checks.neighbour_ssim(unrelated).max() < 0.3
+    assert volume_checks.neighbour_ssim(unrelated).shape == (4,)
+
+
+def test_reslices_are_upright_and_at_their_physical_aspect():
+    stack = np.zeros((10, 20, 20), np.float32)  # bottom first
+    stack[5:] = 1.0  # the upper half of the head is bright
+    images, order = volume_checks.reslices(stack, "coronal", pixel=1.0, spacing=2.0,
+                                           image_size=20, count=3)
+    assert images.shape == (3, 20, 20, 1)
+    np.testing.assert_array_equal(order, [0, 1, 2])
+    column = images[0, :, 10, 0]
+    # 10 slices 2 mm apart span 20 mm, as tall as the 20 mm wide plane: no padding rows, and
+    # the bright upper half is at the top of the image
+    assert column[:8].min() > 0.9 and column[-8:].max() < 0.1
+    flat, _ = volume_checks.reslices(stack, "sagittal", pixel=1.0, spacing=1.0, image_size=20,
+                                     count=2)
+    rows = np.flatnonzero(flat[0, :, 10, 0] > 0.5)
+    # at 1 mm the 10 slices span half the 20 mm plane: centred, padded above and below
+    assert 4 <= rows.min() <= 6 and rows.max() <= 10

@@ -82,6 +82,11 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_f
     progress = progress_bar(count, f"nearest training slice of {count} samples", minimum=200)
     nearest, _ = sample_metrics.nearest_neighbour_ssim(samples, train.images, progress=progress)
     copies = sample_metrics.memorisation_flags(nearest)
+    # The same search for as many held-out real slices (a fixed draw): how close a new real
+    # subject's slice comes to a training slice, the level samples that copy nothing stay under.
+    shown = np.random.default_rng(0).choice(len(test), min(count, len(test)), replace=False)
+    real_nearest, _ = sample_metrics.nearest_neighbour_ssim(test.images[np.sort(shown)],
+                                                            train.images)
     diversity_mean, diversity_std = sample_metrics.pairwise_ms_ssim(samples, max_pairs=500,
                                                                     seed=seed)
     real_features = encoder_features(vqvae, test.images)
@@ -93,10 +98,13 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_f
     distances = sample_metrics.histogram_distance(real_codes, fake_codes)
     print(f"\nSample metrics over {count} samples (seed {seed})")
     print(f"  nearest-training-slice SSIM: {nearest.mean():.4f} ± {nearest.std():.4f} "
-          f"(max {nearest.max():.4f})")
+          f"(max {nearest.max():.4f}); held-out real slices: {real_nearest.mean():.4f} ± "
+          f"{real_nearest.std():.4f} (max {real_nearest.max():.4f}, {len(real_nearest)} slices)")
+    print(f"  samples above {sample_metrics.COPY_THRESHOLD} SSIM to a training slice (copies): "
+          f"{int(copies.sum())}")
     if copies.any():
         print(f"  WARNING: {int(copies.sum())} sample(s) are near-copies of training slices "
-              f"(SSIM ≥ 0.95): the prior may be memorising")
+              f"(SSIM > {sample_metrics.COPY_THRESHOLD}): the prior may be memorising")
     print(f"  pairwise MS-SSIM among samples: {diversity_mean:.4f} ± {diversity_std:.4f} "
           f"(lower = more diverse)")
     print(f"  Fréchet distance, encoder features, test vs samples: {frechet:.4f}")
@@ -106,7 +114,8 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_f
     realism_figures = realism.realism_report(values, vqvae, output_dir, train, test, samples,
                                              count, seed, feature_figures=feature_figures,
                                              cache_dir=cache_dir)
-    return {"nearest_ssim": nearest, "diversity": diversity_mean, "frechet": frechet,
+    return {"nearest_ssim": nearest, "nearest_ssim_real": real_nearest,
+            "diversity": diversity_mean, "frechet": frechet,
             **distances, **realism_figures}
 
 

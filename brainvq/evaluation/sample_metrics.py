@@ -125,7 +125,10 @@ def nearest_neighbour_ssim(samples, training_images, max_training=None, candidat
     return nearest_ssim, nearest_index
 
 
-def memorisation_flags(nearest_ssim, threshold=0.95):
+COPY_THRESHOLD = 0.9  # nearest-training-slice SSIM above which a sample counts as a copy
+
+
+def memorisation_flags(nearest_ssim, threshold=COPY_THRESHOLD):
     """Which samples are (near) copies of a training image.
 
     Args:

@@ -133,6 +133,8 @@ def test_exact_copies_of_training_slices_are_flagged():
     fresh, _ = phantom_set(4, seed=5)
     samples = np.concatenate([train[:3], fresh])
     nearest, index = sample_metrics.nearest_neighbour_ssim(samples, train)
-    flags = sample_metrics.memorisation_flags(nearest)
+    # These phantoms are a few smooth shapes: fresh ones come within 0.94 SSIM of a training
+    # one, closer than real brains do, so the copies are told apart at 0.97 here.
+    flags = sample_metrics.memorisation_flags(nearest, threshold=0.97)
     assert flags[:3].all() and list(index[:3]) == [0, 1, 2]
     assert not flags[3:].any()

@@ -49,7 +49,7 @@ def main(argv=None):
     console.quiet_start(args.verbose)
     from brainvq.data import demo, layouts
     from brainvq.evaluation.reports import (covariate_report, reconstruction_report,
-                                            sample_report)
+                                            sample_report, write_figures)
     from brainvq.runs import folder as runs
     from brainvq.runs import pretrained
 
@@ -73,11 +73,16 @@ def main(argv=None):
             if args.feature_network == "auto" and not feature_figures:
                 print("demo data: the realism feature network is not trained (its figures need "
                       "real training subjects); --feature-network yes computes them anyway")
-            sample_report(values, vqvae, args.output_dir, splits["train"], splits[args.split],
-                          args.samples, seed, feature_figures=feature_figures,
-                          cache_dir=cache_dir)
+            figures = sample_report(values, vqvae, args.output_dir, splits["train"],
+                                    splits[args.split], args.samples, seed,
+                                    feature_figures=feature_figures, cache_dir=cache_dir)
             covariate_report(values, vqvae, args.output_dir, splits, args.split, args.samples,
                              seed)
+            written = write_figures(figures, cache_dir / "sample_metrics.json",
+                                    {"split": args.split, "samples": args.samples, "seed": seed,
+                                     "temperature": values["temperature"],
+                                     "top_k": values["top_k"]})
+            print(f"sample figures: {written}")
         if args.volumes > 0:
             if values.get("slice_spacing", 0) <= 0:
                 raise runs.RunError(f"--volumes needs a run cut as whole stacks, and "

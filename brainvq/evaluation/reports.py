@@ -135,3 +135,20 @@ def covariate_report(values, vqvae, output_dir, splits, split, count, seed):
     return covariate_checks.covariate_report(values, vqvae, output_dir, splits["train"],
                                              splits[split], arrays["train"], arrays[split],
                                              specs, count, seed, prior=prior)
+
+
+def write_figures(figures, path, settings):
+    """Writes a report's figures as JSON (an array as its mean and max) with the `settings`
+    that made them; returns `path`."""
+    import json
+
+    def plain(value):
+        array = np.asarray(value)
+        if array.ndim:
+            return {"mean": float(array.mean()), "max": float(array.max()), "count": array.size}
+        return value.item() if hasattr(value, "item") else value
+
+    record = {"settings": settings, "figures": {key: plain(value) for key, value in
+                                                sorted(figures.items())}}
+    pathlib.Path(path).write_text(json.dumps(record, indent=1) + "\n")
+    return path

@@ -84,6 +84,11 @@ def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
     for figure in ("ssim_histogram.png", "ssim_by_slice.png", "best_worst.png"):
         assert (images_dir / figure).stat().st_size > 1000, figure
     assert len(read_csv(output_dir / "reconstruction_metrics.csv")) == 6
+    recorded = json.loads((output_dir / "sample_metrics.json").read_text())
+    assert recorded["settings"]["samples"] == 4
+    assert 0.0 <= recorded["figures"]["plausible_samples"] <= 1.0
+    assert recorded["figures"]["nearest_ssim"]["count"] == 4
+    assert "held-out real slices" in out and "(copies): " in out
 
 
 def test_run_eagerly_trains_without_tracing_the_steps(data_dir, tmp_path, monkeypatch):

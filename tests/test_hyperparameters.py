@@ -64,3 +64,13 @@ def test_condition_on_needs_a_covariates_file_and_one_level():
         parse("--condition-on", "age", "--covariates", "t.csv", "--levels", "2"))
     assert hyperparameters.combination_problem(
         parse("--condition-on", "age", "--covariates", "t.csv")) is None
+
+
+def test_stacks_need_axial_slices_and_one_position_per_slice():
+    stack = ("--slice-spacing", "2", "--slices-per-volume", "64")
+    assert "--num-slice-positions 64" in hyperparameters.combination_problem(parse(*stack))
+    assert "axial" in hyperparameters.combination_problem(
+        parse(*stack, "--num-slice-positions", "64", "--slice-axis", "coronal"))
+    assert hyperparameters.combination_problem(
+        parse(*stack, "--num-slice-positions", "64")) is None
+    assert "must be > 0" in hyperparameters.value_problem("field_of_view", 0.0)

@@ -20,7 +20,7 @@ import hyperparameters
 from brainvq.runs import folder as runs
 
 SHIPPED_FILES = (runs.VQVAE_FILE, runs.PRIOR_FILE, "hyperparameters.json")
-LOG_FILES = ("vqvae_log.csv", "prior_log.csv")
+LOG_FILES = ("vqvae_log.csv", "prior_log.csv", "volume_log.csv")
 WORK_ROOT = pathlib.Path("output")  # where a shipped model's figures and caches go
 
 
@@ -43,7 +43,8 @@ def cache_dir(output_dir, images_dir):
 def export(source, destination, overwrite=False):
     """Writes the trained run in `source` as a shipped model folder `destination`.
 
-    The two best checkpoints are saved again without optimizer state; the hyperparameters keep
+    The best checkpoints (both stages, and the volume prior of a run cut as stacks) are saved
+    again without optimizer state; the hyperparameters keep
     the data folder relative to `destination`; a MODEL_CARD.md already there is kept (a stub is
     written otherwise, to be completed by hand).
 
@@ -60,14 +61,21 @@ def export(source, destination, overwrite=False):
             raise runs.RunError(f"{source / name} not found: train both stages before exporting "
                                 f"(`python train.py --output-dir {source}`)")
     runs.check_prior_matches_vqvae(source)
+    stages = ["vqvae", "prior"]
+    if (source / runs.VOLUME_PRIOR_FILE).is_file():  # a run cut as stacks: its volume prior
+        runs.check_prior_matches_vqvae(source, "volume")
+        stages.append("volume")
+    models = [runs.STAGE_FILES[stage] for stage in stages]
     values = hyperparameters.load(source)
-    present = [name for name in SHIPPED_FILES if (destination / name).exists()]
+    present = [name for name in (*SHIPPED_FILES, runs.VOLUME_PRIOR_FILE)
+               if (destination / name).exists()]
     if present and not overwrite:
         raise runs.RunError(f"{destination} already holds a model ({', '.join(present)}); "
                             f"nothing was changed. Pass --overwrite to replace it")
     destination.mkdir(parents=True, exist_ok=True)
+    (destination / runs.VOLUME_PRIOR_FILE).unlink(missing_ok=True)  # one model's files only
     written = []
-    for name in (runs.VQVAE_FILE, runs.PRIOR_FILE):
+    for name in models:
         model = runs.load_checkpoint(source / name, compile=False)  # no optimizer state
         runs.save_atomically(model, destination / name)
         runs.previous_name(destination / name).unlink(missing_ok=True)
@@ -84,10 +92,12 @@ def export(source, destination, overwrite=False):
             written.append(destination / name)
     state = runs.read_state(source)
     shipped = {stage: {key: value for key, value in state.get(stage, {}).items()
-                       if key != "data_fingerprint"} for stage in ("vqvae", "prior")}
-    shipped["prior"]["vqvae_fingerprint"] = runs.file_fingerprint(destination / runs.VQVAE_FILE)
+                       if key != "data_fingerprint"} for stage in stages}
+    for stage in stages[1:]:
+        shipped[stage]["vqvae_fingerprint"] = runs.file_fingerprint(
+            destination / runs.VQVAE_FILE)
     shipped[runs.FILES_KEY] = {name: runs.file_fingerprint(destination / name)
-                          for name in SHIPPED_FILES}
+                               for name in (*SHIPPED_FILES, *models[2:])}
     runs.write_state(destination, shipped)
     written.append(destination / runs.STATE_FILE)
     card = destination / runs.MODEL_CARD_FILE

@@ -43,34 +43,35 @@ def train(values, output_dir, stages, *, resume, overwrite, given, command):
             print(f"VQ-VAE saved to {output_dir / VQVAE_FILE}, log in "
                   f"{output_dir / 'vqvae_log.csv'}")
         if "prior" in stages:
-            resume_prior = resume
-            if resume and "vqvae" in stages and read_state(output_dir).get("prior"):
-                try:
-                    runs.check_prior_matches_vqvae(output_dir)
-                except runs.RunError:
-                    runs.clear_stage(output_dir, "prior")
-                    resume_prior = False
-                    print("the VQ-VAE trained on, so the prior trained over the earlier one is "
-                          "trained again over the new one, from its first epoch")
-            _, test_bits = train_prior(values, splits, output_dir, resume=resume_prior,
+            _, test_bits = train_prior(values, splits, output_dir,
+                                       resume=_resumable(output_dir, "prior", resume, stages),
                                        strategy=strategy)
             print(f"prior saved to {output_dir / PRIOR_FILE}, log in "
                   f"{output_dir / 'prior_log.csv'}; test-split NLL {test_bits:.3f} bits per "
                   f"code (uniform: {math.log2(values['num_codes']):.1f})")
         if "volume" in stages:
-            resume_volume = resume
-            if resume and read_state(output_dir).get("volume"):
-                try:
-                    runs.check_prior_matches_vqvae(output_dir, "volume")
-                except runs.RunError:
-                    runs.clear_stage(output_dir, "volume")
-                    resume_volume = False
-                    print("the VQ-VAE trained on, so the volume prior is trained again over the "
-                          "new one, from its first epoch")
-            _, test_bits = train_volume_prior(values, splits, output_dir, resume=resume_volume,
-                                              strategy=strategy)
+            _, test_bits = train_volume_prior(
+                values, splits, output_dir,
+                resume=_resumable(output_dir, "volume", resume, stages), strategy=strategy)
             print(f"volume prior saved to {output_dir / runs.VOLUME_PRIOR_FILE}, log in "
                   f"{output_dir / 'volume_log.csv'}; test-split NLL {test_bits:.3f} bits per "
                   f"code given the slice below")
     except KeyboardInterrupt:
         sys.exit(checks.interrupted_message(output_dir, stages, command))
+
+
+def _resumable(output_dir, stage, resume, stages):
+    """Whether a prior `stage` ("prior" or "volume") continues from its checkpoint: with
+    --resume, unless the VQ-VAE trained on in this command, in which case the prior's codes
+    belong to the earlier VQ-VAE and it is cleared and trained again from its first epoch."""
+    if not (resume and "vqvae" in stages and read_state(output_dir).get(stage)):
+        return resume
+    try:
+        runs.check_prior_matches_vqvae(output_dir, stage)
+    except runs.RunError:
+        runs.clear_stage(output_dir, stage)
+        print(f"the VQ-VAE trained on, so the {'volume ' if stage == 'volume' else ''}prior "
+              f"trained over the earlier one is trained again over the new one, from its "
+              f"first epoch")
+        return False
+    return resume

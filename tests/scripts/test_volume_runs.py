@@ -73,6 +73,17 @@ def test_similarity_compares_volumes_with_held_out_real_ones(stack_run, capsys):
     assert (output_dir / "reslice_features_coronal" / "feature_network.keras").is_file()
 
 
+def test_an_exported_stack_run_ships_its_volume_prior(stack_run, tmp_path):
+    _, output_dir = stack_run
+    shipped = tmp_path / "shipped"
+    train.main(["--output-dir", str(output_dir), "--export", str(shipped)])
+    assert (shipped / runs.VOLUME_PRIOR_FILE).is_file()
+    assert runs.VOLUME_PRIOR_FILE in runs.read_state(shipped)[runs.FILES_KEY]
+    predict.main(["--output-dir", str(shipped), "--volumes", "1", "--images-dir",
+                  str(tmp_path / "figures")])
+    assert (tmp_path / "figures" / "samples" / "volume_000.nii.gz").is_file()
+
+
 def test_volumes_refused_for_a_run_of_single_slices(data_dir, tmp_path):
     output_dir = tmp_path / "run"
     train.main(["--data-dir", str(data_dir), "--output-dir", str(output_dir), "--epochs", "1",

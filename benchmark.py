@@ -12,8 +12,10 @@
     python benchmark.py rate-distortion --data-dir /tmp/oasis_png --steps 300 --points 8x,4x \
         --json part1.json                           # one budget per point; sweeps in parts:
     python benchmark.py rate-distortion --merge part1.json part2.json --figure rd.png
+    python benchmark.py volume-speed --slices-per-volume 64   # seconds per 128x128x64 volume
 
-`sampling` and `throughput` time untrained models (the timings do not depend on the weights).
+`sampling`, `throughput` and `volume-speed` time untrained models (the timings do not depend
+on the weights).
 `quality` trains on the train and validate splits for a fixed wall-clock budget and reports
 test-split quality, so two configurations can be compared on the same budget and the same bit
 rate.
@@ -23,10 +25,10 @@ import argparse
 
 from brainvq import console
 from brainvq.benchmarks import (learning_curve, quality, rate_distortion, realism_sweep,
-                                sampling_speed, slice_positions, throughput)
+                                sampling_speed, slice_positions, throughput, volume_speed)
 
 SUBCOMMANDS = (sampling_speed, realism_sweep, quality, learning_curve, rate_distortion,
-               throughput, slice_positions)
+               throughput, slice_positions, volume_speed)
 
 
 def main(argv=None):

@@ -14,6 +14,7 @@ memorisation), pairwise MS-SSIM among samples (lower is more diverse), the Fréc
 between real and generated images in the frozen encoder's feature space, and the distance between
 the code-usage histograms of sampled and real code grids. The work is brainvq/evaluation/.
 """
+import argparse
 import sys
 
 import hyperparameters
@@ -21,9 +22,39 @@ from brainvq import console, errors
 from brainvq.runs.arguments import add_run_arguments
 
 
+SPLIT_NAMES = ("train", "validate", "test")
+
+
+def split_argument(text):
+    """`--split`: a split name, or subject shares (train,validate,test) kept as text."""
+    if text in SPLIT_NAMES or hyperparameters.split_shares(text) is not None:
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r}: use one of {', '.join(SPLIT_NAMES)}, or the run's subject split such as "
+        f"125,20,20")
+
+
+def evaluated_split(text, values):
+    """The split name to evaluate for `--split` text; subject shares must be the run's own."""
+    if text in SPLIT_NAMES:
+        return text
+    given, recorded = hyperparameters.split_shares(text), hyperparameters.split_shares(
+        values["split"])
+    if given != recorded:
+        raise hyperparameters.IncompatibleCheckpoint(
+            f"--split {text}: this run split its subjects {values['split']}; another split "
+            f"would put training subjects among the held-out ones. Use --split "
+            f"{values['split']} (or leave it out)")
+    return "test"
+
+
 def parse_args(argv=None):
     parser = add_run_arguments(hyperparameters.ArgumentParser(description=__doc__.split("\n")[0]))
-    parser.add_argument("--split", default="test", choices=("train", "validate", "test"))
+    parser.add_argument(
+        "--split", default="test", type=split_argument,
+        help="the split to evaluate: train, validate or test (default: test); or the run's "
+             "subject split of NIfTI volumes, e.g. 125,20,20 (checked against the run's, so "
+             "the held-out subjects stay held out), which evaluates the test split")
     parser.add_argument("--covariates", default=None, metavar="FILE.csv",
                         help="for a run trained on covariates: the subjects' covariates file "
                              "(default: the run's)")
@@ -62,10 +93,11 @@ def main(argv=None):
             "data_dir": args.data_dir, "covariates": args.covariates,
             "temperature": args.temperature, "top_k": args.top_k,
             "unconditional": args.unconditional})
+        split = evaluated_split(args.split, values)
         splits, description = layouts.load_splits_for(values)
         print(description)
-        reconstruction_report(vqvae, splits[args.split], images_dir, cache_dir,
-                              split=args.split)
+        reconstruction_report(vqvae, splits[split], images_dir, cache_dir,
+                              split=split)
         if args.samples > 0:
             seed = values["seed"] if args.seed is None else args.seed
             feature_figures = args.feature_network == "yes" or (
@@ -74,12 +106,12 @@ def main(argv=None):
                 print("demo data: the realism feature network is not trained (its figures need "
                       "real training subjects); --feature-network yes computes them anyway")
             figures = sample_report(values, vqvae, args.output_dir, splits["train"],
-                                    splits[args.split], args.samples, seed,
+                                    splits[split], args.samples, seed,
                                     feature_figures=feature_figures, cache_dir=cache_dir)
-            covariate_report(values, vqvae, args.output_dir, splits, args.split, args.samples,
+            covariate_report(values, vqvae, args.output_dir, splits, split, args.samples,
                              seed)
             written = write_figures(figures, cache_dir / "sample_metrics.json",
-                                    {"split": args.split, "samples": args.samples, "seed": seed,
+                                    {"split": split, "samples": args.samples, "seed": seed,
                                      "temperature": values["temperature"],
                                      "top_k": values["top_k"]})
             print(f"sample figures: {written}")
@@ -92,7 +124,7 @@ def main(argv=None):
             from brainvq.evaluation import volume_checks
 
             seed = values["seed"] if args.seed is None else args.seed
-            volume_checks.volume_report(values, vqvae, args.output_dir, splits, args.split,
+            volume_checks.volume_report(values, vqvae, args.output_dir, splits, split,
                                         args.volumes, seed, cache_dir, images_dir,
                                         slice_features=args.feature_network != "no")
     except (runs.RunError, errors.DatasetError, hyperparameters.IncompatibleCheckpoint,

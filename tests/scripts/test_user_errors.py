@@ -74,6 +74,18 @@ def test_the_run_finds_its_data_from_another_directory(relative_run, tmp_path, m
     assert "OASIS PNG slices from" in capsys.readouterr().out
 
 
+def test_similarity_takes_the_runs_subject_split_and_refuses_another(relative_run, tmp_path,
+                                                                    capsys):
+    figures = ["--images-dir", str(tmp_path / "i")]
+    similarity.main(["--output-dir", str(relative_run), "--split", "0.8,0.1,0.1", *figures])
+    assert "metrics over 6 test slices" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="this run split its subjects 0.8,0.1,0.1"):
+        similarity.main(["--output-dir", str(relative_run), "--split", "125,20,20", *figures])
+    with pytest.raises(SystemExit):
+        similarity.main(["--output-dir", str(relative_run), "--split", "tset", *figures])
+    assert "125,20,20" in capsys.readouterr().err
+
+
 def test_figures_of_a_run_go_to_its_own_folder_by_default(relative_run):
     assert (relative_run / "images" / "vqvae_loss.png").is_file()
     assert (relative_run / "images" / "prior_loss.png").is_file()

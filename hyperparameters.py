@@ -102,6 +102,11 @@ DEFAULTS = {
     # (axial) OASIS-1 validation subject, for the default prior (docs/results.md)
     "temperature": 0.9,
     "top_k": 32,  # 0: sample from all K codes
+    # Classifier-free guidance on the slice position: logits u + guidance * (c - u), with and
+    # without the slice condition (the prior learns both: its condition is dropped for 10% of
+    # the examples). 1: none; above 1 samples follow their position more closely, at twice the
+    # sampling work.
+    "guidance": 1.0,
     # Unconditional samples: "positions" draws each sample's slice position from the training
     # slices' positions and samples conditioned on it (p(position) p(codes | position)); "null"
     # samples under the prior's no-condition row, which sees only the 10% of training examples
@@ -169,7 +174,7 @@ RANGES = {
     "prior_augment_copies": (0, None), "prior_augment_shift": (0, None),
     "prior_augment_rotation": (0.0, 45.0), "prior_augment_scale": (0.0, 0.5),
     "patience": (0, None), "prior_patience": (0, None),
-    "temperature": ((0.0, "exclusive"), None), "top_k": (0, None),
+    "temperature": ((0.0, "exclusive"), None), "top_k": (0, None), "guidance": (0.0, 10.0),
 }
 
 # Keys added after runs were first written, with the value that reproduces what such a run did:
@@ -184,7 +189,7 @@ LEGACY_VALUES = {
     "perceptual_weight": 0.0, "perceptual_weights": "", "adversarial_weight": 0.0,
     "adversarial_start": 2000, "levels": 1, "top_code_dim": 64, "run_eagerly": False,
     "unconditional": "null", "covariates": "", "condition_on": "",
-    "slice_spacing": 0.0, "field_of_view": 224.0,
+    "slice_spacing": 0.0, "field_of_view": 224.0, "guidance": 1.0,
 }
 
 

@@ -66,7 +66,8 @@ def run(args):
     images_dir = pretrained.work_dir(args.output_dir, args.images_dir)
     folder.check_writable(images_dir, "--images-dir")
     values, vqvae = folder.load_run(args.output_dir, {"data_dir": args.data_dir,
-                                                      "unconditional": args.unconditional})
+                                                      "unconditional": args.unconditional,
+                                                      "guidance": args.guidance})
     generate.check_slice(args.slice_index, values, args.output_dir)
     requested = {name: value for name, value in (("age", args.age), ("sex", args.sex))
                  if value is not None}

@@ -91,7 +91,7 @@ def main(argv=None):
         cache_dir = pretrained.cache_dir(args.output_dir, images_dir)
         values, vqvae = runs.load_run(args.output_dir, {
             "data_dir": args.data_dir, "covariates": args.covariates,
-            "temperature": args.temperature, "top_k": args.top_k,
+            "temperature": args.temperature, "top_k": args.top_k, "guidance": args.guidance,
             "unconditional": args.unconditional})
         split = evaluated_split(args.split, values)
         splits, description = layouts.load_splits_for(values)
@@ -113,7 +113,8 @@ def main(argv=None):
             written = write_figures(figures, cache_dir / "sample_metrics.json",
                                     {"split": split, "samples": args.samples, "seed": seed,
                                      "temperature": values["temperature"],
-                                     "top_k": values["top_k"]})
+                                     "top_k": values["top_k"],
+                                     "guidance": values["guidance"]})
             print(f"sample figures: {written}")
         if args.volumes > 0:
             if values.get("slice_spacing", 0) <= 0:

@@ -113,7 +113,7 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
         temperature=values["temperature"] if temperature is None else temperature,
         top_k=min(values["top_k"] if top_k is None else top_k, prior.num_codes),  # k >= K: all
         seed=seed, batch_size=SAMPLING_BATCH, covariates=covariates,
-        progress=progress)
+        progress=progress, guidance=values.get("guidance", 1.0))
     images = [keras.ops.convert_to_numpy(vqvae.decode_codes(codes[start:start + SAMPLING_BATCH]))
               for start in range(0, len(codes), SAMPLING_BATCH)]
     return np.clip(np.concatenate(images), 0.0, 1.0), codes

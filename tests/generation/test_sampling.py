@@ -7,7 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from helpers import CODES, SLICES, logits_of, make_prior, run_on_jax  # noqa: E402
+from helpers import CODES, GRID, SLICES, logits_of, make_prior, run_on_jax  # noqa: E402
 
 import modules  # noqa: E402
 from brainvq.generation import sampling  # noqa: E402
@@ -137,3 +137,21 @@ JAX_SCRIPT = textwrap.dedent("""
 def test_prior_and_sampler_run_on_jax():
     pytest.importorskip("jax")
     run_on_jax(JAX_SCRIPT)
+
+
+def test_guidance_zero_is_the_unconditional_draw_and_guidance_follows_both_loops():
+    prior = make_prior(seed=3)
+    slices = np.array([1, 2, 3], np.int32)
+    unconditional = sampling.sample_codes(prior, 3, GRID, slice_index=SLICES, seed=4, top_k=0)
+    guided_zero = sampling.sample_codes(prior, 3, GRID, slice_index=slices, seed=4, top_k=0,
+                                        guidance=0.0)
+    # u + 0 * (c - u) = u: the same logits and the same seed give the same codes
+    np.testing.assert_array_equal(guided_zero, unconditional)
+    cached = sampling.sample_codes(prior, 3, GRID, slice_index=slices, seed=4, guidance=3.0)
+    whole = sampling.sample_codes(prior, 3, GRID, slice_index=slices, seed=4, guidance=3.0,
+                                  crop=False)
+    np.testing.assert_array_equal(cached, whole)
+    plain = sampling.sample_codes(prior, 3, GRID, slice_index=slices, seed=4)
+    assert not np.array_equal(cached, plain)
+    with pytest.raises(ValueError, match="guidance"):
+        sampling.sample_codes(prior, 1, GRID, guidance=-1.0)

@@ -24,15 +24,17 @@ def stack_length(values):
 
 
 def sample_stack_codes(prior, volume_prior, count, grid_size, length, temperature=1.0,
-                       top_k=0, seed=0, progress=None):
+                       top_k=0, seed=0, progress=None, guidance=1.0):
     """Code grids of `count` stacks of `length` slices: [count, length, g, g] int32, bottom
     first. Slice 0 comes from `prior` at slice position 0; slice k from `volume_prior` at
-    position k given slice k - 1's codes. Seeded: the same seed gives the same stacks."""
+    position k given slice k - 1's codes (`guidance` on the slice position as in
+    `sampling.sample_codes`). Seeded: the same seed gives the same stacks."""
     codes = np.zeros((count, length, grid_size, grid_size), np.int32)
     top_k = min(int(top_k), prior.num_codes)
     for position in range(length):
         options = dict(slice_index=np.full(count, position, np.int32), temperature=temperature,
-                       top_k=top_k, seed=(seed + position * SLICE_SEED_STRIDE) % 2 ** 31)
+                       top_k=top_k, seed=(seed + position * SLICE_SEED_STRIDE) % 2 ** 31,
+                       guidance=guidance)
         if position == 0:
             codes[:, 0] = sampling.sample_codes(prior, count, grid_size, **options)
         else:
@@ -67,7 +69,8 @@ def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=No
     codes = sample_stack_codes(
         prior, volume_prior, count, vqvae.grid_size, length,
         temperature=values["temperature"] if temperature is None else temperature,
-        top_k=values["top_k"] if top_k is None else top_k, seed=seed, progress=progress)
+        top_k=values["top_k"] if top_k is None else top_k, seed=seed, progress=progress,
+        guidance=values.get("guidance", 1.0))
     images = decode_stacks(vqvae, codes)
     return images, codes, (time.perf_counter() - start) / count
 

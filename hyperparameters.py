@@ -102,10 +102,11 @@ DEFAULTS = {
     # (axial) OASIS-1 validation subject, for the default prior (docs/results.md)
     "temperature": 0.9,
     "top_k": 32,  # 0: sample from all K codes
-    # Classifier-free guidance on the slice position: logits u + guidance * (c - u), with and
-    # without the slice condition (the prior learns both: its condition is dropped for 10% of
-    # the examples). 1: none; above 1 samples follow their position more closely, at twice the
-    # sampling work.
+    # Classifier-free guidance on a requested slice position (--slice, the slice figure, the
+    # slices of a volume): logits u + guidance * (c - u), with and without the slice condition
+    # (the prior learns both: its condition is dropped for 10% of the examples). 1: none; above
+    # 1 samples land on their position more often, at twice the sampling work. Unconditional
+    # samples request no position and are drawn without it.
     "guidance": 1.0,
     # Unconditional samples: "positions" draws each sample's slice position from the training
     # slices' positions and samples conditioned on it (p(position) p(codes | position)); "null"

@@ -100,10 +100,13 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
     With `slice_index` None the samples are unconditional: as `values["unconditional"]` says,
     each one's slice position drawn as often as the training slices have it and the grid
     sampled conditioned on it ("positions"), or the grid sampled under the prior's
-    no-condition row ("null").
+    no-condition row ("null"). Samples at a requested `slice_index` are drawn with the run's
+    `guidance` on it; unconditional ones without.
     """
     prior = runs.load_prior(output_dir) if prior is None else prior  # one load: one compile
     seed = values["seed"] if seed is None else seed
+    # Guidance sharpens a requested position; unconditional samples request none.
+    guidance = 1.0 if slice_index is None else values.get("guidance", 1.0)
     if slice_index is None and values["unconditional"] == "positions":
         slice_index = runs.draw_slice_positions(output_dir, values["num_slice_positions"],
                                                 count, seed)
@@ -113,7 +116,7 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
         temperature=values["temperature"] if temperature is None else temperature,
         top_k=min(values["top_k"] if top_k is None else top_k, prior.num_codes),  # k >= K: all
         seed=seed, batch_size=SAMPLING_BATCH, covariates=covariates,
-        progress=progress, guidance=values.get("guidance", 1.0))
+        progress=progress, guidance=guidance)
     images = [keras.ops.convert_to_numpy(vqvae.decode_codes(codes[start:start + SAMPLING_BATCH]))
               for start in range(0, len(codes), SAMPLING_BATCH)]
     return np.clip(np.concatenate(images), 0.0, 1.0), codes

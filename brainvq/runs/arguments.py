@@ -26,8 +26,8 @@ def add_run_arguments(parser):
                         help="sample among the k most likely codes, 0 for all (default: the "
                              "run's)")
     parser.add_argument("--guidance", type=hyperparameters._flag_type("guidance"), default=None,
-                        help="classifier-free guidance on the slice position, 1 for none "
-                             "(default: the run's)")
+                        help="classifier-free guidance on a requested slice position, 1 for "
+                             "none (default: the run's)")
     parser.add_argument("--seed", type=hyperparameters.non_negative_int, default=None,
                         help="sampling seed (default: the run's seed)")
     return parser

@@ -12,6 +12,7 @@
 import pathlib
 
 import numpy as np
+from PIL import Image
 from skimage.metrics import structural_similarity
 
 from brainvq.data.slice_sets import square_resize
@@ -45,8 +46,6 @@ def reslices(stack, plane, pixel, spacing, image_size, count=RESLICES_PER_VOLUME
     images = []
     for index in indices:
         cut = np.take(stack, index, axis=axis)[::-1]  # [S, W or H], superior first
-        from PIL import Image
-
         stretched = np.asarray(Image.fromarray(cut).resize((cut.shape[1], height),
                                                            Image.Resampling.BILINEAR))
         images.append(square_resize(np.clip(stretched, 0.0, 1.0), image_size))

@@ -92,7 +92,7 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
               f"subjects (their volumes end above the stack's lowest slice): nothing to compare")
         return None
     prior = runs.load_prior(output_dir)
-    samples, codes, seconds = stack_sampling.generate_stacks(values, vqvae, output_dir, count,
+    samples, _, seconds = stack_sampling.generate_stacks(values, vqvae, output_dir, count,
                                                              seed=seed, prior=prior)
     real_ssim = np.concatenate([neighbour_ssim(stack) for stack in held_out.values()])
     sample_ssim = np.concatenate([neighbour_ssim(stack) for stack in samples])

@@ -93,7 +93,7 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
         return None
     prior = runs.load_prior(output_dir)
     samples, _, seconds = stack_sampling.generate_stacks(values, vqvae, output_dir, count,
-                                                             seed=seed, prior=prior)
+                                                         seed=seed, prior=prior)
     real_ssim = np.concatenate([neighbour_ssim(stack) for stack in held_out.values()])
     sample_ssim = np.concatenate([neighbour_ssim(stack) for stack in samples])
     report = {"seconds_per_volume": seconds, "neighbour_ssim_samples": float(sample_ssim.mean()),

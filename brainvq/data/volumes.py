@@ -315,10 +315,10 @@ def cut_stack(volume: Volume, count, spacing, field_of_view) -> VolumeSlices:
     top of the head (`head_top`), each interpolated (linear) between the two nearest voxel
     slices and cut to a square `field_of_view` mm wide centred on the head.
 
-    Slice k from the bottom gets fraction k / (count - 1), so with num_slice_positions = count
-    its position is k: the stack's slice index is its distance from the top in `spacing` steps,
-    counted from the bottom. Slices that would lie below the volume are left out (the stack
-    then starts higher; `requested` says how many were asked for).
+    Slice k of the full stack, counted from its bottom, gets fraction k / (count - 1), so with
+    num_slice_positions = count its position is k, the same depth below the top of the head in
+    every subject. Slices that would lie below the volume are left out (the stack then starts
+    higher; `requested` says how many were asked for).
 
     Returns:
         VolumeSlices, images [N, F, F] (F = field_of_view / volume.spacing voxels), bottom first,
@@ -336,6 +336,10 @@ def cut_stack(volume: Volume, count, spacing, field_of_view) -> VolumeSlices:
     depths = STACK_TOP_OFFSET + spacing * np.arange(count)[::-1]  # mm below the top, bottom first
     positions = top - depths / volume.spacing
     kept = positions >= 0
+    if not kept.any():
+        raise DatasetError(f"{volume.path}: the head's top lies within {STACK_TOP_OFFSET:g} mm "
+                           f"of the volume's lowest slice, so no slice of a stack fits; "
+                           f"replace or delete it.")
     positions, ordinals = positions[kept], np.flatnonzero(kept)
     lower = np.floor(positions).astype(int)
     upper = np.minimum(lower + 1, voxels.shape[2] - 1)

@@ -43,18 +43,29 @@ def encode_all(vqvae, images, batch_size=64, what="slices"):
     return np.concatenate(grids).astype(np.int32)
 
 
+def samples_folder(images_dir, pattern, what="samples"):
+    """`<images_dir>/samples`, created, without the files matching `pattern` an earlier call
+    left there (the folder holds one call's `what`).
+
+    Raises:
+        OutputBlocked: a file stands where the folder goes.
+    """
+    folder = pathlib.Path(images_dir) / "samples"
+    if folder.exists() and not folder.is_dir():
+        raise OutputBlocked(f"{folder} is a file, not a folder: the {what} go there. Move the "
+                            f"file, or choose another --images-dir")
+    folder.mkdir(parents=True, exist_ok=True)
+    for earlier in folder.glob(pattern):
+        earlier.unlink()
+    return folder
+
+
 def write_samples(images, images_dir, slice_index=None):
     """Writes a grid of samples and each sample as its own PNG; returns the grid's path."""
     from PIL import Image
 
     images_dir = pathlib.Path(images_dir)
-    folder = images_dir / "samples"
-    if folder.exists() and not folder.is_dir():
-        raise OutputBlocked(f"{folder} is a file, not a folder: the samples go there. Move the "
-                            f"file, or choose another --images-dir")
-    folder.mkdir(parents=True, exist_ok=True)
-    for earlier in folder.glob("sample_*.png"):  # the folder holds one call's samples
-        earlier.unlink()
+    folder = samples_folder(images_dir, "sample_*.png")
     for number, image in enumerate(images):
         pixels = (np.clip(image[..., 0], 0, 1) * 255).round().astype(np.uint8)
         Image.fromarray(pixels, mode="L").save(folder / f"sample_{number:03d}.png")

@@ -9,9 +9,8 @@ import keras
 import numpy as np
 
 from brainvq.data import volumes
-from brainvq.errors import OutputBlocked
 from brainvq.evaluation import figures
-from brainvq.generation import sampling
+from brainvq.generation import generate, sampling
 from brainvq.progress import progress_bar
 from brainvq.runs import folder as runs
 
@@ -80,13 +79,7 @@ def write_volumes(stacks, values, images_dir):
     spacing) and the figure of their middle planes `volumes.png`; returns (NIfTI paths,
     figure path)."""
     images_dir = pathlib.Path(images_dir)
-    folder = images_dir / "samples"
-    if folder.exists() and not folder.is_dir():
-        raise OutputBlocked(f"{folder} is a file, not a folder: the volumes go there. Move the "
-                            f"file, or choose another --images-dir")
-    folder.mkdir(parents=True, exist_ok=True)
-    for earlier in folder.glob("volume_*.nii.gz"):  # the folder holds one call's volumes
-        earlier.unlink()
+    folder = generate.samples_folder(images_dir, "volume_*.nii.gz", what="volumes")
     spacing, field_of_view = values["slice_spacing"], values["field_of_view"]
     paths = [volumes.write_stack(folder / f"volume_{number:03d}.nii.gz", stack, field_of_view,
                                  spacing)

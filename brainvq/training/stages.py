@@ -145,16 +145,27 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
     return runs.load_checkpoint(checkpoint) if checkpoint.exists() else model
 
 
-def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_callbacks=()):
-    """Fits the PixelCNN prior on the frozen VQ-VAE's code grids; returns the prior and the
-    test-split negative log-likelihood in bits per code."""
-    output_dir = pathlib.Path(output_dir)
-    vqvae_path = output_dir / VQVAE_FILE
+def frozen_vqvae(output_dir, values):
+    """The run's trained VQ-VAE, which a prior stage trains over, checked against `values`.
+
+    Raises:
+        RunError: there is none yet (the message names the command that trains it).
+    """
+    vqvae_path = pathlib.Path(output_dir) / VQVAE_FILE
     if not vqvae_path.is_file():
         raise runs.RunError(f"{vqvae_path} not found: train the VQ-VAE first "
                             f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
     vqvae = runs.load_checkpoint(vqvae_path)
     hyperparameters.check_model(vqvae, values, vqvae_path)
+    return vqvae
+
+
+def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_callbacks=()):
+    """Fits the PixelCNN prior on the frozen VQ-VAE's code grids; returns the prior and the
+    test-split negative log-likelihood in bits per code."""
+    output_dir = pathlib.Path(output_dir)
+    vqvae_path = output_dir / VQVAE_FILE
+    vqvae = frozen_vqvae(output_dir, values)
     if resume and read_state(output_dir).get("prior"):
         runs.check_prior_matches_vqvae(output_dir)
     data_fingerprint = runs.data_fingerprint(splits)

@@ -38,10 +38,7 @@ def train_volume_prior(values, splits, output_dir, resume=False, strategy=None,
     pairs of each split; returns the prior and the test pairs' NLL in bits per code."""
     output_dir = pathlib.Path(output_dir)
     vqvae_path = output_dir / VQVAE_FILE
-    if not vqvae_path.is_file():
-        raise runs.RunError(f"{vqvae_path} not found: train the VQ-VAE first "
-                            f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
-    vqvae = runs.load_checkpoint(vqvae_path)
+    vqvae = stages.frozen_vqvae(output_dir, values)
     codes = encode_splits(vqvae, splits, output_dir, values)
     pairs = {name: pair_arrays(codes[name][0], codes[name][1], splits[name].case_id)
              for name in ("train", "validate", "test")}

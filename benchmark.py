@@ -13,6 +13,7 @@
         --json part1.json                           # one budget per point; sweeps in parts:
     python benchmark.py rate-distortion --merge part1.json part2.json --figure rd.png
     python benchmark.py volume-speed --slices-per-volume 64   # seconds per 128x128x64 volume
+    python benchmark.py rulers --output-dir runs/ixi-t1-128-age-sex --images-seen 30000,120000
 
 `sampling`, `throughput` and `volume-speed` time untrained models (the timings do not depend
 on the weights).
@@ -24,11 +25,11 @@ Figures are printed; nothing is asserted.
 import argparse
 
 from brainvq import console
-from brainvq.benchmarks import (learning_curve, quality, rate_distortion, realism_sweep,
+from brainvq.benchmarks import (learning_curve, quality, rate_distortion, realism_sweep, rulers,
                                 sampling_speed, slice_positions, throughput, volume_speed)
 
 SUBCOMMANDS = (sampling_speed, realism_sweep, quality, learning_curve, rate_distortion,
-               throughput, slice_positions, volume_speed)
+               throughput, slice_positions, volume_speed, rulers)
 
 
 def main(argv=None):

@@ -16,31 +16,38 @@ from brainvq.data import augmentation
 from brainvq.generation import generate
 from brainvq.runs import folder as runs
 
-IMAGES_SEEN = 30000  # images a ruler sees while it trains (passes over the augmented slices)
+IMAGES_SEEN = 60000  # images a ruler sees while it trains (passes over the augmented slices)
+RULER_SIZE = 64  # larger slices are read area-averaged to this size (atrophy shows at it)
 
 
 def build_ruler(image_size, spec, num_slice_positions):
-    """Image and slice position -> the covariate: a value in [0, 1] (continuous, scaled to the
+    """Image and slice position -> the covariate: a value near [0, 1] (continuous, scaled to the
     training range) or class probabilities (categorical)."""
     image = keras.Input((image_size, image_size, 1), name="image")
     position = keras.Input((), dtype="int32", name="slice_index")
     hidden = image
-    for filters in (16, 32, 64, 96):
-        hidden = layers.Conv2D(filters, 3, strides=2, padding="same", activation="gelu")(hidden)
-        hidden = layers.Conv2D(filters, 3, padding="same", activation="gelu")(hidden)
+    if image_size > RULER_SIZE:
+        hidden = layers.AveragePooling2D(image_size // RULER_SIZE)(hidden)
+    for filters in (16, 32, 64, 128):
+        for strides in (2, 1):
+            hidden = layers.Conv2D(filters, 3, strides=strides, padding="same",
+                                   use_bias=False)(hidden)
+            hidden = layers.Activation("relu")(layers.BatchNormalization(momentum=0.9)(hidden))
     hidden = layers.GlobalAveragePooling2D()(hidden)
     hidden = layers.Concatenate()([hidden, layers.Embedding(num_slice_positions + 1, 16)(position)])
-    hidden = layers.Dense(64, activation="gelu")(hidden)
+    hidden = layers.Dense(64, activation="relu")(layers.Dropout(0.3)(hidden))
     if spec["kind"] == "continuous":
-        output = layers.Dense(1, activation="sigmoid", name="value")(hidden)
+        output = layers.Dense(1, name="value")(hidden)
     else:
         output = layers.Dense(len(spec["classes"]), activation="softmax", name="value")(hidden)
     return keras.Model([image, position], output, name=f"ruler_{spec['name']}")
 
 
-def train_ruler(images, slice_index, targets, spec, num_slice_positions, seed=0, epochs=None):
+def train_ruler(images, slice_index, targets, spec, num_slice_positions, seed=0, epochs=None,
+                images_seen=IMAGES_SEEN):
     """A ruler fitted on real slices whose covariate `targets` (encoded, NaN: unknown) are
-    known, with a mirrored and shifted copy of each."""
+    known, with a mirrored and shifted copy of each, for about `images_seen` images (or
+    `epochs` passes), its learning rate decaying to zero on a cosine."""
     keras.utils.set_random_seed(seed)
     known = ~np.isnan(targets)
     images, slice_index, targets = images[known], slice_index[known], targets[known]
@@ -48,20 +55,25 @@ def train_ruler(images, slice_index, targets, spec, num_slice_positions, seed=0,
     slice_index = np.tile(np.asarray(slice_index, np.int32), 2)
     targets = np.tile(targets, 2)
     if epochs is None:
-        epochs = int(np.clip(IMAGES_SEEN // max(len(images), 1), 3, 30))
+        epochs = int(np.clip(images_seen // max(len(images), 1), 3, 60))
+    batch_size = 32
+    steps = epochs * -(-len(images) // batch_size)
     model = build_ruler(images.shape[1], spec, num_slice_positions)
     continuous = spec["kind"] == "continuous"
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+    schedule = keras.optimizers.schedules.CosineDecay(2e-3, steps)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
                   loss="mse" if continuous else "sparse_categorical_crossentropy")
     model.fit([images, slice_index], targets if continuous else targets.astype(np.int32),
-              batch_size=32, epochs=epochs, shuffle=True, verbose=0)
+              batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0)
     return model
 
 
 def measure(ruler, spec, images, slice_index):
-    """The ruler's readings of slices: encoded values (continuous) or class indices."""
-    output = ruler.predict([images, np.asarray(slice_index, np.int32)], batch_size=64,
-                           verbose=0)
+    """The ruler's readings of slices, averaged over each slice and its mirror image: encoded
+    values (continuous) or class indices."""
+    slice_index = np.asarray(slice_index, np.int32)
+    output = np.mean([ruler.predict([view, slice_index], batch_size=64, verbose=0)
+                      for view in (images, images[:, :, ::-1])], axis=0)
     return output[:, 0] if spec["kind"] == "continuous" else output.argmax(axis=-1)
 
 

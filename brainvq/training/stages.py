@@ -42,8 +42,8 @@ def trim_log(path, epochs):
     path.write_text("".join(kept))
 
 
-def _fit(model, stage, train_data, validation_data, values, epochs, batch_size, output_dir,
-         checkpoint_file, resume, extra_callbacks=(), patience=0, done=None, record=None):
+def fit_stage(model, stage, train_data, validation_data, values, epochs, batch_size, output_dir,
+              checkpoint_file, resume, extra_callbacks=(), patience=0, done=None, record=None):
     """Runs `model.fit` with checkpointing (latest and best epoch), early stopping after
     `patience` epochs without a better validation loss (0: never), CSV logging and the NaN
     guard; returns the history.
@@ -93,7 +93,7 @@ def _fit(model, stage, train_data, validation_data, values, epochs, batch_size, 
     return history
 
 
-def _load_for_resume(output_dir, stage, values):
+def load_for_resume(output_dir, stage, values):
     """The checkpoint to resume `stage` from, and the epochs it holds: the latest epoch's, or,
     when that file is corrupt, the one it replaced, or the best epoch's (each fallback is
     printed). (None, 0) when the stage has no checkpoint yet."""
@@ -124,7 +124,7 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
     batch_size = values["batch_size"]
     scope = strategy.scope() if strategy else contextlib.nullcontext()
     with scope:
-        model, done = _load_for_resume(output_dir, "vqvae", values) if resume else (None, 0)
+        model, done = load_for_resume(output_dir, "vqvae", values) if resume else (None, 0)
         if model is None:
             model = build.vqvae_from_hyperparameters(values)
             model.compile(optimizer=build.vqvae_optimizer(values))
@@ -137,10 +137,10 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
     shown = np.linspace(0, len(validation) - 1, min(6, len(validation))).round().astype(int)
     frames = callbacks.ProgressFrames(validation.images[shown], output_dir / "progress",
                                       pathlib.Path(values["images_dir"]) / "training_progress.gif")
-    _fit(model, "vqvae", train_data, validation_data, values, values["epochs"], batch_size,
-         output_dir, VQVAE_FILE, resume, [frames, *extra_callbacks], values["patience"],
-         done=done, record={"data_fingerprint": runs.data_fingerprint(splits)})
-    _report_best(output_dir, "vqvae")
+    fit_stage(model, "vqvae", train_data, validation_data, values, values["epochs"], batch_size,
+              output_dir, VQVAE_FILE, resume, [frames, *extra_callbacks], values["patience"],
+              done=done, record={"data_fingerprint": runs.data_fingerprint(splits)})
+    report_best(output_dir, "vqvae")
     plot_training_curves(output_dir, "vqvae", values["images_dir"])
     return runs.load_checkpoint(checkpoint) if checkpoint.exists() else model
 
@@ -178,7 +178,7 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     checkpoint = output_dir / PRIOR_FILE
     scope = strategy.scope() if strategy else contextlib.nullcontext()
     with scope:
-        prior, done = _load_for_resume(output_dir, "prior", values) if resume else (None, 0)
+        prior, done = load_for_resume(output_dir, "prior", values) if resume else (None, 0)
         if prior is None:
             prior = build.prior_from_hyperparameters(values, vqvae.grid_size,
                                                      covariates=covariate_specs)
@@ -201,10 +201,10 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     if getattr(prior.optimizer, "use_ema", False):  # as built, or as the checkpoint's was
         extra_callbacks = [callbacks.AveragedWeights(resumed=done > 0),
                            *extra_callbacks]
-    _fit(prior, "prior", train_data, validation_data, dict(values, steps_per_epoch=steps),
-         values["prior_epochs"], batch_size, output_dir, PRIOR_FILE, resume, extra_callbacks,
-         values["prior_patience"], done=done, record=record)
-    _report_best(output_dir, "prior")
+    fit_stage(prior, "prior", train_data, validation_data, dict(values, steps_per_epoch=steps),
+              values["prior_epochs"], batch_size, output_dir, PRIOR_FILE, resume, extra_callbacks,
+              values["prior_patience"], done=done, record=record)
+    report_best(output_dir, "prior")
     plot_training_curves(output_dir, "prior", values["images_dir"])
     if checkpoint.exists():
         prior = runs.load_checkpoint(checkpoint)
@@ -226,7 +226,7 @@ def prior_optimizer(values):
     return keras.optimizers.Adam(values["prior_learning_rate"], **options)
 
 
-def _report_best(output_dir, stage):
+def report_best(output_dir, stage):
     entry = read_state(output_dir).get(stage, {})
     if "best_epoch" in entry:
         print(f"{stage}: kept the best epoch, {entry['best_epoch']} of {entry['epochs_done']} "

@@ -47,7 +47,7 @@ def train_volume_prior(values, splits, output_dir, resume=False, strategy=None,
                             "split: the volume prior needs stacks (--slice-spacing > 0)")
     scope = strategy.scope() if strategy else contextlib.nullcontext()
     with scope:
-        prior, done = (stages._load_for_resume(output_dir, "volume", values) if resume
+        prior, done = (stages.load_for_resume(output_dir, "volume", values) if resume
                        else (None, 0))
         if prior is None:
             prior = build.volume_prior_from_hyperparameters(values, vqvae.grid_size)
@@ -59,13 +59,14 @@ def train_volume_prior(values, splits, output_dir, resume=False, strategy=None,
     record = {"data_fingerprint": runs.data_fingerprint(splits),
               "vqvae_fingerprint": runs.file_fingerprint(vqvae_path),
               "pairs": {name: int(len(pair[0])) for name, pair in pairs.items()}}
-    stages._fit(prior, "volume", pair_dataset(pairs["train"], batch_size, True,
-                                              seed=values["seed"], repeat=True),
-                pair_dataset(pairs["validate"], batch_size, False),
-                dict(values, steps_per_epoch=steps), values["prior_epochs"], batch_size,
-                output_dir, VOLUME_PRIOR_FILE, resume, extra_callbacks,
-                values["prior_patience"], done=done, record=record)
-    stages._report_best(output_dir, "volume")
+    train_pairs = pair_dataset(pairs["train"], batch_size, True, seed=values["seed"],
+                               repeat=True)
+    stages.fit_stage(prior, "volume", train_pairs,
+                     pair_dataset(pairs["validate"], batch_size, False),
+                     dict(values, steps_per_epoch=steps), values["prior_epochs"], batch_size,
+                     output_dir, VOLUME_PRIOR_FILE, resume, extra_callbacks,
+                     values["prior_patience"], done=done, record=record)
+    stages.report_best(output_dir, "volume")
     stages.plot_training_curves(output_dir, "volume", values["images_dir"])
     checkpoint = output_dir / VOLUME_PRIOR_FILE
     if checkpoint.exists():

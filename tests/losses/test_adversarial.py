@@ -62,7 +62,7 @@ def test_discriminator_state_survives_resume(data_dir, tmp_path):
     fresh = tiny_vqvae(adversarial_weight=0.1)
     assert max(np.abs(a - b).max()
                for a, b in zip(trained, discriminator_weights(fresh))) > 0
-    model, done = stages._load_for_resume(output_dir, "vqvae", dict(
+    model, done = stages.load_for_resume(output_dir, "vqvae", dict(
         hyperparameters.load(output_dir)))
     assert done == 1
     for saved, resumed in zip(trained, discriminator_weights(model)):

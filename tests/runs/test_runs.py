@@ -133,7 +133,7 @@ def test_a_corrupt_checkpoint_is_named_and_resume_falls_back_to_the_previous_one
         runs.load_run(output_dir)
     with pytest.raises(SystemExit, match="corrupt"):
         predict.main(["--output-dir", str(output_dir), "--images-dir", str(tmp_path / "img")])
-    model, done = stages._load_for_resume(
+    model, done = stages.load_for_resume(
         output_dir, "vqvae", hyperparameters.resolve(train.parse_args(
             train_args(data_dir, output_dir, stage="vqvae"))))
     assert done == 1 and model is not None

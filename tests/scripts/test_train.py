@@ -162,8 +162,8 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
 
     batches = tf.data.Dataset.from_tensor_slices(np.stack([good, bad, bad]))  # one batch an epoch
     with pytest.raises(stages.TrainingFailed, match="vqvae stage: loss became nan at epoch 2"):
-        stages._fit(model, "vqvae", batches, None, values, 3, 4, tmp_path, runs.VQVAE_FILE,
-                   resume=False)
+        stages.fit_stage(model, "vqvae", batches, None, values, 3, 4, tmp_path, runs.VQVAE_FILE,
+                         resume=False)
     kept = keras.saving.load_model(tmp_path / runs.VQVAE_FILE)
     assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in kept.weights)
     assert runs.read_state(tmp_path)["vqvae"]["epochs_done"] == 1

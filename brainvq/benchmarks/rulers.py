@@ -1,0 +1,56 @@
+"""How well the covariate rulers read age, sex, ... from real slices of the validation subjects
+(choosing the rulers' training budget: the ruler must be good before it judges samples)."""
+import time
+
+
+import hyperparameters
+from brainvq.benchmarks.harness import machine_description
+from brainvq.data import covariates, layouts
+from brainvq.evaluation import covariate_checks
+from brainvq.runs import folder as runs
+
+
+def run(args):
+    """Trains each covariate's ruler on the run's training slices for each budget and prints its
+    agreement with the truth on the validation slices (never the test subjects)."""
+    values, _ = runs.load_run(args.output_dir, {"data_dir": args.data_dir,
+                                                "covariates": args.covariates})
+    if not values.get("condition_on"):
+        raise runs.RunError(f"{args.output_dir} was trained without covariates: pass the "
+                            f"output dir of a run trained with --covariates and --condition-on")
+    splits, description = layouts.load_splits_for(values)
+    splits, specs, arrays = covariates.for_splits(values, splits)
+    train, validate = splits["train"], splits["validate"]
+    print(f"machine: {machine_description()}")
+    print(f"{description}; rulers trained on {len(train)} training slices, read on "
+          f"{len(validate)} validation slices")
+    rows = []
+    for images_seen in args.images_seen:
+        for column, spec in enumerate(specs):
+            started = time.perf_counter()
+            ruler = covariate_checks.train_ruler(
+                train.images, train.slice_index, arrays["train"][:, column], spec,
+                values["num_slice_positions"], seed=args.seed, images_seen=images_seen)
+            reading = covariate_checks.measure(ruler, spec, validate.images,
+                                               validate.slice_index)
+            figures = covariate_checks.agreement(spec, arrays["validate"][:, column], reading)
+            seconds = time.perf_counter() - started
+            rows.append((images_seen, spec["name"], figures, seconds))
+            shown = ", ".join(f"{name} {value:.3f}" for name, value in figures.items())
+            print(f"  {images_seen:>7d} images seen, {spec['name']}: {shown} ({seconds:.0f} s)",
+                  flush=True)
+    return rows
+
+
+def add_parser(commands):
+    """This benchmark's subcommand of benchmark.py."""
+    parser = commands.add_parser(
+        "rulers", help="the covariate rulers' agreement on validation slices per training budget")
+    parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--covariates", default=None, metavar="FILE.csv")
+    parser.add_argument("--images-seen", type=lambda text: [int(n) for n in text.split(",")],
+                        default=[covariate_checks.IMAGES_SEEN],
+                        help="images each ruler sees while it trains, comma-separated")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(run=run)

@@ -27,10 +27,13 @@ def run(args):
     rows = []
     for images_seen in args.images_seen:
         for column, spec in enumerate(specs):
+            if args.only and spec["name"] not in args.only:
+                continue
             started = time.perf_counter()
             ruler = covariate_checks.train_ruler(
                 train.images, train.slice_index, arrays["train"][:, column], spec,
-                values["num_slice_positions"], seed=args.seed, images_seen=images_seen)
+                values["num_slice_positions"], seed=args.seed, images_seen=images_seen,
+                size=args.ruler_size)
             reading = covariate_checks.measure(ruler, spec, validate.images,
                                                validate.slice_index)
             figures = covariate_checks.agreement(spec, arrays["validate"][:, column], reading)
@@ -52,5 +55,9 @@ def add_parser(commands):
     parser.add_argument("--images-seen", type=lambda text: [int(n) for n in text.split(",")],
                         default=[covariate_checks.IMAGES_SEEN],
                         help="images each ruler sees while it trains, comma-separated")
+    parser.add_argument("--ruler-size", type=int, default=covariate_checks.RULER_SIZE,
+                        help="side the rulers read slices at (area-averaged)")
+    parser.add_argument("--only", type=lambda text: text.split(","), default=None,
+                        metavar="NAME[,NAME]", help="these covariates' rulers only")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=run)

@@ -20,14 +20,15 @@ IMAGES_SEEN = 60000  # images a ruler sees while it trains (passes over the augm
 RULER_SIZE = 64  # larger slices are read area-averaged to this size (atrophy shows at it)
 
 
-def build_ruler(image_size, spec, num_slice_positions):
+def build_ruler(image_size, spec, num_slice_positions, size=RULER_SIZE):
     """Image and slice position -> the covariate: a value near [0, 1] (continuous, scaled to the
-    training range) or class probabilities (categorical)."""
+    training range) or class probabilities (categorical); images larger than `size` are
+    area-averaged to it first."""
     image = keras.Input((image_size, image_size, 1), name="image")
     position = keras.Input((), dtype="int32", name="slice_index")
     hidden = image
-    if image_size > RULER_SIZE:
-        hidden = layers.AveragePooling2D(image_size // RULER_SIZE)(hidden)
+    if image_size > size:
+        hidden = layers.AveragePooling2D(image_size // size)(hidden)
     for filters in (16, 32, 64, 128):
         for strides in (2, 1):
             hidden = layers.Conv2D(filters, 3, strides=strides, padding="same",
@@ -44,7 +45,7 @@ def build_ruler(image_size, spec, num_slice_positions):
 
 
 def train_ruler(images, slice_index, targets, spec, num_slice_positions, seed=0, epochs=None,
-                images_seen=IMAGES_SEEN):
+                images_seen=IMAGES_SEEN, size=RULER_SIZE):
     """A ruler fitted on real slices whose covariate `targets` (encoded, NaN: unknown) are
     known, with a mirrored and shifted copy of each, for about `images_seen` images (or
     `epochs` passes), its learning rate decaying to zero on a cosine."""
@@ -58,7 +59,7 @@ def train_ruler(images, slice_index, targets, spec, num_slice_positions, seed=0,
         epochs = int(np.clip(images_seen // max(len(images), 1), 3, 60))
     batch_size = 32
     steps = epochs * -(-len(images) // batch_size)
-    model = build_ruler(images.shape[1], spec, num_slice_positions)
+    model = build_ruler(images.shape[1], spec, num_slice_positions, size)
     continuous = spec["kind"] == "continuous"
     schedule = keras.optimizers.schedules.CosineDecay(2e-3, steps)
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),

@@ -86,3 +86,16 @@ def test_the_sampler_takes_covariates_seeded():
         sampling.sample_codes(prior, 3, GRID, covariates=[[0.2, 1.0, 3.0]] * 3)
     with pytest.raises(ValueError, match="without covariates"):
         sampling.sample_codes(make_prior(covariates=()), 3, GRID, covariates=[0.2, 1.0])
+
+
+def test_guidance_zero_drops_the_covariates_with_the_slice_position():
+    prior = make_prior()
+    nothing_given = sampling.sample_codes(prior, 3, GRID, slice_index=prior.unconditional_index,
+                                          seed=4, covariates=[np.nan, np.nan])
+    guided_zero = sampling.sample_codes(prior, 3, GRID, slice_index=1, seed=4,
+                                        covariates=[0.2, 1.0], guidance=0.0)
+    np.testing.assert_array_equal(guided_zero, nothing_given)  # u + 0 * (c - u) = u
+    guided = sampling.sample_codes(prior, 3, GRID, slice_index=1, seed=4, covariates=[0.2, 1.0],
+                                   guidance=3.0)
+    assert not np.array_equal(guided, sampling.sample_codes(
+        prior, 3, GRID, slice_index=1, seed=4, covariates=[0.2, 1.0]))

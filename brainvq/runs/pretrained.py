@@ -40,11 +40,30 @@ def cache_dir(output_dir, images_dir):
     return pathlib.Path(images_dir) if runs.is_shipped(output_dir) else pathlib.Path(output_dir)
 
 
+def same_weights(model, path):
+    """Whether the model file at `path` exists and holds the same architecture and weights as
+    `model` (so re-exporting it would only rewrite the same numbers)."""
+    import keras
+    import numpy as np
+
+    if not pathlib.Path(path).is_file():
+        return False
+    try:
+        shipped = runs.load_checkpoint(path, compile=False)
+    except Exception:  # a damaged or foreign file is replaced
+        return False
+    if shipped.get_config() != model.get_config() or len(shipped.weights) != len(model.weights):
+        return False
+    return all(np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+               for a, b in zip(shipped.weights, model.weights))
+
+
 def export(source, destination, overwrite=False):
     """Writes the trained run in `source` as a shipped model folder `destination`.
 
     The best checkpoints (both stages, and the volume prior of a run cut as stacks) are saved
-    again without optimizer state; the hyperparameters keep
+    again without optimizer state (a model file already there with the same weights, e.g. the
+    VQ-VAE when only the prior was retrained, is kept as it is); the hyperparameters keep
     the data folder relative to `destination`; a MODEL_CARD.md already there is kept (a stub is
     written otherwise, to be completed by hand).
 
@@ -77,6 +96,8 @@ def export(source, destination, overwrite=False):
     written = []
     for name in models:
         model = runs.load_checkpoint(source / name, compile=False)  # no optimizer state
+        if same_weights(model, destination / name):
+            continue  # the shipped file stays as it is: no new binary in the history
         runs.save_atomically(model, destination / name)
         runs.previous_name(destination / name).unlink(missing_ok=True)
         written.append(destination / name)

@@ -64,6 +64,24 @@ def test_export_refuses_to_replace_a_model_without_overwrite(exported):
         train.main(["--output-dir", str(run), "--export", str(shipped)])
 
 
+def test_export_again_keeps_model_files_whose_weights_did_not_change(exported, tmp_path):
+    run, shipped = exported
+    again = tmp_path / "again"
+    shutil.copytree(shipped, again)
+    before = snapshot(again)
+    prior = runs.load_checkpoint(run / "prior.keras")
+    prior.set_weights([weight + 1e-3 for weight in prior.get_weights()])  # a retrained prior
+    retrained = tmp_path / "run"
+    shutil.copytree(run, retrained)
+    prior.save(retrained / "prior.keras")
+    pretrained.export(retrained, again, overwrite=True)
+    after = snapshot(again)
+    assert after["vqvae.keras"] == before["vqvae.keras"]  # the same file, not rewritten
+    assert after["prior.keras"][1] != before["prior.keras"][1]
+    predict.main(["--output-dir", str(again), "--samples", "1", "--images-dir",
+                  str(tmp_path / "images")])  # its record of the files still matches
+
+
 def test_shipped_model_samples_without_data_and_writes_nothing_into_its_folder(
         exported, tmp_path, monkeypatch, capsys):
     _, shipped = exported

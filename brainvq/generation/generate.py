@@ -2,6 +2,7 @@
 
 predict.py, similarity.py, train.py and benchmark.py share these, so no script imports another.
 """
+import math
 import pathlib
 
 import keras
@@ -204,15 +205,18 @@ def requested_covariates(output_dir, requested, prior=None):
 
 
 def covariate_levels(spec):
-    """The values a figure shows for a covariate: every class, or ages 25, 45, 65, 85 (four
-    values spread over the training range for any other continuous covariate), as text."""
+    """The values a figure shows for a covariate, as text: every class; for age, 25, 45, 65 and
+    85 years, each brought inside the training range (IXI's oldest subject is 79: 85 becomes
+    79); for any other continuous covariate, four values spread over the training range."""
     if spec["kind"] == "categorical":
         return list(spec["classes"])
     low, high = spec["low"], spec["high"]
-    ages = [25.0, 45.0, 65.0, 85.0]
-    if spec["name"] != "age" or not all(low <= age <= high for age in ages):
-        ages = list(np.linspace(low, high, 6)[1:-1])
-    return [f"{age:g}" for age in ages]
+    if spec["name"] == "age":
+        ages = sorted({min(max(age, math.ceil(low)), math.floor(high))
+                       for age in (25, 45, 65, 85)})
+        if len(ages) >= 2:
+            return [f"{age:g}" for age in ages]
+    return [f"{value:.3g}" for value in np.linspace(low, high, 6)[1:-1]]
 
 
 def write_samples_by_covariate(values, vqvae, output_dir, images_dir, specs, column, columns=6,

@@ -99,3 +99,13 @@ def test_guidance_zero_drops_the_covariates_with_the_slice_position():
                                    guidance=3.0)
     assert not np.array_equal(guided, sampling.sample_codes(
         prior, 3, GRID, slice_index=1, seed=4, covariates=[0.2, 1.0]))
+
+
+def test_the_age_figure_asks_for_its_ages_inside_the_training_range():
+    from brainvq.generation.generate import covariate_levels
+
+    age = dict(COVARIATES[0], low=20.21, high=79.41)  # IXI's training subjects
+    assert covariate_levels(age) == ["25", "45", "65", "79"]
+    assert covariate_levels(dict(age, low=18.0, high=96.0)) == ["25", "45", "65", "85"]
+    assert covariate_levels(COVARIATES[1]) == ["F", "M"]
+    assert len(covariate_levels(dict(age, name="weight"))) == 4

@@ -107,8 +107,8 @@ def _row_cached(prior, crop):
 
 def _guided(logits, guidance):
     """Classifier-free guidance: for logits [2N, K] of N conditioned rows then the same N rows
-    without the slice position and covariates, u + guidance * (c - u) [N, K]; `logits` as they
-    are when guidance is 1 (the batch is not doubled then)."""
+    without the slice condition, u + guidance * (c - u) [N, K]; `logits` as they are when
+    guidance is 1 (the batch is not doubled then)."""
     if guidance == 1.0:
         return logits
     half = ops.shape(logits)[0] // 2
@@ -432,11 +432,11 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
         covariates: for a prior built with covariates: [N, C] or one row [C] for all, each
             column as `GatedPixelCNN.covariate_condition` takes it (NaN: not given); None: none
             given.
-        guidance: classifier-free guidance on the slice position and the covariates (the
-            prior learned each with its condition dropped for 10% of the examples): each
-            step's logits are u + guidance * (c - u), c with those conditions and u without
-            them (a coarser grid's codes kept). 1: none (one pass); above 1 each step runs
-            both, so a sample follows its request more closely at twice the work.
+        guidance: classifier-free guidance on the slice position (the prior learned it with its
+            condition dropped for 10% of the examples): each step's logits are
+            u + guidance * (c - u), c with the slice condition and u without it (the other
+            conditions kept). 1: none (one pass); above 1 each step runs both, so a sample
+            follows its position more closely at twice the work.
 
     Returns:
         int32 numpy array [N, g, g] of code indices in [0, K); for a
@@ -483,14 +483,13 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
                 batch_covariates = np.concatenate(
                     [batch_covariates, np.full((batch_size - count, batch_covariates.shape[1]),
                                                np.nan, np.float32)])
-        if guidance != 1.0:  # the same rows again without the slice position and covariates
+        if guidance != 1.0:  # the same rows again without the slice condition
             batch_slices = np.concatenate(
                 [batch_slices, np.full_like(batch_slices, _num_slice_positions(prior))])
             if batch_condition is not None:
                 batch_condition = np.concatenate([batch_condition, batch_condition])
             if batch_covariates is not None:
-                batch_covariates = np.concatenate(
-                    [batch_covariates, np.full_like(batch_covariates, np.nan)])
+                batch_covariates = np.concatenate([batch_covariates, batch_covariates])
         grid = np.zeros((len(batch_slices), grid_size, grid_size), np.int32)
         # Step p of batch b draws with the stateless seed (seed, b * g * g + p).
         batch_seed = np.array([seed, batch_number * grid_size * grid_size], np.int64)

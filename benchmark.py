@@ -13,7 +13,7 @@
         --json part1.json                           # one budget per point; sweeps in parts:
     python benchmark.py rate-distortion --merge part1.json part2.json --figure rd.png
     python benchmark.py volume-speed --slices-per-volume 64   # seconds per 128x128x64 volume
-    python benchmark.py rulers --output-dir runs/ixi-t1-128-age-sex --images-seen 30000,120000
+    python benchmark.py rulers --output-dir runs/ixi-t1-128-age-sex --images-seen 60000,180000
 
 `sampling`, `throughput` and `volume-speed` time untrained models (the timings do not depend
 on the weights).

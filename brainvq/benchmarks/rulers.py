@@ -2,7 +2,6 @@
 (choosing the rulers' training budget: the ruler must be good before it judges samples)."""
 import time
 
-
 import hyperparameters
 from brainvq.benchmarks.harness import machine_description
 from brainvq.data import covariates, layouts

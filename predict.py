@@ -104,7 +104,7 @@ def run(args):
                                        slice_index=args.slice_index,
                                        temperature=args.temperature, top_k=args.top_k,
                                        seed=args.seed, covariates=covariates, prior=prior)
-        grid = generate.write_samples(samples, images_dir, args.slice_index)
+        grid = generate.write_samples(samples, images_dir, args.slice_index, requested)
         print(f"{args.samples} samples written to {grid} and {images_dir / 'samples'}/")
         by_slice = generate.write_samples_by_slice(values, vqvae, args.output_dir, images_dir,
                                                    test, temperature=args.temperature,

@@ -61,8 +61,9 @@ def samples_folder(images_dir, pattern, what="samples"):
     return folder
 
 
-def write_samples(images, images_dir, slice_index=None):
-    """Writes a grid of samples and each sample as its own PNG; returns the grid's path."""
+def write_samples(images, images_dir, slice_index=None, requested=None):
+    """Writes a grid of samples and each sample as its own PNG; returns the grid's path. The
+    title names the slice index and the `requested` covariates ({name: value text})."""
     from PIL import Image
 
     images_dir = pathlib.Path(images_dir)
@@ -70,7 +71,9 @@ def write_samples(images, images_dir, slice_index=None):
     for number, image in enumerate(images):
         pixels = (np.clip(image[..., 0], 0, 1) * 255).round().astype(np.uint8)
         Image.fromarray(pixels, mode="L").save(folder / f"sample_{number:03d}.png")
-    condition = "unconditional" if slice_index is None else f"slice index {slice_index}"
+    conditions = [] if slice_index is None else [f"slice index {slice_index}"]
+    conditions += [f"{name} {value}" for name, value in (requested or {}).items()]
+    condition = ", ".join(conditions) or "unconditional"
     grid = images_dir / "samples.png"
     figures.plot_image_grid(images, grid, columns=min(8, len(images)),
                             title=f"{len(images)} new synthetic slices ({condition})")

@@ -105,3 +105,16 @@ def test_the_age_figure_asks_for_its_ages_inside_the_training_range():
     assert covariate_levels(dict(age, low=18.0, high=96.0)) == ["25", "45", "65", "85"]
     assert covariate_levels(COVARIATES[1]) == ["F", "M"]
     assert len(covariate_levels(dict(age, name="weight"))) == 4
+
+
+def test_the_samples_figure_names_what_was_asked(tmp_path, monkeypatch):
+    from brainvq.generation import generate
+
+    titles = []
+    monkeypatch.setattr(generate.figures, "plot_image_grid",
+                        lambda images, path, **options: titles.append(options["title"]))
+    generate.write_samples(np.zeros((2, 8, 8, 1)), tmp_path, 3, {"age": "70", "sex": "F"})
+    generate.write_samples(np.zeros((2, 8, 8, 1)), tmp_path)
+    assert titles == ["2 new synthetic slices (slice index 3, age 70, sex F)",
+                      "2 new synthetic slices (unconditional)"]
+    assert len(list((tmp_path / "samples").glob("sample_*.png"))) == 2

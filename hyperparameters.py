@@ -275,7 +275,7 @@ def split_shares(text):
     return shares
 
 
-def _flag_type(key):
+def flag_type(key):
     """argparse type of `--key`: parses and range-checks, so a bad value is refused in one line
     when the command line is read."""
     default = DEFAULTS[key]
@@ -338,10 +338,10 @@ def add_arguments(parser, keys=None):
             continue
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):  # `--flag` alone means true; `--flag false` also works
-            parser.add_argument(flag, dest=key, type=_flag_type(key), nargs="?", const=True,
+            parser.add_argument(flag, dest=key, type=flag_type(key), nargs="?", const=True,
                                 default=None, help=f"default: {str(value).lower()}")
         else:
-            parser.add_argument(flag, dest=key, type=_flag_type(key), default=None,
+            parser.add_argument(flag, dest=key, type=flag_type(key), default=None,
                                 help=f"default: {value or '<output-dir>/images'}")
     return parser
 

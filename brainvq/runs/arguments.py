@@ -20,12 +20,12 @@ def add_run_arguments(parser):
                              "the training slices have it, then sample conditioned on it "
                              "(positions), or sample under the prior's no-condition row (null) "
                              "(default: the run's)")
-    parser.add_argument("--temperature", type=hyperparameters._flag_type("temperature"),
+    parser.add_argument("--temperature", type=hyperparameters.flag_type("temperature"),
                         default=None, help="sampling temperature (default: the run's)")
     parser.add_argument("--top-k", type=hyperparameters.non_negative_int, default=None,
                         help="sample among the k most likely codes, 0 for all (default: the "
                              "run's)")
-    parser.add_argument("--guidance", type=hyperparameters._flag_type("guidance"), default=None,
+    parser.add_argument("--guidance", type=hyperparameters.flag_type("guidance"), default=None,
                         help="classifier-free guidance on a requested slice position, 1 for "
                              "none (default: the run's)")
     parser.add_argument("--seed", type=hyperparameters.non_negative_int, default=None,

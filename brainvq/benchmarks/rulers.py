@@ -29,13 +29,10 @@ def run(args):
             if args.only and spec["name"] not in args.only:
                 continue
             started = time.perf_counter()
-            ruler = covariate_checks.train_ruler(
-                train.images, train.slice_index, arrays["train"][:, column], spec,
-                values["num_slice_positions"], seed=args.seed, images_seen=images_seen,
+            _, figures = covariate_checks.ruler_ceiling(
+                train, validate, arrays["train"][:, column], arrays["validate"][:, column],
+                spec, values["num_slice_positions"], seed=args.seed, images_seen=images_seen,
                 size=args.ruler_size)
-            reading = covariate_checks.measure(ruler, spec, validate.images,
-                                               validate.slice_index)
-            figures = covariate_checks.agreement(spec, arrays["validate"][:, column], reading)
             seconds = time.perf_counter() - started
             rows.append((images_seen, spec["name"], figures, seconds))
             shown = ", ".join(f"{name} {value:.3f}" for name, value in figures.items())

@@ -78,6 +78,16 @@ def measure(ruler, spec, images, slice_index):
     return output[:, 0] if spec["kind"] == "continuous" else output.argmax(axis=-1)
 
 
+def ruler_ceiling(train, held_out, train_targets, held_out_targets, spec, num_slice_positions,
+                  seed=0, **options):
+    """A ruler trained on the real slices of `train` (a SliceSet) and its agreement with the
+    truth on those of `held_out`: (ruler, agreement). `options`: of `train_ruler`."""
+    ruler = train_ruler(train.images, train.slice_index, train_targets, spec, num_slice_positions,
+                        seed=seed, **options)
+    reading = measure(ruler, spec, held_out.images, held_out.slice_index)
+    return ruler, agreement(spec, held_out_targets, reading)
+
+
 def agreement(spec, truth, reading):
     """{"r", "mae"} in the covariate's units (continuous) or {"accuracy"} (categorical)."""
     truth, reading = np.asarray(truth, np.float64), np.asarray(reading, np.float64)
@@ -112,10 +122,9 @@ def covariate_report(values, vqvae, output_dir, train, held_out, train_covariate
     print(f"\nCovariates: rulers trained on {len(train)} real training slices; {count} samples "
           f"per covariate, the others not given")
     for column, spec in enumerate(specs):
-        ruler = train_ruler(train.images, train.slice_index, train_covariates[:, column], spec,
-                            positions, seed=values["seed"])
-        real = agreement(spec, held_out_covariates[:, column],
-                         measure(ruler, spec, held_out.images, held_out.slice_index))
+        ruler, real = ruler_ceiling(train, held_out, train_covariates[:, column],
+                                    held_out_covariates[:, column], spec, positions,
+                                    seed=values["seed"])
         requested = requested_values(spec, count, seed)
         request_rows = np.full((count, len(specs)), np.nan, np.float32)
         request_rows[:, column] = requested

@@ -85,6 +85,14 @@ def positive_steps(text):
     return steps
 
 
+def comma_separated(convert=str):
+    """argparse type of a comma-separated list flag (`--top-ks 0,64`): each item `convert`ed."""
+    def parse(text):
+        return [convert(item) for item in text.split(",")]
+
+    return parse
+
+
 # The keras-io vq_vae.py design as published: 128 codes of 16 dimensions (`VQVAETrainer(
 # data_variance, latent_dim=16, num_embeddings=128)`), plain VQ loss with beta 0.25, the MSE
 # divided by the variance of the training images, no SSIM term, Adam 1e-3, batch 128, the

@@ -7,6 +7,7 @@ import numpy as np
 import hyperparameters
 from brainvq.benchmarks.harness import (
     STEPS_HELP,
+    comma_separated,
     machine_description,
     positive_steps,
     reconstruction_quality,
@@ -71,7 +72,7 @@ def add_parser(commands):
     curve_parser = commands.add_parser(
         "learning-curve", help="held-out SSIM against the number of training subjects")
     curve_parser.add_argument("--subjects", default=[8, 32, 125],
-                              type=lambda text: [int(n) for n in text.split(",")],
+                              type=comma_separated(int),
                               help="training subjects per point (default: 8,32,125)")
     curve_parser.add_argument("--minutes", type=float, default=10.0,
                               help="wall-clock training budget per point")

@@ -3,7 +3,7 @@ defaults)."""
 
 
 import hyperparameters
-from brainvq.benchmarks.harness import machine_description
+from brainvq.benchmarks.harness import comma_separated, machine_description
 from brainvq.data import layouts
 from brainvq.evaluation import realism
 from brainvq.generation import generate as inference
@@ -53,13 +53,11 @@ def add_parser(commands):
     realism_parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"])
     realism_parser.add_argument("--data-dir", default=None)
     realism_parser.add_argument("--samples", type=int, default=64)
-    realism_parser.add_argument("--temperatures", type=lambda text: [float(t) for t in
-                                                                     text.split(",")],
+    realism_parser.add_argument("--temperatures", type=comma_separated(float),
                                 default=[0.8, 0.9, 1.0])
-    realism_parser.add_argument("--top-ks", type=lambda text: [int(k) for k in text.split(",")],
+    realism_parser.add_argument("--top-ks", type=comma_separated(int),
                                 default=[0, 64])
-    realism_parser.add_argument("--guidances", type=lambda text: [float(g) for g in
-                                                                  text.split(",")],
+    realism_parser.add_argument("--guidances", type=comma_separated(float),
                                 default=[1.0], help="classifier-free guidance values (1: none)")
     realism_parser.add_argument("--seed", type=int, default=0)
     realism_parser.set_defaults(run=run)

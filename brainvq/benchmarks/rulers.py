@@ -3,7 +3,7 @@
 import time
 
 import hyperparameters
-from brainvq.benchmarks.harness import machine_description
+from brainvq.benchmarks.harness import comma_separated, machine_description
 from brainvq.data import covariates, layouts
 from brainvq.evaluation import covariate_checks
 from brainvq.runs import folder as runs
@@ -48,12 +48,12 @@ def add_parser(commands):
     parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--covariates", default=None, metavar="FILE.csv")
-    parser.add_argument("--images-seen", type=lambda text: [int(n) for n in text.split(",")],
+    parser.add_argument("--images-seen", type=comma_separated(int),
                         default=[covariate_checks.IMAGES_SEEN],
                         help="images each ruler sees while it trains, comma-separated")
     parser.add_argument("--ruler-size", type=int, default=covariate_checks.RULER_SIZE,
                         help="side the rulers read slices at (area-averaged)")
-    parser.add_argument("--only", type=lambda text: text.split(","), default=None,
+    parser.add_argument("--only", type=comma_separated(), default=None,
                         metavar="NAME[,NAME]", help="these covariates' rulers only")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=run)

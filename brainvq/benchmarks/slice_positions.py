@@ -4,6 +4,7 @@ import os
 import numpy as np
 
 import hyperparameters
+from brainvq.benchmarks.harness import comma_separated
 from brainvq.data import volumes
 from brainvq.data.slice_sets import square_resize
 from brainvq.evaluation import figures
@@ -37,7 +38,7 @@ def add_parser(commands):
                                 "per volume (does one position show one level of the brain?)")
     positions_parser.add_argument("volumes", nargs="+", help="NIfTI volumes, one row each")
     positions_parser.add_argument("--positions", default=[0, 8, 16, 24, 31],
-                                  type=lambda text: [int(p) for p in text.split(",")])
+                                  type=comma_separated(int))
     positions_parser.add_argument("--slices-per-volume", type=int,
                                   default=hyperparameters.DEFAULTS["slices_per_volume"])
     positions_parser.add_argument("--image-size", type=int, default=128)

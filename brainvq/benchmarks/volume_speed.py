@@ -6,7 +6,7 @@ import time
 import keras
 
 import hyperparameters
-from brainvq.benchmarks.harness import machine_description
+from brainvq.benchmarks.harness import comma_separated, machine_description
 from brainvq.generation import stacks
 from brainvq.models import build
 
@@ -41,7 +41,7 @@ def add_parser(commands):
     """This benchmark's subcommand of benchmark.py."""
     parser = commands.add_parser("volume-speed",
                                  help="seconds per whole sampled volume (untrained models)")
-    parser.add_argument("--counts", type=lambda text: [int(c) for c in text.split(",")],
+    parser.add_argument("--counts", type=comma_separated(int),
                         default=[1, 4], help="volumes sampled together (default: 1,4)")
     hyperparameters.add_arguments(parser)
     parser.set_defaults(run=run)

@@ -108,6 +108,10 @@ DEFAULTS = {
     # 1 samples land on their position more often, at twice the sampling work. Unconditional
     # samples request no position and are drawn without it.
     "guidance": 1.0,
+    # The same over the covariates a sample requests (--age, --sex), at its own scale: logits
+    # c + (guidance - 1) (c - u_slice) + (covariate_guidance - 1) (c - u_covariates). 1: none;
+    # above 1 samples follow their requested covariates more closely, at one more pass.
+    "covariate_guidance": 1.0,
     # Unconditional samples: "positions" draws each sample's slice position from the training
     # slices' positions and samples conditioned on it (p(position) p(codes | position)); "null"
     # samples under the prior's no-condition row, which sees only the 10% of training examples
@@ -176,6 +180,7 @@ RANGES = {
     "prior_augment_rotation": (0.0, 45.0), "prior_augment_scale": (0.0, 0.5),
     "patience": (0, None), "prior_patience": (0, None),
     "temperature": ((0.0, "exclusive"), None), "top_k": (0, None), "guidance": (0.0, 10.0),
+    "covariate_guidance": (0.0, 10.0),
 }
 
 # Keys added after runs were first written, with the value that reproduces what such a run did:
@@ -191,6 +196,7 @@ LEGACY_VALUES = {
     "adversarial_start": 2000, "levels": 1, "top_code_dim": 64, "run_eagerly": False,
     "unconditional": "null", "covariates": "", "condition_on": "",
     "slice_spacing": 0.0, "field_of_view": 224.0, "guidance": 1.0,
+    "covariate_guidance": 1.0,
 }
 
 

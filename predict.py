@@ -67,7 +67,9 @@ def run(args):
     folder.check_writable(images_dir, "--images-dir")
     values, vqvae = folder.load_run(args.output_dir, {"data_dir": args.data_dir,
                                                       "unconditional": args.unconditional,
-                                                      "guidance": args.guidance})
+                                                      "guidance": args.guidance,
+                                                      "covariate_guidance":
+                                                          args.covariate_guidance})
     generate.check_slice(args.slice_index, values, args.output_dir)
     requested = {name: value for name, value in (("age", args.age), ("sex", args.sex))
                  if value is not None}

@@ -92,6 +92,7 @@ def main(argv=None):
         values, vqvae = runs.load_run(args.output_dir, {
             "data_dir": args.data_dir, "covariates": args.covariates,
             "temperature": args.temperature, "top_k": args.top_k, "guidance": args.guidance,
+            "covariate_guidance": args.covariate_guidance,
             "unconditional": args.unconditional})
         split = evaluated_split(args.split, values)
         splits, description = layouts.load_splits_for(values)
@@ -114,7 +115,8 @@ def main(argv=None):
                                     {"split": split, "samples": args.samples, "seed": seed,
                                      "temperature": values["temperature"],
                                      "top_k": values["top_k"],
-                                     "guidance": values["guidance"]})
+                                     "guidance": values["guidance"],
+                                     "covariate_guidance": values["covariate_guidance"]})
             print(f"sample figures: {written}")
         if args.volumes > 0:
             if values.get("slice_spacing", 0) <= 0:

@@ -13,6 +13,7 @@ import numpy as np
 from keras import layers
 
 from brainvq.data import augmentation
+from brainvq.evaluation import realism
 from brainvq.generation import generate
 from brainvq.runs import folder as runs
 
@@ -110,14 +111,34 @@ def requested_values(spec, count, seed):
     return np.random.default_rng(seed).permutation(values).astype(np.float32)
 
 
+EDGE_SHARE = 0.1  # the top and bottom tenth of a continuous covariate's range
+
+
+def plausible_shares(spec, requested, samples, ranges):
+    """{"of all": share plausible, and for a continuous covariate "lowest tenth" and
+    "highest tenth": the share among samples requested there (encoded 0 .. 1)."""
+    ok, _ = realism.plausible(samples, ranges)
+    shares = {"of all": float(ok.mean())}
+    if spec["kind"] == "continuous":
+        for where, chosen in (("lowest tenth", requested <= EDGE_SHARE),
+                              ("highest tenth", requested >= 1.0 - EDGE_SHARE)):
+            if chosen.any():
+                shares[where] = float(ok[chosen].mean())
+    return shares
+
+
 def covariate_report(values, vqvae, output_dir, train, held_out, train_covariates,
                      held_out_covariates, specs, count, seed, prior=None):
     """Trains a ruler per covariate on the training slices, and prints and returns its agreement
     on held-out real slices (the ceiling), on `count` samples requested at spread values of that
     covariate alone (the others not given), and on the same samples with the requests shuffled
-    (the control). `prior`: the run's, loaded once (default: loaded here)."""
+    (the control); and how many of those samples are anatomically plausible (the realism
+    checks' shape statistics), overall and for requests in the top and bottom tenth of a
+    continuous covariate's range, where the training subjects are fewest. `prior`: the run's,
+    loaded once (default: loaded here)."""
     prior = runs.load_prior(output_dir) if prior is None else prior
     positions = values["num_slice_positions"]
+    ranges = realism.plausibility_ranges(train.images)
     rows = {}
     print(f"\nCovariates: rulers trained on {len(train)} real training slices; {count} samples "
           f"per covariate, the others not given")
@@ -134,9 +155,13 @@ def covariate_report(values, vqvae, output_dir, train, held_out, train_covariate
         reading = measure(ruler, spec, samples, slice_index)
         sampled = agreement(spec, requested, reading)
         control = agreement(spec, np.random.default_rng(seed + 1).permutation(requested), reading)
-        rows[spec["name"]] = {"real": real, "samples": sampled, "shuffled": control}
+        rows[spec["name"]] = {"real": real, "samples": sampled, "shuffled": control,
+                              "plausible": plausible_shares(spec, requested, samples, ranges)}
         for name in real:
             ratio = f" ({sampled[name] / real[name]:.2f}x)" if real[name] else ""
             print(f"  {spec['name']} {name}: held-out real {real[name]:.3f}, samples "
                   f"{sampled[name]:.3f}{ratio}, shuffled control {control[name]:.3f}")
+        shares = rows[spec["name"]]["plausible"]
+        print(f"  {spec['name']} samples anatomically plausible: " + ", ".join(
+            f"{share:.1%} {where}" for where, share in shares.items()))
     return rows

@@ -116,7 +116,8 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
     each one's slice position drawn as often as the training slices have it and the grid
     sampled conditioned on it ("positions"), or the grid sampled under the prior's
     no-condition row ("null"). Samples at a requested `slice_index` are drawn with the run's
-    `guidance` on it; unconditional ones without.
+    `guidance` on it; unconditional ones without. Requested covariates are guided at the
+    run's `covariate_guidance`.
     """
     prior = runs.load_prior(output_dir) if prior is None else prior  # one load: one compile
     seed = values["seed"] if seed is None else seed
@@ -131,7 +132,8 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
         temperature=values["temperature"] if temperature is None else temperature,
         top_k=min(values["top_k"] if top_k is None else top_k, prior.num_codes),  # k >= K: all
         seed=seed, batch_size=SAMPLING_BATCH, covariates=covariates,
-        progress=progress, guidance=guidance)
+        progress=progress, guidance=guidance,
+        covariate_guidance=values.get("covariate_guidance", 1.0))
     images = [keras.ops.convert_to_numpy(vqvae.decode_codes(codes[start:start + SAMPLING_BATCH]))
               for start in range(0, len(codes), SAMPLING_BATCH)]
     return np.clip(np.concatenate(images), 0.0, 1.0), codes

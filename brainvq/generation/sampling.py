@@ -105,20 +105,25 @@ def _row_cached(prior, crop):
     return crop and hasattr(prior, "vertical_pass") and hasattr(prior, "causal_reach")
 
 
-def _guided(logits, guidance):
-    """Classifier-free guidance: for logits [2N, K] of N conditioned rows then the same N rows
-    without the slice condition, u + guidance * (c - u) [N, K]; `logits` as they are when
-    guidance is 1 (the batch is not doubled then)."""
-    if guidance == 1.0:
+def _guided(logits, scales):
+    """Classifier-free guidance over one or more conditions. `logits` [(1 + G) N, K] hold N
+    conditioned rows, then for each of the G `scales` the same N rows with that condition
+    dropped (u_i); returns c + sum_i (scale_i - 1) * (c - u_i) [N, K]. One scale g gives
+    u + g * (c - u); `logits` as they are when there are no scales (the batch is not grown)."""
+    if not scales:
         return logits
-    half = ops.shape(logits)[0] // 2
-    conditioned, unconditioned = logits[:half], logits[half:]
-    return unconditioned + guidance * (conditioned - unconditioned)
+    count = ops.shape(logits)[0] // (1 + len(scales))
+    conditioned = logits[:count]
+    guided = conditioned
+    for number, scale in enumerate(scales, start=1):
+        dropped = logits[number * count:(number + 1) * count]
+        guided = guided + (scale - 1.0) * (conditioned - dropped)
+    return guided
 
 
-def _both_halves(codes, guidance):
-    """Codes [N] drawn for a doubled (guided) batch, written to both of its halves."""
-    return codes if guidance == 1.0 else ops.concatenate([codes, codes], axis=0)
+def _all_copies(codes, scales):
+    """Codes [N] drawn for a guided batch, written to each of its 1 + len(scales) copies."""
+    return codes if not scales else ops.concatenate([codes] * (1 + len(scales)), axis=0)
 
 
 def _shape_logits(logits, temperature, top_k):
@@ -266,33 +271,33 @@ def _sampling_loop(prior, grid, slices, grid_size, row_cached, draw, condition=(
 # Backends
 # ---------------------------------------------------------------------------------------------
 
-def _tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile, guidance=1.0):
+def _tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile, scales=()):
     import tensorflow as tf
 
     def run(grid, slices, temperature, seed, condition):
         def draw(logits, position):
-            logits = _shape_logits(_guided(ops.cast(logits, "float32"), guidance), temperature,
+            logits = _shape_logits(_guided(ops.cast(logits, "float32"), scales), temperature,
                                    top_k)
             step_seed = tf.stack([seed[0], seed[1] + tf.cast(position, seed.dtype)])
-            return _both_halves(tf.random.stateless_categorical(logits, 1, seed=step_seed,
-                                                                dtype=tf.int32)[:, 0], guidance)
+            return _all_copies(tf.random.stateless_categorical(logits, 1, seed=step_seed,
+                                                                dtype=tf.int32)[:, 0], scales)
 
         return _sampling_loop(prior, grid, slices, grid_size, row_cached, draw, condition)
 
     return tf.function(run, jit_compile=jit_compile, reduce_retracing=True)
 
 
-def _jax_sampler(prior, grid_size, top_k, row_cached, guidance=1.0):
+def _jax_sampler(prior, grid_size, top_k, row_cached, scales=()):
     import jax
 
     def run(trainable, non_trainable, grid, slices, temperature, seed, condition):
         key = jax.random.fold_in(jax.random.PRNGKey(seed[0]), seed[1])
 
         def draw(logits, position):
-            logits = _shape_logits(_guided(ops.cast(logits, "float32"), guidance), temperature,
+            logits = _shape_logits(_guided(ops.cast(logits, "float32"), scales), temperature,
                                    top_k)
-            return _both_halves(jax.random.categorical(jax.random.fold_in(key, position), logits,
-                                                       axis=-1).astype("int32"), guidance)
+            return _all_copies(jax.random.categorical(jax.random.fold_in(key, position), logits,
+                                                       axis=-1).astype("int32"), scales)
 
         # The variables' values are arguments of the jitted function, not constants.
         mapping = (list(zip(prior.trainable_variables, trainable))
@@ -310,9 +315,9 @@ def _jax_sampler(prior, grid_size, top_k, row_cached, guidance=1.0):
     return call
 
 
-def _compiled_sampler(prior, grid_size, top_k, row_cached, jit_compile, guidance=1.0):
+def _compiled_sampler(prior, grid_size, top_k, row_cached, jit_compile, scales=()):
     backend = keras.backend.backend()
-    key = (backend, grid_size, top_k, row_cached, jit_compile, guidance)
+    key = (backend, grid_size, top_k, row_cached, jit_compile, scales)
     cache = getattr(prior, _CACHE_ATTRIBUTE, None)
     if cache is None:
         cache = {}
@@ -320,9 +325,9 @@ def _compiled_sampler(prior, grid_size, top_k, row_cached, jit_compile, guidance
     if key not in cache:
         if backend == "tensorflow":
             cache[key] = _tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile,
-                                             guidance)
+                                             scales)
         elif backend == "jax":
-            cache[key] = _jax_sampler(prior, grid_size, top_k, row_cached, guidance)
+            cache[key] = _jax_sampler(prior, grid_size, top_k, row_cached, scales)
         else:
             raise NotImplementedError(f"sample_codes supports the tensorflow and jax backends, "
                                       f"not {backend!r}")
@@ -404,9 +409,26 @@ def _sample_hierarchy(prior, num_samples, grid_size, **options):
         ops.convert_to_tensor(top), ops.convert_to_tensor(bottom))), np.int32)
 
 
+def _guided_copies(prior, drops, slices, condition, covariates):
+    """A batch's inputs followed by one copy per guided condition in `drops` ("slice": its
+    slice positions set to the no-condition row; "covariates": every covariate not given)."""
+    all_slices, all_conditions, all_covariates = [slices], [condition], [covariates]
+    for name, _ in drops:
+        all_slices.append(np.full_like(slices, _num_slice_positions(prior)) if name == "slice"
+                          else slices)
+        all_conditions.append(condition)
+        all_covariates.append(None if covariates is None else
+                              np.full_like(covariates, np.nan) if name == "covariates"
+                              else covariates)
+    return (np.concatenate(all_slices),
+            None if condition is None else np.concatenate(all_conditions),
+            None if covariates is None else np.concatenate(all_covariates))
+
+
 def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature=1.0, top_k=0,
                  seed=0, batch_size=None, crop=True, jit_compile=None, progress=None,
-                 condition_codes=None, covariates=None, guidance=1.0):
+                 condition_codes=None, covariates=None, guidance=1.0,
+                 covariate_guidance=1.0):
     """Samples code grids from the prior, the whole raster loop in one compiled function.
 
     Args:
@@ -437,6 +459,11 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
             u + guidance * (c - u), c with the slice condition and u without it (the other
             conditions kept). 1: none (one pass); above 1 each step runs both, so a sample
             follows its position more closely at twice the work.
+        covariate_guidance: the same over the covariates given (the prior learned each one
+            dropped for 10% of the examples), at its own scale: with both, each step's logits
+            are c + (guidance - 1) (c - u_slice) + (covariate_guidance - 1) (c - u_covariates),
+            u_covariates with every covariate not given and the slice kept. 1: none; it only
+            acts on rows that give a covariate, and costs one more pass per step.
 
     Returns:
         int32 numpy array [N, g, g] of code indices in [0, K); for a
@@ -447,7 +474,8 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
         return _sample_hierarchy(prior, num_samples, grid_size, slice_index=slice_index,
                                  temperature=temperature, top_k=top_k, seed=seed,
                                  batch_size=batch_size, crop=crop, jit_compile=jit_compile,
-                                 progress=progress, guidance=guidance)
+                                 progress=progress, guidance=guidance,
+                                 covariate_guidance=covariate_guidance)
     num_samples, grid_size, slices, temperature, top_k, seed = _check_arguments(
         prior, num_samples, grid_size, slice_index, temperature, top_k, seed)
     batch_size = num_samples if batch_size is None else _check_positive_int("batch_size",
@@ -457,13 +485,19 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
     if backend == "tensorflow" and jit_compile is None:
         jit_compile = _xla_works()
     jit_compile = bool(jit_compile) if backend == "tensorflow" else None
-    guidance = float(guidance)
-    if not guidance >= 0.0:
-        raise ValueError(f"guidance must be >= 0, got {guidance}")
-    sampler = _compiled_sampler(prior, grid_size, top_k, _row_cached(prior, crop), jit_compile,
-                                guidance)
+    for name, scale in (("guidance", guidance), ("covariate_guidance", covariate_guidance)):
+        if not float(scale) >= 0.0:
+            raise ValueError(f"{name} must be >= 0, got {scale}")
     condition = _condition_codes(prior, condition_codes, num_samples)
     given_covariates = _covariates(prior, covariates, num_samples)
+    # The guided copies of each batch, in order: without the slice, without the covariates.
+    drops = [("slice", float(guidance))] if float(guidance) != 1.0 else []
+    if (float(covariate_guidance) != 1.0 and given_covariates is not None
+            and not np.isnan(given_covariates).all()):
+        drops.append(("covariates", float(covariate_guidance)))
+    scales = tuple(scale for _, scale in drops)
+    sampler = _compiled_sampler(prior, grid_size, top_k, _row_cached(prior, crop), jit_compile,
+                                scales)
 
     grids = []
     for batch_number, start in enumerate(range(0, num_samples, batch_size)):
@@ -483,13 +517,8 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
                 batch_covariates = np.concatenate(
                     [batch_covariates, np.full((batch_size - count, batch_covariates.shape[1]),
                                                np.nan, np.float32)])
-        if guidance != 1.0:  # the same rows again without the slice condition
-            batch_slices = np.concatenate(
-                [batch_slices, np.full_like(batch_slices, _num_slice_positions(prior))])
-            if batch_condition is not None:
-                batch_condition = np.concatenate([batch_condition, batch_condition])
-            if batch_covariates is not None:
-                batch_covariates = np.concatenate([batch_covariates, batch_covariates])
+        batch_slices, batch_condition, batch_covariates = _guided_copies(
+            prior, drops, batch_slices, batch_condition, batch_covariates)
         grid = np.zeros((len(batch_slices), grid_size, grid_size), np.int32)
         # Step p of batch b draws with the stateless seed (seed, b * g * g + p).
         batch_seed = np.array([seed, batch_number * grid_size * grid_size], np.int64)

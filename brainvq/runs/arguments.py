@@ -28,6 +28,10 @@ def add_run_arguments(parser):
     parser.add_argument("--guidance", type=hyperparameters.flag_type("guidance"), default=None,
                         help="classifier-free guidance on a requested slice position, 1 for "
                              "none (default: the run's)")
+    parser.add_argument("--covariate-guidance", default=None,
+                        type=hyperparameters.flag_type("covariate_guidance"),
+                        help="classifier-free guidance on requested covariates (--age, --sex), "
+                             "1 for none (default: the run's)")
     parser.add_argument("--seed", type=hyperparameters.non_negative_int, default=None,
                         help="sampling seed (default: the run's seed)")
     return parser

@@ -39,3 +39,18 @@ def test_agreement_of_classes_is_accuracy():
     sex = {"name": "sex", "kind": "categorical", "classes": ["F", "M"]}
     assert covariate_checks.agreement(sex, [0, 1, 1, np.nan], [0, 1, 0, 1]) == {
         "accuracy": pytest.approx(2 / 3)}
+
+
+def test_plausibility_of_requested_samples_is_told_at_the_edges_of_the_range():
+    from brainvq.evaluation import realism
+
+    ranges = realism.plausibility_ranges(toy_slices(np.linspace(0, 1, 40), 5))
+    requested = np.linspace(0.0, 1.0, 20).astype(np.float32)  # 2 in each tenth
+    samples = toy_slices(requested, 6)
+    samples[requested >= 0.9] = 0.0  # blank slices where the oldest ages were asked for
+    shares = covariate_checks.plausible_shares(AGE, requested, samples, ranges)
+    assert shares == {"of all": pytest.approx(18 / 20), "lowest tenth": 1.0,
+                      "highest tenth": 0.0}
+    sex = {"name": "sex", "kind": "categorical", "classes": ["F", "M"]}
+    assert set(covariate_checks.plausible_shares(sex, requested % 2, samples, ranges)) == {
+        "of all"}

@@ -97,6 +97,31 @@ def test_guidance_sharpens_the_slice_position_and_keeps_the_covariates():
     np.testing.assert_array_equal(guided_zero, position_dropped)  # u + 0 * (c - u) = u
 
 
+def test_covariate_guidance_has_its_own_scale():
+    prior = make_prior()
+    covariates_dropped = sampling.sample_codes(prior, 3, GRID, slice_index=1, seed=4,
+                                               covariates=[np.nan, np.nan])
+    guided_zero = sampling.sample_codes(prior, 3, GRID, slice_index=1, seed=4,
+                                        covariates=[0.2, 1.0], covariate_guidance=0.0)
+    np.testing.assert_array_equal(guided_zero, covariates_dropped)  # the slice kept
+    plain = sampling.sample_codes(prior, 3, GRID, slice_index=1, seed=4, guidance=3.0)
+    nothing_to_guide = sampling.sample_codes(prior, 3, GRID, slice_index=1, seed=4,
+                                             guidance=3.0, covariate_guidance=5.0)
+    np.testing.assert_array_equal(nothing_to_guide, plain)  # no covariate given: no pass
+    with pytest.raises(ValueError, match="covariate_guidance"):
+        sampling.sample_codes(prior, 1, GRID, covariates=[0.2, 1.0], covariate_guidance=-1.0)
+
+
+def test_two_guidance_scales_add_their_differences():
+    conditioned, without_slice, without_covariates = 1.0, 0.5, 0.75
+    logits = np.array([[conditioned], [without_slice], [without_covariates]], "float32")
+    guided = ops.convert_to_numpy(sampling._guided(ops.convert_to_tensor(logits), (3.0, 2.0)))
+    np.testing.assert_allclose(guided, [[1.0 + 2.0 * 0.5 + 1.0 * 0.25]])
+    np.testing.assert_allclose(  # one scale: u + g (c - u)
+        ops.convert_to_numpy(sampling._guided(ops.convert_to_tensor(logits[:2]), (3.0,))),
+        [[0.5 + 3.0 * 0.5]])
+
+
 def test_the_age_figure_asks_for_its_ages_inside_the_training_range():
     from brainvq.generation.generate import covariate_levels
 

@@ -87,3 +87,4 @@ def test_similarity_checks_the_covariates_with_rulers(covariate_run, tmp_path, c
     assert "Covariates: rulers trained on 12 real training slices" in out
     assert "age r: held-out real" in out and "sex accuracy: held-out real" in out
     assert "shuffled control" in out
+    assert "age samples anatomically plausible:" in out and "highest tenth" in out

@@ -14,6 +14,8 @@
     python benchmark.py rate-distortion --merge part1.json part2.json --figure rd.png
     python benchmark.py volume-speed --slices-per-volume 64   # seconds per 128x128x64 volume
     python benchmark.py rulers --output-dir runs/ixi-t1-128-age-sex --images-seen 60000,180000
+    python benchmark.py covariate-guidance --output-dir runs/ixi-t1-128-age-sex \
+        --covariate-guidances 1,1.5,2,3   # covariate guidance, on validation subjects
 
 `sampling`, `throughput` and `volume-speed` time untrained models (the timings do not depend
 on the weights).
@@ -25,11 +27,12 @@ Figures are printed; nothing is asserted.
 import argparse
 
 from brainvq import console
-from brainvq.benchmarks import (learning_curve, quality, rate_distortion, realism_sweep, rulers,
-                                sampling_speed, slice_positions, throughput, volume_speed)
+from brainvq.benchmarks import (covariate_guidance, learning_curve, quality, rate_distortion,
+                                realism_sweep, rulers, sampling_speed, slice_positions,
+                                throughput, volume_speed)
 
 SUBCOMMANDS = (sampling_speed, realism_sweep, quality, learning_curve, rate_distortion,
-               throughput, slice_positions, volume_speed, rulers)
+               throughput, slice_positions, volume_speed, rulers, covariate_guidance)
 
 
 def main(argv=None):

@@ -127,41 +127,59 @@ def plausible_shares(spec, requested, samples, ranges):
     return shares
 
 
+def judge_requests(values, vqvae, output_dir, specs, column, ruler, count, seed, ranges,
+                   prior):
+    """Samples `count` slices requested at spread values of covariate `column` alone (the others
+    not given; slice positions drawn as the training slices have them), and judges them: the
+    ruler's agreement with the requests ("samples"), with the requests shuffled ("shuffled",
+    the control) and the share of them that is anatomically plausible ("plausible",
+    `plausible_shares`). The run's `covariate_guidance` in `values` guides them."""
+    spec = specs[column]
+    positions = values["num_slice_positions"]
+    requested = requested_values(spec, count, seed)
+    request_rows = np.full((count, len(specs)), np.nan, np.float32)
+    request_rows[:, column] = requested
+    slice_index = runs.draw_slice_positions(output_dir, positions, count, seed)
+    samples, _ = generate.generate(values, vqvae, output_dir, count, slice_index=slice_index,
+                                   seed=seed, covariates=request_rows, prior=prior)
+    reading = measure(ruler, spec, samples, slice_index)
+    return {"samples": agreement(spec, requested, reading),
+            "shuffled": agreement(spec, np.random.default_rng(seed + 1).permutation(requested),
+                                  reading),
+            "plausible": plausible_shares(spec, requested, samples, ranges)}
+
+
 def covariate_report(values, vqvae, output_dir, train, held_out, train_covariates,
                      held_out_covariates, specs, count, seed, prior=None):
     """Trains a ruler per covariate on the training slices, and prints and returns its agreement
-    on held-out real slices (the ceiling), on `count` samples requested at spread values of that
-    covariate alone (the others not given), and on the same samples with the requests shuffled
-    (the control); and how many of those samples are anatomically plausible (the realism
-    checks' shape statistics), overall and for requests in the top and bottom tenth of a
-    continuous covariate's range, where the training subjects are fewest. `prior`: the run's,
-    loaded once (default: loaded here)."""
+    on held-out real slices (the ceiling) and its judgement of `count` samples requested at
+    spread values of that covariate alone (`judge_requests`): agreement, the shuffled control,
+    and how many are anatomically plausible, overall and for requests in the top and bottom
+    tenth of a continuous covariate's range, where the training subjects are fewest. `prior`:
+    the run's, loaded once (default: loaded here)."""
     prior = runs.load_prior(output_dir) if prior is None else prior
-    positions = values["num_slice_positions"]
     ranges = realism.plausibility_ranges(train.images)
     rows = {}
     print(f"\nCovariates: rulers trained on {len(train)} real training slices; {count} samples "
           f"per covariate, the others not given")
     for column, spec in enumerate(specs):
         ruler, real = ruler_ceiling(train, held_out, train_covariates[:, column],
-                                    held_out_covariates[:, column], spec, positions,
-                                    seed=values["seed"])
-        requested = requested_values(spec, count, seed)
-        request_rows = np.full((count, len(specs)), np.nan, np.float32)
-        request_rows[:, column] = requested
-        slice_index = runs.draw_slice_positions(output_dir, positions, count, seed)
-        samples, _ = generate.generate(values, vqvae, output_dir, count, slice_index=slice_index,
-                                       seed=seed, covariates=request_rows, prior=prior)
-        reading = measure(ruler, spec, samples, slice_index)
-        sampled = agreement(spec, requested, reading)
-        control = agreement(spec, np.random.default_rng(seed + 1).permutation(requested), reading)
-        rows[spec["name"]] = {"real": real, "samples": sampled, "shuffled": control,
-                              "plausible": plausible_shares(spec, requested, samples, ranges)}
-        for name in real:
-            ratio = f" ({sampled[name] / real[name]:.2f}x)" if real[name] else ""
-            print(f"  {spec['name']} {name}: held-out real {real[name]:.3f}, samples "
-                  f"{sampled[name]:.3f}{ratio}, shuffled control {control[name]:.3f}")
-        shares = rows[spec["name"]]["plausible"]
-        print(f"  {spec['name']} samples anatomically plausible: " + ", ".join(
-            f"{share:.1%} {where}" for where, share in shares.items()))
+                                    held_out_covariates[:, column], spec,
+                                    values["num_slice_positions"], seed=values["seed"])
+        judged = judge_requests(values, vqvae, output_dir, specs, column, ruler, count, seed,
+                                ranges, prior)
+        rows[spec["name"]] = dict(judged, real=real)
+        print_judgement(spec, real, judged)
     return rows
+
+
+def print_judgement(spec, real, judged):
+    """The lines a covariate's judgement prints: the ruler on real slices, on samples and on the
+    shuffled control; the samples' plausibility."""
+    sampled, control = judged["samples"], judged["shuffled"]
+    for name in real:
+        ratio = f" ({sampled[name] / real[name]:.2f}x)" if real[name] else ""
+        print(f"  {spec['name']} {name}: held-out real {real[name]:.3f}, samples "
+              f"{sampled[name]:.3f}{ratio}, shuffled control {control[name]:.3f}")
+    print(f"  {spec['name']} samples anatomically plausible: " + ", ".join(
+        f"{share:.1%} {where}" for where, share in judged["plausible"].items()), flush=True)

@@ -114,11 +114,11 @@ def run(args):
                                                    covariates=covariates, prior=prior)
         print(f"slice-conditioned samples written to {by_slice}")
         specs = getattr(prior, "covariates", [])
-        for column in range(len(specs)):
-            figure = generate.write_samples_by_covariate(values, vqvae, args.output_dir,
-                                                         images_dir, specs, column,
-                                                         seed=args.seed, prior=prior)
-            print(f"samples by {specs[column]['name']} written to {figure}")
+        if specs:
+            for spec, figure in zip(specs, generate.write_samples_by_covariates(
+                    values, vqvae, args.output_dir, images_dir, specs, seed=args.seed,
+                    prior=prior)):
+                print(f"samples by {spec['name']} written to {figure}")
     if args.volumes > 0:
         from brainvq.generation import stacks
 

@@ -224,26 +224,34 @@ def covariate_levels(spec):
     return [f"{value:.3g}" for value in np.linspace(low, high, 6)[1:-1]]
 
 
-def write_samples_by_covariate(values, vqvae, output_dir, images_dir, specs, column, columns=6,
-                               seed=None, prior=None):
-    """`samples_by_<name>.png`: one row per value of covariate `column` (`covariate_levels`), the
-    other covariates not given, `columns` seeds each, all at one slice position (the middle of
-    those the training slices had). Returns the figure's path."""
-    spec = specs[column]
-    levels = covariate_levels(spec)
+def write_samples_by_covariates(values, vqvae, output_dir, images_dir, specs, columns=6,
+                                seed=None, prior=None):
+    """`samples_by_<name>.png` for each covariate in `specs`: one row per value of it
+    (`covariate_levels`), the other covariates not given, `columns` seeds each, all at one slice
+    position (the middle of those the training slices had). Every figure's samples are drawn in
+    one sampling call (one compiled sampler). Returns the figures' paths."""
     counts = runs.slice_position_counts(output_dir, values["num_slice_positions"])
     trained = (np.flatnonzero(counts > 0) if counts is not None and counts.sum() > 0
                else np.arange(values["num_slice_positions"]))
     position = int(trained[len(trained) // 2])
-    rows = np.full((len(levels) * columns, len(specs)), np.nan, np.float32)
-    for number, level in enumerate(levels):
-        rows[number * columns:(number + 1) * columns, column] = covariates.encode(spec, level)
+    levels = [covariate_levels(spec) for spec in specs]
+    rows = np.full((sum(map(len, levels)) * columns, len(specs)), np.nan, np.float32)
+    row = 0
+    for column, (spec, values_shown) in enumerate(zip(specs, levels)):
+        for level in values_shown:
+            rows[row:row + columns, column] = covariates.encode(spec, level)
+            row += columns
     images, _ = generate(values, vqvae, output_dir, len(rows), slice_index=position,
                          seed=values["seed"] if seed is None else seed, covariates=rows,
                          prior=prior)
-    titles = [f"{spec['name']} {level}" if index == 0 else ""
-              for level in levels for index in range(columns)]
-    return figures.plot_image_grid(
-        images, pathlib.Path(images_dir) / f"samples_by_{spec['name']}.png", columns=columns,
-        titles=titles, title=f"Samples by {spec['name']}, one row per value, slice position "
-                             f"{position}")
+    paths, start = [], 0
+    for spec, values_shown in zip(specs, levels):
+        count = len(values_shown) * columns
+        titles = [f"{spec['name']} {level}" if index == 0 else ""
+                  for level in values_shown for index in range(columns)]
+        path = pathlib.Path(images_dir) / f"samples_by_{spec['name']}.png"
+        paths.append(figures.plot_image_grid(
+            images[start:start + count], path, columns=columns, titles=titles,
+            title=f"Samples by {spec['name']}, one row per value, slice position {position}"))
+        start += count
+    return paths

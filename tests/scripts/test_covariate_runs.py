@@ -40,7 +40,7 @@ def test_the_run_records_the_covariates_of_its_training_subjects(covariate_run):
 def test_samples_at_an_age_and_sex_and_refusals(covariate_run, tmp_path, capsys):
     run = str(covariate_run / "run")
     predict.main(["--output-dir", run, "--images-dir", str(tmp_path), "--samples", "2",
-                  "--age", "40", "--sex", "F"])
+                  "--age", "40", "--sex", "F", "--covariate-guidance", "2"])
     assert len(list((tmp_path / "samples").glob("sample_*.png"))) == 2
     for name in ("age", "sex"):
         assert (tmp_path / f"samples_by_{name}.png").stat().st_size > 1000, name

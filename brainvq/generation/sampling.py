@@ -280,7 +280,7 @@ def _tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile, scales
                                    top_k)
             step_seed = tf.stack([seed[0], seed[1] + tf.cast(position, seed.dtype)])
             return _all_copies(tf.random.stateless_categorical(logits, 1, seed=step_seed,
-                                                                dtype=tf.int32)[:, 0], scales)
+                                                               dtype=tf.int32)[:, 0], scales)
 
         return _sampling_loop(prior, grid, slices, grid_size, row_cached, draw, condition)
 
@@ -297,7 +297,7 @@ def _jax_sampler(prior, grid_size, top_k, row_cached, scales=()):
             logits = _shape_logits(_guided(ops.cast(logits, "float32"), scales), temperature,
                                    top_k)
             return _all_copies(jax.random.categorical(jax.random.fold_in(key, position), logits,
-                                                       axis=-1).astype("int32"), scales)
+                                                      axis=-1).astype("int32"), scales)
 
         # The variables' values are arguments of the jitted function, not constants.
         mapping = (list(zip(prior.trainable_variables, trainable))

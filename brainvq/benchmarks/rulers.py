@@ -32,7 +32,7 @@ def run(args):
             _, figures = covariate_checks.ruler_ceiling(
                 train, validate, arrays["train"][:, column], arrays["validate"][:, column],
                 spec, values["num_slice_positions"], seed=args.seed, images_seen=images_seen,
-                size=args.ruler_size)
+                size=args.ruler_size, copies=args.ruler_copies)
             seconds = time.perf_counter() - started
             rows.append((images_seen, spec["name"], figures, seconds))
             shown = ", ".join(f"{name} {value:.3f}" for name, value in figures.items())
@@ -53,6 +53,9 @@ def add_parser(commands):
                         help="images each ruler sees while it trains, comma-separated")
     parser.add_argument("--ruler-size", type=int, default=covariate_checks.RULER_SIZE,
                         help="side the rulers read slices at (area-averaged)")
+    parser.add_argument("--ruler-copies", type=int, default=1,
+                        help="augmented copies of each training slice (1: its mirror; more: "
+                             "also shifted, rotated and scaled at random)")
     parser.add_argument("--only", type=comma_separated(), default=None,
                         metavar="NAME[,NAME]", help="these covariates' rulers only")
     parser.add_argument("--seed", type=int, default=0)

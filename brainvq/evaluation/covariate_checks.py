@@ -46,16 +46,19 @@ def build_ruler(image_size, spec, num_slice_positions, size=RULER_SIZE):
 
 
 def train_ruler(images, slice_index, targets, spec, num_slice_positions, seed=0, epochs=None,
-                images_seen=IMAGES_SEEN, size=RULER_SIZE):
+                images_seen=IMAGES_SEEN, size=RULER_SIZE, copies=1):
     """A ruler fitted on real slices whose covariate `targets` (encoded, NaN: unknown) are
-    known, with a mirrored and shifted copy of each, for about `images_seen` images (or
-    `epochs` passes), its learning rate decaying to zero on a cosine."""
+    known, with `copies` augmented copies of each (the first mirrored; each further one shifted,
+    rotated up to 8 degrees, scaled up to 8% and mirrored at random), for about `images_seen`
+    images (or `epochs` passes), its learning rate decaying to zero on a cosine."""
     keras.utils.set_random_seed(seed)
     known = ~np.isnan(targets)
     images, slice_index, targets = images[known], slice_index[known], targets[known]
-    images = np.concatenate([images, augmentation.flip_and_shift(images, 1, 4, seed=seed)])
-    slice_index = np.tile(np.asarray(slice_index, np.int32), 2)
-    targets = np.tile(targets, 2)
+    extra = {"max_rotation": 8.0, "max_scale": 0.08} if copies > 1 else {}
+    images = np.concatenate([images, augmentation.flip_and_shift(images, copies, 4, seed=seed,
+                                                                 **extra)])
+    slice_index = np.tile(np.asarray(slice_index, np.int32), copies + 1)
+    targets = np.tile(targets, copies + 1)
     if epochs is None:
         epochs = int(np.clip(images_seen // max(len(images), 1), 3, 60))
     batch_size = 32

@@ -54,3 +54,14 @@ def test_plausibility_of_requested_samples_is_told_at_the_edges_of_the_range():
     sex = {"name": "sex", "kind": "categorical", "classes": ["F", "M"]}
     assert set(covariate_checks.plausible_shares(sex, requested % 2, samples, ranges)) == {
         "of all"}
+
+
+def test_a_ruler_trained_on_more_augmented_copies_still_reads_the_toy_age():
+    rng = np.random.default_rng(0)
+    train_ages = rng.random(120).astype(np.float32)
+    ruler = covariate_checks.train_ruler(toy_slices(train_ages, 1), np.zeros(120, np.int32),
+                                         train_ages, AGE, num_slice_positions=4, epochs=8,
+                                         copies=3)
+    requested = covariate_checks.requested_values(AGE, 32, seed=3)
+    reading = covariate_checks.measure(ruler, AGE, toy_slices(requested, 2), np.zeros(32))
+    assert covariate_checks.agreement(AGE, requested, reading)["r"] > 0.9

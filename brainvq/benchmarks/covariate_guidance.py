@@ -5,7 +5,7 @@ import time
 
 import hyperparameters
 from brainvq.benchmarks.harness import comma_separated, machine_description
-from brainvq.data import covariates, layouts
+from brainvq.benchmarks.rulers import load_covariate_run
 from brainvq.evaluation import covariate_checks, realism
 from brainvq.runs import folder as runs
 
@@ -14,13 +14,7 @@ def run(args):
     """Trains each covariate's ruler once on the run's training slices, reads it on the
     validation slices (the ceiling), then judges `--samples` requested samples per covariate
     for each scale in `--covariate-guidances` (never the test subjects)."""
-    values, vqvae = runs.load_run(args.output_dir, {"data_dir": args.data_dir,
-                                                    "covariates": args.covariates})
-    if not values.get("condition_on"):
-        raise runs.RunError(f"{args.output_dir} was trained without covariates: pass the "
-                            f"output dir of a run trained with --covariates and --condition-on")
-    splits, description = layouts.load_splits_for(values)
-    splits, specs, arrays = covariates.for_splits(values, splits)
+    values, vqvae, splits, specs, arrays, description = load_covariate_run(args)
     train, validate = splits["train"], splits["validate"]
     prior = runs.load_prior(args.output_dir)
     ranges = realism.plausibility_ranges(train.images)

@@ -9,16 +9,23 @@ from brainvq.evaluation import covariate_checks
 from brainvq.runs import folder as runs
 
 
-def run(args):
-    """Trains each covariate's ruler on the run's training slices for each budget and prints its
-    agreement with the truth on the validation slices (never the test subjects)."""
-    values, _ = runs.load_run(args.output_dir, {"data_dir": args.data_dir,
-                                                "covariates": args.covariates})
+def load_covariate_run(args):
+    """The run in `args.output_dir`, trained on covariates, and its data: (values, VQ-VAE,
+    splits with covariates, covariate specs, covariate arrays per split, data description)."""
+    values, vqvae = runs.load_run(args.output_dir, {"data_dir": args.data_dir,
+                                                    "covariates": args.covariates})
     if not values.get("condition_on"):
         raise runs.RunError(f"{args.output_dir} was trained without covariates: pass the "
                             f"output dir of a run trained with --covariates and --condition-on")
     splits, description = layouts.load_splits_for(values)
     splits, specs, arrays = covariates.for_splits(values, splits)
+    return values, vqvae, splits, specs, arrays, description
+
+
+def run(args):
+    """Trains each covariate's ruler on the run's training slices for each budget and prints its
+    agreement with the truth on the validation slices (never the test subjects)."""
+    values, _, splits, specs, arrays, description = load_covariate_run(args)
     train, validate = splits["train"], splits["validate"]
     print(f"machine: {machine_description()}")
     print(f"{description}; rulers trained on {len(train)} training slices, read on "

@@ -5,6 +5,7 @@
     python predict.py --samples 16 --slice 20 --temperature 0.9 --top-k 64 --seed 3
     python predict.py --output-dir pretrained/ixi-t1-128 --samples 16   # the shipped model
     python predict.py --age 70 --sex F --slice 20 --samples 16   # a run trained --condition-on
+    python predict.py --samples 16 --by-covariate   # ... and samples_by_age.png, ..._sex.png
     python predict.py --volumes 4         # whole volumes (NIfTI) from a run cut as stacks
 
 Reads the run in --output-dir (as train.py wrote it); figures go to --images-dir (default: the
@@ -34,6 +35,9 @@ def parse_args(argv=None):
                         help="for a run trained --condition-on age: sample at this age")
     parser.add_argument("--sex", default=None,
                         help="for a run trained --condition-on sex: sample this sex (e.g. F)")
+    parser.add_argument("--by-covariate", action="store_true",
+                        help="for a run trained --condition-on: with --samples, also draw one "
+                             "figure per covariate (samples_by_age.png, ...), one row per value")
     parser.add_argument("--condition", action="append", default=[], metavar="NAME=VALUE",
                         help="any other covariate the run was trained on (repeatable)")
     console.add_verbose_flag(parser)
@@ -102,23 +106,7 @@ def run(args):
               f"± {ssim_values.std():.4f}")
         print(f"reconstructions written to {figure}")
     if args.samples > 0:
-        samples, _ = generate.generate(values, vqvae, args.output_dir, args.samples,
-                                       slice_index=args.slice_index,
-                                       temperature=args.temperature, top_k=args.top_k,
-                                       seed=args.seed, covariates=covariates, prior=prior)
-        grid = generate.write_samples(samples, images_dir, args.slice_index, requested)
-        print(f"{args.samples} samples written to {grid} and {images_dir / 'samples'}/")
-        by_slice = generate.write_samples_by_slice(values, vqvae, args.output_dir, images_dir,
-                                                   test, temperature=args.temperature,
-                                                   top_k=args.top_k, seed=args.seed,
-                                                   covariates=covariates, prior=prior)
-        print(f"slice-conditioned samples written to {by_slice}")
-        specs = getattr(prior, "covariates", [])
-        if specs:
-            for spec, figure in zip(specs, generate.write_samples_by_covariates(
-                    values, vqvae, args.output_dir, images_dir, specs, seed=args.seed,
-                    prior=prior)):
-                print(f"samples by {spec['name']} written to {figure}")
+        write_samples(args, values, vqvae, prior, covariates, requested, test, images_dir)
     if args.volumes > 0:
         from brainvq.generation import stacks
 
@@ -130,6 +118,38 @@ def run(args):
               f"{paths[0].parent}/ ({', '.join(path.name for path in paths[:3])}"
               f"{', ...' if len(paths) > 3 else ''}), {seconds:.1f} s per volume; middle "
               f"planes in {figure}")
+
+
+def write_samples(args, values, vqvae, prior, covariates, requested, test, images_dir):
+    """The samples asked for, the slice-conditioned figure and, with --by-covariate, one figure
+    per covariate: all drawn in one sampling call (one compilation)."""
+    from brainvq.generation import generate
+
+    requests = [generate.Request(args.samples, args.slice_index, covariates)]
+    by_slice, positions = generate.samples_by_slice_request(values, args.output_dir, test,
+                                                            covariates=covariates)
+    requests.append(by_slice)
+    specs = getattr(prior, "covariates", []) if args.by_covariate else []
+    if args.by_covariate and not specs:
+        print(f"no figures by covariate: {args.output_dir} was trained without covariates")
+    if specs:
+        by_covariates, levels, position = generate.samples_by_covariates_request(
+            values, args.output_dir, specs)
+        requests.append(by_covariates)
+    drawn = generate.generate_together(values, vqvae, args.output_dir, requests,
+                                       temperature=args.temperature, top_k=args.top_k,
+                                       seed=args.seed, prior=prior)
+    grid = generate.write_samples(drawn[0][0], images_dir, args.slice_index, requested)
+    print(f"{args.samples} samples written to {grid} and {images_dir / 'samples'}/")
+    figure = generate.plot_samples_by_slice(drawn[1][0], positions, images_dir)
+    print(f"slice-conditioned samples written to {figure}")
+    if specs:
+        for spec, figure in zip(specs, generate.plot_samples_by_covariates(
+                drawn[2][0], specs, levels, position, images_dir)):
+            print(f"samples by {spec['name']} written to {figure}")
+    elif getattr(prior, "covariates", []):
+        names = ", ".join(spec["name"] for spec in prior.covariates)
+        print(f"this model also samples by {names}: add --by-covariate for a figure of each")
 
 
 if __name__ == "__main__":

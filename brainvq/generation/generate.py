@@ -80,13 +80,11 @@ def write_samples(images, images_dir, slice_index=None, requested=None):
     return grid
 
 
-def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8, columns=6,
-                           temperature=None, top_k=None, seed=None, covariates=None,
-                           prior=None):
-    """A figure of slice-conditioned samples: one row per slice position, from the bottom of the
-    brain (top row) to its top, `columns` samples each; the positions are spread over those
-    the run's training slices had (or, for a run that did not record them, those of `slices`).
-    Returns the figure's path."""
+def samples_by_slice_request(values, output_dir, slices, rows=8, columns=6, covariates=None):
+    """The samples of the slice-conditioned figure: one row per slice position, from the bottom
+    of the brain to its top, `columns` samples each; the positions are spread over those the
+    run's training slices had (or, for a run that did not record them, those of `slices`).
+    Returns (a `Request`, the positions)."""
     counts = runs.slice_position_counts(output_dir, values["num_slice_positions"])
     if counts is not None and counts.sum() > 0:
         present = np.flatnonzero(counts > 0)
@@ -97,9 +95,11 @@ def write_samples_by_slice(values, vqvae, output_dir, images_dir, slices, rows=8
     positions = present[np.linspace(0, len(present) - 1, min(rows, len(present))).round()
                         .astype(int)]
     requested = np.repeat(positions, columns).astype(np.int32)
-    images, _ = generate(values, vqvae, output_dir, len(requested), slice_index=requested,
-                         temperature=temperature, top_k=top_k, seed=seed,
-                         covariates=covariates, prior=prior)
+    return Request(len(requested), requested, covariates), positions
+
+
+def plot_samples_by_slice(images, positions, images_dir, columns=6):
+    """`samples_by_slice.png` from the samples of `samples_by_slice_request`; returns its path."""
     titles = [f"slice {position}" if column == 0 else ""
               for position in positions for column in range(columns)]
     return figures.plot_image_grid(
@@ -119,24 +119,62 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
     `guidance` on it; unconditional ones without. Requested covariates are guided at the
     run's `covariate_guidance`.
     """
+    (images, codes), = generate_together(
+        values, vqvae, output_dir, [Request(count, slice_index, covariates)],
+        temperature=temperature, top_k=top_k, seed=seed, prior=prior)
+    return images, codes
+
+
+class Request:
+    """`count` samples for `generate_together`: at `slice_index` (None: unconditional, as
+    `generate` says; one int; or one per sample) with `covariates` (None, one row [C] or one
+    per sample [count, C]; NaN: not given)."""
+
+    def __init__(self, count, slice_index=None, covariates=None):
+        self.count, self.slice_index, self.covariates = int(count), slice_index, covariates
+
+
+def generate_together(values, vqvae, output_dir, requests, temperature=None, top_k=None,
+                      seed=None, prior=None):
+    """Samples every `Request` in one sampling call, each as `generate` would (its own slice
+    guidance: the run's `guidance` where it asks for a position, none where it does not), so
+    all of them share one compiled sampler; returns one (images, codes) per request."""
     prior = runs.load_prior(output_dir) if prior is None else prior  # one load: one compile
     seed = values["seed"] if seed is None else seed
-    # Guidance sharpens a requested position; unconditional samples request none.
-    guidance = 1.0 if slice_index is None else values.get("guidance", 1.0)
-    if slice_index is None and values["unconditional"] == "positions":
-        slice_index = runs.draw_slice_positions(output_dir, values["num_slice_positions"],
-                                                count, seed)
+    width = len(getattr(prior, "covariates", []))
+    any_covariates = any(request.covariates is not None for request in requests)
+    if any_covariates and not width:
+        raise ValueError("this prior was trained without covariates")
+    slices, guidance, rows = [], [], []
+    for request in requests:
+        requested = request.slice_index
+        # Guidance sharpens a requested position; unconditional samples request none.
+        guidance.append(np.full(request.count, 1.0 if requested is None
+                                else values.get("guidance", 1.0), np.float32))
+        if requested is None and values["unconditional"] == "positions":
+            requested = runs.draw_slice_positions(output_dir, values["num_slice_positions"],
+                                                  request.count, seed)
+        slices.append(np.broadcast_to(np.asarray(prior.num_slice_positions if requested is None
+                                                 else requested, np.int32), (request.count,)))
+        rows.append(np.broadcast_to(np.asarray(np.nan if request.covariates is None
+                                               else request.covariates, np.float32),
+                                    (request.count, width)))
+    count = sum(request.count for request in requests)
     progress = progress_bar(count, f"sampling {count} slices", minimum=SAMPLING_BATCH + 1)
     codes = sampling.sample_codes(
-        prior, count, vqvae.grid_size, slice_index=slice_index,
+        prior, count, vqvae.grid_size, slice_index=np.concatenate(slices),
         temperature=values["temperature"] if temperature is None else temperature,
         top_k=min(values["top_k"] if top_k is None else top_k, prior.num_codes),  # k >= K: all
-        seed=seed, batch_size=SAMPLING_BATCH, covariates=covariates,
-        progress=progress, guidance=guidance,
+        seed=seed, batch_size=SAMPLING_BATCH,
+        covariates=np.concatenate(rows) if any_covariates else None,
+        progress=progress, guidance=np.concatenate(guidance),
         covariate_guidance=values.get("covariate_guidance", 1.0))
     images = [keras.ops.convert_to_numpy(vqvae.decode_codes(codes[start:start + SAMPLING_BATCH]))
               for start in range(0, len(codes), SAMPLING_BATCH)]
-    return np.clip(np.concatenate(images), 0.0, 1.0), codes
+    images = np.clip(np.concatenate(images), 0.0, 1.0)
+    ends = np.cumsum([request.count for request in requests])
+    return [(images[end - request.count:end], codes[end - request.count:end])
+            for request, end in zip(requests, ends)]
 
 
 def check_slice(slice_index, values, output_dir):
@@ -224,12 +262,11 @@ def covariate_levels(spec):
     return [f"{value:.3g}" for value in np.linspace(low, high, 6)[1:-1]]
 
 
-def write_samples_by_covariates(values, vqvae, output_dir, images_dir, specs, columns=6,
-                                seed=None, prior=None):
-    """`samples_by_<name>.png` for each covariate in `specs`: one row per value of it
-    (`covariate_levels`), the other covariates not given, `columns` seeds each, all at one slice
-    position (the middle of those the training slices had). Every figure's samples are drawn in
-    one sampling call (one compiled sampler). Returns the figures' paths."""
+def samples_by_covariates_request(values, output_dir, specs, columns=6):
+    """The samples of the figures by covariate: for each covariate in `specs`, one row per
+    value of it (`covariate_levels`), the other covariates not given, `columns` seeds each, all
+    at one slice position (the middle of those the training slices had). Returns (a `Request`,
+    the values shown per covariate, the position)."""
     counts = runs.slice_position_counts(output_dir, values["num_slice_positions"])
     trained = (np.flatnonzero(counts > 0) if counts is not None and counts.sum() > 0
                else np.arange(values["num_slice_positions"]))
@@ -241,9 +278,12 @@ def write_samples_by_covariates(values, vqvae, output_dir, images_dir, specs, co
         for level in values_shown:
             rows[row:row + columns, column] = covariates.encode(spec, level)
             row += columns
-    images, _ = generate(values, vqvae, output_dir, len(rows), slice_index=position,
-                         seed=values["seed"] if seed is None else seed, covariates=rows,
-                         prior=prior)
+    return Request(len(rows), position, rows), levels, position
+
+
+def plot_samples_by_covariates(images, specs, levels, position, images_dir, columns=6):
+    """`samples_by_<name>.png` for each covariate, from the samples of
+    `samples_by_covariates_request`; returns the figures' paths."""
     paths, start = [], 0
     for spec, values_shown in zip(specs, levels):
         count = len(values_shown) * columns

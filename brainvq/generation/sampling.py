@@ -105,25 +105,35 @@ def _row_cached(prior, crop):
     return crop and hasattr(prior, "vertical_pass") and hasattr(prior, "causal_reach")
 
 
-def _guided(logits, scales):
-    """Classifier-free guidance over one or more conditions. `logits` [(1 + G) N, K] hold N
-    conditioned rows, then for each of the G `scales` the same N rows with that condition
-    dropped (u_i); returns c + sum_i (scale_i - 1) * (c - u_i) [N, K]. One scale g gives
-    u + g * (c - u); `logits` as they are when there are no scales (the batch is not grown)."""
-    if not scales:
+def _guided(logits, guides):
+    """Classifier-free guidance over one or more conditions, row by row. `logits` [N + sum M_i,
+    K] hold N conditioned rows, then for each guided condition i the M_i rows `rows_i` of them
+    with that condition dropped (u_i); `guides` holds one (rows_i [M_i], scales_i [M_i]) per
+    condition. Returns c + sum_i (scale_i - 1) * (c - u_i) [N, K], added at each row of
+    rows_i: one scale g gives u + g * (c - u); rows outside every rows_i (and any with scale 1)
+    keep c; `logits` as they are when nothing is guided (the batch is not grown)."""
+    if not guides:
         return logits
-    count = ops.shape(logits)[0] // (1 + len(scales))
+    count = ops.shape(logits)[0] - sum(ops.shape(rows)[0] for rows, _ in guides)
     conditioned = logits[:count]
-    guided = conditioned
-    for number, scale in enumerate(scales, start=1):
-        dropped = logits[number * count:(number + 1) * count]
-        guided = guided + (scale - 1.0) * (conditioned - dropped)
+    guided, start = conditioned, count
+    for rows, scales in guides:
+        size = ops.shape(rows)[0]
+        dropped = logits[start:start + size]
+        change = (ops.cast(scales, logits.dtype)[:, None] - 1.0) * (
+            ops.take(conditioned, rows, axis=0) - dropped)
+        guided = guided + ops.scatter(rows[:, None], change, ops.shape(conditioned))
+        start = start + size
     return guided
 
 
-def _all_copies(codes, scales):
-    """Codes [N] drawn for a guided batch, written to each of its 1 + len(scales) copies."""
-    return codes if not scales else ops.concatenate([codes] * (1 + len(scales)), axis=0)
+def _all_copies(codes, guides):
+    """Codes [N] drawn for a guided batch, written to each of its rows: the N conditioned ones,
+    then each guided condition's copies of its rows."""
+    if not guides:
+        return codes
+    return ops.concatenate([codes] + [ops.take(codes, rows, axis=0) for rows, _ in guides],
+                           axis=0)
 
 
 def _shape_logits(logits, temperature, top_k):
@@ -271,33 +281,33 @@ def _sampling_loop(prior, grid, slices, grid_size, row_cached, draw, condition=(
 # Backends
 # ---------------------------------------------------------------------------------------------
 
-def _tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile, scales=()):
+def _tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile):
     import tensorflow as tf
 
-    def run(grid, slices, temperature, seed, condition):
+    def run(grid, slices, temperature, seed, condition, guides):
         def draw(logits, position):
-            logits = _shape_logits(_guided(ops.cast(logits, "float32"), scales), temperature,
+            logits = _shape_logits(_guided(ops.cast(logits, "float32"), guides), temperature,
                                    top_k)
             step_seed = tf.stack([seed[0], seed[1] + tf.cast(position, seed.dtype)])
             return _all_copies(tf.random.stateless_categorical(logits, 1, seed=step_seed,
-                                                               dtype=tf.int32)[:, 0], scales)
+                                                               dtype=tf.int32)[:, 0], guides)
 
         return _sampling_loop(prior, grid, slices, grid_size, row_cached, draw, condition)
 
     return tf.function(run, jit_compile=jit_compile, reduce_retracing=True)
 
 
-def _jax_sampler(prior, grid_size, top_k, row_cached, scales=()):
+def _jax_sampler(prior, grid_size, top_k, row_cached):
     import jax
 
-    def run(trainable, non_trainable, grid, slices, temperature, seed, condition):
+    def run(trainable, non_trainable, grid, slices, temperature, seed, condition, guides):
         key = jax.random.fold_in(jax.random.PRNGKey(seed[0]), seed[1])
 
         def draw(logits, position):
-            logits = _shape_logits(_guided(ops.cast(logits, "float32"), scales), temperature,
+            logits = _shape_logits(_guided(ops.cast(logits, "float32"), guides), temperature,
                                    top_k)
             return _all_copies(jax.random.categorical(jax.random.fold_in(key, position), logits,
-                                                      axis=-1).astype("int32"), scales)
+                                                      axis=-1).astype("int32"), guides)
 
         # The variables' values are arguments of the jitted function, not constants.
         mapping = (list(zip(prior.trainable_variables, trainable))
@@ -307,27 +317,27 @@ def _jax_sampler(prior, grid_size, top_k, row_cached, scales=()):
 
     jitted = jax.jit(run)
 
-    def call(grid, slices, temperature, seed, condition):
+    def call(grid, slices, temperature, seed, condition, guides):
         trainable = [variable.value for variable in prior.trainable_variables]
         non_trainable = [variable.value for variable in prior.non_trainable_variables]
-        return jitted(trainable, non_trainable, grid, slices, temperature, seed, condition)
+        return jitted(trainable, non_trainable, grid, slices, temperature, seed, condition,
+                      guides)
 
     return call
 
 
-def _compiled_sampler(prior, grid_size, top_k, row_cached, jit_compile, scales=()):
+def _compiled_sampler(prior, grid_size, top_k, row_cached, jit_compile):
     backend = keras.backend.backend()
-    key = (backend, grid_size, top_k, row_cached, jit_compile, scales)
+    key = (backend, grid_size, top_k, row_cached, jit_compile)
     cache = getattr(prior, _CACHE_ATTRIBUTE, None)
     if cache is None:
         cache = {}
         object.__setattr__(prior, _CACHE_ATTRIBUTE, cache)  # untracked by Keras
     if key not in cache:
         if backend == "tensorflow":
-            cache[key] = _tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile,
-                                             scales)
+            cache[key] = _tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile)
         elif backend == "jax":
-            cache[key] = _jax_sampler(prior, grid_size, top_k, row_cached, scales)
+            cache[key] = _jax_sampler(prior, grid_size, top_k, row_cached)
         else:
             raise NotImplementedError(f"sample_codes supports the tensorflow and jax backends, "
                                       f"not {backend!r}")
@@ -409,20 +419,55 @@ def _sample_hierarchy(prior, num_samples, grid_size, **options):
         ops.convert_to_tensor(top), ops.convert_to_tensor(bottom))), np.int32)
 
 
-def _guided_copies(prior, drops, slices, condition, covariates):
-    """A batch's inputs followed by one copy per guided condition in `drops` ("slice": its
-    slice positions set to the no-condition row; "covariates": every covariate not given)."""
-    all_slices, all_conditions, all_covariates = [slices], [condition], [covariates]
-    for name, _ in drops:
-        all_slices.append(np.full_like(slices, _num_slice_positions(prior)) if name == "slice"
-                          else slices)
-        all_conditions.append(condition)
+def _scales(name, scale, num_samples):
+    """float32 [N] guidance scales from one number or one per sample, each >= 0."""
+    scales = np.asarray(scale, np.float64)
+    if scales.ndim == 0:
+        scales = np.full((num_samples,), float(scales))
+    if scales.shape != (num_samples,):
+        raise ValueError(f"{name} must be one number or one per sample ({num_samples}), got "
+                         f"shape {scales.shape}")
+    if not (scales >= 0.0).all():
+        raise ValueError(f"{name} must be >= 0, got {scale}")
+    return scales.astype(np.float32)
+
+
+def _guidance_plan(prior, slices, covariates, guidance, covariate_guidance):
+    """The guided conditions, in order, each as (name, rows [N] bool, scales [N]): "slice" for
+    the rows with a slice position and a guidance other than 1, "covariates" for the rows that
+    give a covariate and have a covariate guidance other than 1 (the other rows' dropped copy
+    would equal the conditioned row: they get none)."""
+    gives_covariate = (np.zeros(len(slices), bool) if covariates is None
+                       else ~np.isnan(covariates).all(axis=1))
+    plan = [("slice", (guidance != 1.0) & (slices != _num_slice_positions(prior)), guidance),
+            ("covariates", (covariate_guidance != 1.0) & gives_covariate, covariate_guidance)]
+    return [(name, rows, scales) for name, rows, scales in plan if rows.any()]
+
+
+def _guided_copies(prior, plan, start, batch_size, copies, inputs):
+    """One batch's inputs (slices [B], condition codes or None, covariates or None), followed,
+    for each guided condition of `plan`, by `copies[i]` rows: the batch's rows that it guides
+    with that condition dropped ("slice": the no-condition row; "covariates": none given),
+    padded with copies of row 0 at scale 1 (no change) so every batch has the same shape.
+    Returns (inputs, guides: one (rows [M_i] int32, scales [M_i] float32) per condition)."""
+    slices, condition, covariates = inputs
+    all_slices, all_conditions, all_covariates, guides = [slices], [condition], [covariates], []
+    for (name, guided, scales), size in zip(plan, copies):
+        rows = np.flatnonzero(guided[start:start + batch_size]).astype(np.int32)
+        row_scales = scales[start:start + batch_size][rows]
+        rows = np.concatenate([rows, np.zeros(size - len(rows), np.int32)])
+        row_scales = np.concatenate([row_scales, np.ones(size - len(row_scales), np.float32)])
+        guides.append((rows, row_scales))
+        all_slices.append(np.full_like(slices[rows], _num_slice_positions(prior))
+                          if name == "slice" else slices[rows])
+        all_conditions.append(None if condition is None else condition[rows])
         all_covariates.append(None if covariates is None else
-                              np.full_like(covariates, np.nan) if name == "covariates"
-                              else covariates)
-    return (np.concatenate(all_slices),
-            None if condition is None else np.concatenate(all_conditions),
-            None if covariates is None else np.concatenate(all_covariates))
+                              np.full_like(covariates[rows], np.nan) if name == "covariates"
+                              else covariates[rows])
+    inputs = (np.concatenate(all_slices),
+              None if condition is None else np.concatenate(all_conditions),
+              None if covariates is None else np.concatenate(all_covariates))
+    return inputs, guides
 
 
 def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature=1.0, top_k=0,
@@ -455,15 +500,17 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
             column as `GatedPixelCNN.covariate_condition` takes it (NaN: not given); None: none
             given.
         guidance: classifier-free guidance on the slice position (the prior learned it with its
-            condition dropped for 10% of the examples): each step's logits are
-            u + guidance * (c - u), c with the slice condition and u without it (the other
-            conditions kept). 1: none (one pass); above 1 each step runs both, so a sample
-            follows its position more closely at twice the work.
+            condition dropped for 10% of the examples), one number or one per sample: each
+            step's logits are u + guidance * (c - u), c with the slice condition and u without
+            it (the other conditions kept). 1: none; a sample at a slice position with any other
+            scale costs a second pass per step and follows its position more closely.
         covariate_guidance: the same over the covariates given (the prior learned each one
             dropped for 10% of the examples), at its own scale: with both, each step's logits
             are c + (guidance - 1) (c - u_slice) + (covariate_guidance - 1) (c - u_covariates),
             u_covariates with every covariate not given and the slice kept. 1: none; it only
-            acts on rows that give a covariate, and costs one more pass per step.
+            acts on samples that give a covariate, and costs them one more pass per step.
+            Samples with different scales, or none, share one batch and one compiled sampler:
+            only the samples guided run the extra passes.
 
     Returns:
         int32 numpy array [N, g, g] of code indices in [0, K); for a
@@ -485,19 +532,15 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
     if backend == "tensorflow" and jit_compile is None:
         jit_compile = _xla_works()
     jit_compile = bool(jit_compile) if backend == "tensorflow" else None
-    for name, scale in (("guidance", guidance), ("covariate_guidance", covariate_guidance)):
-        if not float(scale) >= 0.0:
-            raise ValueError(f"{name} must be >= 0, got {scale}")
+    guidance = _scales("guidance", guidance, num_samples)
+    covariate_guidance = _scales("covariate_guidance", covariate_guidance, num_samples)
     condition = _condition_codes(prior, condition_codes, num_samples)
     given_covariates = _covariates(prior, covariates, num_samples)
-    # The guided copies of each batch, in order: without the slice, without the covariates.
-    drops = [("slice", float(guidance))] if float(guidance) != 1.0 else []
-    if (float(covariate_guidance) != 1.0 and given_covariates is not None
-            and not np.isnan(given_covariates).all()):
-        drops.append(("covariates", float(covariate_guidance)))
-    scales = tuple(scale for _, scale in drops)
-    sampler = _compiled_sampler(prior, grid_size, top_k, _row_cached(prior, crop), jit_compile,
-                                scales)
+    plan = _guidance_plan(prior, slices, given_covariates, guidance, covariate_guidance)
+    # Each guided condition adds as many rows to every batch as the batch guiding most has.
+    copies = [max(int(rows[start:start + batch_size].sum())
+                  for start in range(0, num_samples, batch_size)) for _, rows, _ in plan]
+    sampler = _compiled_sampler(prior, grid_size, top_k, _row_cached(prior, crop), jit_compile)
 
     grids = []
     for batch_number, start in enumerate(range(0, num_samples, batch_size)):
@@ -517,8 +560,9 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
                 batch_covariates = np.concatenate(
                     [batch_covariates, np.full((batch_size - count, batch_covariates.shape[1]),
                                                np.nan, np.float32)])
-        batch_slices, batch_condition, batch_covariates = _guided_copies(
-            prior, drops, batch_slices, batch_condition, batch_covariates)
+        (batch_slices, batch_condition, batch_covariates), guides = _guided_copies(
+            prior, plan, start, batch_size, copies,
+            (batch_slices, batch_condition, batch_covariates))
         grid = np.zeros((len(batch_slices), grid_size, grid_size), np.int32)
         # Step p of batch b draws with the stateless seed (seed, b * g * g + p).
         batch_seed = np.array([seed, batch_number * grid_size * grid_size], np.int64)
@@ -530,7 +574,9 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
                          ops.convert_to_tensor(batch_seed),
                          (None if condition is None else ops.convert_to_tensor(batch_condition),
                           None if batch_covariates is None
-                          else ops.convert_to_tensor(batch_covariates)))
+                          else ops.convert_to_tensor(batch_covariates)),
+                         tuple((ops.convert_to_tensor(rows), ops.convert_to_tensor(scales))
+                               for rows, scales in guides))
         grids.append(np.asarray(ops.convert_to_numpy(result), np.int32)[:count])
         if progress is not None:
             progress.add(count)

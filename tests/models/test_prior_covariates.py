@@ -112,14 +112,47 @@ def test_covariate_guidance_has_its_own_scale():
         sampling.sample_codes(prior, 1, GRID, covariates=[0.2, 1.0], covariate_guidance=-1.0)
 
 
+def guide(rows, scales):
+    return (ops.convert_to_tensor(np.asarray(rows, "int32")),
+            ops.convert_to_tensor(np.asarray(scales, "float32")))
+
+
 def test_two_guidance_scales_add_their_differences():
     conditioned, without_slice, without_covariates = 1.0, 0.5, 0.75
     logits = np.array([[conditioned], [without_slice], [without_covariates]], "float32")
-    guided = ops.convert_to_numpy(sampling._guided(ops.convert_to_tensor(logits), (3.0, 2.0)))
+    guided = ops.convert_to_numpy(sampling._guided(ops.convert_to_tensor(logits),
+                                                   (guide([0], [3.0]), guide([0], [2.0]))))
     np.testing.assert_allclose(guided, [[1.0 + 2.0 * 0.5 + 1.0 * 0.25]])
     np.testing.assert_allclose(  # one scale: u + g (c - u)
-        ops.convert_to_numpy(sampling._guided(ops.convert_to_tensor(logits[:2]), (3.0,))),
+        ops.convert_to_numpy(sampling._guided(ops.convert_to_tensor(logits[:2]),
+                                              (guide([0], [3.0]),))),
         [[0.5 + 3.0 * 0.5]])
+
+
+def test_guidance_acts_only_on_the_rows_it_guides_at_their_own_scale():
+    # three conditioned rows; rows 2 and 0 have a copy with the condition dropped
+    logits = np.array([[1.0], [4.0], [2.0], [0.0], [1.0]], "float32")
+    guided = ops.convert_to_numpy(sampling._guided(ops.convert_to_tensor(logits),
+                                                   (guide([2, 0], [3.0, 1.0]),)))
+    np.testing.assert_allclose(guided, [[1.0], [4.0], [2.0 + 2.0 * 2.0]])
+    codes = ops.convert_to_numpy(sampling._all_copies(ops.convert_to_tensor(
+        np.array([7, 8, 9], "int32")), (guide([2, 0], [3.0, 1.0]),)))
+    np.testing.assert_array_equal(codes, [7, 8, 9, 9, 7])
+
+
+def test_samples_with_their_own_guidance_match_those_drawn_alone():
+    prior = make_prior()
+    together = sampling.sample_codes(prior, 4, GRID, slice_index=[1, 1, 2, 2], seed=4,
+                                     top_k=1, guidance=[1.0, 3.0, 1.0, 3.0])
+    plain = sampling.sample_codes(prior, 4, GRID, slice_index=[1, 1, 2, 2], seed=4, top_k=1)
+    guided = sampling.sample_codes(prior, 4, GRID, slice_index=[1, 1, 2, 2], seed=4, top_k=1,
+                                   guidance=3.0)
+    # greedy draws depend only on each row's own logits
+    np.testing.assert_array_equal(together[[0, 2]], plain[[0, 2]])
+    np.testing.assert_array_equal(together[[1, 3]], guided[[1, 3]])
+    assert not np.array_equal(plain, guided)
+    with pytest.raises(ValueError, match="one per sample"):
+        sampling.sample_codes(prior, 4, GRID, guidance=[1.0, 3.0])
 
 
 def test_the_age_figure_asks_for_its_ages_inside_the_training_range():

@@ -42,6 +42,10 @@ def test_samples_at_an_age_and_sex_and_refusals(covariate_run, tmp_path, capsys)
     predict.main(["--output-dir", run, "--images-dir", str(tmp_path), "--samples", "2",
                   "--age", "40", "--sex", "F", "--covariate-guidance", "2"])
     assert len(list((tmp_path / "samples").glob("sample_*.png"))) == 2
+    assert not list(tmp_path.glob("samples_by_age.png"))
+    assert "add --by-covariate" in capsys.readouterr().out
+    predict.main(["--output-dir", run, "--images-dir", str(tmp_path), "--samples", "2",
+                  "--by-covariate"])
     for name in ("age", "sex"):
         assert (tmp_path / f"samples_by_{name}.png").stat().st_size > 1000, name
     with pytest.raises(SystemExit, match="--age 90: outside the training range 30 to 60"):

@@ -60,7 +60,7 @@ def add_parser(commands):
                         help="images each ruler sees while it trains, comma-separated")
     parser.add_argument("--ruler-size", type=int, default=covariate_checks.RULER_SIZE,
                         help="side the rulers read slices at (area-averaged)")
-    parser.add_argument("--ruler-copies", type=int, default=1,
+    parser.add_argument("--ruler-copies", type=int, default=covariate_checks.RULER_COPIES,
                         help="augmented copies of each training slice (1: its mirror; more: "
                              "also shifted, rotated and scaled at random)")
     parser.add_argument("--only", type=comma_separated(), default=None,

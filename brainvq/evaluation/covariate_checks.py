@@ -19,6 +19,7 @@ from brainvq.runs import folder as runs
 
 IMAGES_SEEN = 60000  # images a ruler sees while it trains (passes over the augmented slices)
 RULER_SIZE = 64  # larger slices are read area-averaged to this size (atrophy shows at it)
+RULER_COPIES = 8  # augmented copies of each training slice (benchmark.py rulers --ruler-copies)
 
 
 def build_ruler(image_size, spec, num_slice_positions, size=RULER_SIZE):
@@ -46,11 +47,12 @@ def build_ruler(image_size, spec, num_slice_positions, size=RULER_SIZE):
 
 
 def train_ruler(images, slice_index, targets, spec, num_slice_positions, seed=0, epochs=None,
-                images_seen=IMAGES_SEEN, size=RULER_SIZE, copies=1):
+                images_seen=IMAGES_SEEN, size=RULER_SIZE, copies=RULER_COPIES):
     """A ruler fitted on real slices whose covariate `targets` (encoded, NaN: unknown) are
     known, with `copies` augmented copies of each (the first mirrored; each further one shifted,
     rotated up to 8 degrees, scaled up to 8% and mirrored at random), for about `images_seen`
-    images (or `epochs` passes), its learning rate decaying to zero on a cosine."""
+    images but at least 3 passes (or `epochs` passes), its learning rate decaying to zero on a
+    cosine."""
     keras.utils.set_random_seed(seed)
     known = ~np.isnan(targets)
     images, slice_index, targets = images[known], slice_index[known], targets[known]

@@ -24,7 +24,8 @@ def test_the_ruler_reads_requests_and_the_shuffled_control_falls_to_chance():
     rng = np.random.default_rng(0)
     train_ages = rng.random(240).astype(np.float32)
     ruler = covariate_checks.train_ruler(toy_slices(train_ages, 1), np.zeros(240, np.int32),
-                                         train_ages, AGE, num_slice_positions=4, epochs=12)
+                                         train_ages, AGE, num_slice_positions=4, epochs=12,
+                                         copies=1)
     requested = covariate_checks.requested_values(AGE, 64, seed=3)
     assert requested.min() == 0.0 and requested.max() == 1.0
     reading = covariate_checks.measure(ruler, AGE, toy_slices(requested, 2), np.zeros(64))

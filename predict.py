@@ -129,8 +129,9 @@ def write_samples(args, values, vqvae, prior, covariates, requested, test, image
     by_slice, positions = generate.samples_by_slice_request(values, args.output_dir, test,
                                                             covariates=covariates)
     requests.append(by_slice)
-    specs = getattr(prior, "covariates", []) if args.by_covariate else []
-    if args.by_covariate and not specs:
+    trained_on = getattr(prior, "covariates", [])
+    specs = trained_on if args.by_covariate else []
+    if args.by_covariate and not trained_on:
         print(f"no figures by covariate: {args.output_dir} was trained without covariates")
     if specs:
         by_covariates, levels, position = generate.samples_by_covariates_request(
@@ -147,8 +148,8 @@ def write_samples(args, values, vqvae, prior, covariates, requested, test, image
         for spec, figure in zip(specs, generate.plot_samples_by_covariates(
                 drawn[2][0], specs, levels, position, images_dir)):
             print(f"samples by {spec['name']} written to {figure}")
-    elif getattr(prior, "covariates", []):
-        names = ", ".join(spec["name"] for spec in prior.covariates)
+    elif trained_on:
+        names = ", ".join(spec["name"] for spec in trained_on)
         print(f"this model also samples by {names}: add --by-covariate for a figure of each")
 
 

@@ -20,15 +20,22 @@ def toy_slices(encoded_ages, seed):
     return np.asarray(images, np.float32)[..., None]
 
 
+def toy_ruler_reading(train_count, requested_count, epochs, copies):
+    """A ruler trained on `train_count` toy slices of random ages, read on toy slices requested
+    at `requested_count` ages spread over the range: (requested, reading)."""
+    train_ages = np.random.default_rng(0).random(train_count).astype(np.float32)
+    ruler = covariate_checks.train_ruler(toy_slices(train_ages, 1),
+                                         np.zeros(train_count, np.int32), train_ages, AGE,
+                                         num_slice_positions=4, epochs=epochs, copies=copies)
+    requested = covariate_checks.requested_values(AGE, requested_count, seed=3)
+    reading = covariate_checks.measure(ruler, AGE, toy_slices(requested, 2),
+                                       np.zeros(requested_count))
+    return requested, reading
+
+
 def test_the_ruler_reads_requests_and_the_shuffled_control_falls_to_chance():
-    rng = np.random.default_rng(0)
-    train_ages = rng.random(240).astype(np.float32)
-    ruler = covariate_checks.train_ruler(toy_slices(train_ages, 1), np.zeros(240, np.int32),
-                                         train_ages, AGE, num_slice_positions=4, epochs=12,
-                                         copies=1)
-    requested = covariate_checks.requested_values(AGE, 64, seed=3)
+    requested, reading = toy_ruler_reading(240, 64, epochs=12, copies=1)
     assert requested.min() == 0.0 and requested.max() == 1.0
-    reading = covariate_checks.measure(ruler, AGE, toy_slices(requested, 2), np.zeros(64))
     faithful = covariate_checks.agreement(AGE, requested, reading)
     control = covariate_checks.agreement(AGE, np.random.default_rng(4).permutation(requested),
                                          reading)
@@ -58,11 +65,5 @@ def test_plausibility_of_requested_samples_is_told_at_the_edges_of_the_range():
 
 
 def test_a_ruler_trained_on_more_augmented_copies_still_reads_the_toy_age():
-    rng = np.random.default_rng(0)
-    train_ages = rng.random(120).astype(np.float32)
-    ruler = covariate_checks.train_ruler(toy_slices(train_ages, 1), np.zeros(120, np.int32),
-                                         train_ages, AGE, num_slice_positions=4, epochs=8,
-                                         copies=3)
-    requested = covariate_checks.requested_values(AGE, 32, seed=3)
-    reading = covariate_checks.measure(ruler, AGE, toy_slices(requested, 2), np.zeros(32))
+    requested, reading = toy_ruler_reading(120, 32, epochs=8, copies=3)
     assert covariate_checks.agreement(AGE, requested, reading)["r"] > 0.9

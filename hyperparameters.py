@@ -85,6 +85,10 @@ DEFAULTS = {
     # with this decay per step (0: the weights as trained).
     "prior_weight_averaging": 0.0,
     "prior_epochs": 10,
+    # Volume prior (runs cut as stacks): in training, this share of the codes of the slice below
+    # is replaced by random codes, so the prior learns to repair its condition rather than copy
+    # it (sampled stacks condition each slice on a sampled one, errors included). 0: clean.
+    "volume_condition_noise": 0.25,
     # Code-grid augmentation: each training slice is also encoded this many more times, flipped
     # left-right and/or shifted by up to prior_augment_shift pixels, by the frozen VQ-VAE.
     "prior_augment_copies": 8,
@@ -175,7 +179,7 @@ RANGES = {
     "prior_attention_blocks": (0, None), "prior_attention_heads": (1, None),
     "prior_batch_size": (1, None), "prior_learning_rate": ((0.0, "exclusive"), 1.0),
     "prior_weight_decay": (0.0, None), "prior_weight_averaging": (0.0, 0.9999),
-    "prior_epochs": (1, None),
+    "prior_epochs": (1, None), "volume_condition_noise": (0.0, 1.0),
     "prior_augment_copies": (0, None), "prior_augment_shift": (0, None),
     "prior_augment_rotation": (0.0, 45.0), "prior_augment_scale": (0.0, 0.5),
     "patience": (0, None), "prior_patience": (0, None),
@@ -196,7 +200,7 @@ LEGACY_VALUES = {
     "adversarial_start": 2000, "levels": 1, "top_code_dim": 64, "run_eagerly": False,
     "unconditional": "null", "covariates": "", "condition_on": "",
     "slice_spacing": 0.0, "field_of_view": 224.0, "guidance": 1.0,
-    "covariate_guidance": 1.0,
+    "covariate_guidance": 1.0, "volume_condition_noise": 0.0,
 }
 
 

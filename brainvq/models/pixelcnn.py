@@ -232,6 +232,11 @@ class GatedPixelCNN(keras.Model):
             to both stacks of every layer (VQ-VAE-2's bottom prior, hierarchy.py). It is no
             part of the causal order: every position sees all of it.
         condition_grid_size: the side of that coarser grid.
+        condition_noise: in training, the share of the spatial condition's codes replaced by
+            codes drawn uniformly from its codebook. A volume prior draws each slice given its
+            own previous slice; trained on clean real slices only, it learns to copy the slice
+            below, and its sampling errors then carry up the stack. Corrupted conditions teach
+            it to read the slice below as evidence and to repair what does not fit.
 
     Call args:
         inputs: a dict {"code_indices": [B, g, g] int, "slice_index": [B] int (optional),
@@ -254,7 +259,8 @@ class GatedPixelCNN(keras.Model):
                  seed=0, attention_blocks=0,
                  attention_heads=4,
                  position_embedding=False,
-                 condition_codes=0, condition_grid_size=0, covariates=(), **kwargs):
+                 condition_codes=0, condition_grid_size=0, covariates=(),
+                 condition_noise=0.0, **kwargs):
         super().__init__(**kwargs)
         self.num_codes = int(num_codes)
         self.grid_size = int(grid_size)
@@ -270,6 +276,9 @@ class GatedPixelCNN(keras.Model):
         self.position_embedding = bool(position_embedding)
         self.condition_codes = int(condition_codes)
         self.condition_grid_size = int(condition_grid_size)
+        self.condition_noise = float(condition_noise)
+        if not 0.0 <= self.condition_noise <= 1.0:
+            raise ValueError(f"condition_noise must lie in [0, 1], got {condition_noise}")
         self.covariates = [dict(spec) for spec in covariates]
         for spec in self.covariates:
             if spec.get("kind") not in ("continuous", "categorical"):
@@ -404,6 +413,16 @@ class GatedPixelCNN(keras.Model):
                 total = total + encoder(index)
         return total
 
+    def corrupt_condition(self, condition_codes):
+        """[B, t, t] codes with a share `condition_noise` of them replaced by uniformly drawn
+        codes (training only; see the class docstring)."""
+        condition_codes = ops.cast(condition_codes, "int32")
+        shape = ops.shape(condition_codes)
+        replace = keras.random.uniform(shape, seed=self.seed_generator) < self.condition_noise
+        drawn = keras.random.randint(shape, 0, self.condition_codes, dtype="int32",
+                                     seed=self.seed_generator)
+        return ops.where(replace, drawn, condition_codes)
+
     def spatial_condition(self, condition_codes):
         """[B, t, t] codes of the coarser grid -> [B, g, g, F] condition features."""
         factor = self.grid_size // self.condition_grid_size
@@ -445,6 +464,8 @@ class GatedPixelCNN(keras.Model):
         biases = [layer.condition_bias(condition) for layer in self.gated_layers]
         if condition_codes is None:
             return biases
+        if training and self.condition_noise > 0:
+            condition_codes = self.corrupt_condition(condition_codes)
         spatial = self.spatial_condition(condition_codes)
         return [bias + projection(spatial)
                 for bias, projection in zip(biases, self.spatial_projections)]
@@ -550,6 +571,7 @@ class GatedPixelCNN(keras.Model):
             "position_embedding": self.position_embedding,
             "condition_codes": self.condition_codes,
             "condition_grid_size": self.condition_grid_size,
+            "condition_noise": self.condition_noise,
             "covariates": self.covariates,
         })
         return config

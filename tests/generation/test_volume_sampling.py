@@ -34,6 +34,29 @@ def test_the_slice_below_changes_the_volume_priors_logits():
     np.testing.assert_allclose(logits(below), logits(below.copy()))
 
 
+def test_condition_noise_corrupts_the_slice_below_in_training_only():
+    prior = make_prior(condition_codes=CODES, condition_grid_size=GRID, seed=1,
+                       condition_noise=0.5, condition_dropout=0.0)
+    rng = np.random.default_rng(0)
+    below = rng.integers(0, CODES, (64, GRID, GRID)).astype("int32")
+    corrupted = keras.ops.convert_to_numpy(prior.corrupt_condition(below))
+    changed = np.mean(corrupted != below)
+    # half the codes are redrawn, and a redrawn code equals the old one 1 time in CODES
+    expected = 0.5 * (1 - 1 / CODES)
+    assert abs(changed - expected) < 0.03
+    assert corrupted.min() >= 0 and corrupted.max() < CODES
+    inputs = {"code_indices": below[:2], "slice_index": np.array([1, 2]),
+              "condition_codes": below[:2]}
+    clean = [keras.ops.convert_to_numpy(prior(inputs, training=False)) for _ in range(2)]
+    np.testing.assert_allclose(clean[0], clean[1])
+    noisy = keras.ops.convert_to_numpy(prior(inputs, training=True))
+    assert np.abs(noisy - clean[0]).max() > 1e-4
+    restored = type(prior).from_config(prior.get_config())
+    assert restored.condition_noise == 0.5
+    with pytest.raises(ValueError, match="condition_noise"):
+        make_prior(condition_codes=CODES, condition_grid_size=GRID, condition_noise=1.5)
+
+
 def test_a_stack_is_seeded_and_repeatable_and_starts_with_the_slice_prior():
     prior, follower = make_prior(seed=0), volume_prior()
     first = stacks.sample_stack_codes(prior, follower, 2, GRID, SLICES, top_k=4, seed=5)

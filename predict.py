@@ -112,7 +112,8 @@ def run(args):
 
         images, _, seconds = stacks.generate_stacks(
             values, vqvae, args.output_dir, args.volumes, temperature=args.temperature,
-            top_k=args.top_k, seed=args.seed, prior=prior, volume_prior=volume_prior)
+            top_k=args.top_k, seed=args.seed, prior=prior, volume_prior=volume_prior,
+            covariates=covariates)
         paths, figure = stacks.write_volumes(images, values, images_dir)
         print(f"{args.volumes} volume(s) of {images.shape[1]} slices written to "
               f"{paths[0].parent}/ ({', '.join(path.name for path in paths[:3])}"

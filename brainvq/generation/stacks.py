@@ -23,17 +23,21 @@ def stack_length(values):
 
 
 def sample_stack_codes(prior, volume_prior, count, grid_size, length, temperature=1.0,
-                       top_k=0, seed=0, progress=None, guidance=1.0):
+                       top_k=0, seed=0, progress=None, guidance=1.0, covariates=None,
+                       covariate_guidance=1.0):
     """Code grids of `count` stacks of `length` slices: [count, length, g, g] int32, bottom
     first. Slice 0 comes from `prior` at slice position 0; slice k from `volume_prior` at
-    position k given slice k - 1's codes (`guidance` on the slice position as in
-    `sampling.sample_codes`). Seeded: the same seed gives the same stacks."""
+    position k given slice k - 1's codes (`guidance` on the slice position, and `covariates`
+    (one row [C] or one per stack [count, C]) with `covariate_guidance`, for priors trained
+    on covariates, as in `sampling.sample_codes`: every slice of a stack gets its stack's).
+    Seeded: the same seed gives the same stacks."""
     codes = np.zeros((count, length, grid_size, grid_size), np.int32)
     top_k = min(int(top_k), prior.num_codes)
     for position in range(length):
         options = dict(slice_index=np.full(count, position, np.int32), temperature=temperature,
                        top_k=top_k, seed=(seed + position * SLICE_SEED_STRIDE) % 2 ** 31,
-                       guidance=guidance)
+                       guidance=guidance, covariates=covariates,
+                       covariate_guidance=covariate_guidance)
         if position == 0:
             codes[:, 0] = sampling.sample_codes(prior, count, grid_size, **options)
         else:
@@ -56,11 +60,16 @@ def decode_stacks(vqvae, codes, batch_size=64):
 
 
 def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=None, seed=None,
-                    prior=None, volume_prior=None):
-    """`count` whole volumes: (images [V, S, H, W], codes [V, S, g, g], seconds per volume)."""
+                    prior=None, volume_prior=None, covariates=None):
+    """`count` whole volumes: (images [V, S, H, W], codes [V, S, g, g], seconds per volume);
+    `covariates` (a row [C], NaN where not requested) applies to every slice of every volume."""
     prior = runs.load_prior(output_dir) if prior is None else prior
     volume_prior = (runs.load_prior(output_dir, "volume") if volume_prior is None
                     else volume_prior)
+    if covariates is not None and not getattr(volume_prior, "covariates", []):
+        raise runs.RunError(f"the volume prior of {output_dir} was trained without covariates: "
+                            f"sample its volumes without them (or train it again, `python "
+                            f"train.py --stage volume --overwrite --output-dir {output_dir}`)")
     seed = values["seed"] if seed is None else seed
     length = stack_length(values)
     progress = progress_bar(length, f"sampling {count} volume(s) of {length} slices", minimum=2)
@@ -69,7 +78,8 @@ def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=No
         prior, volume_prior, count, vqvae.grid_size, length,
         temperature=values["temperature"] if temperature is None else temperature,
         top_k=values["top_k"] if top_k is None else top_k, seed=seed, progress=progress,
-        guidance=values.get("guidance", 1.0))
+        guidance=values.get("guidance", 1.0), covariates=covariates,
+        covariate_guidance=values.get("covariate_guidance", 1.0))
     images = decode_stacks(vqvae, codes)
     return images, codes, (time.perf_counter() - start) / count
 

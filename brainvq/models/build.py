@@ -72,13 +72,15 @@ def prior_from_hyperparameters(values, grid_size, covariates=()):
     return model
 
 
-def volume_prior_from_hyperparameters(values, grid_size):
+def volume_prior_from_hyperparameters(values, grid_size, covariates=()):
     """The volume prior: a `GatedPixelCNN` like the slice prior, also conditioned on the code grid
     of the slice below (a spatial condition of the grid's own size, from the same codebook),
-    trained with `volume_condition_noise` of those codes replaced by random ones."""
+    trained with `volume_condition_noise` of those codes replaced by random ones, and on the
+    slice prior's `covariates` (a whole volume's age, sex, ...)."""
     model = GatedPixelCNN(grid_size=grid_size, condition_codes=values["num_codes"],
                           condition_grid_size=grid_size, name="volume_prior",
                           condition_noise=values.get("volume_condition_noise", 0.0),
+                          covariates=covariates,
                           **prior_settings(values))
     model.build()
     return model

@@ -9,6 +9,7 @@ import pathlib
 import keras
 import numpy as np
 
+from brainvq.data import covariates
 from brainvq.data.stacks import consecutive_pairs
 from brainvq.models import build, pixelcnn
 from brainvq.runs import folder as runs
@@ -18,17 +19,22 @@ from brainvq.training.code_cache import encode_splits
 from brainvq.data import input_pipeline
 
 
-def pair_arrays(codes, slice_index, case_id):
+def pair_arrays(codes, slice_index, case_id, slice_covariates=None):
     """The volume prior's examples from one split's code grids: (code grids [P, g, g], slice
-    positions [P], code grids of the slice below [P, g, g])."""
+    positions [P], code grids of the slice below [P, g, g], and with `slice_covariates`
+    [N, C] each pair's covariates [P, C], else None)."""
     rows, below = consecutive_pairs(slice_index, case_id)
-    return codes[rows], np.asarray(slice_index)[rows].astype(np.int32), codes[below]
+    return (codes[rows], np.asarray(slice_index)[rows].astype(np.int32), codes[below],
+            None if slice_covariates is None else np.asarray(slice_covariates)[rows])
 
 
 def pair_dataset(pairs, batch_size, shuffle, seed=0, repeat=False):
-    """Batches of ({"code_indices", "slice_index", "condition_codes"}, code grids)."""
-    codes, positions, below = pairs
+    """Batches of ({"code_indices", "slice_index", "condition_codes"[, "covariates"]}, code
+    grids)."""
+    codes, positions, below, pair_covariates = pairs
     inputs = {"code_indices": codes, "slice_index": positions, "condition_codes": below}
+    if pair_covariates is not None:
+        inputs["covariates"] = pair_covariates
     return input_pipeline.batches((inputs, codes), batch_size, shuffle, seed=seed, repeat=repeat)
 
 
@@ -39,8 +45,13 @@ def train_volume_prior(values, splits, output_dir, resume=False, strategy=None,
     output_dir = pathlib.Path(output_dir)
     vqvae_path = output_dir / VQVAE_FILE
     vqvae = stages.frozen_vqvae(output_dir, values)
+    data_fingerprint = runs.data_fingerprint(splits)
+    covariate_specs, covariate_values = [], {}
+    if values.get("condition_on"):  # the slice prior's age, sex, ...: a whole volume's
+        splits, covariate_specs, covariate_values = covariates.for_splits(values, splits)
     codes = encode_splits(vqvae, splits, output_dir, values)
-    pairs = {name: pair_arrays(codes[name][0], codes[name][1], splits[name].case_id)
+    pairs = {name: pair_arrays(codes[name][0], codes[name][1], splits[name].case_id,
+                               covariate_values.get(name))
              for name in ("train", "validate", "test")}
     if len(pairs["train"][0]) == 0 or len(pairs["validate"][0]) == 0:
         raise runs.RunError("no consecutive slices of one subject in the training or validation "
@@ -50,13 +61,14 @@ def train_volume_prior(values, splits, output_dir, resume=False, strategy=None,
         prior, done = (stages.load_for_resume(output_dir, "volume", values) if resume
                        else (None, 0))
         if prior is None:
-            prior = build.volume_prior_from_hyperparameters(values, vqvae.grid_size)
+            prior = build.volume_prior_from_hyperparameters(values, vqvae.grid_size,
+                                                            covariates=covariate_specs)
             prior.compile(optimizer=stages.prior_optimizer(values),
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                           metrics=[pixelcnn.BitsPerCode()])
     batch_size = values["prior_batch_size"]
     steps = values["steps_per_epoch"] or math.ceil(len(pairs["train"][0]) / batch_size)
-    record = {"data_fingerprint": runs.data_fingerprint(splits),
+    record = {"data_fingerprint": data_fingerprint, "covariates": covariate_specs,
               "vqvae_fingerprint": runs.file_fingerprint(vqvae_path),
               "pairs": {name: int(len(pair[0])) for name, pair in pairs.items()}}
     train_pairs = pair_dataset(pairs["train"], batch_size, True, seed=values["seed"],

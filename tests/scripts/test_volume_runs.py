@@ -24,8 +24,11 @@ def stack_run(tmp_path_factory):
     for case in range(4):
         write_volume(root / "data" / f"SUBJ{case:03d}_T1.nii.gz",
                      phantom((40 + 2 * case, 48, 45 + case)), np.eye(4))
+    (root / "table.csv").write_text("subject,age\nSUBJ000,30\nSUBJ001,70\nSUBJ002,40\n"
+                                    "SUBJ003,50\n")
     output_dir = root / "run"
     train.main(["--data-dir", str(root / "data"), "--output-dir", str(output_dir),
+                "--covariates", str(root / "table.csv"), "--condition-on", "age",
                 "--epochs", "2", "--prior-epochs", "2", *STACK, *TINY])
     return root, output_dir
 
@@ -38,6 +41,27 @@ def test_all_stages_of_a_stack_run_include_the_volume_prior(stack_run):
     # pairs of consecutive slices: each of the 2 training subjects' stacks gives length - 1
     assert state["volume"]["pairs"]["train"] == 2 * 7
     assert state["volume"]["vqvae_fingerprint"] == state["prior"]["vqvae_fingerprint"]
+    # a whole volume has one age: both priors are conditioned on it, with the same range
+    assert state["volume"]["covariates"] == state["prior"]["covariates"]
+    assert [spec["name"] for spec in state["volume"]["covariates"]] == ["age"]
+
+
+def test_a_volume_follows_its_requested_age(stack_run, tmp_path):
+    _, output_dir = stack_run
+    import nibabel
+
+    def volume(age, folder):
+        predict.main(["--output-dir", str(output_dir), "--volumes", "1", "--seed", "3",
+                      "--age", age, "--images-dir", str(tmp_path / folder)])
+        path = tmp_path / folder / "samples" / "volume_000.nii.gz"
+        return np.asarray(nibabel.load(str(path)).dataobj)
+
+    young, old = volume("40", "young"), volume("50", "old")
+    assert young.shape == old.shape == (32, 32, 8)
+    assert not np.array_equal(young, old)
+    np.testing.assert_array_equal(volume("40", "again"), young)
+    with pytest.raises(SystemExit, match="age"):
+        volume("95", "outside")  # outside the training subjects' 40-50
 
 
 def test_predict_writes_volumes_in_the_models_frame(stack_run, capsys):

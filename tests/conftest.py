@@ -7,3 +7,16 @@ from helpers import write_oasis_layout
 def data_dir(tmp_path_factory):
     """A tiny OASIS PNG layout of synthetic brains: 2 train, 1 validate, 1 test subject."""
     return write_oasis_layout(tmp_path_factory.mktemp("oasis"))
+
+
+@pytest.fixture
+def quick_evaluation(monkeypatch):
+    """The evaluation networks (the realism feature network, the covariate rulers) trained on a
+    few hundred images: the script tests check that their figures are computed and printed,
+    while tests/evaluation checks what the networks learn at their real sizes."""
+    from brainvq.evaluation import covariate_checks, feature_network
+
+    monkeypatch.setattr(feature_network, "MAX_TRAINING_IMAGES", 64)
+    monkeypatch.setattr(feature_network, "IMAGES_SEEN", 1000)  # at least 3 passes still
+    monkeypatch.setattr(covariate_checks, "RULER_COPIES", 1)
+    monkeypatch.setattr(covariate_checks, "IMAGES_SEEN", 1000)

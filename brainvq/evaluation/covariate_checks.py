@@ -47,12 +47,14 @@ def build_ruler(image_size, spec, num_slice_positions, size=RULER_SIZE):
 
 
 def train_ruler(images, slice_index, targets, spec, num_slice_positions, seed=0, epochs=None,
-                images_seen=IMAGES_SEEN, size=RULER_SIZE, copies=RULER_COPIES):
+                images_seen=None, size=RULER_SIZE, copies=None):
     """A ruler fitted on real slices whose covariate `targets` (encoded, NaN: unknown) are
     known, with `copies` augmented copies of each (the first mirrored; each further one shifted,
     rotated up to 8 degrees, scaled up to 8% and mirrored at random), for about `images_seen`
     images but at least 3 passes (or `epochs` passes), its learning rate decaying to zero on a
-    cosine."""
+    cosine. `images_seen` and `copies` default to `IMAGES_SEEN` and `RULER_COPIES`."""
+    images_seen = IMAGES_SEEN if images_seen is None else images_seen
+    copies = RULER_COPIES if copies is None else copies
     keras.utils.set_random_seed(seed)
     known = ~np.isnan(targets)
     images, slice_index, targets = images[known], slice_index[known], targets[known]

@@ -5,7 +5,8 @@ dropped."""
 import pytest
 
 keras = pytest.importorskip("keras")
-pytestmark = pytest.mark.slow  # train.py, predict.py end to end
+# train.py, predict.py end to end, their evaluation networks kept small
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
 
 import predict  # noqa: E402
 import train  # noqa: E402

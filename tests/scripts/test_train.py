@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 keras = pytest.importorskip("keras")
-pytestmark = pytest.mark.slow  # train.py, predict.py, similarity.py end to end
+# train.py, predict.py, similarity.py end to end, their evaluation networks kept small
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
 
 from helpers import REPO, TINY, TINY_TRACED, write_oasis_layout  # noqa: E402
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
 
 from helpers import TINY, phantom, write_volume  # noqa: E402
 

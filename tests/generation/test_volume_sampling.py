@@ -8,6 +8,7 @@ keras = pytest.importorskip("keras")
 from helpers import CODES, GRID, SLICES, make_prior  # noqa: E402
 
 from brainvq.generation import sampling, stacks  # noqa: E402
+from brainvq.runs import folder as runs  # noqa: E402
 
 
 def volume_prior(seed=1):
@@ -73,3 +74,10 @@ def test_a_stack_is_seeded_and_repeatable_and_starts_with_the_slice_prior():
                                    seed=5 + stacks.SLICE_SEED_STRIDE, condition_codes=first[:, 0])
     np.testing.assert_array_equal(first[:, 1], second)
 
+
+
+def test_a_volume_prior_trained_without_covariates_refuses_them_by_name():
+    request = np.array([70.0, np.nan], np.float32)
+    with pytest.raises(runs.RunError, match="runs/plain.*trained without covariates"):
+        stacks.generate_stacks({"seed": 0}, None, "runs/plain", 1, prior=make_prior(seed=0),
+                               volume_prior=volume_prior(), covariates=request)

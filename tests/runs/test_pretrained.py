@@ -3,6 +3,7 @@ folder, seeded samples, a damaged copy refused by name; and the model the reposi
 import json
 import os
 import pathlib
+import re
 import shutil
 import zipfile
 
@@ -22,6 +23,7 @@ from brainvq.runs import folder as runs  # noqa: E402
 from brainvq.runs import pretrained  # noqa: E402
 
 SHIPPED = REPO / "pretrained" / "ixi-t1-128"
+SHIPPED_VOLUMES = REPO / "pretrained" / "ixi-t1-128-volumes"
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +150,33 @@ def test_the_shipped_ixi_model_samples_two_slices_seeded(tmp_path):
     assert np.array_equal(first, second)
     assert 0.05 < first.mean() < 0.6  # a head on a dark background, not a blank or noise
     assert pretrained.work_dir(SHIPPED) == pathlib.Path("output") / "ixi-t1-128"
+
+
+@pytest.mark.skipif(not SHIPPED_VOLUMES.is_dir(),
+                    reason="no volume model shipped in pretrained/ixi-t1-128-volumes")
+def test_the_shipped_volume_model_draws_a_seeded_stack_and_refuses_a_damaged_copy(tmp_path):
+    from brainvq.generation import stacks
+
+    values, vqvae = runs.load_run(SHIPPED_VOLUMES)
+    assert (values["slice_spacing"], values["slices_per_volume"]) == (2.0, 64)
+    prior = runs.load_prior(SHIPPED_VOLUMES)
+    volume_prior = runs.load_prior(SHIPPED_VOLUMES, "volume")
+
+    def stack(seed):  # the first three slices of a volume, from its base up
+        return stacks.sample_stack_codes(prior, volume_prior, 1, vqvae.grid_size, 3,
+                                         top_k=values["top_k"], seed=seed,
+                                         guidance=values["guidance"])
+
+    codes = stack(5)
+    np.testing.assert_array_equal(codes, stack(5))
+    images = stacks.decode_stacks(vqvae, codes)
+    assert images.shape == (1, 3, 128, 128)
+    assert 0.02 < images.mean() < 0.6  # the base of a head on a dark background
+    copy = tmp_path / "ixi-t1-128-volumes"
+    shutil.copytree(SHIPPED_VOLUMES, copy)
+    target = copy / runs.VOLUME_PRIOR_FILE
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(runs.RunError, match=re.escape(str(target))):
+        runs.load_run(copy)

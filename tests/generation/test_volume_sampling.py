@@ -75,7 +75,6 @@ def test_a_stack_is_seeded_and_repeatable_and_starts_with_the_slice_prior():
     np.testing.assert_array_equal(first[:, 1], second)
 
 
-
 def test_a_volume_prior_trained_without_covariates_refuses_them_by_name():
     request = np.array([70.0, np.nan], np.float32)
     with pytest.raises(runs.RunError, match="runs/plain.*trained without covariates"):

@@ -42,6 +42,13 @@ def snapshot(folder):
             for path in sorted(pathlib.Path(folder).iterdir())}
 
 
+def flip_middle_byte(path):
+    """Damages a file the way a bad download does: one byte in its middle inverted."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 def sample_pixels(folder):
     return [np.asarray(Image.open(path)) for path in sorted(folder.glob("sample_*.png"))]
 
@@ -128,8 +135,7 @@ def test_a_damaged_copy_is_refused_by_name(exported, tmp_path, damage, capsys):
     if damage == "truncate":
         target.write_bytes(data[: len(data) // 2])
     elif damage == "flip":
-        middle = len(data) // 2
-        target.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
+        flip_middle_byte(target)
     else:
         target.unlink()
     with pytest.raises(SystemExit) as failure:
@@ -175,8 +181,6 @@ def test_the_shipped_volume_model_draws_a_seeded_stack_and_refuses_a_damaged_cop
     copy = tmp_path / "ixi-t1-128-volumes"
     shutil.copytree(SHIPPED_VOLUMES, copy)
     target = copy / runs.VOLUME_PRIOR_FILE
-    data = bytearray(target.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    target.write_bytes(bytes(data))
+    flip_middle_byte(target)
     with pytest.raises(runs.RunError, match=re.escape(str(target))):
         runs.load_run(copy)

@@ -7,7 +7,10 @@
   against real training reslices, and the Fréchet distance, precision and recall in the space of
   a feature network trained on real reslices of the training subjects only.
 * **Per-slice realism**: the stacks' own axial slices against independent samples at the same
-  positions, in the slice feature network's space (realism.py).
+  positions, in the slice feature network's space (realism.py). A set of whole stacks holds as
+  many brains as stacks, a set of independent slices one brain per slice, and the Fréchet
+  distance grows as a set's spread shrinks; so the same two sets are also cut from the held-out
+  real volumes (`real_slice_sets`): that ratio is what grouping slices by brain costs real data.
 """
 import pathlib
 
@@ -50,6 +53,22 @@ def reslices(stack, plane, pixel, spacing, image_size, count=RESLICES_PER_VOLUME
                                                            Image.Resampling.BILINEAR))
         images.append(square_resize(np.clip(stretched, 0.0, 1.0), image_size))
     return np.stack(images)[..., None].astype(np.float32), np.arange(count, dtype=np.int32)
+
+
+def real_slice_sets(held_out, count, seed=0):
+    """Two sets of held-out real axial slices shaped like the samples' two: every slice of
+    `count` whole stacks (fewer when fewer are held out), and the same number of slices per
+    position drawn each from a random held-out subject. Returns (grouped, spread) [N, H, W, 1]."""
+    stacks = np.stack(list(held_out.values()))  # [V, S, H, W]
+    subjects, length = stacks.shape[:2]
+    count = min(int(count), subjects)
+    rng = np.random.default_rng(seed)
+    grouped = stacks[rng.choice(subjects, count, replace=False)].reshape(
+        (-1,) + stacks.shape[2:])
+    picks = np.stack([rng.choice(subjects, count, replace=subjects < count)
+                      for _ in range(length)], axis=1)  # [count, S]: a subject per slice
+    spread = stacks[picks, np.arange(length)[None, :]].reshape((-1,) + stacks.shape[2:])
+    return grouped[..., None], spread[..., None]
 
 
 def _reslice_set(stacks, plane, pixel, spacing, image_size):
@@ -131,6 +150,14 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
                                 "independent": features["independent"]})
         report["frechet_stack_slices"] = distances["stacks"]["frechet"]
         report["frechet_independent"] = distances["independent"]["frechet"]
+        grouped, spread = real_slice_sets(held_out, count, seed=seed)
+        real = {name: feature_network.features_and_positions(
+            network, images, values["num_slice_positions"])[0]
+            for name, images in (("grouped", grouped), ("spread", spread))}
+        distances, _ = realism.equal_size_report(features["train"], real)
+        report["frechet_real_stack_slices"] = distances["grouped"]["frechet"]
+        report["frechet_real_spread_slices"] = distances["spread"]["frechet"]
+        report["real_stack_count"] = min(count, len(held_out))
     _print(report, count, len(held_out), length, spacing)
     return report
 
@@ -157,4 +184,11 @@ def _print(report, count, real_count, length, spacing):
           f"{report['plausible_independent']:12.1%}")
     if "frechet_stack_slices" in report:
         print(f"  {'axial slices Fréchet distance':40s} {report['frechet_stack_slices']:10.4f} "
-              f"{report['frechet_independent']:12.4f}")
+              f"{report['frechet_independent']:12.4f}   "
+              f"ratio {report['frechet_stack_slices'] / report['frechet_independent']:.2f}")
+        print(f"  {'held-out real slices, Fréchet distance':40s} "
+              f"{report['frechet_real_stack_slices']:10.4f} "
+              f"{report['frechet_real_spread_slices']:12.4f}   ratio "
+              f"{report['frechet_real_stack_slices'] / report['frechet_real_spread_slices']:.2f}")
+        print(f"    (real: every slice of {report['real_stack_count']} held-out volumes against as "
+              f"many slices per position, each from a random held-out subject)")

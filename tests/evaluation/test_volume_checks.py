@@ -1,5 +1,5 @@
-"""Tests of the whole-volume checks: neighbouring-slice SSIM and the reslices' orientation and
-aspect."""
+"""Tests of the whole-volume checks: neighbouring-slice SSIM, the reslices' orientation and
+aspect, and the real slice sets the stacks' per-slice figure is read against."""
 import numpy as np
 
 from brainvq.evaluation import volume_checks
@@ -30,3 +30,22 @@ def test_reslices_are_upright_and_at_their_physical_aspect():
     rows = np.flatnonzero(flat[0, :, 10, 0] > 0.5)
     # at 1 mm the 10 slices span half the 20 mm plane: centred, padded above and below
     assert 4 <= rows.min() <= 6 and rows.max() <= 10
+
+
+def test_real_slice_sets_group_whole_volumes_against_slices_spread_over_subjects():
+    # subject v's slice k is filled with 10 * v + k: each pixel names its subject and position
+    held_out = {case: np.full((6, 4, 4), 10.0 * case, np.float32) + np.arange(6)[:, None, None]
+                for case in range(5)}
+    grouped, spread = volume_checks.real_slice_sets(held_out, count=3, seed=1)
+    assert grouped.shape == spread.shape == (18, 4, 4, 1)
+    grouped_ids, spread_ids = grouped[:, 0, 0, 0], spread[:, 0, 0, 0]
+    # both sets hold every position three times
+    np.testing.assert_array_equal(np.sort(grouped_ids % 10), np.repeat(np.arange(6), 3))
+    np.testing.assert_array_equal(np.sort(spread_ids % 10), np.repeat(np.arange(6), 3))
+    # the grouped set is three whole volumes; the spread one draws on more subjects
+    assert len(np.unique(grouped_ids // 10)) == 3
+    assert len(np.unique(spread_ids // 10)) > 3
+    # asked for more volumes than are held out: all of them, once
+    grouped, spread = volume_checks.real_slice_sets(held_out, count=8)
+    assert grouped.shape == spread.shape == (30, 4, 4, 1)
+    assert len(np.unique(grouped[:, 0, 0, 0] // 10)) == 5

@@ -57,11 +57,12 @@ def reslices(stack, plane, pixel, spacing, image_size, count=RESLICES_PER_VOLUME
 
 def real_slice_sets(held_out, count, seed=0):
     """Two sets of held-out real axial slices shaped like the samples' two: every slice of
-    `count` whole stacks (fewer when fewer are held out), and the same number of slices per
-    position drawn each from a random held-out subject. Returns (grouped, spread) [N, H, W, 1]."""
+    `count` whole stacks, and the same number of slices per position drawn each from a random
+    held-out subject. At most half the held-out subjects are taken as whole stacks (with all of
+    them the two sets would be the same slices). Returns (grouped, spread) [N, H, W, 1]."""
     stacks = np.stack(list(held_out.values()))  # [V, S, H, W]
     subjects, length = stacks.shape[:2]
-    count = min(int(count), subjects)
+    count = max(min(int(count), subjects // 2), 1)
     rng = np.random.default_rng(seed)
     grouped = stacks[rng.choice(subjects, count, replace=False)].reshape(
         (-1,) + stacks.shape[2:])
@@ -157,7 +158,7 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
         distances, _ = realism.equal_size_report(features["train"], real)
         report["frechet_real_stack_slices"] = distances["grouped"]["frechet"]
         report["frechet_real_spread_slices"] = distances["spread"]["frechet"]
-        report["real_stack_count"] = min(count, len(held_out))
+        report["real_stack_count"] = len(grouped) // length
     _print(report, count, len(held_out), length, spacing)
     return report
 

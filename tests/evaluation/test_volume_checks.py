@@ -36,6 +36,7 @@ def test_real_slice_sets_group_whole_volumes_against_slices_spread_over_subjects
     # subject v's slice k is filled with 10 * v + k: each pixel names its subject and position
     held_out = {case: np.full((6, 4, 4), 10.0 * case, np.float32) + np.arange(6)[:, None, None]
                 for case in range(5)}
+    held_out.update({case: held_out[case % 5] + 50.0 for case in range(5, 8)})  # 8 subjects
     grouped, spread = volume_checks.real_slice_sets(held_out, count=3, seed=1)
     assert grouped.shape == spread.shape == (18, 4, 4, 1)
     grouped_ids, spread_ids = grouped[:, 0, 0, 0], spread[:, 0, 0, 0]
@@ -45,7 +46,8 @@ def test_real_slice_sets_group_whole_volumes_against_slices_spread_over_subjects
     # the grouped set is three whole volumes; the spread one draws on more subjects
     assert len(np.unique(grouped_ids // 10)) == 3
     assert len(np.unique(spread_ids // 10)) > 3
-    # asked for more volumes than are held out: all of them, once
+    # asked for as many volumes as are held out: half of them, so the two sets still differ
     grouped, spread = volume_checks.real_slice_sets(held_out, count=8)
-    assert grouped.shape == spread.shape == (30, 4, 4, 1)
-    assert len(np.unique(grouped[:, 0, 0, 0] // 10)) == 5
+    assert grouped.shape == spread.shape == (24, 4, 4, 1)
+    assert len(np.unique(grouped[:, 0, 0, 0] // 10)) == 4
+    assert len(np.unique(spread[:, 0, 0, 0] // 10)) > 4

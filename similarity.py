@@ -64,7 +64,8 @@ def parse_args(argv=None):
                         help="for a run cut as stacks (--slice-spacing): also sample this many "
                              "whole volumes and compare them with the held-out real volumes "
                              "(neighbouring-slice SSIM, coronal and sagittal reslices, the "
-                             "stacks' slices against independent samples)")
+                             "stacks' slices against independent samples); as many as "
+                             "there are held-out volumes scores every set at full size")
     parser.add_argument(
         "--feature-network", default="auto", choices=("auto", "yes", "no"),
         help="with --samples: train (once per run, a few minutes on a CPU) the realism feature "

@@ -88,10 +88,11 @@ def test_predict_writes_volumes_in_the_models_frame(stack_run, capsys):
 def test_similarity_compares_volumes_with_held_out_real_ones(stack_run, capsys):
     _, output_dir = stack_run
     similarity.main(["--output-dir", str(output_dir), "--volumes", "2",
-                     "--feature-network", "no"])
+                     "--feature-network", "yes"])
     printed = capsys.readouterr().out
     for line in ("neighbouring-slice SSIM (mean)", "coronal reslices plausible",
-                 "sagittal reslices Fréchet distance", "axial slices plausible"):
+                 "sagittal reslices Fréchet distance", "axial slices plausible",
+                 "axial slices Fréchet distance", "held-out real slices, Fréchet distance"):
         assert line in printed
     assert (output_dir / "images" / "volume_neighbour_ssim.png").is_file()
     assert (output_dir / "reslice_features_coronal" / "feature_network.keras").is_file()

@@ -10,7 +10,7 @@
   positions, in the slice feature network's space (realism.py). A set of whole stacks holds as
   many brains as stacks, a set of independent slices one brain per slice, and the Fréchet
   distance grows as a set's spread shrinks; so the same two sets are also cut from the held-out
-  real volumes (`real_slice_sets`): that ratio is what grouping slices by brain costs real data.
+  real volumes (`real_slice_sets`): their ratio shows how far grouping alone moves the figure.
 """
 import pathlib
 
@@ -66,7 +66,7 @@ def real_slice_sets(held_out, count, seed=0):
     rng = np.random.default_rng(seed)
     grouped = stacks[rng.choice(subjects, count, replace=False)].reshape(
         (-1,) + stacks.shape[2:])
-    picks = np.stack([rng.choice(subjects, count, replace=subjects < count)
+    picks = np.stack([rng.choice(subjects, count, replace=False)
                       for _ in range(length)], axis=1)  # [count, S]: a subject per slice
     spread = stacks[picks, np.arange(length)[None, :]].reshape((-1,) + stacks.shape[2:])
     return grouped[..., None], spread[..., None]

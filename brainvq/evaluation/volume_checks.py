@@ -142,28 +142,24 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
         network = feature_network.load_or_train(
             cache_dir, splits["train"].images, splits["train"].slice_index,
             values["num_slice_positions"], seed=values["seed"])
+        grouped, spread = real_slice_sets(held_out, count, seed=seed)
         features = {name: feature_network.features_and_positions(
             network, images, values["num_slice_positions"])[0]
             for name, images in (("train", splits["train"].images), ("stacks", stack_slices),
-                                 ("independent", independent))}
+                                 ("independent", independent), ("grouped", grouped),
+                                 ("spread", spread))}
+        # the synthetic pair and the real pair are each scored at their own common size
         distances, _ = realism.equal_size_report(
             features["train"], {"stacks": features["stacks"],
                                 "independent": features["independent"]})
+        real, _ = realism.equal_size_report(
+            features["train"], {"grouped": features["grouped"], "spread": features["spread"]})
         report["frechet_stack_slices"] = distances["stacks"]["frechet"]
         report["frechet_independent"] = distances["independent"]["frechet"]
-        grouped, spread = real_slice_sets(held_out, count, seed=seed)
-        real = {name: feature_network.features_and_positions(
-            network, images, values["num_slice_positions"])[0]
-            for name, images in (("grouped", grouped), ("spread", spread))}
-        distances, _ = realism.equal_size_report(features["train"], real)
-        report["frechet_real_stack_slices"] = distances["grouped"]["frechet"]
-        report["frechet_real_spread_slices"] = distances["spread"]["frechet"]
+        report["frechet_real_stack_slices"] = real["grouped"]["frechet"]
+        report["frechet_real_spread_slices"] = real["spread"]["frechet"]
         report["real_stack_count"] = len(grouped) // length
     _print(report, count, len(held_out), length, spacing)
-    if count < len(held_out):
-        print(f"  note: {count} synthetic volumes against {len(held_out)} real ones: every set is "
-              f"scored at the smaller size, where a Fréchet distance is mostly estimation noise; "
-              f"--volumes {len(held_out)} scores them at full size")
     return report
 
 
@@ -197,3 +193,7 @@ def _print(report, count, real_count, length, spacing):
               f"{report['frechet_real_stack_slices'] / report['frechet_real_spread_slices']:.2f}")
         print(f"    (real: every slice of {report['real_stack_count']} held-out volumes against as "
               f"many slices per position, each from a random held-out subject)")
+    if count < real_count:
+        print(f"  note: {count} synthetic volumes against {real_count} real ones: every set is "
+              f"scored at the smaller size, where a Fréchet distance is mostly estimation noise; "
+              f"--volumes {real_count} scores them at full size")

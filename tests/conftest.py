@@ -20,3 +20,13 @@ def quick_evaluation(monkeypatch):
     monkeypatch.setattr(feature_network, "IMAGES_SEEN", 1000)  # at least 3 passes still
     monkeypatch.setattr(covariate_checks, "RULER_COPIES", 1)
     monkeypatch.setattr(covariate_checks, "IMAGES_SEEN", 1000)
+
+
+@pytest.fixture(autouse=True)
+def graph_samplers(monkeypatch):
+    """The samplers compiled as TensorFlow graphs without XLA: on a tiny prior XLA's compile
+    costs seconds per sampler and the suite builds a hundred of them.
+    `test_sampling.py::test_xla_sampler_draws_what_the_graph_sampler_draws` runs XLA."""
+    from brainvq.generation import sampling
+
+    monkeypatch.setattr(sampling, "_XLA_WORKS", False)

@@ -95,6 +95,21 @@ def test_naive_sampler_agrees_with_the_compiled_one_when_greedy():
     np.testing.assert_array_equal(naive, greedy)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="XLA is TensorFlow's")
+def test_xla_sampler_draws_what_the_graph_sampler_draws(prior):
+    # The suite samples without XLA (conftest.graph_samplers); users get XLA where it works.
+    slices = np.array([0, 1, 3, SLICES], "int32")
+    graph = sampling.sample_codes(prior, 4, SAMPLE_GRID, slice_index=slices, top_k=1,
+                                  jit_compile=False, guidance=2.0)
+    xla = sampling.sample_codes(prior, 4, SAMPLE_GRID, slice_index=slices, top_k=1,
+                                jit_compile=True, guidance=2.0)
+    np.testing.assert_array_equal(xla, graph)
+    drawn = sampling.sample_codes(prior, 4, SAMPLE_GRID, seed=3, jit_compile=True)
+    np.testing.assert_array_equal(
+        drawn, sampling.sample_codes(prior, 4, SAMPLE_GRID, seed=3, jit_compile=True))
+    assert drawn.min() >= 0 and drawn.max() < CODES and (drawn[0] != drawn[1]).any()
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"slice_index": SLICES + 1}, r"from 0 to 3"),
     ({"slice_index": -1}, r"from 0 to 3"),

@@ -224,7 +224,9 @@ def axial_head_range(volume: "Volume", head_range=HEAD_RANGE):
 
 def upright(voxels, axis, index):
     """Slice `index` along RAS `axis`, turned upright (see the module docstring)."""
-    plane = np.take(voxels, index, axis=axis)  # two remaining axes in R, A, S order
+    # Basic indexing, then a copy: np.take along an axis of nibabel's Fortran-ordered voxels
+    # is about a thousand times slower (45 ms a slice of the MNI template).
+    plane = np.array(voxels[(slice(None),) * axis + (int(index),)])  # the other axes, RAS order
     image = np.flipud(plane.T)  # second remaining axis (A or S) up, first (R or A) to the right
     if axis == SLICE_AXES["sagittal"]:
         image = np.fliplr(image)  # anterior on the left

@@ -148,9 +148,8 @@ def load_or_train(folder, images, slice_index, num_slice_positions, seed=0):
 
 
 def features_and_positions(model, images, num_slice_positions=None, batch_size=64):
-    """Realism features [N, d] (the penultimate embedding and the mean and spread of the
-    responses of the first three blocks) and predicted slice positions [N] (the expectation of
-    the class probabilities, in slice-index units)."""
+    """Realism features [N, d] (the `EMBEDDING_LAYER` output both heads read) and predicted
+    slice positions [N] (the expectation of the class probabilities, in slice-index units)."""
     features = model.get_layer(EMBEDDING_LAYER).output
     probe = keras.Model(model.inputs[0], [features, model.get_layer("position").output])
     # Called batch by batch rather than with `predict`: a new probe's `predict` is traced anew,

@@ -154,10 +154,10 @@ def check_same_data(output_dir, stages, splits, resume, data_dir):
     if not resume:
         return
     state = read_state(output_dir)
-    current = runs.data_fingerprint(splits)
+    current = {runs.data_fingerprint(splits), runs.data_fingerprint(splits, legacy=True)}
     for stage in stages:
         recorded = state.get(stage, {}).get("data_fingerprint")
-        if recorded is not None and recorded != current:
+        if recorded is not None and recorded not in current:
             raise runs.RunError(
                 f"the {stage} stage in {output_dir} was trained on other data than "
                 f"--data-dir {data_dir} gives now (another file list or split): resume with "

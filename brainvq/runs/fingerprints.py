@@ -19,14 +19,21 @@ def file_fingerprint(path):
     return digest.hexdigest()
 
 
-def data_fingerprint(splits):
-    """sha256 of every split's file list (or, for the demo, its images) and slice indices."""
+def data_fingerprint(splits, legacy=False):
+    """sha256 of every split's file names (or, for the demo, its images) and slice indices.
+
+    The names, not the paths: the same data reached by another path (relative or absolute,
+    another working folder, a moved data folder) has the same fingerprint. `legacy`: the
+    fingerprint as earlier versions recorded it, over the paths as they were spelled.
+    """
     digest = hashlib.sha256()
     for name in ("train", "validate", "test"):
         split = splits[name]
         digest.update(name.encode())
         if split.paths and all(not str(path).startswith("<") for path in split.paths):
-            digest.update("\n".join(str(path) for path in split.paths).encode())
+            names = [str(path) if legacy else pathlib.PurePath(str(path)).name
+                     for path in split.paths]
+            digest.update("\n".join(names).encode())
         else:
             digest.update(np.ascontiguousarray(split.images).tobytes())
         digest.update(np.asarray(split.slice_index, np.int64).tobytes())

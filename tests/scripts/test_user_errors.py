@@ -206,6 +206,16 @@ def test_resume_with_other_data_names_the_folder(run_copy, tmp_path):
         train.main(["--resume", "--data-dir", str(other), "--output-dir", str(run_copy)])
 
 
+def test_resume_finds_the_same_data_by_another_path(relative_run, run_copy, tmp_path, capsys):
+    # relative_run was trained with the relative --data-dir oasis from its parent folder; here
+    # the same data by its absolute path, and a copy of it in another folder.
+    moved = tmp_path / "moved"
+    shutil.copytree(relative_run.parent / "oasis", moved)
+    for data in (relative_run.parent / "oasis", moved):
+        train.main(["--resume", "--data-dir", str(data), "--output-dir", str(run_copy)])
+        assert "already done" in capsys.readouterr().out
+
+
 def test_the_resume_command_after_ctrl_c_is_quoted(run_copy, tmp_path, monkeypatch):
     spaced = tmp_path / "my run"
     shutil.move(run_copy, spaced)

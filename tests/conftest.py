@@ -25,7 +25,7 @@ def quick_evaluation(monkeypatch):
 @pytest.fixture(autouse=True)
 def graph_samplers(monkeypatch):
     """The samplers compiled as TensorFlow graphs without XLA: on a tiny prior XLA's compile
-    costs seconds per sampler and the suite builds a hundred of them.
+    costs 2-3 s per sampler and the suite builds dozens of them.
     `test_sampling.py::test_xla_sampler_draws_what_the_graph_sampler_draws` runs XLA."""
     from brainvq.generation import sampling
 

@@ -1,6 +1,8 @@
 """Sample realism on the validation split per temperature, top-k and guidance (choosing sampling
-defaults)."""
+defaults), over one or several sampling seeds."""
+import pathlib
 
+import numpy as np
 
 import hyperparameters
 from brainvq.benchmarks.harness import comma_separated, machine_description
@@ -8,42 +10,88 @@ from brainvq.data import layouts
 from brainvq.evaluation import realism
 from brainvq.generation import generate as inference
 from brainvq.runs import folder as runs
+from brainvq.runs import pretrained
+
+# (heading, figure key, format) of each column after the setting's
+COLUMNS = (("plausible", "plausible_samples", "{:10.1%}"),
+           ("cond.", "plausible_conditioned", "{:6.1%}"),
+           ("Fréchet", "frechet_samples", "{:8.3f}"),
+           ("Fr. cond.", "frechet_conditioned", "{:9.3f}"),
+           ("KID", "kid_samples", "{:7.4f}"),
+           ("prec.", "precision_samples", "{:6.2f}"),
+           ("recall", "recall_samples", "{:6.2f}"),
+           ("rec. c.", "recall_conditioned", "{:7.2f}"),
+           ("pos<=2", "position_within_2_samples", "{:7.1%}"))
+REAL = {"plausible_samples": "plausible_real", "frechet_samples": "frechet_real",
+        "frechet_conditioned": "frechet_real", "kid_samples": "kid_real",
+        "precision_samples": "precision_real", "recall_samples": "recall_real",
+        "recall_conditioned": "recall_real", "position_within_2_samples": "position_within_2_real"}
+
+
+def feature_network_folder(args):
+    """Where the feature network is kept: `--feature-network-dir` (one network shared by the
+    runs compared), else the run folder, or `output/<name>` for a shipped model (never written)."""
+    if args.feature_network_dir:
+        folder = pathlib.Path(args.feature_network_dir)
+    else:
+        folder = pretrained.cache_dir(args.output_dir, pretrained.work_dir(args.output_dir))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def run(args):
-    """Realism of a trained run's samples on the validation subjects, for each temperature and
-    top-k: what the sampling defaults are chosen by (never the test subjects)."""
+    """Realism of a trained run's samples on the validation subjects, for each temperature,
+    top-k and guidance, at each seed: what the sampling defaults are chosen by (never the test
+    subjects). With several seeds each setting also gets a row of their means: one seed's
+    unconditional Fréchet distance moves by up to 2x between seeds at a few hundred samples."""
     values, vqvae = runs.load_run(args.output_dir, {"data_dir": args.data_dir})
     splits, description = layouts.load_splits_for(values)
+    seeds = args.seeds or [args.seed]
+    cache = feature_network_folder(args)
     print(f"machine: {machine_description()}")
     print(f"{description}; run {args.output_dir}; {args.samples} unconditional + "
-          f"{args.samples} slice-conditioned samples per setting, judged against the "
-          f"validation split")
+          f"{args.samples} slice-conditioned samples per setting and seed (seeds "
+          f"{', '.join(map(str, seeds))}), judged against the validation split; feature "
+          f"network in {cache}")
     rows = []
-    for guidance in args.guidances:
-        guided = dict(values, guidance=guidance)
-        for temperature in args.temperatures:
-            for top_k in args.top_ks:
-                samples, _ = inference.generate(guided, vqvae, args.output_dir, args.samples,
-                                                temperature=temperature, top_k=top_k,
-                                                seed=args.seed)
-                figures = realism.realism_report(
-                    guided, vqvae, args.output_dir, splits["train"], splits["validate"],
-                    samples, args.samples, args.seed, temperature=temperature, top_k=top_k,
-                    verbose=False)
-                rows.append((temperature, top_k, guidance, figures))
-    floor = rows[0][3]
-    print(f"{'T':>5} {'top-k':>6} {'guide':>6} {'plausible':>10} {'cond.':>6} {'Fréchet':>8} "
-          f"{'KID':>7} {'prec.':>6} {'recall':>6} {'pos<=2':>7}")
-    print(f"{'real':>5} {'':>6} {'':>6} {floor['plausible_real']:10.1%} {'':>6} "
-          f"{floor['frechet_real']:8.3f} {floor['kid_real']:7.4f} {floor['precision_real']:6.2f} "
-          f"{floor['recall_real']:6.2f} {floor['position_within_2_real']:7.1%}")
-    for temperature, top_k, guidance, figures in rows:
-        print(f"{temperature:5.2f} {top_k:6d} {guidance:6.2f} {figures['plausible_samples']:10.1%} "
-              f"{figures['plausible_conditioned']:6.1%} {figures['frechet_samples']:8.3f} "
-              f"{figures['kid_samples']:7.4f} {figures['precision_samples']:6.2f} "
-              f"{figures['recall_samples']:6.2f} {figures['position_within_2_samples']:7.1%}")
+    for temperature in args.temperatures:
+        for top_k in args.top_ks:
+            for seed in seeds:
+                # Unconditional samples take no guidance: one draw serves every guidance value.
+                samples, _ = inference.generate(values, vqvae, args.output_dir, args.samples,
+                                                temperature=temperature, top_k=top_k, seed=seed)
+                for guidance in args.guidances:
+                    guided = dict(values, guidance=guidance)
+                    figures = realism.realism_report(
+                        guided, vqvae, args.output_dir, splits["train"], splits["validate"],
+                        samples, args.samples, seed, temperature=temperature, top_k=top_k,
+                        verbose=False, cache_dir=cache)
+                    rows.append(((temperature, top_k, guidance), seed, figures))
+    print(table(rows, several_seeds=len(seeds) > 1))
     return rows
+
+
+def table(rows, several_seeds):
+    """The printed table: the real floor, then a row per setting and seed (and the seeds' mean
+    per setting when there are several)."""
+    header = (f"{'T':>5} {'top-k':>6} {'guide':>6} {'seed':>5} "
+              + " ".join(f"{heading:>{len(fmt.format(0.5))}}" for heading, _, fmt in COLUMNS))
+    floor = rows[0][2]
+    real = " ".join(fmt.format(floor[REAL[key]]) if key in REAL else " " * len(fmt.format(0.5))
+                    for _, key, fmt in COLUMNS)
+    lines = [header, f"{'real':>5} {'':>6} {'':>6} {'':>5} {real}"]
+    settings = list(dict.fromkeys(setting for setting, _, _ in rows))
+    for setting in sorted(settings, key=settings.index):
+        mine = [(seed, figures) for other, seed, figures in rows if other == setting]
+        named = [(str(seed), figures) for seed, figures in mine]
+        if several_seeds:
+            named.append(("mean", {key: float(np.mean([figures[key] for _, figures in mine]))
+                                   for _, key, _ in COLUMNS}))
+        temperature, top_k, guidance = setting
+        for seed, figures in named:
+            lines.append(f"{temperature:5.2f} {top_k:6d} {guidance:6.2f} {seed:>5} "
+                         + " ".join(fmt.format(figures[key]) for _, key, fmt in COLUMNS))
+    return "\n".join(lines)
 
 
 def add_parser(commands):
@@ -60,4 +108,10 @@ def add_parser(commands):
     realism_parser.add_argument("--guidances", type=comma_separated(float),
                                 default=[1.0], help="classifier-free guidance values (1: none)")
     realism_parser.add_argument("--seed", type=int, default=0)
+    realism_parser.add_argument("--seeds", type=comma_separated(int), default=None,
+                                help="several sampling seeds (overrides --seed); the table adds "
+                                     "their mean per setting")
+    realism_parser.add_argument("--feature-network-dir", default=None,
+                                help="where the realism feature network is kept (one folder "
+                                     "for runs to be compared in one feature space)")
     realism_parser.set_defaults(run=run)

@@ -125,6 +125,30 @@ def test_similarity_keeps_its_caches_out_of_a_shipped_folder(exported, data_dir,
     assert snapshot(shipped) == before
 
 
+def test_realism_benchmark_averages_seeds_and_keeps_its_network_out_of_a_shipped_folder(
+        exported, data_dir, tmp_path, monkeypatch, capsys):
+    import benchmark
+
+    _, shipped = exported
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(shipped)
+    rows = benchmark.main(["realism", "--output-dir", str(shipped), "--data-dir", str(data_dir),
+                           "--samples", "3", "--temperatures", "1.0", "--top-ks", "0",
+                           "--guidances", "1,2", "--seeds", "0,1"])
+    assert snapshot(shipped) == before
+    assert (tmp_path / "output" / "tiny" / "feature_network.keras").is_file()
+    assert [(setting[2], seed) for setting, seed, _ in rows] == [(1.0, 0), (2.0, 0), (1.0, 1),
+                                                                 (2.0, 1)]
+    # one unconditional draw per seed serves both guidance values; the seeds' draws differ
+    assert rows[0][2]["frechet_samples"] == rows[1][2]["frechet_samples"]
+    assert rows[0][2]["frechet_samples"] != rows[2][2]["frechet_samples"]
+    lines = capsys.readouterr().out.splitlines()
+    means = [line.split() for line in lines if " mean " in line]
+    assert len(means) == 2  # one per guidance value
+    expected = np.mean([rows[0][2]["frechet_samples"], rows[2][2]["frechet_samples"]])
+    assert float(means[0][6]) == pytest.approx(expected, abs=1e-3)  # the Fréchet column
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
 def test_a_damaged_copy_is_refused_by_name(exported, tmp_path, damage, capsys):
     _, shipped = exported

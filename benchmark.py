@@ -10,7 +10,7 @@
     python benchmark.py realism --output-dir runs/oasis --data-dir /tmp/oasis_png \
         --temperatures 0.8,0.9,1.0 --top-ks 0,64   # sampling defaults, on validation subjects
     python benchmark.py realism --output-dir pretrained/ixi-t1-128 --data-dir ../shared/data/ixi \
-        --samples 256 --temperatures 1.0 --top-ks 64 --guidances 3 --seeds 0,1,2 \
+        --samples 256 --temperatures 1.0 --top-ks 64 --guidances 1.5 --seeds 0,1,2 \
         --feature-network-dir output/ixi-features   # several seeds, one shared feature network
     python benchmark.py rate-distortion --data-dir /tmp/oasis_png --steps 300 --points 8x,4x \
         --json part1.json                           # one budget per point; sweeps in parts:

@@ -80,8 +80,7 @@ def table(rows, several_seeds):
     real = " ".join(fmt.format(floor[REAL[key]]) if key in REAL else " " * len(fmt.format(0.5))
                     for _, key, fmt in COLUMNS)
     lines = [header, f"{'real':>5} {'':>6} {'':>6} {'':>5} {real}"]
-    settings = list(dict.fromkeys(setting for setting, _, _ in rows))
-    for setting in sorted(settings, key=settings.index):
+    for setting in dict.fromkeys(setting for setting, _, _ in rows):  # in the order run
         mine = [(seed, figures) for other, seed, figures in rows if other == setting]
         named = [(str(seed), figures) for seed, figures in mine]
         if several_seeds:

@@ -53,6 +53,9 @@ def run(args):
           f"{args.samples} slice-conditioned samples per setting and seed (seeds "
           f"{', '.join(map(str, seeds))}), judged against the validation split; feature "
           f"network in {cache}")
+    # The training and validation slices' figures (ranges, features, reconstructions): once.
+    reference = realism.RealReference(values, vqvae, splits["train"], splits["validate"],
+                                      feature_figures=True, cache_dir=cache)
     rows = []
     for temperature in args.temperatures:
         for top_k in args.top_ks:
@@ -65,7 +68,7 @@ def run(args):
                     figures = realism.realism_report(
                         guided, vqvae, args.output_dir, splits["train"], splits["validate"],
                         samples, args.samples, seed, temperature=temperature, top_k=top_k,
-                        verbose=False, cache_dir=cache)
+                        verbose=False, reference=reference)
                     rows.append(((temperature, top_k, guidance), seed, figures))
     print(table(rows, several_seeds=len(seeds) > 1))
     return rows

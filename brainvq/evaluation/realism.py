@@ -252,9 +252,44 @@ def conditional_positions(slices, count):
     return present[np.arange(count) % len(present)].astype(np.int32)
 
 
+class RealReference:
+    """What every realism report on one run and one held-out set compares against, computed
+    once: the plausibility ranges of the training slices, the held-out real slices' and their
+    reconstructions' plausibility, and (with `feature_figures`) the feature network with the
+    training, held-out and reconstructed features. A benchmark that scores many sampling
+    settings builds one and passes it to every `realism_report`.
+
+    Args:
+        train: the real training slices (ranges of the shape statistics; the feature network).
+        held_out: real slices of subjects the models never saw (the floor).
+        feature_figures: also train (once) the feature network and keep the features.
+        cache_dir: where the feature network is kept.
+    """
+
+    def __init__(self, values, vqvae, train, held_out, feature_figures, cache_dir):
+        self.train, self.held_out = train, held_out
+        self.positions = values["num_slice_positions"]
+        self.reconstructed = inference.reconstruct(vqvae, held_out.images)
+        self.ranges = plausibility_ranges(train.images)
+        self.real_ok, _ = plausible(held_out.images, self.ranges)
+        self.reconstructed_ok, _ = plausible(self.reconstructed, self.ranges)
+        self.network = None
+        if feature_figures:
+            self.network = feature_network.load_or_train(cache_dir, train.images,
+                                                         train.slice_index, self.positions,
+                                                         seed=values["seed"])
+            self.train_features, _ = self.features(train.images)
+            self.real_features, self.real_positions = self.features(held_out.images)
+            self.decoded_features, _ = self.features(self.reconstructed)
+
+    def features(self, images):
+        """(features [N, d], predicted slice positions [N]) in the reference's network."""
+        return feature_network.features_and_positions(self.network, images, self.positions)
+
+
 def realism_report(values, vqvae, output_dir, train, held_out, samples, count, seed,
                    temperature=None, top_k=None, verbose=True, feature_figures=True,
-                   cache_dir=None):
+                   cache_dir=None, reference=None):
     """Judges samples against real anatomy, each figure beside its real floor.
 
     Args:
@@ -265,47 +300,40 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
         feature_figures: also train (once) the feature network and report the figures in its
             space (Fréchet distance, KID, precision, recall, position); False: plausibility only.
         cache_dir: where the feature network is kept (default: `output_dir`).
+        reference: a `RealReference` for these `train` and `held_out` slices, when already
+            built (a benchmark's many calls share one); its `feature_figures` decide.
 
     Returns:
         dict of the figures (see the printed table).
     """
-    positions = values["num_slice_positions"]
+    if reference is None:
+        reference = RealReference(values, vqvae, train, held_out, feature_figures,
+                                  cache_dir or output_dir)
     requested = conditional_positions(train, count)
     conditioned, _ = inference.generate(values, vqvae, output_dir, count, slice_index=requested,
                                         temperature=temperature, top_k=top_k, seed=seed + 1)
-    reconstructed = inference.reconstruct(vqvae, held_out.images)
-    ranges = plausibility_ranges(train.images)
-    sample_ok, failures = plausible(samples, ranges)
-    real_ok, _ = plausible(held_out.images, ranges)
-    reconstructed_ok, _ = plausible(reconstructed, ranges)
-    conditioned_ok, _ = plausible(conditioned, ranges)
+    sample_ok, failures = plausible(samples, reference.ranges)
+    conditioned_ok, _ = plausible(conditioned, reference.ranges)
+    real_ok, reconstructed_ok = reference.real_ok, reference.reconstructed_ok
     figures = {
         "plausible_samples": float(sample_ok.mean()), "plausible_real": float(real_ok.mean()),
         "plausible_reconstructed": float(reconstructed_ok.mean()),
         "plausible_conditioned": float(conditioned_ok.mean()),
     }
     distances = {}
-    if feature_figures:
-        network = feature_network.load_or_train(cache_dir or output_dir, train.images,
-                                                train.slice_index,
-                                                positions, seed=values["seed"])
-        train_features, _ = feature_network.features_and_positions(network, train.images,
-                                                                   positions)
-        real_features, real_positions = feature_network.features_and_positions(
-            network, held_out.images, positions)
-        fake_features, _ = feature_network.features_and_positions(network, samples, positions)
-        decoded_features, _ = feature_network.features_and_positions(network, reconstructed,
-                                                                     positions)
-        conditioned_features, conditioned_positions = feature_network.features_and_positions(
-            network, conditioned, positions)
+    if reference.network is not None:
+        fake_features, _ = reference.features(samples)
+        conditioned_features, conditioned_positions = reference.features(conditioned)
         # One fixed draw of subsets, not the sampling seed's: runs on the same data, one floor.
         distances, compared_size = equal_size_report(
-            train_features, {"real": real_features, "reconstructed": decoded_features,
-                             "samples": fake_features, "conditioned": conditioned_features})
+            reference.train_features,
+            {"real": reference.real_features, "reconstructed": reference.decoded_features,
+             "samples": fake_features, "conditioned": conditioned_features})
         figures.update({
             "compared_set_size": compared_size,
             "position_within_2_samples": position_accuracy(conditioned_positions, requested),
-            "position_within_2_real": position_accuracy(real_positions, held_out.slice_index),
+            "position_within_2_real": position_accuracy(reference.real_positions,
+                                                        held_out.slice_index),
             **{f"{metric}_{name}": value for name, row in distances.items()
                for metric, value in row.items()},
         })

@@ -128,9 +128,18 @@ def test_similarity_keeps_its_caches_out_of_a_shipped_folder(exported, data_dir,
 def test_realism_benchmark_averages_seeds_and_keeps_its_network_out_of_a_shipped_folder(
         exported, data_dir, tmp_path, monkeypatch, capsys):
     import benchmark
+    from brainvq.evaluation import realism
 
     _, shipped = exported
     monkeypatch.chdir(tmp_path)
+    built = []
+    real_reference = realism.RealReference
+
+    def counted(*args, **kwargs):
+        built.append(args)
+        return real_reference(*args, **kwargs)
+
+    monkeypatch.setattr(realism, "RealReference", counted)
     before = snapshot(shipped)
     rows = benchmark.main(["realism", "--output-dir", str(shipped), "--data-dir", str(data_dir),
                            "--samples", "3", "--temperatures", "1.0", "--top-ks", "0",
@@ -139,6 +148,7 @@ def test_realism_benchmark_averages_seeds_and_keeps_its_network_out_of_a_shipped
     assert (tmp_path / "output" / "tiny" / "feature_network.keras").is_file()
     assert [(setting[2], seed) for setting, seed, _ in rows] == [(1.0, 0), (2.0, 0), (1.0, 1),
                                                                  (2.0, 1)]
+    assert len(built) == 1  # the real slices' ranges, features and reconstructions: once
     # one unconditional draw per seed serves both guidance values; the seeds' draws differ
     assert rows[0][2]["frechet_samples"] == rows[1][2]["frechet_samples"]
     assert rows[0][2]["frechet_samples"] != rows[2][2]["frechet_samples"]

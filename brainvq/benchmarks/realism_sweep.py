@@ -56,19 +56,21 @@ def run(args):
     # The training and validation slices' figures (ranges, features, reconstructions): once.
     reference = realism.RealReference(values, vqvae, splits["train"], splits["validate"],
                                       feature_figures=True, cache_dir=cache)
+    prior = runs.load_prior(args.output_dir)  # one load, one compiled sampler for every call
     rows = []
     for temperature in args.temperatures:
         for top_k in args.top_ks:
             for seed in seeds:
                 # Unconditional samples take no guidance: one draw serves every guidance value.
                 samples, _ = inference.generate(values, vqvae, args.output_dir, args.samples,
-                                                temperature=temperature, top_k=top_k, seed=seed)
+                                                temperature=temperature, top_k=top_k, seed=seed,
+                                                prior=prior)
                 for guidance in args.guidances:
                     guided = dict(values, guidance=guidance)
                     figures = realism.realism_report(
                         guided, vqvae, args.output_dir, splits["train"], splits["validate"],
                         samples, args.samples, seed, temperature=temperature, top_k=top_k,
-                        verbose=False, reference=reference)
+                        verbose=False, reference=reference, prior=prior)
                     rows.append(((temperature, top_k, guidance), seed, figures))
     print(table(rows, several_seeds=len(seeds) > 1))
     return rows

@@ -289,7 +289,7 @@ class RealReference:
 
 def realism_report(values, vqvae, output_dir, train, held_out, samples, count, seed,
                    temperature=None, top_k=None, verbose=True, feature_figures=True,
-                   cache_dir=None, reference=None):
+                   cache_dir=None, reference=None, prior=None):
     """Judges samples against real anatomy, each figure beside its real floor.
 
     Args:
@@ -302,6 +302,7 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
         cache_dir: where the feature network is kept (default: `output_dir`).
         reference: a `RealReference` for these `train` and `held_out` slices, when already
             built (a benchmark's many calls share one); its `feature_figures` decide.
+        prior: the run's prior, when already loaded (default: loaded from `output_dir`).
 
     Returns:
         dict of the figures (see the printed table).
@@ -311,7 +312,8 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
                                   cache_dir or output_dir)
     requested = conditional_positions(train, count)
     conditioned, _ = inference.generate(values, vqvae, output_dir, count, slice_index=requested,
-                                        temperature=temperature, top_k=top_k, seed=seed + 1)
+                                        temperature=temperature, top_k=top_k, seed=seed + 1,
+                                        prior=prior)
     sample_ok, failures = plausible(samples, reference.ranges)
     conditioned_ok, _ = plausible(conditioned, reference.ranges)
     real_ok, reconstructed_ok = reference.real_ok, reference.reconstructed_ok

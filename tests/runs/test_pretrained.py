@@ -129,6 +129,7 @@ def test_realism_benchmark_averages_seeds_and_keeps_its_network_out_of_a_shipped
         exported, data_dir, tmp_path, monkeypatch, capsys):
     import benchmark
     from brainvq.evaluation import realism
+    from brainvq.runs import folder as runs
 
     _, shipped = exported
     monkeypatch.chdir(tmp_path)
@@ -140,6 +141,9 @@ def test_realism_benchmark_averages_seeds_and_keeps_its_network_out_of_a_shipped
         return real_reference(*args, **kwargs)
 
     monkeypatch.setattr(realism, "RealReference", counted)
+    loaded = []
+    load_prior = runs.load_prior
+    monkeypatch.setattr(runs, "load_prior", lambda *args: loaded.append(args) or load_prior(*args))
     before = snapshot(shipped)
     rows = benchmark.main(["realism", "--output-dir", str(shipped), "--data-dir", str(data_dir),
                            "--samples", "3", "--temperatures", "1.0", "--top-ks", "0",
@@ -149,6 +153,7 @@ def test_realism_benchmark_averages_seeds_and_keeps_its_network_out_of_a_shipped
     assert [(setting[2], seed) for setting, seed, _ in rows] == [(1.0, 0), (2.0, 0), (1.0, 1),
                                                                  (2.0, 1)]
     assert len(built) == 1  # the real slices' ranges, features and reconstructions: once
+    assert len(loaded) == 1  # one prior, one compiled sampler, for all eight draws
     # one unconditional draw per seed serves both guidance values; the seeds' draws differ
     assert rows[0][2]["frechet_samples"] == rows[1][2]["frechet_samples"]
     assert rows[0][2]["frechet_samples"] != rows[2][2]["frechet_samples"]

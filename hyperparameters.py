@@ -122,6 +122,11 @@ DEFAULTS = {
     # whose condition was dropped. On IXI "positions" brought the Fréchet distance of three
     # training seeds' samples from 6-13x their floor to 1.3-2x (docs/results.md).
     "unconditional": "positions",
+    # Guidance on the slice position an unconditional sample drew ("positions" only): the same
+    # logits as `guidance`, for samples no one asked a position of. 1: none, each drawn from
+    # p(codes | position); above 1 each sample is sharpened toward its drawn position, at twice
+    # the sampling work.
+    "unconditional_guidance": 1.0,
     # --- runs -------------------------------------------------------------------------------
     "strategy": "none",  # none | mirrored (all local GPUs) | multiworker (TF_CONFIG)
     "mixed_precision": False,  # float16 on GPU, bfloat16 on CPU; the quantizer stays float32
@@ -184,7 +189,7 @@ RANGES = {
     "prior_augment_rotation": (0.0, 45.0), "prior_augment_scale": (0.0, 0.5),
     "patience": (0, None), "prior_patience": (0, None),
     "temperature": ((0.0, "exclusive"), None), "top_k": (0, None), "guidance": (0.0, 10.0),
-    "covariate_guidance": (0.0, 10.0),
+    "covariate_guidance": (0.0, 10.0), "unconditional_guidance": (0.0, 10.0),
 }
 
 # Keys added after runs were first written, with the value that reproduces what such a run did:
@@ -200,7 +205,7 @@ LEGACY_VALUES = {
     "adversarial_start": 2000, "levels": 1, "top_code_dim": 64, "run_eagerly": False,
     "unconditional": "null", "covariates": "", "condition_on": "",
     "slice_spacing": 0.0, "field_of_view": 224.0, "guidance": 1.0,
-    "covariate_guidance": 1.0, "volume_condition_noise": 0.0,
+    "covariate_guidance": 1.0, "volume_condition_noise": 0.0, "unconditional_guidance": 1.0,
 }
 
 

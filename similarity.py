@@ -94,6 +94,7 @@ def main(argv=None):
             "data_dir": args.data_dir, "covariates": args.covariates,
             "temperature": args.temperature, "top_k": args.top_k, "guidance": args.guidance,
             "covariate_guidance": args.covariate_guidance,
+            "unconditional_guidance": args.unconditional_guidance,
             "unconditional": args.unconditional})
         split = evaluated_split(args.split, values)
         splits, description = layouts.load_splits_for(values)
@@ -117,7 +118,9 @@ def main(argv=None):
                                      "temperature": values["temperature"],
                                      "top_k": values["top_k"],
                                      "guidance": values["guidance"],
-                                     "covariate_guidance": values["covariate_guidance"]})
+                                     "covariate_guidance": values["covariate_guidance"],
+                                     "unconditional_guidance":
+                                         values["unconditional_guidance"]})
             print(f"sample figures: {written}")
         if args.volumes > 0:
             if values.get("slice_spacing", 0) <= 0:

@@ -44,12 +44,14 @@ def run(args):
     top-k and guidance, at each seed: what the sampling defaults are chosen by (never the test
     subjects). With several seeds each setting also gets a row of their means: one seed's
     unconditional Fréchet distance moves by up to 2x between seeds at a few hundred samples."""
-    values, vqvae = runs.load_run(args.output_dir, {"data_dir": args.data_dir})
+    values, vqvae = runs.load_run(args.output_dir, {
+        "data_dir": args.data_dir, "unconditional_guidance": args.unconditional_guidance})
     splits, description = layouts.load_splits_for(values)
     seeds = args.seeds or [args.seed]
     cache = feature_network_folder(args)
     print(f"machine: {machine_description()}")
-    print(f"{description}; run {args.output_dir}; {args.samples} unconditional + "
+    print(f"{description}; run {args.output_dir}; unconditional guidance "
+          f"{values['unconditional_guidance']}; {args.samples} unconditional + "
           f"{args.samples} slice-conditioned samples per setting and seed (seeds "
           f"{', '.join(map(str, seeds))}), judged against the validation split; feature "
           f"network in {cache}")
@@ -111,6 +113,9 @@ def add_parser(commands):
                                 default=[0, 64])
     realism_parser.add_argument("--guidances", type=comma_separated(float),
                                 default=[1.0], help="classifier-free guidance values (1: none)")
+    realism_parser.add_argument("--unconditional-guidance", type=float, default=None,
+                                help="guidance on the slice position each unconditional sample "
+                                     "drew (default: the run's)")
     realism_parser.add_argument("--seed", type=int, default=0)
     realism_parser.add_argument("--seeds", type=comma_separated(int), default=None,
                                 help="several sampling seeds (overrides --seed); the table adds "

@@ -114,10 +114,10 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
 
     With `slice_index` None the samples are unconditional: as `values["unconditional"]` says,
     each one's slice position drawn as often as the training slices have it and the grid
-    sampled conditioned on it ("positions"), or the grid sampled under the prior's
-    no-condition row ("null"). Samples at a requested `slice_index` are drawn with the run's
-    `guidance` on it; unconditional ones without. Requested covariates are guided at the
-    run's `covariate_guidance`.
+    sampled conditioned on it ("positions", guided on it at the run's
+    `unconditional_guidance`), or the grid sampled under the prior's no-condition row ("null").
+    Samples at a requested `slice_index` are drawn with the run's `guidance` on it. Requested
+    covariates are guided at the run's `covariate_guidance`.
     """
     (images, codes), = generate_together(
         values, vqvae, output_dir, [Request(count, slice_index, covariates)],
@@ -148,9 +148,13 @@ def generate_together(values, vqvae, output_dir, requests, temperature=None, top
     slices, guidance, rows = [], [], []
     for request in requests:
         requested = request.slice_index
-        # Guidance sharpens a requested position; unconditional samples request none.
-        guidance.append(np.full(request.count, 1.0 if requested is None
-                                else values.get("guidance", 1.0), np.float32))
+        # Guidance sharpens a requested position; unconditional samples request none, and
+        # take `unconditional_guidance` on the position they drew ("positions") or none.
+        scale = values.get("guidance", 1.0)
+        if requested is None:
+            scale = (values.get("unconditional_guidance", 1.0)
+                     if values["unconditional"] == "positions" else 1.0)
+        guidance.append(np.full(request.count, scale, np.float32))
         if requested is None and values["unconditional"] == "positions":
             requested = runs.draw_slice_positions(output_dir, values["num_slice_positions"],
                                                   request.count, seed)

@@ -32,6 +32,11 @@ def add_run_arguments(parser):
                         type=hyperparameters.flag_type("covariate_guidance"),
                         help="classifier-free guidance on requested covariates (--age, --sex), "
                              "1 for none (default: the run's)")
+    parser.add_argument("--unconditional-guidance", default=None,
+                        type=hyperparameters.flag_type("unconditional_guidance"),
+                        help="classifier-free guidance on the slice position an unconditional "
+                             "sample drew (--unconditional positions), 1 for none (default: the "
+                             "run's)")
     parser.add_argument("--seed", type=hyperparameters.non_negative_int, default=None,
                         help="sampling seed (default: the run's seed)")
     return parser

@@ -407,3 +407,23 @@ def test_unconditional_sampling_mode_changes_the_samples(finished_run):
                                  seed=3)
     np.testing.assert_array_equal(drawn, again)
     assert not np.array_equal(drawn, null)
+
+
+def test_unconditional_guidance_sharpens_the_drawn_position_and_only_that(finished_run):
+    from brainvq.generation import generate as inference
+
+    values, vqvae = runs.load_run(finished_run)
+    assert values["unconditional_guidance"] == 1.0  # the default: samples as they always were
+    plain, _ = inference.generate(values, vqvae, finished_run, 4, seed=3)
+    guided, _ = inference.generate(dict(values, unconditional_guidance=3.0), vqvae,
+                                   finished_run, 4, seed=3)
+    assert not np.array_equal(plain, guided)
+    # samples at a requested position keep the run's `guidance`; "null" samples have no
+    # position to guide
+    at_slice = [inference.generate(dict(values, unconditional_guidance=scale), vqvae,
+                                   finished_run, 2, slice_index=1, seed=3)[0]
+                for scale in (1.0, 3.0)]
+    np.testing.assert_array_equal(*at_slice)
+    null = [inference.generate(dict(values, unconditional="null", unconditional_guidance=scale),
+                               vqvae, finished_run, 2, seed=3)[0] for scale in (1.0, 3.0)]
+    np.testing.assert_array_equal(*null)

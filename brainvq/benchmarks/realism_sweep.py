@@ -63,7 +63,8 @@ def run(args):
     for temperature in args.temperatures:
         for top_k in args.top_ks:
             for seed in seeds:
-                # Unconditional samples take no guidance: one draw serves every guidance value.
+                # Unconditional samples take none of these guidance values (only the run's
+                # `unconditional_guidance`): one draw serves every guidance value.
                 samples, _ = inference.generate(values, vqvae, args.output_dir, args.samples,
                                                 temperature=temperature, top_k=top_k, seed=seed,
                                                 prior=prior)

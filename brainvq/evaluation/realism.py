@@ -310,6 +310,9 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
     if reference is None:
         reference = RealReference(values, vqvae, train, held_out, feature_figures,
                                   cache_dir or output_dir)
+    elif reference.train is not train or reference.held_out is not held_out:
+        raise ValueError("realism_report: the reference was built on other training or "
+                         "held-out slices than these")
     requested = conditional_positions(train, count)
     conditioned, _ = inference.generate(values, vqvae, output_dir, count, slice_index=requested,
                                         temperature=temperature, top_k=top_k, seed=seed + 1,

@@ -114,7 +114,8 @@ def add_parser(commands):
                                 default=[0, 64])
     realism_parser.add_argument("--guidances", type=comma_separated(float),
                                 default=[1.0], help="classifier-free guidance values (1: none)")
-    realism_parser.add_argument("--unconditional-guidance", type=float, default=None,
+    realism_parser.add_argument("--unconditional-guidance", default=None,
+                                type=hyperparameters.flag_type("unconditional_guidance"),
                                 help="guidance on the slice position each unconditional sample "
                                      "drew (default: the run's)")
     realism_parser.add_argument("--seed", type=int, default=0)

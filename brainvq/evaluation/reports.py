@@ -78,7 +78,9 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_f
     """Samples `count` slices and prints realism, diversity and distribution distances
     (`feature_figures`: also those in the feature network's space, `realism.realism_report`,
     whose network is kept in `cache_dir`, by default the run folder)."""
-    samples, sampled_codes = inference.generate(values, vqvae, output_dir, count, seed=seed)
+    prior = runs.load_prior(output_dir)  # one load, one compiled sampler for both draws
+    samples, sampled_codes = inference.generate(values, vqvae, output_dir, count, seed=seed,
+                                                prior=prior)
     progress = progress_bar(count, f"nearest training slice of {count} samples", minimum=200)
     nearest, _ = sample_metrics.nearest_neighbour_ssim(samples, train.images, progress=progress)
     copies = sample_metrics.memorisation_flags(nearest)
@@ -113,7 +115,7 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_f
           f"{distances['js_divergence_bits']:.4f} bits")
     realism_figures = realism.realism_report(values, vqvae, output_dir, train, test, samples,
                                              count, seed, feature_figures=feature_figures,
-                                             cache_dir=cache_dir)
+                                             cache_dir=cache_dir, prior=prior)
     return {"nearest_ssim": nearest, "nearest_ssim_real": real_nearest,
             "diversity": diversity_mean, "frechet": frechet,
             **distances, **realism_figures}

@@ -108,11 +108,13 @@ def main(argv=None):
             if args.feature_network == "auto" and not feature_figures:
                 print("demo data: the realism feature network is not trained (its figures need "
                       "real training subjects); --feature-network yes computes them anyway")
+            prior = runs.load_prior(args.output_dir)  # one load, one sampler, every draw
             figures = sample_report(values, vqvae, args.output_dir, splits["train"],
                                     splits[split], args.samples, seed,
-                                    feature_figures=feature_figures, cache_dir=cache_dir)
+                                    feature_figures=feature_figures, cache_dir=cache_dir,
+                                    prior=prior)
             covariate_report(values, vqvae, args.output_dir, splits, split, args.samples,
-                             seed)
+                             seed, prior=prior)
             written = write_figures(figures, cache_dir / "sample_metrics.json",
                                     {"split": split, "samples": args.samples, "seed": seed,
                                      "temperature": values["temperature"],

@@ -74,11 +74,12 @@ def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
 
 
 def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_figures=True,
-                  cache_dir=None):
+                  cache_dir=None, prior=None):
     """Samples `count` slices and prints realism, diversity and distribution distances
     (`feature_figures`: also those in the feature network's space, `realism.realism_report`,
-    whose network is kept in `cache_dir`, by default the run folder)."""
-    prior = runs.load_prior(output_dir)  # one load, one compiled sampler for both draws
+    whose network is kept in `cache_dir`, by default the run folder). `prior`: the run's prior
+    when already loaded (one load, one compiled sampler for every draw)."""
+    prior = runs.load_prior(output_dir) if prior is None else prior
     samples, sampled_codes = inference.generate(values, vqvae, output_dir, count, seed=seed,
                                                 prior=prior)
     progress = progress_bar(count, f"nearest training slice of {count} samples", minimum=200)
@@ -121,11 +122,11 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_f
             **distances, **realism_figures}
 
 
-def covariate_report(values, vqvae, output_dir, splits, split, count, seed):
+def covariate_report(values, vqvae, output_dir, splits, split, count, seed, prior=None):
     """For a run whose prior was trained on covariates (and whose covariates file is here): the
     rulers' agreement on real held-out slices, on samples and on the shuffled control
-    (`covariate_checks`); None for any other run."""
-    prior = runs.load_prior(output_dir)
+    (`covariate_checks`); None for any other run. `prior`: as for `sample_report`."""
+    prior = runs.load_prior(output_dir) if prior is None else prior
     specs = getattr(prior, "covariates", [])
     if not specs:
         return None

@@ -82,9 +82,14 @@ def test_subjects_without_a_row_are_refused_by_name_or_dropped(covariate_run, tm
     assert "left out 6 slice(s) whose subject has no row" in capsys.readouterr().out
 
 
-def test_similarity_checks_the_covariates_with_rulers(covariate_run, tmp_path, capsys):
+def test_similarity_checks_the_covariates_with_rulers(covariate_run, tmp_path, capsys,
+                                                      monkeypatch):
     import similarity
+    from brainvq.runs import folder as runs
 
+    loaded = []
+    load_prior = runs.load_prior
+    monkeypatch.setattr(runs, "load_prior", lambda *args: loaded.append(args) or load_prior(*args))
     similarity.main(["--output-dir", str(covariate_run / "run"), "--images-dir", str(tmp_path),
                      "--samples", "4", "--feature-network", "no",
                      "--covariates", str(covariate_run / "table.csv")])
@@ -93,3 +98,4 @@ def test_similarity_checks_the_covariates_with_rulers(covariate_run, tmp_path, c
     assert "age r: held-out real" in out and "sex accuracy: held-out real" in out
     assert "shuffled control" in out
     assert "age samples anatomically plausible:" in out and "highest tenth" in out
+    assert len(loaded) == 1  # the sample and covariate reports share one prior and sampler

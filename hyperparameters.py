@@ -357,8 +357,16 @@ def add_arguments(parser, keys=None):
                                 default=None, help=f"default: {str(value).lower()}")
         else:
             parser.add_argument(flag, dest=key, type=flag_type(key), default=None,
-                                help=f"default: {value or '<output-dir>/images'}")
+                                help=f"default: {_default_text(key, value)}")
     return parser
+
+
+def _default_text(key, value):
+    """A default as `--help` shows it: an empty `images_dir` is the run's own figures folder,
+    any other empty text is none, and a number is itself (0 too)."""
+    if key == "images_dir" and not value:
+        return "<output-dir>/images"
+    return "none" if value == "" else value
 
 
 def given_flags(args):

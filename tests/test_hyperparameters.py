@@ -17,6 +17,16 @@ def test_flags_override_only_what_is_given():
     assert values["code_dim"] == hyperparameters.DEFAULTS["code_dim"]
 
 
+def test_help_shows_each_default_as_it_is():
+    parser = hyperparameters.add_arguments(argparse.ArgumentParser())
+    shown = {action.dest: action.help for action in parser._actions if action.dest != "help"}
+    assert shown["slice_spacing"] == "default: 0.0"  # zero is a default, not a missing one
+    assert shown["patience"] == "default: 0"
+    assert shown["covariates"] == "default: none"
+    assert shown["images_dir"] == "default: <output-dir>/images"
+    assert shown["num_codes"] == f"default: {hyperparameters.DEFAULTS['num_codes']}"
+
+
 def test_boolean_flags_alone_mean_true_and_take_explicit_values():
     assert parse("--mixed-precision")["mixed_precision"] is True
     assert parse("--use-ema", "false")["use_ema"] is False

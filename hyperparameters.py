@@ -127,6 +127,13 @@ DEFAULTS = {
     # p(codes | position); above 1 each sample is sharpened toward its drawn position, at twice
     # the sampling work.
     "unconditional_guidance": 1.0,
+    # Covariates (age, sex, ...) of a sample or volume that requests none, for a prior trained
+    # on them: "null" samples under the prior's no-covariate row; "drawn" gives each sample (each
+    # volume: all its slices) one training subject's row, recorded when the prior was trained,
+    # and samples conditioned on it without covariate guidance (p(covariates) p(codes | them)).
+    # On IXI's validation subjects "drawn" gave unconditional slices more variety and less
+    # realism (docs/results.md).
+    "unconditional_covariates": "null",
     # --- runs -------------------------------------------------------------------------------
     "strategy": "none",  # none | mirrored (all local GPUs) | multiworker (TF_CONFIG)
     "mixed_precision": False,  # float16 on GPU, bfloat16 on CPU; the quantizer stays float32
@@ -163,7 +170,8 @@ VQVAE_TRAINING_KEYS = ("commitment_cost", "use_ema", "ema_decay", "dead_code_thr
 CHOICES = {"ssim_window": ("gaussian", "uniform"),
            "slice_axis": ("axial", "coronal", "sagittal"),
            "strategy": ("none", "mirrored", "multiworker"),
-           "unconditional": ("positions", "null")}
+           "unconditional": ("positions", "null"),
+           "unconditional_covariates": ("null", "drawn")}
 
 # Allowed range of each number: (lowest, highest), None for no bound; a low bound written as
 # (value, "exclusive") excludes the value itself.
@@ -206,6 +214,7 @@ LEGACY_VALUES = {
     "unconditional": "null", "covariates": "", "condition_on": "",
     "slice_spacing": 0.0, "field_of_view": 224.0, "guidance": 1.0,
     "covariate_guidance": 1.0, "volume_condition_noise": 0.0, "unconditional_guidance": 1.0,
+    "unconditional_covariates": "null",
 }
 
 

@@ -75,7 +75,9 @@ def run(args):
                                                       "covariate_guidance":
                                                           args.covariate_guidance,
                                                       "unconditional_guidance":
-                                                          args.unconditional_guidance})
+                                                          args.unconditional_guidance,
+                                                      "unconditional_covariates":
+                                                          args.unconditional_covariates})
     generate.check_slice(args.slice_index, values, args.output_dir)
     requested = {name: value for name, value in (("age", args.age), ("sex", args.sex))
                  if value is not None}

@@ -95,7 +95,8 @@ def main(argv=None):
             "temperature": args.temperature, "top_k": args.top_k, "guidance": args.guidance,
             "covariate_guidance": args.covariate_guidance,
             "unconditional_guidance": args.unconditional_guidance,
-            "unconditional": args.unconditional})
+            "unconditional": args.unconditional,
+            "unconditional_covariates": args.unconditional_covariates})
         split = evaluated_split(args.split, values)
         splits, description = layouts.load_splits_for(values)
         print(description)
@@ -122,7 +123,9 @@ def main(argv=None):
                                      "guidance": values["guidance"],
                                      "covariate_guidance": values["covariate_guidance"],
                                      "unconditional_guidance":
-                                         values["unconditional_guidance"]})
+                                         values["unconditional_guidance"],
+                                     "unconditional_covariates":
+                                         values["unconditional_covariates"]})
             print(f"sample figures: {written}")
         if args.volumes > 0:
             if values.get("slice_spacing", 0) <= 0:

@@ -45,13 +45,15 @@ def run(args):
     subjects). With several seeds each setting also gets a row of their means: one seed's
     unconditional Fréchet distance moves by up to 2x between seeds at a few hundred samples."""
     values, vqvae = runs.load_run(args.output_dir, {
-        "data_dir": args.data_dir, "unconditional_guidance": args.unconditional_guidance})
+        "data_dir": args.data_dir, "unconditional_guidance": args.unconditional_guidance,
+        "unconditional_covariates": args.unconditional_covariates})
     splits, description = layouts.load_splits_for(values)
     seeds = args.seeds or [args.seed]
     cache = feature_network_folder(args)
     print(f"machine: {machine_description()}")
     print(f"{description}; run {args.output_dir}; unconditional guidance "
-          f"{values['unconditional_guidance']}; {args.samples} unconditional + "
+          f"{values['unconditional_guidance']}, covariates "
+          f"{values['unconditional_covariates']}; {args.samples} unconditional + "
           f"{args.samples} slice-conditioned samples per setting and seed (seeds "
           f"{', '.join(map(str, seeds))}), judged against the validation split; feature "
           f"network in {cache}")
@@ -118,6 +120,10 @@ def add_parser(commands):
                                 type=hyperparameters.flag_type("unconditional_guidance"),
                                 help="guidance on the slice position each unconditional sample "
                                      "drew (default: the run's)")
+    realism_parser.add_argument("--unconditional-covariates", default=None,
+                                choices=hyperparameters.CHOICES["unconditional_covariates"],
+                                help="covariates of the unconditional samples, for a prior "
+                                     "trained on them: null or drawn (default: the run's)")
     realism_parser.add_argument("--seed", type=int, default=0)
     realism_parser.add_argument("--seeds", type=comma_separated(int), default=None,
                                 help="several sampling seeds (overrides --seed); the table adds "

@@ -140,6 +140,15 @@ def slice_covariates(slices, table, covariate_specs, skip_bad=False):
     return values, np.asarray(kept, np.int64)
 
 
+def subject_rows(case_ids, slice_rows):
+    """[S, C] float32: one covariates row per subject (in the order of their case ids) from the
+    rows of their slices [N, C]; every slice of a subject has its subject's row."""
+    case_ids = np.asarray(case_ids)
+    slice_rows = np.asarray(slice_rows, np.float32).reshape(len(case_ids), -1)
+    _, first = np.unique(case_ids, return_index=True)
+    return slice_rows[np.sort(first)]
+
+
 def for_splits(values, splits):
     """The covariates a run conditions on (`values["covariates"]`, `values["condition_on"]`) for
     every split: (the splits, less slices dropped by `skip_bad` for want of a row, the specs

@@ -117,7 +117,9 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
     sampled conditioned on it ("positions", guided on it at the run's
     `unconditional_guidance`), or the grid sampled under the prior's no-condition row ("null").
     Samples at a requested `slice_index` are drawn with the run's `guidance` on it. Requested
-    covariates are guided at the run's `covariate_guidance`.
+    covariates are guided at the run's `covariate_guidance`; unconditional samples of a prior
+    trained on covariates take none (`unconditional_covariates` "null") or one training
+    subject's each, unguided ("drawn").
     """
     (images, codes), = generate_together(
         values, vqvae, output_dir, [Request(count, slice_index, covariates)],
@@ -145,7 +147,8 @@ def generate_together(values, vqvae, output_dir, requests, temperature=None, top
     any_covariates = any(request.covariates is not None for request in requests)
     if any_covariates and not width:
         raise ValueError("this prior was trained without covariates")
-    slices, guidance, rows = [], [], []
+    drawn = width and values.get("unconditional_covariates", "null") == "drawn"
+    slices, guidance, rows, covariate_guidance = [], [], [], []
     for request in requests:
         requested = request.slice_index
         # Guidance sharpens a requested position; unconditional samples request none, and
@@ -160,9 +163,14 @@ def generate_together(values, vqvae, output_dir, requests, temperature=None, top
                                                   request.count, seed)
         slices.append(np.broadcast_to(np.asarray(prior.num_slice_positions if requested is None
                                                  else requested, np.int32), (request.count,)))
-        rows.append(np.broadcast_to(np.asarray(np.nan if request.covariates is None
-                                               else request.covariates, np.float32),
+        given = request.covariates
+        scale = values.get("covariate_guidance", 1.0)
+        if given is None and request.slice_index is None and drawn:  # p(covariates) p(x | them)
+            given, scale = runs.draw_subject_covariates(output_dir, request.count, seed), 1.0
+            any_covariates = True
+        rows.append(np.broadcast_to(np.asarray(np.nan if given is None else given, np.float32),
                                     (request.count, width)))
+        covariate_guidance.append(np.full(request.count, scale, np.float32))
     count = sum(request.count for request in requests)
     progress = progress_bar(count, f"sampling {count} slices", minimum=SAMPLING_BATCH + 1)
     codes = sampling.sample_codes(
@@ -172,7 +180,7 @@ def generate_together(values, vqvae, output_dir, requests, temperature=None, top
         seed=seed, batch_size=SAMPLING_BATCH,
         covariates=np.concatenate(rows) if any_covariates else None,
         progress=progress, guidance=np.concatenate(guidance),
-        covariate_guidance=values.get("covariate_guidance", 1.0))
+        covariate_guidance=np.concatenate(covariate_guidance))
     images = [keras.ops.convert_to_numpy(vqvae.decode_codes(codes[start:start + SAMPLING_BATCH]))
               for start in range(0, len(codes), SAMPLING_BATCH)]
     images = np.clip(np.concatenate(images), 0.0, 1.0)

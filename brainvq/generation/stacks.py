@@ -62,7 +62,10 @@ def decode_stacks(vqvae, codes, batch_size=64):
 def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=None, seed=None,
                     prior=None, volume_prior=None, covariates=None):
     """`count` whole volumes: (images [V, S, H, W], codes [V, S, g, g], seconds per volume);
-    `covariates` (a row [C], NaN where not requested) applies to every slice of every volume."""
+    `covariates` (a row [C], NaN where not requested) applies to every slice of every volume.
+    Without them, the volumes of priors trained on covariates are drawn as the run's
+    `unconditional_covariates` says: under the no-covariate row ("null"), or each volume with
+    one training subject's covariates, unguided ("drawn": a whole head's age and sex)."""
     prior = runs.load_prior(output_dir) if prior is None else prior
     volume_prior = (runs.load_prior(output_dir, "volume") if volume_prior is None
                     else volume_prior)
@@ -71,6 +74,11 @@ def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=No
                             f"sample its volumes without them (or train it again, `python "
                             f"train.py --stage volume --overwrite --output-dir {output_dir}`)")
     seed = values["seed"] if seed is None else seed
+    covariate_guidance = values.get("covariate_guidance", 1.0)
+    if (covariates is None and getattr(volume_prior, "covariates", [])
+            and values.get("unconditional_covariates", "null") == "drawn"):
+        covariates = runs.draw_subject_covariates(output_dir, count, seed, "volume")
+        covariate_guidance = 1.0
     length = stack_length(values)
     progress = progress_bar(length, f"sampling {count} volume(s) of {length} slices", minimum=2)
     start = time.perf_counter()
@@ -79,7 +87,7 @@ def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=No
         temperature=values["temperature"] if temperature is None else temperature,
         top_k=values["top_k"] if top_k is None else top_k, seed=seed, progress=progress,
         guidance=values.get("guidance", 1.0), covariates=covariates,
-        covariate_guidance=values.get("covariate_guidance", 1.0))
+        covariate_guidance=covariate_guidance)
     images = decode_stacks(vqvae, codes)
     return images, codes, (time.perf_counter() - start) / count
 

@@ -37,6 +37,11 @@ def add_run_arguments(parser):
                         help="classifier-free guidance on the slice position an unconditional "
                              "sample drew (--unconditional positions), 1 for none (default: the "
                              "run's)")
+    parser.add_argument("--unconditional-covariates", default=None,
+                        choices=hyperparameters.CHOICES["unconditional_covariates"],
+                        help="samples and volumes that request no covariate, from a prior "
+                             "trained on them: under its no-covariate row (null), or each with "
+                             "one training subject's covariates (drawn) (default: the run's)")
     parser.add_argument("--seed", type=hyperparameters.non_negative_int, default=None,
                         help="sampling seed (default: the run's seed)")
     return parser

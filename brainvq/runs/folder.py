@@ -422,6 +422,27 @@ def draw_slice_positions(folder, num_slice_positions, count, seed):
     return rng.permutation(drawn).astype(np.int32)
 
 
+def draw_subject_covariates(folder, count, seed, stage="prior"):
+    """[count, C] float32 covariates rows, each one training subject's as the `stage` ("prior"
+    or "volume") recorded them: a stratified draw (every subject count / S times, give or
+    take one; seeded, in random order).
+
+    Raises:
+        RunError: the stage recorded no training subjects' covariates (trained without
+            covariates, or before they were recorded).
+    """
+    rows = read_state(folder).get(stage, {}).get("subject_covariates")
+    if not rows:
+        raise RunError(f"{folder}'s {stage} records no training subjects' covariates (trained "
+                       f"without covariates, or before they were recorded): sample with "
+                       f"--unconditional-covariates null")
+    rows = np.asarray(rows, np.float32)
+    rng = np.random.default_rng([seed, 1])  # a stream apart from the slice positions' draw
+    rounds = -(-count // len(rows))
+    order = np.concatenate([rng.permutation(len(rows)) for _ in range(rounds)])[:count]
+    return rows[rng.permutation(order)]
+
+
 def load_prior(output_dir, stage="prior"):
     """The run's prior (`stage` "volume": its volume prior), after checking it was trained over
     the run's current VQ-VAE."""

@@ -198,6 +198,9 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     record = {"data_fingerprint": data_fingerprint, "covariates": covariate_specs,
               "vqvae_fingerprint": runs.file_fingerprint(vqvae_path),
               "slice_position_counts": positions.tolist()}  # unconditional samples draw these
+    if covariate_specs:  # and, with --unconditional-covariates drawn, these
+        record["subject_covariates"] = covariates.subject_rows(
+            splits["train"].case_id, covariate_values["train"]).tolist()
     if getattr(prior.optimizer, "use_ema", False):  # as built, or as the checkpoint's was
         extra_callbacks = [callbacks.AveragedWeights(resumed=done > 0),
                            *extra_callbacks]

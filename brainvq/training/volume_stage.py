@@ -71,6 +71,9 @@ def train_volume_prior(values, splits, output_dir, resume=False, strategy=None,
     record = {"data_fingerprint": data_fingerprint, "covariates": covariate_specs,
               "vqvae_fingerprint": runs.file_fingerprint(vqvae_path),
               "pairs": {name: int(len(pair[0])) for name, pair in pairs.items()}}
+    if covariate_specs:  # what --unconditional-covariates drawn gives a whole volume
+        record["subject_covariates"] = covariates.subject_rows(
+            splits["train"].case_id, covariate_values["train"]).tolist()
     train_pairs = pair_dataset(pairs["train"], batch_size, True, seed=values["seed"],
                                repeat=True)
     stages.fit_stage(prior, "volume", train_pairs,

@@ -38,6 +38,41 @@ def test_the_run_records_the_covariates_of_its_training_subjects(covariate_run):
                      {"name": "sex", "kind": "categorical", "classes": ["F", "M"]}]
 
 
+def test_unconditional_samples_draw_a_training_subjects_covariates_unguided(covariate_run,
+                                                                            monkeypatch):
+    import numpy as np
+
+    from brainvq.generation import generate, sampling
+
+    run = covariate_run / "run"
+    # one row per training subject (cases 1 and 2: 30 F, 60 M), as the prior takes them
+    recorded = runs.read_state(run)["prior"]["subject_covariates"]
+    np.testing.assert_allclose(recorded, [[0.0, 0.0], [1.0, 1.0]])
+    drawn = runs.draw_subject_covariates(run, 5, seed=3)
+    _, counts = np.unique(drawn, axis=0, return_counts=True)
+    assert sorted(counts) == [2, 3]  # stratified: each subject 5 / 2 times, give or take one
+    np.testing.assert_array_equal(drawn, runs.draw_subject_covariates(run, 5, seed=3))
+
+    calls = []
+    sample_codes = sampling.sample_codes
+    monkeypatch.setattr(sampling, "sample_codes",
+                        lambda *args, **kwargs: calls.append(kwargs) or sample_codes(*args,
+                                                                                     **kwargs))
+    values, vqvae = runs.load_run(run)
+    requests = [generate.Request(4), generate.Request(2, 1, np.array([0.5, 1.0], np.float32))]
+    null = generate.generate_together(dict(values, unconditional_covariates="null",
+                                           covariate_guidance=2.0), vqvae, run, requests)
+    drawn = generate.generate_together(dict(values, unconditional_covariates="drawn",
+                                            covariate_guidance=2.0), vqvae, run, requests)
+    rows, scales = calls[1]["covariates"], calls[1]["covariate_guidance"]
+    assert np.isnan(calls[0]["covariates"][:4]).all()  # null: nothing given
+    assert {tuple(row) for row in rows[:4].tolist()} <= {(0.0, 0.0), (1.0, 1.0)}
+    np.testing.assert_array_equal(scales, [1, 1, 1, 1, 2, 2])  # drawn rows unguided
+    np.testing.assert_array_equal(rows[4:], [[0.5, 1.0], [0.5, 1.0]])  # requests unchanged
+    assert not np.array_equal(null[0][1], drawn[0][1])  # the drawn rows change the samples
+    np.testing.assert_array_equal(null[1][1], drawn[1][1])  # and nothing else
+
+
 def test_samples_at_an_age_and_sex_and_refusals(covariate_run, tmp_path, capsys):
     run = str(covariate_run / "run")
     predict.main(["--output-dir", run, "--images-dir", str(tmp_path), "--samples", "2",
@@ -68,6 +103,8 @@ def test_a_run_without_covariates_refuses_them(covariate_run, tmp_path):
     with pytest.raises(SystemExit, match="was trained without covariates: drop --age"):
         predict.main(["--output-dir", str(plain), "--images-dir", str(tmp_path), "--samples",
                       "1", "--age", "40"])
+    with pytest.raises(runs.RunError, match="records no training subjects' covariates"):
+        runs.draw_subject_covariates(plain, 2, seed=0)
 
 
 def test_subjects_without_a_row_are_refused_by_name_or_dropped(covariate_run, tmp_path,

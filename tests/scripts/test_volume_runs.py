@@ -46,6 +46,26 @@ def test_all_stages_of_a_stack_run_include_the_volume_prior(stack_run):
     assert [spec["name"] for spec in state["volume"]["covariates"]] == ["age"]
 
 
+def test_volumes_can_draw_a_training_subjects_age(stack_run):
+    from brainvq.generation import stacks
+
+    _, output_dir = stack_run
+    # the 2 training subjects' ages (40 and 50: the ends of their range), one row each
+    recorded = runs.read_state(output_dir)["volume"]["subject_covariates"]
+    np.testing.assert_allclose(sorted(recorded), [[0.0], [1.0]])
+    values, vqvae = runs.load_run(output_dir)
+
+    def codes(mode, seed=3):
+        return stacks.generate_stacks(dict(values, unconditional_covariates=mode), vqvae,
+                                      output_dir, 2, seed=seed)[1]
+
+    drawn = codes("drawn")
+    assert not np.array_equal(drawn, codes("null"))
+    np.testing.assert_array_equal(drawn, codes("drawn"))  # seeded
+    rows = runs.draw_subject_covariates(output_dir, 2, seed=3, stage="volume")
+    assert sorted(rows[:, 0].tolist()) == [0.0, 1.0]  # two volumes: each subject once
+
+
 def test_a_volume_follows_its_requested_age(stack_run, tmp_path):
     _, output_dir = stack_run
     import nibabel

@@ -79,6 +79,7 @@ def run(args):
                                                       "unconditional_covariates":
                                                           args.unconditional_covariates})
     generate.check_slice(args.slice_index, values, args.output_dir)
+    folder.check_unconditional_covariates(args.output_dir, values)
     requested = {name: value for name, value in (("age", args.age), ("sex", args.sex))
                  if value is not None}
     for item in args.condition:

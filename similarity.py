@@ -97,6 +97,7 @@ def main(argv=None):
             "unconditional_guidance": args.unconditional_guidance,
             "unconditional": args.unconditional,
             "unconditional_covariates": args.unconditional_covariates})
+        runs.check_unconditional_covariates(args.output_dir, values)
         split = evaluated_split(args.split, values)
         splits, description = layouts.load_splits_for(values)
         print(description)

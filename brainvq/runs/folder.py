@@ -422,6 +422,18 @@ def draw_slice_positions(folder, num_slice_positions, count, seed):
     return rng.permutation(drawn).astype(np.int32)
 
 
+def check_unconditional_covariates(folder, values):
+    """Refuses, before any work, `unconditional_covariates` "drawn" for a run whose prior (or
+    volume prior) was trained on covariates but records no training subjects' rows; a prior
+    without covariates draws none, so it passes."""
+    if values.get("unconditional_covariates", "null") != "drawn":
+        return
+    for stage, record in read_state(folder).items():
+        if (stage in ("prior", "volume") and record.get("covariates")
+                and not record.get("subject_covariates")):
+            draw_subject_covariates(folder, 1, 0, stage)  # raises, naming the stage and fix
+
+
 def draw_subject_covariates(folder, count, seed, stage="prior"):
     """[count, C] float32 covariates rows, each one training subject's as the `stage` ("prior"
     or "volume") recorded them: a stratified draw (every subject count / S times, give or

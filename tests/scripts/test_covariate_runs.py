@@ -73,6 +73,23 @@ def test_unconditional_samples_draw_a_training_subjects_covariates_unguided(cova
     np.testing.assert_array_equal(null[1][1], drawn[1][1])  # and nothing else
 
 
+def test_drawn_covariates_of_a_run_without_the_record_are_refused_before_any_work(
+        covariate_run, tmp_path):
+    import json
+    import shutil
+
+    older = tmp_path / "older"  # a run trained before the subjects' rows were recorded
+    shutil.copytree(covariate_run / "run", older)
+    state = runs.read_state(older)
+    del state["prior"]["subject_covariates"]
+    (older / "training_state.json").write_text(json.dumps(state))
+    with pytest.raises(SystemExit, match="prior records no training subjects' covariates.*"
+                                         "--unconditional-covariates null"):
+        predict.main(["--output-dir", str(older), "--images-dir", str(tmp_path / "figures"),
+                      "--samples", "1", "--unconditional-covariates", "drawn"])
+    assert not (tmp_path / "figures" / "reconstructions.png").exists()
+
+
 def test_samples_at_an_age_and_sex_and_refusals(covariate_run, tmp_path, capsys):
     run = str(covariate_run / "run")
     predict.main(["--output-dir", run, "--images-dir", str(tmp_path), "--samples", "2",

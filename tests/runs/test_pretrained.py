@@ -195,6 +195,14 @@ def test_the_shipped_ixi_model_samples_two_slices_seeded(tmp_path):
     assert np.array_equal(first, second)
     assert 0.05 < first.mean() < 0.6  # a head on a dark background, not a blank or noise
     assert pretrained.work_dir(SHIPPED) == pathlib.Path("output") / "ixi-t1-128"
+    # its 122 training subjects' age and sex, for --unconditional-covariates drawn
+    recorded = np.asarray(runs.read_state(SHIPPED)["prior"]["subject_covariates"], np.float32)
+    drawn = runs.draw_subject_covariates(SHIPPED, 244, seed=0)
+    assert recorded.shape == (122, 2) and drawn.shape == (244, 2)
+    assert sorted(map(tuple, drawn.tolist())) == sorted(
+        map(tuple, np.tile(recorded, (2, 1)).tolist()))  # each subject twice
+    assert 0 <= drawn[:, 0].min() < 0.1 and 0.9 < drawn[:, 0].max() <= 1  # ages 20-79, scaled
+    assert set(drawn[:, 1].tolist()) == {0.0, 1.0}  # F and M
 
 
 @pytest.mark.skipif(not SHIPPED_VOLUMES.is_dir(),

@@ -131,8 +131,8 @@ DEFAULTS = {
     # on them: "null" samples under the prior's no-covariate row; "drawn" gives each sample (each
     # volume: all its slices) one training subject's row, recorded when the prior was trained,
     # and samples conditioned on it without covariate guidance (p(covariates) p(codes | them)).
-    # On IXI's validation subjects "drawn" gave unconditional slices more variety and less
-    # realism (docs/results.md).
+    # On IXI's validation subjects "drawn" gave unconditional slices more variety (recall, a
+    # lower Fréchet distance) and less precision and plausibility (docs/results.md).
     "unconditional_covariates": "null",
     # --- runs -------------------------------------------------------------------------------
     "strategy": "none",  # none | mirrored (all local GPUs) | multiworker (TF_CONFIG)

@@ -429,26 +429,31 @@ def check_unconditional_covariates(folder, values):
     if values.get("unconditional_covariates", "null") != "drawn":
         return
     for stage, record in read_state(folder).items():
-        if (stage in ("prior", "volume") and record.get("covariates")
-                and not record.get("subject_covariates")):
-            draw_subject_covariates(folder, 1, 0, stage)  # raises, naming the stage and fix
+        if stage in ("prior", "volume") and record.get("covariates"):
+            subject_covariates(folder, stage)
 
 
-def draw_subject_covariates(folder, count, seed, stage="prior"):
-    """[count, C] float32 covariates rows, each one training subject's as the `stage` ("prior"
-    or "volume") recorded them: a stratified draw (every subject count / S times, give or
-    take one; seeded, in random order).
+def subject_covariates(folder, stage="prior"):
+    """[S, C] float32: the training subjects' covariates rows as the `stage` ("prior" or
+    "volume") recorded them.
 
     Raises:
-        RunError: the stage recorded no training subjects' covariates (trained without
-            covariates, or before they were recorded).
+        RunError: the stage recorded none (trained without covariates, or before they were
+            recorded), with the flag that samples without them.
     """
     rows = read_state(folder).get(stage, {}).get("subject_covariates")
     if not rows:
         raise RunError(f"{folder}'s {stage} records no training subjects' covariates (trained "
                        f"without covariates, or before they were recorded): sample with "
                        f"--unconditional-covariates null")
-    rows = np.asarray(rows, np.float32)
+    return np.asarray(rows, np.float32)
+
+
+def draw_subject_covariates(folder, count, seed, stage="prior"):
+    """[count, C] float32 covariates rows, each one training subject's (`subject_covariates`):
+    a stratified draw (every subject count / S times, give or take one; seeded, in random
+    order). Raises `subject_covariates`' RunError when the stage recorded none."""
+    rows = subject_covariates(folder, stage)
     rng = np.random.default_rng([seed, 1])  # a stream apart from the slice positions' draw
     rounds = -(-count // len(rows))
     order = np.concatenate([rng.permutation(len(rows)) for _ in range(rounds)])[:count]

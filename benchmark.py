@@ -16,6 +16,9 @@
         --json part1.json                           # one budget per point; sweeps in parts:
     python benchmark.py rate-distortion --merge part1.json part2.json --figure rd.png
     python benchmark.py volume-speed --slices-per-volume 64   # seconds per 128x128x64 volume
+    python benchmark.py volumes --output-dirs pretrained/ixi-t1-128-volumes,runs/volumes-age-sex \
+        --data-dir ../shared/data/ixi --unconditional-covariates null,drawn \
+        --feature-network-dir output/volume-features   # runs' volumes in one feature space
     python benchmark.py rulers --output-dir runs/ixi-t1-128-age-sex --images-seen 60000,180000
     python benchmark.py covariate-guidance --output-dir runs/ixi-t1-128-age-sex \
         --covariate-guidances 1,1.5,2,3   # covariate guidance, on validation subjects
@@ -32,10 +35,11 @@ import argparse
 from brainvq import console
 from brainvq.benchmarks import (covariate_guidance, learning_curve, quality, rate_distortion,
                                 realism_sweep, rulers, sampling_speed, slice_positions,
-                                throughput, volume_speed)
+                                throughput, volume_realism, volume_speed)
 
 SUBCOMMANDS = (sampling_speed, realism_sweep, quality, learning_curve, rate_distortion,
-               throughput, slice_positions, volume_speed, rulers, covariate_guidance)
+               throughput, slice_positions, volume_speed, volume_realism, rulers,
+               covariate_guidance)
 
 
 def main(argv=None):

@@ -100,9 +100,12 @@ def _plane_figures(plane, train, held_out, samples, cache_dir, seed):
 
 
 def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_dir, images_dir,
-                  slice_features=True):
+                  slice_features=True, independent=True):
     """Samples `count` stacks and prints the figures of the module docstring beside those of
-    the held-out real volumes of `split`; writes `volume_neighbour_ssim.png`. Returns a dict."""
+    the held-out real volumes of `split`; writes `volume_neighbour_ssim.png` (unless
+    `images_dir` is None). `independent=False` leaves out the independent slices (as many as
+    the stacks hold, sampled one by one: the stacks' slices are then judged alone). Returns a
+    dict."""
     length = stack_sampling.stack_length(values)
     spacing, pixel = values["slice_spacing"], values["field_of_view"] / values["image_size"]
     held_out = subject_stacks(splits[split], length)
@@ -118,12 +121,13 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
     sample_ssim = np.concatenate([neighbour_ssim(stack) for stack in samples])
     report = {"seconds_per_volume": seconds, "neighbour_ssim_samples": float(sample_ssim.mean()),
               "neighbour_ssim_real": float(real_ssim.mean())}
-    figures.plot_overlaid_histograms(
-        {f"{len(held_out)} held-out real volumes": real_ssim,
-         f"{count} synthetic volumes": sample_ssim},
-        pathlib.Path(images_dir) / "volume_neighbour_ssim.png",
-        xlabel="SSIM between neighbouring slices",
-        title=f"Neighbouring-slice SSIM ({spacing:g} mm apart)")
+    if images_dir is not None:
+        figures.plot_overlaid_histograms(
+            {f"{len(held_out)} held-out real volumes": real_ssim,
+             f"{count} synthetic volumes": sample_ssim},
+            pathlib.Path(images_dir) / "volume_neighbour_ssim.png",
+            xlabel="SSIM between neighbouring slices",
+            title=f"Neighbouring-slice SSIM ({spacing:g} mm apart)")
     size = values["image_size"]
     for plane in ("coronal", "sagittal"):
         row = _plane_figures(
@@ -132,12 +136,16 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
             _reslice_set(samples, plane, pixel, spacing, size), cache_dir, values["seed"])
         report.update({f"{plane}_{key}": value for key, value in row.items()})
     stack_slices = samples.reshape((-1,) + samples.shape[2:])[..., None]
-    positions = np.tile(np.arange(length, dtype=np.int32), count)
-    independent, _ = inference.generate(values, vqvae, output_dir, len(positions),
-                                        slice_index=positions, seed=seed + 2, prior=prior)
+    sets = {"stacks": stack_slices}
+    if independent:
+        positions = np.tile(np.arange(length, dtype=np.int32), count)
+        sets["independent"], _ = inference.generate(values, vqvae, output_dir, len(positions),
+                                                    slice_index=positions, seed=seed + 2,
+                                                    prior=prior)
     ranges = realism.plausibility_ranges(splits["train"].images)
-    report["plausible_stack_slices"] = float(realism.plausible(stack_slices, ranges)[0].mean())
-    report["plausible_independent"] = float(realism.plausible(independent, ranges)[0].mean())
+    for name, images in sets.items():
+        key = "stack_slices" if name == "stacks" else name
+        report[f"plausible_{key}"] = float(realism.plausible(images, ranges)[0].mean())
     if slice_features:
         network = feature_network.load_or_train(
             cache_dir, splits["train"].images, splits["train"].slice_index,
@@ -145,17 +153,16 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
         grouped, spread = real_slice_sets(held_out, count, seed=seed)
         features = {name: feature_network.features_and_positions(
             network, images, values["num_slice_positions"])[0]
-            for name, images in (("train", splits["train"].images), ("stacks", stack_slices),
-                                 ("independent", independent), ("grouped", grouped),
-                                 ("spread", spread))}
+            for name, images in (("train", splits["train"].images), *sets.items(),
+                                 ("grouped", grouped), ("spread", spread))}
         # the synthetic pair and the real pair are each scored at their own common size
         distances, _ = realism.equal_size_report(
-            features["train"], {"stacks": features["stacks"],
-                                "independent": features["independent"]})
+            features["train"], {name: features[name] for name in sets})
         real, _ = realism.equal_size_report(
             features["train"], {"grouped": features["grouped"], "spread": features["spread"]})
         report["frechet_stack_slices"] = distances["stacks"]["frechet"]
-        report["frechet_independent"] = distances["independent"]["frechet"]
+        if independent:
+            report["frechet_independent"] = distances["independent"]["frechet"]
         report["frechet_real_stack_slices"] = real["grouped"]["frechet"]
         report["frechet_real_spread_slices"] = real["spread"]["frechet"]
         report["real_stack_count"] = len(grouped) // length
@@ -180,13 +187,15 @@ def _print(report, count, real_count, length, spacing):
         print(f"  {plane + ' reslices precision / recall':40s} "
               f"{report[f'{plane}_precision_samples']:5.2f}/{report[f'{plane}_recall_samples']:4.2f}"
               f" {report[f'{plane}_precision_real']:5.2f}/{report[f'{plane}_recall_real']:4.2f}")
-    print(f"  {'':40s} {'stacks':>10s} {'independent':>12s}")
+    independent = "plausible_independent" in report
+    print(f"  {'':40s} {'stacks':>10s} {'independent' if independent else '':>12s}")
     print(f"  {'axial slices plausible':40s} {report['plausible_stack_slices']:10.1%} "
-          f"{report['plausible_independent']:12.1%}")
+          + (f"{report['plausible_independent']:12.1%}" if independent else ""))
     if "frechet_stack_slices" in report:
         print(f"  {'axial slices Fréchet distance':40s} {report['frechet_stack_slices']:10.4f} "
-              f"{report['frechet_independent']:12.4f}   "
-              f"ratio {report['frechet_stack_slices'] / report['frechet_independent']:.2f}")
+              + (f"{report['frechet_independent']:12.4f}   ratio "
+                 f"{report['frechet_stack_slices'] / report['frechet_independent']:.2f}"
+                 if independent else ""))
         print(f"  {'held-out real slices, Fréchet distance':40s} "
               f"{report['frechet_real_stack_slices']:10.4f} "
               f"{report['frechet_real_spread_slices']:12.4f}   ratio "

@@ -138,3 +138,25 @@ def test_volumes_refused_for_a_run_of_single_slices(data_dir, tmp_path):
     with pytest.raises(SystemExit, match="needs whole stacks"):
         train.main(["--stage", "volume", "--data-dir", str(data_dir), "--output-dir",
                     str(output_dir), *TINY])
+
+
+def test_the_volumes_benchmark_judges_each_covariate_setting_in_one_feature_space(
+        stack_run, tmp_path, capsys):
+    import benchmark
+
+    _, output_dir = stack_run
+    features = tmp_path / "features"
+    rows = benchmark.main(["volumes", "--output-dirs", str(output_dir), "--volumes", "2",
+                           "--unconditional-covariates", "null,drawn", "--seed", "3",
+                           "--feature-network-dir", str(features)])
+    assert [setting for setting, _ in rows] == [(str(output_dir), "null"),
+                                                (str(output_dir), "drawn")]
+    null, drawn = (figures for _, figures in rows)
+    # the same held-out volumes and feature networks: one floor; other volumes: other figures
+    assert null["coronal_frechet_real"] == drawn["coronal_frechet_real"]
+    assert null["neighbour_ssim_samples"] != drawn["neighbour_ssim_samples"]
+    assert "plausible_independent" not in null  # --independent no: the stacks alone
+    for plane in ("coronal", "sagittal"):
+        assert (features / f"reslice_features_{plane}" / "feature_network.keras").is_file()
+    printed = capsys.readouterr().out
+    assert "real (held out)" in printed and printed.count(str(output_dir)) >= 2

@@ -14,6 +14,7 @@ DATA_KEYS = ("image_size", "slices_per_volume", "num_slice_positions", "demo_cop
              "skip_bad", "slice_axis", "split", "crop_to_head", "slice_spacing", "field_of_view")
 # (heading, report key, format) of each column after the run's
 COLUMNS = (("nb. SSIM", "neighbour_ssim_samples", "{:8.4f}"),
+           ("head mL", ("head_volume_mean_samples", "head_volume_sd_samples"), "{:5.0f}±{:3.0f}"),
            ("cor. pl.", "coronal_plausible_samples", "{:8.1%}"),
            ("cor. Fr.", "coronal_frechet_samples", "{:8.3f}"),
            ("cor. P/R", ("coronal_precision_samples", "coronal_recall_samples"), "{:4.2f}/{:4.2f}"),

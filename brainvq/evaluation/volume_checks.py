@@ -2,6 +2,8 @@
 
 * **Neighbouring-slice SSIM**: between each slice of a stack and the next. Too low: the slices
   are unrelated brains; too high: the stack repeats one slice.
+* **Head volume**: the millilitres of tissue (realism.TISSUE_THRESHOLD) each stack holds, mean
+  and spread across stacks: do the synthetic heads come in as many sizes as real ones?
 * **Reslices**: coronal and sagittal planes cut through the stacks (their central part,
   RESLICE_RANGE, at their physical aspect), judged like axial slices: the plausibility statistics
   against real training reslices, and the Fréchet distance, precision and recall in the space of
@@ -34,6 +36,13 @@ def neighbour_ssim(stack):
     stack = np.asarray(stack, np.float64)
     return np.array([structural_similarity(stack[k], stack[k + 1], data_range=1.0)
                      for k in range(len(stack) - 1)])
+
+
+def head_volume(stack, pixel, spacing):
+    """Millilitres of tissue in a stack [S, H, W] of slices `spacing` mm apart, pixels `pixel`
+    mm wide: its voxels above realism.TISSUE_THRESHOLD."""
+    voxels = np.count_nonzero(np.asarray(stack) > realism.TISSUE_THRESHOLD)
+    return voxels * pixel * pixel * spacing / 1000.0
 
 
 def reslices(stack, plane, pixel, spacing, image_size, count=RESLICES_PER_VOLUME):
@@ -121,6 +130,10 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
     sample_ssim = np.concatenate([neighbour_ssim(stack) for stack in samples])
     report = {"seconds_per_volume": seconds, "neighbour_ssim_samples": float(sample_ssim.mean()),
               "neighbour_ssim_real": float(real_ssim.mean())}
+    for name, stacks in (("samples", samples), ("real", held_out.values())):
+        millilitres = np.array([head_volume(stack, pixel, spacing) for stack in stacks])
+        report[f"head_volume_mean_{name}"] = float(millilitres.mean())
+        report[f"head_volume_sd_{name}"] = float(millilitres.std())
     if images_dir is not None:
         figures.plot_overlaid_histograms(
             {f"{len(held_out)} held-out real volumes": real_ssim,
@@ -177,6 +190,9 @@ def _print(report, count, real_count, length, spacing):
     print(f"  {'':40s} {'samples':>10s} {'real':>10s}")
     print(f"  {'neighbouring-slice SSIM (mean)':40s} {report['neighbour_ssim_samples']:10.4f} "
           f"{report['neighbour_ssim_real']:10.4f}")
+    print(f"  {'head volume (mL): mean, sd across volumes':40s} "
+          f"{report['head_volume_mean_samples']:5.0f},{report['head_volume_sd_samples']:4.0f} "
+          f"{report['head_volume_mean_real']:5.0f},{report['head_volume_sd_real']:4.0f}")
     for plane in ("coronal", "sagittal"):
         print(f"  {plane + ' reslices plausible':40s} "
               f"{report[f'{plane}_plausible_samples']:10.1%} "

@@ -14,6 +14,15 @@ def test_neighbour_ssim_tells_copies_from_unrelated_slices():
     assert volume_checks.neighbour_ssim(unrelated).shape == (4,)
 
 
+def test_head_volume_counts_tissue_voxels_in_millilitres():
+    stack = np.zeros((4, 10, 10), np.float32)
+    stack[1:3, 2:7, 2:6] = 0.8  # 2 x 5 x 4 = 40 tissue voxels
+    stack[0, 0, 0] = volume_checks.realism.TISSUE_THRESHOLD / 2  # background noise: not tissue
+    # voxels of 2 x 2 mm pixels 5 mm apart: 20 mm^3 each, 800 mm^3 in all
+    assert volume_checks.head_volume(stack, pixel=2.0, spacing=5.0) == 0.8
+    assert volume_checks.head_volume(np.zeros_like(stack), pixel=2.0, spacing=5.0) == 0.0
+
+
 def test_reslices_are_upright_and_at_their_physical_aspect():
     stack = np.zeros((10, 20, 20), np.float32)  # bottom first
     stack[5:] = 1.0  # the upper half of the head is bright

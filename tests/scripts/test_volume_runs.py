@@ -154,9 +154,12 @@ def test_the_volumes_benchmark_judges_each_covariate_setting_in_one_feature_spac
     null, drawn = (figures for _, figures in rows)
     # the same held-out volumes and feature networks: one floor; other volumes: other figures
     assert null["coronal_frechet_real"] == drawn["coronal_frechet_real"]
+    assert null["head_volume_mean_real"] == drawn["head_volume_mean_real"] > 0
+    assert null["head_volume_sd_samples"] >= 0
     assert null["neighbour_ssim_samples"] != drawn["neighbour_ssim_samples"]
     assert "plausible_independent" not in null  # --independent no: the stacks alone
     for plane in ("coronal", "sagittal"):
         assert (features / f"reslice_features_{plane}" / "feature_network.keras").is_file()
     printed = capsys.readouterr().out
+    assert "head mL" in printed
     assert "real (held out)" in printed and printed.count(str(output_dir)) >= 2

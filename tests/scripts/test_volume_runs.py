@@ -155,7 +155,6 @@ def test_the_volumes_benchmark_judges_each_covariate_setting_in_one_feature_spac
     # the same held-out volumes and feature networks: one floor; other volumes: other figures
     assert null["coronal_frechet_real"] == drawn["coronal_frechet_real"]
     assert null["head_volume_mean_real"] == drawn["head_volume_mean_real"] > 0
-    assert null["head_volume_sd_samples"] >= 0
     assert null["neighbour_ssim_samples"] != drawn["neighbour_ssim_samples"]
     assert "plausible_independent" not in null  # --independent no: the stacks alone
     for plane in ("coronal", "sagittal"):

@@ -109,12 +109,13 @@ def _plane_figures(plane, train, held_out, samples, cache_dir, seed):
 
 
 def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_dir, images_dir,
-                  slice_features=True, independent=True):
+                  slice_features=True, independent=True, stacks=None):
     """Samples `count` stacks and prints the figures of the module docstring beside those of
     the held-out real volumes of `split`; writes `volume_neighbour_ssim.png` (unless
     `images_dir` is None). `independent=False` leaves out the independent slices (as many as
-    the stacks hold, sampled one by one: the stacks' slices are then judged alone). Returns a
-    dict."""
+    the stacks hold, sampled one by one: the stacks' slices are then judged alone). `stacks`
+    ([count, S, H, W] in [0, 1]) judges those instead of sampling (their time is not known).
+    Returns a dict."""
     length = stack_sampling.stack_length(values)
     spacing, pixel = values["slice_spacing"], values["field_of_view"] / values["image_size"]
     held_out = subject_stacks(splits[split], length)
@@ -124,14 +125,17 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
               f"subjects (their volumes end above the stack's lowest slice): nothing to compare")
         return None
     prior = runs.load_prior(output_dir)
-    samples, _, seconds = stack_sampling.generate_stacks(values, vqvae, output_dir, count,
-                                                         seed=seed, prior=prior)
+    if stacks is None:
+        samples, _, seconds = stack_sampling.generate_stacks(values, vqvae, output_dir, count,
+                                                             seed=seed, prior=prior)
+    else:
+        samples, seconds = np.asarray(stacks, np.float32), float("nan")
     real_ssim = np.concatenate([neighbour_ssim(stack) for stack in held_out.values()])
     sample_ssim = np.concatenate([neighbour_ssim(stack) for stack in samples])
     report = {"seconds_per_volume": seconds, "neighbour_ssim_samples": float(sample_ssim.mean()),
               "neighbour_ssim_real": float(real_ssim.mean())}
-    for name, stacks in (("samples", samples), ("real", held_out.values())):
-        millilitres = np.array([head_volume(stack, pixel, spacing) for stack in stacks])
+    for name, group in (("samples", samples), ("real", held_out.values())):
+        millilitres = np.array([head_volume(stack, pixel, spacing) for stack in group])
         report[f"head_volume_mean_{name}"] = float(millilitres.mean())
         report[f"head_volume_sd_{name}"] = float(millilitres.std())
     if images_dir is not None:

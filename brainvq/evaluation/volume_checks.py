@@ -45,6 +45,11 @@ def head_volume(stack, pixel, spacing):
     return voxels * pixel * pixel * spacing / 1000.0
 
 
+def head_volumes(stacks, pixel, spacing):
+    """[V] `head_volume` of each stack of `stacks` (an array [V, S, H, W] or an iterable)."""
+    return np.array([head_volume(stack, pixel, spacing) for stack in stacks])
+
+
 def reslices(stack, plane, pixel, spacing, image_size, count=RESLICES_PER_VOLUME):
     """`count` coronal or sagittal planes of a stack [S, H, W] (bottom first), spread over
     RESLICE_RANGE of the axis, upright (superior at the top), stretched to their physical
@@ -114,8 +119,8 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
     the held-out real volumes of `split`; writes `volume_neighbour_ssim.png` (unless
     `images_dir` is None). `independent=False` leaves out the independent slices (as many as
     the stacks hold, sampled one by one: the stacks' slices are then judged alone). `stacks`
-    ([count, S, H, W] in [0, 1]) judges those instead of sampling (their time is not known).
-    Returns a dict."""
+    ([V, S, H, W] in [0, 1]) judges those instead of sampling (their time is not known; `count`
+    becomes V). Returns a dict."""
     length = stack_sampling.stack_length(values)
     spacing, pixel = values["slice_spacing"], values["field_of_view"] / values["image_size"]
     held_out = subject_stacks(splits[split], length)
@@ -124,18 +129,19 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
         print(f"volumes: no whole stacks of {length} slices among the {split} or training "
               f"subjects (their volumes end above the stack's lowest slice): nothing to compare")
         return None
-    prior = runs.load_prior(output_dir)
+    prior = runs.load_prior(output_dir) if stacks is None or independent else None
     if stacks is None:
         samples, _, seconds = stack_sampling.generate_stacks(values, vqvae, output_dir, count,
                                                              seed=seed, prior=prior)
     else:
         samples, seconds = np.asarray(stacks, np.float32), float("nan")
+        count = len(samples)
     real_ssim = np.concatenate([neighbour_ssim(stack) for stack in held_out.values()])
     sample_ssim = np.concatenate([neighbour_ssim(stack) for stack in samples])
     report = {"seconds_per_volume": seconds, "neighbour_ssim_samples": float(sample_ssim.mean()),
               "neighbour_ssim_real": float(real_ssim.mean())}
     for name, group in (("samples", samples), ("real", held_out.values())):
-        millilitres = np.array([head_volume(stack, pixel, spacing) for stack in group])
+        millilitres = head_volumes(group, pixel, spacing)
         report[f"head_volume_mean_{name}"] = float(millilitres.mean())
         report[f"head_volume_sd_{name}"] = float(millilitres.std())
     if images_dir is not None:

@@ -82,8 +82,7 @@ def print_spread(synthetic, real, positions=(0, 16, 32, 48, 63)):
 def print_head_volumes(sets, pixel, spacing):
     """Mean and sd of the millilitres of tissue in each set of stacks ({name: stacks})."""
     for name, stacks in sets.items():
-        millilitres = np.array([volume_checks.head_volume(stack, pixel, spacing)
-                                for stack in stacks])
+        millilitres = volume_checks.head_volumes(stacks, pixel, spacing)
         print(f"{name:18s} {len(millilitres):4d} stacks, head volume {millilitres.mean():6.0f} "
               f"± {millilitres.std():4.0f} mL")
 
@@ -108,7 +107,7 @@ def main():
     length = stack_sampling.stack_length(values)
     if args.yardstick:
         real = np.stack(list(subject_stacks(splits["test"], length).values()))
-        volume_checks.volume_report(values, vqvae, args.output_dir, splits, "validate", len(real),
+        volume_checks.volume_report(values, vqvae, args.output_dir, splits, "validate", None,
                                     args.seed, work, images_dir=None, independent=False,
                                     stacks=real)
         return
@@ -131,7 +130,7 @@ def main():
         stacks = np.clip(post_process(raw), 0.0, 1.0).astype(np.float32)
         print(f"\n{name}:")
         rows.append(((name, "null"), volume_checks.volume_report(
-            values, vqvae, args.output_dir, splits, "validate", len(stacks), args.seed, work,
+            values, vqvae, args.output_dir, splits, "validate", None, args.seed, work,
             images_dir=None, independent=False, stacks=stacks)))
     print("\n" + table(rows))
 

@@ -21,6 +21,9 @@ def test_head_volume_counts_tissue_voxels_in_millilitres():
     # voxels of 2 x 2 mm pixels 5 mm apart: 20 mm^3 each, 800 mm^3 in all
     assert volume_checks.head_volume(stack, pixel=2.0, spacing=5.0) == 0.8
     assert volume_checks.head_volume(np.zeros_like(stack), pixel=2.0, spacing=5.0) == 0.0
+    np.testing.assert_array_equal(
+        volume_checks.head_volumes([stack, np.zeros_like(stack)], pixel=2.0, spacing=5.0),
+        [0.8, 0.0])
 
 
 def test_reslices_are_upright_and_at_their_physical_aspect():

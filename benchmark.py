@@ -17,7 +17,7 @@
     python benchmark.py rate-distortion --merge part1.json part2.json --figure rd.png
     python benchmark.py volume-speed --slices-per-volume 64   # seconds per 128x128x64 volume
     python benchmark.py volumes --output-dirs pretrained/ixi-t1-128-volumes,runs/volumes-age-sex \
-        --data-dir ../shared/data/ixi --unconditional-covariates null,drawn \
+        --data-dir ../shared/data/ixi --unconditional-covariates null,drawn --seeds 42,7,0 \
         --feature-network-dir output/volume-features   # runs' volumes in one feature space
     python benchmark.py rulers --output-dir runs/ixi-t1-128-age-sex --images-seen 60000,180000
     python benchmark.py covariate-guidance --output-dir runs/ixi-t1-128-age-sex \

@@ -11,6 +11,7 @@ from helpers import TINY, phantom, write_volume  # noqa: E402
 import predict  # noqa: E402
 import similarity  # noqa: E402
 import train  # noqa: E402
+from brainvq.benchmarks import volume_realism  # noqa: E402
 from brainvq.data import volumes  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
 
@@ -147,11 +148,13 @@ def test_the_volumes_benchmark_judges_each_covariate_setting_in_one_feature_spac
     _, output_dir = stack_run
     features = tmp_path / "features"
     rows = benchmark.main(["volumes", "--output-dirs", str(output_dir), "--volumes", "2",
-                           "--unconditional-covariates", "null,drawn", "--seed", "3",
+                           "--unconditional-covariates", "null,drawn", "--seeds", "3,4",
                            "--feature-network-dir", str(features)])
-    assert [setting for setting, _ in rows] == [(str(output_dir), "null"),
-                                                (str(output_dir), "drawn")]
-    null, drawn = (figures for _, figures in rows)
+    assert [(setting, seed) for setting, seed, _ in rows] == [
+        ((str(output_dir), "null"), 3), ((str(output_dir), "null"), 4),
+        ((str(output_dir), "drawn"), 3), ((str(output_dir), "drawn"), 4)]
+    null, other_seed, drawn, _ = (figures for _, _, figures in rows)
+    assert null["neighbour_ssim_samples"] != other_seed["neighbour_ssim_samples"]
     # the same held-out volumes and feature networks: one floor; other volumes: other figures
     assert null["coronal_frechet_real"] == drawn["coronal_frechet_real"]
     assert null["head_volume_mean_real"] == drawn["head_volume_mean_real"] > 0
@@ -161,4 +164,12 @@ def test_the_volumes_benchmark_judges_each_covariate_setting_in_one_feature_spac
         assert (features / f"reslice_features_{plane}" / "feature_network.keras").is_file()
     printed = capsys.readouterr().out
     assert "head mL" in printed
-    assert "real (held out)" in printed and printed.count(str(output_dir)) >= 2
+    table = printed[printed.index("real (held out)"):].splitlines()
+    # a row per setting and seed, and the seeds' mean per setting
+    assert [line.split()[1:3] for line in table[1:]] == [
+        ["null", "3"], ["null", "4"], ["null", "mean"],
+        ["drawn", "3"], ["drawn", "4"], ["drawn", "mean"]]
+    mean = volume_realism.seeds_mean([null, other_seed])
+    assert mean["coronal_frechet_samples"] == pytest.approx(
+        (null["coronal_frechet_samples"] + other_seed["coronal_frechet_samples"]) / 2)
+    assert f"{mean['neighbour_ssim_samples']:8.4f}" in table[3]

@@ -1,6 +1,7 @@
 """What every benchmark shares: the machine it ran on, timing, a wall-clock or step budget, the
 VQ-VAE trained for it (ours, or the keras-io design as published) and its held-out quality."""
 import argparse
+import numbers
 import os
 import platform
 import time
@@ -83,6 +84,14 @@ def positive_steps(text):
         raise argparse.ArgumentTypeError(f"must be >= 1, got {steps} (leave --steps out to "
                                          f"train for --minutes)")
     return steps
+
+
+def seeds_mean(reports):
+    """The mean over several sampling seeds' reports (dicts) of every number they all have: the
+    `mean` row of a benchmark run at several seeds."""
+    return {key: float(np.mean([report[key] for report in reports])) for key in reports[0]
+            if all(isinstance(report.get(key), numbers.Real)
+                   and not isinstance(report.get(key), bool) for report in reports)}
 
 
 def comma_separated(convert=str):

@@ -2,10 +2,8 @@
 defaults), over one or several sampling seeds."""
 import pathlib
 
-import numpy as np
-
 import hyperparameters
-from brainvq.benchmarks.harness import comma_separated, machine_description
+from brainvq.benchmarks.harness import comma_separated, machine_description, seeds_mean
 from brainvq.data import layouts
 from brainvq.evaluation import realism
 from brainvq.generation import generate as inference
@@ -94,8 +92,7 @@ def table(rows, several_seeds):
         mine = [(seed, figures) for other, seed, figures in rows if other == setting]
         named = [(str(seed), figures) for seed, figures in mine]
         if several_seeds:
-            named.append(("mean", {key: float(np.mean([figures[key] for _, figures in mine]))
-                                   for _, key, _ in COLUMNS}))
+            named.append(("mean", seeds_mean([figures for _, figures in mine])))
         temperature, top_k, guidance = setting
         for seed, figures in named:
             lines.append(f"{temperature:5.2f} {top_k:6d} {guidance:6.2f} {seed:>5} "

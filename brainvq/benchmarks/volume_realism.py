@@ -1,12 +1,9 @@
 """Whole volumes on the validation split, per run and per `unconditional_covariates` (choosing a
 volume model and how it is sampled), every run judged in one set of feature networks."""
 import argparse
-import numbers
-
-import numpy as np
 
 import hyperparameters
-from brainvq.benchmarks.harness import comma_separated, machine_description
+from brainvq.benchmarks.harness import comma_separated, machine_description, seeds_mean
 from brainvq.benchmarks.realism_sweep import feature_network_folder
 from brainvq.data import layouts
 from brainvq.evaluation import volume_checks
@@ -44,14 +41,6 @@ def _cell(figures, key, fmt, real=False):
     return fmt.format(*(figures[name] for name in keys))
 
 
-def seeds_mean(reports):
-    """The mean over several seeds' reports of every figure they all have (the head volumes'
-    sd: the mean of each seed's sd across its volumes)."""
-    return {key: float(np.mean([report[key] for report in reports])) for key in reports[0]
-            if all(isinstance(report.get(key), numbers.Real)
-                   and not isinstance(report.get(key), bool) for report in reports)}
-
-
 def table(rows):
     """The printed table: the held-out real volumes' row, then one per run, covariates and seed,
     and the seeds' mean per run and covariates when there are several seeds."""
@@ -60,8 +49,8 @@ def table(rows):
              for heading, key, fmt in COLUMNS]
     lines = [f"{'run':{width}s} {'covariates':>10s} {'seed':>5s} "
              + " ".join(f"{heading:>{size}s}" for heading, size in cells)]
-    # the real volumes' figures (the axial slices' floor draws its real slices by seed): the mean
-    # over the seeds
+    # the real volumes' figures (the axial slices' floor draws its real slices by seed; the head
+    # volumes' sd: the mean of each seed's sd across its volumes): the mean over the seeds
     first = seeds_mean([figures for setting, _, figures in rows if setting == rows[0][0]])
     lines.append(f"{'real (held out)':{width}s} {'':>10s} {'':>5s} "
                  + " ".join(_cell(first, key, fmt, real=True) for _, key, fmt in COLUMNS))

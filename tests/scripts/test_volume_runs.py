@@ -11,7 +11,7 @@ from helpers import TINY, phantom, write_volume  # noqa: E402
 import predict  # noqa: E402
 import similarity  # noqa: E402
 import train  # noqa: E402
-from brainvq.benchmarks import volume_realism  # noqa: E402
+from brainvq.benchmarks import harness  # noqa: E402
 from brainvq.data import volumes  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
 
@@ -169,7 +169,7 @@ def test_the_volumes_benchmark_judges_each_covariate_setting_in_one_feature_spac
     assert [line.split()[1:3] for line in table[1:]] == [
         ["null", "3"], ["null", "4"], ["null", "mean"],
         ["drawn", "3"], ["drawn", "4"], ["drawn", "mean"]]
-    mean = volume_realism.seeds_mean([null, other_seed])
+    mean = harness.seeds_mean([null, other_seed])
     assert mean["coronal_frechet_samples"] == pytest.approx(
         (null["coronal_frechet_samples"] + other_seed["coronal_frechet_samples"]) / 2)
     assert f"{mean['neighbour_ssim_samples']:8.4f}" in table[3]

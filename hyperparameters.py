@@ -98,6 +98,19 @@ DEFAULTS = {
     # Fréchet distance of OASIS-1 samples fell from 5.0x to 2.3x its real floor (docs/results.md).
     "prior_augment_rotation": 8.0,
     "prior_augment_scale": 0.08,
+    # Non-leaking augmentation: the prior is told each training grid's augmentation (flip,
+    # shift, rotation, scale; 0 for the grids as they are) and samples at 0, so it learns from
+    # the augmented grids without drawing shifted, tilted or resized heads (issue 49). Off: the
+    # augmented grids are drawn as often as real ones, and so are their poses.
+    "prior_augment_condition": True,
+    # Start the prior from the weights of this prior checkpoint (a .keras file or a run folder
+    # holding prior.keras; the layers it shares with the new prior, by name and shape) instead
+    # of at random: fine-tuning a trained prior with a new condition. Empty: from scratch.
+    "prior_init": "",
+    # Keep the prior's (averaged) weights of every this many epochs as
+    # snapshots/prior_epoch_NNN.weights.h5, to choose a checkpoint by sample realism rather
+    # than by validation loss (`benchmark.py snapshot`). 0: none.
+    "prior_snapshot_every": 0,
     # --- early stopping (both stages keep their best validation epoch) ------------------------
     "patience": 0,  # VQ-VAE: stop after this many epochs without a better val_loss (0: never)
     "prior_patience": 10,  # prior: the same, on the validation bits per code
@@ -152,7 +165,7 @@ ARCHITECTURE_KEYS = (
     "prior_filters", "prior_layers",
     "prior_kernel_size",
     "prior_attention_blocks", "prior_attention_heads", "prior_position_embedding",
-    "condition_on",
+    "condition_on", "prior_augment_condition",
 )
 
 # The subset that fixes the VQ-VAE (a prior may be retrained over it with other prior values).
@@ -195,7 +208,7 @@ RANGES = {
     "prior_epochs": (1, None), "volume_condition_noise": (0.0, 1.0),
     "prior_augment_copies": (0, None), "prior_augment_shift": (0, None),
     "prior_augment_rotation": (0.0, 45.0), "prior_augment_scale": (0.0, 0.5),
-    "patience": (0, None), "prior_patience": (0, None),
+    "patience": (0, None), "prior_patience": (0, None), "prior_snapshot_every": (0, None),
     "temperature": ((0.0, "exclusive"), None), "top_k": (0, None), "guidance": (0.0, 10.0),
     "covariate_guidance": (0.0, 10.0), "unconditional_guidance": (0.0, 10.0),
 }
@@ -214,7 +227,8 @@ LEGACY_VALUES = {
     "unconditional": "null", "covariates": "", "condition_on": "",
     "slice_spacing": 0.0, "field_of_view": 224.0, "guidance": 1.0,
     "covariate_guidance": 1.0, "volume_condition_noise": 0.0, "unconditional_guidance": 1.0,
-    "unconditional_covariates": "null",
+    "unconditional_covariates": "null", "prior_augment_condition": False, "prior_init": "",
+    "prior_snapshot_every": 0,
 }
 
 
@@ -453,7 +467,7 @@ def check_compatible(saved, wanted, source, keys=None):
 # Values a resumed run may change without notice: where it writes, how long it trains, how it
 # reports.
 RESUME_FREE_KEYS = ("output_dir", "images_dir", "data_dir", "epochs", "prior_epochs", "patience",
-                    "prior_patience", "run_eagerly")
+                    "prior_patience", "run_eagerly", "prior_init", "prior_snapshot_every")
 
 
 def resume_changes(saved, wanted):

@@ -6,6 +6,7 @@ map a run's values onto them.
 """
 import keras
 
+from brainvq.data.augmentation import AUGMENTATION_PARAMETERS
 from brainvq.models.hierarchy import HierarchicalPrior, VQVAE2Trainer
 from brainvq.models.pixelcnn import GatedPixelCNN
 from brainvq.models.vqvae import LinearWarmup, VQVAETrainer
@@ -52,6 +53,14 @@ def prior_settings(values):
         position_embedding=values["prior_position_embedding"])
 
 
+def augmentation_inputs(values):
+    """How many augmentation parameters a (one-level) slice prior is conditioned on: those of
+    `flip_and_shift` with `prior_augment_condition` and augmented copies, else 0."""
+    if values.get("prior_augment_condition") and values.get("prior_augment_copies", 0) > 0:
+        return len(AUGMENTATION_PARAMETERS)
+    return 0
+
+
 def prior_from_hyperparameters(values, grid_size, covariates=()):
     """A built prior from a hyperparameters dict: a `GatedPixelCNN` over code grids of side
     `grid_size` (conditioned on `covariates`, specs from `brainvq.data.covariates.specs`, beside
@@ -67,7 +76,8 @@ def prior_from_hyperparameters(values, grid_size, covariates=()):
         model = HierarchicalPrior(top, bottom, name="hierarchical_prior")
     else:
         model = GatedPixelCNN(grid_size=grid_size, name="pixelcnn_prior",
-                              covariates=covariates, **settings)
+                              covariates=covariates,
+                              augmentation_inputs=augmentation_inputs(values), **settings)
     model.build()
     return model
 

@@ -42,6 +42,11 @@ def prior_covariates(inputs):
     return inputs.get("covariates") if isinstance(inputs, dict) else None
 
 
+def prior_augmentation(inputs):
+    """The augmentation parameters [B, A] of a prior's dict inputs, or None (none: 0)."""
+    return inputs.get("augmentation") if isinstance(inputs, dict) else None
+
+
 FOURIER_OCTAVES = 6  # continuous covariates: sin and cos of 2^k * pi * x, k = 0 .. 5
 
 
@@ -232,6 +237,13 @@ class GatedPixelCNN(keras.Model):
             to both stacks of every layer (VQ-VAE-2's bottom prior, hierarchy.py). It is no
             part of the causal order: every position sees all of it.
         condition_grid_size: the side of that coarser grid.
+        augmentation_inputs: > 0 conditions the prior on the augmentation applied to each
+            training grid (flip, shift, rotation, scale: `augmentation.flip_and_shift`'s
+            parameters, 0 for a grid as it is), through a small MLP added to the slice
+            embedding. Trained on augmented grids so told, the prior learns the poses apart and
+            samples unaugmented slices at 0 (the default when no `augmentation` is given):
+            non-leaking augmentation (Karras et al. 2020). Its last layer starts at zero, so a
+            prior fine-tuned with it from one trained without starts as that prior.
         condition_noise: in training, the share of the spatial condition's codes replaced by
             codes drawn uniformly from its codebook. A volume prior draws each slice given its
             own previous slice; trained on clean real slices only, it learns to copy the slice
@@ -241,7 +253,9 @@ class GatedPixelCNN(keras.Model):
     Call args:
         inputs: a dict {"code_indices": [B, g, g] int, "slice_index": [B] int (optional),
             "condition_codes": [B, t, t] int (with `condition_codes`)}, a tuple
-            (code_indices, slice_index[, condition_codes]), or just the code indices.
+            (code_indices, slice_index[, condition_codes]), or just the code indices. With
+            `covariates`, "covariates": [B, C]; with `augmentation_inputs`, "augmentation":
+            [B, A] (optional, default 0).
         training: enables dropout and condition dropout.
 
     Returns:
@@ -260,7 +274,7 @@ class GatedPixelCNN(keras.Model):
                  attention_heads=4,
                  position_embedding=False,
                  condition_codes=0, condition_grid_size=0, covariates=(),
-                 condition_noise=0.0, **kwargs):
+                 condition_noise=0.0, augmentation_inputs=0, **kwargs):
         super().__init__(**kwargs)
         self.num_codes = int(num_codes)
         self.grid_size = int(grid_size)
@@ -277,6 +291,7 @@ class GatedPixelCNN(keras.Model):
         self.condition_codes = int(condition_codes)
         self.condition_grid_size = int(condition_grid_size)
         self.condition_noise = float(condition_noise)
+        self.augmentation_inputs = int(augmentation_inputs)
         if not 0.0 <= self.condition_noise <= 1.0:
             raise ValueError(f"condition_noise must lie in [0, 1], got {condition_noise}")
         self.covariates = [dict(spec) for spec in covariates]
@@ -338,6 +353,12 @@ class GatedPixelCNN(keras.Model):
             else:
                 encoder = layers.Embedding(len(spec["classes"]) + 1, self.filters, name=name)
             self.covariate_encoders.append(encoder)
+        self.augmentation_encoder = None
+        if self.augmentation_inputs:
+            self.augmentation_encoder = keras.Sequential(
+                [layers.Dense(self.filters, activation="relu"),
+                 layers.Dense(self.filters, kernel_initializer="zeros")],
+                name="augmentation_condition")
         self.head_hidden = layers.Conv2D(self.filters, 1, name="head_hidden")
         self.head_logits = layers.Conv2D(self.num_codes, 1, dtype="float32", name="logits")
         self.seed_generator = keras.random.SeedGenerator(self.seed)
@@ -375,6 +396,8 @@ class GatedPixelCNN(keras.Model):
         for spec, encoder in zip(self.covariates, self.covariate_encoders):
             encoder.build((None, 1 + 2 * FOURIER_OCTAVES) if spec["kind"] == "continuous"
                           else (None,))
+        if self.augmentation_encoder is not None:
+            self.augmentation_encoder.build((None, self.augmentation_inputs))
         self.head_hidden.build(features)
         self.head_logits.build(features)
 
@@ -413,6 +436,17 @@ class GatedPixelCNN(keras.Model):
                 total = total + encoder(index)
         return total
 
+    def augmentation_condition(self, augmentation, batch):
+        """[B, F]: the embedding of the augmentation parameters [B, A] (None: all 0, a grid as
+        it is); 0 for a prior built without `augmentation_inputs`."""
+        if not self.augmentation_inputs:
+            return 0.0
+        if augmentation is None:
+            augmentation = ops.zeros((batch, self.augmentation_inputs), "float32")
+        augmentation = ops.reshape(ops.cast(augmentation, "float32"),
+                                   (-1, self.augmentation_inputs))
+        return self.augmentation_encoder(augmentation)
+
     def corrupt_condition(self, condition_codes):
         """[B, t, t] codes with a share `condition_noise` of them replaced by uniformly drawn
         codes (training only; see the class docstring)."""
@@ -432,7 +466,7 @@ class GatedPixelCNN(keras.Model):
         return self.condition_mix(upsampled)
 
     def condition_biases(self, slice_index, batch, training=False, condition_codes=None,
-                         covariates=None):
+                         covariates=None, augmentation=None):
         """Per gated layer, the bias of the conditions: [B, 1, 1, 2F] for the slice alone, or
         [B, g, g, 2F] with a spatial condition (`condition_codes`).
 
@@ -444,6 +478,8 @@ class GatedPixelCNN(keras.Model):
                 built with `condition_codes` > 0, refused otherwise.
             covariates: [B, C] for a prior built with `covariates` (see
                 `covariate_condition`), or None.
+            augmentation: [B, A] augmentation parameters for a prior built with
+                `augmentation_inputs`, or None (0: unaugmented, what sampling asks for).
 
         Returns:
             A list with one bias per gated layer.
@@ -460,7 +496,8 @@ class GatedPixelCNN(keras.Model):
             drop = keras.random.uniform((batch,), seed=self.seed_generator) < self.condition_dropout
             slice_index = ops.where(drop, self.num_slice_positions, slice_index)
         condition = (self.slice_embedding(slice_index)
-                     + self.covariate_condition(covariates, batch, training))
+                     + self.covariate_condition(covariates, batch, training)
+                     + self.augmentation_condition(augmentation, batch))
         biases = [layer.condition_bias(condition) for layer in self.gated_layers]
         if condition_codes is None:
             return biases
@@ -552,7 +589,8 @@ class GatedPixelCNN(keras.Model):
     def call(self, inputs, training=False):
         code_indices, slice_index, condition_codes = split_prior_inputs(inputs)
         biases = self.condition_biases(slice_index, ops.shape(code_indices)[0], training,
-                                       condition_codes, prior_covariates(inputs))
+                                       condition_codes, prior_covariates(inputs),
+                                       prior_augmentation(inputs))
         embedded = self.embed(code_indices)
         to_horizontal = self.vertical_pass(embedded, biases)
         features = self.horizontal_pass(embedded, to_horizontal, biases, training)
@@ -573,5 +611,6 @@ class GatedPixelCNN(keras.Model):
             "condition_grid_size": self.condition_grid_size,
             "condition_noise": self.condition_noise,
             "covariates": self.covariates,
+            "augmentation_inputs": self.augmentation_inputs,
         })
         return config

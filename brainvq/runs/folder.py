@@ -35,6 +35,7 @@ from brainvq.runs.fingerprints import data_fingerprint, file_fingerprint  # noqa
 VQVAE_FILE = "vqvae.keras"
 PRIOR_FILE = "prior.keras"
 CODES_FILE = "codes.npz"
+SNAPSHOTS_DIR = "snapshots"  # a prior's weights every few epochs (--prior-snapshot-every)
 STATE_FILE = "training_state.json"
 LOCK_FILE = ".lock"
 MODEL_CARD_FILE = "MODEL_CARD.md"  # a shipped model's card (pretrained.py)

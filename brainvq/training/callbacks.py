@@ -150,6 +150,26 @@ class AveragedWeights(keras.callbacks.SwapEMAWeights):
         self._ema_weights_in_model = bool(resumed)
 
 
+class WeightSnapshots(keras.callbacks.Callback):
+    """Keeps the model's weights of every `every`-th epoch as `<stage>_epoch_NNN.weights.h5`
+    in `folder` (weights only, a few MB; placed after `AveragedWeights`, the averaged ones), so
+    that a checkpoint can be chosen afterwards by what its samples look like. Written under a
+    temporary name and renamed, so a kill never leaves half a file."""
+
+    def __init__(self, folder, stage, every=1):
+        super().__init__()
+        self.folder, self.stage, self.every = pathlib.Path(folder), stage, max(int(every), 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not _finite(logs) or (epoch + 1) % self.every:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{self.stage}_epoch_{epoch + 1:03d}.weights.h5"
+        partial = path.with_name(f"partial.{path.name}")
+        self.model.save_weights(partial)
+        partial.replace(path)
+
+
 class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
     """Keras's `TerminateOnNaN`, remembering where the loss stopped being finite (the stage, the
     epoch and the batch) for the error the run ends with."""

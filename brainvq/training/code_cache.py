@@ -26,7 +26,9 @@ def encode_splits(vqvae, splits, output_dir, values=None):
 
     Returns:
         {split: (code_indices [N, g, g] int32, slice_index [N] int32)} for "train",
-        "validate", "test" and "train_augmented".
+        "validate", "test" and "train_augmented", and under "augmentation" the
+        "train_augmented" grids' augmentation parameters [N, 5] float32 (`flip_and_shift`'s;
+        0 for the grids as they are).
     """
     values = dict(hyperparameters.DEFAULTS, **(values or {}))
     names = ("train", "validate", "test", "train_augmented")
@@ -35,37 +37,49 @@ def encode_splits(vqvae, splits, output_dir, values=None):
                                                 values)
     if cache.is_file():
         with np.load(cache) as stored:
-            if "fingerprint" in stored and str(stored["fingerprint"]) == fingerprint:
-                return {name: (stored[f"{name}_codes"], stored[f"{name}_slices"])
-                        for name in names}
+            if ("fingerprint" in stored and str(stored["fingerprint"]) == fingerprint
+                    and "augmentation" in stored):  # a cache from before it is rebuilt
+                cached = {name: (stored[f"{name}_codes"], stored[f"{name}_slices"])
+                          for name in names}
+                return dict(cached, augmentation=stored["augmentation"])
     encoded, arrays = {}, {"fingerprint": np.array(fingerprint)}
     for name in ("train", "validate", "test"):
         encoded[name] = (inference.encode_all(vqvae, splits[name].images,
                                               what=f"{name} slices"),
                          np.asarray(splits[name].slice_index, np.int32))
     codes, slices = encoded["train"]
+    parameters = np.zeros((len(codes), len(augmentation.AUGMENTATION_PARAMETERS)), np.float32)
     copies = values["prior_augment_copies"]
     if copies:
-        images = augmentation.flip_and_shift(splits["train"].images, copies,
-                                        values["prior_augment_shift"], seed=values["seed"],
-                                        max_rotation=values["prior_augment_rotation"],
-                                        max_scale=values["prior_augment_scale"])
+        images, applied = augmentation.flip_and_shift(
+            splits["train"].images, copies, values["prior_augment_shift"], seed=values["seed"],
+            max_rotation=values["prior_augment_rotation"],
+            max_scale=values["prior_augment_scale"], return_parameters=True)
         augmented = inference.encode_all(vqvae, images, what="augmented training slices")
         codes = np.concatenate([codes, augmented])
         slices = np.concatenate([slices, np.tile(slices, copies)])
+        parameters = np.concatenate([parameters, applied])
     encoded["train_augmented"] = (codes, slices)
     for name in names:
         arrays[f"{name}_codes"], arrays[f"{name}_slices"] = encoded[name]
+    encoded["augmentation"] = arrays["augmentation"] = parameters
     partial = cache.with_name("codes.partial.npz")
     np.savez_compressed(partial, **arrays)
     os.replace(partial, cache)
     return encoded
 
 
-def code_dataset(codes, slices, batch_size, shuffle, seed=0, repeat=False, covariates=None):
+def code_dataset(codes, slices, batch_size, shuffle, seed=0, repeat=False, covariates=None,
+                 augmentation=None):
     """Batches of ((code grids, slice index), code grids) for fitting the prior; with
-    `covariates` [N, C], of ({"code_indices", "slice_index", "covariates"}, code grids)."""
-    inputs = (codes, slices) if covariates is None else {
-        "code_indices": codes, "slice_index": slices, "covariates": covariates}
+    `covariates` [N, C] or `augmentation` [N, A], of ({"code_indices", "slice_index",
+    "covariates", "augmentation"}, code grids) with those given."""
+    inputs = (codes, slices)
+    if covariates is not None or augmentation is not None:
+        inputs = {"code_indices": codes, "slice_index": slices}
+        if covariates is not None:
+            inputs["covariates"] = covariates
+        if augmentation is not None:
+            inputs["augmentation"] = augmentation
     return input_pipeline.batches((inputs, codes), batch_size, shuffle, seed=seed,
                                   repeat=repeat)

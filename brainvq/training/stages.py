@@ -15,7 +15,7 @@ from brainvq.evaluation import figures
 from brainvq.losses import perceptual
 from brainvq.models import build, pixelcnn
 from brainvq.runs import folder as runs
-from brainvq.runs.folder import PRIOR_FILE, VQVAE_FILE, epochs_done, read_state
+from brainvq.runs.folder import PRIOR_FILE, SNAPSHOTS_DIR, VQVAE_FILE, epochs_done, read_state
 from brainvq.training import callbacks
 from brainvq.training.code_cache import code_dataset, encode_splits
 
@@ -182,6 +182,8 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
         if prior is None:
             prior = build.prior_from_hyperparameters(values, vqvae.grid_size,
                                                      covariates=covariate_specs)
+            if values.get("prior_init"):
+                initialise_from(prior, values["prior_init"])
             prior.compile(optimizer=prior_optimizer(values),
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                           metrics=[pixelcnn.BitsPerCode()])
@@ -189,9 +191,11 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     # The augmented grids widen the pool an epoch draws from, not the epoch: an epoch stays one
     # pass's worth of the real training grids, so augmentation costs no extra training time.
     steps = values["steps_per_epoch"] or math.ceil(len(codes["train"][0]) / batch_size)
+    told = getattr(prior, "augmentation_inputs", 0)  # the prior is told the augmentation
     train_data = code_dataset(*codes["train_augmented"], batch_size, shuffle=True,
                               seed=values["seed"], repeat=True,
-                              covariates=covariate_values.get("train_augmented"))
+                              covariates=covariate_values.get("train_augmented"),
+                              augmentation=codes["augmentation"] if told else None)
     validation_data = code_dataset(*codes["validate"], batch_size, shuffle=False,
                                    covariates=covariate_values.get("validate"))
     positions = np.bincount(codes["train"][1], minlength=values["num_slice_positions"])
@@ -201,6 +205,10 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     if covariate_specs:  # and, with --unconditional-covariates drawn, these
         record["subject_covariates"] = covariates.subject_rows(
             splits["train"].case_id, covariate_values["train"]).tolist()
+    if values.get("prior_snapshot_every"):  # after the averaged weights are swapped in
+        extra_callbacks = [callbacks.WeightSnapshots(output_dir / SNAPSHOTS_DIR, "prior",
+                                                     values["prior_snapshot_every"]),
+                           *extra_callbacks]
     if getattr(prior.optimizer, "use_ema", False):  # as built, or as the checkpoint's was
         extra_callbacks = [callbacks.AveragedWeights(resumed=done > 0),
                            *extra_callbacks]
@@ -216,6 +224,37 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
                                        covariates=covariate_values.get("test")),
                           verbose=0, return_dict=True)
     return prior, float(test["bits_per_code"])
+
+
+def initialise_from(prior, source):
+    """Copies into `prior` the weights of every layer it shares (by name, with the same shapes)
+    with the prior checkpoint `source` (a .keras file, or a run folder holding prior.keras), and
+    prints what it left at its initial values.
+
+    Raises:
+        RunError: `source` is no prior checkpoint, or shares no layer with `prior`.
+    """
+    path = pathlib.Path(source)
+    if path.is_dir():
+        path = path / PRIOR_FILE
+    if not path.is_file():
+        raise runs.RunError(f"--prior-init {source}: no prior checkpoint there (give a "
+                            f"prior.keras file or a run folder holding one)")
+    trained = runs.load_checkpoint(path, compile=False)
+    by_name = {layer.name: layer for layer in getattr(trained, "layers", [])}
+    copied, kept = [], []
+    for layer in prior.layers:
+        source_layer = by_name.get(layer.name)
+        weights = source_layer.get_weights() if source_layer is not None else None
+        if weights and [w.shape for w in weights] == [w.shape for w in layer.get_weights()]:
+            layer.set_weights(weights)
+            copied.append(layer.name)
+        elif layer.weights:
+            kept.append(layer.name)
+    if not copied:
+        raise runs.RunError(f"--prior-init {source}: {path} shares no layer with this prior")
+    print(f"prior: started from {path} ({len(copied)} layers"
+          + (f"; new: {', '.join(kept)})" if kept else ")"))
 
 
 def prior_optimizer(values):

@@ -31,6 +31,12 @@ SHAPE_STATISTICS = {
     "solidity": "mask area / area of its convex hull (dents and splits lower it)",
     "smoothness": "perimeter of the convex hull / perimeter of the mask (ragged outlines lower it)",
     "symmetry": "IoU of the mask with its mirror image about its own centre column",
+    # Where the head sits in the frame, as an outside reviewer sees it: real slices are cropped
+    # to their head's box, so a head shifted or tilted in the frame is unlike every real slice,
+    # however symmetric it is about itself.
+    "frame_symmetry": "IoU of the mask with its mirror image about the image's centre column",
+    "centroid_offset": "the mask centroid's column minus the image's centre column, in pixels",
+    "tilt": "angle of the mask's long axis from the image's vertical, in degrees",
     "intensity": "mean intensity inside the mask",
     "contrast": "standard deviation of the intensity inside the mask",
 }
@@ -71,16 +77,41 @@ def shape_statistics(image, threshold=TISSUE_THRESHOLD):
     low, high = columns.min(), columns.max()
     mirrored = np.zeros_like(mask)
     mirrored[:, low:high + 1] = mask[:, low:high + 1][:, ::-1]  # about the mask's centre column
+    framed = mask[:, ::-1]  # about the image's centre column
     inside = image[mask]
+    rows, cols = np.nonzero(mask)
+    centre_row, centre_col = rows.mean(), cols.mean()
     return {
         "components": float(components),
         "area": float(mask.mean()),
         "solidity": float(mask.sum() / max(hull.sum(), 1)),
         "smoothness": float(perimeter(hull) / max(perimeter(mask), 1e-9)),
         "symmetry": float((mask & mirrored).sum() / max((mask | mirrored).sum(), 1)),
+        "frame_symmetry": float((mask & framed).sum() / max((mask | framed).sum(), 1)),
+        "centroid_offset": float(centre_col - (image.shape[1] - 1) / 2.0),
+        "tilt": _tilt(rows - centre_row, cols - centre_col),
         "intensity": float(inside.mean()),
         "contrast": float(inside.std()),
     }
+
+
+def _tilt(rows, cols):
+    """Signed degrees (-90 .. 90] between the long axis of the points (row, col offsets from
+    their centroid) and the image's vertical: 0 for an upright head, longer front to back."""
+    var_rows, var_cols = float((rows ** 2).mean()), float((cols ** 2).mean())
+    covariance = float((rows * cols).mean())
+    # The long axis (d_row, d_col) = (cos t, sin t) maximises the variance along it.
+    return float(np.degrees(0.5 * np.arctan2(-2.0 * covariance, var_rows - var_cols)))
+
+
+def pose_summary(images, table=None):
+    """Mean absolute centroid offset (pixels) and tilt (degrees) of images' brain masks: where
+    the heads sit in the frame (real slices: centred and upright). `table`: their
+    `statistics_table`, when already computed."""
+    table = statistics_table(images) if table is None else table
+    names = list(SHAPE_STATISTICS)
+    return {"centroid_offset": float(np.abs(table[:, names.index("centroid_offset")]).mean()),
+            "tilt": float(np.abs(table[:, names.index("tilt")]).mean())}
 
 
 def statistics_table(images):
@@ -106,17 +137,18 @@ def plausibility_ranges(training_images, margin=PLAUSIBLE_MARGIN,
     return low - margin * (high - low), high + margin * (high - low)
 
 
-def plausible(images, ranges):
+def plausible(images, ranges, table=None):
     """Which images are anatomically plausible, and which statistics fail.
 
     Args:
         images: [N, H, W, 1] images in [0, 1].
         ranges: (low, high) from `plausibility_ranges`.
+        table: the images' `statistics_table`, when already computed.
 
     Returns:
         (ok [N] bool, failures {statistic: count of images outside its range}).
     """
-    table = statistics_table(images)
+    table = statistics_table(images) if table is None else table
     low, high = ranges
     inside = (table >= low) & (table <= high)
     failures = {name: int((~inside[:, column]).sum())
@@ -271,7 +303,9 @@ class RealReference:
         self.positions = values["num_slice_positions"]
         self.reconstructed = inference.reconstruct(vqvae, held_out.images)
         self.ranges = plausibility_ranges(train.images)
-        self.real_ok, _ = plausible(held_out.images, self.ranges)
+        real_table = statistics_table(held_out.images)
+        self.real_ok, self.real_failures = plausible(held_out.images, self.ranges, real_table)
+        self.real_pose = pose_summary(held_out.images, real_table)
         self.reconstructed_ok, _ = plausible(self.reconstructed, self.ranges)
         self.network = None
         if feature_figures:
@@ -317,13 +351,25 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
     conditioned, _ = inference.generate(values, vqvae, output_dir, count, slice_index=requested,
                                         temperature=temperature, top_k=top_k, seed=seed + 1,
                                         prior=prior)
-    sample_ok, failures = plausible(samples, reference.ranges)
-    conditioned_ok, _ = plausible(conditioned, reference.ranges)
+    sample_table, conditioned_table = statistics_table(samples), statistics_table(conditioned)
+    sample_ok, failures = plausible(samples, reference.ranges, sample_table)
+    conditioned_ok, conditioned_failures = plausible(conditioned, reference.ranges,
+                                                     conditioned_table)
     real_ok, reconstructed_ok = reference.real_ok, reference.reconstructed_ok
+    outside = {"samples": (failures, len(samples)),
+               "conditioned": (conditioned_failures, len(conditioned)),
+               "real": (reference.real_failures, len(held_out))}
+    poses = {"samples": pose_summary(samples, sample_table),
+             "conditioned": pose_summary(conditioned, conditioned_table),
+             "real": reference.real_pose}
     figures = {
         "plausible_samples": float(sample_ok.mean()), "plausible_real": float(real_ok.mean()),
         "plausible_reconstructed": float(reconstructed_ok.mean()),
         "plausible_conditioned": float(conditioned_ok.mean()),
+        **{f"outside_{name}_{which}": counts[name] / max(total, 1)
+           for which, (counts, total) in outside.items() for name in SHAPE_STATISTICS},
+        **{f"{pose}_{which}": value for which, row in poses.items()
+           for pose, value in row.items()},
     }
     distances = {}
     if reference.network is not None:
@@ -367,7 +413,15 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
         else:
             print("  (feature-network figures not computed: Fréchet distance, KID, precision, "
                   "recall, slice position)")
-        failing = ", ".join(f"{name} {number}" for name, number in failures.items() if number)
-        if failing:
-            print(f"  samples outside the real range, per statistic: {failing}")
+        print(f"  {'mean |centroid offset| (pixels)':34s} "
+              f"{poses['samples']['centroid_offset']:10.2f} "
+              f"{poses['conditioned']['centroid_offset']:12.2f} "
+              f"{poses['real']['centroid_offset']:13.2f}")
+        print(f"  {'mean |tilt| (degrees)':34s} {poses['samples']['tilt']:10.2f} "
+              f"{poses['conditioned']['tilt']:12.2f} {poses['real']['tilt']:13.2f}")
+        print("  outside the real training slices' range, per statistic:")
+        for name in SHAPE_STATISTICS:
+            print(f"    {name:32s} " + " ".join(
+                f"{counts[name] / max(total, 1):{width}.1%}"
+                for (counts, total), width in zip(outside.values(), (10, 12, 13))))
     return figures

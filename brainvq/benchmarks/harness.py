@@ -94,6 +94,13 @@ def seeds_mean(reports):
                    and not isinstance(report.get(key), bool) for report in reports)}
 
 
+def seeds_spread(reports):
+    """The standard deviation over several sampling seeds' reports of every number they all
+    have: the `sd` row beside the `mean` row."""
+    numeric = seeds_mean(reports)
+    return {key: float(np.std([report[key] for report in reports])) for key in numeric}
+
+
 def comma_separated(convert=str):
     """argparse type of a comma-separated list flag (`--top-ks 0,64`): each item `convert`ed."""
     def parse(text):

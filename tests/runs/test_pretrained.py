@@ -150,7 +150,7 @@ def test_realism_benchmark_averages_seeds_and_keeps_its_network_out_of_a_shipped
                            "--guidances", "1,2", "--seeds", "0,1"])
     assert snapshot(shipped) == before
     assert (tmp_path / "output" / "tiny" / "feature_network.keras").is_file()
-    assert [(setting[2], seed) for setting, seed, _ in rows] == [(1.0, 0), (2.0, 0), (1.0, 1),
+    assert [(setting[3], seed) for setting, seed, _ in rows] == [(1.0, 0), (2.0, 0), (1.0, 1),
                                                                  (2.0, 1)]
     assert len(built) == 1  # the real slices' ranges, features and reconstructions: once
     assert len(loaded) == 1  # one prior, one compiled sampler, for all eight draws
@@ -161,7 +161,7 @@ def test_realism_benchmark_averages_seeds_and_keeps_its_network_out_of_a_shipped
     means = [line.split() for line in lines if " mean " in line]
     assert len(means) == 2  # one per guidance value
     expected = np.mean([rows[0][2]["frechet_samples"], rows[2][2]["frechet_samples"]])
-    assert float(means[0][6]) == pytest.approx(expected, abs=1e-3)  # the Fréchet column
+    assert float(means[0][7]) == pytest.approx(expected, abs=1e-3)  # the Fréchet column
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])

@@ -229,3 +229,29 @@ def test_similarity_uses_oasis_segmentations_when_present(tmp_path):
         Image.fromarray(labels).save(seg_folder / pathlib.Path(path).name.replace("case_", "seg_"))
     masks = reports.segmentation_masks(test, 32)
     assert masks.shape == (2, 32, 32) and masks.sum() == 2 * 16 * 16
+
+
+def test_prior_snapshots_are_kept_and_judged_by_the_realism_benchmark(data_dir, tmp_path,
+                                                                      capsys):
+    """--prior-snapshot-every keeps the (averaged) weights of each epoch; `benchmark.py realism
+    --snapshots` judges each in one feature space, and names the kept ones when asked for
+    another."""
+    import benchmark
+
+    run = tmp_path / "run"
+    train.main(["--data-dir", str(data_dir), "--epochs", "1", "--prior-epochs", "2",
+                "--prior-snapshot-every", "1", "--prior-weight-averaging", "0.9",
+                "--output-dir", str(run), *TINY])
+    kept = sorted(path.name for path in (run / runs.SNAPSHOTS_DIR).iterdir())
+    assert kept == ["prior_epoch_001.weights.h5", "prior_epoch_002.weights.h5"]
+    best = runs.load_prior(run)
+    best.load_weights(run / runs.SNAPSHOTS_DIR / kept[-1])  # epoch 2 is the best (of 2 here)
+    rows = benchmark.main(["realism", "--output-dir", str(run), "--data-dir", str(data_dir),
+                           "--samples", "3", "--temperatures", "1.0", "--top-ks", "0",
+                           "--seeds", "0", "--snapshots", "1,2"])
+    assert [setting[0] for setting, _, _ in rows] == [1, 2]
+    assert rows[0][2]["frechet_samples"] != rows[1][2]["frechet_samples"]
+    assert all(0.0 <= figures["worst_outside_samples"] <= 1.0 for _, _, figures in rows)
+    with pytest.raises(runs.RunError, match="prior_epoch_002.weights.h5"):
+        benchmark.main(["realism", "--output-dir", str(run), "--data-dir", str(data_dir),
+                        "--samples", "3", "--snapshots", "7"])

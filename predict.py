@@ -64,7 +64,7 @@ def run(args):
     """Reconstructions of the test split (skipped, in one line, when only samples are asked for
     and the run's data are not here) and, with --samples, new slices."""
     from brainvq.generation import generate
-    from brainvq.runs import folder, pretrained
+    from brainvq.runs import folder, pretrained, subjects
 
     folder.check_run_dir(args.output_dir)
     images_dir = pretrained.work_dir(args.output_dir, args.images_dir)
@@ -95,7 +95,8 @@ def run(args):
     volume_prior = folder.load_prior(args.output_dir, "volume") if args.volumes else None
     covariates = generate.requested_covariates(args.output_dir, requested, prior)
     try:
-        test = generate.load_test_split(values)
+        test = subjects.held_out(args.output_dir, generate.load_test_split(values), "test",
+                                 values["data_dir"])
     except errors.MissingData:
         if (args.samples == 0 and args.volumes == 0) or args.data_dir is not None:
             raise

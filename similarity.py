@@ -83,7 +83,7 @@ def main(argv=None):
     from brainvq.evaluation.reports import (covariate_report, reconstruction_report,
                                             sample_report, write_figures)
     from brainvq.runs import folder as runs
-    from brainvq.runs import pretrained
+    from brainvq.runs import pretrained, subjects
 
     try:
         runs.check_run_dir(args.output_dir)
@@ -101,6 +101,8 @@ def main(argv=None):
         split = evaluated_split(args.split, values)
         splits, description = layouts.load_splits_for(values)
         print(description)
+        splits[split] = subjects.held_out(args.output_dir, splits[split], split,
+                                          values["data_dir"])
         reconstruction_report(vqvae, splits[split], images_dir, cache_dir,
                               split=split)
         if args.samples > 0:

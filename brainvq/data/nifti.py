@@ -101,12 +101,24 @@ def _load_nifti_slice_folder(folder, image_size, skip_bad, num_slice_positions):
     return concatenate_parts(parts, image_size, [str(path) for path, _ in skipped])
 
 
+def is_counts(split):
+    """Whether a split gives subject counts (three whole numbers, each >= 1: 125,20,20) rather
+    than shares (0.8,0.1,0.1)."""
+    return len(split) == 3 and all(float(part).is_integer() and part >= 1 for part in split)
+
+
 def split_counts(count, split):
-    """Cases per split: fractions rounded, >= 1 train, >= 1 validate and test from 3 cases."""
+    """Cases per split. Counts (`is_counts`) are taken as they are when `count` cases hold them
+    (the cases left over are not used); otherwise, and for shares, the shares of `count`
+    rounded, >= 1 train, >= 1 validate and test from 3 cases. (train.py refuses counts that
+    exceed the cases; a scoring script rescales them, then scores only the subjects the run
+    never saw.)"""
     fractions = np.asarray(split, dtype=np.float64)
     if fractions.shape != (3,) or (fractions < 0).any() or fractions.sum() <= 0:
         raise DatasetError(f"split={split!r}: give three non-negative fractions for "
                            f"(train, validate, test), e.g. (0.8, 0.1, 0.1).")
+    if is_counts(split) and fractions.sum() <= count:
+        return tuple(int(part) for part in split)
     fractions = fractions / fractions.sum()
     validate = int(math.floor(count * fractions[1] + 0.5))
     test = int(math.floor(count * fractions[2] + 0.5))
@@ -135,10 +147,16 @@ def _split_by_case(parts, image_size, split, seed, skipped, folder, what="volume
             f"into the OASIS PNG layout with a split of your own.")
     order = np.random.default_rng(seed).permutation(len(cases))
     shuffled = [cases[i] for i in order]
-    train_count, validate_count, _ = split_counts(len(cases), split)  # each >= 1 from 3 cases
+    train_count, validate_count, test_count = split_counts(len(cases), split)  # each >= 1
+    held = train_count + validate_count
     assigned = {"train": set(shuffled[:train_count]),
-                "validate": set(shuffled[train_count:train_count + validate_count]),
-                "test": set(shuffled[train_count + validate_count:])}
+                "validate": set(shuffled[train_count:held]),
+                "test": set(shuffled[held:held + test_count])}
+    unused = len(cases) - held - test_count
+    if unused:
+        print(f"--split {','.join(str(int(part)) for part in split)}: {unused} of the "
+              f"{len(cases)} subjects in {folder} are left over and not used (raise a count "
+              f"to use them)")
     return {name: concatenate_parts([part for part in parts if part[2] in members],
                                     image_size, skipped)
             for name, members in assigned.items()}

@@ -17,6 +17,23 @@ SPLITS = ("train", "validate", "test")
 CASE_SLICE_PATTERN = re.compile(r"case_(\d+)(?:_[A-Za-z]+_\d+)*_slice_(\d+)", re.IGNORECASE)
 
 
+_PNG_CASE = re.compile(r"^(case_\d+)_slice_\d+")
+
+
+def subject_name(path):
+    """The subject a slice came from, by name: the volume's file name for a slice of a NIfTI
+    volume ("IXI002-Guys-0828_T1.nii.gz"), `case_NNN` for an OASIS PNG slice, else the file's
+    name. Names, unlike the case numbers of one loading, mean the same subject in any folder."""
+    name = pathlib.PurePath(str(path).rsplit(":", 1)[0] if ".nii" in str(path) else str(path)).name
+    match = _PNG_CASE.match(name)
+    return match.group(1) if match else name
+
+
+def subject_names(slices):
+    """The sorted names (`subject_name`) of the subjects a `SliceSet` holds slices of."""
+    return sorted({subject_name(path) for path in slices.paths})
+
+
 @dataclasses.dataclass
 class SliceSet:
     """Slices of one split, with where each came from.

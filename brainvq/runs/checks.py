@@ -7,7 +7,9 @@ import shlex
 import sys
 
 import hyperparameters
-from brainvq.data import layouts
+from brainvq import errors
+from brainvq.data import demo, layouts, nifti
+from brainvq.data.slice_sets import subject_names
 from brainvq.runs import folder as runs
 from brainvq.runs.folder import (
     STATE_FILE,
@@ -147,6 +149,21 @@ def record_of(values, output_dir, stages):
         return values
     saved = hyperparameters.load(output_dir)
     return dict(values, **{key: saved[key] for key in hyperparameters.VQVAE_TRAINING_KEYS})
+
+
+def check_split_counts(values, splits):
+    """Refuses a --split of subject counts (whole numbers) that the data's subjects cannot
+    fill: the loader would otherwise take them as shares of fewer subjects."""
+    shares = hyperparameters.split_shares(values["split"])
+    if demo.is_demo(splits["train"]) or shares is None or not nifti.is_counts(shares):
+        return
+    subjects = sum(len(subject_names(part)) for part in splits.values())
+    asked = int(sum(shares))
+    if asked > subjects:
+        raise errors.DatasetError(
+            f"--split {values['split']} asks for {asked} subjects (whole numbers are subject "
+            f"counts), and {values['data_dir']} has {subjects}: give counts that add up to at "
+            f"most {subjects}, or shares such as 0.8,0.1,0.1")
 
 
 def check_same_data(output_dir, stages, splits, resume, data_dir):

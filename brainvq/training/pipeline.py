@@ -6,7 +6,7 @@ import keras
 
 import hyperparameters
 from brainvq.data import layouts
-from brainvq.runs import checks
+from brainvq.runs import checks, subjects
 from brainvq.runs import folder as runs
 from brainvq.runs.folder import PRIOR_FILE, VQVAE_FILE, read_state
 from brainvq.training.devices import make_strategy, set_precision
@@ -32,11 +32,13 @@ def train(values, output_dir, stages, *, resume, overwrite, given, command):
         print(f"strategy: {values['strategy']} ({replicas} replica(s)), precision: {policy}")
     splits, description = layouts.load_splits_for(values)
     print(description)
+    checks.check_split_counts(values, splits)
     checks.check_same_data(output_dir, stages, splits, resume, values["data_dir"])
     for stage in clear:
         runs.clear_stage(output_dir, stage)
         print(f"--overwrite: removed the earlier {stage} stage from {output_dir}")
     hyperparameters.save(checks.record_of(values, output_dir, stages), output_dir)
+    subjects.record(output_dir, splits)
     try:
         if "vqvae" in stages:
             train_vqvae(values, splits, output_dir, resume=resume, strategy=strategy)

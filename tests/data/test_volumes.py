@@ -119,6 +119,19 @@ def test_split_shares_as_subject_counts():
             dataset.parse_split(bad)
 
 
+def test_subject_counts_are_counts_and_the_remainder_is_said(tmp_path, capsys):
+    """Whole numbers are subject counts: 4,1,1 on 8 subjects takes 4, 1 and 1 and says the 2
+    left over are not used (they were silently taken as shares: 5, 1, 2)."""
+    assert nifti.split_counts(8, dataset.parse_split("4,1,1")) == (4, 1, 1)
+    assert nifti.split_counts(8, dataset.parse_split("0.5,0.25,0.25")) == (4, 2, 2)
+    for case in range(8):
+        write_volume(tmp_path / "vols" / f"subject_{case}.nii.gz", phantom(), np.eye(4))
+    splits, _ = dataset.load_splits(tmp_path / "vols", SIZE, slices_per_volume=2,
+                                    split=dataset.parse_split("4,1,1"))
+    assert [len(set(splits[name].case_id)) for name in dataset.SPLITS] == [4, 1, 1]
+    assert "2 of the 8 subjects" in capsys.readouterr().out
+
+
 @pytest.mark.skipif(not IXI.is_dir(), reason=f"no IXI volumes at {IXI}")
 def test_real_ixi_volume_and_its_ras_copy_give_the_same_slices(tmp_path):
     import nibabel

@@ -269,3 +269,35 @@ def test_things_in_the_way_of_the_figures_are_named(relative_run, tmp_path):
     (folder / "reconstructions.png").mkdir(parents=True)
     with pytest.raises(SystemExit, match="reconstructions.png is a folder"):
         predict.main(["--output-dir", str(relative_run), "--images-dir", str(folder)])
+
+
+def move_case(root, case, to_split):
+    """Moves every slice of `case_NNN` into another split's folder of an OASIS PNG layout."""
+    target = root / f"keras_png_slices_{to_split}"
+    for path in root.glob(f"keras_png_slices_*/case_{case:03d}_slice_*.png"):
+        if path.parent != target:
+            path.rename(target / path.name)
+
+
+def test_a_run_scores_only_the_subjects_it_never_saw(run_copy, tmp_path, capsys):
+    """The run records its subjects by name; another folder whose test split holds one of its
+    training subjects beside a new one is scored on the new one only, and one that holds only
+    training subjects is refused, naming them."""
+    state = json.loads((run_copy / runs.STATE_FILE).read_text())
+    assert state["subjects"] == {"train": ["case_001", "case_002"], "validate": ["case_003"],
+                                 "test": ["case_004"]}
+    other = write_oasis_layout(tmp_path / "other", cases=(2, 1, 2))  # case_001 .. case_005
+    move_case(other, 1, "test")  # a training subject of the run among the test slices
+    predict.main(["--output-dir", str(run_copy), "--data-dir", str(other), "--samples", "0"])
+    out = capsys.readouterr().out
+    assert "scoring 2 held-out subject(s) of the 3 test subjects" in out
+    assert "1 in its training split (case_001)" in out
+    assert "over 12 test slices" in out  # case_004 and case_005, 6 slices each
+    only_trained = write_oasis_layout(tmp_path / "trained", cases=(2, 1, 1))
+    for path in (only_trained / "keras_png_slices_test").iterdir():
+        path.unlink()
+    move_case(only_trained, 2, "test")
+    with pytest.raises(SystemExit, match="none of the 1 test subjects .* is held out.*"
+                                         "1 in its training split \\(case_002\\)"):
+        similarity.main(["--output-dir", str(run_copy), "--data-dir", str(only_trained),
+                         "--samples", "0"])

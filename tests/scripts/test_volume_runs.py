@@ -173,3 +173,12 @@ def test_the_volumes_benchmark_judges_each_covariate_setting_in_one_feature_spac
     assert mean["coronal_frechet_samples"] == pytest.approx(
         (null["coronal_frechet_samples"] + other_seed["coronal_frechet_samples"]) / 2)
     assert f"{mean['neighbour_ssim_samples']:8.4f}" in table[3]
+
+
+def test_train_refuses_subject_counts_the_data_cannot_fill(stack_run, tmp_path):
+    root, _ = stack_run
+    with pytest.raises(SystemExit, match="--split 10,10,10 asks for 30 subjects .* has 4"):
+        train.main(["--data-dir", str(root / "data"), "--output-dir", str(tmp_path / "run"),
+                    "--epochs", "1", "--prior-epochs", "1", *STACK[:-4], "--split", "10,10,10",
+                    *TINY])
+    assert not (tmp_path / "run" / runs.VQVAE_FILE).exists()

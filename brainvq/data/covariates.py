@@ -8,6 +8,7 @@ subject is matched by its NIfTI file's subject id (the file name starts with the
 (`case_001_slice_4.nii.png` for a subject id whose number is 1, e.g. `1` or `OAS1_0001`).
 """
 import csv
+import io
 import math
 import pathlib
 import re
@@ -19,19 +20,50 @@ from brainvq.errors import DatasetError
 
 
 def read_table(path):
-    """{subject id: {column: text}} of a covariates CSV; DatasetError naming the file when it is
-    missing, empty or has no subject column."""
+    """{subject id: {column: text}} of a covariates CSV.
+
+    Read as UTF-8 (or, failing that, Windows-1252, which Excel writes), comma-separated, or
+    semicolon-separated with decimal commas (`47,5` is 47.5), as European spreadsheets write it.
+
+    Raises:
+        DatasetError, naming the file: missing, unreadable, empty, no subject column, or a
+            subject id on two rows (named with their line numbers).
+    """
     path = pathlib.Path(path)
     if not path.is_file():
         raise DatasetError(f"covariates file {path} does not exist: pass --covariates with a CSV "
                            f"of one row per subject (subject, age, sex, ...)")
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = raw.decode("cp1252")
+        except UnicodeDecodeError:
+            raise DatasetError(f"{path} is neither UTF-8 nor Windows-1252 text: save it as a "
+                               f"UTF-8 CSV") from None
+        print(f"note: {path} is not UTF-8; read as Windows-1252")
+    header = text.splitlines()[0] if text.strip() else ""
+    semicolons = header.count(";") > header.count(",")
+    rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=";" if semicolons
+                               else ","))
+    if semicolons:  # decimal commas: 47,5 is 47.5
+        rows = [{key: re.sub(r"^(-?\d+),(\d+)$", r"\1.\2", (value or "").strip())
+                 for key, value in row.items()} for row in rows]
     if not rows or not rows[0]:
         raise DatasetError(f"{path} holds no rows: expected a header (subject, age, ...) and one "
                            f"row per subject")
     key = "subject" if "subject" in rows[0] else next(iter(rows[0]))
-    return {row[key].strip(): row for row in rows if row.get(key, "").strip()}
+    table, lines = {}, {}
+    for line, row in enumerate(rows, start=2):
+        subject = (row.get(key) or "").strip()
+        if not subject:
+            continue
+        if subject in table:
+            raise DatasetError(f"{path}: subject {subject!r} has two rows (lines "
+                               f"{lines[subject]} and {line}): keep one")
+        table[subject], lines[subject] = dict(row, _line=line), line
+    return table
 
 
 def _case_number(text):
@@ -39,11 +71,21 @@ def _case_number(text):
     return int(digits[-1]) if digits else None
 
 
+def _starts_with_id(name, subject):
+    """Whether the file name begins with the subject id as a whole word: followed by a
+    separator or the end, so `IXI01` never matches `IXI013-HH-1212_T1.nii.gz`."""
+    if not name.startswith(subject):
+        return False
+    rest = name[len(subject):]
+    return not rest or not rest[0].isalnum()
+
+
 def subject_of(slice_path, table):
-    """The subject id of `table` a slice belongs to, or None: by NIfTI file name prefix (the
-    longest id that starts the name), else by OASIS case number."""
+    """The subject id of `table` a slice belongs to, or None: the longest id that begins the
+    NIfTI file's name as a whole word (`IXI012-HH-1211` or `IXI012` for
+    `IXI012-HH-1211_T1.nii.gz`; `IXI01` for none of them), else by OASIS case number."""
     name = pathlib.Path(str(slice_path).split(":")[0]).name
-    matches = [subject for subject in table if name.startswith(subject)]
+    matches = [subject for subject in table if _starts_with_id(name, subject)]
     if matches:
         return max(matches, key=len)
     try:
@@ -66,22 +108,37 @@ def specs(table, names, subjects):
     """One spec per covariate name, from the training subjects' values: {"name", "kind":
     "continuous", "low", "high"} for a numeric column, {"name", "kind": "categorical",
     "classes"} otherwise. DatasetError for a column the file lacks or one without values."""
-    columns = next(iter(table.values())).keys()
+    columns = [column for column in next(iter(table.values())) if column != "_line"]
     result = []
     for name in names:
         if name not in columns:
             raise DatasetError(f"--condition-on {name}: the covariates file has no such column "
                                f"(it has {', '.join(columns)})")
-        values = [table[subject][name].strip() for subject in subjects
-                  if table[subject][name].strip()]
+        given = [subject for subject in subjects if (table[subject][name] or "").strip()]
+        values = [table[subject][name].strip() for subject in given]
         if not values:
             raise DatasetError(f"--condition-on {name}: no training subject has a value")
         numbers = [_number(value) for value in values]
         if all(number is not None for number in numbers):
             result.append({"name": name, "kind": "continuous", "low": min(numbers),
                            "high": max(numbers)})
-        else:
-            result.append({"name": name, "kind": "categorical", "classes": sorted(set(values))})
+            continue
+        if any(number is not None for number in numbers):  # a numeric column with a bad value
+            bad = next(subject for subject, number in zip(given, numbers) if number is None)
+            raise DatasetError(
+                f"--condition-on {name}: {table[bad][name].strip()!r} (subject {bad}, line "
+                f"{table[bad].get('_line', '?')} of the covariates file) is not a finite "
+                f"number, and the column's other values are numbers: correct it, or leave it "
+                f"empty for an unknown {name}")
+        spellings = {}
+        for value in sorted(set(values)):
+            spellings.setdefault(value.casefold(), []).append(value)
+        clashing = [forms for forms in spellings.values() if len(forms) > 1]
+        if clashing:
+            raise DatasetError(f"--condition-on {name}: {' and '.join(map(repr, clashing[0]))} "
+                               f"are one class spelled two ways in the covariates file: write "
+                               f"it one way")
+        result.append({"name": name, "kind": "categorical", "classes": sorted(set(values))})
     return result
 
 
@@ -149,7 +206,7 @@ def subject_rows(case_ids, slice_rows):
     return slice_rows[np.sort(first)]
 
 
-def for_splits(values, splits):
+def for_splits(values, splits, verbose=True):
     """The covariates a run conditions on (`values["covariates"]`, `values["condition_on"]`) for
     every split: (the splits, less slices dropped by `skip_bad` for want of a row, the specs
     from the training subjects, {split: [N, C] float32})."""
@@ -162,7 +219,7 @@ def for_splits(values, splits):
         arrays[name], kept = slice_covariates(split, table, covariate_specs, values["skip_bad"])
         dropped += len(split) - len(kept)
         kept_splits[name] = split if len(kept) == len(split) else split.take(kept)
-    if dropped:
+    if dropped and verbose:
         print(f"--skip-bad: left out {dropped} slice(s) whose subject has no row in "
               f"{values['covariates']}")
     return kept_splits, covariate_specs, arrays

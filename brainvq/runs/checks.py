@@ -166,6 +166,38 @@ def check_split_counts(values, splits):
             f"most {subjects}, or shares such as 0.8,0.1,0.1")
 
 
+def check_covariates(values, splits, output_dir, stages, resume):
+    """Reads the covariates file before any training, so that a bad file (a non-numeric age, a
+    subject on two rows, a missing subject) is refused before the VQ-VAE stage, not after it.
+    With --resume, refuses a file whose covariates differ from those the prior stages in the
+    folder were trained on. A file given without --condition-on is not used: it says so, and
+    the run does not record it. Returns the values to train and record with."""
+    if not values.get("condition_on"):
+        if values.get("covariates"):
+            print(f"note: --covariates {values['covariates']} is not used: no --condition-on "
+                  f"names a column of it to condition the prior on (e.g. --condition-on age,sex)")
+        return dict(values, covariates="")
+    from brainvq.data import covariates  # the file's rows, as the prior stage reads them
+
+    _, specs, _ = covariates.for_splits(values, splits, verbose=False)
+    state = read_state(output_dir) if resume else {}
+    for stage in ("prior", "volume"):
+        recorded = state.get(stage, {}).get("covariates")
+        if stage in stages and recorded is not None and recorded != specs:
+            raise runs.RunError(
+                f"--covariates {values['covariates']} gives other covariates than the {stage} "
+                f"stage in {output_dir} was trained on (recorded: {_spec_text(recorded)}; this "
+                f"file: {_spec_text(specs)}): resume with the file it was trained with, or start "
+                f"the stage again with --overwrite")
+    return values
+
+
+def _spec_text(specs):
+    return "; ".join(f"{spec['name']} {spec['low']:g}-{spec['high']:g}"
+                     if spec["kind"] == "continuous"
+                     else f"{spec['name']} {'/'.join(spec['classes'])}" for spec in specs)
+
+
 def check_same_data(output_dir, stages, splits, resume, data_dir):
     """With --resume, refuses a stage whose recorded data differ from the data loaded now."""
     if not resume:

@@ -33,6 +33,7 @@ def train(values, output_dir, stages, *, resume, overwrite, given, command):
     splits, description = layouts.load_splits_for(values)
     print(description)
     checks.check_split_counts(values, splits)
+    values = checks.check_covariates(values, splits, output_dir, stages, resume)
     checks.check_same_data(output_dir, stages, splits, resume, values["data_dir"])
     for stage in clear:
         runs.clear_stage(output_dir, stage)

@@ -69,3 +69,37 @@ def test_ixi_demographics_match_all_but_the_subjects_without_a_record():
     assert len(files) == 165 and len(unmatched) == 3
     age, sex = covariates.specs(table, ["age", "sex"], list(table))
     assert 19 < age["low"] < 21 and 80 < age["high"] < 90 and sex["classes"] == ["F", "M"]
+
+
+@pytest.mark.parametrize("bad", ["forty", "NaN", "inf"])
+def test_a_non_numeric_age_is_named_with_its_row(tmp_path, bad):
+    table = write_table(tmp_path / "c.csv", f"subject,age\nS1,30\nS2,{bad}\nS3,50\n")
+    with pytest.raises(DatasetError, match=f"'{bad}' \\(subject S2, line 3 .*not a finite"):
+        covariates.specs(table, ["age"], ["S1", "S2", "S3"])
+
+
+def test_one_class_spelled_two_ways_is_refused_naming_both(tmp_path):
+    table = write_table(tmp_path / "c.csv", "subject,sex\nS1,M\nS2,m\nS3,F\n")
+    with pytest.raises(DatasetError, match="'M' and 'm' are one class spelled two ways"):
+        covariates.specs(table, ["sex"], ["S1", "S2", "S3"])
+
+
+def test_a_subject_on_two_rows_is_refused_and_ids_match_whole_words(tmp_path):
+    with pytest.raises(DatasetError, match="'IXI012' has two rows \\(lines 2 and 4\\)"):
+        write_table(tmp_path / "d.csv", "subject,age\nIXI012,30\nIXI013,40\nIXI012,50\n")
+    table = write_table(tmp_path / "c.csv", "subject,age\nIXI01,30\nIXI013,40\n")
+    assert covariates.subject_of("/d/IXI013-HH-1212_T1.nii.gz:axial=1", table) == "IXI013"
+    assert covariates.subject_of("/d/IXI014-HH-1212_T1.nii.gz:axial=1", table) is None
+    assert covariates.subject_of("/d/IXI01_T1.nii.gz:axial=1", table) == "IXI01"
+
+
+def test_windows_1252_and_semicolons_with_decimal_commas_are_read(tmp_path, capsys):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("subject;age;site\nS1;47,5;Malmö\nS2;30;Köln\n".encode("cp1252"))
+    table = covariates.read_table(path)
+    assert table["S1"]["age"] == "47.5" and table["S2"]["site"] == "Köln"
+    assert "read as Windows-1252" in capsys.readouterr().out
+    spec, = covariates.specs(table, ["age"], ["S1", "S2"])
+    assert (spec["low"], spec["high"]) == (30.0, 47.5)
+    with pytest.raises(DatasetError, match="no such column \\(it has subject, age, site\\)"):
+        covariates.specs(table, ["sex"], ["S1"])

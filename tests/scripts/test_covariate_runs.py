@@ -153,3 +153,38 @@ def test_similarity_checks_the_covariates_with_rulers(covariate_run, tmp_path, c
     assert "shuffled control" in out
     assert "age samples anatomically plausible:" in out and "highest tenth" in out
     assert len(loaded) == 1  # the sample and covariate reports share one prior and sampler
+
+
+def test_a_bad_covariates_file_is_refused_before_any_training(covariate_run, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("subject,age,sex\n1,30,F\n2,forty,M\n3,45,F\n4,50,M\n")
+    with pytest.raises(SystemExit, match="'forty' \\(subject 2, line 3"):
+        train.main(["--data-dir", str(covariate_run / "oasis"), "--covariates", str(bad),
+                    "--condition-on", "age", "--epochs", "1", "--prior-epochs", "1",
+                    "--output-dir", str(tmp_path / "run"), *TINY])
+    assert not (tmp_path / "run" / runs.VQVAE_FILE).exists()  # refused before the VQ-VAE
+
+
+def test_a_covariates_file_without_condition_on_is_said_unused_and_not_recorded(
+        covariate_run, tmp_path, capsys):
+    train.main(["--stage", "vqvae", "--data-dir", str(covariate_run / "oasis"), "--covariates",
+                str(covariate_run / "table.csv"), "--epochs", "1",
+                "--output-dir", str(tmp_path / "run"), *TINY])
+    assert "is not used: no --condition-on" in capsys.readouterr().out
+    import hyperparameters
+
+    assert hyperparameters.load(tmp_path / "run")["covariates"] == ""
+
+
+def test_resuming_the_prior_with_another_covariates_file_is_refused(covariate_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(covariate_run / "run", run)
+    other = tmp_path / "other.csv"
+    other.write_text("subject,age,sex\n1,20,F\n2,80,M\n3,45,F\n4,50,M\n")
+    with pytest.raises(SystemExit, match="other covariates than the prior stage .*age 30-60.*"
+                                         "age 20-80"):
+        train.main(["--stage", "prior", "--resume", "--data-dir", str(covariate_run / "oasis"),
+                    "--covariates", str(other), "--condition-on", "age,sex",
+                    "--prior-epochs", "2", "--output-dir", str(run), *TINY])

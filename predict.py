@@ -83,8 +83,18 @@ def run(args):
     requested = {name: value for name, value in (("age", args.age), ("sex", args.sex))
                  if value is not None}
     for item in args.condition:
-        name, _, value = item.partition("=")
-        requested[name.strip()] = value
+        name, equals, value = item.partition("=")
+        name = name.strip()
+        if not equals or not name or not value.strip():
+            raise folder.RunError(f"--condition {item}: give NAME=VALUE, e.g. --condition "
+                                  f"age=70")
+        if name in requested:
+            raise folder.RunError(f"--condition {item}: {name} is asked for twice (also "
+                                  f"{requested[name]!r}); give it once")
+        requested[name] = value
+    if args.by_covariate and args.samples == 0:
+        raise folder.RunError("--by-covariate draws its figures beside --samples N: add "
+                              "--samples (e.g. --samples 16)")
     if args.volumes and values.get("slice_spacing", 0) <= 0:
         raise folder.RunError(f"--volumes needs a run cut as whole stacks, and "
                               f"{args.output_dir} was trained on slices placed one by one: "

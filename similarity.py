@@ -99,6 +99,11 @@ def main(argv=None):
             "unconditional_covariates": args.unconditional_covariates})
         runs.check_unconditional_covariates(args.output_dir, values)
         split = evaluated_split(args.split, values)
+        if args.volumes > 0 and values.get("slice_spacing", 0) <= 0:  # before writing anything
+            raise runs.RunError(f"--volumes needs a run cut as whole stacks, and "
+                                f"{args.output_dir} was trained on slices placed one by one "
+                                f"(train one with --slice-spacing 2 --slices-per-volume 64 "
+                                f"--num-slice-positions 64)")
         splits, description = layouts.load_splits_for(values)
         print(description)
         splits[split] = subjects.held_out(args.output_dir, splits[split], split,
@@ -131,11 +136,6 @@ def main(argv=None):
                                          values["unconditional_covariates"]})
             print(f"sample figures: {written}")
         if args.volumes > 0:
-            if values.get("slice_spacing", 0) <= 0:
-                raise runs.RunError(f"--volumes needs a run cut as whole stacks, and "
-                                    f"{args.output_dir} was trained on slices placed one by "
-                                    f"one (train one with --slice-spacing 2 "
-                                    f"--slices-per-volume 64 --num-slice-positions 64)")
             from brainvq.evaluation import volume_checks
 
             seed = values["seed"] if args.seed is None else args.seed

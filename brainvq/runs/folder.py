@@ -367,6 +367,11 @@ def load_run(output_dir, overrides=None):
         and the loaded `VQVAETrainer`.
     """
     output_dir = check_run_dir(output_dir)
+    if (output_dir / MODEL_CARD_FILE).is_file() and not (output_dir / STATE_FILE).is_file():
+        raise RunError(f"{output_dir / STATE_FILE} is missing from the shipped model "
+                       f"{output_dir} (it records the model's file hashes, slice positions and "
+                       f"subjects): restore the folder (e.g. `git checkout -- {output_dir}`) "
+                       f"or download the model again")
     if is_shipped(output_dir):
         verify_shipped(output_dir)
     values = hyperparameters.load(output_dir)

@@ -28,7 +28,14 @@ def work_dir(output_dir, images_dir=None):
     """Where the scripts write for the run in `output_dir`: `images_dir` when given; for a
     shipped model `output/<name>`; else the run's own figures folder, `<output_dir>/images`."""
     if images_dir:
-        return pathlib.Path(images_dir)
+        path = pathlib.Path(images_dir)
+        for folder in (path, *path.resolve().parents):
+            if runs.is_shipped(folder):
+                raise runs.RunError(f"--images-dir {images_dir} lies in the shipped model "
+                                    f"{folder}, which the scripts never write: give another "
+                                    f"folder, or leave --images-dir out "
+                                    f"({WORK_ROOT / folder.resolve().name})")
+        return path
     if runs.is_shipped(output_dir):
         return WORK_ROOT / pathlib.Path(output_dir).resolve().name
     return pathlib.Path(output_dir) / "images"

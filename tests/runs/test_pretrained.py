@@ -183,6 +183,24 @@ def test_a_damaged_copy_is_refused_by_name(exported, tmp_path, damage, capsys):
     assert str(target) in str(failure.value)
 
 
+def test_a_copy_without_its_state_and_an_images_dir_inside_it_are_refused(exported, tmp_path):
+    """A shipped copy that lost training_state.json would sample with another slice-position
+    distribution; --images-dir inside a shipped folder would write into it: both refused."""
+    _, shipped = exported
+    copy = tmp_path / "tiny"
+    shutil.copytree(shipped, copy)
+    before = snapshot(copy)
+    for inside in (copy, copy / "figures"):
+        with pytest.raises(SystemExit, match=f"--images-dir {inside} lies in the shipped model"):
+            predict.main(["--output-dir", str(copy), "--samples", "1", "--images-dir",
+                          str(inside)])
+    assert snapshot(copy) == before and not (copy / "figures").exists()
+    (copy / runs.STATE_FILE).unlink()
+    with pytest.raises(SystemExit, match="training_state.json is missing from the shipped"):
+        predict.main(["--output-dir", str(copy), "--samples", "1",
+                      "--images-dir", str(tmp_path / "images")])
+
+
 @pytest.mark.skipif(not SHIPPED.is_dir(), reason="no model shipped in pretrained/ixi-t1-128")
 def test_the_shipped_ixi_model_samples_two_slices_seeded(tmp_path):
     from brainvq.generation import generate as inference

@@ -111,6 +111,14 @@ def test_samples_at_an_age_and_sex_and_refusals(covariate_run, tmp_path, capsys)
     with pytest.raises(SystemExit, match="trained on the covariates age, sex, not height"):
         predict.main(["--output-dir", run, "--images-dir", str(tmp_path), "--samples", "1",
                       "--condition", "height=180"])
+    for flags, message in ((["--condition", "age=30", "--age", "40"], "age is asked for twice"),
+                           (["--condition", "age"], "give NAME=VALUE"),
+                           (["--condition", "age="], "give NAME=VALUE")):
+        with pytest.raises(SystemExit, match=message):
+            predict.main(["--output-dir", run, "--images-dir", str(tmp_path), "--samples", "1",
+                          *flags])
+    with pytest.raises(SystemExit, match="--by-covariate draws its figures beside --samples"):
+        predict.main(["--output-dir", run, "--images-dir", str(tmp_path), "--by-covariate"])
 
 
 def test_a_run_without_covariates_refuses_them(covariate_run, tmp_path):

@@ -301,3 +301,12 @@ def test_a_run_scores_only_the_subjects_it_never_saw(run_copy, tmp_path, capsys)
                                          "1 in its training split \\(case_002\\)"):
         similarity.main(["--output-dir", str(run_copy), "--data-dir", str(only_trained),
                          "--samples", "0"])
+
+
+def test_similarity_volumes_on_a_slice_run_is_refused_before_writing_anything(run_copy):
+    before = fingerprints(run_copy)
+    images_before = sorted((run_copy / "images").rglob("*"))
+    with pytest.raises(SystemExit, match="--volumes needs a run cut as whole stacks"):
+        similarity.main(["--output-dir", str(run_copy), "--volumes", "2", "--samples", "2"])
+    assert fingerprints(run_copy) == before
+    assert sorted((run_copy / "images").rglob("*")) == images_before

@@ -71,15 +71,16 @@ def export(source, destination, overwrite=False):
     The best checkpoints (both stages, and the volume prior of a run cut as stacks) are saved
     again without optimizer state (a model file already there with the same weights, e.g. the
     VQ-VAE when only the prior was retrained, is kept as it is); the hyperparameters keep
-    the data folder relative to `destination`; a MODEL_CARD.md already there is kept (a stub is
-    written otherwise, to be completed by hand).
+    the data folder relative to `destination`, and the state its subjects by name; a
+    MODEL_CARD.md already there is kept while the models stay the same, and replaced by a stub
+    (to be completed by hand) when a model is new.
 
     Returns:
         The paths written.
 
     Raises:
-        RunError: `source` lacks a stage, its prior belongs to another VQ-VAE, or `destination`
-            already holds a model and `overwrite` is False.
+        RunError: `source` lacks a stage, its prior belongs to another VQ-VAE, `destination`
+            is a training run folder, or it already holds a model and `overwrite` is False.
     """
     source, destination = pathlib.Path(source), pathlib.Path(destination)
     for name in (runs.VQVAE_FILE, runs.PRIOR_FILE):
@@ -93,6 +94,11 @@ def export(source, destination, overwrite=False):
         stages.append("volume")
     models = [runs.STAGE_FILES[stage] for stage in stages]
     values = hyperparameters.load(source)
+    if destination.resolve() == source.resolve() or (
+            (destination / runs.STATE_FILE).is_file() and not runs.is_shipped(destination)):
+        raise runs.RunError(f"--export {destination} is a training run folder (its "
+                            f"{runs.STATE_FILE} records training, not a shipped model): export "
+                            f"into a folder of its own, e.g. pretrained/{source.name}")
     present = [name for name in (*SHIPPED_FILES, runs.VOLUME_PRIOR_FILE)
                if (destination / name).exists()]
     if present and not overwrite:
@@ -124,12 +130,15 @@ def export(source, destination, overwrite=False):
     for stage in stages[1:]:
         shipped[stage]["vqvae_fingerprint"] = runs.file_fingerprint(
             destination / runs.VQVAE_FILE)
+    if "subjects" in state:  # who it trained on and held out, by name
+        shipped["subjects"] = state["subjects"]
     shipped[runs.FILES_KEY] = {name: runs.file_fingerprint(destination / name)
                                for name in (*SHIPPED_FILES, *models[2:])}
     runs.write_state(destination, shipped)
     written.append(destination / runs.STATE_FILE)
     card = destination / runs.MODEL_CARD_FILE
-    if not card.is_file():
+    replaced = present and any(destination / name in written for name in models)
+    if replaced or not card.is_file():  # a new model: the old model's card no longer fits it
         card.write_text(f"# {destination.name}\n\nExported from `{source}`. Complete this card: "
                         f"data and licence, split, held-out figures with their commands, "
                         f"intended use, limits.\n")

@@ -88,6 +88,15 @@ def test_export_again_keeps_model_files_whose_weights_did_not_change(exported, t
     after = snapshot(again)
     assert after["vqvae.keras"] == before["vqvae.keras"]  # the same file, not rewritten
     assert after["prior.keras"][1] != before["prior.keras"][1]
+    # the card of the model it replaced no longer fits: a new stub naming the source
+    assert str(retrained) in (again / runs.MODEL_CARD_FILE).read_text()
+    assert runs.read_state(again)["subjects"]["test"] == ["case_004"]
+    card = (again / runs.MODEL_CARD_FILE).read_text() + "completed by hand\n"
+    (again / runs.MODEL_CARD_FILE).write_text(card)
+    pretrained.export(retrained, again, overwrite=True)  # the same models: the card stays
+    assert (again / runs.MODEL_CARD_FILE).read_text() == card
+    with pytest.raises(SystemExit, match="is a training run folder"):
+        train.main(["--output-dir", str(retrained), "--export", str(run), "--overwrite"])
     predict.main(["--output-dir", str(again), "--samples", "1", "--images-dir",
                   str(tmp_path / "images")])  # its record of the files still matches
 

@@ -41,7 +41,8 @@ def checkpoint_callbacks(folder, filename, stage, patience=0, record=None):
     if patience:
         waited = entry.get("epochs_done", 0) - entry.get("best_epoch", 0)
         stopping = [ResumableEarlyStopping(patience, best=best_value, waited=waited)]
-    return [latest, best, *stopping, RunState(folder, stage, best, patience, record)]
+    return [latest, best, *stopping,
+            RunState(folder, stage, best, patience, record, latest=latest.filepath)]
 
 
 def _finite(logs):
@@ -106,10 +107,11 @@ class RunState(keras.callbacks.Callback):
     epochs done, the best epoch and its `val_loss` (from `best`, the best-epoch checkpoint),
     `record`, and whether early stopping ended the stage."""
 
-    def __init__(self, folder, stage, best, patience=0, record=None):
+    def __init__(self, folder, stage, best, patience=0, record=None, latest=None):
         super().__init__()
         self.folder, self.stage, self.best = pathlib.Path(folder), stage, best
         self.patience, self.record = patience, dict(record or {})
+        self.latest = latest  # the latest epoch's checkpoint, whose sha256 is recorded
 
     def on_epoch_end(self, epoch, logs=None):
         if not _finite(logs):
@@ -121,6 +123,8 @@ class RunState(keras.callbacks.Callback):
             entry.update(best_epoch=epoch + 1, best_value=self.best.best,
                          monitor=self.best.monitor)
         entry["epochs_done"] = epoch + 1
+        if self.latest is not None:  # --resume checks that it continues this very file
+            entry["last_fingerprint"] = runs.file_fingerprint(self.latest)
         if self.model.stop_training:
             entry["stopped_early"] = True
             print(f"{self.stage}: no better {entry['monitor']} for {self.patience} epochs; "

@@ -100,6 +100,8 @@ def load_for_resume(output_dir, stage, values):
     saved = hyperparameters.load(output_dir)
     hyperparameters.check_compatible(saved, values, output_dir)
     candidates = runs.resume_candidates(output_dir, stage)
+    recorded = read_state(output_dir).get(stage, {}).get("last_fingerprint")
+    last_name = runs.last_checkpoint_name(runs.STAGE_FILES[stage])
     for number, (path, epochs) in enumerate(candidates):
         try:
             model = runs.load_checkpoint(path)
@@ -109,6 +111,12 @@ def load_for_resume(output_dir, stage, values):
                                             if following else "no other checkpoint is left"),
                   file=sys.stderr)
             continue
+        if recorded and path.name == last_name and runs.file_fingerprint(path) != recorded:
+            raise runs.RunError(
+                f"{path} is not the checkpoint {pathlib.Path(output_dir) / runs.STATE_FILE} "
+                f"records for the {stage} stage (its sha256 differs: a file of another run, or "
+                f"a state file copied from one): put back the run's own files, or start the "
+                f"stage again with --overwrite")
         hyperparameters.check_model(model, values, path)
         return model, epochs
     if candidates:

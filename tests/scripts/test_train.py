@@ -129,6 +129,21 @@ def test_resume_with_other_hyperparameters_is_refused(data_dir, tmp_path):
     assert "num_codes: checkpoint has 16, this run asks for 32" in message
 
 
+def test_resume_refuses_a_checkpoint_its_state_file_does_not_record(data_dir, tmp_path):
+    """One run's prior_last.keras beside another run's training_state.json: refused, naming
+    the file, instead of resuming the wrong weights at the other run's epoch."""
+    import shutil
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for run, seed in ((first, "1"), (second, "2")):
+        train.main(["--data-dir", str(data_dir), "--epochs", "1", "--prior-epochs", "1",
+                    "--seed", seed, "--output-dir", str(run), *TINY])
+    shutil.copyfile(second / "prior_last.keras", first / "prior_last.keras")
+    with pytest.raises(SystemExit, match="prior_last.keras is not the checkpoint .* records"):
+        train.main(["--stage", "prior", "--resume", "--data-dir", str(data_dir),
+                    "--prior-epochs", "2", "--seed", "1", "--output-dir", str(first), *TINY])
+
+
 def test_prior_stage_refuses_a_vqvae_with_another_codebook(data_dir, tmp_path):
     output_dir = tmp_path / "run"
     common = ["--data-dir", str(data_dir), "--output-dir", str(output_dir),

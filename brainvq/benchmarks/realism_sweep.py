@@ -111,7 +111,29 @@ def run(args):
                         rows.append(((epoch, temperature, top_k, guidance), seed,
                                      with_worst(figures)))
     print(table(rows, several_seeds=len(seeds) > 1))
+    print(statistics_table(rows))
     return rows
+
+
+def statistics_table(rows):
+    """Per plausibility statistic, the share of unconditional / slice-conditioned samples
+    outside the real training slices' range (the mean over the seeds), per setting, beside the
+    held-out real slices' share: which statistic a setting fails."""
+    names = list(realism.SHAPE_STATISTICS)
+    settings = list(dict.fromkeys(setting for setting, _, _ in rows))
+    lines = ["outside the real range, per statistic (samples / conditioned; seeds' mean):",
+             f"{'':>22} {'real':>6} " + " ".join(
+                 f"{('best' if s[0] is None else f'e{s[0]}') + f' T{s[1]:g} k{s[2]} g{s[3]:g}':>20}"
+                 for s in settings)]
+    for name in names:
+        real = rows[0][2].get(f"outside_{name}_real", 0.0)
+        cells = []
+        for setting in settings:
+            mean = seeds_mean([figures for other, _, figures in rows if other == setting])
+            cells.append(f"{mean.get(f'outside_{name}_samples', 0.0):5.1%}/"
+                         f"{mean.get(f'outside_{name}_conditioned', 0.0):<6.1%}")
+        lines.append(f"{name:>22} {real:6.1%} " + " ".join(f"{cell:>20}" for cell in cells))
+    return "\n".join(lines)
 
 
 def table(rows, several_seeds):

@@ -31,8 +31,10 @@ rate.
 Figures are printed; nothing is asserted.
 """
 import argparse
+import sys
 
-from brainvq import console
+import hyperparameters
+from brainvq import console, errors
 from brainvq.benchmarks import (covariate_guidance, learning_curve, quality, rate_distortion,
                                 realism_sweep, rulers, sampling_speed, slice_positions,
                                 throughput, volume_realism, volume_speed)
@@ -49,7 +51,14 @@ def main(argv=None):
         subcommand.add_parser(commands)
     args = parser.parse_args(argv)
     console.quiet_start()
-    return args.run(args)
+    from brainvq.runs import folder
+
+    try:
+        return args.run(args)
+    except (folder.RunError, errors.DatasetError, hyperparameters.IncompatibleCheckpoint,
+            hyperparameters.InvalidHyperparameters, errors.OutputBlocked,
+            FileNotFoundError) as failure:
+        sys.exit(f"error: {failure}")
 
 
 if __name__ == "__main__":

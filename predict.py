@@ -11,6 +11,7 @@
 Reads the run in --output-dir (as train.py wrote it); figures go to --images-dir (default: the
 run's images/ folder; for a shipped model output/<its name>). The work is brainvq/generation/.
 """
+import argparse
 import os
 import sys
 
@@ -19,9 +20,20 @@ from brainvq import console, errors
 from brainvq.runs.arguments import add_run_arguments
 
 
+MAX_VOLUMES = 1000  # whole volumes one predict.py call draws at most (14 s each on 2 CPU cores)
+
+
+def positive_int(text):
+    """argparse type for --count: a whole number >= 1."""
+    value = hyperparameters.non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1 (the slices the figure shows)")
+    return value
+
+
 def parse_args(argv=None):
     parser = add_run_arguments(hyperparameters.ArgumentParser(description=__doc__.split("\n")[0]))
-    parser.add_argument("--count", type=hyperparameters.non_negative_int, default=8,
+    parser.add_argument("--count", type=positive_int, default=8,
                         help="test slices shown in the reconstruction figure (default: 8)")
     parser.add_argument("--samples", type=hyperparameters.non_negative_int, default=0,
                         help="number of new slices to sample from the prior (default: 0)")
@@ -63,12 +75,25 @@ def main(argv=None):
 def run(args):
     """Reconstructions of the test split (skipped, in one line, when only samples are asked for
     and the run's data are not here) and, with --samples, new slices."""
-    from brainvq.generation import generate
-    from brainvq.runs import folder, pretrained, subjects
+    from brainvq.runs import folder, pretrained
 
     folder.check_run_dir(args.output_dir)
     images_dir = pretrained.work_dir(args.output_dir, args.images_dir)
     folder.check_writable(images_dir, "--images-dir")
+    if args.volumes > MAX_VOLUMES:
+        raise folder.RunError(f"--volumes {args.volumes}: at about 14 s a volume on 2 CPU cores "
+                              f"that is {args.volumes * 14 / 3600:,.0f} hours; draw at most "
+                              f"{MAX_VOLUMES} a call")
+    # One call at a time writes into a figures folder: a second one's samples would replace
+    # the first one's (samples/sample_NNN.png).
+    with folder.RunLock(images_dir, flag="--images-dir"):
+        _run(args, images_dir)
+
+
+def _run(args, images_dir):
+    from brainvq.generation import generate
+    from brainvq.runs import folder, subjects
+
     values, vqvae = folder.load_run(args.output_dir, {"data_dir": args.data_dir,
                                                       "unconditional": args.unconditional,
                                                       "guidance": args.guidance,

@@ -95,7 +95,8 @@ def add_parser(commands):
                                       "(the prior on the whole grid at every step)")
     sampling_parser.add_argument("--skip-naive", action="store_true",
                                  help="do not time the naive loop (slow on big grids)")
-    sampling_parser.add_argument("--naive-positions", type=int, default=0,
+    sampling_parser.add_argument("--naive-positions", type=hyperparameters.non_negative_int,
+                                 default=0,
                                  help="time only this many of the naive loop's per-position "
                                       "predict calls and scale to the whole grid (0: run it)")
     sampling_parser.add_argument("--attention-blocks", type=int,

@@ -115,11 +115,14 @@ def data_layout(data_dir):
                   and (child / OASIS_PNG_FOLDERS["train"]).is_dir()]
         if nested:
             hint = f" The OASIS layout is one level down: use --data-dir {nested[0]}."
+    # Only the default folder, when absent, means the demo: removing a folder named with
+    # --data-dir would not bring the demo back.
+    demo_hint = (" Or remove the folder to use the embedded demo dataset."
+                 if str(data_dir) == DEFAULTS["data_dir"] else "")
     raise DatasetError(
         f"{root} holds no known data layout. Expected one of: the OASIS PNG layout "
         f"({', '.join(OASIS_PNG_FOLDERS.values())}); a folder of 3D .nii/.nii.gz volumes; "
-        f"or 2D NIfTI slices in {', '.join(NIFTI_SLICE_FOLDERS.values())}. Or remove the folder "
-        f"to use the embedded demo dataset.{hint}")
+        f"or 2D NIfTI slices in {', '.join(NIFTI_SLICE_FOLDERS.values())}.{demo_hint}{hint}")
 
 
 def load_splits_for(values):

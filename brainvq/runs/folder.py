@@ -271,9 +271,10 @@ class RunLock:
     (on this host) is taken over with a note. Use as a context manager.
     """
 
-    def __init__(self, folder):
+    def __init__(self, folder, flag="--output-dir"):
         self.folder = pathlib.Path(folder)
         self.path = self.folder / LOCK_FILE
+        self.flag = flag  # the option that names the folder, for the message
         self.held = False
 
     def _owner(self):
@@ -300,7 +301,7 @@ class RunLock:
                 raise RunError(
                     f"{self.folder} is in use by process {pid} on {host} "
                     f"({owner.get('command', 'unknown command')}): wait for it to finish, or use "
-                    f"another --output-dir. If that process is gone, delete {self.path}.")
+                    f"another {self.flag}. If that process is gone, delete {self.path}.")
             with os.fdopen(descriptor, "w") as handle:
                 json.dump(record, handle)
             self.held = True

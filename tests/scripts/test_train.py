@@ -267,6 +267,6 @@ def test_prior_snapshots_are_kept_and_judged_by_the_realism_benchmark(data_dir, 
     assert [setting[0] for setting, _, _ in rows] == [1, 2]
     assert rows[0][2]["frechet_samples"] != rows[1][2]["frechet_samples"]
     assert all(0.0 <= figures["worst_outside_samples"] <= 1.0 for _, _, figures in rows)
-    with pytest.raises(runs.RunError, match="prior_epoch_002.weights.h5"):
+    with pytest.raises(SystemExit, match="prior_epoch_002.weights.h5"):
         benchmark.main(["realism", "--output-dir", str(run), "--data-dir", str(data_dir),
                         "--samples", "3", "--snapshots", "7"])

@@ -310,3 +310,44 @@ def test_similarity_volumes_on_a_slice_run_is_refused_before_writing_anything(ru
         similarity.main(["--output-dir", str(run_copy), "--volumes", "2", "--samples", "2"])
     assert fingerprints(run_copy) == before
     assert sorted((run_copy / "images").rglob("*")) == images_before
+
+
+def test_one_line_errors_instead_of_tracebacks(run_copy, tmp_path, capsys):
+    junk = tmp_path / "junk.nii.gz"
+    junk.write_bytes(b"not a volume")
+    for command in (["slice-positions", str(tmp_path / "missing.nii.gz")],
+                    ["slice-positions", str(junk)]):
+        with pytest.raises(SystemExit, match="^error: .*not a readable NIfTI file"):
+            benchmark.main(command)
+    for parse, argv, message in (
+            (benchmark.main, ["sampling", "--naive-positions", "-1"], "must be >= 0"),
+            (predict.main, ["--output-dir", str(run_copy), "--count", "0", "--samples", "1"],
+             "must be >= 1")):
+        with pytest.raises(SystemExit):
+            parse(argv)
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--volumes 1000000: .* hours; draw at most 1000"):
+        predict.main(["--output-dir", str(run_copy), "--volumes", "1000000"])
+
+
+def test_an_explicit_data_dir_with_no_layout_does_not_point_at_the_demo(tmp_path):
+    from brainvq.data import layouts
+    from brainvq.errors import DatasetError
+
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(DatasetError, match="holds no known data layout") as refusal:
+        layouts.data_layout(tmp_path)
+    assert "demo" not in str(refusal.value)
+
+
+def test_a_second_predict_into_the_same_images_dir_is_refused_while_the_first_runs(
+        run_copy, tmp_path):
+    images = tmp_path / "images"
+    with runs.RunLock(images, flag="--images-dir"):  # as a first predict.py holds it
+        with pytest.raises(SystemExit, match=f"{images} is in use .* use another --images-dir"):
+            predict.main(["--output-dir", str(run_copy), "--images-dir", str(images),
+                          "--samples", "1"])
+    assert not list(images.glob("samples/*"))
+    predict.main(["--output-dir", str(run_copy), "--images-dir", str(images), "--samples", "1"])
+    assert len(list(images.glob("samples/sample_*.png"))) == 1
+    assert not (images / runs.LOCK_FILE).exists()

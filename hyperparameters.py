@@ -103,6 +103,10 @@ DEFAULTS = {
     # the augmented grids without drawing shifted, tilted or resized heads (issue 49). Off: the
     # augmented grids are drawn as often as real ones, and so are their poses.
     "prior_augment_condition": True,
+    # How many times the training grids as they are enter the pool an epoch draws from, beside
+    # the prior_augment_copies augmented ones (1: once, each 1/(1 + copies) of the pool). More
+    # teaches the unaugmented grids, which samples are drawn as, more often.
+    "prior_original_weight": 1,
     # Start the prior from the weights of this prior checkpoint (a .keras file or a run folder
     # holding prior.keras; the layers it shares with the new prior, by name and shape) instead
     # of at random: fine-tuning a trained prior with a new condition. Empty: from scratch.
@@ -209,6 +213,7 @@ RANGES = {
     "prior_augment_copies": (0, None), "prior_augment_shift": (0, None),
     "prior_augment_rotation": (0.0, 45.0), "prior_augment_scale": (0.0, 0.5),
     "patience": (0, None), "prior_patience": (0, None), "prior_snapshot_every": (0, None),
+    "prior_original_weight": (1, None),
     "temperature": ((0.0, "exclusive"), None), "top_k": (0, None), "guidance": (0.0, 10.0),
     "covariate_guidance": (0.0, 10.0), "unconditional_guidance": (0.0, 10.0),
 }
@@ -228,7 +233,7 @@ LEGACY_VALUES = {
     "slice_spacing": 0.0, "field_of_view": 224.0, "guidance": 1.0,
     "covariate_guidance": 1.0, "volume_condition_noise": 0.0, "unconditional_guidance": 1.0,
     "unconditional_covariates": "null", "prior_augment_condition": False, "prior_init": "",
-    "prior_snapshot_every": 0,
+    "prior_snapshot_every": 0, "prior_original_weight": 1,
 }
 
 

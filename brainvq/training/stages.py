@@ -183,6 +183,8 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
         copies = 1 + values["prior_augment_copies"]  # the augmented grids: `copies` passes
         covariate_values["train_augmented"] = np.tile(covariate_values["train"], (copies, 1))
     codes = encode_splits(vqvae, splits, output_dir, values)
+    pool = pooled(codes, covariate_values.get("train_augmented"),
+                  values.get("prior_original_weight", 1))
     checkpoint = output_dir / PRIOR_FILE
     scope = strategy.scope() if strategy else contextlib.nullcontext()
     with scope:
@@ -200,10 +202,9 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     # pass's worth of the real training grids, so augmentation costs no extra training time.
     steps = values["steps_per_epoch"] or math.ceil(len(codes["train"][0]) / batch_size)
     told = getattr(prior, "augmentation_inputs", 0)  # the prior is told the augmentation
-    train_data = code_dataset(*codes["train_augmented"], batch_size, shuffle=True,
-                              seed=values["seed"], repeat=True,
-                              covariates=covariate_values.get("train_augmented"),
-                              augmentation=codes["augmentation"] if told else None)
+    train_data = code_dataset(pool["codes"], pool["slices"], batch_size, shuffle=True,
+                              seed=values["seed"], repeat=True, covariates=pool["covariates"],
+                              augmentation=pool["augmentation"] if told else None)
     validation_data = code_dataset(*codes["validate"], batch_size, shuffle=False,
                                    covariates=covariate_values.get("validate"))
     positions = np.bincount(codes["train"][1], minlength=values["num_slice_positions"])
@@ -232,6 +233,19 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
                                        covariates=covariate_values.get("test")),
                           verbose=0, return_dict=True)
     return prior, float(test["bits_per_code"])
+
+
+def pooled(codes, covariate_rows, original_weight=1):
+    """The pool the prior's training batches are drawn from: the training grids as they are
+    `original_weight` times, then their augmented copies once ({"codes", "slices",
+    "covariates" (None without), "augmentation"})."""
+    grids, slices = codes["train_augmented"]
+    augmentation = codes["augmentation"]
+    originals = len(codes["train"][0])
+    repeat = np.concatenate([np.tile(np.arange(originals), original_weight),
+                             np.arange(originals, len(grids))])
+    return {"codes": grids[repeat], "slices": slices[repeat], "augmentation": augmentation[repeat],
+            "covariates": None if covariate_rows is None else covariate_rows[repeat]}
 
 
 def initialise_from(prior, source):

@@ -103,3 +103,19 @@ def test_the_augmentation_condition_survives_save_and_load(tmp_path):
                                keras.ops.convert_to_numpy(prior(inputs)), atol=1e-6)
     assert not np.allclose(keras.ops.convert_to_numpy(prior(inputs)),
                            keras.ops.convert_to_numpy(prior(dict(inputs, augmentation=None))))
+
+
+def test_the_pool_repeats_the_grids_as_they_are_original_weight_times():
+    grids = np.arange(9 * 4).reshape(9, 2, 2)  # 3 originals, then 2 augmented copies of each
+    codes = {"train": (grids[:3], np.arange(3)),
+             "train_augmented": (grids, np.tile(np.arange(3), 3)),
+             "augmentation": np.r_[np.zeros((3, 5)), np.ones((6, 5))].astype(np.float32)}
+    rows = np.arange(9, dtype=np.float32)[:, None]
+    pool = stages.pooled(codes, rows, original_weight=3)
+    assert len(pool["codes"]) == 3 * 3 + 6
+    assert (pool["augmentation"][:9] == 0).all() and (pool["augmentation"][9:] == 1).all()
+    np.testing.assert_array_equal(pool["codes"][:9], np.tile(grids[:3], (3, 1, 1)))
+    np.testing.assert_array_equal(pool["covariates"][:, 0], np.r_[np.tile([0, 1, 2], 3),
+                                                                  np.arange(3, 9)])
+    once = stages.pooled(codes, None)
+    assert len(once["codes"]) == 9 and once["covariates"] is None

@@ -9,7 +9,7 @@ from brainvq.data import layouts
 from brainvq.evaluation import realism
 from brainvq.generation import generate as inference
 from brainvq.runs import folder as runs
-from brainvq.runs import pretrained
+from brainvq.runs import pretrained, subjects
 
 # (heading, figure key, format) of each column after the setting's
 COLUMNS = (("plausible", "plausible_samples", "{:10.1%}"),
@@ -68,9 +68,11 @@ def feature_network_folder(args):
 
 def run(args):
     """Realism of a trained run's samples on the validation subjects, for each temperature,
-    top-k and guidance, at each seed: what the sampling defaults are chosen by (never the test
-    subjects). With several seeds each setting also gets a row of their means: one seed's
-    unconditional Fréchet distance moves by up to 2x between seeds at a few hundred samples."""
+    top-k and guidance (and, with --snapshots, each kept epoch), at each seed: what the sampling
+    defaults and checkpoints are chosen by (never the test subjects; `--split test` gives a
+    chosen model's final figures over several seeds, once). With several seeds each setting
+    also gets a row of their means and spread: one seed's unconditional Fréchet distance moves
+    by up to 2x between seeds at a few hundred samples."""
     values, vqvae = runs.load_run(args.output_dir, {
         "data_dir": args.data_dir, "unconditional_guidance": args.unconditional_guidance,
         "unconditional_covariates": args.unconditional_covariates})
@@ -82,10 +84,12 @@ def run(args):
           f"{values['unconditional_guidance']}, covariates "
           f"{values['unconditional_covariates']}; {args.samples} unconditional + "
           f"{args.samples} slice-conditioned samples per setting and seed (seeds "
-          f"{', '.join(map(str, seeds))}), judged against the validation split; feature "
+          f"{', '.join(map(str, seeds))}), judged against the {args.split} split; feature "
           f"network in {cache}")
     # The training and validation slices' figures (ranges, features, reconstructions): once.
-    reference = realism.RealReference(values, vqvae, splits["train"], splits["validate"],
+    held_out = subjects.held_out(args.output_dir, splits[args.split], args.split,
+                                 values["data_dir"])
+    reference = realism.RealReference(values, vqvae, splits["train"], held_out,
                                       feature_figures=True, cache_dir=cache)
     prior = runs.load_prior(args.output_dir)  # one load, one compiled sampler for every call
     snapshots = {epoch: snapshot_path(args.output_dir, epoch) for epoch in args.snapshots}
@@ -105,7 +109,7 @@ def run(args):
                         guided = dict(values, guidance=guidance)
                         figures = realism.realism_report(
                             guided, vqvae, args.output_dir, splits["train"],
-                            splits["validate"], samples, args.samples, seed,
+                            held_out, samples, args.samples, seed,
                             temperature=temperature, top_k=top_k, verbose=False,
                             reference=reference, prior=prior)
                         rows.append(((epoch, temperature, top_k, guidance), seed,
@@ -180,6 +184,10 @@ def add_parser(commands):
                                 choices=hyperparameters.CHOICES["unconditional_covariates"],
                                 help="covariates of the unconditional samples, for a prior "
                                      "trained on them: null or drawn (default: the run's)")
+    realism_parser.add_argument("--split", default="validate", choices=("validate", "test"),
+                                help="the held-out subjects the samples are judged against: "
+                                     "validate (choose settings on these), or test (a chosen "
+                                     "model's final figures, once)")
     realism_parser.add_argument("--seed", type=int, default=0)
     realism_parser.add_argument("--seeds", type=comma_separated(int), default=None,
                                 help="several sampling seeds (overrides --seed); the table adds "

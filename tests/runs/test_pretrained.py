@@ -171,6 +171,9 @@ def test_realism_benchmark_averages_seeds_and_keeps_its_network_out_of_a_shipped
     assert len(means) == 2  # one per guidance value
     expected = np.mean([rows[0][2]["frechet_samples"], rows[2][2]["frechet_samples"]])
     assert float(means[0][7]) == pytest.approx(expected, abs=1e-3)  # the Fréchet column
+    benchmark.main(["realism", "--output-dir", str(shipped), "--data-dir", str(data_dir),
+                    "--samples", "2", "--temperatures", "1.0", "--top-ks", "0", "--split", "test"])
+    assert "judged against the test split" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])

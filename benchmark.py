@@ -33,8 +33,7 @@ Figures are printed; nothing is asserted.
 import argparse
 import sys
 
-import hyperparameters
-from brainvq import console, errors
+from brainvq import console
 from brainvq.benchmarks import (covariate_guidance, learning_curve, quality, rate_distortion,
                                 realism_sweep, rulers, sampling_speed, slice_positions,
                                 throughput, volume_realism, volume_speed)
@@ -55,9 +54,7 @@ def main(argv=None):
 
     try:
         return args.run(args)
-    except (folder.RunError, errors.DatasetError, hyperparameters.IncompatibleCheckpoint,
-            hyperparameters.InvalidHyperparameters, errors.OutputBlocked,
-            FileNotFoundError) as failure:
+    except folder.script_errors() as failure:
         sys.exit(f"error: {failure}")
 
 

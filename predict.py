@@ -63,9 +63,7 @@ def main(argv=None):
 
     try:
         run(args)
-    except (folder.RunError, errors.DatasetError, hyperparameters.IncompatibleCheckpoint,
-            hyperparameters.InvalidHyperparameters, errors.OutputBlocked,
-            FileNotFoundError) as failure:
+    except folder.script_errors() as failure:
         sys.exit(f"error: {failure}")
     except KeyboardInterrupt:
         sys.exit("interrupted: predict.py stopped; the run folder is unchanged (figures written "
@@ -120,11 +118,8 @@ def _run(args, images_dir):
     if args.by_covariate and args.samples == 0:
         raise folder.RunError("--by-covariate draws its figures beside --samples N: add "
                               "--samples (e.g. --samples 16)")
-    if args.volumes and values.get("slice_spacing", 0) <= 0:
-        raise folder.RunError(f"--volumes needs a run cut as whole stacks, and "
-                              f"{args.output_dir} was trained on slices placed one by one: "
-                              f"train one with --slice-spacing 2 --slices-per-volume 64 "
-                              f"--num-slice-positions 64")
+    if args.volumes:
+        folder.check_stack_run(values, args.output_dir)
     wants_prior = args.samples > 0 or args.volumes > 0 or requested
     prior = folder.load_prior(args.output_dir) if wants_prior else None
     volume_prior = folder.load_prior(args.output_dir, "volume") if args.volumes else None

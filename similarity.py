@@ -18,7 +18,7 @@ import argparse
 import sys
 
 import hyperparameters
-from brainvq import console, errors
+from brainvq import console
 from brainvq.runs.arguments import add_run_arguments
 
 
@@ -99,11 +99,8 @@ def main(argv=None):
             "unconditional_covariates": args.unconditional_covariates})
         runs.check_unconditional_covariates(args.output_dir, values)
         split = evaluated_split(args.split, values)
-        if args.volumes > 0 and values.get("slice_spacing", 0) <= 0:  # before writing anything
-            raise runs.RunError(f"--volumes needs a run cut as whole stacks, and "
-                                f"{args.output_dir} was trained on slices placed one by one "
-                                f"(train one with --slice-spacing 2 --slices-per-volume 64 "
-                                f"--num-slice-positions 64)")
+        if args.volumes > 0:  # before anything is written
+            runs.check_stack_run(values, args.output_dir)
         splits, description = layouts.load_splits_for(values)
         print(description)
         splits[split] = subjects.held_out(args.output_dir, splits[split], split,
@@ -142,9 +139,7 @@ def main(argv=None):
             volume_checks.volume_report(values, vqvae, args.output_dir, splits, split,
                                         args.volumes, seed, cache_dir, images_dir,
                                         slice_features=args.feature_network != "no")
-    except (runs.RunError, errors.DatasetError, hyperparameters.IncompatibleCheckpoint,
-            hyperparameters.InvalidHyperparameters, errors.OutputBlocked,
-            FileNotFoundError) as failure:
+    except runs.script_errors() as failure:
         sys.exit(f"error: {failure}")
     except KeyboardInterrupt:
         sys.exit("interrupted: similarity.py stopped; the checkpoints are untouched, and the "

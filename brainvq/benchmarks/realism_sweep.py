@@ -129,11 +129,12 @@ def statistics_table(rows):
              f"{'':>22} {'real':>6} " + " ".join(
                  f"{('best' if s[0] is None else f'e{s[0]}') + f' T{s[1]:g} k{s[2]} g{s[3]:g}':>20}"
                  for s in settings)]
+    means = [seeds_mean([figures for other, _, figures in rows if other == setting])
+             for setting in settings]
     for name in names:
         real = rows[0][2].get(f"outside_{name}_real", 0.0)
         cells = []
-        for setting in settings:
-            mean = seeds_mean([figures for other, _, figures in rows if other == setting])
+        for mean in means:
             cells.append(f"{mean.get(f'outside_{name}_samples', 0.0):5.1%}/"
                          f"{mean.get(f'outside_{name}_conditioned', 0.0):<6.1%}")
         lines.append(f"{name:>22} {real:6.1%} " + " ".join(f"{cell:>20}" for cell in cells))

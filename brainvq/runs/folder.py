@@ -389,6 +389,23 @@ def load_run(output_dir, overrides=None):
     return values, vqvae
 
 
+def check_stack_run(values, output_dir):
+    """Raises RunError unless the run was cut as whole stacks (what --volumes needs)."""
+    if values.get("slice_spacing", 0) <= 0:
+        raise RunError(f"--volumes needs a run cut as whole stacks, and {output_dir} was trained "
+                       f"on slices placed one by one: train one with --slice-spacing 2 "
+                       f"--slices-per-volume 64 --num-slice-positions 64")
+
+
+def script_errors():
+    """The errors a script (predict.py, similarity.py, benchmark.py) reports in one line, with
+    no traceback: what a user's flags, data or files got wrong."""
+    from brainvq import errors
+
+    return (RunError, errors.DatasetError, hyperparameters.IncompatibleCheckpoint,
+            hyperparameters.InvalidHyperparameters, errors.OutputBlocked, FileNotFoundError)
+
+
 def slice_position_counts(folder, num_slice_positions):
     """How many training slices each slice position had, as the prior stage recorded it (or,
     for a run trained before that record, as its cached code grids hold them); None when

@@ -90,7 +90,7 @@ def run(args):
 
 def _run(args, images_dir):
     from brainvq.generation import generate
-    from brainvq.runs import folder, subjects
+    from brainvq.runs import folder, pretrained, subjects
 
     values, vqvae = folder.load_run(args.output_dir, {"data_dir": args.data_dir,
                                                       "unconditional": args.unconditional,
@@ -131,10 +131,13 @@ def _run(args, images_dir):
         if (args.samples == 0 and args.volumes == 0) or args.data_dir is not None:
             raise
         where = values["data_dir"]
-        if not os.path.isabs(where):
-            where = f"{where}, from {args.output_dir}"
-        print(f"no reconstructions: they need this run's data ({where}: not found); pass "
-              f"--data-dir DIR to reconstruct held-out slices")
+        if not where:  # a shipped model names its data
+            named = pretrained.data_description(args.output_dir) or "named in its model card"
+            where = f"{named}; no folder recorded"
+        elif not os.path.isabs(where):
+            where = f"{where}, from {args.output_dir}: not found"
+        print(f"no reconstructions: they need this run's data ({where}); pass --data-dir DIR "
+              f"to reconstruct held-out slices")
         test = None
     if test is not None:
         figure, ssim_values = generate.reconstruction_figure(vqvae, test, images_dir, args.count)

@@ -91,6 +91,10 @@ def data_layout(data_dir):
     Raises:
         DatasetError: a named folder that does not exist, a file, or no known layout.
     """
+    if not str(data_dir).strip():  # a shipped model names its data instead of a folder
+        raise MissingData("no data folder: this model records its data by name (its "
+                          "MODEL_CARD.md and training_state.json say which); pass --data-dir "
+                          "with the folder that holds it")
     root = pathlib.Path(data_dir)
     if not root.exists() and str(data_dir) != DEFAULTS["data_dir"]:
         raise MissingData(

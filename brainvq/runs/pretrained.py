@@ -3,7 +3,9 @@
 A shipped model folder (`pretrained/<name>/`, made by `python train.py --export DIR`) holds
 
     vqvae.keras, prior.keras   the best validation epoch of each stage, without optimizer state
-    hyperparameters.json       the run's values; `data_dir` relative to this folder
+    hyperparameters.json       the run's values; no data folder (`data_dir` empty: the data is
+                               named in the state, and `--data-dir` points at it), a covariates
+                               file by its path inside the data folder
     training_state.json        epochs, best epochs, the training slices' position counts, and
                                the sha256 of every file above (checked on every load)
     vqvae_log.csv, prior_log.csv   the training logs
@@ -65,6 +67,34 @@ def same_weights(model, path):
                for a, b in zip(shipped.weights, model.weights))
 
 
+DATA_KEY = "data"  # the state's description of the data a shipped model was trained on
+
+
+def record_data_by_name(values):
+    """(values as a shipped model records them, the data's description): no path of the machine
+    it was trained on. `data_dir` becomes empty (scripts take `--data-dir`), a covariates file
+    its path inside the data folder (else its name), and the data is described by the data
+    folder's name, its split and seed, e.g. "ixi, split 125,20,20 by subject, seed 42"."""
+    values = dict(values)
+    data_dir = values.get("data_dir") or ""
+    if data_dir == hyperparameters.DEFAULTS["data_dir"] and not os.path.exists(data_dir):
+        return values, "the embedded demo data"  # the default folder, absent: the demo
+    name = pathlib.Path(os.path.abspath(data_dir)).name
+    covariates = values.get("covariates") or ""
+    if covariates:
+        inside = os.path.relpath(os.path.abspath(covariates), os.path.abspath(data_dir or "."))
+        values["covariates"] = (pathlib.Path(covariates).name if inside.startswith("..")
+                                else inside)
+    values["data_dir"] = ""
+    description = f"{name}, split {values.get('split')} by subject, seed {values.get('seed')}"
+    return values, description
+
+
+def data_description(output_dir):
+    """The shipped model's record of its data (`record_data_by_name`), or None."""
+    return runs.read_state(output_dir).get(DATA_KEY)
+
+
 def export(source, destination, overwrite=False):
     """Writes the trained run in `source` as a shipped model folder `destination`.
 
@@ -114,9 +144,7 @@ def export(source, destination, overwrite=False):
         runs.save_atomically(model, destination / name)
         runs.previous_name(destination / name).unlink(missing_ok=True)
         written.append(destination / name)
-    for key, path in runs.run_paths(values, source).items():
-        if key in runs.PATH_KEYS and path:  # recorded relative to the shipped folder
-            values[key] = os.path.relpath(os.path.abspath(path), destination.resolve())
+    values, data = record_data_by_name(runs.run_paths(values, source))
     values["output_dir"] = str(destination)
     values["images_dir"] = str(WORK_ROOT / destination.name)
     written.append(hyperparameters.save(values, destination))
@@ -132,6 +160,7 @@ def export(source, destination, overwrite=False):
             destination / runs.VQVAE_FILE)
     if "subjects" in state:  # who it trained on and held out, by name
         shipped["subjects"] = state["subjects"]
+    shipped[DATA_KEY] = data
     shipped[runs.FILES_KEY] = {name: runs.file_fingerprint(destination / name)
                                for name in (*SHIPPED_FILES, *models[2:])}
     runs.write_state(destination, shipped)

@@ -1,7 +1,6 @@
 """Shipped models (pretrained.py): export, loading with no data, nothing written into the
 folder, seeded samples, a damaged copy refused by name; and the model the repository ships."""
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -53,7 +52,7 @@ def sample_pixels(folder):
     return [np.asarray(Image.open(path)) for path in sorted(folder.glob("sample_*.png"))]
 
 
-def test_export_strips_the_optimizer_and_records_the_files(exported):
+def test_export_strips_the_optimizer_and_records_the_files(exported, data_dir):
     run, shipped = exported
     for name in ("vqvae.keras", "prior.keras"):
         assert (shipped / name).stat().st_size < (run / name).stat().st_size, name
@@ -65,7 +64,9 @@ def test_export_strips_the_optimizer_and_records_the_files(exported):
     assert state["prior"]["slice_position_counts"]
     assert (shipped / runs.MODEL_CARD_FILE).is_file() and runs.is_shipped(shipped)
     saved = json.loads((shipped / "hyperparameters.json").read_text())
-    assert not os.path.isabs(saved["data_dir"])  # relative to the shipped folder
+    assert saved["data_dir"] == ""  # no path of the machine it was made on: named instead
+    assert state["data"].startswith(f"{data_dir.name}, split ")  # the data, by name
+    assert state["data"].endswith("by subject, seed 42")
 
 
 def test_export_refuses_to_replace_a_model_without_overwrite(exported):
@@ -110,7 +111,8 @@ def test_shipped_model_samples_without_data_and_writes_nothing_into_its_folder(
     before = snapshot(moved)
     predict.main(["--output-dir", str(moved), "--samples", "2", "--seed", "3"])
     out = capsys.readouterr().out
-    assert "no reconstructions: they need this run's data" in out and "not found" in out
+    assert "no reconstructions: they need this run's data" in out
+    assert pretrained.data_description(moved) in out and "pass --data-dir" in out
     work = tmp_path / "output" / "tiny"  # the default for a shipped model
     first = sample_pixels(work / "samples")
     assert len(first) == 2 and (work / "samples_by_slice.png").is_file()
@@ -225,6 +227,11 @@ def test_the_shipped_ixi_model_samples_two_slices_seeded(tmp_path):
     assert np.array_equal(first, second)
     assert 0.05 < first.mean() < 0.6  # a head on a dark background, not a blank or noise
     assert pretrained.work_dir(SHIPPED) == pathlib.Path("output") / "ixi-t1-128"
+    # its data by name, no path of the machine it was made on; --data-dir points at it
+    assert values["data_dir"] == "" and "125,20,20 by subject" in pretrained.data_description(
+        SHIPPED)
+    pointed, _ = runs.load_run(SHIPPED, {"data_dir": str(tmp_path)})
+    assert pointed["covariates"] == str(tmp_path / "demographics.csv")
     # its 122 training subjects' age and sex, for --unconditional-covariates drawn
     recorded = np.asarray(runs.read_state(SHIPPED)["prior"]["subject_covariates"], np.float32)
     drawn = runs.draw_subject_covariates(SHIPPED, 244, seed=0)

@@ -34,9 +34,19 @@ import argparse
 import sys
 
 from brainvq import console
-from brainvq.benchmarks import (covariate_guidance, learning_curve, quality, rate_distortion,
-                                realism_sweep, rulers, sampling_speed, slice_positions,
-                                throughput, volume_realism, volume_speed)
+from brainvq.benchmarks import (
+    covariate_guidance,
+    learning_curve,
+    quality,
+    rate_distortion,
+    realism_sweep,
+    rulers,
+    sampling_speed,
+    slice_positions,
+    throughput,
+    volume_realism,
+    volume_speed,
+)
 
 SUBCOMMANDS = (sampling_speed, realism_sweep, quality, learning_curve, rate_distortion,
                throughput, slice_positions, volume_speed, volume_realism, rulers,

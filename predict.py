@@ -19,7 +19,6 @@ import hyperparameters
 from brainvq import console, errors
 from brainvq.runs.arguments import add_run_arguments
 
-
 MAX_VOLUMES = 1000  # whole volumes one predict.py call draws at most (14 s each on 2 CPU cores)
 
 

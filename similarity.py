@@ -21,7 +21,6 @@ import hyperparameters
 from brainvq import console
 from brainvq.runs.arguments import add_run_arguments
 
-
 SPLIT_NAMES = ("train", "validate", "test")
 
 
@@ -80,8 +79,12 @@ def main(argv=None):
     args = parse_args(argv)
     console.quiet_start(args.verbose)
     from brainvq.data import demo, layouts
-    from brainvq.evaluation.reports import (covariate_report, reconstruction_report,
-                                            sample_report, write_figures)
+    from brainvq.evaluation.reports import (
+        covariate_report,
+        reconstruction_report,
+        sample_report,
+        write_figures,
+    )
     from brainvq.runs import folder as runs
     from brainvq.runs import pretrained, subjects
 

@@ -1,5 +1,6 @@
 """Fixtures shared by the test modules."""
 import pytest
+
 from helpers import write_oasis_layout
 
 

@@ -161,8 +161,9 @@ def merge(paths, names, json_path, figure_path):
         try:
             parts.append((path, json.loads(pathlib.Path(path).read_text())))
         except (OSError, json.JSONDecodeError) as error:
-            raise SystemExit(f"error: --merge {path}: not a rate-distortion JSON ({error}); "
-                             f"give the files that `benchmark.py rate-distortion --json` wrote")
+            raise SystemExit(
+                f"error: --merge {path}: not a rate-distortion JSON ({error}); give the files "
+                f"that `benchmark.py rate-distortion --json` wrote") from None
     datasets = {part.get("data") for _, part in parts}
     if len(datasets) > 1:
         raise SystemExit("error: --merge: the files were measured on different data ("

@@ -3,8 +3,12 @@ defaults), over one or several sampling seeds."""
 import pathlib
 
 import hyperparameters
-from brainvq.benchmarks.harness import (comma_separated, machine_description, seeds_mean,
-                                        seeds_spread)
+from brainvq.benchmarks.harness import (
+    comma_separated,
+    machine_description,
+    seeds_mean,
+    seeds_spread,
+)
 from brainvq.data import layouts
 from brainvq.evaluation import realism
 from brainvq.generation import generate as inference

@@ -19,10 +19,10 @@ def run(args):
         model = quality_model(values, baseline)
         model.fit(images[:batch * 2], batch_size=batch, epochs=1, verbose=0)  # compile
         model.predict(images[:batch], batch_size=batch, verbose=0)
-        train_seconds, _ = timed(lambda: model.fit(images, batch_size=batch, epochs=1,
-                                                    verbose=0), args.repeats)
-        predict_seconds, _ = timed(lambda: model.predict(images, batch_size=batch, verbose=0),
-                                    args.repeats)
+        train_seconds, _ = timed(lambda model=model: model.fit(images, batch_size=batch,
+                                                                epochs=1, verbose=0), args.repeats)
+        predict_seconds, _ = timed(lambda model=model: model.predict(images, batch_size=batch,
+                                                                     verbose=0), args.repeats)
         name = "keras-io design" if baseline else "ours"
         rates[name] = (args.images / train_seconds, args.images / predict_seconds)
         print(f"{name:>16}: {model.count_params():>10,} parameters, "

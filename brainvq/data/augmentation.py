@@ -4,7 +4,6 @@ import numpy as np
 
 from brainvq.data.slice_sets import affine_warp
 
-
 # The augmentation parameters of a copy, in this order, each scaled to [-1, 1] by its largest
 # value (0: the slice as it is): what a prior conditioned on them is told (non-leaking
 # augmentation, Karras et al. 2020), so that it can be sampled at zero, unaugmented.

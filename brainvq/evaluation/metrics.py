@@ -119,18 +119,19 @@ def psnr(reference, test):
     return 10.0 * math.log10(DATA_RANGE ** 2 / mse)
 
 
-def ms_ssim_scales(shape, max_scales=len(MS_SSIM_WEIGHTS)):
+def ms_ssim_scales(shape, max_scales=None):
     """How many MS-SSIM scales an image of `shape` allows.
 
     Each scale halves the image; the coarsest must keep a smallest side of at least 11 px.
 
     Args:
         shape: (H, W) of the image.
-        max_scales: the most scales wanted (the number of weights).
+        max_scales: the most scales wanted (default: the number of weights).
 
     Returns:
         int: the number of scales, between 0 and `max_scales`.
     """
+    max_scales = len(MS_SSIM_WEIGHTS) if max_scales is None else max_scales
     side = min(shape[:2])
     scales = 0
     while scales < max_scales and side >= MS_SSIM_MIN_SIDE:

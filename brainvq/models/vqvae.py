@@ -87,7 +87,7 @@ def build_decoder(grid_size, code_dim, num_downsamples=3,
     for block in range(num_residual_blocks):
         hidden = ResidualBlock(widths[-1], name=f"residual_{block}")(hidden)
     hidden = layers.ReLU()(hidden)
-    for level, width in reversed(list(enumerate(widths))):
+    for level in reversed(range(len(widths))):
         out_width = widths[level - 1] if level > 0 else channels // 2
         hidden = layers.Conv2DTranspose(out_width, 4, strides=2, padding="same",
                                         activation="relu", name=f"up_{level}")(hidden)

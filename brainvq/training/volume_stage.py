@@ -9,14 +9,13 @@ import pathlib
 import keras
 import numpy as np
 
-from brainvq.data import covariates
+from brainvq.data import covariates, input_pipeline
 from brainvq.data.stacks import consecutive_pairs
 from brainvq.models import build, pixelcnn
 from brainvq.runs import folder as runs
 from brainvq.runs.folder import VOLUME_PRIOR_FILE, VQVAE_FILE
 from brainvq.training import stages
 from brainvq.training.code_cache import encode_splits
-from brainvq.data import input_pipeline
 
 
 def pair_arrays(codes, slice_index, case_id, slice_covariates=None):

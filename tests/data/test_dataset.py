@@ -3,11 +3,11 @@ import pathlib
 
 import numpy as np
 import pytest
-from helpers import SHARED_DATA
 from PIL import Image
 
 import dataset
 from dataset import DatasetError
+from helpers import SHARED_DATA
 
 SIZE = 32
 OASIS1 = SHARED_DATA / "oasis1"

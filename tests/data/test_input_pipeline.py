@@ -4,9 +4,9 @@ import importlib.util
 
 import numpy as np
 import pytest
-from helpers import run_python
 
 from brainvq.data.input_pipeline import ArrayBatches
+from helpers import run_python
 
 
 def _rows(batch):

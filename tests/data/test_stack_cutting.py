@@ -2,10 +2,10 @@
 prior's slice pairs (stacks.py), and writing a stack as NIfTI and reading it back."""
 import numpy as np
 import pytest
-from helpers import phantom, write_volume
 
 from brainvq.data import stacks, volumes
 from brainvq.data.slice_sets import SliceSet
+from helpers import phantom, write_volume
 
 
 def test_consecutive_pairs_link_each_slice_to_the_one_below_of_its_subject():

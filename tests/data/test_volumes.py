@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from helpers import SHARED_DATA, phantom, write_volume
 
 import dataset
 from brainvq.data import nifti, volumes
 from brainvq.errors import DatasetError
+from helpers import SHARED_DATA, phantom, write_volume
 
 SIZE = 32
 IXI = SHARED_DATA / "ixi"

@@ -3,10 +3,10 @@ import csv
 
 import numpy as np
 import pytest
-from helpers import smooth_image
 from PIL import Image
 
 from brainvq.evaluation import figures, metrics
+from helpers import smooth_image
 
 
 def assert_png(path):

@@ -4,10 +4,10 @@ import math
 
 import numpy as np
 import pytest
-from helpers import smooth_image
 from scipy import ndimage
 
 from brainvq.evaluation import metrics
+from helpers import smooth_image
 
 
 def disc_image(size=64, radius=20, centre=None, value=0.7):

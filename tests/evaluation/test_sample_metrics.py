@@ -1,9 +1,9 @@
 """Tests of the sample metrics (sample_metrics.py) against hand-computed cases."""
 import numpy as np
 import pytest
-from helpers import smooth_image
 
 from brainvq.evaluation import sample_metrics
+from helpers import smooth_image
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero():

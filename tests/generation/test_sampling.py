@@ -7,10 +7,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from helpers import CODES, GRID, SLICES, logits_of, make_prior, run_on_jax  # noqa: E402
-
 import modules  # noqa: E402
 from brainvq.generation import sampling  # noqa: E402
+from helpers import CODES, GRID, SLICES, logits_of, make_prior, run_on_jax  # noqa: E402
 
 SAMPLE_GRID = 6
 

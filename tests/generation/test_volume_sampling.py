@@ -5,10 +5,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from helpers import CODES, GRID, SLICES, make_prior  # noqa: E402
-
 from brainvq.generation import sampling, stacks  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
+from helpers import CODES, GRID, SLICES, make_prior  # noqa: E402
 
 
 def volume_prior(seed=1):

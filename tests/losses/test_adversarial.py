@@ -5,12 +5,6 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-from helpers import (  # noqa: E402
-    TINY,
-    run_python,  # noqa: E402
-    smooth_images,
-    tiny_vqvae,  # noqa: E402
-)
 from keras import ops  # noqa: E402
 
 import hyperparameters  # noqa: E402
@@ -18,6 +12,12 @@ import train  # noqa: E402
 from brainvq.losses import adversarial  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
 from brainvq.training import stages  # noqa: E402
+from helpers import (  # noqa: E402
+    TINY,
+    run_python,  # noqa: E402
+    smooth_images,
+    tiny_vqvae,  # noqa: E402
+)
 
 
 def test_hinge_losses_and_adaptive_weight():

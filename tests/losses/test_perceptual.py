@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-from helpers import (  # noqa: E402
-    TINY,
-    smooth_images,
-    tiny_vqvae,  # noqa: E402
-)
 from keras import ops  # noqa: E402
 
 import train  # noqa: E402
 from brainvq.errors import WeightsUnavailable  # noqa: E402
 from brainvq.losses import perceptual  # noqa: E402
+from helpers import (  # noqa: E402
+    TINY,
+    smooth_images,
+    tiny_vqvae,  # noqa: E402
+)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-from helpers import TINY, run_on_jax, smooth_images  # noqa: E402
 from keras import ops  # noqa: E402
 
 import hyperparameters  # noqa: E402
@@ -12,6 +11,7 @@ import modules  # noqa: E402
 from brainvq.generation import sampling  # noqa: E402
 from brainvq.models import hierarchy  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
+from helpers import TINY, run_on_jax, smooth_images  # noqa: E402
 
 TOP_GRID, BOTTOM_GRID, CODES = 4, 8, 16
 

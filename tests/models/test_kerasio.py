@@ -4,11 +4,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from helpers import smooth_images  # noqa: E402
-
 import hyperparameters  # noqa: E402
 from brainvq.benchmarks import harness  # noqa: E402
 from brainvq.benchmarks.rate_distortion import budget_text  # noqa: E402
+from helpers import smooth_images  # noqa: E402
 
 
 def test_kerasio_baseline_is_the_published_configuration():

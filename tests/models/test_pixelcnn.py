@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
+from keras import ops  # noqa: E402
+
+import modules  # noqa: E402
 from helpers import (  # noqa: E402
     CHANGED,
     CODES,
@@ -25,9 +28,6 @@ from helpers import (  # noqa: E402
     perturb_code,
     perturb_vector,
 )
-from keras import ops  # noqa: E402
-
-import modules  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # Gated layers and the whole network

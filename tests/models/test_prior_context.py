@@ -5,6 +5,14 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
+from keras import ops  # noqa: E402
+
+import dataset  # noqa: E402
+import hyperparameters  # noqa: E402
+import modules  # noqa: E402
+from brainvq.generation import sampling  # noqa: E402
+from brainvq.models.layers import attention  # noqa: E402
+from brainvq.runs import folder as runs  # noqa: E402
 from helpers import (  # noqa: E402
     CHANGED,
     CODES,
@@ -15,14 +23,6 @@ from helpers import (  # noqa: E402
     make_prior,
     perturb_code,
 )
-from keras import ops  # noqa: E402
-
-import dataset  # noqa: E402
-import hyperparameters  # noqa: E402
-import modules  # noqa: E402
-from brainvq.generation import sampling  # noqa: E402
-from brainvq.models.layers import attention  # noqa: E402
-from brainvq.runs import folder as runs  # noqa: E402
 
 DEFAULT_GRID = 16  # the grid of the default 128x128 model
 

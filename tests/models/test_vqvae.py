@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-from helpers import smooth_images, tiny_vqvae  # noqa: E402
 from keras import ops  # noqa: E402
 
 import modules  # noqa: E402
+from helpers import smooth_images, tiny_vqvae  # noqa: E402
 
 
 def test_trainer_losses_fall_and_codes_are_used():

@@ -17,13 +17,12 @@ keras = pytest.importorskip("keras")
 # train.py, predict.py, similarity.py end to end, their evaluation networks kept small
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
 
-from helpers import REPO, TINY, TINY_TRACED, write_oasis_layout  # noqa: E402
-
 import hyperparameters  # noqa: E402
 import train  # noqa: E402
 from brainvq.evaluation import reports  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
 from brainvq.training import stages  # noqa: E402
+from helpers import REPO, TINY, TINY_TRACED, write_oasis_layout  # noqa: E402
 
 
 def read_csv(path):

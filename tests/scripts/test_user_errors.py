@@ -15,8 +15,6 @@ keras = pytest.importorskip("keras")
 # train.py, predict.py, similarity.py end to end, their evaluation networks kept small
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
 
-from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
-
 import benchmark  # noqa: E402
 import hyperparameters  # noqa: E402
 import predict  # noqa: E402
@@ -24,6 +22,7 @@ import similarity  # noqa: E402
 import train  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
 from brainvq.training import pipeline  # noqa: E402
+from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
 
 
 def tiny_train(data_dir, output_dir, *extra, epochs="1"):

@@ -6,14 +6,13 @@ import pytest
 keras = pytest.importorskip("keras")
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
 
-from helpers import TINY, phantom, write_volume  # noqa: E402
-
 import predict  # noqa: E402
 import similarity  # noqa: E402
 import train  # noqa: E402
 from brainvq.benchmarks import harness  # noqa: E402
 from brainvq.data import volumes  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
+from helpers import TINY, phantom, write_volume  # noqa: E402
 
 STACK = ["--slice-spacing", "3", "--slices-per-volume", "8", "--num-slice-positions", "8",
          "--field-of-view", "48", "--split", "2,1,1", "--prior-augment-copies", "0"]

@@ -7,6 +7,7 @@ import importlib.util
 
 import numpy as np
 import pytest
+
 from helpers import run_python
 
 MIRRORED = """

@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-from helpers import run_layer_test  # noqa: E402
-
 from brainvq.models.layers.attention import CausalAttentionBlock, SpatialSelfAttention  # noqa: E402
 from brainvq.models.layers.masked_conv import MaskedConv2D  # noqa: E402
 from brainvq.models.layers.quantizer import VectorQuantizer  # noqa: E402
 from brainvq.models.pixelcnn import GatedPixelCNNLayer  # noqa: E402
 from brainvq.models.vqvae import ResidualBlock  # noqa: E402
+from helpers import run_layer_test  # noqa: E402
 
 RNG = np.random.default_rng(0)
 FEATURES = RNG.normal(size=(2, 6, 6, 8)).astype("float32")

@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
+from keras import ops  # noqa: E402
+
+import modules  # noqa: E402
 from helpers import (  # noqa: E402
     GRID,
     MASK_RULES,
@@ -12,9 +15,6 @@ from helpers import (  # noqa: E402
     expected_matrix,
     perturb_vector,
 )
-from keras import ops  # noqa: E402
-
-import modules  # noqa: E402
 
 
 @pytest.mark.parametrize("stack,mask_type", sorted(MASK_RULES))

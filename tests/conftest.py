@@ -28,6 +28,6 @@ def graph_samplers(monkeypatch):
     """The samplers compiled as TensorFlow graphs without XLA: on a tiny prior XLA's compile
     costs 2-3 s per sampler and the suite builds dozens of them.
     `test_sampling.py::test_xla_sampler_draws_what_the_graph_sampler_draws` runs XLA."""
-    from brainvq.generation import sampling
+    from brainvq.generation import sampling_loops
 
-    monkeypatch.setattr(sampling, "_XLA_WORKS", False)
+    monkeypatch.setattr(sampling_loops, "_XLA_WORKS", False)

@@ -6,7 +6,7 @@ import numpy as np
 
 import hyperparameters
 from brainvq.benchmarks.harness import machine_description, timed
-from brainvq.generation import sampling
+from brainvq.generation import sampling, sampling_loops
 from brainvq.models.pixelcnn import GatedPixelCNN
 
 
@@ -72,7 +72,7 @@ def run(args):
             if name != "naive":
                 print(f"speed-up of {name} over naive: {rates[name] / rates['naive']:.1f}x")
     if keras.backend.backend() == "tensorflow":
-        print(f"XLA (jit_compile) used by the compiled sampler: {sampling._xla_works()}")
+        print(f"XLA (jit_compile) used by the compiled sampler: {sampling_loops.xla_works()}")
     return rates
 
 

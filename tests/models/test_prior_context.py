@@ -10,7 +10,7 @@ from keras import ops  # noqa: E402
 import dataset  # noqa: E402
 import hyperparameters  # noqa: E402
 import modules  # noqa: E402
-from brainvq.generation import sampling  # noqa: E402
+from brainvq.generation import sampling, sampling_loops  # noqa: E402
 from brainvq.models.layers import attention  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
 from helpers import (  # noqa: E402
@@ -204,8 +204,8 @@ def test_a_sampled_prior_is_freed_when_dropped():
 
     prior = make_context_prior(grid=4, attention_blocks=1)
     sampling.sample_codes(prior, 2, 4, seed=0)
-    again = sampling._compiled_sampler(prior, 4, 0, True, None)
-    assert again is sampling._compiled_sampler(prior, 4, 0, True, None)  # cached
+    again = sampling_loops.compiled_sampler(prior, 4, 0, True, None)
+    assert again is sampling_loops.compiled_sampler(prior, 4, 0, True, None)  # cached
     reference = weakref.ref(prior)
     del prior, again
     gc.collect()

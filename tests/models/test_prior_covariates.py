@@ -7,7 +7,7 @@ import pytest
 keras = pytest.importorskip("keras")
 from keras import ops  # noqa: E402
 
-from brainvq.generation import sampling  # noqa: E402
+from brainvq.generation import sampling, sampling_loops  # noqa: E402
 from brainvq.models.pixelcnn import GatedPixelCNN  # noqa: E402
 
 COVARIATES = ({"name": "age", "kind": "continuous", "low": 20.0, "high": 80.0},
@@ -120,11 +120,11 @@ def guide(rows, scales):
 def test_two_guidance_scales_add_their_differences():
     conditioned, without_slice, without_covariates = 1.0, 0.5, 0.75
     logits = np.array([[conditioned], [without_slice], [without_covariates]], "float32")
-    guided = ops.convert_to_numpy(sampling._guided(ops.convert_to_tensor(logits),
+    guided = ops.convert_to_numpy(sampling_loops.guided(ops.convert_to_tensor(logits),
                                                    (guide([0], [3.0]), guide([0], [2.0]))))
     np.testing.assert_allclose(guided, [[1.0 + 2.0 * 0.5 + 1.0 * 0.25]])
     np.testing.assert_allclose(  # one scale: u + g (c - u)
-        ops.convert_to_numpy(sampling._guided(ops.convert_to_tensor(logits[:2]),
+        ops.convert_to_numpy(sampling_loops.guided(ops.convert_to_tensor(logits[:2]),
                                               (guide([0], [3.0]),))),
         [[0.5 + 3.0 * 0.5]])
 
@@ -132,10 +132,10 @@ def test_two_guidance_scales_add_their_differences():
 def test_guidance_acts_only_on_the_rows_it_guides_at_their_own_scale():
     # three conditioned rows; rows 2 and 0 have a copy with the condition dropped
     logits = np.array([[1.0], [4.0], [2.0], [0.0], [1.0]], "float32")
-    guided = ops.convert_to_numpy(sampling._guided(ops.convert_to_tensor(logits),
+    guided = ops.convert_to_numpy(sampling_loops.guided(ops.convert_to_tensor(logits),
                                                    (guide([2, 0], [3.0, 1.0]),)))
     np.testing.assert_allclose(guided, [[1.0], [4.0], [2.0 + 2.0 * 2.0]])
-    codes = ops.convert_to_numpy(sampling._all_copies(ops.convert_to_tensor(
+    codes = ops.convert_to_numpy(sampling_loops.all_copies(ops.convert_to_tensor(
         np.array([7, 8, 9], "int32")), (guide([2, 0], [3.0, 1.0]),)))
     np.testing.assert_array_equal(codes, [7, 8, 9, 9, 7])
 

@@ -10,8 +10,9 @@ users can write `modules.VQVAETrainer`, `modules.GatedPixelCNN`, ... without kno
 * `losses/ssim.py` — SSIM as a differentiable loss, equal to scikit-image's SSIM.
 * `models/layers/masked_conv.py` — `pixelcnn_mask` and `MaskedConv2D`, the causal convolution;
   `models/layers/attention.py` — causal and spatial self-attention.
-* `models/pixelcnn.py` — `GatedPixelCNNLayer`, `GatedPixelCNN` (the prior over code grids) and
-  the `BitsPerCode` metric.
+* `models/pixelcnn.py` — `GatedPixelCNN`, the prior over code grids, built of
+  `models/layers/gated.py`'s `GatedPixelCNNLayer`; `models/prior_inputs.py` — its input forms
+  and the `BitsPerCode` metric.
 * `models/hierarchy.py` — VQ-VAE-2: `VQVAE2Trainer` (two code grids) and `HierarchicalPrior` (a
   top prior, and a bottom prior conditioned on the top codes).
 * `models/build.py` — the models from a run's hyperparameters (the only place that reads them).
@@ -27,9 +28,11 @@ from brainvq.models.build import (
 from brainvq.models.hierarchy import HierarchicalPrior, VQVAE2Trainer, pack_codes, unpack_codes
 from brainvq.models.kerasio import build_kerasio_decoder, build_kerasio_encoder
 from brainvq.models.layers.attention import CausalAttentionBlock
+from brainvq.models.layers.gated import GatedPixelCNNLayer
 from brainvq.models.layers.masked_conv import PIXELCNN_STACKS, MaskedConv2D, pixelcnn_mask
 from brainvq.models.layers.quantizer import VectorQuantizer
-from brainvq.models.pixelcnn import BitsPerCode, GatedPixelCNN, GatedPixelCNNLayer
+from brainvq.models.pixelcnn import GatedPixelCNN
+from brainvq.models.prior_inputs import BitsPerCode
 from brainvq.models.vqvae import (
                                   VQVAE_METRICS,
                                   LinearWarmup,

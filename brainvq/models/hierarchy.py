@@ -22,7 +22,7 @@ import keras
 from keras import layers, ops
 
 from brainvq.models.layers.attention import SpatialSelfAttention
-from brainvq.models.pixelcnn import split_prior_inputs
+from brainvq.models.prior_inputs import split_prior_inputs
 from brainvq.models.vqvae import (
     ResidualBlock,
     VQVAETrainer,

@@ -1,192 +1,10 @@
-"""The gated PixelCNN prior over code grids, and its bits-per-code metric."""
-import math
-
+"""The gated PixelCNN prior over code grids (its inputs and metric: `prior_inputs`)."""
 import keras
 from keras import layers, ops
 
+from brainvq.models import prior_inputs
 from brainvq.models.layers import attention
-from brainvq.models.layers.masked_conv import MaskedConv2D
-
-
-@keras.saving.register_keras_serializable(package="vqvae")
-class BitsPerCode(keras.metrics.MeanMetricWrapper):
-    """Mean negative log-likelihood of the true codes under predicted logits, in bits per code
-    (sparse cross-entropy / ln 2): the prior's compression rate, log2 K for a uniform guess."""
-
-    def __init__(self, name="bits_per_code", dtype=None):
-        super().__init__(fn=self.bits, name=name, dtype=dtype)
-
-    @staticmethod
-    def bits(code_indices, logits):
-        nats = keras.losses.sparse_categorical_crossentropy(code_indices, logits, from_logits=True)
-        return nats / math.log(2.0)
-
-    def get_config(self):
-        return {"name": self.name, "dtype": self.dtype}
-
-
-def split_prior_inputs(inputs):
-    """(code_indices, slice_index or None, condition_codes or None) of any of a prior's call
-    forms: a dict, a tuple (code_indices[, slice_index[, condition_codes]]), or the codes."""
-    if isinstance(inputs, dict):
-        return (inputs["code_indices"], inputs.get("slice_index"),
-                inputs.get("condition_codes"))
-    if isinstance(inputs, (tuple, list)):
-        return (inputs[0], inputs[1] if len(inputs) > 1 else None,
-                inputs[2] if len(inputs) > 2 else None)
-    return inputs, None, None
-
-
-def prior_covariates(inputs):
-    """The covariates [B, C] (float; NaN: not given) of a prior's dict inputs, or None."""
-    return inputs.get("covariates") if isinstance(inputs, dict) else None
-
-
-def prior_augmentation(inputs):
-    """The augmentation parameters [B, A] of a prior's dict inputs, or None (none: 0)."""
-    return inputs.get("augmentation") if isinstance(inputs, dict) else None
-
-
-FOURIER_OCTAVES = 6  # continuous covariates: sin and cos of 2^k * pi * x, k = 0 .. 5
-
-
-def _gate(features):
-    """tanh(a) * sigmoid(b) for features [..., 2F] split into a and b along the last axis."""
-    a, b = ops.split(features, 2, axis=-1)
-    return ops.tanh(a) * ops.sigmoid(b)
-
-
-@keras.saving.register_keras_serializable(package="vqvae")
-class GatedPixelCNNLayer(layers.Layer):
-    """One gated PixelCNN layer: a vertical and a horizontal stack with gated activations.
-
-        vertical'   = gate(Vconv(vertical) + cond)
-        horizontal' = horizontal + 1x1(dropout(gate(Hconv(horizontal) + 1x1(Vconv(vertical))
-                                                     + cond)))
-
-    where gate(x) = tanh(x_a) * sigmoid(x_b) and cond is the conditioning vector projected to
-    2 * filters (broadcast over the grid). The residual connection is used when `residual` is
-    true (the default for type B; a type A layer must not have it: its input holds the current
-    position).
-
-    Args:
-        filters: F, the width of both stacks (inputs and outputs).
-        kernel_size: odd side k of the masked convolutions.
-        mask_type: "A" for the first layer, "B" for the others.
-        dropout: dropout rate on the gated horizontal features.
-        condition_dim: size of the conditioning vectors (None: no conditioning input).
-        residual: residual connection on the horizontal stack (default: mask_type == "B").
-
-    Call args:
-        vertical: [B, H, W, C] vertical stack input.
-        horizontal: [B, H, W, C] horizontal stack input.
-        condition: optional [B, condition_dim] conditioning vectors.
-        training: whether dropout is active.
-
-    Returns:
-        A tuple (vertical, horizontal) of [B, H, W, F] features.
-    """
-
-    def __init__(self, filters, kernel_size=3, mask_type="B", dropout=0.0, condition_dim=None,
-                 residual=None, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.kernel_size = int(kernel_size)
-        self.mask_type = mask_type
-        self.dropout_rate = float(dropout)
-        self.condition_dim = None if condition_dim is None else int(condition_dim)
-        self.residual = (mask_type == "B") if residual is None else bool(residual)
-        if self.residual and mask_type == "A":
-            raise ValueError("a type A layer cannot have a residual connection: its input "
-                             "holds the position being predicted")
-        self.vertical_conv = MaskedConv2D(2 * self.filters, self.kernel_size, mask_type,
-                                          "vertical", name="vertical_conv")
-        self.horizontal_conv = MaskedConv2D(2 * self.filters, self.kernel_size, mask_type,
-                                            "horizontal", name="horizontal_conv")
-        self.vertical_to_horizontal = layers.Conv2D(2 * self.filters, 1,
-                                                    name="vertical_to_horizontal")
-        self.horizontal_output = layers.Conv2D(self.filters, 1, name="horizontal_output")
-        self.condition_projection = (layers.Dense(2 * self.filters, use_bias=False,
-                                                  name="condition_projection")
-                                     if self.condition_dim else None)
-        self.dropout = layers.Dropout(self.dropout_rate)
-
-    def build(self, input_shape):
-        """Builds the sublayers for stack inputs shaped `input_shape` ([B, H, W, C])."""
-        input_shape = tuple(input_shape)
-        gated_shape = input_shape[:-1] + (2 * self.filters,)
-        if self.residual and input_shape[-1] != self.filters:
-            raise ValueError(f"the residual connection needs {self.filters} input channels, "
-                             f"got shape {input_shape}")
-        self.vertical_conv.build(input_shape)
-        self.horizontal_conv.build(input_shape)
-        self.vertical_to_horizontal.build(gated_shape)
-        self.horizontal_output.build(input_shape[:-1] + (self.filters,))
-        if self.condition_projection is not None:
-            self.condition_projection.build((None, self.condition_dim))
-
-    def condition_bias(self, condition):
-        """The conditioning vectors [B, condition_dim] projected to a [B, 1, 1, 2F] bias."""
-        if condition is None:
-            return None
-        if self.condition_projection is None:
-            raise ValueError(f"{self.name} was built without conditioning "
-                             f"(condition_dim=None) but was given a condition")
-        return self.condition_projection(condition)[:, None, None, :]
-
-    def vertical_step(self, vertical, bias=None):
-        """The vertical stack's half of the layer.
-
-        Args:
-            vertical: [B, H, W, C] vertical stack input.
-            bias: optional [B, 1, 1, 2F] conditioning bias (`condition_bias`).
-
-        Returns:
-            A tuple (vertical_out [B, H, W, F], to_horizontal [B, H, W, 2F]), where
-            to_horizontal is what the vertical stack adds to the horizontal one at each position.
-            At row r both depend only on rows above r, which is what lets the sampler compute
-            them once per row.
-        """
-        features = self.vertical_conv(vertical)
-        to_horizontal = self.vertical_to_horizontal(features)
-        if bias is not None:
-            features = features + bias
-        return _gate(features), to_horizontal
-
-    def horizontal_step(self, horizontal, to_horizontal, bias=None, training=None):
-        """The horizontal stack's half of the layer.
-
-        Args:
-            horizontal: [B, H, W, C] horizontal stack input.
-            to_horizontal: [B, H, W, 2F] from `vertical_step` at the same positions.
-            bias: optional [B, 1, 1, 2F] conditioning bias.
-            training: whether dropout is active.
-
-        Returns:
-            [B, H, W, F] horizontal stack output.
-        """
-        features = self.horizontal_conv(horizontal) + to_horizontal
-        if bias is not None:
-            features = features + bias
-        gated = self.dropout(_gate(features), training=training)
-        output = self.horizontal_output(gated)
-        if self.residual:
-            output = horizontal + output
-        return output
-
-    def call(self, vertical, horizontal, condition=None, training=None):
-        bias = self.condition_bias(condition)
-        vertical_out, to_horizontal = self.vertical_step(vertical, bias)
-        return vertical_out, self.horizontal_step(horizontal, to_horizontal, bias, training)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({
-            "filters": self.filters, "kernel_size": self.kernel_size,
-            "mask_type": self.mask_type, "dropout": self.dropout_rate,
-            "condition_dim": self.condition_dim, "residual": self.residual,
-        })
-        return config
+from brainvq.models.layers.gated import GatedPixelCNNLayer
 
 
 @keras.saving.register_keras_serializable(package="vqvae")
@@ -292,20 +110,30 @@ class GatedPixelCNN(keras.Model):
         self.condition_grid_size = int(condition_grid_size)
         self.condition_noise = float(condition_noise)
         self.augmentation_inputs = int(augmentation_inputs)
-        if not 0.0 <= self.condition_noise <= 1.0:
-            raise ValueError(f"condition_noise must lie in [0, 1], got {condition_noise}")
         self.covariates = [dict(spec) for spec in covariates]
+        self._check_settings()
+        self._build_layers()
+        self._build_condition_encoders()
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+
+    def _check_settings(self):
+        """Raises ValueError for settings no prior can be built with."""
+        if not 0.0 <= self.condition_noise <= 1.0:
+            raise ValueError(f"condition_noise must lie in [0, 1], got {self.condition_noise}")
         for spec in self.covariates:
             if spec.get("kind") not in ("continuous", "categorical"):
                 raise ValueError(f"covariate {spec!r}: kind must be continuous or categorical")
         if self.condition_codes and (self.condition_grid_size < 1
                                      or self.grid_size % self.condition_grid_size):
-            raise ValueError(f"condition_grid_size {condition_grid_size} must divide grid_size "
-                             f"{grid_size}")
+            raise ValueError(f"condition_grid_size {self.condition_grid_size} must divide "
+                             f"grid_size {self.grid_size}")
         if self.num_layers < 0:
-            raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+            raise ValueError(f"num_layers must be >= 0, got {self.num_layers}")
         if self.attention_blocks < 0:
-            raise ValueError(f"attention_blocks must be >= 0, got {attention_blocks}")
+            raise ValueError(f"attention_blocks must be >= 0, got {self.attention_blocks}")
+
+    def _build_layers(self):
+        """The embeddings, the gated stacks, the attention blocks and the output head."""
         self.code_embedding = layers.Embedding(self.num_codes, self.filters,
                                                name="code_embedding")
         self.slice_embedding = layers.Embedding(self.num_slice_positions + 1, self.filters,
@@ -325,6 +153,12 @@ class GatedPixelCNN(keras.Model):
             attention.CausalAttentionBlock(self.filters, self.attention_heads,
                                            dropout=self.dropout_rate, name=f"attention_{index}")
             for index in range(self.attention_blocks)]
+        self.head_hidden = layers.Conv2D(self.filters, 1, name="head_hidden")
+        self.head_logits = layers.Conv2D(self.num_codes, 1, dtype="float32", name="logits")
+
+    def _build_condition_encoders(self):
+        """The encoders of the conditions beside the slice position: spatial condition codes,
+        covariates and augmentation parameters (each only when the prior takes it)."""
         # A spatial condition (VQ-VAE-2's bottom prior: the top codes): embedded, attended over
         # as a whole (so every position sees all of it), upsampled to the grid, mixed by a 3x3
         # convolution, and projected per gated layer.
@@ -359,9 +193,6 @@ class GatedPixelCNN(keras.Model):
                 [layers.Dense(self.filters, activation="relu"),
                  layers.Dense(self.filters, kernel_initializer="zeros")],
                 name="augmentation_condition")
-        self.head_hidden = layers.Conv2D(self.filters, 1, name="head_hidden")
-        self.head_logits = layers.Conv2D(self.num_codes, 1, dtype="float32", name="logits")
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
 
     @property
     def causal_reach(self):
@@ -394,8 +225,8 @@ class GatedPixelCNN(keras.Model):
             for projection in self.spatial_projections:
                 projection.build(features)
         for spec, encoder in zip(self.covariates, self.covariate_encoders):
-            encoder.build((None, 1 + 2 * FOURIER_OCTAVES) if spec["kind"] == "continuous"
-                          else (None,))
+            continuous = spec["kind"] == "continuous"
+            encoder.build((None, 1 + 2 * prior_inputs.FOURIER_OCTAVES) if continuous else (None,))
         if self.augmentation_encoder is not None:
             self.augmentation_encoder.build((None, self.augmentation_inputs))
         self.head_hidden.build(features)
@@ -425,12 +256,7 @@ class GatedPixelCNN(keras.Model):
             present = given[:, column]
             value = ops.where(present, covariates[:, column], 0.0)
             if spec["kind"] == "continuous":
-                octaves = (2.0 ** ops.arange(FOURIER_OCTAVES, dtype="float32")) * math.pi
-                angles = value[:, None] * octaves[None, :]
-                flag = ops.cast(present, "float32")[:, None]
-                features = ops.concatenate([flag, flag * ops.sin(angles),
-                                            flag * ops.cos(angles)], axis=-1)
-                total = total + encoder(features)
+                total = total + encoder(prior_inputs.fourier_features(value, present))
             else:
                 index = ops.where(present, ops.cast(value, "int32"), len(spec["classes"]))
                 total = total + encoder(index)
@@ -587,10 +413,10 @@ class GatedPixelCNN(keras.Model):
         return self.head_logits(ops.relu(self.head_hidden(ops.relu(features))))
 
     def call(self, inputs, training=False):
-        code_indices, slice_index, condition_codes = split_prior_inputs(inputs)
+        code_indices, slice_index, condition_codes = prior_inputs.split_prior_inputs(inputs)
         biases = self.condition_biases(slice_index, ops.shape(code_indices)[0], training,
-                                       condition_codes, prior_covariates(inputs),
-                                       prior_augmentation(inputs))
+                                       condition_codes, prior_inputs.prior_covariates(inputs),
+                                       prior_inputs.prior_augmentation(inputs))
         embedded = self.embed(code_indices)
         to_horizontal = self.vertical_pass(embedded, biases)
         features = self.horizontal_pass(embedded, to_horizontal, biases, training)

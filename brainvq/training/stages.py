@@ -13,7 +13,7 @@ import hyperparameters
 from brainvq.data import covariates, input_pipeline
 from brainvq.evaluation import figures
 from brainvq.losses import perceptual
-from brainvq.models import build, pixelcnn
+from brainvq.models import build, prior_inputs
 from brainvq.runs import folder as runs
 from brainvq.runs.folder import PRIOR_FILE, SNAPSHOTS_DIR, VQVAE_FILE, epochs_done, read_state
 from brainvq.training import callbacks
@@ -196,7 +196,7 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
                 initialise_from(prior, values["prior_init"])
             prior.compile(optimizer=prior_optimizer(values),
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                          metrics=[pixelcnn.BitsPerCode()])
+                          metrics=[prior_inputs.BitsPerCode()])
     batch_size = values["prior_batch_size"]
     # The augmented grids widen the pool an epoch draws from, not the epoch: an epoch stays one
     # pass's worth of the real training grids, so augmentation costs no extra training time.

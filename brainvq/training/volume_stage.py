@@ -11,7 +11,7 @@ import numpy as np
 
 from brainvq.data import covariates, input_pipeline
 from brainvq.data.stacks import consecutive_pairs
-from brainvq.models import build, pixelcnn
+from brainvq.models import build, prior_inputs
 from brainvq.runs import folder as runs
 from brainvq.runs.folder import VOLUME_PRIOR_FILE, VQVAE_FILE
 from brainvq.training import stages
@@ -64,7 +64,7 @@ def train_volume_prior(values, splits, output_dir, resume=False, strategy=None,
                                                             covariates=covariate_specs)
             prior.compile(optimizer=stages.prior_optimizer(values),
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                          metrics=[pixelcnn.BitsPerCode()])
+                          metrics=[prior_inputs.BitsPerCode()])
     batch_size = values["prior_batch_size"]
     steps = values["steps_per_epoch"] or math.ceil(len(pairs["train"][0]) / batch_size)
     record = {"data_fingerprint": data_fingerprint, "covariates": covariate_specs,

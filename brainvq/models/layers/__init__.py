@@ -1,1 +1,2 @@
-"""The custom layers: the vector quantizer, the masked convolution, attention."""
+"""The custom layers: the vector quantizer, the masked convolution, the gated PixelCNN layer,
+attention."""

@@ -5,9 +5,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 from brainvq.models.layers.attention import CausalAttentionBlock, SpatialSelfAttention  # noqa: E402
+from brainvq.models.layers.gated import GatedPixelCNNLayer  # noqa: E402
 from brainvq.models.layers.masked_conv import MaskedConv2D  # noqa: E402
 from brainvq.models.layers.quantizer import VectorQuantizer  # noqa: E402
-from brainvq.models.pixelcnn import GatedPixelCNNLayer  # noqa: E402
 from brainvq.models.vqvae import ResidualBlock  # noqa: E402
 from helpers import run_layer_test  # noqa: E402
 

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The issue-49 prior runs and their validation ranking, from the repository root (2 CPU cores:
+# about 2-3 minutes an epoch). Runs go under runs/ (git-ignored); start a long one in the
+# background from a frozen copy of the code (`git worktree add`), and continue it with --resume.
+#   bash docs/runs/issue49.sh aug49            # the shipped prior + the augmentation condition
+#   bash docs/runs/issue49.sh aug49b           # aug49's epoch 9, unaugmented grids 4x
+#   bash docs/runs/issue49.sh aug49c           # aug49b's epoch 6, no shift augmentation
+#   bash docs/runs/issue49.sh realism RUN 3,6  # rank a run's snapshots on the validation subjects
+# Extra flags go to train.py (e.g. --resume).
+# DATA (default ../shared/data/ixi) is the IXI T1 folder with demographics.csv.
+set -euo pipefail
+DATA=${DATA:-../shared/data/ixi}
+export TF_CPP_MIN_LOG_LEVEL=2
+FLAGS=(--stage prior --data-dir "$DATA" --split 125,20,20 --covariates "$DATA/demographics.csv"
+       --condition-on age,sex --skip-bad true --prior-epochs 200 --prior-weight-averaging 0.995
+       --prior-augment-condition true --prior-snapshot-every 1)
+
+# A run folder holding the shipped VQ-VAE (the prior is trained over it, not retrained).
+over_shipped_vqvae() {
+  [ -f "$1/vqvae.keras" ] && return 0  # made before: its state records the training so far
+  mkdir -p "$1"
+  cp pretrained/ixi-t1-128/vqvae.keras pretrained/ixi-t1-128/hyperparameters.json "$1/"
+  python - "$1" <<'PY'
+import json, sys
+state = json.load(open("pretrained/ixi-t1-128/training_state.json"))
+json.dump({key: state[key] for key in ("vqvae", "subjects")}, open(f"{sys.argv[1]}/training_state.json", "w"), indent=2)
+PY
+}
+
+# A run's epoch-E snapshot as a .keras checkpoint, to start another run from.
+snapshot_checkpoint() {
+  [ -f "$1/prior_e$2.keras" ] && return 0
+  python - "$1" "$2" <<'PY'
+import sys
+from brainvq.runs import folder
+prior = folder.load_prior(sys.argv[1])
+prior.load_weights(f"{sys.argv[1]}/snapshots/prior_epoch_{int(sys.argv[2]):03d}.weights.h5")
+prior.save(f"{sys.argv[1]}/prior_e{sys.argv[2]}.keras")
+PY
+}
+
+case "$1" in
+  aug49)
+    over_shipped_vqvae runs/aug49
+    python train.py "${FLAGS[@]}" --output-dir runs/aug49 --prior-patience 10 \
+      --prior-init pretrained/ixi-t1-128/prior.keras "${@:2}" ;;
+  aug49b)
+    over_shipped_vqvae runs/aug49b && snapshot_checkpoint runs/aug49 9
+    python train.py "${FLAGS[@]}" --output-dir runs/aug49b --prior-patience 10 \
+      --prior-original-weight 4 --prior-learning-rate 0.0005 --prior-init runs/aug49/prior_e9.keras "${@:2}" ;;
+  aug49c)
+    over_shipped_vqvae runs/aug49c && snapshot_checkpoint runs/aug49b 6
+    python train.py "${FLAGS[@]}" --output-dir runs/aug49c --prior-patience 6 \
+      --prior-augment-shift 0 --prior-original-weight 4 --prior-learning-rate 0.0005 \
+      --prior-init runs/aug49b/prior_e6.keras "${@:2}" ;;
+  realism)
+    python benchmark.py realism --output-dir "$2" --data-dir "$DATA" --samples 128 \
+      --temperatures 1.0 --top-ks 64 --guidances 1.5 --seeds 0,1,2 \
+      --feature-network-dir output/realism-validate ${3:+--snapshots "$3"} ;;
+  *) echo "usage: bash docs/runs/issue49.sh aug49|aug49b|aug49c|realism RUN [EPOCHS]" >&2; exit 2 ;;
+esac

@@ -72,7 +72,7 @@ def main(argv=None):
 def run(args):
     """Reconstructions of the test split (skipped, in one line, when only samples are asked for
     and the run's data are not here) and, with --samples, new slices."""
-    from brainvq.runs import folder, pretrained
+    from brainvq.runs import folder, lock, pretrained
 
     folder.check_run_dir(args.output_dir)
     images_dir = pretrained.work_dir(args.output_dir, args.images_dir)
@@ -83,7 +83,7 @@ def run(args):
                               f"{MAX_VOLUMES} a call")
     # One call at a time writes into a figures folder: a second one's samples would replace
     # the first one's (samples/sample_NNN.png).
-    with folder.RunLock(images_dir, flag="--images-dir"):
+    with lock.RunLock(images_dir, flag="--images-dir"):
         _run(args, images_dir)
 
 

@@ -42,7 +42,7 @@ def main(argv=None):
     args = parse_args(argv)
     command = "python train.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     console.quiet_start(args.verbose)
-    from brainvq.runs import checks, folder, pretrained
+    from brainvq.runs import checks, folder, lock, pretrained
     from brainvq.training import pipeline
 
     failures = (pipeline.TrainingFailed, hyperparameters.IncompatibleCheckpoint,
@@ -62,7 +62,7 @@ def main(argv=None):
             return
         folder.check_writable(output_dir, "--output-dir")
         folder.check_writable(values["images_dir"], "--images-dir")
-        with folder.RunLock(output_dir):
+        with lock.RunLock(output_dir):
             pipeline.train(values, output_dir, checks.stages_of(args.stage, values),
                            resume=args.resume, overwrite=args.overwrite,
                            given=hyperparameters.given_flags(args), command=command)

@@ -14,12 +14,11 @@ keras = pytest.importorskip("keras")
 # train.py, predict.py, similarity.py end to end, their evaluation networks kept small
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
 
-from helpers import REPO, TINY  # noqa: E402
-
 import predict  # noqa: E402
 import train  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
 from brainvq.runs import pretrained  # noqa: E402
+from helpers import REPO, TINY  # noqa: E402
 
 SHIPPED = REPO / "pretrained" / "ixi-t1-128"
 SHIPPED_VOLUMES = REPO / "pretrained" / "ixi-t1-128-volumes"

@@ -17,12 +17,12 @@ keras = pytest.importorskip("keras")
 # train.py, predict.py, similarity.py end to end, their evaluation networks kept small
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
 
-from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
-
 import hyperparameters  # noqa: E402
 import train  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
+from brainvq.runs.lock import RunLock  # noqa: E402
 from brainvq.training import stages  # noqa: E402
+from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
 
 
 def train_args(data_dir, output_dir, *extra, stage="all", epochs="1"):
@@ -113,7 +113,7 @@ def test_a_second_writer_is_refused_by_the_lock_and_a_stale_lock_is_taken_over(
     dead.wait()
     lock.write_text(json.dumps({"pid": dead.pid, "host": __import__("socket").gethostname(),
                                 "command": "python train.py"}))
-    with runs.RunLock(run_copy):
+    with RunLock(run_copy):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
     assert not lock.exists()
     assert "stale lock" in capsys.readouterr().err

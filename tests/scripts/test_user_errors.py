@@ -21,6 +21,7 @@ import predict  # noqa: E402
 import similarity  # noqa: E402
 import train  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
+from brainvq.runs import lock  # noqa: E402
 from brainvq.training import pipeline  # noqa: E402
 from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
 
@@ -342,7 +343,7 @@ def test_an_explicit_data_dir_with_no_layout_does_not_point_at_the_demo(tmp_path
 def test_a_second_predict_into_the_same_images_dir_is_refused_while_the_first_runs(
         run_copy, tmp_path):
     images = tmp_path / "images"
-    with runs.RunLock(images, flag="--images-dir"):  # as a first predict.py holds it
+    with lock.RunLock(images, flag="--images-dir"):  # as a first predict.py holds it
         with pytest.raises(SystemExit, match=f"{images} is in use .* use another --images-dir"):
             predict.main(["--output-dir", str(run_copy), "--images-dir", str(images),
                           "--samples", "1"])

@@ -5,6 +5,7 @@ import pathlib
 import numpy as np
 
 import hyperparameters
+from brainvq.benchmarks import plots
 from brainvq.benchmarks.harness import (
     STEPS_HELP,
     comma_separated,
@@ -16,7 +17,6 @@ from brainvq.benchmarks.harness import (
 )
 from brainvq.benchmarks.rate_distortion import budget_text
 from brainvq.data import layouts
-from brainvq.evaluation import figures
 
 
 def run(args):
@@ -61,7 +61,7 @@ def run(args):
              "test_slices": len(test), "rows": rows}, indent=2))
     if args.figure:
         budget = budget_text(args.minutes, args.steps)
-        figures.learning_curve(rows, args.figure, title=f"{budget} per point, "
+        plots.learning_curve(rows, args.figure, title=f"{budget} per point, "
                                f"{len(np.unique(test.case_id))} test subjects")
         print(f"figure: {args.figure}")
     return rows

@@ -18,9 +18,8 @@ import keras
 import numpy as np
 
 import hyperparameters
-from brainvq.benchmarks import harness
+from brainvq.benchmarks import harness, plots
 from brainvq.data import layouts, slice_sets
-from brainvq.evaluation import figures
 
 # name: (label, baseline, hyperparameter overrides)
 DESIGNS = {
@@ -213,7 +212,7 @@ def write(rows, json_path, figure_path, header, quiet=False):
         if not quiet:
             print(f"rows: {json_path}")
     if figure_path:
-        figures.rate_distortion(rows, figure_path, title=header.get("title", ""))
+        plots.rate_distortion(rows, figure_path, title=header.get("title", ""))
         if not quiet:
             print(f"figure: {figure_path}")
 

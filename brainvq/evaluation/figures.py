@@ -1,7 +1,8 @@
 """Figures (PNG, matplotlib's Agg backend) of the metrics in metrics.py and the benchmarks.
 
 `plot_ssim_histogram`, `plot_metric_by_slice`, `plot_best_worst`, `plot_image_grid`,
-`plot_loss_curves`, `learning_curve`, `rate_distortion`, and `make_gif` to animate saved frames.
+`plot_loss_curves`, `plot_volume_planes`, and `make_gif` to animate saved frames; the
+benchmarks' own figures are in `benchmarks/plots.py`.
 """
 import csv
 import math
@@ -15,7 +16,7 @@ from brainvq.evaluation.metrics import _as_batch, _check_same_shape
 FIGURE_DPI = 120
 
 
-def _pyplot():
+def pyplot():
     """matplotlib.pyplot on the non-interactive Agg backend."""
     import matplotlib
 
@@ -25,13 +26,13 @@ def _pyplot():
     return plt
 
 
-def _save(figure, path):
+def save(figure, path):
     """Saves `figure` as a PNG at `path` (parent folders created), closes it, returns `path`.
 
     Raises:
         OutputBlocked: a folder (or, above it, a file) stands where the figure goes.
     """
-    plt = _pyplot()
+    plt = pyplot()
     path = pathlib.Path(path)
     blocked = next((parent for parent in path.parents if parent.is_file()), None)
     if path.is_dir() or blocked is not None:
@@ -57,7 +58,7 @@ def plot_ssim_histogram(ssim_values, path, title="SSIM of reconstructions"):
     Returns:
         `path`.
     """
-    plt = _pyplot()
+    plt = pyplot()
     values = np.asarray(ssim_values, dtype=np.float64).ravel()
     values = values[np.isfinite(values)]
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
@@ -77,7 +78,7 @@ def plot_ssim_histogram(ssim_values, path, title="SSIM of reconstructions"):
     axes.set_ylabel("number of images")
     axes.set_title(title)
     figure.tight_layout()
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def plot_metric_by_slice(slice_index, values, path, metric_name="SSIM"):
@@ -92,7 +93,7 @@ def plot_metric_by_slice(slice_index, values, path, metric_name="SSIM"):
     Returns:
         `path`.
     """
-    plt = _pyplot()
+    plt = pyplot()
     index = np.asarray(slice_index, dtype=np.float64).ravel()
     values = np.asarray(values, dtype=np.float64).ravel()
     if index.shape != values.shape:
@@ -118,7 +119,7 @@ def plot_metric_by_slice(slice_index, values, path, metric_name="SSIM"):
     axes.set_ylabel(metric_name)
     axes.set_title(f"{metric_name} by slice index")
     figure.tight_layout()
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def plot_best_worst(references, reconstructions, ssim_values, path, count=4):
@@ -137,7 +138,7 @@ def plot_best_worst(references, reconstructions, ssim_values, path, count=4):
     Returns:
         `path`.
     """
-    plt = _pyplot()
+    plt = pyplot()
     references, reconstructions = _as_batch(references), _as_batch(reconstructions)
     _check_same_shape(references, reconstructions)
     values = np.asarray(ssim_values, dtype=np.float64).ravel()
@@ -168,7 +169,7 @@ def plot_best_worst(references, reconstructions, ssim_values, path, count=4):
             axes[row, column].axis("off")
     figure.suptitle("Worst and best reconstructions by SSIM")
     figure.tight_layout()
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def plot_image_grid(images, path, columns=8, titles=None, title=None):
@@ -184,7 +185,7 @@ def plot_image_grid(images, path, columns=8, titles=None, title=None):
     Returns:
         `path`.
     """
-    plt = _pyplot()
+    plt = pyplot()
     images = _as_batch(images)
     if len(images) == 0:
         raise ValueError("no images to plot")
@@ -203,7 +204,7 @@ def plot_image_grid(images, path, columns=8, titles=None, title=None):
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def _read_csv_columns(csv_path):
@@ -241,7 +242,7 @@ def plot_loss_curves(csv_path, path, columns=None):
     Raises:
         ValueError: if there is nothing to plot.
     """
-    plt = _pyplot()
+    plt = pyplot()
     data = _read_csv_columns(csv_path)
     if columns is None:
         columns = [name for name in data if "loss" in name and not name.startswith("val_")]
@@ -274,7 +275,7 @@ def plot_loss_curves(csv_path, path, columns=None):
         axes.grid(True, alpha=0.3, which="both" if scale == "log" else "major")
         axes.legend(fontsize=8)
     figure.tight_layout()
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def make_gif(frame_paths, path, duration_ms=400):
@@ -309,100 +310,9 @@ def make_gif(frame_paths, path, duration_ms=400):
     return path
 
 
-def learning_curve(rows, path, title=""):
-    """Held-out and training-subject SSIM against the number of training subjects.
-
-    Args:
-        rows: dicts with "subjects", "train_ssim", "test_ssim", "test_ssim_std" and
-            "test_brain_ssim" (benchmark.py learning-curve).
-        path: the PNG to write.
-        title: a line under the figure's title (e.g. the budget).
-
-    Returns:
-        `path`.
-    """
-    plt = _pyplot()
-    subjects = np.array([row["subjects"] for row in rows], dtype=np.float64)
-    figure, axes = plt.subplots(figsize=(6.4, 4.2))
-    axes.plot(subjects, [row["train_ssim"] for row in rows], "o--", color="tab:gray",
-              label="training subjects")
-    axes.errorbar(subjects, [row["test_ssim"] for row in rows],
-                  yerr=[row["test_ssim_std"] for row in rows], fmt="o-", color="tab:blue",
-                  capsize=3, label="held-out test subjects (± std)")
-    axes.plot(subjects, [row["test_brain_ssim"] for row in rows], "s-", color="tab:orange",
-              label="held-out, inside the brain")
-    axes.set_xscale("log")
-    axes.set_xticks(subjects)
-    axes.set_xticklabels([str(int(count)) for count in subjects])
-    axes.set_xlabel("training subjects")
-    axes.set_ylabel("mean SSIM of reconstructions")
-    axes.set_title("VQ-VAE reconstructions against training-set size"
-                   + (f"\n{title}" if title else ""))
-    axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
-    figure.tight_layout()
-    return _save(figure, path)
-
-
-def rate_distortion(rows, path, title=""):
-    """Held-out SSIM (left) and brain SSIM (right) against code bits per image, one marker
-    per design: the designs compared with ("baseline") grey, our single level blue, VQ-VAE-2
-    green, each family's points joined by a line (its curve); hollow markers with the
-    adversarial loss. One legend below names every design.
-
-    Args:
-        rows: dicts with "label", "bits", "test_ssim", "test_ssim_std", "test_brain_ssim",
-            "levels", "adversarial" and "baseline" (benchmark.py rate-distortion).
-        path: the PNG to write.
-        title: a line under the figure's title (e.g. the budget and data).
-
-    Returns:
-        `path`.
-    """
-    plt = _pyplot()
-    figure, panels = plt.subplots(1, 2, figsize=(11, 5.2))
-    fewest, most = min(row["bits"] for row in rows), max(row["bits"] for row in rows)
-    ticks = [2 ** power for power in range(6, 16) if fewest / 2 <= 2 ** power <= most * 2]
-    markers = iter("osD^vP*Xhp<>" * 4)
-    marker_of = {row["label"]: next(markers) for row in rows}
-    # our curves: one per (levels, adversarial) family with two points or more, by rate
-    curves = {}
-    for row in sorted(rows, key=lambda row: row["bits"]):
-        if not row["baseline"]:
-            curves.setdefault((row["levels"], row["adversarial"]), []).append(row)
-    for axes, key, name in ((panels[0], "test_ssim", "mean SSIM"),
-                            (panels[1], "test_brain_ssim", "mean brain SSIM")):
-        for (levels, adversarial), members in curves.items():
-            if len(members) > 1:
-                axes.plot([row["bits"] for row in members], [row[key] for row in members],
-                          color="tab:green" if levels == 2 else "tab:blue",
-                          linestyle=":" if adversarial else "-", alpha=0.5)
-        for row in rows:
-            color = ("tab:gray" if row["baseline"]
-                     else "tab:green" if row["levels"] == 2 else "tab:blue")
-            axes.errorbar(row["bits"], row[key],
-                          yerr=row["test_ssim_std"] if key == "test_ssim" else None,
-                          fmt=marker_of[row["label"]], color=color, capsize=3, markersize=7,
-                          markerfacecolor="white" if row["adversarial"] else color,
-                          label=row["label"])
-        axes.set_xscale("log")
-        axes.set_xticks(ticks, [f"{tick:,}" for tick in ticks])
-        axes.minorticks_off()
-        axes.set_xlim(fewest / 1.5, most * 1.5)
-        axes.set_xlabel("code bits per image")
-        axes.set_ylabel(f"{name} of held-out reconstructions")
-        axes.grid(alpha=0.3)
-    handles, labels = panels[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8,
-                  frameon=False)
-    figure.suptitle("Rate and distortion on held-out subjects" + (f"\n{title}" if title else ""))
-    figure.tight_layout(rect=(0, 0.06 + 0.035 * ((len(labels) - 1) // 3), 1, 1))
-    return _save(figure, path)
-
-
 def plot_reconstructions(originals, reconstructions, ssim_values, path):
     """Two rows: originals above their reconstructions, SSIM in each title."""
-    plt = _pyplot()
+    plt = pyplot()
     count = len(originals)
     figure, axes = plt.subplots(2, count, figsize=(1.8 * count, 4.3), squeeze=False)
     for column in range(count):
@@ -414,7 +324,7 @@ def plot_reconstructions(originals, reconstructions, ssim_values, path):
             axes[row, column].axis("off")
     figure.suptitle("Test slices (top) and their VQ-VAE reconstructions (bottom)")
     figure.tight_layout()
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def volume_planes(stack, pixel, spacing):
@@ -433,7 +343,7 @@ def volume_planes(stack, pixel, spacing):
 def plot_volume_planes(stacks, path, pixel, spacing, titles=None, title=None):
     """One row per volume: its middle axial, coronal and sagittal planes (`volume_planes`), at
     their physical aspect. Returns `path`."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = len(stacks)
     figure, axes = plt.subplots(rows, 3, figsize=(7.5, 2.6 * rows + 0.4), squeeze=False)
     for row, stack in enumerate(stacks):
@@ -453,13 +363,13 @@ def plot_volume_planes(stacks, path, pixel, spacing, titles=None, title=None):
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def plot_overlaid_histograms(groups, path, xlabel, title=""):
     """Histograms of several groups of values ({label: [N] values}) on shared bins, each with its
     mean marked. Returns `path`."""
-    plt = _pyplot()
+    plt = pyplot()
     finite = {label: np.asarray(values, np.float64)[np.isfinite(values)]
               for label, values in groups.items()}
     pooled = np.concatenate([values for values in finite.values()] or [np.zeros(1)])
@@ -475,4 +385,4 @@ def plot_overlaid_histograms(groups, path, xlabel, title=""):
     axes.set_title(title)
     axes.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
-    return _save(figure, path)
+    return save(figure, path)

@@ -4,8 +4,7 @@ import json
 import pytest
 
 import hyperparameters
-from brainvq.benchmarks import rate_distortion
-from brainvq.evaluation import figures
+from brainvq.benchmarks import plots, rate_distortion
 
 
 def test_designs_set_their_own_values_and_keep_the_rest():
@@ -35,7 +34,7 @@ def test_figure_is_written(tmp_path):
             for label, bits, ssim, levels, adversarial, baseline in [
                 ("a", 256, 0.6, 1, False, False), ("b", 2304, 0.75, 1, True, False),
                 ("c", 2240, 0.7, 2, False, False), ("d", 7168, 0.79, 1, False, True)]]
-    path = figures.rate_distortion(rows, tmp_path / "rd.png", title="test")
+    path = plots.rate_distortion(rows, tmp_path / "rd.png", title="test")
     assert path.stat().st_size > 5000
 
 

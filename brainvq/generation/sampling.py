@@ -204,6 +204,60 @@ def _guided_copies(prior, plan, start, batch_size, copies, inputs):
     return inputs, guides
 
 
+def _padded_batch(prior, inputs, start, batch_size):
+    """The batch at `start` of inputs (slices [N], condition codes or None, covariates or
+    None), the last one padded to `batch_size` with unconditional rows (no recompiling)."""
+    slices, condition, covariates = (None if part is None else part[start:start + batch_size]
+                                     for part in inputs)
+    missing = batch_size - len(slices)
+    if missing <= 0:
+        return slices, condition, covariates
+    slices = np.concatenate([slices, np.full((missing,), _num_slice_positions(prior), np.int32)])
+    if condition is not None:
+        condition = np.concatenate(
+            [condition, np.zeros((missing,) + condition.shape[1:], np.int32)])
+    if covariates is not None:
+        covariates = np.concatenate(
+            [covariates, np.full((missing, covariates.shape[1]), np.nan, np.float32)])
+    return slices, condition, covariates
+
+
+def _batch_seed(seed, batch_number, grid_size, backend):
+    """The stateless seed of a batch: step p of batch b draws with (seed, b * g * g + p)."""
+    batch_seed = np.array([seed, batch_number * grid_size * grid_size], np.int64)
+    batch_seed = (batch_seed & 0x7FFFFFFF).astype(np.int32)  # int32: what XLA accepts
+    return batch_seed.astype(np.uint32) if backend == "jax" else batch_seed
+
+
+def _draw_batches(prior, sampler, inputs, guidance, batch_size, grid_size, drawing, progress):
+    """Runs the compiled `sampler` batch by batch over `inputs` (slices [N], condition codes or
+    None, covariates or None) with `guidance` (its plan and copies) and `drawing` (temperature,
+    seed); returns the grids [N, g, g]."""
+    grids, backend = [], keras.backend.backend()
+    plan, copies = guidance
+    temperature, seed = drawing
+    slices, condition, _ = inputs
+    for batch_number, start in enumerate(range(0, len(slices), batch_size)):
+        count = len(slices[start:start + batch_size])
+        (batch_slices, batch_condition, batch_covariates), guides = _guided_copies(
+            prior, plan, start, batch_size, copies,
+            _padded_batch(prior, inputs, start, batch_size))
+        grid = np.zeros((len(batch_slices), grid_size, grid_size), np.int32)
+        batch_seed = _batch_seed(seed, batch_number, grid_size, backend)
+        result = sampler(ops.convert_to_tensor(grid), ops.convert_to_tensor(batch_slices),
+                         ops.convert_to_tensor(temperature, "float32"),
+                         ops.convert_to_tensor(batch_seed),
+                         (None if condition is None else ops.convert_to_tensor(batch_condition),
+                          None if batch_covariates is None
+                          else ops.convert_to_tensor(batch_covariates)),
+                         tuple((ops.convert_to_tensor(rows), ops.convert_to_tensor(scales))
+                               for rows, scales in guides))
+        grids.append(np.asarray(ops.convert_to_numpy(result), np.int32)[:count])
+        if progress is not None:
+            progress.add(count)
+    return np.concatenate(grids)
+
+
 def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature=1.0, top_k=0,
                  seed=0, batch_size=None, crop=True, jit_compile=None, progress=None,
                  condition_codes=None, covariates=None, guidance=1.0,
@@ -277,45 +331,9 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
     sampler = loops.compiled_sampler(prior, grid_size, top_k, loops.row_cached(prior, crop),
                                      jit_compile)
 
-    grids = []
-    for batch_number, start in enumerate(range(0, num_samples, batch_size)):
-        batch_slices = slices[start:start + batch_size]
-        count = len(batch_slices)
-        batch_condition = None if condition is None else condition[start:start + batch_size]
-        batch_covariates = (None if given_covariates is None
-                            else given_covariates[start:start + batch_size])
-        if count < batch_size:  # pad the last batch with unconditional rows
-            padding = np.full((batch_size - count,), _num_slice_positions(prior), np.int32)
-            batch_slices = np.concatenate([batch_slices, padding])
-            if condition is not None:
-                batch_condition = np.concatenate(
-                    [batch_condition, np.zeros((batch_size - count,) + condition.shape[1:],
-                                               np.int32)])
-            if batch_covariates is not None:
-                batch_covariates = np.concatenate(
-                    [batch_covariates, np.full((batch_size - count, batch_covariates.shape[1]),
-                                               np.nan, np.float32)])
-        (batch_slices, batch_condition, batch_covariates), guides = _guided_copies(
-            prior, plan, start, batch_size, copies,
-            (batch_slices, batch_condition, batch_covariates))
-        grid = np.zeros((len(batch_slices), grid_size, grid_size), np.int32)
-        # Step p of batch b draws with the stateless seed (seed, b * g * g + p).
-        batch_seed = np.array([seed, batch_number * grid_size * grid_size], np.int64)
-        batch_seed = (batch_seed & 0x7FFFFFFF).astype(np.int32)  # int32: what XLA accepts
-        if backend == "jax":
-            batch_seed = batch_seed.astype(np.uint32)
-        result = sampler(ops.convert_to_tensor(grid), ops.convert_to_tensor(batch_slices),
-                         ops.convert_to_tensor(temperature, "float32"),
-                         ops.convert_to_tensor(batch_seed),
-                         (None if condition is None else ops.convert_to_tensor(batch_condition),
-                          None if batch_covariates is None
-                          else ops.convert_to_tensor(batch_covariates)),
-                         tuple((ops.convert_to_tensor(rows), ops.convert_to_tensor(scales))
-                               for rows, scales in guides))
-        grids.append(np.asarray(ops.convert_to_numpy(result), np.int32)[:count])
-        if progress is not None:
-            progress.add(count)
-    return np.concatenate(grids)
+    inputs = (slices, condition, given_covariates)
+    return _draw_batches(prior, sampler, inputs, (plan, copies), batch_size, grid_size,
+                         (temperature, seed), progress)
 
 
 def sample_codes_naive(prior, num_samples, grid_size, slice_index=None, temperature=1.0,

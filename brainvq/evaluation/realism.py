@@ -321,6 +321,48 @@ class RealReference:
         return feature_network.features_and_positions(self.network, images, self.positions)
 
 
+def print_realism_report(figures, distances, poses, outside, sizes):
+    """Prints `realism_report`'s figures as a table: samples, conditioned samples, held-out
+    real slices (the floor) and their reconstructions; `sizes`: (samples per set, held-out
+    slices, training slices)."""
+    count, held_out, train = sizes
+    print(f"\nRealism against real anatomy: {count} unconditional and {count} "
+          f"slice-conditioned samples (positions cycling through the training slices') vs "
+          f"{held_out} held-out real slices (the floor) and their reconstructions "
+          f"(what this decoder allows), each against the {train} real training slices")
+    print(f"  {'':34s} {'samples':>10s} {'conditioned':>12s} {'real (floor)':>13s} "
+          f"{'reconstructed':>14s}")
+    print(f"  {'anatomically plausible':34s} {figures['plausible_samples']:10.1%} "
+          f"{figures['plausible_conditioned']:12.1%} {figures['plausible_real']:13.1%} "
+          f"{figures['plausible_reconstructed']:14.1%}")
+    if distances:
+        print(f"  (distribution figures: each set at {figures['compared_set_size']} slices, a "
+              f"larger set averaged over {EQUAL_SIZE_DRAWS} random subsets of that size)")
+        for metric, label in (("frechet", "Fréchet distance (features)"), ("kid", "KID"),
+                              ("precision", "k-NN precision"), ("recall", "k-NN recall")):
+            print(f"  {label:34s} {distances['samples'][metric]:10.4f} "
+                  f"{distances['conditioned'][metric]:12.4f} "
+                  f"{distances['real'][metric]:13.4f} "
+                  f"{distances['reconstructed'][metric]:14.4f}")
+        print(f"  {'position within 2 of the request':34s} {'':>10s} "
+              f"{figures['position_within_2_samples']:12.1%} "
+              f"{figures['position_within_2_real']:13.1%}")
+    else:
+        print("  (feature-network figures not computed: Fréchet distance, KID, precision, "
+              "recall, slice position)")
+    print(f"  {'mean |centroid offset| (pixels)':34s} "
+          f"{poses['samples']['centroid_offset']:10.2f} "
+          f"{poses['conditioned']['centroid_offset']:12.2f} "
+          f"{poses['real']['centroid_offset']:13.2f}")
+    print(f"  {'mean |tilt| (degrees)':34s} {poses['samples']['tilt']:10.2f} "
+          f"{poses['conditioned']['tilt']:12.2f} {poses['real']['tilt']:13.2f}")
+    print("  outside the real training slices' range, per statistic:")
+    for name in SHAPE_STATISTICS:
+        print(f"    {name:32s} " + " ".join(
+            f"{counts[name] / max(total, 1):{width}.1%}"
+            for (counts, total), width in zip(outside.values(), (10, 12, 13))))
+
+
 def realism_report(values, vqvae, output_dir, train, held_out, samples, count, seed,
                    temperature=None, top_k=None, verbose=True, feature_figures=True,
                    cache_dir=None, reference=None, prior=None):
@@ -389,39 +431,6 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
                for metric, value in row.items()},
         })
     if verbose:
-        print(f"\nRealism against real anatomy: {count} unconditional and {count} "
-              f"slice-conditioned samples (positions cycling through the training slices') vs "
-              f"{len(held_out)} held-out real slices (the floor) and their reconstructions "
-              f"(what this decoder allows), each against the {len(train)} real training slices")
-        print(f"  {'':34s} {'samples':>10s} {'conditioned':>12s} {'real (floor)':>13s} "
-              f"{'reconstructed':>14s}")
-        print(f"  {'anatomically plausible':34s} {sample_ok.mean():10.1%} "
-              f"{conditioned_ok.mean():12.1%} {real_ok.mean():13.1%} "
-              f"{reconstructed_ok.mean():14.1%}")
-        if distances:
-            print(f"  (distribution figures: each set at {compared_size} slices, a larger set "
-                  f"averaged over {EQUAL_SIZE_DRAWS} random subsets of that size)")
-            for metric, label in (("frechet", "Fréchet distance (features)"), ("kid", "KID"),
-                                  ("precision", "k-NN precision"), ("recall", "k-NN recall")):
-                print(f"  {label:34s} {distances['samples'][metric]:10.4f} "
-                      f"{distances['conditioned'][metric]:12.4f} "
-                      f"{distances['real'][metric]:13.4f} "
-                      f"{distances['reconstructed'][metric]:14.4f}")
-            print(f"  {'position within 2 of the request':34s} {'':>10s} "
-                  f"{figures['position_within_2_samples']:12.1%} "
-                  f"{figures['position_within_2_real']:13.1%}")
-        else:
-            print("  (feature-network figures not computed: Fréchet distance, KID, precision, "
-                  "recall, slice position)")
-        print(f"  {'mean |centroid offset| (pixels)':34s} "
-              f"{poses['samples']['centroid_offset']:10.2f} "
-              f"{poses['conditioned']['centroid_offset']:12.2f} "
-              f"{poses['real']['centroid_offset']:13.2f}")
-        print(f"  {'mean |tilt| (degrees)':34s} {poses['samples']['tilt']:10.2f} "
-              f"{poses['conditioned']['tilt']:12.2f} {poses['real']['tilt']:13.2f}")
-        print("  outside the real training slices' range, per statistic:")
-        for name in SHAPE_STATISTICS:
-            print(f"    {name:32s} " + " ".join(
-                f"{counts[name] / max(total, 1):{width}.1%}"
-                for (counts, total), width in zip(outside.values(), (10, 12, 13))))
+        print_realism_report(figures, distances, poses, outside, (count, len(held_out),
+                                                                   len(train)))
     return figures

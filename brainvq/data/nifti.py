@@ -188,6 +188,42 @@ def _nifti_dimensions(path):
     return dimensions
 
 
+def _warn_fewer_slices(fewer, total, folder, slices_per_volume, slice_axis, slice_spacing):
+    """Warns, once for all of them, of the volumes that gave fewer slices than asked for
+    (`fewer`: (path, note) pairs)."""
+    (first, note) = fewer[0]
+    if slice_spacing > 0:
+        print(f"warning: {len(fewer)} of {total} volume(s) in {folder} end less than "
+              f"{slices_per_volume} x {slice_spacing:g} mm below the top of the head (first: "
+              f"{first.name}, {note}); their stacks lack the lowest slices.", file=sys.stderr)
+    else:
+        print(f"warning: {len(fewer)} of {total} volume(s) in {folder} have fewer "
+              f"distinct {slice_axis} slices in the slice range than --slices-per-volume "
+              f"{slices_per_volume} (first: {first.name}, {note}); each slice "
+              f"is used once, none is repeated.", file=sys.stderr)
+
+
+def _ordered_2d_slices(parts_2d, image_size, num_slice_positions):
+    """(image, slice index, case id, path) of 2D NIfTI slices ((path, voxels) pairs), ordered
+    by case and slice (`order_by_case_slice`)."""
+    voxels_by_path = dict(parts_2d)
+    return [(_slice_image(path, voxels_by_path[path], image_size), slice_index, case_id,
+             str(path))
+            for path, slice_index, case_id in order_by_case_slice(list(voxels_by_path),
+                                                                   num_slice_positions)]
+
+
+def _load_nifti_slice_layout(folder, image_size, skip_bad, num_slice_positions):
+    """The keras_slices_{train,validate,test} layout: each folder one split, as it is."""
+    missing = [name for name in NIFTI_SLICE_FOLDERS.values() if not (folder / name).is_dir()]
+    if missing:
+        raise DatasetError(f"{folder} lacks {', '.join(missing)}: the NIfTI slice layout "
+                           f"needs {', '.join(NIFTI_SLICE_FOLDERS.values())} side by side.")
+    return {split_name: _load_nifti_slice_folder(folder / name, image_size, skip_bad,
+                                                 num_slice_positions)
+            for split_name, name in NIFTI_SLICE_FOLDERS.items()}
+
+
 def load_nifti_folder(folder, image_size, slices_per_volume=DEFAULTS["slices_per_volume"],
                       split=None, seed=DEFAULTS["seed"], skip_bad=False,
                       num_slice_positions=DEFAULTS["num_slice_positions"],
@@ -230,13 +266,7 @@ def load_nifti_folder(folder, image_size, slices_per_volume=DEFAULTS["slices_per
     """
     folder = check_folder(folder)
     if any((folder / name).is_dir() for name in NIFTI_SLICE_FOLDERS.values()):
-        missing = [name for name in NIFTI_SLICE_FOLDERS.values() if not (folder / name).is_dir()]
-        if missing:
-            raise DatasetError(f"{folder} lacks {', '.join(missing)}: the NIfTI slice layout "
-                               f"needs {', '.join(NIFTI_SLICE_FOLDERS.values())} side by side.")
-        return {split_name: _load_nifti_slice_folder(folder / name, image_size, skip_bad,
-                                                     num_slice_positions)
-                for split_name, name in NIFTI_SLICE_FOLDERS.items()}
+        return _load_nifti_slice_layout(folder, image_size, skip_bad, num_slice_positions)
     if slices_per_volume < 1:
         raise DatasetError(f"slices_per_volume={slices_per_volume}: need at least 1.")
     split = parse_split(DEFAULTS["split"]) if split is None else split
@@ -261,26 +291,13 @@ def load_nifti_folder(folder, image_size, slices_per_volume=DEFAULTS["slices_per
         progress.add(1)
     report_skipped(skipped, len(files), folder)
     if fewer:
-        if slice_spacing > 0:
-            print(f"warning: {len(fewer)} of {len(files)} volume(s) in {folder} end less than "
-                  f"{slices_per_volume} x {slice_spacing:g} mm below the top of the head (first: "
-                  f"{fewer[0][0].name}, {fewer[0][1]}); their stacks lack the lowest slices.",
-                  file=sys.stderr)
-        else:
-            print(f"warning: {len(fewer)} of {len(files)} volume(s) in {folder} have fewer "
-                  f"distinct {slice_axis} slices in the slice range than --slices-per-volume "
-                  f"{slices_per_volume} (first: {fewer[0][0].name}, {fewer[0][1]}); each slice "
-                  f"is used once, none is repeated.", file=sys.stderr)
+        _warn_fewer_slices(fewer, len(files), folder, slices_per_volume, slice_axis,
+                           slice_spacing)
     skipped_paths = [str(path) for path, _ in skipped]
     if parts_3d and parts_2d:
         raise DatasetError(f"{folder} mixes 3D volumes and 2D slices (e.g. {parts_2d[0][0].name}); "
                            f"keep one kind per folder.")
     if parts_2d:
-        voxels_by_path = dict(parts_2d)
-        parts = [(_slice_image(path, voxels_by_path[path], image_size), slice_index, case_id,
-                  str(path))
-                 for path, slice_index, case_id in order_by_case_slice(list(voxels_by_path),
-                                                                        num_slice_positions)]
-        return _split_by_case(parts, image_size, split, seed, skipped_paths, folder,
-                              what="subjects")
+        return _split_by_case(_ordered_2d_slices(parts_2d, image_size, num_slice_positions),
+                              image_size, split, seed, skipped_paths, folder, what="subjects")
     return _split_by_case(parts_3d, image_size, split, seed, skipped_paths, folder)

@@ -3,7 +3,7 @@
 at the edges of the range too."""
 import time
 
-import hyperparameters
+from brainvq import config
 from brainvq.benchmarks.harness import comma_separated, machine_description
 from brainvq.benchmarks.rulers import load_covariate_run
 from brainvq.evaluation import covariate_checks, realism
@@ -47,7 +47,7 @@ def add_parser(commands):
     parser = commands.add_parser(
         "covariate-guidance",
         help="covariate-requested samples on the validation split per covariate guidance")
-    parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"])
+    parser.add_argument("--output-dir", default=config.DEFAULTS["output_dir"])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--covariates", default=None, metavar="FILE.csv")
     parser.add_argument("--samples", type=int, default=128)

@@ -4,7 +4,7 @@ import pathlib
 
 import numpy as np
 
-import hyperparameters
+from brainvq import config
 from brainvq.benchmarks import plots
 from brainvq.benchmarks.harness import (
     STEPS_HELP,
@@ -28,7 +28,7 @@ def run(args):
     """
 
 
-    values = hyperparameters.resolve(args)
+    values = config.resolve(args)
     splits, description = layouts.load_splits_for(values)
     print(f"machine: {machine_description()}")
     print(description)
@@ -79,5 +79,5 @@ def add_parser(commands):
     curve_parser.add_argument("--json", default=None, help="also write the rows here")
     curve_parser.add_argument("--figure", default=None, help="plot the curve to this PNG")
     curve_parser.add_argument("--steps", type=positive_steps, default=0, help=STEPS_HELP)
-    hyperparameters.add_arguments(curve_parser)
+    config.add_arguments(curve_parser)
     curve_parser.set_defaults(run=run)

@@ -1,7 +1,7 @@
 """A VQ-VAE trained for a wall-clock or step budget, then its test-split quality."""
 import numpy as np
 
-import hyperparameters
+from brainvq import config
 from brainvq.benchmarks.harness import (
     KERASIO,
     STEPS_HELP,
@@ -17,7 +17,7 @@ from brainvq.data import layouts, slice_sets
 
 def run(args):
     """Trains a VQ-VAE for a fixed wall-clock budget, then measures the test split."""
-    values = hyperparameters.resolve(args)
+    values = config.resolve(args)
     splits, description = layouts.load_splits_for(values)
     print(f"machine: {machine_description()}")
     print(description)
@@ -69,5 +69,5 @@ def add_parser(commands):
                                 help="train on only this many subjects (0: all of train + "
                                      "validate)")
     quality_parser.add_argument("--steps", type=positive_steps, default=0, help=STEPS_HELP)
-    hyperparameters.add_arguments(quality_parser)
+    config.add_arguments(quality_parser)
     quality_parser.set_defaults(run=run)

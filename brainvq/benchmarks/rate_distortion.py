@@ -17,7 +17,7 @@ import pathlib
 import keras
 import numpy as np
 
-import hyperparameters
+from brainvq import config
 from brainvq.benchmarks import harness, plots
 from brainvq.data import layouts, slice_sets
 
@@ -69,7 +69,7 @@ def sweep(args, machine, train_for_budget, quality, budget):
             `_reconstruction_quality`.
         budget: the training budget per design in words ("9 min", "300 steps").
     """
-    values = hyperparameters.resolve(args)
+    values = config.resolve(args)
     names = args.points.split(",")
     for name in names:  # refuse a misspelt design before any training
         design(name, values)
@@ -244,5 +244,5 @@ def add_parser(commands):
                            help="train nothing: one table and figure of the --points found in "
                                 "these earlier --json files (same data; a later file's row of "
                                 "a design replaces an earlier one)")
-    hyperparameters.add_arguments(rd_parser)
+    config.add_arguments(rd_parser)
     rd_parser.set_defaults(run=run)

@@ -2,7 +2,7 @@
 defaults), over one or several sampling seeds."""
 import pathlib
 
-import hyperparameters
+from brainvq import config
 from brainvq.benchmarks.harness import (
     comma_separated,
     machine_description,
@@ -172,7 +172,7 @@ def add_parser(commands):
     """This benchmark's subcommand of benchmark.py."""
     realism_parser = commands.add_parser(
         "realism", help="sample realism on the validation split per temperature and top-k")
-    realism_parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"])
+    realism_parser.add_argument("--output-dir", default=config.DEFAULTS["output_dir"])
     realism_parser.add_argument("--data-dir", default=None)
     realism_parser.add_argument("--samples", type=int, default=64)
     realism_parser.add_argument("--temperatures", type=comma_separated(float),
@@ -182,11 +182,11 @@ def add_parser(commands):
     realism_parser.add_argument("--guidances", type=comma_separated(float),
                                 default=[1.0], help="classifier-free guidance values (1: none)")
     realism_parser.add_argument("--unconditional-guidance", default=None,
-                                type=hyperparameters.flag_type("unconditional_guidance"),
+                                type=config.flag_type("unconditional_guidance"),
                                 help="guidance on the slice position each unconditional sample "
                                      "drew (default: the run's)")
     realism_parser.add_argument("--unconditional-covariates", default=None,
-                                choices=hyperparameters.CHOICES["unconditional_covariates"],
+                                choices=config.CHOICES["unconditional_covariates"],
                                 help="covariates of the unconditional samples, for a prior "
                                      "trained on them: null or drawn (default: the run's)")
     realism_parser.add_argument("--split", default="validate", choices=("validate", "test"),

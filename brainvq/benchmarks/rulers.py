@@ -2,7 +2,7 @@
 (choosing the rulers' training budget: the ruler must be good before it judges samples)."""
 import time
 
-import hyperparameters
+from brainvq import config
 from brainvq.benchmarks.harness import comma_separated, machine_description
 from brainvq.data import covariates, layouts
 from brainvq.evaluation import covariate_checks
@@ -52,7 +52,7 @@ def add_parser(commands):
     """This benchmark's subcommand of benchmark.py."""
     parser = commands.add_parser(
         "rulers", help="the covariate rulers' agreement on validation slices per training budget")
-    parser.add_argument("--output-dir", default=hyperparameters.DEFAULTS["output_dir"])
+    parser.add_argument("--output-dir", default=config.DEFAULTS["output_dir"])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--covariates", default=None, metavar="FILE.csv")
     parser.add_argument("--images-seen", type=comma_separated(int),

@@ -4,7 +4,7 @@ import time
 import keras
 import numpy as np
 
-import hyperparameters
+from brainvq import config
 from brainvq.benchmarks.harness import machine_description, timed
 from brainvq.generation import sampling, sampling_loops
 from brainvq.models.pixelcnn import GatedPixelCNN
@@ -95,14 +95,14 @@ def add_parser(commands):
                                       "(the prior on the whole grid at every step)")
     sampling_parser.add_argument("--skip-naive", action="store_true",
                                  help="do not time the naive loop (slow on big grids)")
-    sampling_parser.add_argument("--naive-positions", type=hyperparameters.non_negative_int,
+    sampling_parser.add_argument("--naive-positions", type=config.non_negative_int,
                                  default=0,
                                  help="time only this many of the naive loop's per-position "
                                       "predict calls and scale to the whole grid (0: run it)")
     sampling_parser.add_argument("--attention-blocks", type=int,
-                                 default=hyperparameters.DEFAULTS["prior_attention_blocks"])
+                                 default=config.DEFAULTS["prior_attention_blocks"])
     sampling_parser.add_argument("--attention-heads", type=int,
-                                 default=hyperparameters.DEFAULTS["prior_attention_heads"])
-    sampling_parser.add_argument("--position-embedding", type=hyperparameters._parse_bool,
-                                 default=hyperparameters.DEFAULTS["prior_position_embedding"])
+                                 default=config.DEFAULTS["prior_attention_heads"])
+    sampling_parser.add_argument("--position-embedding", type=config.parse_bool,
+                                 default=config.DEFAULTS["prior_position_embedding"])
     sampling_parser.set_defaults(run=run)

@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-import hyperparameters
+from brainvq import config
 from brainvq.benchmarks.harness import comma_separated
 from brainvq.data import volumes
 from brainvq.data.slice_sets import square_resize
@@ -40,7 +40,7 @@ def add_parser(commands):
     positions_parser.add_argument("--positions", default=[0, 8, 16, 24, 31],
                                   type=comma_separated(int))
     positions_parser.add_argument("--slices-per-volume", type=int,
-                                  default=hyperparameters.DEFAULTS["slices_per_volume"])
+                                  default=config.DEFAULTS["slices_per_volume"])
     positions_parser.add_argument("--image-size", type=int, default=128)
     positions_parser.add_argument("--figure", default="images/slice_positions.png")
     positions_parser.set_defaults(run=run)

@@ -2,13 +2,13 @@
 import keras
 import numpy as np
 
-import hyperparameters
+from brainvq import config
 from brainvq.benchmarks.harness import machine_description, quality_model, timed
 
 
 def run(args):
     """Training and reconstruction images/s of our VQ-VAE and a keras-io-sized one."""
-    values = hyperparameters.resolve(args)
+    values = config.resolve(args)
     size, batch = values["image_size"], values["batch_size"]
     images = np.random.RandomState(0).rand(args.images, size, size, 1).astype("float32")
     print(f"machine: {machine_description()}")
@@ -38,5 +38,5 @@ def add_parser(commands):
         "throughput", help="training and reconstruction images/s, ours vs keras-io sized")
     throughput_parser.add_argument("--images", type=int, default=256)
     throughput_parser.add_argument("--repeats", type=int, default=2)
-    hyperparameters.add_arguments(throughput_parser)
+    config.add_arguments(throughput_parser)
     throughput_parser.set_defaults(run=run)

@@ -2,7 +2,7 @@
 volume model and how it is sampled), every run judged in one set of feature networks."""
 import argparse
 
-import hyperparameters
+from brainvq import config
 from brainvq.benchmarks.harness import comma_separated, machine_description, seeds_mean
 from brainvq.benchmarks.realism_sweep import feature_network_folder
 from brainvq.data import layouts
@@ -74,9 +74,9 @@ def run(args):
     0.2 between seeds, as much as two models differ: rank volume models on several."""
     seeds = args.seeds or [args.seed]
     for covariates in args.unconditional_covariates:
-        if covariates not in hyperparameters.CHOICES["unconditional_covariates"]:
+        if covariates not in config.CHOICES["unconditional_covariates"]:
             raise SystemExit(f"error: --unconditional-covariates {covariates}: choose from "
-                             f"{', '.join(hyperparameters.CHOICES['unconditional_covariates'])}")
+                             f"{', '.join(config.CHOICES['unconditional_covariates'])}")
     cache = feature_network_folder(argparse.Namespace(
         output_dir=args.output_dirs[0], feature_network_dir=args.feature_network_dir))
     print(f"machine: {machine_description()}")
@@ -127,7 +127,7 @@ def add_parser(commands):
                              "comma-separated")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--covariates", default=None, metavar="FILE.csv")
-    parser.add_argument("--volumes", type=hyperparameters.non_negative_int, default=20)
+    parser.add_argument("--volumes", type=config.non_negative_int, default=20)
     parser.add_argument("--unconditional-covariates", type=comma_separated(), default=["null"],
                         help="null and/or drawn, comma-separated (for priors trained on "
                              "covariates; others are sampled once)")

@@ -5,7 +5,7 @@ import time
 
 import keras
 
-import hyperparameters
+from brainvq import config
 from brainvq.benchmarks.harness import comma_separated, machine_description
 from brainvq.generation import stacks
 from brainvq.models import build
@@ -14,7 +14,7 @@ from brainvq.models import build
 def run(args):
     """Prints the time of one volume of --slices-per-volume slices, compile included, then
     warm, for each --volumes count sampled together."""
-    values = hyperparameters.resolve(args)
+    values = config.resolve(args)
     values["num_slice_positions"] = values["slices_per_volume"]
     keras.utils.set_random_seed(0)
     vqvae = build.vqvae_from_hyperparameters(values)
@@ -43,5 +43,5 @@ def add_parser(commands):
                                  help="seconds per whole sampled volume (untrained models)")
     parser.add_argument("--counts", type=comma_separated(int),
                         default=[1, 4], help="volumes sampled together (default: 1,4)")
-    hyperparameters.add_arguments(parser)
+    config.add_arguments(parser)
     parser.set_defaults(run=run)

@@ -5,10 +5,10 @@ import pathlib
 
 import numpy as np
 
+from brainvq.config import DEFAULTS
 from brainvq.data import volumes
 from brainvq.data.slice_sets import affine_warp, concatenate_parts, position_to_index, square_resize
 from brainvq.errors import DatasetError
-from hyperparameters import DEFAULTS
 
 DEMO_VOLUME = (pathlib.Path(__file__).resolve().parents[2] / "data" / "mni152"
                / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")

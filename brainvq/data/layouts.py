@@ -12,12 +12,12 @@ Layouts `load_splits` recognises in `data_dir`:
 """
 import pathlib
 
+from brainvq.config import DEFAULTS
 from brainvq.data.demo import load_demo
 from brainvq.data.nifti import NIFTI_EXTENSIONS, NIFTI_SLICE_FOLDERS, load_nifti_folder, parse_split
 from brainvq.data.png import OASIS_PNG_FOLDERS, PNG_EXTENSIONS, load_oasis_png
 from brainvq.data.slice_sets import SPLITS, check_folder, list_files
 from brainvq.errors import DatasetError, MissingData
-from hyperparameters import DEFAULTS
 
 
 def _counts(splits):

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 
+from brainvq.config import DEFAULTS, split_shares
 from brainvq.data import volumes
 from brainvq.data.slice_sets import (
     SPLITS,
@@ -17,7 +18,6 @@ from brainvq.data.slice_sets import (
 )
 from brainvq.errors import DatasetError
 from brainvq.progress import progress_bar
-from hyperparameters import DEFAULTS, split_shares
 
 NIFTI_SLICE_FOLDERS = {split: f"keras_slices_{split}" for split in SPLITS}
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
@@ -163,7 +163,7 @@ def _split_by_case(parts, image_size, split, seed, skipped, folder, what="volume
 
 
 def parse_split(text):
-    """`hyperparameters.split_shares`, with a DatasetError for malformed text."""
+    """`config.split_shares`, with a DatasetError for malformed text."""
     shares = split_shares(text)
     if shares is None:
         raise DatasetError(f"--split {text!r}: give three positive shares for train, validate "

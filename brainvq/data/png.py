@@ -8,6 +8,7 @@ import sys
 import numpy as np
 from PIL import Image
 
+from brainvq.config import DEFAULTS
 from brainvq.data.slice_sets import (
     SPLITS,
     SliceSet,
@@ -18,7 +19,6 @@ from brainvq.data.slice_sets import (
     square_resize,
 )
 from brainvq.errors import DatasetError
-from hyperparameters import DEFAULTS
 
 OASIS_PNG_FOLDERS = {split: f"keras_png_slices_{split}" for split in SPLITS}
 

@@ -6,8 +6,7 @@ import pathlib
 import shlex
 import sys
 
-import hyperparameters
-from brainvq import errors
+from brainvq import config, errors
 from brainvq.data import demo, layouts, nifti
 from brainvq.data.slice_sets import subject_names
 from brainvq.runs import folder as runs
@@ -36,23 +35,23 @@ def run_values(args):
     from any directory (a resumed run keeps the data path it recorded: its data fingerprint
     holds the paths as given). The run folder is recorded absolute too, and a resumed run's own
     figures folder follows the run when it has been moved."""
-    values = hyperparameters.resolve(args)
+    values = config.resolve(args)
     output_dir = pathlib.Path(values["output_dir"])
     if args.resume and args.export is None:
-        if not (output_dir / hyperparameters.HYPERPARAMETERS_FILE).is_file():
+        if not (output_dir / config.HYPERPARAMETERS_FILE).is_file():
             what = "does not exist" if not output_dir.exists() else "holds no run"
             raise runs.RunError(f"nothing to resume: {output_dir} {what}. Drop --resume to "
                                 f"start a run there, or point --output-dir at a run folder")
-        saved = runs.run_paths(hyperparameters.load(output_dir), output_dir)
+        saved = runs.run_paths(config.load(output_dir), output_dir)
         own = os.path.join(os.path.abspath(saved["output_dir"]), "images")
         images_dir = saved["images_dir"] or ""
         if not os.path.isabs(images_dir) or os.path.normpath(images_dir) == own:
             saved["images_dir"] = ""  # the run's own figures folder, wherever the run now is
-        values = hyperparameters.resolve(args, base=dict(saved, output_dir=str(output_dir)))
+        values = config.resolve(args, base=dict(saved, output_dir=str(output_dir)))
     else:
         for key in runs.PATH_KEYS:  # the default data folder stays the default (the demo)
             path = values[key]
-            if path and path != hyperparameters.DEFAULTS[key] and os.path.exists(path):
+            if path and path != config.DEFAULTS[key] and os.path.exists(path):
                 values[key] = os.path.abspath(path)
     values["images_dir"] = os.path.abspath(values["images_dir"])
     values["output_dir"] = os.path.abspath(values["output_dir"])
@@ -98,16 +97,16 @@ def check_run_folder(output_dir, stages, values, resume, overwrite):
             f"{output_dir} already holds a trained {' and '.join(clashes)} stage ({files}); "
             f"nothing was changed. Continue it with --resume, replace it with --overwrite, or "
             f"train into another --output-dir")
-    saved_file = output_dir / hyperparameters.HYPERPARAMETERS_FILE
+    saved_file = output_dir / config.HYPERPARAMETERS_FILE
     keeps_vqvae = "vqvae" not in stages or resume
     if keeps_vqvae and saved_file.exists():
-        saved = hyperparameters.load(output_dir)
-        keys = None if resume else hyperparameters.VQVAE_KEYS
-        hyperparameters.check_compatible(saved, values, output_dir, keys=keys)
-        changes = hyperparameters.resume_changes(saved, values) if resume else ()
+        saved = config.load(output_dir)
+        keys = None if resume else config.VQVAE_KEYS
+        config.check_compatible(saved, values, output_dir, keys=keys)
+        changes = config.resume_changes(saved, values) if resume else ()
         if "vqvae" not in stages:  # the prior stage neither uses nor records them
             changes = [change for change in changes
-                       if change[0] not in hyperparameters.VQVAE_TRAINING_KEYS]
+                       if change[0] not in config.VQVAE_TRAINING_KEYS]
         for key, before, now in changes:
             # --resume starts from the defaults and the flags given, not from the saved values
             print(f"warning: --resume continues {output_dir} with {key} = {now!r}; it was "
@@ -144,17 +143,17 @@ def record_of(values, output_dir, stages):
     """The hyperparameters to save in `output_dir`: `values`, except that a prior stage over a
     VQ-VAE already there keeps how that VQ-VAE was trained (its epochs, learning rate, losses:
     `VQVAE_TRAINING_KEYS`) as the folder recorded them, not this command's defaults."""
-    saved_file = pathlib.Path(output_dir) / hyperparameters.HYPERPARAMETERS_FILE
+    saved_file = pathlib.Path(output_dir) / config.HYPERPARAMETERS_FILE
     if "vqvae" in stages or not saved_file.is_file():
         return values
-    saved = hyperparameters.load(output_dir)
-    return dict(values, **{key: saved[key] for key in hyperparameters.VQVAE_TRAINING_KEYS})
+    saved = config.load(output_dir)
+    return dict(values, **{key: saved[key] for key in config.VQVAE_TRAINING_KEYS})
 
 
 def check_split_counts(values, splits):
     """Refuses a --split of subject counts (whole numbers) that the data's subjects cannot
     fill: the loader would otherwise take them as shares of fewer subjects."""
-    shares = hyperparameters.split_shares(values["split"])
+    shares = config.split_shares(values["split"])
     if demo.is_demo(splits["train"]) or shares is None or not nifti.is_counts(shares):
         return
     subjects = sum(len(subject_names(part)) for part in splits.values())

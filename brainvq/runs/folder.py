@@ -27,7 +27,7 @@ import zipfile
 import keras
 import numpy as np
 
-import hyperparameters
+from brainvq import config
 from brainvq.models import build  # noqa: F401 (registers the models)
 from brainvq.runs.fingerprints import data_fingerprint, file_fingerprint  # noqa: F401
 
@@ -303,10 +303,10 @@ def load_run(output_dir, overrides=None):
                        f"or download the model again")
     if is_shipped(output_dir):
         verify_shipped(output_dir)
-    values = hyperparameters.load(output_dir)
+    values = config.load(output_dir)
     values = run_paths(values, output_dir)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    hyperparameters.check_compatible(values, {**values, **overrides}, output_dir)
+    config.check_compatible(values, {**values, **overrides}, output_dir)
     recorded_by_name = not values.get("data_dir")  # a shipped model: --data-dir points at it
     values.update(overrides)
     if recorded_by_name and values.get("covariates") and not overrides.get("covariates"):
@@ -318,7 +318,7 @@ def load_run(output_dir, overrides=None):
         raise RunError(f"{checkpoint} not found: train one with "
                        f"`python train.py --stage vqvae --output-dir {output_dir}`")
     vqvae = load_checkpoint(checkpoint)
-    hyperparameters.check_model(vqvae, values, checkpoint)
+    config.check_model(vqvae, values, checkpoint)
     return values, vqvae
 
 
@@ -335,8 +335,8 @@ def script_errors():
     no traceback: what a user's flags, data or files got wrong."""
     from brainvq import errors
 
-    return (RunError, errors.DatasetError, hyperparameters.IncompatibleCheckpoint,
-            hyperparameters.InvalidHyperparameters, errors.OutputBlocked, FileNotFoundError)
+    return (RunError, errors.DatasetError, config.IncompatibleCheckpoint,
+            config.InvalidHyperparameters, errors.OutputBlocked, FileNotFoundError)
 
 
 def slice_position_counts(folder, num_slice_positions):

@@ -18,7 +18,7 @@ import os
 import pathlib
 import shutil
 
-import hyperparameters
+from brainvq import config
 from brainvq.runs import folder as runs
 
 SHIPPED_FILES = (runs.VQVAE_FILE, runs.PRIOR_FILE, "hyperparameters.json")
@@ -77,7 +77,7 @@ def record_data_by_name(values):
     folder's name, its split and seed, e.g. "ixi, split 125,20,20 by subject, seed 42"."""
     values = dict(values)
     data_dir = values.get("data_dir") or ""
-    if data_dir == hyperparameters.DEFAULTS["data_dir"] and not os.path.exists(data_dir):
+    if data_dir == config.DEFAULTS["data_dir"] and not os.path.exists(data_dir):
         return values, "the embedded demo data"  # the default folder, absent: the demo
     name = pathlib.Path(os.path.abspath(data_dir)).name
     covariates = values.get("covariates") or ""
@@ -123,7 +123,7 @@ def export(source, destination, overwrite=False):
         runs.check_prior_matches_vqvae(source, "volume")
         stages.append("volume")
     models = [runs.STAGE_FILES[stage] for stage in stages]
-    values = hyperparameters.load(source)
+    values = config.load(source)
     if destination.resolve() == source.resolve() or (
             (destination / runs.STATE_FILE).is_file() and not runs.is_shipped(destination)):
         raise runs.RunError(f"--export {destination} is a training run folder (its "
@@ -147,7 +147,7 @@ def export(source, destination, overwrite=False):
     values, data = record_data_by_name(runs.run_paths(values, source))
     values["output_dir"] = str(destination)
     values["images_dir"] = str(WORK_ROOT / destination.name)
-    written.append(hyperparameters.save(values, destination))
+    written.append(config.save(values, destination))
     for name in LOG_FILES:
         if (source / name).is_file():
             shutil.copyfile(source / name, destination / name)

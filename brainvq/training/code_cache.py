@@ -6,7 +6,7 @@ import pathlib
 
 import numpy as np
 
-import hyperparameters
+from brainvq import config
 from brainvq.data import augmentation, input_pipeline
 from brainvq.generation import generate as inference
 from brainvq.runs import fingerprints
@@ -30,7 +30,7 @@ def encode_splits(vqvae, splits, output_dir, values=None):
         "train_augmented" grids' augmentation parameters [N, 5] float32 (`flip_and_shift`'s;
         0 for the grids as they are).
     """
-    values = dict(hyperparameters.DEFAULTS, **(values or {}))
+    values = dict(config.DEFAULTS, **(values or {}))
     names = ("train", "validate", "test", "train_augmented")
     cache = pathlib.Path(output_dir) / CODES_FILE
     fingerprint = fingerprints.code_fingerprint(pathlib.Path(output_dir) / VQVAE_FILE, splits,

@@ -4,7 +4,7 @@ import sys
 
 import keras
 
-import hyperparameters
+from brainvq import config
 from brainvq.data import layouts
 from brainvq.runs import checks, subjects
 from brainvq.runs import folder as runs
@@ -38,7 +38,7 @@ def train(values, output_dir, stages, *, resume, overwrite, given, command):
     for stage in clear:
         runs.clear_stage(output_dir, stage)
         print(f"--overwrite: removed the earlier {stage} stage from {output_dir}")
-    hyperparameters.save(checks.record_of(values, output_dir, stages), output_dir)
+    config.save(checks.record_of(values, output_dir, stages), output_dir)
     subjects.record(output_dir, splits)
     try:
         if "vqvae" in stages:

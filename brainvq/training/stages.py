@@ -9,7 +9,7 @@ import sys
 import keras
 import numpy as np
 
-import hyperparameters
+from brainvq import config
 from brainvq.data import covariates, input_pipeline
 from brainvq.evaluation import figures
 from brainvq.losses import perceptual
@@ -97,8 +97,8 @@ def load_for_resume(output_dir, stage, values):
     """The checkpoint to resume `stage` from, and the epochs it holds: the latest epoch's, or,
     when that file is corrupt, the one it replaced, or the best epoch's (each fallback is
     printed). (None, 0) when the stage has no checkpoint yet."""
-    saved = hyperparameters.load(output_dir)
-    hyperparameters.check_compatible(saved, values, output_dir)
+    saved = config.load(output_dir)
+    config.check_compatible(saved, values, output_dir)
     candidates = runs.resume_candidates(output_dir, stage)
     recorded = read_state(output_dir).get(stage, {}).get("last_fingerprint")
     last_name = runs.last_checkpoint_name(runs.STAGE_FILES[stage])
@@ -117,7 +117,7 @@ def load_for_resume(output_dir, stage, values):
                 f"records for the {stage} stage (its sha256 differs: a file of another run, or "
                 f"a state file copied from one): put back the run's own files, or start the "
                 f"stage again with --overwrite")
-        hyperparameters.check_model(model, values, path)
+        config.check_model(model, values, path)
         return model, epochs
     if candidates:
         raise runs.RunError(f"no loadable {stage} checkpoint in {output_dir}: start this stage "
@@ -164,7 +164,7 @@ def frozen_vqvae(output_dir, values):
         raise runs.RunError(f"{vqvae_path} not found: train the VQ-VAE first "
                             f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
     vqvae = runs.load_checkpoint(vqvae_path)
-    hyperparameters.check_model(vqvae, values, vqvae_path)
+    config.check_model(vqvae, values, vqvae_path)
     return vqvae
 
 

@@ -88,6 +88,7 @@ def run(args):
 
 
 def _run(args, images_dir):
+    from brainvq.evaluation import reports
     from brainvq.generation import generate
     from brainvq.runs import folder, pretrained, subjects
 
@@ -139,7 +140,8 @@ def _run(args, images_dir):
               f"to reconstruct held-out slices")
         test = None
     if test is not None:
-        figure, ssim_values = generate.reconstruction_figure(vqvae, test, images_dir, args.count)
+        figure, ssim_values = reports.reconstruction_figure(vqvae, test, images_dir,
+                                                               args.count)
         print(f"mean SSIM over {len(test)} test slices: {ssim_values.mean():.4f} "
               f"± {ssim_values.std():.4f}")
         print(f"reconstructions written to {figure}")

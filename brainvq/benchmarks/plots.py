@@ -3,7 +3,7 @@ and against code bits per image (`rate_distortion`)."""
 
 import numpy as np
 
-from brainvq.evaluation import figures
+from brainvq.output import figures
 
 
 def learning_curve(rows, path, title=""):

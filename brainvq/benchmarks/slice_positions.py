@@ -7,7 +7,7 @@ from brainvq import config
 from brainvq.benchmarks.harness import comma_separated
 from brainvq.data import volumes
 from brainvq.data.slice_sets import square_resize
-from brainvq.evaluation import figures
+from brainvq.output import figures
 
 
 def run(args):

@@ -16,6 +16,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
+from brainvq.data.arrays import as_batch, check_same_shape
+
 DATA_RANGE = 1.0
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_SIGMA = 1.5
@@ -46,31 +48,6 @@ def _as_image(image):
     return array
 
 
-def _as_batch(images):
-    """A batch of grayscale images as an [N, H, W] array (a trailing channel of 1 is dropped).
-
-    Args:
-        images: array shaped [N, H, W] or [N, H, W, 1] (or a list of [H, W] images).
-
-    Returns:
-        np.ndarray [N, H, W], keeping a floating dtype (float32 stays float32).
-    """
-    array = np.asarray(images)
-    if not np.issubdtype(array.dtype, np.floating):
-        array = array.astype(np.float64)
-    if array.ndim == 4 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim != 3:
-        raise ValueError(f"expected a batch of grayscale images [N, H, W] or [N, H, W, 1], got "
-                         f"shape {np.shape(images)}")
-    return array
-
-
-def _check_same_shape(reference, test):
-    if reference.shape != test.shape:
-        raise ValueError(f"images differ in shape: {reference.shape} vs {test.shape}")
-
-
 def _ssim_window(shape):
     """skimage's default 7 x 7 window, shrunk (odd, >= 3) for images smaller than 7 px."""
     side = min(shape)
@@ -96,7 +73,7 @@ def ssim(reference, test):
         float: mean SSIM, 1.0 for identical images.
     """
     reference, test = _as_image(reference), _as_image(test)
-    _check_same_shape(reference, test)
+    check_same_shape(reference, test)
     return float(structural_similarity(reference, test, data_range=DATA_RANGE,
                                        win_size=_ssim_window(reference.shape)))
 
@@ -112,7 +89,7 @@ def psnr(reference, test):
         float: PSNR in dB; math.inf for identical images (no warning is raised).
     """
     reference, test = _as_image(reference), _as_image(test)
-    _check_same_shape(reference, test)
+    check_same_shape(reference, test)
     mse = float(np.mean((reference - test) ** 2))
     if mse == 0.0:
         return math.inf
@@ -197,7 +174,7 @@ def ms_ssim(reference, test, weights=MS_SSIM_WEIGHTS):
         ValueError: if the image is too small for 2 scales (smallest side < 22 px).
     """
     reference, test = _as_image(reference), _as_image(test)
-    _check_same_shape(reference, test)
+    check_same_shape(reference, test)
     weights = np.asarray(weights, dtype=np.float64)
     scales = ms_ssim_scales(reference.shape, len(weights))
     if scales < 2:
@@ -252,12 +229,12 @@ def masked_ssim(reference, test, mask):
         float: mean SSIM inside the mask; the whole-image SSIM if the mask is empty.
     """
     reference, test = _as_image(reference), _as_image(test)
-    _check_same_shape(reference, test)
+    check_same_shape(reference, test)
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[-1] == 1:
         mask = mask[..., 0]
     mask = mask.astype(bool)
-    _check_same_shape(reference, mask)
+    check_same_shape(reference, mask)
     mean, ssim_map = structural_similarity(reference, test, data_range=DATA_RANGE,
                                            win_size=_ssim_window(reference.shape), full=True)
     if not mask.any():
@@ -280,14 +257,14 @@ def gradient_magnitude_ratio(reference, test, mask=None):
         float, NaN when the reference has no gradient inside the mask.
     """
     reference, test = _as_image(reference), _as_image(test)
-    _check_same_shape(reference, test)
+    check_same_shape(reference, test)
     if mask is None:
         mask = np.ones(reference.shape, dtype=bool)
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[-1] == 1:
         mask = mask[..., 0]
     mask = mask.astype(bool)
-    _check_same_shape(reference, mask)
+    check_same_shape(reference, mask)
     if not mask.any():
         mask = np.ones(reference.shape, dtype=bool)
 
@@ -313,13 +290,13 @@ def per_image_metrics(references, reconstructions, masks=None, progress=None):
         where the image is too small for 2 scales), "brain_ssim" and "sharpness" (the
         `gradient_magnitude_ratio` inside the brain).
     """
-    references, reconstructions = _as_batch(references), _as_batch(reconstructions)
-    _check_same_shape(references, reconstructions)
+    references, reconstructions = as_batch(references), as_batch(reconstructions)
+    check_same_shape(references, reconstructions)
     if masks is not None:
         masks = np.asarray(masks)
         if masks.ndim == 4 and masks.shape[-1] == 1:
             masks = masks[..., 0]
-        _check_same_shape(references, masks)
+        check_same_shape(references, masks)
     count = len(references)
     results = {name: np.empty(count, dtype=np.float64)
                for name in ("ssim", "psnr", "ms_ssim", "brain_ssim", "sharpness")}

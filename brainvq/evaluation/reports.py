@@ -6,8 +6,9 @@ import numpy as np
 from PIL import Image
 
 from brainvq.data import covariates
-from brainvq.evaluation import covariate_checks, figures, metrics, realism, sample_metrics
+from brainvq.evaluation import covariate_checks, metrics, realism, sample_metrics
 from brainvq.generation import generate as inference
+from brainvq.output import figures
 from brainvq.progress import progress_bar
 from brainvq.runs import folder as runs
 
@@ -155,3 +156,15 @@ def write_figures(figures, path, settings):
                                                 sorted(figures.items())}}
     pathlib.Path(path).write_text(json.dumps(record, indent=1) + "\n")
     return path
+
+
+def reconstruction_figure(vqvae, test, images_dir, count=8):
+    """`reconstructions.png`: `count` test slices over their reconstructions, with SSIM; returns
+    (the figure's path, per-slice SSIM of the whole split)."""
+    reconstructions = inference.reconstruct(vqvae, test.images)
+    ssim_values = np.array([metrics.ssim(a, b) for a, b in zip(test.images, reconstructions)])
+    shown = np.linspace(0, len(test) - 1, min(count, len(test))).round().astype(int)
+    figure = figures.plot_reconstructions(test.images[shown], reconstructions[shown],
+                                          ssim_values[shown],
+                                          pathlib.Path(images_dir) / "reconstructions.png")
+    return figure, ssim_values

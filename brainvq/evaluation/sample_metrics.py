@@ -11,7 +11,8 @@ import warnings
 import numpy as np
 from scipy import linalg
 
-from brainvq.evaluation.metrics import _as_batch, ms_ssim, ms_ssim_scales, ssim
+from brainvq.data.arrays import as_batch
+from brainvq.evaluation.metrics import ms_ssim, ms_ssim_scales, ssim
 
 
 def frechet_distance(features_a, features_b, eps=1e-6):
@@ -86,8 +87,8 @@ def nearest_neighbour_ssim(samples, training_images, max_training=None, candidat
     Returns:
         (nearest_ssim float64 [M], nearest_index int64 [M]).
     """
-    samples = _as_batch(samples)
-    training_images = _as_batch(training_images)
+    samples = as_batch(samples)
+    training_images = as_batch(training_images)
     if samples.shape[1:] != training_images.shape[1:]:
         raise ValueError(f"samples {samples.shape[1:]} and training images "
                          f"{training_images.shape[1:]} differ in size")
@@ -171,7 +172,7 @@ def pairwise_ms_ssim(samples, max_pairs=None, seed=0):
     Returns:
         (mean, std) as floats; (nan, nan) for fewer than 2 samples.
     """
-    samples = _as_batch(samples)
+    samples = as_batch(samples)
     if len(samples) < 2:
         return math.nan, math.nan
     similarity = ms_ssim if ms_ssim_scales(samples.shape[1:]) >= 2 else ssim

@@ -22,9 +22,10 @@ from skimage.metrics import structural_similarity
 
 from brainvq.data.slice_sets import square_resize
 from brainvq.data.stacks import subject_stacks
-from brainvq.evaluation import feature_network, figures, realism
+from brainvq.evaluation import feature_network, realism
 from brainvq.generation import generate as inference
 from brainvq.generation import stacks as stack_sampling
+from brainvq.output import figures
 from brainvq.runs import folder as runs
 
 RESLICE_RANGE = (0.3, 0.7)  # share of the axis the coronal and sagittal planes are cut from

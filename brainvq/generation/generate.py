@@ -10,8 +10,8 @@ import numpy as np
 
 from brainvq.data import covariates, layouts
 from brainvq.errors import OutputBlocked
-from brainvq.evaluation import figures, metrics
 from brainvq.generation import sampling
+from brainvq.output import figures
 from brainvq.progress import progress_bar
 from brainvq.runs import folder as runs
 
@@ -217,18 +217,6 @@ def _ranges(numbers):
             parts.append(f"{start}" if start == number else f"{start}-{number}")
             start = None
     return ", ".join(parts)
-
-
-def reconstruction_figure(vqvae, test, images_dir, count=8):
-    """`reconstructions.png`: `count` test slices over their reconstructions, with SSIM; returns
-    (the figure's path, per-slice SSIM of the whole split)."""
-    reconstructions = reconstruct(vqvae, test.images)
-    ssim_values = np.array([metrics.ssim(a, b) for a, b in zip(test.images, reconstructions)])
-    shown = np.linspace(0, len(test) - 1, min(count, len(test))).round().astype(int)
-    figure = figures.plot_reconstructions(test.images[shown], reconstructions[shown],
-                                          ssim_values[shown],
-                                          pathlib.Path(images_dir) / "reconstructions.png")
-    return figure, ssim_values
 
 
 def requested_covariates(output_dir, requested, prior=None):

@@ -9,8 +9,8 @@ import keras
 import numpy as np
 
 from brainvq.data import volumes
-from brainvq.evaluation import figures
 from brainvq.generation import generate, sampling
+from brainvq.output import figures
 from brainvq.progress import progress_bar
 from brainvq.runs import folder as runs
 

@@ -9,7 +9,7 @@ import time
 import keras
 import numpy as np
 
-from brainvq.evaluation import figures
+from brainvq.output import figures
 from brainvq.runs import folder as runs
 
 

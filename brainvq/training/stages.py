@@ -11,9 +11,9 @@ import numpy as np
 
 from brainvq import config
 from brainvq.data import covariates, input_pipeline
-from brainvq.evaluation import figures
 from brainvq.losses import perceptual
 from brainvq.models import build, prior_inputs
+from brainvq.output import figures
 from brainvq.runs import folder as runs
 from brainvq.runs.folder import PRIOR_FILE, SNAPSHOTS_DIR, VQVAE_FILE, epochs_done, read_state
 from brainvq.training import callbacks

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brainvq.evaluation import figures, metrics
+from brainvq.evaluation import metrics
+from brainvq.output import figures
 from helpers import smooth_image
 
 

@@ -10,8 +10,8 @@ import pathlib
 
 import numpy as np
 
+from brainvq.data.arrays import as_batch, check_same_shape
 from brainvq.errors import OutputBlocked
-from brainvq.evaluation.metrics import _as_batch, _check_same_shape
 
 FIGURE_DPI = 120
 
@@ -139,8 +139,8 @@ def plot_best_worst(references, reconstructions, ssim_values, path, count=4):
         `path`.
     """
     plt = pyplot()
-    references, reconstructions = _as_batch(references), _as_batch(reconstructions)
-    _check_same_shape(references, reconstructions)
+    references, reconstructions = as_batch(references), as_batch(reconstructions)
+    check_same_shape(references, reconstructions)
     values = np.asarray(ssim_values, dtype=np.float64).ravel()
     if values.size != len(references):
         raise ValueError(f"{values.size} SSIM values for {len(references)} images")
@@ -186,7 +186,7 @@ def plot_image_grid(images, path, columns=8, titles=None, title=None):
         `path`.
     """
     plt = pyplot()
-    images = _as_batch(images)
+    images = as_batch(images)
     if len(images) == 0:
         raise ValueError("no images to plot")
     if titles is not None and len(titles) != len(images):

@@ -73,8 +73,9 @@ DATA_KEY = "data"  # the state's description of the data a shipped model was tra
 def record_data_by_name(values):
     """(values as a shipped model records them, the data's description): no path of the machine
     it was trained on. `data_dir` becomes empty (scripts take `--data-dir`), a covariates file
-    its path inside the data folder (else its name), and the data is described by the data
-    folder's name, its split and seed, e.g. "ixi, split 125,20,20 by subject, seed 42"."""
+    its path inside the data folder (else its name), `prior_init` empty, and the data is
+    described by the data folder's name, its split and seed, e.g. "ixi, split 125,20,20 by
+    subject, seed 42"."""
     values = dict(values)
     data_dir = values.get("data_dir") or ""
     if data_dir == config.DEFAULTS["data_dir"] and not os.path.exists(data_dir):
@@ -86,6 +87,7 @@ def record_data_by_name(values):
         values["covariates"] = (pathlib.Path(covariates).name if inside.startswith("..")
                                 else inside)
     values["data_dir"] = ""
+    values["prior_init"] = ""  # a checkpoint of the machine it was trained on: the card says
     description = f"{name}, split {values.get('split')} by subject, seed {values.get('seed')}"
     return values, description
 

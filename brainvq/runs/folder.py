@@ -309,10 +309,10 @@ def load_run(output_dir, overrides=None):
     config.check_compatible(values, {**values, **overrides}, output_dir)
     recorded_by_name = not values.get("data_dir")  # a shipped model: --data-dir points at it
     values.update(overrides)
-    if recorded_by_name and values.get("covariates") and not overrides.get("covariates"):
+    if (recorded_by_name and values["data_dir"] and values.get("covariates")
+            and not overrides.get("covariates")):
         # its covariates file, recorded by its path inside the data folder
-        inside = os.path.join(values["data_dir"], values["covariates"])
-        values["covariates"] = inside if values["data_dir"] else values["covariates"]
+        values["covariates"] = os.path.join(values["data_dir"], values["covariates"])
     checkpoint = output_dir / VQVAE_FILE
     if not checkpoint.is_file():
         raise RunError(f"{checkpoint} not found: train one with "

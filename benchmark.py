@@ -22,6 +22,8 @@
     python benchmark.py rulers --output-dir runs/ixi-t1-128-age-sex --images-seen 60000,180000
     python benchmark.py covariate-guidance --output-dir runs/ixi-t1-128-age-sex \
         --covariate-guidances 1,1.5,2,3   # covariate guidance, on validation subjects
+    python benchmark.py utility --output-dir pretrained/ixi-t1-128 --data-dir ../shared/data/ixi \
+        --subjects 10,25,125 --multiples 1,4 --seeds 0,1,2 --figure utility.png  # synthetic
 
 `sampling`, `throughput` and `volume-speed` time untrained models (the timings do not depend
 on the weights).
@@ -44,13 +46,14 @@ from brainvq.benchmarks import (
     sampling_speed,
     slice_positions,
     throughput,
+    utility,
     volume_realism,
     volume_speed,
 )
 
 SUBCOMMANDS = (sampling_speed, realism_sweep, quality, learning_curve, rate_distortion,
                throughput, slice_positions, volume_speed, volume_realism, rulers,
-               covariate_guidance)
+               covariate_guidance, utility)
 
 
 def main(argv=None):

@@ -1,5 +1,6 @@
 """The benchmarks' figures: SSIM against the number of training subjects (`learning_curve`)
-and against code bits per image (`rate_distortion`)."""
+and against code bits per image (`rate_distortion`); what synthetic slices add to a model
+trained on real ones (`utility_curve`)."""
 
 import numpy as np
 
@@ -94,4 +95,53 @@ def rate_distortion(rows, path, title=""):
                   frameon=False)
     figure.suptitle("Rate and distortion on held-out subjects" + (f"\n{title}" if title else ""))
     figure.tight_layout(rect=(0, 0.06 + 0.035 * ((len(labels) - 1) // 3), 1, 1))
+    return figures.save(figure, path)
+
+
+def utility_curve(summary, subjects, multiple, path, title="", split="validate"):
+    """`benchmark.py utility`'s figures on the real `split` slices against the number of real
+    training subjects, one panel per figure: real slices alone and real plus synthetic (mean ±
+    sd over seeds), synthetic alone and the shuffled control as horizontal lines.
+
+    Args:
+        summary: `benchmarks.utility.summarise`'s {set name: {split: {"mean", "sd"}}}.
+        subjects: the real subject counts (x axis).
+        multiple: the synthetic multiple mixed with the real slices.
+        path: the PNG to write.
+        title: a line under the figure's title.
+
+    Returns:
+        `path`.
+    """
+    plt = figures.pyplot()
+    metrics = list(next(iter(summary.values()))[split]["mean"])
+    figure, panels = plt.subplots(1, len(metrics), figsize=(4.0 * len(metrics), 3.8),
+                                  squeeze=False)
+    for axes, metric in zip(panels[0], metrics):
+        for label, name, style in (("real alone", "real {}", "o-"),
+                                   (f"real + synthetic x{multiple}",
+                                    "real {} + synthetic x%d" % multiple, "s-")):
+            points = [(count, summary[name.format(count)][split])
+                      for count in subjects if name.format(count) in summary]
+            if points:
+                axes.errorbar([count for count, _ in points],
+                              [entry["mean"][metric] for _, entry in points],
+                              yerr=[entry["sd"][metric] for _, entry in points], fmt=style,
+                              capsize=3, label=label)
+        for name, style, color in ((f"synthetic x{multiple}", "--", "tab:green"),
+                                   (f"synthetic x{multiple}, labels shuffled", ":",
+                                    "tab:gray")):
+            if name in summary:
+                axes.axhline(summary[name][split]["mean"][metric], linestyle=style,
+                             color=color, label=f"{name} (no real)")
+        axes.set_xscale("log")
+        axes.set_xticks(subjects)
+        axes.set_xticklabels([str(count) for count in subjects])
+        axes.set_xlabel("real training subjects")
+        axes.set_title(metric)
+        axes.grid(alpha=0.3)
+    panels[0][0].legend(fontsize=7, loc="best")
+    figure.suptitle(f"A model trained on real and synthetic slices, judged on real {split} "
+                    f"slices" + (f"\n{title}" if title else ""), fontsize=10)
+    figure.tight_layout()
     return figures.save(figure, path)

@@ -163,6 +163,47 @@ def test_similarity_checks_the_covariates_with_rulers(covariate_run, tmp_path, c
     assert len(loaded) == 1  # the sample and covariate reports share one prior and sampler
 
 
+def test_utility_benchmark_trains_on_real_synthetic_and_mixed_slices_and_keeps_the_samples(
+        covariate_run, tmp_path, capsys, monkeypatch):
+    import json
+
+    import benchmark
+    from brainvq.generation import generate
+
+    cache, figure = tmp_path / "cache", tmp_path / "utility.png"
+    arguments = ["utility", "--output-dir", str(covariate_run / "run"), "--subjects", "1,2",
+                 "--multiples", "1,2", "--seeds", "0", "--images-seen", "64", "--report-test",
+                 "--cache-dir", str(cache), "--figure", str(figure)]
+    summary = benchmark.main(arguments)
+    out = capsys.readouterr().out
+    assert list(summary) == ["real 1", "real 2", "synthetic x1", "synthetic x2",
+                             "real 1 + synthetic x1", "real 2 + synthetic x1",
+                             "synthetic x1, labels shuffled"]
+    # 12 real training slices of 2 subjects; synthetic sets of 12 and 24 at their label rows
+    sizes = {name: entry["slices"] for name, entry in summary.items()}
+    assert sizes["real 2"] == 12 and sizes["synthetic x1"] == 12 and sizes["synthetic x2"] == 24
+    assert sizes["real 1"] == 6 and sizes["real 1 + synthetic x1"] == 18
+    for entry in summary.values():
+        assert set(entry) == {"slices", "seeds", "validate", "test"}
+        figures = entry["validate"]["mean"]
+        assert 0 <= figures["sex accuracy"] <= 1 and 0 <= figures["position within 2"] <= 1
+        assert figures["age MAE"] >= 0
+    assert "comparisons (validation):" in out and "shuffled control" in out
+    assert figure.is_file()
+    (folder,) = cache.iterdir()  # one synthetic set per model and settings: two rounds of 12
+    chunks = sorted(path.name for path in folder.glob("*.npz"))
+    assert chunks == ["seed0_round0_0000.npz", "seed0_round1_0000.npz"]
+    rows = json.loads((folder / "utility.json").read_text())["rows"]
+    assert len(rows) == 7
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("a kept synthetic set was sampled again")
+
+    monkeypatch.setattr(generate, "generate", no_sampling)
+    again = benchmark.main(arguments)  # every row and synthetic slice kept: nothing redone
+    assert again == summary
+
+
 def test_a_bad_covariates_file_is_refused_before_any_training(covariate_run, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("subject,age,sex\n1,30,F\n2,forty,M\n3,45,F\n4,50,M\n")

@@ -23,7 +23,7 @@
     python benchmark.py covariate-guidance --output-dir runs/ixi-t1-128-age-sex \
         --covariate-guidances 1,1.5,2,3   # covariate guidance, on validation subjects
     python benchmark.py utility --output-dir pretrained/ixi-t1-128 --data-dir ../shared/data/ixi \
-        --subjects 10,25,125 --multiples 1,4 --seeds 0,1,2 --figure utility.png  # synthetic
+        --subjects 10,25,all --multiples 1,4 --seeds 0,1,2 --figure utility.png  # synthetic
 
 `sampling`, `throughput` and `volume-speed` time untrained models (the timings do not depend
 on the weights).

@@ -9,6 +9,7 @@ so their labels are distributed as the training subjects' are. They are kept on 
 model's checksum, the sampling settings and the seed, chunk by chunk: an interrupted run loses
 at most one chunk, and a second run samples nothing.
 """
+import argparse
 import hashlib
 import json
 import pathlib
@@ -127,7 +128,12 @@ def run(args):
           f"{len(np.unique(case_id))} subjects; held out: "
           + ", ".join(f"{len(slices)} {name} slices" for name, slices in held_out.items())
           + f"; {args.images_seen} images seen per model; synthetic slices kept in {cache}")
-    sets = configurations(args.subjects, args.multiples)
+    subjects_known = len(np.unique(case_id))
+    subjects = [subjects_known if count == "all" else count for count in args.subjects]
+    if max(subjects) > subjects_known:
+        raise runs.RunError(f"--subjects {max(subjects)}: the training subjects with every "
+                            f"covariate known number only {subjects_known} (all: every one)")
+    sets = configurations(subjects, args.multiples)
     for seed in args.seeds:
         rounds = []
         for multiple in sorted({multiple for _, _, multiple, _ in sets if multiple}):
@@ -158,9 +164,9 @@ def run(args):
     summary = summarise(done.values(), [name for name, *_ in sets], args.seeds)
     for split in held_out:
         print_table(summary, split)
-    print_targets(summary, args.subjects, args.multiples)
+    print_targets(summary, subjects, args.multiples)
     if args.figure:
-        plots.utility_curve(summary, args.subjects, args.multiples[0], args.figure,
+        plots.utility_curve(summary, subjects, args.multiples[0], args.figure,
                             title=description)
         print(f"figure: {args.figure}")
     print(f"rows: {results_path}")
@@ -242,6 +248,19 @@ def print_targets(summary, subjects, multiples):
         print(f"  {metric}: " + "; ".join(parts))
 
 
+def subject_count(text):
+    """argparse item type of --subjects: a whole number >= 1, or "all"."""
+    if text == "all":
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or all, got {text!r}")
+    return count
+
+
 def add_parser(commands):
     """This benchmark's subcommand of benchmark.py."""
     parser = commands.add_parser(
@@ -250,8 +269,10 @@ def add_parser(commands):
     parser.add_argument("--output-dir", default=config.DEFAULTS["output_dir"])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--covariates", default=None, metavar="FILE.csv")
-    parser.add_argument("--subjects", type=comma_separated(int), default=[10, 25, 125],
-                        help="real training subjects per point of the curve")
+    parser.add_argument("--subjects", type=comma_separated(subject_count),
+                        default=[10, 25, "all"],
+                        help="real training subjects per point of the curve (all: every "
+                             "training subject whose covariates are known)")
     parser.add_argument("--multiples", type=comma_separated(int), default=[1, 4],
                         help="synthetic sets as multiples of the real training slices (the "
                              "first is the one mixed with real slices and shuffled)")

@@ -171,7 +171,7 @@ def test_utility_benchmark_trains_on_real_synthetic_and_mixed_slices_and_keeps_t
     from brainvq.generation import generate
 
     cache, figure = tmp_path / "cache", tmp_path / "utility.png"
-    arguments = ["utility", "--output-dir", str(covariate_run / "run"), "--subjects", "1,2",
+    arguments = ["utility", "--output-dir", str(covariate_run / "run"), "--subjects", "1,all",
                  "--multiples", "1,2", "--seeds", "0", "--images-seen", "64", "--report-test",
                  "--cache-dir", str(cache), "--figure", str(figure)]
     summary = benchmark.main(arguments)

@@ -58,7 +58,7 @@ DEFAULTS = {
     # --- VQ-VAE training --------------------------------------------------------------------
     "batch_size": 16,
     # 5e-4 after a 200-step linear warm-up: at 1e-3 the 128x128 model collapses to a few codes
-    # (at the start without a warm-up, at the warm-up's end with one); docs/results.md
+    # (at the start without a warm-up, at the warm-up's end with one); docs/experiments.md
     "learning_rate": 5e-4,
     "warmup_steps": 200,  # VQ-VAE: learning rate rises linearly from 0 over this many steps
     "epochs": 10,
@@ -88,7 +88,8 @@ DEFAULTS = {
     "prior_augment_shift": 4,
     # ... and, from the second copy on, rotated by up to this many degrees and scaled by up to
     # this fraction about the centre (0: neither). With 8 copies, +-8 degrees and +-8% the
-    # Fréchet distance of OASIS-1 samples fell from 5.0x to 2.3x its real floor (docs/results.md).
+    # Fréchet distance of OASIS-1 samples fell from 5.0x to 2.3x its real floor
+    # (docs/experiments.md).
     "prior_augment_rotation": 8.0,
     "prior_augment_scale": 0.08,
     # Non-leaking augmentation: the prior is told each training grid's augmentation (flip,
@@ -113,7 +114,7 @@ DEFAULTS = {
     "prior_patience": 10,  # prior: the same, on the validation bits per code
     # --- sampling ---------------------------------------------------------------------------
     # temperature 0.9 with top-k 32: the lowest Fréchet distance of `benchmark.py realism` on the
-    # (axial) OASIS-1 validation subject, for the default prior (docs/results.md)
+    # (axial) OASIS-1 validation subject, for the default prior (docs/experiments.md)
     "temperature": 0.9,
     "top_k": 32,  # 0: sample from all K codes
     # Classifier-free guidance on a requested slice position (--slice, the slice figure, the
@@ -130,7 +131,7 @@ DEFAULTS = {
     # slices' positions and samples conditioned on it (p(position) p(codes | position)); "null"
     # samples under the prior's no-condition row, which sees only the 10% of training examples
     # whose condition was dropped. On IXI "positions" brought the Fréchet distance of three
-    # training seeds' samples from 6-13x their floor to 1.3-2x (docs/results.md).
+    # training seeds' samples from 6-13x their floor to 1.3-2x (docs/experiments.md).
     "unconditional": "positions",
     # Guidance on the slice position an unconditional sample drew ("positions" only): the same
     # logits as `guidance`, for samples no one asked a position of. 1: none, each drawn from
@@ -142,7 +143,7 @@ DEFAULTS = {
     # volume: all its slices) one training subject's row, recorded when the prior was trained,
     # and samples conditioned on it without covariate guidance (p(covariates) p(codes | them)).
     # On IXI's validation subjects "drawn" gave unconditional slices more variety (recall, a
-    # lower Fréchet distance) and less precision and plausibility (docs/results.md).
+    # lower Fréchet distance) and less precision and plausibility (docs/experiments.md).
     "unconditional_covariates": "null",
     # --- runs -------------------------------------------------------------------------------
     "strategy": "none",  # none | mirrored (all local GPUs) | multiworker (TF_CONFIG)

@@ -364,7 +364,7 @@ def draw_slice_positions(folder, num_slice_positions, count, seed):
     or take one. Drawn independently instead, one seed's positions lean to the top of the head
     and another's to the base, and since the realism feature space reads slice positions, the
     unconditional Fréchet distance moved 2.5x between sampling seeds (1.24x stratified;
-    docs/results.md, "Where the 6x comes from").
+    docs/experiments.md, "Where the 6x comes from").
     """
     counts = slice_position_counts(folder, num_slice_positions)
     if counts is None or counts.sum() <= 0:

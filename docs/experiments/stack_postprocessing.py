@@ -2,7 +2,7 @@
 
 The shipped volume model's 20 stacks (seed 42) are drawn once and judged raw and after each
 post-processing below, against the 20 validation subjects' volumes, in one set of feature
-networks (trained on the training subjects only). Results: docs/results.md, "Post-processing
+networks (trained on the training subjects only). Results: docs/experiments.md, "Post-processing
 the stacks, and the heads' sizes". Run from the repository root:
 
     PYTHONPATH=. python docs/experiments/stack_postprocessing.py --data-dir ../shared/data/ixi

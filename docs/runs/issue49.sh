@@ -6,6 +6,7 @@
 #   bash docs/runs/issue49.sh aug49b           # aug49's epoch 9, unaugmented grids 4x
 #   bash docs/runs/issue49.sh aug49c           # aug49b's epoch 6, no shift augmentation
 #   bash docs/runs/issue49.sh realism RUN 3,6  # rank a run's snapshots on the validation subjects
+#   bash docs/runs/issue49.sh ship             # aug49c's best prior (epoch 2) into pretrained/
 # Extra flags go to train.py (e.g. --resume).
 # DATA (default ../shared/data/ixi) is the IXI T1 folder with demographics.csv.
 set -euo pipefail
@@ -57,5 +58,17 @@ case "$1" in
     python benchmark.py realism --output-dir "$2" --data-dir "$DATA" --samples 128 \
       --temperatures 1.0 --top-ks 64 --guidances 1.5 --seeds 0,1,2 \
       --feature-network-dir output/realism-validate ${3:+--snapshots "$3"} ;;
-  *) echo "usage: bash docs/runs/issue49.sh aug49|aug49b|aug49c|realism RUN [EPOCHS]" >&2; exit 2 ;;
+  ship)
+    # the sampling settings chosen on the validation subjects, then the export (which copies the
+    # run's hyperparameters: without this step it ships the run's training-time settings)
+    python - runs/aug49c <<'PY'
+import json, sys
+path = f"{sys.argv[1]}/hyperparameters.json"
+values = json.load(open(path))
+values.update(temperature=1.0, top_k=64, guidance=1.5, covariate_guidance=1.75)
+json.dump(values, open(path, "w"), indent=2, sort_keys=True)
+PY
+    python train.py --output-dir runs/aug49c --export pretrained/ixi-t1-128 --overwrite ;;
+  *) echo "usage: bash docs/runs/issue49.sh aug49|aug49b|aug49c|realism RUN [EPOCHS]|ship" >&2
+     exit 2 ;;
 esac

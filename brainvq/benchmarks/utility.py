@@ -166,8 +166,10 @@ def run(args):
         print_table(summary, split)
     print_targets(summary, subjects, args.multiples)
     if args.figure:
-        plots.utility_curve(summary, subjects, args.multiples[0], args.figure,
-                            title=description)
+        # the data folder by name: a figure that names this machine's paths cannot be shipped
+        data_dir = str(args.data_dir)
+        title = description.replace(data_dir, pathlib.Path(data_dir).name)
+        plots.utility_curve(summary, subjects, args.multiples[0], args.figure, title=title)
         print(f"figure: {args.figure}")
     print(f"rows: {results_path}")
     return summary

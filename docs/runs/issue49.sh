@@ -2,7 +2,7 @@
 # The issue-49 prior runs and their validation ranking, from the repository root (2 CPU cores:
 # about 2-3 minutes an epoch). Runs go under runs/ (git-ignored); start a long one in the
 # background from a frozen copy of the code (`git worktree add`), and continue it with --resume.
-#   bash docs/runs/issue49.sh aug49            # the shipped prior + the augmentation condition
+#   bash docs/runs/issue49.sh aug49            # the prior shipped before + the augmentation condition
 #   bash docs/runs/issue49.sh aug49b           # aug49's epoch 9, unaugmented grids 4x
 #   bash docs/runs/issue49.sh aug49c           # aug49b's epoch 6, no shift augmentation
 #   bash docs/runs/issue49.sh realism RUN 3,6  # rank a run's snapshots on the validation subjects
@@ -16,16 +16,22 @@ FLAGS=(--stage prior --data-dir "$DATA" --split 125,20,20 --covariates "$DATA/de
        --condition-on age,sex --skip-bad true --prior-epochs 200 --prior-weight-averaging 0.995
        --prior-augment-condition true --prior-snapshot-every 1)
 
-# A run folder holding the shipped VQ-VAE (the prior is trained over it, not retrained).
+# The model shipped before issue 49 (commit 462f183): aug49 starts from its prior, and every run
+# here trains over its VQ-VAE (the same file as now: the prior is trained over it, not retrained).
+BEFORE=462f183
+before() { git show "$BEFORE:pretrained/ixi-t1-128/$1"; }
+
+# A run folder holding that VQ-VAE, its hyperparameters and its training subjects.
 over_shipped_vqvae() {
   [ -f "$1/vqvae.keras" ] && return 0  # made before: its state records the training so far
   mkdir -p "$1"
-  cp pretrained/ixi-t1-128/vqvae.keras pretrained/ixi-t1-128/hyperparameters.json "$1/"
-  python - "$1" <<'PY'
+  before vqvae.keras > "$1/vqvae.keras"
+  before hyperparameters.json > "$1/hyperparameters.json"
+  before training_state.json | python -c "
 import json, sys
-state = json.load(open("pretrained/ixi-t1-128/training_state.json"))
-json.dump({key: state[key] for key in ("vqvae", "subjects")}, open(f"{sys.argv[1]}/training_state.json", "w"), indent=2)
-PY
+state = json.load(sys.stdin)
+json.dump({key: state[key] for key in ('vqvae', 'subjects') if key in state},
+          open('$1/training_state.json', 'w'), indent=2)"
 }
 
 # A run's epoch-E snapshot as a .keras checkpoint, to start another run from.
@@ -43,8 +49,9 @@ PY
 case "$1" in
   aug49)
     over_shipped_vqvae runs/aug49
+    [ -f runs/prior_before49.keras ] || before prior.keras > runs/prior_before49.keras
     python train.py "${FLAGS[@]}" --output-dir runs/aug49 --prior-patience 10 \
-      --prior-init pretrained/ixi-t1-128/prior.keras "${@:2}" ;;
+      --prior-init runs/prior_before49.keras "${@:2}" ;;
   aug49b)
     over_shipped_vqvae runs/aug49b && snapshot_checkpoint runs/aug49 9
     python train.py "${FLAGS[@]}" --output-dir runs/aug49b --prior-patience 10 \

@@ -241,6 +241,21 @@ def test_the_shipped_ixi_model_samples_two_slices_seeded(tmp_path):
     assert set(drawn[:, 1].tolist()) == {0.0, 1.0}  # F and M
 
 
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason="no model shipped in pretrained/ixi-t1-128")
+def test_the_shipped_ixi_card_states_the_sampling_settings_the_model_samples_at():
+    # an export copies the training run's settings: the card and hyperparameters.json once
+    # disagreed, and the first test figures were taken at the run's settings, not the card's
+    card = (SHIPPED / runs.MODEL_CARD_FILE).read_text()
+    saved = json.loads((SHIPPED / "hyperparameters.json").read_text())
+    stated = re.search(r"\*\*Temperature ([\d.]+), top-k (\d+)\*\*", card)
+    assert stated, "the card names no temperature and top-k"
+    assert float(stated[1]) == saved["temperature"] and int(stated[2]) == saved["top_k"]
+    for name, key in (("Slice guidance", "guidance"),
+                      ("Covariate guidance", "covariate_guidance")):
+        stated = re.search(rf"\*\*{name} ([\d.]+)\*\*", card)
+        assert stated and float(stated[1]) == saved[key], name
+
+
 @pytest.mark.skipif(not SHIPPED_VOLUMES.is_dir(),
                     reason="no volume model shipped in pretrained/ixi-t1-128-volumes")
 def test_the_shipped_volume_model_draws_a_seeded_stack_and_refuses_a_damaged_copy(tmp_path):

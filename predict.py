@@ -91,16 +91,15 @@ def _run(args, images_dir):
     from brainvq.evaluation import reports
     from brainvq.generation import generate
     from brainvq.runs import folder, pretrained, subjects
+    from brainvq.runs.run import Run
 
-    values, vqvae = folder.load_run(args.output_dir, {"data_dir": args.data_dir,
-                                                      "unconditional": args.unconditional,
-                                                      "guidance": args.guidance,
-                                                      "covariate_guidance":
-                                                          args.covariate_guidance,
-                                                      "unconditional_guidance":
-                                                          args.unconditional_guidance,
-                                                      "unconditional_covariates":
-                                                          args.unconditional_covariates})
+    run = Run.load(args.output_dir, {"data_dir": args.data_dir,
+                                     "unconditional": args.unconditional,
+                                     "guidance": args.guidance,
+                                     "covariate_guidance": args.covariate_guidance,
+                                     "unconditional_guidance": args.unconditional_guidance,
+                                     "unconditional_covariates": args.unconditional_covariates})
+    values, vqvae = run.values, run.vqvae
     generate.check_slice(args.slice_index, values, args.output_dir)
     folder.check_unconditional_covariates(args.output_dir, values)
     requested = {name: value for name, value in (("age", args.age), ("sex", args.sex))
@@ -121,8 +120,8 @@ def _run(args, images_dir):
     if args.volumes:
         folder.check_stack_run(values, args.output_dir)
     wants_prior = args.samples > 0 or args.volumes > 0 or requested
-    prior = folder.load_prior(args.output_dir) if wants_prior else None
-    volume_prior = folder.load_prior(args.output_dir, "volume") if args.volumes else None
+    prior = run.prior if wants_prior else None
+    volume_prior = run.volume_prior if args.volumes else None
     covariates = generate.requested_covariates(args.output_dir, requested, prior)
     try:
         test = subjects.held_out(args.output_dir, generate.load_test_split(values), "test",
@@ -146,7 +145,7 @@ def _run(args, images_dir):
               f"± {ssim_values.std():.4f}")
         print(f"reconstructions written to {figure}")
     if args.samples > 0:
-        write_samples(args, values, vqvae, prior, covariates, requested, test, images_dir)
+        write_samples(args, run, covariates, requested, test, images_dir)
     if args.volumes > 0:
         from brainvq.generation import stacks
 
@@ -161,26 +160,26 @@ def _run(args, images_dir):
               f"planes in {figure}")
 
 
-def write_samples(args, values, vqvae, prior, covariates, requested, test, images_dir):
+def write_samples(args, run, covariates, requested, test, images_dir):
     """The samples asked for, the slice-conditioned figure and, with --by-covariate, one figure
     per covariate: all drawn in one sampling call (one compilation)."""
     from brainvq.generation import generate
 
+    values = run.values
     requests = [generate.Request(args.samples, args.slice_index, covariates)]
-    by_slice, positions = generate.samples_by_slice_request(values, args.output_dir, test,
+    by_slice, positions = generate.samples_by_slice_request(values, run.folder, test,
                                                             covariates=covariates)
     requests.append(by_slice)
-    trained_on = getattr(prior, "covariates", [])
+    trained_on = getattr(run.prior, "covariates", [])
     specs = trained_on if args.by_covariate else []
     if args.by_covariate and not trained_on:
         print(f"no figures by covariate: {args.output_dir} was trained without covariates")
     if specs:
         by_covariates, levels, position = generate.samples_by_covariates_request(
-            values, args.output_dir, specs)
+            values, run.folder, specs)
         requests.append(by_covariates)
-    drawn = generate.generate_together(values, vqvae, args.output_dir, requests,
-                                       temperature=args.temperature, top_k=args.top_k,
-                                       seed=args.seed, prior=prior)
+    drawn = generate.draw(run, requests, temperature=args.temperature, top_k=args.top_k,
+                          seed=args.seed)
     grid = generate.write_samples(drawn[0][0], images_dir, args.slice_index, requested)
     print(f"{args.samples} samples written to {grid} and {images_dir / 'samples'}/")
     figure = generate.plot_samples_by_slice(drawn[1][0], positions, images_dir)

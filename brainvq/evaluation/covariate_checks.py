@@ -146,7 +146,7 @@ def judge_requests(values, vqvae, output_dir, specs, column, ruler, count, seed,
     requested = requested_values(spec, count, seed)
     request_rows = np.full((count, len(specs)), np.nan, np.float32)
     request_rows[:, column] = requested
-    slice_index = runs.draw_slice_positions(output_dir, positions, count, seed)
+    slice_index = generate.draw_slice_positions(output_dir, positions, count, seed)
     samples, _ = generate.generate(values, vqvae, output_dir, count, slice_index=slice_index,
                                    seed=seed, covariates=request_rows, prior=prior)
     reading = measure(ruler, spec, samples, slice_index)

@@ -4,18 +4,25 @@ predict.py, similarity.py, train.py and benchmark.py share these, so no script i
 """
 import math
 import pathlib
+import sys
 
 import keras
 import numpy as np
 
 from brainvq.data import covariates, layouts
 from brainvq.errors import OutputBlocked
-from brainvq.generation import sampling
+from brainvq.generation.inferer import (  # noqa: F401 (Request: the scripts' name for it)
+    SAMPLING_BATCH,
+    Request,
+    SamplingSettings,
+    SliceInferer,
+    stratified_positions,
+    stratified_rows,
+)
 from brainvq.output import figures
 from brainvq.progress import progress_bar
 from brainvq.runs import folder as runs
-
-SAMPLING_BATCH = 128  # grids per compiled sampling call (more samples show a progress line)
+from brainvq.runs.run import Run
 
 
 def load_test_split(values, split="test"):
@@ -127,66 +134,65 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
     return images, codes
 
 
-class Request:
-    """`count` samples for `generate_together`: at `slice_index` (None: unconditional, as
-    `generate` says; one int; or one per sample) with `covariates` (None, one row [C] or one
-    per sample [count, C]; NaN: not given)."""
-
-    def __init__(self, count, slice_index=None, covariates=None):
-        self.count, self.slice_index, self.covariates = int(count), slice_index, covariates
-
-
 def generate_together(values, vqvae, output_dir, requests, temperature=None, top_k=None,
                       seed=None, prior=None):
-    """Samples every `Request` in one sampling call, each as `generate` would (its own slice
-    guidance: the run's `guidance` where it asks for a position, none where it does not), so
-    all of them share one compiled sampler; returns one (images, codes) per request."""
-    prior = runs.load_prior(output_dir) if prior is None else prior  # one load: one compile
-    seed = values["seed"] if seed is None else seed
-    width = len(getattr(prior, "covariates", []))
-    any_covariates = any(request.covariates is not None for request in requests)
-    if any_covariates and not width:
-        raise ValueError("this prior was trained without covariates")
-    drawn = width and values.get("unconditional_covariates", "null") == "drawn"
-    slices, guidance, rows, covariate_guidance = [], [], [], []
-    for request in requests:
-        requested = request.slice_index
-        # Guidance sharpens a requested position; unconditional samples request none, and
-        # take `unconditional_guidance` on the position they drew ("positions") or none.
-        scale = values.get("guidance", 1.0)
-        if requested is None:
-            scale = (values.get("unconditional_guidance", 1.0)
-                     if values["unconditional"] == "positions" else 1.0)
-        guidance.append(np.full(request.count, scale, np.float32))
-        if requested is None and values["unconditional"] == "positions":
-            requested = runs.draw_slice_positions(output_dir, values["num_slice_positions"],
-                                                  request.count, seed)
-        slices.append(np.broadcast_to(np.asarray(prior.num_slice_positions if requested is None
-                                                 else requested, np.int32), (request.count,)))
-        given = request.covariates
-        scale = values.get("covariate_guidance", 1.0)
-        if given is None and request.slice_index is None and drawn:  # p(covariates) p(x | them)
-            given, scale = runs.draw_subject_covariates(output_dir, request.count, seed), 1.0
-            any_covariates = True
-        rows.append(np.broadcast_to(np.asarray(np.nan if given is None else given, np.float32),
-                                    (request.count, width)))
-        covariate_guidance.append(np.full(request.count, scale, np.float32))
+    """`draw` for a run given as its values, VQ-VAE and folder (and, when loaded, its prior)."""
+    run = Run(pathlib.Path(output_dir), values, vqvae)
+    if prior is not None:
+        run.prior = prior
+    return draw(run, requests, temperature=temperature, top_k=top_k, seed=seed)
+
+
+def draw(run, requests, temperature=None, top_k=None, seed=None):
+    """Samples every `Request` from a `Run` in one sampling call, each as `generate` would (its
+    own slice guidance: the run's `guidance` where it asks for a position, none where it does
+    not), so all of them share one compiled sampler; returns one (images, codes) per request.
+    `temperature`, `top_k` and `seed` default to the run's."""
+    seed = run.values["seed"] if seed is None else seed
+    settings = SamplingSettings.from_values(run.values, temperature=temperature, top_k=top_k)
+    sampler = inferer_for(run, settings, requests)
     count = sum(request.count for request in requests)
     progress = progress_bar(count, f"sampling {count} slices", minimum=SAMPLING_BATCH + 1)
-    codes = sampling.sample_codes(
-        prior, count, vqvae.grid_size, slice_index=np.concatenate(slices),
-        temperature=values["temperature"] if temperature is None else temperature,
-        top_k=min(values["top_k"] if top_k is None else top_k, prior.num_codes),  # k >= K: all
-        seed=seed, batch_size=SAMPLING_BATCH,
-        covariates=np.concatenate(rows) if any_covariates else None,
-        progress=progress, guidance=np.concatenate(guidance),
-        covariate_guidance=np.concatenate(covariate_guidance))
-    images = [keras.ops.convert_to_numpy(vqvae.decode_codes(codes[start:start + SAMPLING_BATCH]))
-              for start in range(0, len(codes), SAMPLING_BATCH)]
-    images = np.clip(np.concatenate(images), 0.0, 1.0)
-    ends = np.cumsum([request.count for request in requests])
-    return [(images[end - request.count:end], codes[end - request.count:end])
-            for request, end in zip(requests, ends)]
+    return sampler(requests, seed, progress=progress)
+
+
+def recorded_slice_positions(folder, num_slice_positions):
+    """[P] how often the run's training slices have each position; uniform, with a printed
+    note, when the run recorded none (trained before they were recorded)."""
+    counts = runs.slice_position_counts(folder, num_slice_positions)
+    if counts is None or counts.sum() <= 0:
+        print(f"note: {folder} records no slice positions of its training slices (trained "
+              f"before they were recorded): unconditional samples draw positions uniformly "
+              f"from 0 to {num_slice_positions - 1}", file=sys.stderr)
+        counts = np.ones(num_slice_positions)
+    return counts
+
+
+def draw_slice_positions(folder, num_slice_positions, count, seed):
+    """`count` slice positions (seeded, in random order) in proportion to how often the run's
+    training slices have them (`inferer.stratified_positions`)."""
+    return stratified_positions(recorded_slice_positions(folder, num_slice_positions), count,
+                                seed)
+
+
+def draw_subject_covariates(folder, count, seed, stage="prior"):
+    """[count, C] float32 covariates rows, each one training subject's as the `stage` recorded
+    them (`inferer.stratified_rows`); raises `runs.subject_covariates`' RunError when it
+    recorded none."""
+    return stratified_rows(runs.subject_covariates(folder, stage), count, seed)
+
+
+def inferer_for(run, settings, requests=()):
+    """A `SliceInferer` over a `Run`'s models with the distributions it recorded: the training
+    slices' positions (uniform, with a printed note, when it recorded none) and, where
+    `requests` draw them, the training subjects' covariates rows."""
+    counts = None
+    if settings.unconditional == "positions":
+        counts = recorded_slice_positions(run.folder, run.values["num_slice_positions"])
+    sampler = SliceInferer(run.vqvae, run.prior, settings, slice_position_counts=counts)
+    if any(sampler.draws_subject_covariates(request) for request in requests):
+        sampler.subject_covariates = run.subject_covariates()
+    return sampler
 
 
 def check_slice(slice_index, values, output_dir):

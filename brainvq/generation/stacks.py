@@ -77,7 +77,7 @@ def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=No
     covariate_guidance = values.get("covariate_guidance", 1.0)
     if (covariates is None and getattr(volume_prior, "covariates", [])
             and values.get("unconditional_covariates", "null") == "drawn"):
-        covariates = runs.draw_subject_covariates(output_dir, count, seed, "volume")
+        covariates = generate.draw_subject_covariates(output_dir, count, seed, "volume")
         covariate_guidance = 1.0
     length = stack_length(values)
     progress = progress_bar(length, f"sampling {count} volume(s) of {length} slices", minimum=2)

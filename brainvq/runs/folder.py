@@ -21,7 +21,6 @@ import json
 import os
 import pathlib
 import shutil
-import sys
 import zipfile
 
 import keras
@@ -354,31 +353,6 @@ def slice_position_counts(folder, num_slice_positions):
     return np.asarray(counts, np.float64)[:num_slice_positions]
 
 
-def draw_slice_positions(folder, num_slice_positions, count, seed):
-    """`count` slice positions (seeded, in random order) in proportion to how often the run's
-    training slices have them; uniformly over all positions, with a printed note, when the run
-    recorded none.
-
-    A stratified draw: the positions at `count` evenly spaced quantiles (one random offset) of
-    the training slices' distribution, so each position comes `count` x its share times, give
-    or take one. Drawn independently instead, one seed's positions lean to the top of the head
-    and another's to the base, and since the realism feature space reads slice positions, the
-    unconditional Fréchet distance moved 2.5x between sampling seeds (1.24x stratified;
-    docs/experiments.md, "Where the 6x comes from").
-    """
-    counts = slice_position_counts(folder, num_slice_positions)
-    if counts is None or counts.sum() <= 0:
-        print(f"note: {folder} records no slice positions of its training slices (trained "
-              f"before they were recorded): unconditional samples draw positions uniformly "
-              f"from 0 to {num_slice_positions - 1}", file=sys.stderr)
-        counts = np.ones(num_slice_positions)
-    rng = np.random.default_rng(seed)
-    cumulative = np.cumsum(counts) / np.sum(counts)
-    quantiles = (np.arange(count) + rng.random()) / count
-    drawn = np.minimum(np.searchsorted(cumulative, quantiles, side="right"), len(counts) - 1)
-    return rng.permutation(drawn).astype(np.int32)
-
-
 def check_unconditional_covariates(folder, values):
     """Refuses, before any work, `unconditional_covariates` "drawn" for a run whose prior (or
     volume prior) was trained on covariates but records no training subjects' rows; a prior
@@ -404,17 +378,6 @@ def subject_covariates(folder, stage="prior"):
                        f"without covariates, or before they were recorded): sample with "
                        f"--unconditional-covariates null")
     return np.asarray(rows, np.float32)
-
-
-def draw_subject_covariates(folder, count, seed, stage="prior"):
-    """[count, C] float32 covariates rows, each one training subject's (`subject_covariates`):
-    a stratified draw (every subject count / S times, give or take one; seeded, in random
-    order). Raises `subject_covariates`' RunError when the stage recorded none."""
-    rows = subject_covariates(folder, stage)
-    rng = np.random.default_rng([seed, 1])  # a stream apart from the slice positions' draw
-    rounds = -(-count // len(rows))
-    order = np.concatenate([rng.permutation(len(rows)) for _ in range(rounds)])[:count]
-    return rows[rng.permutation(order)]
 
 
 def load_prior(output_dir, stage="prior"):

@@ -16,8 +16,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
 
 import predict  # noqa: E402
 import train  # noqa: E402
+from brainvq.generation.generate import draw_subject_covariates  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
 from brainvq.runs import pretrained  # noqa: E402
+from brainvq.runs.run import Run  # noqa: E402
 from helpers import REPO, TINY  # noqa: E402
 
 SHIPPED = REPO / "pretrained" / "ixi-t1-128"
@@ -233,12 +235,19 @@ def test_the_shipped_ixi_model_samples_two_slices_seeded(tmp_path):
     assert pointed["covariates"] == str(tmp_path / "demographics.csv")
     # its 122 training subjects' age and sex, for --unconditional-covariates drawn
     recorded = np.asarray(runs.read_state(SHIPPED)["prior"]["subject_covariates"], np.float32)
-    drawn = runs.draw_subject_covariates(SHIPPED, 244, seed=0)
+    drawn = draw_subject_covariates(SHIPPED, 244, seed=0)
     assert recorded.shape == (122, 2) and drawn.shape == (244, 2)
     assert sorted(map(tuple, drawn.tolist())) == sorted(
         map(tuple, np.tile(recorded, (2, 1)).tolist()))  # each subject twice
     assert 0 <= drawn[:, 0].min() < 0.1 and 0.9 < drawn[:, 0].max() <= 1  # ages 20-79, scaled
     assert set(drawn[:, 1].tolist()) == {0.0, 1.0}  # F and M
+    # the same through a Run: configuration, models and what the prior recorded at training
+    run = Run.load(SHIPPED)
+    assert run.values["top_k"] == values["top_k"] and run.vqvae.grid_size == 16
+    counts = run.slice_position_counts
+    assert counts.shape == (32,) and counts.sum() == 3828  # the 122 subjects' slices
+    np.testing.assert_array_equal(run.subject_covariates(), recorded)
+    assert run.prior is run.prior and run.prior.num_codes == 512  # loaded once
 
 
 @pytest.mark.skipif(not SHIPPED.is_dir(), reason="no model shipped in pretrained/ixi-t1-128")

@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
 
 import hyperparameters  # noqa: E402
 import train  # noqa: E402
+from brainvq.generation.generate import draw_slice_positions  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
 from brainvq.runs.lock import RunLock  # noqa: E402
 from brainvq.training import stages  # noqa: E402
@@ -375,24 +376,24 @@ def test_unconditional_samples_draw_positions_as_the_training_slices_have_them(
     folder = tmp_path / "recorded"
     folder.mkdir()
     runs.write_state(folder, {"prior": {"slice_position_counts": [0, 5, 0, 15]}})
-    drawn = runs.draw_slice_positions(folder, 4, 4000, seed=1)
+    drawn = draw_slice_positions(folder, 4, 4000, seed=1)
     assert set(drawn.tolist()) == {1, 3}
-    np.testing.assert_array_equal(drawn, runs.draw_slice_positions(folder, 4, 4000, seed=1))
+    np.testing.assert_array_equal(drawn, draw_slice_positions(folder, 4, 4000, seed=1))
     # In proportion, give or take one (stratified), in an order that changes with the seed.
     for count, seed in ((4000, 1), (7, 2), (30, 3)):
-        drawn = runs.draw_slice_positions(folder, 4, count, seed=seed)
+        drawn = draw_slice_positions(folder, 4, count, seed=seed)
         assert abs((drawn == 3).sum() - 0.75 * count) <= 1, (count, seed)
         assert abs((drawn == 1).sum() - 0.25 * count) <= 1, (count, seed)
-    other = runs.draw_slice_positions(folder, 4, 30, seed=4)
+    other = draw_slice_positions(folder, 4, 30, seed=4)
     assert not np.array_equal(drawn, other)
     # A run trained before the record: the cached code grids' positions ...
     cached = tmp_path / "cached"
     cached.mkdir()
     np.savez(cached / runs.CODES_FILE, train_slices=np.array([2, 2, 2], np.int32))
-    assert set(runs.draw_slice_positions(cached, 4, 50, seed=0).tolist()) == {2}
+    assert set(draw_slice_positions(cached, 4, 50, seed=0).tolist()) == {2}
     # ... or, with neither, all positions alike, with a note that says so.
     capsys.readouterr()
-    assert set(runs.draw_slice_positions(tmp_path, 4, 400, seed=0).tolist()) == {0, 1, 2, 3}
+    assert set(draw_slice_positions(tmp_path, 4, 400, seed=0).tolist()) == {0, 1, 2, 3}
     assert "records no slice positions" in capsys.readouterr().err
 
 

@@ -10,6 +10,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
 
 import predict  # noqa: E402
 import train  # noqa: E402
+from brainvq.generation.generate import draw_subject_covariates  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
 from helpers import TINY, write_oasis_layout  # noqa: E402
 
@@ -48,10 +49,10 @@ def test_unconditional_samples_draw_a_training_subjects_covariates_unguided(cova
     # one row per training subject (cases 1 and 2: 30 F, 60 M), as the prior takes them
     recorded = runs.read_state(run)["prior"]["subject_covariates"]
     np.testing.assert_allclose(recorded, [[0.0, 0.0], [1.0, 1.0]])
-    drawn = runs.draw_subject_covariates(run, 5, seed=3)
+    drawn = draw_subject_covariates(run, 5, seed=3)
     _, counts = np.unique(drawn, axis=0, return_counts=True)
     assert sorted(counts) == [2, 3]  # stratified: each subject 5 / 2 times, give or take one
-    np.testing.assert_array_equal(drawn, runs.draw_subject_covariates(run, 5, seed=3))
+    np.testing.assert_array_equal(drawn, draw_subject_covariates(run, 5, seed=3))
 
     calls = []
     sample_codes = sampling.sample_codes
@@ -129,7 +130,7 @@ def test_a_run_without_covariates_refuses_them(covariate_run, tmp_path):
         predict.main(["--output-dir", str(plain), "--images-dir", str(tmp_path), "--samples",
                       "1", "--age", "40"])
     with pytest.raises(runs.RunError, match="records no training subjects' covariates"):
-        runs.draw_subject_covariates(plain, 2, seed=0)
+        draw_subject_covariates(plain, 2, seed=0)
 
 
 def test_subjects_without_a_row_are_refused_by_name_or_dropped(covariate_run, tmp_path,

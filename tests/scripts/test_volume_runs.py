@@ -11,6 +11,7 @@ import similarity  # noqa: E402
 import train  # noqa: E402
 from brainvq.benchmarks import harness  # noqa: E402
 from brainvq.data import volumes  # noqa: E402
+from brainvq.generation.generate import draw_subject_covariates  # noqa: E402
 from brainvq.runs import folder as runs  # noqa: E402
 from helpers import TINY, phantom, write_volume  # noqa: E402
 
@@ -62,7 +63,7 @@ def test_volumes_can_draw_a_training_subjects_age(stack_run):
     drawn = codes("drawn")
     assert not np.array_equal(drawn, codes("null"))
     np.testing.assert_array_equal(drawn, codes("drawn"))  # seeded
-    rows = runs.draw_subject_covariates(output_dir, 2, seed=3, stage="volume")
+    rows = draw_subject_covariates(output_dir, 2, seed=3, stage="volume")
     assert sorted(rows[:, 0].tolist()) == [0.0, 1.0]  # two volumes: each subject once
 
 

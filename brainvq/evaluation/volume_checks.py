@@ -4,6 +4,9 @@
   are unrelated brains; too high: the stack repeats one slice.
 * **Head volume**: the millilitres of tissue (realism.TISSUE_THRESHOLD) each stack holds, mean
   and spread across stacks: do the synthetic heads come in as many sizes as real ones?
+* **Streaks** (`streaks.py`): the streak index (the step between neighbouring slices over the
+  in-plane step, inside the head), the share of each head column's power in the upper half of
+  the frequencies along the slice axis, and each volume's nearest training volume (3D SSIM).
 * **Reslices**: coronal and sagittal planes cut through the stacks (their central part,
   RESLICE_RANGE, at their physical aspect), judged like axial slices: the plausibility statistics
   against real training reslices, and the Fréchet distance, precision and recall in the space of
@@ -22,7 +25,7 @@ from skimage.metrics import structural_similarity
 
 from brainvq.data.slice_sets import square_resize
 from brainvq.data.stacks import subject_stacks
-from brainvq.evaluation import feature_network, realism
+from brainvq.evaluation import feature_network, realism, streaks
 from brainvq.generation import generate as inference
 from brainvq.generation import stacks as stack_sampling
 from brainvq.output import figures
@@ -145,6 +148,7 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
         millilitres = head_volumes(group, pixel, spacing)
         report[f"head_volume_mean_{name}"] = float(millilitres.mean())
         report[f"head_volume_sd_{name}"] = float(millilitres.std())
+    report.update(streaks.streak_report(samples, held_out.values(), train.values()))
     if images_dir is not None:
         figures.plot_overlaid_histograms(
             {f"{len(held_out)} held-out real volumes": real_ssim,
@@ -204,6 +208,16 @@ def _print(report, count, real_count, length, spacing):
     print(f"  {'head volume (mL): mean, sd across volumes':40s} "
           f"{report['head_volume_mean_samples']:5.0f},{report['head_volume_sd_samples']:4.0f} "
           f"{report['head_volume_mean_real']:5.0f},{report['head_volume_sd_real']:4.0f}")
+    for figure, label in (("streak_index", "streak index: slice step / in-plane step"),
+                          ("high_frequency_share", "high-frequency share along the slices")):
+        sample, real = (f"{report[f'{figure}_{name}']:5.3f},{report[f'{figure}_sd_{name}']:4.3f}"
+                        for name in ("samples", "real"))
+        print(f"  {label:40s} {sample} {real}"
+              f"   (mean, sd across volumes)")
+    print(f"  {'nearest training volume, 3D SSIM: max':40s} "
+          f"{report['nearest_training_ssim_max_samples']:10.4f} "
+          f"{report['nearest_training_ssim_max_real']:10.4f}"
+          f"   (a sample above the real maximum is nearer a training head than any unseen one)")
     for plane in ("coronal", "sagittal"):
         print(f"  {plane + ' reslices plausible':40s} "
               f"{report[f'{plane}_plausible_samples']:10.1%} "

@@ -1,0 +1,101 @@
+"""Do stacked slices hold together along the slice axis? Three figures of whole volumes.
+
+A volume drawn slice by slice can have sharp axial slices and still fall apart across them:
+seen from the front or the side, horizontal streaks run through it. These figures put numbers
+on that, each for synthetic stacks beside real ones cut the same way:
+
+* **Streak index**: inside the head, the mean absolute intensity step between neighbouring
+  slices over the mean step between neighbouring pixels in-plane. Streaks raise the first and
+  not the second.
+* **High-frequency share**: for each column of the head (one in-plane pixel, through every
+  slice), the share of its power (mean removed) in the upper half of the frequencies along the
+  slice axis; the mean over the columns.
+* **Nearest training volume, 3D SSIM**: how close each volume comes to any training volume
+  (at half resolution in every direction); a synthetic head closer than every unseen real head
+  is a copy.
+
+No file is read or written here.
+"""
+import numpy as np
+from skimage.metrics import structural_similarity
+
+from brainvq.evaluation.realism import TISSUE_THRESHOLD
+
+
+def _mean_step(stack, mask, axis):
+    """The mean absolute difference between neighbours along `axis`, over pairs both inside
+    `mask`."""
+    step = np.abs(np.diff(stack, axis=axis))
+    inside = np.logical_and(np.take(mask, range(mask.shape[axis] - 1), axis=axis),
+                            np.take(mask, range(1, mask.shape[axis]), axis=axis))
+    return float(step[inside].mean()) if inside.any() else float("nan")
+
+
+def streak_index(stack, threshold=TISSUE_THRESHOLD):
+    """A stack [S, H, W] (slices first): the mean step between neighbouring slices inside the
+    head over the mean step between neighbouring pixels in-plane (rows and columns)."""
+    stack = np.asarray(stack, np.float64)
+    mask = stack > threshold
+    steps = [_mean_step(stack, mask, axis) for axis in (0, 1, 2)]
+    if np.isnan(steps).any():
+        return float("nan")  # no head (or no neighbouring pair inside it)
+    return steps[0] / np.mean(steps[1:])
+
+
+def high_frequency_share(stack, threshold=TISSUE_THRESHOLD):
+    """A stack [S, H, W]: for each in-plane pixel inside the head in at least half the slices,
+    the share of its column's power (mean removed) in the upper half of the frequencies along
+    the slice axis; the mean over those columns."""
+    stack = np.asarray(stack, np.float64)
+    columns = stack.reshape(len(stack), -1)
+    inside = (columns > threshold).mean(axis=0) >= 0.5
+    columns = columns[:, inside]
+    columns = columns - columns.mean(axis=0)
+    power = np.abs(np.fft.rfft(columns, axis=0)) ** 2
+    power = power[1:]  # without the mean
+    upper = power[len(power) // 2:].sum(axis=0)
+    total = power.sum(axis=0)
+    kept = total > 0
+    return float((upper[kept] / total[kept]).mean()) if kept.any() else float("nan")
+
+
+def _half(stack):
+    """A stack at half resolution in every direction (2x2x2 means; odd edges dropped); as it
+    is when a side would fall under SSIM's 7-voxel window."""
+    stack = np.asarray(stack, np.float64)
+    if min(stack.shape) < 14:
+        return stack
+    s, h, w = (side // 2 * 2 for side in stack.shape)
+    stack = stack[:s, :h, :w]
+    return stack.reshape(s // 2, 2, h // 2, 2, w // 2, 2).mean(axis=(1, 3, 5))
+
+
+def nearest_volume_ssim(volumes, training):
+    """[V] each volume's highest 3D SSIM (data range 1, at half resolution) to any of the
+    `training` volumes (all [S, H, W], one shape)."""
+    volumes, training = list(volumes), [_half(stack) for stack in training]
+    smallest = min(training[0].shape)
+    window = min(7, smallest if smallest % 2 else smallest - 1)  # odd, within every side
+    if window < 3:
+        return np.full(len(volumes), np.nan)
+    return np.array([max(structural_similarity(_half(stack), other, data_range=1.0,
+                                               win_size=window) for other in training)
+                     for stack in volumes])
+
+
+def streak_report(samples, real, training):
+    """The three figures for `samples` and `real` stacks ([V, S, H, W] or lists), the nearest
+    training volume among `training`: a dict of `<figure>_samples` / `<figure>_real` (mean and
+    sd across stacks; the nearest SSIM's maximum)."""
+    report = {}
+    for name, group in (("samples", samples), ("real", real)):
+        group = list(group)
+        for figure, function in (("streak_index", streak_index),
+                                 ("high_frequency_share", high_frequency_share)):
+            values = np.array([function(stack) for stack in group])
+            report[f"{figure}_{name}"] = float(values.mean())
+            report[f"{figure}_sd_{name}"] = float(values.std())
+        nearest = nearest_volume_ssim(group, training)
+        report[f"nearest_training_ssim_max_{name}"] = float(nearest.max())
+        report[f"nearest_training_ssim_mean_{name}"] = float(nearest.mean())
+    return report

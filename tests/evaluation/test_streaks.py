@@ -1,0 +1,54 @@
+"""Tests of the along-the-slices figures of whole volumes (`evaluation/streaks.py`) on phantoms:
+a stack whose slices each get their own brightness is streaky by both figures, a smooth one is
+not, and a copy of a training volume is found."""
+import numpy as np
+import pytest
+
+from brainvq.evaluation import streaks
+
+
+def smooth_head(shift=0, depth=32, side=48):
+    """A smooth ellipsoid head, its intensity varying slowly in every direction."""
+    z, y, x = np.mgrid[0:depth, 0:side, 0:side].astype(np.float64)
+    inside = ((x - side / 2 - shift) ** 2 / (0.42 * side) ** 2 + (y - side / 2) ** 2
+              / (0.38 * side) ** 2 + (z - depth / 2) ** 2 / (0.55 * depth) ** 2) < 1
+    texture = 0.55 + 0.15 * np.sin(x / 4.0 + z / 5.0) * np.cos(y / 5.0 - z / 6.0)
+    return inside * texture
+
+
+def streaky(stack, seed=0, strength=0.15):
+    """The same stack, each slice's brightness scaled at random: horizontal streaks."""
+    gains = 1 + strength * np.random.default_rng(seed).standard_normal((len(stack), 1, 1))
+    return np.clip(stack * gains, 0, 1)
+
+
+def test_streaks_raise_the_streak_index_and_the_high_frequency_share():
+    head = smooth_head()
+    assert 0 < streaks.streak_index(head) < 1.5
+    assert streaks.streak_index(streaky(head)) > 2 * streaks.streak_index(head)
+    assert streaks.high_frequency_share(streaky(head)) > 1.5 * streaks.high_frequency_share(head)
+    assert 0 <= streaks.high_frequency_share(head) < 0.2
+
+
+def test_an_empty_stack_has_no_figure_rather_than_a_false_one():
+    assert np.isnan(streaks.streak_index(np.zeros((8, 16, 16))))
+    assert np.isnan(streaks.high_frequency_share(np.zeros((8, 16, 16))))
+
+
+def test_a_copy_of_a_training_volume_is_found_and_a_shifted_head_is_not_one():
+    training = [smooth_head(), smooth_head(shift=6)]
+    nearest = streaks.nearest_volume_ssim([smooth_head(), smooth_head(shift=3)], training)
+    assert nearest[0] == pytest.approx(1.0)
+    assert nearest[1] < 0.99
+    tiny = smooth_head(depth=8, side=12)  # under the SSIM window at half resolution: as it is
+    assert streaks.nearest_volume_ssim([tiny], [tiny])[0] == pytest.approx(1.0)
+
+
+def test_the_report_puts_samples_beside_real_volumes():
+    real = [smooth_head(shift=s) for s in (-2, 0, 2)]
+    samples = [streaky(head, seed) for seed, head in enumerate(real)]
+    report = streaks.streak_report(samples, real, [smooth_head(shift=5)])
+    assert report["streak_index_samples"] > report["streak_index_real"]
+    assert report["high_frequency_share_samples"] > report["high_frequency_share_real"]
+    assert set(report) >= {"streak_index_sd_real", "nearest_training_ssim_max_samples",
+                           "nearest_training_ssim_max_real"}

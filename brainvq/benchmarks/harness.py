@@ -11,7 +11,7 @@ import numpy as np
 
 from brainvq.data import input_pipeline, layouts
 from brainvq.evaluation import metrics
-from brainvq.generation import generate as inference
+from brainvq.generation import generate
 from brainvq.losses import perceptual
 from brainvq.models import build
 from brainvq.models.vqvae import VQVAETrainer
@@ -164,7 +164,7 @@ def reconstruction_quality(model, slices):
 
     reconstructions = np.clip(model.predict(slices.images, batch_size=64, verbose=0), 0, 1)
     per_image = metrics.per_image_metrics(slices.images, reconstructions)
-    codes = inference.encode_all(model, slices.images)
+    codes = generate.encode_all(model, slices.images)
     return per_image, len(np.unique(codes))
 
 

@@ -11,7 +11,7 @@ from brainvq.benchmarks.harness import (
 )
 from brainvq.data import layouts
 from brainvq.evaluation import realism
-from brainvq.generation import generate as inference
+from brainvq.generation import generate
 from brainvq.runs import folder as runs
 from brainvq.runs import pretrained, subjects
 
@@ -106,7 +106,7 @@ def run(args):
                 for seed in seeds:
                     # Unconditional samples take none of these guidance values (only the run's
                     # `unconditional_guidance`): one draw serves every guidance value.
-                    samples, _ = inference.generate(values, vqvae, args.output_dir,
+                    samples, _ = generate.generate(values, vqvae, args.output_dir,
                                                     args.samples, temperature=temperature,
                                                     top_k=top_k, seed=seed, prior=prior)
                     for guidance in args.guidances:

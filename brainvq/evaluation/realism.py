@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from brainvq.evaluation import feature_network, sample_metrics
-from brainvq.generation import generate as inference
+from brainvq.generation import generate
 
 # Intensity above which a pixel is tissue: the images are scaled so that the brain's bright end
 # is 1, and background (air) stays near 0.
@@ -301,7 +301,7 @@ class RealReference:
     def __init__(self, values, vqvae, train, held_out, feature_figures, cache_dir):
         self.train, self.held_out = train, held_out
         self.positions = values["num_slice_positions"]
-        self.reconstructed = inference.reconstruct(vqvae, held_out.images)
+        self.reconstructed = generate.reconstruct(vqvae, held_out.images)
         self.ranges = plausibility_ranges(train.images)
         real_table = statistics_table(held_out.images)
         self.real_ok, self.real_failures = plausible(held_out.images, self.ranges, real_table)
@@ -390,7 +390,7 @@ def realism_report(values, vqvae, output_dir, train, held_out, samples, count, s
         raise ValueError("realism_report: the reference was built on other training or "
                          "held-out slices than these")
     requested = conditional_positions(train, count)
-    conditioned, _ = inference.generate(values, vqvae, output_dir, count, slice_index=requested,
+    conditioned, _ = generate.generate(values, vqvae, output_dir, count, slice_index=requested,
                                         temperature=temperature, top_k=top_k, seed=seed + 1,
                                         prior=prior)
     sample_table, conditioned_table = statistics_table(samples), statistics_table(conditioned)

@@ -7,7 +7,7 @@ from PIL import Image
 
 from brainvq.data import covariates
 from brainvq.evaluation import covariate_checks, metrics, realism, sample_metrics
-from brainvq.generation import generate as inference
+from brainvq.generation import generate
 from brainvq.output import figures
 from brainvq.progress import progress_bar
 from brainvq.runs import folder as runs
@@ -49,7 +49,7 @@ def segmentation_masks(slices, image_size):
 def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
     """Computes, prints and plots the reconstruction metrics of the split `test` (named
     `split` in the printout); the per-image CSV goes to `output_dir`."""
-    reconstructions = inference.reconstruct(vqvae, test.images)
+    reconstructions = generate.reconstruct(vqvae, test.images)
     masks = segmentation_masks(test, vqvae.image_size)
     progress = progress_bar(len(test), f"scoring {len(test)} reconstructions", minimum=200)
     per_image = metrics.per_image_metrics(test.images, reconstructions, masks=masks,
@@ -81,7 +81,7 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_f
     whose network is kept in `cache_dir`, by default the run folder). `prior`: the run's prior
     when already loaded (one load, one compiled sampler for every draw)."""
     prior = runs.load_prior(output_dir) if prior is None else prior
-    samples, sampled_codes = inference.generate(values, vqvae, output_dir, count, seed=seed,
+    samples, sampled_codes = generate.generate(values, vqvae, output_dir, count, seed=seed,
                                                 prior=prior)
     progress = progress_bar(count, f"nearest training slice of {count} samples", minimum=200)
     nearest, _ = sample_metrics.nearest_neighbour_ssim(samples, train.images, progress=progress)
@@ -96,7 +96,7 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_f
     real_features = encoder_features(vqvae, test.images)
     fake_features = encoder_features(vqvae, samples)
     frechet = sample_metrics.frechet_distance(real_features, fake_features)
-    real_codes = sample_metrics.code_histogram(inference.encode_all(vqvae, test.images),
+    real_codes = sample_metrics.code_histogram(generate.encode_all(vqvae, test.images),
                                         values["num_codes"])
     fake_codes = sample_metrics.code_histogram(np.asarray(sampled_codes), values["num_codes"])
     distances = sample_metrics.histogram_distance(real_codes, fake_codes)
@@ -161,7 +161,7 @@ def write_figures(figures, path, settings):
 def reconstruction_figure(vqvae, test, images_dir, count=8):
     """`reconstructions.png`: `count` test slices over their reconstructions, with SSIM; returns
     (the figure's path, per-slice SSIM of the whole split)."""
-    reconstructions = inference.reconstruct(vqvae, test.images)
+    reconstructions = generate.reconstruct(vqvae, test.images)
     ssim_values = np.array([metrics.ssim(a, b) for a, b in zip(test.images, reconstructions)])
     shown = np.linspace(0, len(test) - 1, min(count, len(test))).round().astype(int)
     figure = figures.plot_reconstructions(test.images[shown], reconstructions[shown],

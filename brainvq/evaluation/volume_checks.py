@@ -26,7 +26,7 @@ from skimage.metrics import structural_similarity
 from brainvq.data.slice_sets import square_resize
 from brainvq.data.stacks import subject_stacks
 from brainvq.evaluation import feature_network, realism, streaks
-from brainvq.generation import generate as inference
+from brainvq.generation import generate
 from brainvq.generation import stacks as stack_sampling
 from brainvq.output import figures
 from brainvq.runs import folder as runs
@@ -167,7 +167,7 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
     sets = {"stacks": stack_slices}
     if independent:
         positions = np.tile(np.arange(length, dtype=np.int32), count)
-        sets["independent"], _ = inference.generate(values, vqvae, output_dir, len(positions),
+        sets["independent"], _ = generate.generate(values, vqvae, output_dir, len(positions),
                                                     slice_index=positions, seed=seed + 2,
                                                     prior=prior)
     ranges = realism.plausibility_ranges(splits["train"].images)

@@ -8,7 +8,7 @@ import numpy as np
 
 from brainvq import config
 from brainvq.data import augmentation, input_pipeline
-from brainvq.generation import generate as inference
+from brainvq.generation import generate
 from brainvq.runs import fingerprints
 from brainvq.runs.folder import CODES_FILE, VQVAE_FILE
 
@@ -44,7 +44,7 @@ def encode_splits(vqvae, splits, output_dir, values=None):
                 return dict(cached, augmentation=stored["augmentation"])
     encoded, arrays = {}, {"fingerprint": np.array(fingerprint)}
     for name in ("train", "validate", "test"):
-        encoded[name] = (inference.encode_all(vqvae, splits[name].images,
+        encoded[name] = (generate.encode_all(vqvae, splits[name].images,
                                               what=f"{name} slices"),
                          np.asarray(splits[name].slice_index, np.int32))
     codes, slices = encoded["train"]
@@ -55,7 +55,7 @@ def encode_splits(vqvae, splits, output_dir, values=None):
             splits["train"].images, copies, values["prior_augment_shift"], seed=values["seed"],
             max_rotation=values["prior_augment_rotation"],
             max_scale=values["prior_augment_scale"], return_parameters=True)
-        augmented = inference.encode_all(vqvae, images, what="augmented training slices")
+        augmented = generate.encode_all(vqvae, images, what="augmented training slices")
         codes = np.concatenate([codes, augmented])
         slices = np.concatenate([slices, np.tile(slices, copies)])
         parameters = np.concatenate([parameters, applied])

@@ -218,12 +218,12 @@ def test_a_copy_without_its_state_and_an_images_dir_inside_it_are_refused(export
 
 @pytest.mark.skipif(not SHIPPED.is_dir(), reason="no model shipped in pretrained/ixi-t1-128")
 def test_the_shipped_ixi_model_samples_two_slices_seeded(tmp_path):
-    from brainvq.generation import generate as inference
+    from brainvq.generation import generate
 
     values, vqvae = runs.load_run(SHIPPED)
     assert values["image_size"] == 128
-    first, _ = inference.generate(values, vqvae, SHIPPED, 2, seed=5)
-    second, _ = inference.generate(values, vqvae, SHIPPED, 2, seed=5)
+    first, _ = generate.generate(values, vqvae, SHIPPED, 2, seed=5)
+    second, _ = generate.generate(values, vqvae, SHIPPED, 2, seed=5)
     assert first.shape == (2, 128, 128, 1)
     assert np.array_equal(first, second)
     assert 0.05 < first.mean() < 0.6  # a head on a dark background, not a blank or noise

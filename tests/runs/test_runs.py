@@ -86,7 +86,7 @@ def test_a_failed_run_leaves_the_good_one_intact(run_copy, tmp_path):
 
 
 def test_a_prior_over_another_vqvae_is_refused(data_dir, run_copy, finished_run):
-    from brainvq.generation import generate as inference
+    from brainvq.generation import generate
 
     # The VQ-VAE file changes under the prior (as after `--stage vqvae` on an older version).
     shutil.copyfile(run_copy / runs.last_checkpoint_name(runs.VQVAE_FILE),
@@ -96,7 +96,7 @@ def test_a_prior_over_another_vqvae_is_refused(data_dir, run_copy, finished_run)
     runs.write_state(run_copy, state)
     values, vqvae = runs.load_run(run_copy)
     with pytest.raises(runs.RunError, match="trained over another VQ-VAE.*--stage prior"):
-        inference.generate(values, vqvae, run_copy, 2)
+        generate.generate(values, vqvae, run_copy, 2)
     with pytest.raises(SystemExit, match="trained over another VQ-VAE"):
         train.main(train_args(data_dir, run_copy, "--resume", stage="prior", epochs="2"))
 
@@ -398,33 +398,33 @@ def test_unconditional_samples_draw_positions_as_the_training_slices_have_them(
 
 
 def test_unconditional_sampling_mode_changes_the_samples(finished_run):
-    from brainvq.generation import generate as inference
+    from brainvq.generation import generate
 
     values, vqvae = runs.load_run(finished_run)
     assert values["unconditional"] == "positions"  # the default for new runs
-    drawn, _ = inference.generate(values, vqvae, finished_run, 4, seed=3)
-    again, _ = inference.generate(values, vqvae, finished_run, 4, seed=3)
-    null, _ = inference.generate(dict(values, unconditional="null"), vqvae, finished_run, 4,
+    drawn, _ = generate.generate(values, vqvae, finished_run, 4, seed=3)
+    again, _ = generate.generate(values, vqvae, finished_run, 4, seed=3)
+    null, _ = generate.generate(dict(values, unconditional="null"), vqvae, finished_run, 4,
                                  seed=3)
     np.testing.assert_array_equal(drawn, again)
     assert not np.array_equal(drawn, null)
 
 
 def test_unconditional_guidance_sharpens_the_drawn_position_and_only_that(finished_run):
-    from brainvq.generation import generate as inference
+    from brainvq.generation import generate
 
     values, vqvae = runs.load_run(finished_run)
     assert values["unconditional_guidance"] == 1.0  # the default: samples as they always were
-    plain, _ = inference.generate(values, vqvae, finished_run, 4, seed=3)
-    guided, _ = inference.generate(dict(values, unconditional_guidance=3.0), vqvae,
+    plain, _ = generate.generate(values, vqvae, finished_run, 4, seed=3)
+    guided, _ = generate.generate(dict(values, unconditional_guidance=3.0), vqvae,
                                    finished_run, 4, seed=3)
     assert not np.array_equal(plain, guided)
     # samples at a requested position keep the run's `guidance`; "null" samples have no
     # position to guide
-    at_slice = [inference.generate(dict(values, unconditional_guidance=scale), vqvae,
+    at_slice = [generate.generate(dict(values, unconditional_guidance=scale), vqvae,
                                    finished_run, 2, slice_index=1, seed=3)[0]
                 for scale in (1.0, 3.0)]
     np.testing.assert_array_equal(*at_slice)
-    null = [inference.generate(dict(values, unconditional="null", unconditional_guidance=scale),
+    null = [generate.generate(dict(values, unconditional="null", unconditional_guidance=scale),
                                vqvae, finished_run, 2, seed=3)[0] for scale in (1.0, 3.0)]
     np.testing.assert_array_equal(*null)

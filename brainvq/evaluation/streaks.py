@@ -73,7 +73,12 @@ def _half(stack):
 def nearest_volume_ssim(volumes, training):
     """[V] each volume's highest 3D SSIM (data range 1, at half resolution) to any of the
     `training` volumes (all [S, H, W], one shape)."""
-    volumes, training = list(volumes), [_half(stack) for stack in training]
+    return _nearest(volumes, [_half(stack) for stack in training])
+
+
+def _nearest(volumes, training):
+    """`nearest_volume_ssim` against training volumes already at half resolution."""
+    volumes = list(volumes)
     smallest = min(training[0].shape)
     window = min(7, smallest if smallest % 2 else smallest - 1)  # odd, within every side
     if window < 3:
@@ -87,7 +92,7 @@ def streak_report(samples, real, training):
     """The three figures for `samples` and `real` stacks ([V, S, H, W] or lists), the nearest
     training volume among `training`: a dict of `<figure>_samples` / `<figure>_real` (mean and
     sd across stacks; the nearest SSIM's maximum)."""
-    report = {}
+    report, training = {}, [_half(stack) for stack in training]  # once for both groups
     for name, group in (("samples", samples), ("real", real)):
         group = list(group)
         for figure, function in (("streak_index", streak_index),
@@ -95,7 +100,7 @@ def streak_report(samples, real, training):
             values = np.array([function(stack) for stack in group])
             report[f"{figure}_{name}"] = float(values.mean())
             report[f"{figure}_sd_{name}"] = float(values.std())
-        nearest = nearest_volume_ssim(group, training)
+        nearest = _nearest(group, training)
         report[f"nearest_training_ssim_max_{name}"] = float(nearest.max())
         report[f"nearest_training_ssim_mean_{name}"] = float(nearest.mean())
     return report

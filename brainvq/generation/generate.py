@@ -159,7 +159,12 @@ def draw(run, requests, temperature=None, top_k=None, seed=None):
 def recorded_slice_positions(folder, num_slice_positions):
     """[P] how often the run's training slices have each position; uniform, with a printed
     note, when the run recorded none (trained before they were recorded)."""
-    counts = runs.slice_position_counts(folder, num_slice_positions)
+    return _uniform_if_unrecorded(runs.slice_position_counts(folder, num_slice_positions),
+                                  folder, num_slice_positions)
+
+
+def _uniform_if_unrecorded(counts, folder, num_slice_positions):
+    """`counts`, or uniform counts with a printed note when the run recorded none."""
     if counts is None or counts.sum() <= 0:
         print(f"note: {folder} records no slice positions of its training slices (trained "
               f"before they were recorded): unconditional samples draw positions uniformly "
@@ -188,7 +193,8 @@ def inferer_for(run, settings, requests=()):
     `requests` draw them, the training subjects' covariates rows."""
     counts = None
     if settings.unconditional == "positions":
-        counts = recorded_slice_positions(run.folder, run.values["num_slice_positions"])
+        counts = _uniform_if_unrecorded(run.slice_position_counts, run.folder,
+                                        run.values["num_slice_positions"])
     sampler = SliceInferer(run.vqvae, run.prior, settings, slice_position_counts=counts)
     if any(sampler.draws_subject_covariates(request) for request in requests):
         sampler.subject_covariates = run.subject_covariates()

@@ -97,6 +97,10 @@ DEFAULTS = {
     # the augmented grids without drawing shifted, tilted or resized heads (issue 49). Off: the
     # augmented grids are drawn as often as real ones, and so are their poses.
     "prior_augment_condition": True,
+    # ... and, in place of the applied shift across and rotation, each training grid's measured
+    # head pose (its slice's centroid offset from the centre column and its tilt, data/pose.py):
+    # the prior learns where heads sit and is sampled at a centred, upright pose (issue 49).
+    "prior_pose_condition": False,
     # How many times the training grids as they are enter the pool an epoch draws from, beside
     # the prior_augment_copies augmented ones (1: once, each 1/(1 + copies) of the pool). More
     # teaches the unaugmented grids, which samples are drawn as, more often.
@@ -227,5 +231,6 @@ LEGACY_VALUES = {
     "slice_spacing": 0.0, "field_of_view": 224.0, "guidance": 1.0,
     "covariate_guidance": 1.0, "volume_condition_noise": 0.0, "unconditional_guidance": 1.0,
     "unconditional_covariates": "null", "prior_augment_condition": False, "prior_init": "",
+    "prior_pose_condition": False,
     "prior_snapshot_every": 0, "prior_original_weight": 1,
 }

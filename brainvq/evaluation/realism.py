@@ -14,14 +14,11 @@ floor a perfect generator would reach):
   position lies within 2 positions of the requested one (`position_accuracy`).
 """
 import numpy as np
-from scipy import ndimage
 
+from brainvq.data.pose import TISSUE_THRESHOLD, largest_filled_component, tilt
 from brainvq.evaluation import feature_network, sample_metrics
 from brainvq.generation import generate
 
-# Intensity above which a pixel is tissue: the images are scaled so that the brain's bright end
-# is 1, and background (air) stays near 0.
-TISSUE_THRESHOLD = 0.1
 # Random subsets averaged when a larger set is scored at a smaller set's size (equal_size_report).
 EQUAL_SIZE_DRAWS = 20
 # Each statistic and what it measures; all are computed on the brain mask of one image.
@@ -42,15 +39,6 @@ SHAPE_STATISTICS = {
 }
 
 
-def _largest_filled_component(foreground):
-    labels, count = ndimage.label(foreground)
-    if count == 0:
-        return np.zeros_like(foreground, dtype=bool), labels, count
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return ndimage.binary_fill_holes(labels == int(np.argmax(sizes))), labels, sizes
-
-
 def shape_statistics(image, threshold=TISSUE_THRESHOLD):
     """The shape statistics (`SHAPE_STATISTICS`) of the brain mask of one image.
 
@@ -67,7 +55,7 @@ def shape_statistics(image, threshold=TISSUE_THRESHOLD):
 
     image = np.asarray(image, dtype=np.float64)
     image = image[..., 0] if image.ndim == 3 else image
-    mask, labels, sizes = _largest_filled_component(image > threshold)
+    mask, labels, sizes = largest_filled_component(image > threshold)
     if not mask.any():
         return {name: 0.0 for name in SHAPE_STATISTICS}
     minimum = 0.005 * image.size
@@ -89,19 +77,10 @@ def shape_statistics(image, threshold=TISSUE_THRESHOLD):
         "symmetry": float((mask & mirrored).sum() / max((mask | mirrored).sum(), 1)),
         "frame_symmetry": float((mask & framed).sum() / max((mask | framed).sum(), 1)),
         "centroid_offset": float(centre_col - (image.shape[1] - 1) / 2.0),
-        "tilt": _tilt(rows - centre_row, cols - centre_col),
+        "tilt": tilt(rows - centre_row, cols - centre_col),
         "intensity": float(inside.mean()),
         "contrast": float(inside.std()),
     }
-
-
-def _tilt(rows, cols):
-    """Signed degrees (-90 .. 90] between the long axis of the points (row, col offsets from
-    their centroid) and the image's vertical: 0 for an upright head, longer front to back."""
-    var_rows, var_cols = float((rows ** 2).mean()), float((cols ** 2).mean())
-    covariance = float((rows * cols).mean())
-    # The long axis (d_row, d_col) = (cos t, sin t) maximises the variance along it.
-    return float(np.degrees(0.5 * np.arctan2(-2.0 * covariance, var_rows - var_cols)))
 
 
 def pose_summary(images, table=None):

@@ -7,10 +7,17 @@ import pathlib
 import numpy as np
 
 from brainvq import config
-from brainvq.data import augmentation, input_pipeline
+from brainvq.data import augmentation, input_pipeline, pose
 from brainvq.generation import generate
 from brainvq.runs import fingerprints
 from brainvq.runs.folder import CODES_FILE, VQVAE_FILE
+
+POSES_FILE = "poses.npz"
+# A measured pose is told to the prior as (centroid offset / 4 pixels, tilt / 8 degrees), each
+# clipped to [-2, 2]: the scale of the augmentation parameters whose places they take.
+POSE_SCALES = (4.0, 8.0)
+POSE_SLOTS = (augmentation.AUGMENTATION_PARAMETERS.index("shift_x"),
+              augmentation.AUGMENTATION_PARAMETERS.index("rotation"))
 
 
 def encode_splits(vqvae, splits, output_dir, values=None):
@@ -67,6 +74,41 @@ def encode_splits(vqvae, splits, output_dir, values=None):
     np.savez_compressed(partial, **arrays)
     os.replace(partial, cache)
     return encoded
+
+
+def training_poses(splits, output_dir, values):
+    """[N, 2] head poses (`pose.head_pose`: centroid offset in pixels, tilt in degrees) of the
+    slices behind the "train_augmented" code grids (the originals, then each augmented copy),
+    cached in the run folder's `poses.npz` under the code grids' fingerprint."""
+    values = dict(config.DEFAULTS, **(values or {}))
+    cache = pathlib.Path(output_dir) / POSES_FILE
+    fingerprint = fingerprints.code_fingerprint(pathlib.Path(output_dir) / VQVAE_FILE, splits,
+                                                values)
+    if cache.is_file():
+        with np.load(cache) as stored:
+            if str(stored["fingerprint"]) == fingerprint:
+                return stored["poses"]
+    images = splits["train"].images
+    poses = [pose.head_pose(images)]
+    if values["prior_augment_copies"]:  # the same copies as encode_splits draws
+        poses.append(pose.head_pose(augmentation.flip_and_shift(
+            images, values["prior_augment_copies"], values["prior_augment_shift"],
+            seed=values["seed"], max_rotation=values["prior_augment_rotation"],
+            max_scale=values["prior_augment_scale"])))
+    poses = np.concatenate(poses)
+    partial = cache.with_name("poses.partial.npz")
+    np.savez_compressed(partial, fingerprint=np.array(fingerprint), poses=poses)
+    os.replace(partial, cache)
+    return poses
+
+
+def with_poses(parameters, poses):
+    """Augmentation parameters [N, 5] with the applied shift across and rotation replaced by
+    the measured poses [N, 2] (scaled by `POSE_SCALES`): what a prior trained with
+    `prior_pose_condition` is told, so that 0 asks for a centred, upright head."""
+    told = np.array(parameters, np.float32, copy=True)
+    told[:, POSE_SLOTS] = np.clip(np.asarray(poses, np.float32) / POSE_SCALES, -2.0, 2.0)
+    return told
 
 
 def code_dataset(codes, slices, batch_size, shuffle, seed=0, repeat=False, covariates=None,

@@ -17,7 +17,7 @@ from brainvq.output import figures
 from brainvq.runs import folder as runs
 from brainvq.runs.folder import PRIOR_FILE, SNAPSHOTS_DIR, VQVAE_FILE, epochs_done, read_state
 from brainvq.training import callbacks
-from brainvq.training.code_cache import code_dataset, encode_splits
+from brainvq.training.code_cache import code_dataset, encode_splits, training_poses, with_poses
 
 
 class TrainingFailed(RuntimeError):
@@ -183,6 +183,9 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
         copies = 1 + values["prior_augment_copies"]  # the augmented grids: `copies` passes
         covariate_values["train_augmented"] = np.tile(covariate_values["train"], (copies, 1))
     codes = encode_splits(vqvae, splits, output_dir, values)
+    if values.get("prior_pose_condition") and values.get("prior_augment_condition"):
+        codes["augmentation"] = with_poses(codes["augmentation"],
+                                           training_poses(splits, output_dir, values))
     pool = pooled(codes, covariate_values.get("train_augmented"),
                   values.get("prior_original_weight", 1))
     checkpoint = output_dir / PRIOR_FILE

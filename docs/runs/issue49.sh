@@ -6,6 +6,7 @@
 #   bash docs/runs/issue49.sh aug49b           # aug49's epoch 9, unaugmented grids 4x
 #   bash docs/runs/issue49.sh aug49c           # aug49b's epoch 6, no shift augmentation
 #   bash docs/runs/issue49.sh noaug49          # aug49c's epoch 2 on the unaugmented grids only
+#   bash docs/runs/issue49.sh pose49           # aug49c's epoch 2 told each grid's head pose
 #   bash docs/runs/issue49.sh realism RUN 3,6  # rank a run's snapshots on the validation subjects
 #   bash docs/runs/issue49.sh ship             # aug49c's best prior (epoch 2) into pretrained/
 # Extra flags go to train.py (e.g. --resume).
@@ -68,6 +69,13 @@ case "$1" in
     python train.py "${FLAGS[@]}" --output-dir runs/noaug49 --prior-patience 4 \
       --prior-augment-copies 0 --prior-augment-condition false --prior-learning-rate 0.0002 \
       --prior-epochs 12 --prior-init runs/aug49c/prior_e2.keras "${@:2}" ;;
+  pose49)
+    # aug49c's epoch 2 told each training grid's measured head pose (centroid offset, tilt) in
+    # place of the applied shift and rotation, and sampled at a centred, upright pose
+    over_shipped_vqvae runs/pose49 && snapshot_checkpoint runs/aug49c 2
+    python train.py "${FLAGS[@]}" --output-dir runs/pose49 --prior-patience 4 \
+      --prior-augment-shift 0 --prior-original-weight 4 --prior-learning-rate 0.0005 \
+      --prior-pose-condition true --prior-epochs 12 --prior-init runs/aug49c/prior_e2.keras "${@:2}" ;;
   realism)
     python benchmark.py realism --output-dir "$2" --data-dir "$DATA" --samples 128 \
       --temperatures 1.0 --top-ks 64 --guidances 1.5 --seeds 0,1,2 \

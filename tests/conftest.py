@@ -11,7 +11,7 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture
-def quick_evaluation(monkeypatch):
+def quick_evaluation(monkeypatch, request):
     """The evaluation networks (the realism feature network, the covariate rulers) trained on a
     few hundred images: the script tests check that their figures are computed and printed,
     while tests/evaluation checks what the networks learn at their real sizes."""
@@ -21,6 +21,17 @@ def quick_evaluation(monkeypatch):
     monkeypatch.setattr(feature_network, "IMAGES_SEEN", 1000)  # at least 3 passes still
     monkeypatch.setattr(covariate_checks, "RULER_COPIES", 1)
     monkeypatch.setattr(covariate_checks, "IMAGES_SEEN", 1000)
+    # ... and run eagerly: tracing a tiny network's fit, predict or sampling loop into a graph
+    # costs seconds, running its few steps as Python a fraction of that. Tests marked `traced`
+    # keep the graphs a user's run has.
+    if "traced" in request.keywords:
+        yield
+        return
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)
 
 
 @pytest.fixture(autouse=True)

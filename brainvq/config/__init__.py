@@ -1,4 +1,5 @@
-"""The pipeline's configuration: every default (`defaults`), and how values are checked,
+"""The pipeline's configuration: every default (`defaults`), typed per stage (`schema`:
+`VQVAEConfig`, `PriorConfig`, `TrainingConfig`), and how values are checked,
 read from the command line and from a run folder (`values`). The top-level
 `hyperparameters.py` is the same, under the name the original design gives it."""
 from brainvq.config.defaults import (  # noqa: F401 - the package's face
@@ -10,6 +11,7 @@ from brainvq.config.defaults import (  # noqa: F401 - the package's face
     VQVAE_KEYS,
     VQVAE_TRAINING_KEYS,
 )
+from brainvq.config.schema import PriorConfig, TrainingConfig, VQVAEConfig  # noqa: F401
 from brainvq.config.values import (  # noqa: F401 - the package's face
     HYPERPARAMETERS_FILE,
     MIN_GRID,
@@ -35,6 +37,9 @@ from brainvq.config.values import (  # noqa: F401 - the package's face
 )
 
 __all__ = [
+    "VQVAEConfig",
+    "PriorConfig",
+    "TrainingConfig",
     "DEFAULTS",
     "ARCHITECTURE_KEYS",
     "VQVAE_KEYS",

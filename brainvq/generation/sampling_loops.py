@@ -157,6 +157,7 @@ def row_cached_loop(prior, grid, slices, grid_size, draw, condition=(None, None)
 
     def row_body(row, state):
         grid, caches = state
+        row = ops.convert_to_tensor(row, "int32")  # a Python int when run eagerly
         top = ops.clip(row - reach, 0, grid_size - rows)
         above = ops.slice(grid, ops.stack([0, top, 0]), (batch, rows, grid_size))
         row_biases = [crop(bias, top, 0, rows, grid_size) for bias in biases]
@@ -165,6 +166,7 @@ def row_cached_loop(prior, grid, slices, grid_size, draw, condition=(None, None)
 
         def column_body(column, state):
             grid, caches = state
+            column = ops.convert_to_tensor(column, "int32")
             left = ops.clip(column - reach, 0, grid_size - width)
             codes = ops.slice(grid, ops.stack([0, row, left]), (batch, 1, width))
             terms = [ops.slice(term, ops.stack([0, left, 0]), (batch, width, term.shape[-1]))

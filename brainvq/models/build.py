@@ -6,6 +6,7 @@ map a run's values onto them.
 """
 import keras
 
+from brainvq.config.schema import PriorConfig, TrainingConfig, VQVAEConfig
 from brainvq.data.augmentation import AUGMENTATION_PARAMETERS
 from brainvq.models.hierarchy import HierarchicalPrior, VQVAE2Trainer
 from brainvq.models.pixelcnn import GatedPixelCNN
@@ -14,49 +15,32 @@ from brainvq.models.vqvae import LinearWarmup, VQVAETrainer
 
 def vqvae_from_hyperparameters(values):
     """A built `VQVAETrainer` from a hyperparameters dict; with `levels` 2, a `VQVAE2Trainer`."""
-    extra = {}
-    if values.get("levels", 1) == 2:
-        cls, extra = VQVAE2Trainer, {"top_code_dim": values["top_code_dim"]}
-    else:
-        cls = VQVAETrainer
-    model = cls(
-        image_size=values["image_size"], num_codes=values["num_codes"],
-        code_dim=values["code_dim"], num_downsamples=values["num_downsamples"],
-        channels=values["channels"], num_residual_blocks=values["num_residual_blocks"],
-        commitment_cost=values["commitment_cost"], use_ema=values["use_ema"],
-        ema_decay=values["ema_decay"], dead_code_threshold=values["dead_code_threshold"],
-        ssim_weight=values["ssim_weight"], ssim_warmup_steps=values["ssim_warmup_steps"],
-        ssim_window=values["ssim_window"], attention=values["attention"],
-        perceptual_weight=values["perceptual_weight"],
-        adversarial_weight=values["adversarial_weight"],
-        adversarial_start=values["adversarial_start"], **extra)
+    settings = VQVAEConfig.from_values(values)
+    cls = VQVAE2Trainer if settings.levels == 2 else VQVAETrainer
+    model = cls(**settings.network_arguments())
     model.build()
     return model
 
 
 def vqvae_optimizer(values):
     """Adam at `learning_rate`, reached after `warmup_steps` of linear warm-up (0: none)."""
-    rate = values["learning_rate"]
-    if values.get("warmup_steps", 0) > 0:
-        rate = LinearWarmup(rate, values["warmup_steps"])
+    training = TrainingConfig.from_values(values)
+    rate = training.learning_rate
+    if training.warmup_steps > 0:
+        rate = LinearWarmup(rate, training.warmup_steps)
     return keras.optimizers.Adam(rate)
 
 
 def prior_settings(values):
     """`GatedPixelCNN` keyword arguments (all but grid_size) from a hyperparameters dict."""
-    return dict(
-        num_codes=values["num_codes"], filters=values["prior_filters"],
-        num_layers=values["prior_layers"], kernel_size=values["prior_kernel_size"],
-        dropout=values["prior_dropout"], num_slice_positions=values["num_slice_positions"],
-        attention_blocks=values["prior_attention_blocks"],
-        attention_heads=values["prior_attention_heads"],
-        position_embedding=values["prior_position_embedding"])
+    return PriorConfig.from_values(values).network_arguments()
 
 
 def augmentation_inputs(values):
     """How many augmentation parameters a (one-level) slice prior is conditioned on: those of
     `flip_and_shift` with `prior_augment_condition` and augmented copies, else 0."""
-    if values.get("prior_augment_condition") and values.get("prior_augment_copies", 0) > 0:
+    settings = PriorConfig.from_values(values)
+    if settings.augment_condition and settings.augment_copies > 0:
         return len(AUGMENTATION_PARAMETERS)
     return 0
 
@@ -67,10 +51,11 @@ def prior_from_hyperparameters(values, grid_size, covariates=()):
     the slice position), or with `levels` 2 a `HierarchicalPrior` (a top prior, and a bottom
     prior given the top codes) over the packed codes of a VQ-VAE-2 whose bottom grid is
     `grid_size`."""
-    settings = prior_settings(values)
-    if values.get("levels", 1) == 2:
+    prior = PriorConfig.from_values(values)
+    settings = prior.network_arguments()
+    if prior.levels == 2:
         top = GatedPixelCNN(grid_size=grid_size // 2, name="top_prior", **settings)
-        bottom = GatedPixelCNN(grid_size=grid_size, condition_codes=values["num_codes"],
+        bottom = GatedPixelCNN(grid_size=grid_size, condition_codes=prior.num_codes,
                                condition_grid_size=grid_size // 2, name="bottom_prior",
                                **settings)
         model = HierarchicalPrior(top, bottom, name="hierarchical_prior")

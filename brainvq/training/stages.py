@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from brainvq import config
+from brainvq.config.schema import PriorConfig, TrainingConfig
 from brainvq.data import covariates, input_pipeline
 from brainvq.losses import perceptual
 from brainvq.models import build, prior_inputs
@@ -129,7 +130,8 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
     """Fits the VQ-VAE on splits["train"], validating on splits["validate"]."""
     output_dir = pathlib.Path(output_dir)
     checkpoint = output_dir / VQVAE_FILE
-    batch_size = values["batch_size"]
+    training = TrainingConfig.from_values(values)
+    batch_size = training.batch_size
     scope = strategy.scope() if strategy else contextlib.nullcontext()
     with scope:
         model, done = load_for_resume(output_dir, "vqvae", values) if resume else (None, 0)
@@ -138,15 +140,15 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
             model.compile(optimizer=build.vqvae_optimizer(values))
         perceptual.attach_feature_network(model, values)
     train_data = input_pipeline.make_dataset(splits["train"], batch_size, shuffle=True,
-                                      seed=values["seed"], drop_remainder=bool(strategy),
-                                      repeat=bool(values["steps_per_epoch"]))
+                                      seed=training.seed, drop_remainder=bool(strategy),
+                                      repeat=bool(training.steps_per_epoch))
     validation_data = input_pipeline.make_dataset(splits["validate"], batch_size, shuffle=False)
     validation = splits["validate"]
     shown = np.linspace(0, len(validation) - 1, min(6, len(validation))).round().astype(int)
     frames = callbacks.ProgressFrames(validation.images[shown], output_dir / "progress",
                                       pathlib.Path(values["images_dir"]) / "training_progress.gif")
-    fit_stage(model, "vqvae", train_data, validation_data, values, values["epochs"], batch_size,
-              output_dir, VQVAE_FILE, resume, [frames, *extra_callbacks], values["patience"],
+    fit_stage(model, "vqvae", train_data, validation_data, values, training.epochs, batch_size,
+              output_dir, VQVAE_FILE, resume, [frames, *extra_callbacks], training.patience,
               done=done, record={"data_fingerprint": runs.data_fingerprint(splits)})
     report_best(output_dir, "vqvae")
     plot_training_curves(output_dir, "vqvae", values["images_dir"])
@@ -172,6 +174,7 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     """Fits the PixelCNN prior on the frozen VQ-VAE's code grids; returns the prior and the
     test-split negative log-likelihood in bits per code."""
     output_dir = pathlib.Path(output_dir)
+    settings = PriorConfig.from_values(values)
     vqvae_path = output_dir / VQVAE_FILE
     vqvae = frozen_vqvae(output_dir, values)
     if resume and read_state(output_dir).get("prior"):
@@ -180,14 +183,13 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     covariate_specs, covariate_values = [], {}
     if values.get("condition_on"):
         splits, covariate_specs, covariate_values = covariates.for_splits(values, splits)
-        copies = 1 + values["prior_augment_copies"]  # the augmented grids: `copies` passes
+        copies = 1 + settings.augment_copies  # the augmented grids: `copies` passes
         covariate_values["train_augmented"] = np.tile(covariate_values["train"], (copies, 1))
     codes = encode_splits(vqvae, splits, output_dir, values)
-    if values.get("prior_pose_condition") and values.get("prior_augment_condition"):
+    if settings.pose_condition and settings.augment_condition:
         codes["augmentation"] = with_poses(codes["augmentation"],
                                            training_poses(splits, output_dir, values))
-    pool = pooled(codes, covariate_values.get("train_augmented"),
-                  values.get("prior_original_weight", 1))
+    pool = pooled(codes, covariate_values.get("train_augmented"), settings.original_weight)
     checkpoint = output_dir / PRIOR_FILE
     scope = strategy.scope() if strategy else contextlib.nullcontext()
     with scope:
@@ -195,12 +197,12 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
         if prior is None:
             prior = build.prior_from_hyperparameters(values, vqvae.grid_size,
                                                      covariates=covariate_specs)
-            if values.get("prior_init"):
-                initialise_from(prior, values["prior_init"])
+            if settings.init:
+                initialise_from(prior, settings.init)
             prior.compile(optimizer=prior_optimizer(values),
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                           metrics=[prior_inputs.BitsPerCode()])
-    batch_size = values["prior_batch_size"]
+    batch_size = settings.batch_size
     # The augmented grids widen the pool an epoch draws from, not the epoch: an epoch stays one
     # pass's worth of the real training grids, so augmentation costs no extra training time.
     steps = values["steps_per_epoch"] or math.ceil(len(codes["train"][0]) / batch_size)
@@ -217,16 +219,16 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     if covariate_specs:  # and, with --unconditional-covariates drawn, these
         record["subject_covariates"] = covariates.subject_rows(
             splits["train"].case_id, covariate_values["train"]).tolist()
-    if values.get("prior_snapshot_every"):  # after the averaged weights are swapped in
+    if settings.snapshot_every:  # after the averaged weights are swapped in
         extra_callbacks = [callbacks.WeightSnapshots(output_dir / SNAPSHOTS_DIR, "prior",
-                                                     values["prior_snapshot_every"]),
+                                                     settings.snapshot_every),
                            *extra_callbacks]
     if getattr(prior.optimizer, "use_ema", False):  # as built, or as the checkpoint's was
         extra_callbacks = [callbacks.AveragedWeights(resumed=done > 0),
                            *extra_callbacks]
     fit_stage(prior, "prior", train_data, validation_data, dict(values, steps_per_epoch=steps),
-              values["prior_epochs"], batch_size, output_dir, PRIOR_FILE, resume, extra_callbacks,
-              values["prior_patience"], done=done, record=record)
+              settings.epochs, batch_size, output_dir, PRIOR_FILE, resume, extra_callbacks,
+              settings.patience, done=done, record=record)
     report_best(output_dir, "prior")
     plot_training_curves(output_dir, "prior", values["images_dir"])
     if checkpoint.exists():
@@ -285,12 +287,13 @@ def initialise_from(prior, source):
 def prior_optimizer(values):
     """AdamW with the prior's learning rate and weight decay (plain Adam when the decay is 0),
     keeping a moving average of the weights when `prior_weight_averaging` > 0."""
-    averaging = values["prior_weight_averaging"]
+    settings = PriorConfig.from_values(values)
+    averaging = settings.weight_averaging
     options = {"use_ema": True, "ema_momentum": averaging} if averaging > 0 else {}
-    if values["prior_weight_decay"] > 0:
-        return keras.optimizers.AdamW(values["prior_learning_rate"],
-                                      weight_decay=values["prior_weight_decay"], **options)
-    return keras.optimizers.Adam(values["prior_learning_rate"], **options)
+    if settings.weight_decay > 0:
+        return keras.optimizers.AdamW(settings.learning_rate, weight_decay=settings.weight_decay,
+                                      **options)
+    return keras.optimizers.Adam(settings.learning_rate, **options)
 
 
 def report_best(output_dir, stage):

@@ -7,6 +7,7 @@
 #   bash docs/runs/issue49.sh aug49c           # aug49b's epoch 6, no shift augmentation
 #   bash docs/runs/issue49.sh noaug49          # aug49c's epoch 2 on the unaugmented grids only
 #   bash docs/runs/issue49.sh pose49           # aug49c's epoch 2 told each grid's head pose
+#   bash docs/runs/issue49.sh pose49b          # pose49's epoch 5, 8 epochs more
 #   bash docs/runs/issue49.sh realism RUN 3,6  # rank a run's snapshots on the validation subjects
 #   bash docs/runs/issue49.sh ship             # aug49c's best prior (epoch 2) into pretrained/
 # Extra flags go to train.py (e.g. --resume).
@@ -76,6 +77,13 @@ case "$1" in
     python train.py "${FLAGS[@]}" --output-dir runs/pose49 --prior-patience 4 \
       --prior-augment-shift 0 --prior-original-weight 4 --prior-learning-rate 0.0005 \
       --prior-pose-condition true --prior-epochs 12 --prior-init runs/aug49c/prior_e2.keras "${@:2}" ;;
+  pose49b)
+    # pose49 stopped by its validation loss (which tells the validation grids pose 0) at epoch
+    # 5 while its samples were still getting better: 8 epochs more from its epoch 5
+    over_shipped_vqvae runs/pose49b && snapshot_checkpoint runs/pose49 5
+    python train.py "${FLAGS[@]}" --output-dir runs/pose49b --prior-patience 8 \
+      --prior-augment-shift 0 --prior-original-weight 4 --prior-learning-rate 0.0005 \
+      --prior-pose-condition true --prior-epochs 8 --prior-init runs/pose49/prior_e5.keras "${@:2}" ;;
   realism)
     python benchmark.py realism --output-dir "$2" --data-dir "$DATA" --samples 128 \
       --temperatures 1.0 --top-ks 64 --guidances 1.5 --seeds 0,1,2 \

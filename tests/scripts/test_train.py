@@ -30,6 +30,7 @@ def read_csv(path):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.traced  # the graphs a user's run has
 def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
     output_dir, images_dir = tmp_path / "run", tmp_path / "images"
     train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "2",
@@ -91,6 +92,7 @@ def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
     assert "held-out real slices" in out and "(copies): " in out
 
 
+@pytest.mark.traced  # the graphs a user's run has
 def test_run_eagerly_trains_without_tracing_the_steps(data_dir, tmp_path, monkeypatch):
     import tensorflow as tf
 
@@ -184,6 +186,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     assert runs.read_state(tmp_path)["vqvae"]["epochs_done"] == 1
 
 
+@pytest.mark.traced  # the graphs a user's run has
 def test_sigkill_then_resume_continues_from_the_last_checkpoint(data_dir, tmp_path):
     output_dir = tmp_path / "run"
     arguments = ["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "4",

@@ -76,18 +76,21 @@ def encode_splits(vqvae, splits, output_dir, values=None):
     return encoded
 
 
-def training_poses(splits, output_dir, values):
-    """[N, 2] head poses (`pose.head_pose`: centroid offset in pixels, tilt in degrees) of the
-    slices behind the "train_augmented" code grids (the originals, then each augmented copy),
-    cached in the run folder's `poses.npz` under the code grids' fingerprint."""
+def measured_poses(splits, output_dir, values):
+    """Head poses (`pose.head_pose`: [N, 2], centroid offset in pixels and tilt in degrees) of
+    the slices behind the code grids: {"train_augmented": the training slices, then each
+    augmented copy; "validate", "test": the held-out slices}, cached in the run folder's
+    `poses.npz` under the code grids' fingerprint."""
     values = dict(config.DEFAULTS, **(values or {}))
     cache = pathlib.Path(output_dir) / POSES_FILE
     fingerprint = fingerprints.code_fingerprint(pathlib.Path(output_dir) / VQVAE_FILE, splits,
                                                 values)
+    names = ("train_augmented", "validate", "test")
     if cache.is_file():
         with np.load(cache) as stored:
-            if str(stored["fingerprint"]) == fingerprint:
-                return stored["poses"]
+            if str(stored["fingerprint"]) == fingerprint and all(name in stored
+                                                                 for name in names):
+                return {name: stored[name] for name in names}
     images = splits["train"].images
     poses = [pose.head_pose(images)]
     if values["prior_augment_copies"]:  # the same copies as encode_splits draws
@@ -95,17 +98,22 @@ def training_poses(splits, output_dir, values):
             images, values["prior_augment_copies"], values["prior_augment_shift"],
             seed=values["seed"], max_rotation=values["prior_augment_rotation"],
             max_scale=values["prior_augment_scale"])))
-    poses = np.concatenate(poses)
+    measured = {"train_augmented": np.concatenate(poses),
+                "validate": pose.head_pose(splits["validate"].images),
+                "test": pose.head_pose(splits["test"].images)}
     partial = cache.with_name("poses.partial.npz")
-    np.savez_compressed(partial, fingerprint=np.array(fingerprint), poses=poses)
+    np.savez_compressed(partial, fingerprint=np.array(fingerprint), **measured)
     os.replace(partial, cache)
-    return poses
+    return measured
 
 
 def with_poses(parameters, poses):
-    """Augmentation parameters [N, 5] with the applied shift across and rotation replaced by
-    the measured poses [N, 2] (scaled by `POSE_SCALES`): what a prior trained with
-    `prior_pose_condition` is told, so that 0 asks for a centred, upright head."""
+    """Augmentation parameters [N, 5] (None: all 0, slices as they are) with the applied shift
+    across and rotation replaced by the measured poses [N, 2] (scaled by `POSE_SCALES`): what
+    a prior trained with `prior_pose_condition` is told, so that 0 asks for a centred, upright
+    head."""
+    if parameters is None:
+        parameters = np.zeros((len(poses), len(augmentation.AUGMENTATION_PARAMETERS)))
     told = np.array(parameters, np.float32, copy=True)
     told[:, POSE_SLOTS] = np.clip(np.asarray(poses, np.float32) / POSE_SCALES, -2.0, 2.0)
     return told

@@ -18,7 +18,7 @@ from brainvq.output import figures
 from brainvq.runs import folder as runs
 from brainvq.runs.folder import PRIOR_FILE, SNAPSHOTS_DIR, VQVAE_FILE, epochs_done, read_state
 from brainvq.training import callbacks
-from brainvq.training.code_cache import code_dataset, encode_splits, training_poses, with_poses
+from brainvq.training.code_cache import code_dataset, encode_splits, measured_poses, with_poses
 
 
 class TrainingFailed(RuntimeError):
@@ -186,9 +186,11 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
         copies = 1 + settings.augment_copies  # the augmented grids: `copies` passes
         covariate_values["train_augmented"] = np.tile(covariate_values["train"], (copies, 1))
     codes = encode_splits(vqvae, splits, output_dir, values)
+    held_out = {}  # the held-out grids' augmentation input: none, or their measured poses
     if settings.pose_condition and settings.augment_condition:
-        codes["augmentation"] = with_poses(codes["augmentation"],
-                                           training_poses(splits, output_dir, values))
+        poses = measured_poses(splits, output_dir, values)
+        codes["augmentation"] = with_poses(codes["augmentation"], poses["train_augmented"])
+        held_out = {name: with_poses(None, poses[name]) for name in ("validate", "test")}
     pool = pooled(codes, covariate_values.get("train_augmented"), settings.original_weight)
     checkpoint = output_dir / PRIOR_FILE
     scope = strategy.scope() if strategy else contextlib.nullcontext()
@@ -211,7 +213,8 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
                               seed=values["seed"], repeat=True, covariates=pool["covariates"],
                               augmentation=pool["augmentation"] if told else None)
     validation_data = code_dataset(*codes["validate"], batch_size, shuffle=False,
-                                   covariates=covariate_values.get("validate"))
+                                   covariates=covariate_values.get("validate"),
+                                   augmentation=held_out.get("validate") if told else None)
     positions = np.bincount(codes["train"][1], minlength=values["num_slice_positions"])
     record = {"data_fingerprint": data_fingerprint, "covariates": covariate_specs,
               "vqvae_fingerprint": runs.file_fingerprint(vqvae_path),
@@ -235,7 +238,8 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
         prior = runs.load_checkpoint(checkpoint)
     prior.run_eagerly = values["run_eagerly"]
     test = prior.evaluate(code_dataset(*codes["test"], batch_size, shuffle=False,
-                                       covariates=covariate_values.get("test")),
+                                       covariates=covariate_values.get("test"),
+                                       augmentation=held_out.get("test") if told else None),
                           verbose=0, return_dict=True)
     return prior, float(test["bits_per_code"])
 

@@ -9,7 +9,8 @@
 #   bash docs/runs/issue49.sh pose49           # aug49c's epoch 2 told each grid's head pose
 #   bash docs/runs/issue49.sh pose49b          # pose49's epoch 5, 8 epochs more
 #   bash docs/runs/issue49.sh realism RUN 3,6  # rank a run's snapshots on the validation subjects
-#   bash docs/runs/issue49.sh ship             # aug49c's best prior (epoch 2) into pretrained/
+#   bash docs/runs/issue49.sh ship RUN EPOCH   # RUN's epoch-EPOCH prior into pretrained/
+#                                              # (shipped before: ship runs/aug49c 2)
 # Extra flags go to train.py (e.g. --resume).
 # DATA (default ../shared/data/ixi) is the IXI T1 folder with demographics.csv.
 set -euo pipefail
@@ -89,16 +90,19 @@ case "$1" in
       --temperatures 1.0 --top-ks 64 --guidances 1.5 --seeds 0,1,2 \
       --feature-network-dir output/realism-validate ${3:+--snapshots "$3"} ;;
   ship)
-    # the sampling settings chosen on the validation subjects, then the export (which copies the
-    # run's hyperparameters: without this step it ships the run's training-time settings)
-    python - runs/aug49c <<'PY'
+    # RUN's epoch-EPOCH snapshot (chosen by `realism` above) as the run's prior, the sampling
+    # settings chosen on the validation subjects, then the export (which copies the run's
+    # hyperparameters: without this step it ships the run's training-time settings)
+    RUN=${2:-runs/pose49b} EPOCH=${3:-8}
+    snapshot_checkpoint "$RUN" "$EPOCH" && cp "$RUN/prior_e$EPOCH.keras" "$RUN/prior.keras"
+    python - "$RUN" <<'PY'
 import json, sys
 path = f"{sys.argv[1]}/hyperparameters.json"
 values = json.load(open(path))
 values.update(temperature=1.0, top_k=64, guidance=1.5, covariate_guidance=1.75)
 json.dump(values, open(path, "w"), indent=2, sort_keys=True)
 PY
-    python train.py --output-dir runs/aug49c --export pretrained/ixi-t1-128 --overwrite ;;
-  *) echo "usage: bash docs/runs/issue49.sh aug49|aug49b|aug49c|realism RUN [EPOCHS]|ship" >&2
+    python train.py --output-dir "$RUN" --export pretrained/ixi-t1-128 --overwrite ;;
+  *) echo "usage: bash docs/runs/issue49.sh aug49|aug49b|aug49c|noaug49|pose49|pose49b|realism RUN [EPOCHS]|ship RUN EPOCH" >&2
      exit 2 ;;
 esac

@@ -52,9 +52,10 @@ def test_with_poses_replaces_the_shift_across_and_rotation_and_keeps_the_rest():
     np.testing.assert_allclose(told[:3, [names.index("shift_x"), names.index("rotation")]],
                                [[0.5, 0.5], [-2.0, 0.0], [0.0, -1.0]])  # clipped at 2
     assert not np.shares_memory(told, parameters)
+    np.testing.assert_allclose(code_cache.with_poses(None, poses[:1]), [[0, 0, 0.5, 0.5, 0]])
 
 
-def test_training_poses_measure_the_originals_and_each_copy_once_and_are_kept(tmp_path,
+def test_poses_are_measured_on_the_originals_each_copy_and_held_out_slices_once(tmp_path,
                                                                               monkeypatch):
     pytest.importorskip("keras")
     from types import SimpleNamespace
@@ -66,13 +67,16 @@ def test_training_poses_measure_the_originals_and_each_copy_once_and_are_kept(tm
     splits = {"train": split, "validate": split, "test": split}
     values = {"prior_augment_copies": 2, "prior_augment_shift": 0, "seed": 0,
               "prior_augment_rotation": 8.0, "prior_augment_scale": 0.0}
-    poses = code_cache.training_poses(splits, tmp_path, values)
+    measured = code_cache.measured_poses(splits, tmp_path, values)
+    poses = measured["train_augmented"]
     assert poses.shape == (9, 2)
+    np.testing.assert_array_equal(measured["validate"], poses[:3])  # the same slices here
     np.testing.assert_allclose(poses[:3, 0], [-4, 0, 3], atol=0.05)
     np.testing.assert_allclose(poses[3:6, 0], [4, 0, -3], atol=0.05)  # copy 1: the mirror
     assert np.abs(poses[6:, 1]).max() > 0.5  # copy 2 rotated
     monkeypatch.setattr(pose, "head_pose", lambda *args: pytest.fail("measured again"))
-    np.testing.assert_array_equal(code_cache.training_poses(splits, tmp_path, values), poses)
+    np.testing.assert_array_equal(
+        code_cache.measured_poses(splits, tmp_path, values)["train_augmented"], poses)
     values["seed"] = 1  # other copies: measured anew
     with pytest.raises(pytest.fail.Exception, match="measured again"):
-        code_cache.training_poses(splits, tmp_path, values)
+        code_cache.measured_poses(splits, tmp_path, values)

@@ -272,3 +272,18 @@ def test_prior_snapshots_are_kept_and_judged_by_the_realism_benchmark(data_dir, 
     with pytest.raises(SystemExit, match="prior_epoch_002.weights.h5"):
         benchmark.main(["realism", "--output-dir", str(run), "--data-dir", str(data_dir),
                         "--samples", "3", "--snapshots", "7"])
+
+
+def test_a_prior_told_the_head_pose_measures_every_slice_once_and_trains(data_dir, tmp_path,
+                                                                         capsys):
+    run = tmp_path / "run"
+    arguments = ["--data-dir", str(data_dir), "--epochs", "1", "--prior-epochs", "1",
+                 "--prior-pose-condition", "true", "--prior-augment-copies", "2",
+                 "--output-dir", str(run), *TINY]
+    train.main(arguments)
+    with np.load(run / "poses.npz") as stored:
+        # 12 training slices and their 2 copies each; 6 validation and 6 test slices
+        shapes = {name: stored[name].shape for name in ("train_augmented", "validate", "test")}
+    assert shapes == {"train_augmented": (36, 2), "validate": (6, 2), "test": (6, 2)}
+    assert runs.load_prior(run).augmentation_inputs == 5
+    assert hyperparameters.load(run)["prior_pose_condition"] is True

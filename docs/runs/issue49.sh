@@ -93,7 +93,7 @@ case "$1" in
     # RUN's epoch-EPOCH snapshot (chosen by `realism` above) as the run's prior, the sampling
     # settings chosen on the validation subjects, then the export (which copies the run's
     # hyperparameters: without this step it ships the run's training-time settings)
-    RUN=${2:-runs/pose49b} EPOCH=${3:-8}
+    RUN=${2:?ship RUN EPOCH} EPOCH=${3:?ship RUN EPOCH}
     snapshot_checkpoint "$RUN" "$EPOCH" && cp "$RUN/prior_e$EPOCH.keras" "$RUN/prior.keras"
     python - "$RUN" <<'PY'
 import json, sys

@@ -99,7 +99,7 @@ case "$1" in
 import json, sys
 path = f"{sys.argv[1]}/hyperparameters.json"
 values = json.load(open(path))
-values.update(temperature=1.0, top_k=64, guidance=1.25, covariate_guidance=1.75)
+values.update(temperature=1.0, top_k=64, guidance=1.25, covariate_guidance=1.5)
 json.dump(values, open(path, "w"), indent=2, sort_keys=True)
 PY
     python train.py --output-dir "$RUN" --export pretrained/ixi-t1-128 --overwrite ;;

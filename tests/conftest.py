@@ -23,7 +23,8 @@ def quick_evaluation(monkeypatch, request):
     monkeypatch.setattr(covariate_checks, "IMAGES_SEEN", 1000)
     # ... and run eagerly: tracing a tiny network's fit, predict or sampling loop into a graph
     # costs seconds, running its few steps as Python a fraction of that. Tests marked `traced`
-    # keep the graphs a user's run has.
+    # keep the graphs a user's run has (and the shipped models' and stacks' long sampling
+    # loops, which run eagerly take minutes).
     if "traced" in request.keywords:
         yield
         return

@@ -12,7 +12,9 @@ from PIL import Image
 
 keras = pytest.importorskip("keras")
 # train.py, predict.py, similarity.py end to end, their evaluation networks kept small
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
+# traced: the shipped models' sampling loops run eagerly take minutes where their graphs take
+# seconds
+pytestmark = [pytest.mark.slow, pytest.mark.traced, pytest.mark.usefixtures("quick_evaluation")]
 
 import predict  # noqa: E402
 import train  # noqa: E402

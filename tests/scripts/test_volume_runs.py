@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
+# traced: a stack's sampling loop (64 slices, each a grid's worth of steps) run eagerly takes
+# minutes where its graph takes seconds
+pytestmark = [pytest.mark.slow, pytest.mark.traced, pytest.mark.usefixtures("quick_evaluation")]
 
 import predict  # noqa: E402
 import similarity  # noqa: E402

@@ -25,14 +25,18 @@ def quick_evaluation(monkeypatch, request):
     # costs seconds, running its few steps as Python a fraction of that. Tests marked `traced`
     # keep the graphs a user's run has (and the shipped models' and stacks' long sampling
     # loops, which run eagerly take minutes).
-    if "traced" in request.keywords:
+    import keras
+
+    if "traced" in request.keywords or keras.backend.backend() != "tensorflow":
         yield
         return
     import tensorflow as tf
 
     tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(False)
 
 
 @pytest.fixture(autouse=True)

@@ -79,8 +79,9 @@ case "$1" in
       --prior-augment-shift 0 --prior-original-weight 4 --prior-learning-rate 0.0005 \
       --prior-pose-condition true --prior-epochs 12 --prior-init runs/aug49c/prior_e2.keras "${@:2}" ;;
   pose49b)
-    # pose49 stopped by its validation loss (which tells the validation grids pose 0) at epoch
-    # 5 while its samples were still getting better: 8 epochs more from its epoch 5
+    # pose49 (run at commit 2b28a1b, whose validation told every held-out grid pose 0; the
+    # held-out grids are told their own poses since) stopped by that validation loss after
+    # epoch 5 while its samples were still getting better: 8 epochs more from its epoch 5
     over_shipped_vqvae runs/pose49b && snapshot_checkpoint runs/pose49 5
     python train.py "${FLAGS[@]}" --output-dir runs/pose49b --prior-patience 8 \
       --prior-augment-shift 0 --prior-original-weight 4 --prior-learning-rate 0.0005 \

@@ -30,9 +30,17 @@ def tilt(rows, cols):
     return float(np.degrees(0.5 * np.arctan2(-2.0 * covariance, var_rows - var_cols)))
 
 
+def mask_pose(mask):
+    """(offset, tilt) of a non-empty [H, W] boolean mask: its centroid's column minus the image's
+    centre column (pixels), and the tilt (degrees, `tilt`) of its long axis."""
+    rows, cols = np.nonzero(mask)
+    return (float(cols.mean() - (mask.shape[1] - 1) / 2.0),
+            tilt(rows - rows.mean(), cols - cols.mean()))
+
+
 def head_pose(images, threshold=TISSUE_THRESHOLD):
-    """[N, 2] float32: per image, its brain mask's centroid column minus the image's centre
-    column (pixels) and its tilt (degrees, `tilt`); (0, 0) for an image with no tissue.
+    """[N, 2] float32: per image, its brain mask's `mask_pose`; (0, 0) for an image with no
+    tissue.
 
     Args:
         images: [N, H, W] or [N, H, W, 1] images in [0, 1].
@@ -43,7 +51,5 @@ def head_pose(images, threshold=TISSUE_THRESHOLD):
     for index, image in enumerate(images):
         mask = largest_filled_component(image > threshold)[0]
         if mask.any():
-            rows, cols = np.nonzero(mask)
-            poses[index] = (cols.mean() - (image.shape[1] - 1) / 2.0,
-                            tilt(rows - rows.mean(), cols - cols.mean()))
+            poses[index] = mask_pose(mask)
     return poses

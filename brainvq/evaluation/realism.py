@@ -15,7 +15,7 @@ floor a perfect generator would reach):
 """
 import numpy as np
 
-from brainvq.data.pose import TISSUE_THRESHOLD, largest_filled_component, tilt
+from brainvq.data.pose import TISSUE_THRESHOLD, largest_filled_component, mask_pose
 from brainvq.evaluation import feature_network, sample_metrics
 from brainvq.generation import generate
 
@@ -67,8 +67,7 @@ def shape_statistics(image, threshold=TISSUE_THRESHOLD):
     mirrored[:, low:high + 1] = mask[:, low:high + 1][:, ::-1]  # about the mask's centre column
     framed = mask[:, ::-1]  # about the image's centre column
     inside = image[mask]
-    rows, cols = np.nonzero(mask)
-    centre_row, centre_col = rows.mean(), cols.mean()
+    offset, tilt = mask_pose(mask)
     return {
         "components": float(components),
         "area": float(mask.mean()),
@@ -76,8 +75,8 @@ def shape_statistics(image, threshold=TISSUE_THRESHOLD):
         "smoothness": float(perimeter(hull) / max(perimeter(mask), 1e-9)),
         "symmetry": float((mask & mirrored).sum() / max((mask | mirrored).sum(), 1)),
         "frame_symmetry": float((mask & framed).sum() / max((mask | framed).sum(), 1)),
-        "centroid_offset": float(centre_col - (image.shape[1] - 1) / 2.0),
-        "tilt": tilt(rows - centre_row, cols - centre_col),
+        "centroid_offset": offset,
+        "tilt": tilt,
         "intensity": float(inside.mean()),
         "contrast": float(inside.std()),
     }

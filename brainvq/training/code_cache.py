@@ -58,10 +58,8 @@ def encode_splits(vqvae, splits, output_dir, values=None):
     parameters = np.zeros((len(codes), len(augmentation.AUGMENTATION_PARAMETERS)), np.float32)
     copies = values["prior_augment_copies"]
     if copies:
-        images, applied = augmentation.flip_and_shift(
-            splits["train"].images, copies, values["prior_augment_shift"], seed=values["seed"],
-            max_rotation=values["prior_augment_rotation"],
-            max_scale=values["prior_augment_scale"], return_parameters=True)
+        images, applied = augmented_copies(splits["train"].images, values,
+                                           return_parameters=True)
         augmented = generate.encode_all(vqvae, images, what="augmented training slices")
         codes = np.concatenate([codes, augmented])
         slices = np.concatenate([slices, np.tile(slices, copies)])
@@ -74,6 +72,15 @@ def encode_splits(vqvae, splits, output_dir, values=None):
     np.savez_compressed(partial, **arrays)
     os.replace(partial, cache)
     return encoded
+
+
+def augmented_copies(images, values, return_parameters=False):
+    """The training slices' `prior_augment_copies` augmented copies as the run's values ask
+    (`augmentation.flip_and_shift`, seeded by `seed`): the same copies each time."""
+    return augmentation.flip_and_shift(
+        images, values["prior_augment_copies"], values["prior_augment_shift"],
+        seed=values["seed"], max_rotation=values["prior_augment_rotation"],
+        max_scale=values["prior_augment_scale"], return_parameters=return_parameters)
 
 
 def measured_poses(splits, output_dir, values):
@@ -93,11 +100,8 @@ def measured_poses(splits, output_dir, values):
                 return {name: stored[name] for name in names}
     images = splits["train"].images
     poses = [pose.head_pose(images)]
-    if values["prior_augment_copies"]:  # the same copies as encode_splits draws
-        poses.append(pose.head_pose(augmentation.flip_and_shift(
-            images, values["prior_augment_copies"], values["prior_augment_shift"],
-            seed=values["seed"], max_rotation=values["prior_augment_rotation"],
-            max_scale=values["prior_augment_scale"])))
+    if values["prior_augment_copies"]:  # the same copies as encode_splits encodes
+        poses.append(pose.head_pose(augmented_copies(images, values)))
     measured = {"train_augmented": np.concatenate(poses),
                 "validate": pose.head_pose(splits["validate"].images),
                 "test": pose.head_pose(splits["test"].images)}

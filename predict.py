@@ -98,7 +98,8 @@ def _run(args, images_dir):
                                      "guidance": args.guidance,
                                      "covariate_guidance": args.covariate_guidance,
                                      "unconditional_guidance": args.unconditional_guidance,
-                                     "unconditional_covariates": args.unconditional_covariates})
+                                     "unconditional_covariates": args.unconditional_covariates,
+                                     "pose_spread": args.pose_spread})
     values, vqvae = run.values, run.vqvae
     generate.check_slice(args.slice_index, values, args.output_dir)
     folder.check_unconditional_covariates(args.output_dir, values)

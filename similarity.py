@@ -99,7 +99,8 @@ def main(argv=None):
             "covariate_guidance": args.covariate_guidance,
             "unconditional_guidance": args.unconditional_guidance,
             "unconditional": args.unconditional,
-            "unconditional_covariates": args.unconditional_covariates})
+            "unconditional_covariates": args.unconditional_covariates,
+            "pose_spread": args.pose_spread})
         runs.check_unconditional_covariates(args.output_dir, values)
         split = evaluated_split(args.split, values)
         if args.volumes > 0:  # before anything is written
@@ -133,7 +134,8 @@ def main(argv=None):
                                      "unconditional_guidance":
                                          values["unconditional_guidance"],
                                      "unconditional_covariates":
-                                         values["unconditional_covariates"]})
+                                         values["unconditional_covariates"],
+                                     "pose_spread": values["pose_spread"]})
             print(f"sample figures: {written}")
         if args.volumes > 0:
             from brainvq.evaluation import volume_checks

@@ -79,14 +79,16 @@ def run(args):
     by up to 2x between seeds at a few hundred samples."""
     values, vqvae = runs.load_run(args.output_dir, {
         "data_dir": args.data_dir, "unconditional_guidance": args.unconditional_guidance,
-        "unconditional_covariates": args.unconditional_covariates})
+        "unconditional_covariates": args.unconditional_covariates,
+        "pose_spread": args.pose_spread})
     splits, description = layouts.load_splits_for(values)
     seeds = args.seeds or [args.seed]
     cache = feature_network_folder(args)
     print(f"machine: {machine_description()}")
     print(f"{description}; run {args.output_dir}; unconditional guidance "
           f"{values['unconditional_guidance']}, covariates "
-          f"{values['unconditional_covariates']}; {args.samples} unconditional + "
+          f"{values['unconditional_covariates']}, pose spread {values['pose_spread']}; "
+          f"{args.samples} unconditional + "
           f"{args.samples} slice-conditioned samples per setting and seed (seeds "
           f"{', '.join(map(str, seeds))}), judged against the {args.split} split; feature "
           f"network in {cache}")
@@ -189,6 +191,11 @@ def add_parser(commands):
                                 choices=config.CHOICES["unconditional_covariates"],
                                 help="covariates of the unconditional samples, for a prior "
                                      "trained on them: null or drawn (default: the run's)")
+    realism_parser.add_argument("--pose-spread", default=None,
+                                type=config.flag_type("pose_spread"),
+                                help="poses of the samples, for a prior trained with "
+                                     "--prior-pose-condition: 0 centred and upright, s > 0 a "
+                                     "training slice's pose times s (default: the run's)")
     realism_parser.add_argument("--split", default="validate", choices=("validate", "test"),
                                 help="the held-out subjects the samples are judged against: "
                                      "validate (choose settings on these), or test (a chosen "

@@ -149,6 +149,12 @@ DEFAULTS = {
     # On IXI's validation subjects "drawn" gave unconditional slices more variety (recall, a
     # lower Fréchet distance) and less precision and plausibility (docs/experiments.md).
     "unconditional_covariates": "null",
+    # For a prior told its training grids' head poses (prior_pose_condition): the pose each
+    # sample is drawn at. 0: centred and upright (the pose the prior is told means "as a slice
+    # should sit"); s > 0: the measured pose (centroid offset, tilt) of one training slice at
+    # the sample's slice position, times s: s = 1 draws heads as they sit and lean in the
+    # training slices, with their variety (docs/experiments.md).
+    "pose_spread": 0.0,
     # --- runs -------------------------------------------------------------------------------
     "strategy": "none",  # none | mirrored (all local GPUs) | multiworker (TF_CONFIG)
     "mixed_precision": False,  # float16 on GPU, bfloat16 on CPU; the quantizer stays float32
@@ -214,6 +220,7 @@ RANGES = {
     "prior_original_weight": (1, None),
     "temperature": ((0.0, "exclusive"), None), "top_k": (0, None), "guidance": (0.0, 10.0),
     "covariate_guidance": (0.0, 10.0), "unconditional_guidance": (0.0, 10.0),
+    "pose_spread": (0.0, 2.0),
 }
 
 # Keys added after runs were first written, with the value that reproduces what such a run did:
@@ -231,6 +238,6 @@ LEGACY_VALUES = {
     "slice_spacing": 0.0, "field_of_view": 224.0, "guidance": 1.0,
     "covariate_guidance": 1.0, "volume_condition_noise": 0.0, "unconditional_guidance": 1.0,
     "unconditional_covariates": "null", "prior_augment_condition": False, "prior_init": "",
-    "prior_pose_condition": False,
+    "prior_pose_condition": False, "pose_spread": 0.0,
     "prior_snapshot_every": 0, "prior_original_weight": 1,
 }

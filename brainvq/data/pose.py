@@ -4,9 +4,15 @@ told them (`prior_pose_condition`), to be sampled at a centred, upright pose."""
 import numpy as np
 from scipy import ndimage
 
+from brainvq.data.augmentation import AUGMENTATION_PARAMETERS
+
 # Intensity above which a pixel is tissue: the images are scaled so that the brain's bright end
 # is 1, and background (air) stays near 0.
 TISSUE_THRESHOLD = 0.1
+# A measured pose is told to the prior as (centroid offset / 4 pixels, tilt / 8 degrees), each
+# clipped to [-2, 2]: the scale of the augmentation parameters whose places they take.
+POSE_SCALES = (4.0, 8.0)
+POSE_SLOTS = (AUGMENTATION_PARAMETERS.index("shift_x"), AUGMENTATION_PARAMETERS.index("rotation"))
 
 
 def largest_filled_component(foreground):
@@ -53,3 +59,52 @@ def head_pose(images, threshold=TISSUE_THRESHOLD):
         if mask.any():
             poses[index] = mask_pose(mask)
     return poses
+
+
+def with_poses(parameters, poses):
+    """Augmentation parameters [N, 5] (None: all 0, slices as they are) with the applied shift
+    across and rotation replaced by the measured poses [N, 2] (scaled by `POSE_SCALES`): what
+    a prior trained with `prior_pose_condition` is told, so that 0 asks for a centred, upright
+    head."""
+    if parameters is None:
+        parameters = np.zeros((len(poses), len(AUGMENTATION_PARAMETERS)))
+    told = np.array(parameters, np.float32, copy=True)
+    told[:, POSE_SLOTS] = np.clip(np.asarray(poses, np.float32) / POSE_SCALES, -2.0, 2.0)
+    return told
+
+
+def draw_poses(slice_poses, positions, spread, seed):
+    """[N, 2] poses (offset, tilt) to sample N slices at: for each of `positions` [N], the pose
+    of one training slice at that position (any training slice for a position none had, e.g.
+    the no-position row), times `spread` (0: centred and upright; 1: as the training slices
+    lean and sit).
+
+    Args:
+        slice_poses: [M, 3] the training slices' (slice position, offset, tilt).
+        positions: [N] int slice positions.
+        spread: >= 0, the factor on the drawn poses.
+        seed: the draw's seed (its own stream: the same seed draws the same poses).
+    """
+    slice_poses = np.asarray(slice_poses, np.float64).reshape(-1, 3)
+    positions = np.asarray(positions).reshape(-1)
+    drawn = np.zeros((len(positions), 2), np.float32)
+    if spread == 0 or not len(positions):
+        return drawn
+    if not len(slice_poses):
+        raise ValueError("drawing poses needs the training slices' poses (none given)")
+    rng = np.random.default_rng([seed, 2])
+    at = slice_poses[:, 0].astype(int)
+    for position in np.unique(positions):
+        rows = np.flatnonzero(positions == position)
+        pool = slice_poses[at == position, 1:]
+        pool = pool if len(pool) else slice_poses[:, 1:]
+        drawn[rows] = pool[rng.integers(len(pool), size=len(rows))] * spread
+    return drawn
+
+
+def recorded_poses(positions, poses):
+    """The training slices' poses as a run records them (what `draw_poses` draws from): one
+    [slice position, offset, tilt] list per slice, to 0.01 pixel and degree."""
+    rows = np.column_stack([np.asarray(positions, np.float64),
+                            np.round(np.asarray(poses, np.float64), 2)])
+    return [[int(position), float(offset), float(tilt)] for position, offset, tilt in rows]

@@ -190,12 +190,15 @@ def draw_subject_covariates(folder, count, seed, stage="prior"):
 def inferer_for(run, settings, requests=()):
     """A `SliceInferer` over a `Run`'s models with the distributions it recorded: the training
     slices' positions (uniform, with a printed note, when it recorded none) and, where
-    `requests` draw them, the training subjects' covariates rows."""
+    `requests` draw them, the training subjects' covariates rows; with a `pose_spread`, the
+    training slices' poses."""
     counts = None
     if settings.unconditional == "positions":
         counts = _uniform_if_unrecorded(run.slice_position_counts, run.folder,
                                         run.values["num_slice_positions"])
-    sampler = SliceInferer(run.vqvae, run.prior, settings, slice_position_counts=counts)
+    poses = run.slice_poses if settings.pose_spread else None
+    sampler = SliceInferer(run.vqvae, run.prior, settings, slice_position_counts=counts,
+                           slice_poses=poses)
     if any(sampler.draws_subject_covariates(request) for request in requests):
         sampler.subject_covariates = run.subject_covariates()
     return sampler

@@ -14,6 +14,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from brainvq.data import pose
 from brainvq.generation import sampling
 
 SAMPLING_BATCH = 128  # grids per compiled sampling call (the batches' seeds depend on it)
@@ -30,6 +31,9 @@ class SamplingSettings:
         training slices' and is sampled given it) or "null" (the prior's no-condition row).
     unconditional_guidance: guidance on the position an unconditional sample drew.
     unconditional_covariates: "null" (none) or "drawn" (one training subject's row each).
+    pose_spread: for a prior told its training grids' head poses (`prior_pose_condition`), the
+        pose each sample is drawn at: 0 centred and upright; s > 0 the pose of a training slice
+        at the sample's slice position, times s (1: heads sit and lean as the training slices').
     """
 
     temperature: float = 1.0
@@ -39,6 +43,7 @@ class SamplingSettings:
     unconditional: str = "positions"
     unconditional_guidance: float = 1.0
     unconditional_covariates: str = "null"
+    pose_spread: float = 0.0
 
     @classmethod
     def from_values(cls, values, **overrides) -> SamplingSettings:
@@ -103,10 +108,12 @@ class SliceInferer:
             samples under `unconditional` "positions" (None: uniform over the positions).
         subject_covariates: [S, C] the training subjects' covariates rows, for
             `unconditional_covariates` "drawn" (needed only then).
+        slice_poses: [M, 3] the training slices' (slice position, centroid offset, tilt), for
+            a `pose_spread` above 0 (needed only then; `pose.draw_poses`).
     """
 
     def __init__(self, vqvae, prior, settings: SamplingSettings,
-                 slice_position_counts=None, subject_covariates=None):
+                 slice_position_counts=None, subject_covariates=None, slice_poses=None):
         self.vqvae, self.prior, self.settings = vqvae, prior, settings
         positions = prior.num_slice_positions
         counts = slice_position_counts
@@ -115,6 +122,11 @@ class SliceInferer:
         self.slice_position_counts = np.asarray(counts, np.float64)[:positions]
         self.subject_covariates = subject_covariates
         self.covariate_width = len(getattr(prior, "covariates", []))
+        if settings.pose_spread and not getattr(prior, "augmentation_inputs", 0):
+            raise ValueError("pose_spread needs a prior trained with prior_pose_condition")
+        if settings.pose_spread and slice_poses is None:
+            raise ValueError("pose_spread needs the training slices' poses (slice_poses)")
+        self.slice_poses = slice_poses
 
     def draws_subject_covariates(self, request: Request) -> bool:
         """Whether `request` takes training subjects' rows (p(covariates) p(x | them))."""
@@ -123,8 +135,8 @@ class SliceInferer:
                     and self.settings.unconditional_covariates == "drawn")
 
     def _conditions(self, request, seed):
-        """(slice positions, slice guidance, covariates rows, covariate guidance) of one
-        request, each [count] or [count, C]."""
+        """(slice positions, slice guidance, covariates rows, covariate guidance, augmentation
+        rows) of one request, each [count], [count, C] or [count, A]."""
         settings, count = self.settings, request.count
         requested, scale = request.slice_index, settings.guidance
         if requested is None:  # unconditional: the drawn position's own guidance, or none
@@ -141,8 +153,12 @@ class SliceInferer:
             given, covariate_scale = stratified_rows(self.subject_covariates, count, seed), 1.0
         rows = np.broadcast_to(np.asarray(np.nan if given is None else given, np.float32),
                                (count, self.covariate_width))
+        told = None
+        if settings.pose_spread:
+            told = pose.with_poses(None, pose.draw_poses(self.slice_poses, slices,
+                                                         settings.pose_spread, seed))
         return (slices, np.full(count, scale, np.float32), rows,
-                np.full(count, covariate_scale, np.float32))
+                np.full(count, covariate_scale, np.float32), told)
 
     def __call__(self, requests, seed: int, progress=None):
         """Samples every `Request` in one sampling call (one compiled sampler), each at its own
@@ -152,7 +168,7 @@ class SliceInferer:
             raise ValueError("this prior was trained without covariates")
         uses_covariates = any(request.covariates is not None or
                               self.draws_subject_covariates(request) for request in requests)
-        slices, guidance, rows, covariate_guidance = zip(
+        slices, guidance, rows, covariate_guidance, told = zip(
             *(self._conditions(request, seed) for request in requests))
         count = sum(request.count for request in requests)
         settings = self.settings
@@ -163,7 +179,8 @@ class SliceInferer:
             seed=seed, batch_size=SAMPLING_BATCH,
             covariates=np.concatenate(rows) if uses_covariates else None,
             progress=progress, guidance=np.concatenate(guidance),
-            covariate_guidance=np.concatenate(covariate_guidance))
+            covariate_guidance=np.concatenate(covariate_guidance),
+            augmentation=np.concatenate(told) if settings.pose_spread else None)
         images = [keras.ops.convert_to_numpy(
             self.vqvae.decode_codes(codes[start:start + SAMPLING_BATCH]))
             for start in range(0, len(codes), SAMPLING_BATCH)]

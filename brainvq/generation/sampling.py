@@ -118,6 +118,26 @@ def _covariates(prior, covariates, num_samples):
     return np.ascontiguousarray(values)
 
 
+def _augmentation(prior, augmentation, num_samples):
+    """float32 [N, A] augmentation parameters (the pose to draw each sample at, for a prior told
+    its training grids' poses) or None (all 0: a slice as it is, centred and upright)."""
+    width = int(getattr(prior, "augmentation_inputs", 0) or 0)
+    if augmentation is None:
+        return None
+    if not width:
+        raise ValueError("this prior was trained without the augmentation condition: pass no "
+                         "augmentation")
+    rows = np.asarray(augmentation, np.float32)
+    if rows.ndim == 1:
+        rows = np.broadcast_to(rows, (num_samples, len(rows)))
+    if rows.shape != (num_samples, width):
+        raise ValueError(f"augmentation must have shape ({num_samples}, {width}) or ({width},), "
+                         f"got {np.shape(augmentation)}")
+    if not np.isfinite(rows).all():
+        raise ValueError("augmentation must be finite")
+    return np.ascontiguousarray(rows)
+
+
 def _condition_codes(prior, condition_codes, num_samples):
     """int32 [N, t, t] codes of the coarser grid a spatially conditioned prior needs (None for
     any other prior)."""
@@ -179,13 +199,15 @@ def _guidance_plan(prior, slices, covariates, guidance, covariate_guidance):
 
 
 def _guided_copies(prior, plan, start, batch_size, copies, inputs):
-    """One batch's inputs (slices [B], condition codes or None, covariates or None), followed,
-    for each guided condition of `plan`, by `copies[i]` rows: the batch's rows that it guides
-    with that condition dropped ("slice": the no-condition row; "covariates": none given),
-    padded with copies of row 0 at scale 1 (no change) so every batch has the same shape.
+    """One batch's inputs (slices [B], then condition codes, covariates and augmentation, each
+    or None), followed, for each guided condition of `plan`, by `copies[i]` rows: the batch's
+    rows that it guides with that condition dropped ("slice": the no-condition row;
+    "covariates": none given; the augmentation always kept), padded with copies of row 0 at
+    scale 1 (no change) so every batch has the same shape.
     Returns (inputs, guides: one (rows [M_i] int32, scales [M_i] float32) per condition)."""
-    slices, condition, covariates = inputs
+    slices, condition, covariates, augmentation = inputs
     all_slices, all_conditions, all_covariates, guides = [slices], [condition], [covariates], []
+    all_augmentation = [augmentation]
     for (name, guided, scales), size in zip(plan, copies):
         rows = np.flatnonzero(guided[start:start + batch_size]).astype(np.int32)
         row_scales = scales[start:start + batch_size][rows]
@@ -198,20 +220,23 @@ def _guided_copies(prior, plan, start, batch_size, copies, inputs):
         all_covariates.append(None if covariates is None else
                               np.full_like(covariates[rows], np.nan) if name == "covariates"
                               else covariates[rows])
+        all_augmentation.append(None if augmentation is None else augmentation[rows])
     inputs = (np.concatenate(all_slices),
               None if condition is None else np.concatenate(all_conditions),
-              None if covariates is None else np.concatenate(all_covariates))
+              None if covariates is None else np.concatenate(all_covariates),
+              None if augmentation is None else np.concatenate(all_augmentation))
     return inputs, guides
 
 
 def _padded_batch(prior, inputs, start, batch_size):
-    """The batch at `start` of inputs (slices [N], condition codes or None, covariates or
-    None), the last one padded to `batch_size` with unconditional rows (no recompiling)."""
-    slices, condition, covariates = (None if part is None else part[start:start + batch_size]
-                                     for part in inputs)
+    """The batch at `start` of inputs (slices [N], then condition codes, covariates and
+    augmentation, each or None), the last one padded to `batch_size` with unconditional rows
+    (no recompiling)."""
+    slices, condition, covariates, augmentation = (
+        None if part is None else part[start:start + batch_size] for part in inputs)
     missing = batch_size - len(slices)
     if missing <= 0:
-        return slices, condition, covariates
+        return slices, condition, covariates, augmentation
     slices = np.concatenate([slices, np.full((missing,), _num_slice_positions(prior), np.int32)])
     if condition is not None:
         condition = np.concatenate(
@@ -219,7 +244,10 @@ def _padded_batch(prior, inputs, start, batch_size):
     if covariates is not None:
         covariates = np.concatenate(
             [covariates, np.full((missing, covariates.shape[1]), np.nan, np.float32)])
-    return slices, condition, covariates
+    if augmentation is not None:
+        augmentation = np.concatenate(
+            [augmentation, np.zeros((missing, augmentation.shape[1]), np.float32)])
+    return slices, condition, covariates, augmentation
 
 
 def _batch_seed(seed, batch_number, grid_size, backend):
@@ -230,16 +258,16 @@ def _batch_seed(seed, batch_number, grid_size, backend):
 
 
 def _draw_batches(prior, sampler, inputs, guidance, batch_size, grid_size, drawing, progress):
-    """Runs the compiled `sampler` batch by batch over `inputs` (slices [N], condition codes or
-    None, covariates or None) with `guidance` (its plan and copies) and `drawing` (temperature,
-    seed); returns the grids [N, g, g]."""
+    """Runs the compiled `sampler` batch by batch over `inputs` (slices [N], then condition
+    codes, covariates and augmentation, each or None) with `guidance` (its plan and copies)
+    and `drawing` (temperature, seed); returns the grids [N, g, g]."""
     grids, backend = [], keras.backend.backend()
     plan, copies = guidance
     temperature, seed = drawing
-    slices, condition, _ = inputs
+    slices = inputs[0]
     for batch_number, start in enumerate(range(0, len(slices), batch_size)):
         count = len(slices[start:start + batch_size])
-        (batch_slices, batch_condition, batch_covariates), guides = _guided_copies(
+        (batch_slices, *conditions), guides = _guided_copies(
             prior, plan, start, batch_size, copies,
             _padded_batch(prior, inputs, start, batch_size))
         grid = np.zeros((len(batch_slices), grid_size, grid_size), np.int32)
@@ -247,9 +275,8 @@ def _draw_batches(prior, sampler, inputs, guidance, batch_size, grid_size, drawi
         result = sampler(ops.convert_to_tensor(grid), ops.convert_to_tensor(batch_slices),
                          ops.convert_to_tensor(temperature, "float32"),
                          ops.convert_to_tensor(batch_seed),
-                         (None if condition is None else ops.convert_to_tensor(batch_condition),
-                          None if batch_covariates is None
-                          else ops.convert_to_tensor(batch_covariates)),
+                         tuple(None if part is None else ops.convert_to_tensor(part)
+                               for part in conditions),
                          tuple((ops.convert_to_tensor(rows), ops.convert_to_tensor(scales))
                                for rows, scales in guides))
         grids.append(np.asarray(ops.convert_to_numpy(result), np.int32)[:count])
@@ -261,7 +288,7 @@ def _draw_batches(prior, sampler, inputs, guidance, batch_size, grid_size, drawi
 def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature=1.0, top_k=0,
                  seed=0, batch_size=None, crop=True, jit_compile=None, progress=None,
                  condition_codes=None, covariates=None, guidance=1.0,
-                 covariate_guidance=1.0):
+                 covariate_guidance=1.0, augmentation=None):
     """Samples code grids from the prior, the whole raster loop in one compiled function.
 
     Args:
@@ -299,6 +326,10 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
             acts on samples that give a covariate, and costs them one more pass per step.
             Samples with different scales, or none, share one batch and one compiled sampler:
             only the samples guided run the extra passes.
+        augmentation: for a prior built with `augmentation_inputs`: [N, A] or one row [A] for
+            all, the augmentation parameters (for a prior told its training grids' poses, the
+            pose, `pose.with_poses`) each sample is drawn at, guided copies included; None: all
+            0 (a slice as it is: centred and upright).
 
     Returns:
         int32 numpy array [N, g, g] of code indices in [0, K); for a
@@ -324,6 +355,7 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
     covariate_guidance = _scales("covariate_guidance", covariate_guidance, num_samples)
     condition = _condition_codes(prior, condition_codes, num_samples)
     given_covariates = _covariates(prior, covariates, num_samples)
+    augmentation = _augmentation(prior, augmentation, num_samples)
     plan = _guidance_plan(prior, slices, given_covariates, guidance, covariate_guidance)
     # Each guided condition adds as many rows to every batch as the batch guiding most has.
     copies = [max(int(rows[start:start + batch_size].sum())
@@ -331,7 +363,7 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
     sampler = loops.compiled_sampler(prior, grid_size, top_k, loops.row_cached(prior, crop),
                                      jit_compile)
 
-    inputs = (slices, condition, given_covariates)
+    inputs = (slices, condition, given_covariates, augmentation)
     return _draw_batches(prior, sampler, inputs, (plan, copies), batch_size, grid_size,
                          (temperature, seed), progress)
 

@@ -72,12 +72,14 @@ def write(grid, position, codes):
     return ops.where(here, ops.cast(codes, grid.dtype)[:, None, None], grid)
 
 
-def whole_grid_loop(prior, grid, slices, grid_size, draw, condition=(None, None)):
+def whole_grid_loop(prior, grid, slices, grid_size, draw, condition=(None, None, None)):
     """Every step runs the prior on the whole grid and draws the code at that step's position."""
-    condition_codes, covariates = condition
+    condition_codes, covariates, augmentation = condition
     inputs = {} if condition_codes is None else {"condition_codes": condition_codes}
     if covariates is not None:
         inputs["covariates"] = covariates
+    if augmentation is not None:
+        inputs["augmentation"] = augmentation
 
     def body(position, grid):
         logits = prior({"code_indices": grid, "slice_index": slices, **inputs}, training=False)
@@ -132,7 +134,7 @@ def crop(bias, row, column, height, width):
                      (ops.shape(bias)[0], height, width, bias.shape[-1]))
 
 
-def row_cached_loop(prior, grid, slices, grid_size, draw, condition=(None, None)):
+def row_cached_loop(prior, grid, slices, grid_size, draw, condition=(None, None, None)):
     """The row-cached loop for a `GatedPixelCNN`.
 
     The vertical stack at row r sees only the rows above r, so once per row it runs on the
@@ -147,9 +149,9 @@ def row_cached_loop(prior, grid, slices, grid_size, draw, condition=(None, None)
     reach = prior.causal_reach
     batch = ops.shape(grid)[0]
     rows = width = min(grid_size, reach + 1)  # rows above (and the row) / columns to the left
-    condition_codes, covariates = condition
+    condition_codes, covariates, augmentation = condition
     biases = prior.condition_biases(slices, batch, condition_codes=condition_codes,
-                                    covariates=covariates)
+                                    covariates=covariates, augmentation=augmentation)
     attention_blocks = list(getattr(prior, "attention", []))
     cache_shape = (batch, grid_size * grid_size, prior.filters)
     caches = tuple((ops.zeros(cache_shape, "float32"), ops.zeros(cache_shape, "float32"))
@@ -190,9 +192,11 @@ def row_cached_loop(prior, grid, slices, grid_size, draw, condition=(None, None)
     return ops.fori_loop(0, grid_size, row_body, (grid, caches))[0]
 
 
-def sampling_loop(prior, grid, slices, grid_size, row_cached, draw, condition=(None, None)):
+def sampling_loop(prior, grid, slices, grid_size, row_cached, draw,
+                  condition=(None, None, None)):
     """The whole raster loop; `draw(logits [N, K], position)` returns the codes [N];
-    `condition` is (condition codes [N, t, t] or None, covariates [N, C] or None)."""
+    `condition` is (condition codes [N, t, t], covariates [N, C], augmentation [N, A]: each or
+    None)."""
     if row_cached:
         return row_cached_loop(prior, grid, slices, grid_size, draw, condition)
     return whole_grid_loop(prior, grid, slices, grid_size, draw, condition)

@@ -42,6 +42,10 @@ def add_run_arguments(parser):
                         help="samples and volumes that request no covariate, from a prior "
                              "trained on them: under its no-covariate row (null), or each with "
                              "one training subject's covariates (drawn) (default: the run's)")
+    parser.add_argument("--pose-spread", type=config.flag_type("pose_spread"), default=None,
+                        help="for a prior trained with --prior-pose-condition: 0 draws centred, "
+                             "upright heads; s > 0 draws each at a training slice's pose (at "
+                             "its slice position) times s (default: the run's)")
     parser.add_argument("--seed", type=config.non_negative_int, default=None,
                         help="sampling seed (default: the run's seed)")
     return parser

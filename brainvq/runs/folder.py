@@ -109,10 +109,25 @@ def copy_atomically(source, path):
     _replace_keeping_previous(partial, path)
 
 
+def json_text(data, indent=0):
+    """`data` as indented JSON with every list of numbers or strings on one line (a run's
+    records hold thousands of them: one per line would be tens of thousands of lines)."""
+    pad = " " * (indent + 2)
+    if isinstance(data, dict) and data:
+        items = [f"{pad}{json.dumps(str(key))}: {json_text(value, indent + 2)}"
+                 for key, value in data.items()]
+        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+    if isinstance(data, (list, tuple)) and any(isinstance(item, (dict, list, tuple))
+                                               for item in data):
+        items = [pad + json_text(item, indent + 2) for item in data]
+        return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+    return json.dumps(data)
+
+
 def write_json_atomically(path, data):
     path = pathlib.Path(path)
     partial = path.with_name(path.name + f".partial-{os.getpid()}")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
+    partial.write_text(json_text(data) + "\n")
     os.replace(partial, path)
 
 
@@ -394,3 +409,19 @@ def load_prior(output_dir, stage="prior"):
     return load_checkpoint(checkpoint, compile=False)
 
 
+
+
+def slice_poses(folder):
+    """[M, 3] float32: the training slices' (slice position, centroid offset in pixels, tilt in
+    degrees), as a prior trained with `prior_pose_condition` recorded them.
+
+    Raises:
+        RunError: none recorded (a prior trained without the pose condition, or before the
+            poses were recorded), with the flag that samples without them.
+    """
+    rows = read_state(folder).get("prior", {}).get("slice_poses")
+    if not rows:
+        raise RunError(f"{folder}'s prior records no training slices' poses (trained without "
+                       f"--prior-pose-condition, or before they were recorded): sample with "
+                       f"--pose-spread 0")
+    return np.asarray(rows, np.float32).reshape(-1, 3)

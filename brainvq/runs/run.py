@@ -64,6 +64,13 @@ class Run:
         """[P] how many training slices each slice position had; None when not recorded."""
         return run_folder.slice_position_counts(self.folder, self.values["num_slice_positions"])
 
+    @property
+    def slice_poses(self) -> np.ndarray:
+        """[M, 3] the training slices' (slice position, centroid offset, tilt) that a prior
+        trained with `prior_pose_condition` recorded (a RunError naming the flag that samples
+        without them when it recorded none)."""
+        return run_folder.slice_poses(self.folder)
+
     def subject_covariates(self, stage="prior") -> np.ndarray:
         """[S, C] the training subjects' covariates rows as `stage` recorded them (a RunError
         naming the flag that samples without them when it recorded none)."""

@@ -13,11 +13,6 @@ from brainvq.runs import fingerprints
 from brainvq.runs.folder import CODES_FILE, VQVAE_FILE
 
 POSES_FILE = "poses.npz"
-# A measured pose is told to the prior as (centroid offset / 4 pixels, tilt / 8 degrees), each
-# clipped to [-2, 2]: the scale of the augmentation parameters whose places they take.
-POSE_SCALES = (4.0, 8.0)
-POSE_SLOTS = (augmentation.AUGMENTATION_PARAMETERS.index("shift_x"),
-              augmentation.AUGMENTATION_PARAMETERS.index("rotation"))
 
 
 def encode_splits(vqvae, splits, output_dir, values=None):
@@ -109,18 +104,6 @@ def measured_poses(splits, output_dir, values):
     np.savez_compressed(partial, fingerprint=np.array(fingerprint), **measured)
     os.replace(partial, cache)
     return measured
-
-
-def with_poses(parameters, poses):
-    """Augmentation parameters [N, 5] (None: all 0, slices as they are) with the applied shift
-    across and rotation replaced by the measured poses [N, 2] (scaled by `POSE_SCALES`): what
-    a prior trained with `prior_pose_condition` is told, so that 0 asks for a centred, upright
-    head."""
-    if parameters is None:
-        parameters = np.zeros((len(poses), len(augmentation.AUGMENTATION_PARAMETERS)))
-    told = np.array(parameters, np.float32, copy=True)
-    told[:, POSE_SLOTS] = np.clip(np.asarray(poses, np.float32) / POSE_SCALES, -2.0, 2.0)
-    return told
 
 
 def code_dataset(codes, slices, batch_size, shuffle, seed=0, repeat=False, covariates=None,

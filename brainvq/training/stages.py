@@ -11,14 +11,14 @@ import numpy as np
 
 from brainvq import config
 from brainvq.config.schema import PriorConfig, TrainingConfig
-from brainvq.data import covariates, input_pipeline
+from brainvq.data import covariates, input_pipeline, pose
 from brainvq.losses import perceptual
 from brainvq.models import build, prior_inputs
 from brainvq.output import figures
 from brainvq.runs import folder as runs
 from brainvq.runs.folder import PRIOR_FILE, SNAPSHOTS_DIR, VQVAE_FILE, epochs_done, read_state
 from brainvq.training import callbacks
-from brainvq.training.code_cache import code_dataset, encode_splits, measured_poses, with_poses
+from brainvq.training.code_cache import code_dataset, encode_splits, measured_poses
 
 
 class TrainingFailed(RuntimeError):
@@ -187,10 +187,13 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
         covariate_values["train_augmented"] = np.tile(covariate_values["train"], (copies, 1))
     codes = encode_splits(vqvae, splits, output_dir, values)
     held_out = {}  # the held-out grids' augmentation input: none, or their measured poses
+    slice_poses = None  # the training slices' (position, offset, tilt): --pose-spread draws them
     if settings.pose_condition and settings.augment_condition:
         poses = measured_poses(splits, output_dir, values)
-        codes["augmentation"] = with_poses(codes["augmentation"], poses["train_augmented"])
-        held_out = {name: with_poses(None, poses[name]) for name in ("validate", "test")}
+        codes["augmentation"] = pose.with_poses(codes["augmentation"], poses["train_augmented"])
+        held_out = {name: pose.with_poses(None, poses[name]) for name in ("validate", "test")}
+        positions, count = codes["train"][1], len(codes["train"][1])
+        slice_poses = pose.recorded_poses(positions, poses["train_augmented"][:count])
     pool = pooled(codes, covariate_values.get("train_augmented"), settings.original_weight)
     checkpoint = output_dir / PRIOR_FILE
     scope = strategy.scope() if strategy else contextlib.nullcontext()
@@ -219,6 +222,8 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     record = {"data_fingerprint": data_fingerprint, "covariates": covariate_specs,
               "vqvae_fingerprint": runs.file_fingerprint(vqvae_path),
               "slice_position_counts": positions.tolist()}  # unconditional samples draw these
+    if slice_poses is not None:
+        record["slice_poses"] = slice_poses
     if covariate_specs:  # and, with --unconditional-covariates drawn, these
         record["subject_covariates"] = covariates.subject_rows(
             splits["train"].case_id, covariate_values["train"]).tolist()

@@ -90,3 +90,27 @@ def test_covariates_are_refused_by_a_prior_without_them(models):
     sampler = SliceInferer(vqvae, prior, SamplingSettings())
     with pytest.raises(ValueError, match="trained without covariates"):
         sampler([Request(1, covariates=np.array([0.5], np.float32))], seed=0)
+
+
+def test_a_pose_spread_draws_each_sample_at_a_training_slices_pose(models):
+    vqvae, _ = models
+    posed = make_prior(augmentation_inputs=5)
+    last = posed.augmentation_encoder.layers[-1].kernel
+    last.assign(np.full(tuple(last.shape), 0.5, np.float32))  # trained: the pose shows
+    slice_poses = np.array([[position, 4.0 * (position - 1.5), 3.0] for position in
+                            range(SLICES)], np.float32)
+    settings = SamplingSettings(top_k=0)
+    upright = SliceInferer(vqvae, posed, settings)
+    spread = SliceInferer(vqvae, posed, SamplingSettings(top_k=0, pose_spread=1.0),
+                          slice_poses=slice_poses)
+    requests = [Request(4), Request(4, 1)]
+    drawn = [codes for _, codes in spread(requests, seed=2)]
+    assert all(not np.array_equal(codes, straight)
+               for codes, (_, straight) in zip(drawn, upright(requests, seed=2)))
+    again = [codes for _, codes in spread(requests, seed=2)]
+    assert all(np.array_equal(first, second) for first, second in zip(drawn, again))
+    with pytest.raises(ValueError, match="slice_poses"):
+        SliceInferer(vqvae, posed, SamplingSettings(pose_spread=1.0))
+    with pytest.raises(ValueError, match="prior_pose_condition"):
+        SliceInferer(vqvae, models[1], SamplingSettings(pose_spread=1.0),
+                     slice_poses=slice_poses)

@@ -7,6 +7,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from brainvq.data import augmentation  # noqa: E402
+from brainvq.generation import sampling  # noqa: E402
 from brainvq.models.pixelcnn import GatedPixelCNN  # noqa: E402
 from brainvq.training import stages  # noqa: E402
 
@@ -69,6 +70,18 @@ def test_a_prior_told_the_augmentation_learns_the_poses_apart_and_samples_at_zer
     assert first_code(told)[0] > 0.9  # no "augmentation" given: 0, a grid as it is
     assert first_code(told, {"augmentation": parameters[1:2]})[3] > 0.9
     assert first_code(blind)[3] > 0.6  # the leak: the pool's poses come back
+    # The sampler draws each sample at its own augmentation (guided copies keep it), and both
+    # loops agree; one row serves all samples.
+    rows = np.where(np.arange(8)[:, None] % 2 == 1, parameters[1], 0.0)
+    for crop in (True, False):
+        codes = sampling.sample_codes(told, 8, 4, slice_index=0, augmentation=rows, seed=0,
+                                      crop=crop, guidance=2.0, batch_size=3)
+        assert (codes[1::2] == 3).mean() > 0.9 and (codes[::2] == 0).mean() > 0.9
+    assert (sampling.sample_codes(told, 2, 4, augmentation=parameters[1]) == 3).mean() > 0.9
+    with pytest.raises(ValueError, match="without the augmentation condition"):
+        sampling.sample_codes(blind, 2, 4, augmentation=parameters[1])
+    with pytest.raises(ValueError, match=r"shape \(2, 5\)"):
+        sampling.sample_codes(told, 2, 4, augmentation=rows)
 
 
 def test_prior_init_starts_from_a_trained_prior_and_the_new_condition_changes_nothing_yet(

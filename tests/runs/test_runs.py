@@ -428,3 +428,16 @@ def test_unconditional_guidance_sharpens_the_drawn_position_and_only_that(finish
     null = [generate.generate(dict(values, unconditional="null", unconditional_guidance=scale),
                                vqvae, finished_run, 2, seed=3)[0] for scale in (1.0, 3.0)]
     np.testing.assert_array_equal(*null)
+
+
+def test_a_state_keeps_its_lists_of_numbers_on_one_line_each_and_reads_back(tmp_path):
+    state = {"prior": {"slice_poses": [[0, 1.5, -2.25], [3, 0.0, 4.0]], "counts": [1, 2],
+                       "classes": ["F", "M"], "empty": [], "nested": {}}}
+    runs.write_state(tmp_path, state)
+    text = (tmp_path / runs.STATE_FILE).read_text()
+    assert json.loads(text) == state
+    assert '      [0, 1.5, -2.25],\n' in text and '"counts": [1, 2],' in text
+    np.testing.assert_array_equal(runs.slice_poses(tmp_path), state["prior"]["slice_poses"])
+    runs.write_state(tmp_path, {"prior": {}})
+    with pytest.raises(runs.RunError, match="--pose-spread 0"):
+        runs.slice_poses(tmp_path)

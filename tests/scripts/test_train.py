@@ -284,6 +284,18 @@ def test_a_prior_told_the_head_pose_measures_every_slice_once_and_trains(data_di
     with np.load(run / "poses.npz") as stored:
         # 12 training slices and their 2 copies each; 6 validation and 6 test slices
         shapes = {name: stored[name].shape for name in ("train_augmented", "validate", "test")}
+        poses = stored["train_augmented"]
     assert shapes == {"train_augmented": (36, 2), "validate": (6, 2), "test": (6, 2)}
     assert runs.load_prior(run).augmentation_inputs == 5
     assert hyperparameters.load(run)["prior_pose_condition"] is True
+    # The training slices' poses, recorded for --pose-spread to draw from
+    recorded = np.array(runs.read_state(run)["prior"]["slice_poses"])
+    with np.load(run / "codes.npz") as stored:
+        np.testing.assert_array_equal(recorded[:, 0], stored["train_slices"])
+    np.testing.assert_allclose(recorded[:, 1:], poses[:12], atol=0.006)
+    import predict
+
+    images = tmp_path / "images"
+    predict.main(["--output-dir", str(run), "--images-dir", str(images), "--samples", "2",
+                  "--pose-spread", "1"])
+    assert len(list((images / "samples").glob("sample_*.png"))) == 2

@@ -142,12 +142,12 @@ DEFAULTS = {
     # p(codes | position); above 1 each sample is sharpened toward its drawn position, at twice
     # the sampling work.
     "unconditional_guidance": 1.0,
-    # Covariates (age, sex, ...) of a sample or volume that requests none, for a prior trained
-    # on them: "null" samples under the prior's no-covariate row; "drawn" gives each sample (each
-    # volume: all its slices) one training subject's row, recorded when the prior was trained,
-    # and samples conditioned on it without covariate guidance (p(covariates) p(codes | them)).
-    # On IXI's validation subjects "drawn" gave unconditional slices more variety (recall, a
-    # lower Fréchet distance) and less precision and plausibility (docs/experiments.md).
+    # Covariates (age, sex, ...) of a sample or volume that requests none (at a requested slice
+    # position or not), for a prior trained on them: "null" samples under the prior's
+    # no-covariate row; "drawn" gives each sample (each volume: all its slices) one training
+    # subject's row, recorded when the prior was trained, and samples conditioned on it without
+    # covariate guidance (p(covariates) p(codes | them)). On IXI's validation subjects "drawn"
+    # gave the samples more variety (recall, a lower Fréchet distance) (docs/experiments.md).
     "unconditional_covariates": "null",
     # For a prior told its training grids' head poses (prior_pose_condition): the pose each
     # sample is drawn at. 0: centred and upright (the pose the prior is told means "as a slice

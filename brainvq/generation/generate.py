@@ -124,9 +124,9 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
     sampled conditioned on it ("positions", guided on it at the run's
     `unconditional_guidance`), or the grid sampled under the prior's no-condition row ("null").
     Samples at a requested `slice_index` are drawn with the run's `guidance` on it. Requested
-    covariates are guided at the run's `covariate_guidance`; unconditional samples of a prior
-    trained on covariates take none (`unconditional_covariates` "null") or one training
-    subject's each, unguided ("drawn").
+    covariates are guided at the run's `covariate_guidance`; samples of a prior trained on
+    covariates that request none (at a slice position or not) take none
+    (`unconditional_covariates` "null") or one training subject's each, unguided ("drawn").
     """
     (images, codes), = generate_together(
         values, vqvae, output_dir, [Request(count, slice_index, covariates)],

@@ -30,7 +30,8 @@ class SamplingSettings:
     unconditional: "positions" (each unconditional sample draws its slice position from the
         training slices' and is sampled given it) or "null" (the prior's no-condition row).
     unconditional_guidance: guidance on the position an unconditional sample drew.
-    unconditional_covariates: "null" (none) or "drawn" (one training subject's row each).
+    unconditional_covariates: the covariates of a sample that requests none (at a requested
+        slice position or not): "null" (none) or "drawn" (one training subject's row each).
     pose_spread: for a prior told its training grids' head poses (`prior_pose_condition`), the
         pose each sample is drawn at: 0 centred and upright; s > 0 the pose of a training slice
         at the sample's slice position, times s (1: heads sit and lean as the training slices').
@@ -129,9 +130,9 @@ class SliceInferer:
         self.slice_poses = slice_poses
 
     def draws_subject_covariates(self, request: Request) -> bool:
-        """Whether `request` takes training subjects' rows (p(covariates) p(x | them))."""
+        """Whether `request` takes training subjects' rows (p(covariates) p(x | them)): it
+        requests no covariate, and the settings draw them."""
         return bool(self.covariate_width and request.covariates is None
-                    and request.slice_index is None
                     and self.settings.unconditional_covariates == "drawn")
 
     def _conditions(self, request, seed):

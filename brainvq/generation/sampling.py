@@ -353,17 +353,15 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
     jit_compile = bool(jit_compile) if backend == "tensorflow" else None
     guidance = _scales("guidance", guidance, num_samples)
     covariate_guidance = _scales("covariate_guidance", covariate_guidance, num_samples)
-    condition = _condition_codes(prior, condition_codes, num_samples)
-    given_covariates = _covariates(prior, covariates, num_samples)
-    augmentation = _augmentation(prior, augmentation, num_samples)
-    plan = _guidance_plan(prior, slices, given_covariates, guidance, covariate_guidance)
+    inputs = (slices, _condition_codes(prior, condition_codes, num_samples),
+              _covariates(prior, covariates, num_samples),
+              _augmentation(prior, augmentation, num_samples))
+    plan = _guidance_plan(prior, slices, inputs[2], guidance, covariate_guidance)
     # Each guided condition adds as many rows to every batch as the batch guiding most has.
     copies = [max(int(rows[start:start + batch_size].sum())
                   for start in range(0, num_samples, batch_size)) for _, rows, _ in plan]
     sampler = loops.compiled_sampler(prior, grid_size, top_k, loops.row_cached(prior, crop),
                                      jit_compile)
-
-    inputs = (slices, condition, given_covariates, augmentation)
     return _draw_batches(prior, sampler, inputs, (plan, copies), batch_size, grid_size,
                          (temperature, seed), progress)
 

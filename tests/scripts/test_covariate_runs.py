@@ -60,17 +60,20 @@ def test_unconditional_samples_draw_a_training_subjects_covariates_unguided(cova
                         lambda *args, **kwargs: calls.append(kwargs) or sample_codes(*args,
                                                                                      **kwargs))
     values, vqvae = runs.load_run(run)
-    requests = [generate.Request(4), generate.Request(2, 1, np.array([0.5, 1.0], np.float32))]
+    requests = [generate.Request(4), generate.Request(2, 1, np.array([0.5, 1.0], np.float32)),
+                generate.Request(3, 1)]
     null = generate.generate_together(dict(values, unconditional_covariates="null",
                                            covariate_guidance=2.0), vqvae, run, requests)
     drawn = generate.generate_together(dict(values, unconditional_covariates="drawn",
                                             covariate_guidance=2.0), vqvae, run, requests)
     rows, scales = calls[1]["covariates"], calls[1]["covariate_guidance"]
-    assert np.isnan(calls[0]["covariates"][:4]).all()  # null: nothing given
-    assert {tuple(row) for row in rows[:4].tolist()} <= {(0.0, 0.0), (1.0, 1.0)}
-    np.testing.assert_array_equal(scales, [1, 1, 1, 1, 2, 2])  # drawn rows unguided
-    np.testing.assert_array_equal(rows[4:], [[0.5, 1.0], [0.5, 1.0]])  # requests unchanged
+    assert np.isnan(calls[0]["covariates"][[0, 1, 2, 3, 6, 7, 8]]).all()  # null: none given
+    # drawn: every sample that requests none, at a slice position or not, unguided
+    assert {tuple(row) for row in rows[[0, 1, 2, 3, 6, 7, 8]].tolist()} <= {(0, 0), (1, 1)}
+    np.testing.assert_array_equal(scales, [1, 1, 1, 1, 2, 2, 1, 1, 1])
+    np.testing.assert_array_equal(rows[4:6], [[0.5, 1.0], [0.5, 1.0]])  # requests unchanged
     assert not np.array_equal(null[0][1], drawn[0][1])  # the drawn rows change the samples
+    assert not np.array_equal(null[2][1], drawn[2][1])
     np.testing.assert_array_equal(null[1][1], drawn[1][1])  # and nothing else
 
 

@@ -63,11 +63,11 @@ def main(argv=None):
         subcommand.add_parser(commands)
     args = parser.parse_args(argv)
     console.quiet_start()
-    from brainvq.runs import folder
+    from brainvq.runs import run_folder
 
     try:
         return args.run(args)
-    except folder.script_errors() as failure:
+    except run_folder.script_errors() as failure:
         sys.exit(f"error: {failure}")
 
 

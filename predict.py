@@ -58,11 +58,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     console.quiet_start(args.verbose)
-    from brainvq.runs import folder
+    from brainvq.runs import run_folder
 
     try:
         run(args)
-    except folder.script_errors() as failure:
+    except run_folder.script_errors() as failure:
         sys.exit(f"error: {failure}")
     except KeyboardInterrupt:
         sys.exit("interrupted: predict.py stopped; the run folder is unchanged (figures written "
@@ -72,15 +72,16 @@ def main(argv=None):
 def run(args):
     """Reconstructions of the test split (skipped, in one line, when only samples are asked for
     and the run's data are not here) and, with --samples, new slices."""
-    from brainvq.runs import folder, lock, pretrained
+    from brainvq.runs import lock, pretrained, run_folder
+    from brainvq.runs.run_folder import RunError
 
-    folder.check_run_dir(args.output_dir)
+    run_folder.check_run_dir(args.output_dir)
     images_dir = pretrained.work_dir(args.output_dir, args.images_dir)
-    folder.check_writable(images_dir, "--images-dir")
+    run_folder.check_writable(images_dir, "--images-dir")
     if args.volumes > MAX_VOLUMES:
-        raise folder.RunError(f"--volumes {args.volumes}: at about 14 s a volume on 2 CPU cores "
-                              f"that is {args.volumes * 14 / 3600:,.0f} hours; draw at most "
-                              f"{MAX_VOLUMES} a call")
+        raise RunError(f"--volumes {args.volumes}: at about 14 s a volume on 2 CPU cores "
+                       f"that is {args.volumes * 14 / 3600:,.0f} hours; draw at most "
+                       f"{MAX_VOLUMES} a call")
     # One call at a time writes into a figures folder: a second one's samples would replace
     # the first one's (samples/sample_NNN.png).
     with lock.RunLock(images_dir, flag="--images-dir"):
@@ -90,8 +91,9 @@ def run(args):
 def _run(args, images_dir):
     from brainvq.evaluation import reports
     from brainvq.generation import generate
-    from brainvq.runs import folder, pretrained, subjects
+    from brainvq.runs import pretrained, run_folder, subjects
     from brainvq.runs.run import Run
+    from brainvq.runs.run_folder import RunError
 
     run = Run.load(args.output_dir, {"data_dir": args.data_dir,
                                      "unconditional": args.unconditional,
@@ -102,24 +104,24 @@ def _run(args, images_dir):
                                      "pose_spread": args.pose_spread})
     values, vqvae = run.values, run.vqvae
     generate.check_slice(args.slice_index, values, args.output_dir)
-    folder.check_unconditional_covariates(args.output_dir, values)
+    run_folder.check_unconditional_covariates(args.output_dir, values)
     requested = {name: value for name, value in (("age", args.age), ("sex", args.sex))
                  if value is not None}
     for item in args.condition:
         name, equals, value = item.partition("=")
         name = name.strip()
         if not equals or not name or not value.strip():
-            raise folder.RunError(f"--condition {item}: give NAME=VALUE, e.g. --condition "
-                                  f"age=70")
+            raise RunError(f"--condition {item}: give NAME=VALUE, e.g. --condition "
+                           f"age=70")
         if name in requested:
-            raise folder.RunError(f"--condition {item}: {name} is asked for twice (also "
-                                  f"{requested[name]!r}); give it once")
+            raise RunError(f"--condition {item}: {name} is asked for twice (also "
+                           f"{requested[name]!r}); give it once")
         requested[name] = value
     if args.by_covariate and args.samples == 0:
-        raise folder.RunError("--by-covariate draws its figures beside --samples N: add "
-                              "--samples (e.g. --samples 16)")
+        raise RunError("--by-covariate draws its figures beside --samples N: add "
+                       "--samples (e.g. --samples 16)")
     if args.volumes:
-        folder.check_stack_run(values, args.output_dir)
+        run_folder.check_stack_run(values, args.output_dir)
     wants_prior = args.samples > 0 or args.volumes > 0 or requested
     prior = run.prior if wants_prior else None
     volume_prior = run.volume_prior if args.volumes else None

@@ -85,15 +85,14 @@ def main(argv=None):
         sample_report,
         write_figures,
     )
-    from brainvq.runs import folder as runs
-    from brainvq.runs import pretrained, subjects
+    from brainvq.runs import pretrained, run_folder, subjects
 
     try:
-        runs.check_run_dir(args.output_dir)
+        run_folder.check_run_dir(args.output_dir)
         images_dir = pretrained.work_dir(args.output_dir, args.images_dir)
-        runs.check_writable(images_dir, "--images-dir")
+        run_folder.check_writable(images_dir, "--images-dir")
         cache_dir = pretrained.cache_dir(args.output_dir, images_dir)
-        values, vqvae = runs.load_run(args.output_dir, {
+        values, vqvae = run_folder.load_run(args.output_dir, {
             "data_dir": args.data_dir, "covariates": args.covariates,
             "temperature": args.temperature, "top_k": args.top_k, "guidance": args.guidance,
             "covariate_guidance": args.covariate_guidance,
@@ -101,10 +100,10 @@ def main(argv=None):
             "unconditional": args.unconditional,
             "unconditional_covariates": args.unconditional_covariates,
             "pose_spread": args.pose_spread})
-        runs.check_unconditional_covariates(args.output_dir, values)
+        run_folder.check_unconditional_covariates(args.output_dir, values)
         split = evaluated_split(args.split, values)
         if args.volumes > 0:  # before anything is written
-            runs.check_stack_run(values, args.output_dir)
+            run_folder.check_stack_run(values, args.output_dir)
         splits, description = layouts.load_splits_for(values)
         print(description)
         splits[split] = subjects.held_out(args.output_dir, splits[split], split,
@@ -118,7 +117,7 @@ def main(argv=None):
             if args.feature_network == "auto" and not feature_figures:
                 print("demo data: the realism feature network is not trained (its figures need "
                       "real training subjects); --feature-network yes computes them anyway")
-            prior = runs.load_prior(args.output_dir)  # one load, one sampler, every draw
+            prior = run_folder.load_prior(args.output_dir)  # one load, one sampler, every draw
             figures = sample_report(values, vqvae, args.output_dir, splits["train"],
                                     splits[split], args.samples, seed,
                                     feature_figures=feature_figures, cache_dir=cache_dir,
@@ -144,7 +143,7 @@ def main(argv=None):
             volume_checks.volume_report(values, vqvae, args.output_dir, splits, split,
                                         args.volumes, seed, cache_dir, images_dir,
                                         slice_features=args.feature_network != "no")
-    except runs.script_errors() as failure:
+    except run_folder.script_errors() as failure:
         sys.exit(f"error: {failure}")
     except KeyboardInterrupt:
         sys.exit("interrupted: similarity.py stopped; the checkpoints are untouched, and the "

@@ -42,11 +42,11 @@ def main(argv=None):
     args = parse_args(argv)
     command = "python train.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     console.quiet_start(args.verbose)
-    from brainvq.runs import checks, folder, lock, pretrained
+    from brainvq.runs import checks, lock, pretrained, run_folder
     from brainvq.training import pipeline
 
     failures = (pipeline.TrainingFailed, hyperparameters.IncompatibleCheckpoint,
-                hyperparameters.InvalidHyperparameters, folder.RunError, errors.DatasetError,
+                hyperparameters.InvalidHyperparameters, run_folder.RunError, errors.DatasetError,
                 errors.WeightsUnavailable, errors.OutputBlocked, FileNotFoundError)
     try:
         values = checks.run_values(args)
@@ -60,8 +60,8 @@ def main(argv=None):
             print(f"exported {output_dir} to {args.export} ({size:.1f} MB): "
                   + ", ".join(path.name for path in written))
             return
-        folder.check_writable(output_dir, "--output-dir")
-        folder.check_writable(values["images_dir"], "--images-dir")
+        run_folder.check_writable(output_dir, "--output-dir")
+        run_folder.check_writable(values["images_dir"], "--images-dir")
         with lock.RunLock(output_dir):
             pipeline.train(values, output_dir, checks.stages_of(args.stage, values),
                            resume=args.resume, overwrite=args.overwrite,

@@ -7,7 +7,7 @@ from brainvq import config
 from brainvq.benchmarks.harness import comma_separated, machine_description
 from brainvq.benchmarks.rulers import load_covariate_run
 from brainvq.evaluation import covariate_checks, realism
-from brainvq.runs import folder as runs
+from brainvq.runs import run_folder
 
 
 def run(args):
@@ -16,7 +16,7 @@ def run(args):
     for each scale in `--covariate-guidances` (never the test subjects)."""
     values, vqvae, splits, specs, arrays, description = load_covariate_run(args)
     train, validate = splits["train"], splits["validate"]
-    prior = runs.load_prior(args.output_dir)
+    prior = run_folder.load_prior(args.output_dir)
     ranges = realism.plausibility_ranges(train.images)
     print(f"machine: {machine_description()}")
     print(f"{description}; run {args.output_dir}; T {values['temperature']}, top-k "

@@ -12,8 +12,8 @@ from brainvq.benchmarks.harness import (
 from brainvq.data import layouts
 from brainvq.evaluation import realism
 from brainvq.generation import generate
-from brainvq.runs import folder as runs
-from brainvq.runs import pretrained, subjects
+from brainvq.runs import pretrained, run_folder, subjects
+from brainvq.runs.run_folder import RunError
 
 # (heading, figure key, format) of each column after the setting's
 COLUMNS = (("plausible", "plausible_samples", "{:10.1%}"),
@@ -50,12 +50,13 @@ def with_worst(figures):
 
 def snapshot_path(output_dir, epoch):
     """A run's kept prior weights of `epoch` (`--prior-snapshot-every`), checked to exist."""
-    path = pathlib.Path(output_dir) / runs.SNAPSHOTS_DIR / f"prior_epoch_{epoch:03d}.weights.h5"
+    path = (pathlib.Path(output_dir) / run_folder.SNAPSHOTS_DIR
+            / f"prior_epoch_{epoch:03d}.weights.h5")
     if not path.is_file():
         kept = sorted(path.parent.glob("prior_epoch_*.weights.h5"))
-        raise runs.RunError(f"{path} not found; kept: "
-                            + (", ".join(p.name for p in kept) or "none (train with "
-                               "--prior-snapshot-every N)"))
+        raise RunError(f"{path} not found; kept: "
+                       + (", ".join(p.name for p in kept) or "none (train with "
+                          "--prior-snapshot-every N)"))
     return path
 
 
@@ -77,7 +78,7 @@ def run(args):
     chosen model's final figures over several seeds, once). With several seeds each setting
     also gets a row of their means and spread: one seed's unconditional Fréchet distance moves
     by up to 2x between seeds at a few hundred samples."""
-    values, vqvae = runs.load_run(args.output_dir, {
+    values, vqvae = run_folder.load_run(args.output_dir, {
         "data_dir": args.data_dir, "unconditional_guidance": args.unconditional_guidance,
         "unconditional_covariates": args.unconditional_covariates,
         "pose_spread": args.pose_spread})
@@ -97,7 +98,7 @@ def run(args):
                                  values["data_dir"])
     reference = realism.RealReference(values, vqvae, splits["train"], held_out,
                                       feature_figures=True, cache_dir=cache)
-    prior = runs.load_prior(args.output_dir)  # one load, one compiled sampler for every call
+    prior = run_folder.load_prior(args.output_dir)  # one load, one compiled sampler for every call
     snapshots = {epoch: snapshot_path(args.output_dir, epoch) for epoch in args.snapshots}
     rows = []
     for epoch in [*snapshots] or [None]:

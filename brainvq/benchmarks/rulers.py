@@ -6,17 +6,18 @@ from brainvq import config
 from brainvq.benchmarks.harness import comma_separated, machine_description
 from brainvq.data import covariates, layouts
 from brainvq.evaluation import covariate_checks
-from brainvq.runs import folder as runs
+from brainvq.runs import run_folder
+from brainvq.runs.run_folder import RunError
 
 
 def load_covariate_run(args):
     """The run in `args.output_dir`, trained on covariates, and its data: (values, VQ-VAE,
     splits with covariates, covariate specs, covariate arrays per split, data description)."""
-    values, vqvae = runs.load_run(args.output_dir, {"data_dir": args.data_dir,
-                                                    "covariates": args.covariates})
+    values, vqvae = run_folder.load_run(args.output_dir, {"data_dir": args.data_dir,
+                                                          "covariates": args.covariates})
     if not values.get("condition_on"):
-        raise runs.RunError(f"{args.output_dir} was trained without covariates: pass the "
-                            f"output dir of a run trained with --covariates and --condition-on")
+        raise RunError(f"{args.output_dir} was trained without covariates: pass the "
+                       f"output dir of a run trained with --covariates and --condition-on")
     splits, description = layouts.load_splits_for(values)
     splits, specs, arrays = covariates.for_splits(values, splits)
     return values, vqvae, splits, specs, arrays, description

@@ -23,8 +23,7 @@ from brainvq.benchmarks.harness import comma_separated, machine_description, see
 from brainvq.benchmarks.rulers import load_covariate_run
 from brainvq.evaluation import utility
 from brainvq.generation import generate
-from brainvq.runs import fingerprints
-from brainvq.runs import folder as runs
+from brainvq.runs import fingerprints, run_folder
 
 CHUNK = 256  # synthetic slices sampled (and kept) per file
 SAMPLING_SETTINGS = ("temperature", "top_k", "guidance", "covariate_guidance")
@@ -44,8 +43,8 @@ def subject_subset(slices, case_id, count, seed):
     the 10)."""
     cases = np.unique(case_id)
     if count > len(cases):
-        raise runs.RunError(f"--subjects {count}: the training subjects with every covariate "
-                            f"known number only {len(cases)}")
+        raise run_folder.RunError(f"--subjects {count}: the training subjects with every "
+                                  f"covariate known number only {len(cases)}")
     chosen = np.random.default_rng([seed, 7]).permutation(cases)[:count]
     return slices.take(np.isin(case_id, chosen))
 
@@ -54,7 +53,7 @@ def synthetic_key(output_dir, values, real):
     """What a synthetic set depends on, as one hex digest: the models' files, the sampling
     settings and the real label rows it is drawn at."""
     digest = hashlib.sha256()
-    for name in (runs.VQVAE_FILE, runs.PRIOR_FILE):
+    for name in (run_folder.VQVAE_FILE, run_folder.PRIOR_FILE):
         digest.update(str(fingerprints.file_fingerprint(pathlib.Path(output_dir) / name))
                       .encode())
     digest.update(json.dumps({name: values.get(name) for name in SAMPLING_SETTINGS},
@@ -122,7 +121,7 @@ def run(args):
     cache.mkdir(parents=True, exist_ok=True)
     results_path = pathlib.Path(args.json or cache / "utility.json")
     done = read_results(results_path, key, args.images_seen)
-    prior = runs.load_prior(args.output_dir)
+    prior = run_folder.load_prior(args.output_dir)
     print(f"machine: {machine_description()}")
     print(f"{description}; run {args.output_dir}; {len(real)} real training slices of "
           f"{len(np.unique(case_id))} subjects; held out: "
@@ -131,8 +130,9 @@ def run(args):
     subjects_known = len(np.unique(case_id))
     subjects = [subjects_known if count == "all" else count for count in args.subjects]
     if max(subjects) > subjects_known:
-        raise runs.RunError(f"--subjects {max(subjects)}: the training subjects with every "
-                            f"covariate known number only {subjects_known} (all: every one)")
+        raise run_folder.RunError(f"--subjects {max(subjects)}: the training subjects with "
+                                  f"every covariate known number only {subjects_known} (all: "
+                                  f"every one)")
     sets = configurations(subjects, args.multiples)
     for seed in args.seeds:
         rounds = []

@@ -7,7 +7,7 @@ from brainvq.benchmarks.harness import comma_separated, machine_description, see
 from brainvq.benchmarks.realism_sweep import feature_network_folder
 from brainvq.data import layouts
 from brainvq.evaluation import volume_checks
-from brainvq.runs import folder as runs
+from brainvq.runs import run_folder
 
 # The settings that decide which slices the splits hold: runs compared must share them.
 DATA_KEYS = ("image_size", "slices_per_volume", "num_slice_positions", "demo_copies", "seed",
@@ -83,17 +83,18 @@ def run(args):
     splits, data, rows = None, None, []
     for output_dir in args.output_dirs:
         covariate_settings = args.unconditional_covariates
-        if not any(record.get("covariates") for stage, record in runs.read_state(output_dir).items()
+        state = run_folder.read_state(output_dir)
+        if not any(record.get("covariates") for stage, record in state.items()
                    if stage in ("prior", "volume")):
             covariate_settings = ["null"]
         for covariates in covariate_settings:
-            values, vqvae = runs.load_run(output_dir, {
+            values, vqvae = run_folder.load_run(output_dir, {
                 "data_dir": args.data_dir, "covariates": args.covariates,
                 "unconditional_covariates": covariates})
-            runs.check_unconditional_covariates(output_dir, values)
+            run_folder.check_unconditional_covariates(output_dir, values)
             if values.get("slice_spacing", 0) <= 0:
-                raise runs.RunError(f"{output_dir} was not trained on whole stacks "
-                                    f"(--slice-spacing 0): it draws no volumes")
+                raise run_folder.RunError(f"{output_dir} was not trained on whole stacks "
+                                          f"(--slice-spacing 0): it draws no volumes")
             settings = {key: values[key] for key in DATA_KEYS}
             if splits is None:
                 splits, description = layouts.load_splits_for(values)
@@ -102,9 +103,9 @@ def run(args):
                       f"(seeds {', '.join(map(str, seeds))}); feature networks in {cache}")
             elif settings != data:
                 changed = sorted(key for key in DATA_KEYS if settings[key] != data[key])
-                raise runs.RunError(f"{output_dir} was cut from its data differently from "
-                                    f"{args.output_dirs[0]} ({', '.join(changed)}): their "
-                                    f"volumes cannot be judged against the same real ones")
+                raise run_folder.RunError(f"{output_dir} was cut from its data differently from "
+                                          f"{args.output_dirs[0]} ({', '.join(changed)}): their "
+                                          f"volumes cannot be judged against the same real ones")
             for seed in seeds:
                 print(f"\n{output_dir}, unconditional covariates {covariates}, seed {seed}:")
                 report = volume_checks.volume_report(

@@ -15,7 +15,7 @@ from keras import layers
 from brainvq.data import augmentation
 from brainvq.evaluation import realism
 from brainvq.generation import generate
-from brainvq.runs import folder as runs
+from brainvq.runs import run_folder
 
 IMAGES_SEEN = 60000  # images a ruler sees while it trains (passes over the augmented slices)
 RULER_SIZE = 64  # larger slices are read area-averaged to this size (atrophy shows at it)
@@ -164,7 +164,7 @@ def covariate_report(values, vqvae, output_dir, train, held_out, train_covariate
     and how many are anatomically plausible, overall and for requests in the top and bottom
     tenth of a continuous covariate's range, where the training subjects are fewest. `prior`:
     the run's, loaded once (default: loaded here)."""
-    prior = runs.load_prior(output_dir) if prior is None else prior
+    prior = run_folder.load_prior(output_dir) if prior is None else prior
     ranges = realism.plausibility_ranges(train.images)
     rows = {}
     print(f"\nCovariates: rulers trained on {len(train)} real training slices; {count} samples "

@@ -10,7 +10,7 @@ from brainvq.evaluation import covariate_checks, metrics, realism, sample_metric
 from brainvq.generation import generate
 from brainvq.output import figures
 from brainvq.progress import progress_bar
-from brainvq.runs import folder as runs
+from brainvq.runs import run_folder
 
 
 def encoder_features(vqvae, images, batch_size=64):
@@ -80,7 +80,7 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_f
     (`feature_figures`: also those in the feature network's space, `realism.realism_report`,
     whose network is kept in `cache_dir`, by default the run folder). `prior`: the run's prior
     when already loaded (one load, one compiled sampler for every draw)."""
-    prior = runs.load_prior(output_dir) if prior is None else prior
+    prior = run_folder.load_prior(output_dir) if prior is None else prior
     samples, sampled_codes = generate.generate(values, vqvae, output_dir, count, seed=seed,
                                                 prior=prior)
     progress = progress_bar(count, f"nearest training slice of {count} samples", minimum=200)
@@ -127,7 +127,7 @@ def covariate_report(values, vqvae, output_dir, splits, split, count, seed, prio
     """For a run whose prior was trained on covariates (and whose covariates file is here): the
     rulers' agreement on real held-out slices, on samples and on the shuffled control
     (`covariate_checks`); None for any other run. `prior`: as for `sample_report`."""
-    prior = runs.load_prior(output_dir) if prior is None else prior
+    prior = run_folder.load_prior(output_dir) if prior is None else prior
     specs = getattr(prior, "covariates", [])
     if not specs:
         return None

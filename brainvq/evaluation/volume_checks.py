@@ -29,7 +29,7 @@ from brainvq.evaluation import feature_network, realism, streaks
 from brainvq.generation import generate
 from brainvq.generation import stacks as stack_sampling
 from brainvq.output import figures
-from brainvq.runs import folder as runs
+from brainvq.runs import run_folder
 
 RESLICE_RANGE = (0.3, 0.7)  # share of the axis the coronal and sagittal planes are cut from
 RESLICES_PER_VOLUME = 8
@@ -133,7 +133,7 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
         print(f"volumes: no whole stacks of {length} slices among the {split} or training "
               f"subjects (their volumes end above the stack's lowest slice): nothing to compare")
         return None
-    prior = runs.load_prior(output_dir) if stacks is None or independent else None
+    prior = run_folder.load_prior(output_dir) if stacks is None or independent else None
     if stacks is None:
         samples, _, seconds = stack_sampling.generate_stacks(values, vqvae, output_dir, count,
                                                              seed=seed, prior=prior)

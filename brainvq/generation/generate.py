@@ -21,8 +21,9 @@ from brainvq.generation.inferer import (  # noqa: F401 (Request: the scripts' na
 )
 from brainvq.output import figures
 from brainvq.progress import progress_bar
-from brainvq.runs import folder as runs
+from brainvq.runs import run_folder
 from brainvq.runs.run import Run
+from brainvq.runs.run_folder import RunError
 
 
 def load_test_split(values, split="test"):
@@ -92,7 +93,7 @@ def samples_by_slice_request(values, output_dir, slices, rows=8, columns=6, cova
     of the brain to its top, `columns` samples each; the positions are spread over those the
     run's training slices had (or, for a run that did not record them, those of `slices`).
     Returns (a `Request`, the positions)."""
-    counts = runs.slice_position_counts(output_dir, values["num_slice_positions"])
+    counts = run_folder.slice_position_counts(output_dir, values["num_slice_positions"])
     if counts is not None and counts.sum() > 0:
         present = np.flatnonzero(counts > 0)
     elif slices is not None:
@@ -159,7 +160,7 @@ def draw(run, requests, temperature=None, top_k=None, seed=None):
 def recorded_slice_positions(folder, num_slice_positions):
     """[P] how often the run's training slices have each position; uniform, with a printed
     note, when the run recorded none (trained before they were recorded)."""
-    return _uniform_if_unrecorded(runs.slice_position_counts(folder, num_slice_positions),
+    return _uniform_if_unrecorded(run_folder.slice_position_counts(folder, num_slice_positions),
                                   folder, num_slice_positions)
 
 
@@ -182,9 +183,9 @@ def draw_slice_positions(folder, num_slice_positions, count, seed):
 
 def draw_subject_covariates(folder, count, seed, stage="prior"):
     """[count, C] float32 covariates rows, each one training subject's as the `stage` recorded
-    them (`inferer.stratified_rows`); raises `runs.subject_covariates`' RunError when it
+    them (`inferer.stratified_rows`); raises `run_folder.subject_covariates`' RunError when it
     recorded none."""
-    return stratified_rows(runs.subject_covariates(folder, stage), count, seed)
+    return stratified_rows(run_folder.subject_covariates(folder, stage), count, seed)
 
 
 def inferer_for(run, settings, requests=()):
@@ -211,15 +212,15 @@ def check_slice(slice_index, values, output_dir):
     if slice_index is None:
         return
     if not 0 <= slice_index < positions:
-        raise runs.RunError(f"--slice {slice_index} is out of range: this run's slice positions "
-                            f"run from 0 to {positions - 1}; leave --slice out for "
-                            f"unconditional samples")
-    counts = runs.slice_position_counts(output_dir, positions)
+        raise RunError(f"--slice {slice_index} is out of range: this run's slice positions "
+                       f"run from 0 to {positions - 1}; leave --slice out for "
+                       f"unconditional samples")
+    counts = run_folder.slice_position_counts(output_dir, positions)
     if counts is not None and counts[slice_index] <= 0:
         trained = np.flatnonzero(counts > 0)
-        raise runs.RunError(f"--slice {slice_index}: no training slice had this position, so "
-                            f"its condition was never trained; this run was trained at "
-                            f"positions {_ranges(trained)}")
+        raise RunError(f"--slice {slice_index}: no training slice had this position, so "
+                       f"its condition was never trained; this run was trained at "
+                       f"positions {_ranges(trained)}")
 
 
 def _ranges(numbers):
@@ -244,17 +245,17 @@ def requested_covariates(output_dir, requested, prior=None):
     """
     if not requested:
         return None
-    prior = runs.load_prior(output_dir) if prior is None else prior
+    prior = run_folder.load_prior(output_dir) if prior is None else prior
     specs = getattr(prior, "covariates", [])
     names = [spec["name"] for spec in specs]
     if not specs:
-        raise runs.RunError(f"{output_dir} was trained without covariates: drop "
-                            f"{', '.join('--' + name for name in requested)} (or train with "
-                            f"--covariates FILE.csv --condition-on {','.join(requested)})")
+        raise RunError(f"{output_dir} was trained without covariates: drop "
+                       f"{', '.join('--' + name for name in requested)} (or train with "
+                       f"--covariates FILE.csv --condition-on {','.join(requested)})")
     unknown = [name for name in requested if name not in names]
     if unknown:
-        raise runs.RunError(f"{output_dir} was trained on the covariates {', '.join(names)}, "
-                            f"not {', '.join(unknown)}")
+        raise RunError(f"{output_dir} was trained on the covariates {', '.join(names)}, "
+                       f"not {', '.join(unknown)}")
     row = np.full(len(specs), np.nan, np.float32)
     for column, spec in enumerate(specs):
         if spec["name"] in requested:
@@ -282,7 +283,7 @@ def samples_by_covariates_request(values, output_dir, specs, columns=6):
     value of it (`covariate_levels`), the other covariates not given, `columns` seeds each, all
     at one slice position (the middle of those the training slices had). Returns (a `Request`,
     the values shown per covariate, the position)."""
-    counts = runs.slice_position_counts(output_dir, values["num_slice_positions"])
+    counts = run_folder.slice_position_counts(output_dir, values["num_slice_positions"])
     trained = (np.flatnonzero(counts > 0) if counts is not None and counts.sum() > 0
                else np.arange(values["num_slice_positions"]))
     position = int(trained[len(trained) // 2])

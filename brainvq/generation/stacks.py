@@ -12,7 +12,8 @@ from brainvq.data import volumes
 from brainvq.generation import generate, sampling
 from brainvq.output import figures
 from brainvq.progress import progress_bar
-from brainvq.runs import folder as runs
+from brainvq.runs import run_folder
+from brainvq.runs.run_folder import RunError
 
 SLICE_SEED_STRIDE = 7919  # slice k of a stack draws with seed + k * this (mod 2**31)
 
@@ -66,13 +67,13 @@ def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=No
     Without them, the volumes of priors trained on covariates are drawn as the run's
     `unconditional_covariates` says: under the no-covariate row ("null"), or each volume with
     one training subject's covariates, unguided ("drawn": a whole head's age and sex)."""
-    prior = runs.load_prior(output_dir) if prior is None else prior
-    volume_prior = (runs.load_prior(output_dir, "volume") if volume_prior is None
+    prior = run_folder.load_prior(output_dir) if prior is None else prior
+    volume_prior = (run_folder.load_prior(output_dir, "volume") if volume_prior is None
                     else volume_prior)
     if covariates is not None and not getattr(volume_prior, "covariates", []):
-        raise runs.RunError(f"the volume prior of {output_dir} was trained without covariates: "
-                            f"sample its volumes without them (or train it again, `python "
-                            f"train.py --stage volume --overwrite --output-dir {output_dir}`)")
+        raise RunError(f"the volume prior of {output_dir} was trained without covariates: "
+                       f"sample its volumes without them (or train it again, `python "
+                       f"train.py --stage volume --overwrite --output-dir {output_dir}`)")
     seed = values["seed"] if seed is None else seed
     covariate_guidance = values.get("covariate_guidance", 1.0)
     if (covariates is None and getattr(volume_prior, "covariates", [])

@@ -9,10 +9,11 @@ import sys
 from brainvq import config, errors
 from brainvq.data import demo, layouts, nifti
 from brainvq.data.slice_sets import subject_names
-from brainvq.runs import folder as runs
-from brainvq.runs.folder import (
+from brainvq.runs import run_folder
+from brainvq.runs.run_folder import (
     STATE_FILE,
     VQVAE_FILE,
+    RunError,
     epochs_done,
     last_checkpoint_name,
     read_state,
@@ -40,16 +41,16 @@ def run_values(args):
     if args.resume and args.export is None:
         if not (output_dir / config.HYPERPARAMETERS_FILE).is_file():
             what = "does not exist" if not output_dir.exists() else "holds no run"
-            raise runs.RunError(f"nothing to resume: {output_dir} {what}. Drop --resume to "
-                                f"start a run there, or point --output-dir at a run folder")
-        saved = runs.run_paths(config.load(output_dir), output_dir)
+            raise RunError(f"nothing to resume: {output_dir} {what}. Drop --resume to "
+                           f"start a run there, or point --output-dir at a run folder")
+        saved = run_folder.run_paths(config.load(output_dir), output_dir)
         own = os.path.join(os.path.abspath(saved["output_dir"]), "images")
         images_dir = saved["images_dir"] or ""
         if not os.path.isabs(images_dir) or os.path.normpath(images_dir) == own:
             saved["images_dir"] = ""  # the run's own figures folder, wherever the run now is
         values = config.resolve(args, base=dict(saved, output_dir=str(output_dir)))
     else:
-        for key in runs.PATH_KEYS:  # the default data folder stays the default (the demo)
+        for key in run_folder.PATH_KEYS:  # the default data folder stays the default (the demo)
             path = values[key]
             if path and path != config.DEFAULTS[key] and os.path.exists(path):
                 values[key] = os.path.abspath(path)
@@ -68,9 +69,9 @@ def check_data_flags(given, values):
         held = {"demo": "the embedded demo data", "png": "slices in the OASIS PNG layout",
                 "nifti-slices": "2D NIfTI slices"}[layout]
         verb = "applies" if len(ignored) == 1 else "apply"
-        raise runs.RunError(f"{flags} {verb} only to a folder of 3D NIfTI volumes, and "
-                            f"{values['data_dir']} holds {held}, already cut and split: drop "
-                            f"{flags}")
+        raise RunError(f"{flags} {verb} only to a folder of 3D NIfTI volumes, and "
+                       f"{values['data_dir']} holds {held}, already cut and split: drop "
+                       f"{flags}")
 
 
 def check_run_folder(output_dir, stages, values, resume, overwrite):
@@ -84,16 +85,17 @@ def check_run_folder(output_dir, stages, values, resume, overwrite):
     """
     output_dir = pathlib.Path(output_dir)
     if resume and overwrite:
-        raise runs.RunError("--resume and --overwrite exclude each other: --resume continues the "
-                            "run in --output-dir, --overwrite replaces it")
-    existing = [stage for stage in runs.STAGE_FILES if runs.has_stage(output_dir, stage)]
+        raise RunError("--resume and --overwrite exclude each other: --resume continues the "
+                       "run in --output-dir, --overwrite replaces it")
+    existing = [stage for stage in run_folder.STAGE_FILES
+                if run_folder.has_stage(output_dir, stage)]
     affected = list(stages) + ([stage for stage in ("prior", "volume") if stage not in stages]
                                if "vqvae" in stages else [])
     clashes = [stage for stage in affected if stage in existing]
     if clashes and not (resume or overwrite):
         files = ", ".join(path.name for stage in clashes
-                          for path in runs.stage_files(output_dir, stage)) or STATE_FILE
-        raise runs.RunError(
+                          for path in run_folder.stage_files(output_dir, stage)) or STATE_FILE
+        raise RunError(
             f"{output_dir} already holds a trained {' and '.join(clashes)} stage ({files}); "
             f"nothing was changed. Continue it with --resume, replace it with --overwrite, or "
             f"train into another --output-dir")
@@ -112,9 +114,9 @@ def check_run_folder(output_dir, stages, values, resume, overwrite):
             print(f"warning: --resume continues {output_dir} with {key} = {now!r}; it was "
                   f"trained with {before!r} (pass --{key.replace('_', '-')} {before} to keep "
                   f"it)", file=sys.stderr)
-    if resume and stages == ("vqvae",) and runs.has_stage(output_dir, "prior") \
+    if resume and stages == ("vqvae",) and run_folder.has_stage(output_dir, "prior") \
             and vqvae_trains_on(output_dir, values):
-        raise runs.RunError(
+        raise RunError(
             f"training the VQ-VAE in {output_dir} on (to --epochs {values['epochs']}) would "
             f"leave its prior trained over the earlier VQ-VAE, whose codes the new one no longer "
             f"makes; nothing was changed. Either train both on (the prior is retrained over the "
@@ -123,12 +125,12 @@ def check_run_folder(output_dir, stages, values, resume, overwrite):
             f"python train.py --stage prior --resume --prior-epochs N --output-dir "
             f"{shlex.quote(str(output_dir))}")
     if "volume" in stages and values.get("slice_spacing", 0) <= 0:
-        raise runs.RunError("--stage volume trains a prior of each slice given the one below "
-                            "it, which needs whole stacks: cut the volumes with --slice-spacing "
-                            "2 --slices-per-volume 64 --num-slice-positions 64 (a run of its own)")
+        raise RunError("--stage volume trains a prior of each slice given the one below "
+                       "it, which needs whole stacks: cut the volumes with --slice-spacing "
+                       "2 --slices-per-volume 64 --num-slice-positions 64 (a run of its own)")
     if "vqvae" not in stages and not (output_dir / VQVAE_FILE).is_file():
-        raise runs.RunError(f"{output_dir / VQVAE_FILE} not found: train the VQ-VAE first "
-                            f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
+        raise RunError(f"{output_dir / VQVAE_FILE} not found: train the VQ-VAE first "
+                       f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
     return clashes if overwrite else []
 
 
@@ -183,7 +185,7 @@ def check_covariates(values, splits, output_dir, stages, resume):
     for stage in ("prior", "volume"):
         recorded = state.get(stage, {}).get("covariates")
         if stage in stages and recorded is not None and recorded != specs:
-            raise runs.RunError(
+            raise RunError(
                 f"--covariates {values['covariates']} gives other covariates than the {stage} "
                 f"stage in {output_dir} was trained on (recorded: {_spec_text(recorded)}; this "
                 f"file: {_spec_text(specs)}): resume with the file it was trained with, or start "
@@ -202,11 +204,12 @@ def check_same_data(output_dir, stages, splits, resume, data_dir):
     if not resume:
         return
     state = read_state(output_dir)
-    current = {runs.data_fingerprint(splits), runs.data_fingerprint(splits, legacy=True)}
+    current = {run_folder.data_fingerprint(splits),
+               run_folder.data_fingerprint(splits, legacy=True)}
     for stage in stages:
         recorded = state.get(stage, {}).get("data_fingerprint")
         if recorded is not None and recorded not in current:
-            raise runs.RunError(
+            raise RunError(
                 f"the {stage} stage in {output_dir} was trained on other data than "
                 f"--data-dir {data_dir} gives now (another file list or split): resume with "
                 f"the same --data-dir and --seed, or start again with --overwrite")
@@ -217,7 +220,7 @@ def interrupted_message(output_dir, stages, command):
     for stage in reversed(stages):
         done = epochs_done(output_dir, stage)
         if done:
-            last = pathlib.Path(output_dir) / last_checkpoint_name(runs.STAGE_FILES[stage])
+            last = pathlib.Path(output_dir) / last_checkpoint_name(run_folder.STAGE_FILES[stage])
             break
     else:
         return (f"interrupted before the first checkpoint; nothing to resume in {output_dir} "

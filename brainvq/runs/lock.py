@@ -6,7 +6,7 @@ import pathlib
 import socket
 import sys
 
-from brainvq.runs.folder import LOCK_FILE, RunError
+from brainvq.runs.run_folder import LOCK_FILE, RunError
 
 
 def _alive(pid):

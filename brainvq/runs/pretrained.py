@@ -19,9 +19,10 @@ import pathlib
 import shutil
 
 from brainvq import config
-from brainvq.runs import folder as runs
+from brainvq.runs import run_folder
+from brainvq.runs.run_folder import RunError
 
-SHIPPED_FILES = (runs.VQVAE_FILE, runs.PRIOR_FILE, "hyperparameters.json")
+SHIPPED_FILES = (run_folder.VQVAE_FILE, run_folder.PRIOR_FILE, "hyperparameters.json")
 LOG_FILES = ("vqvae_log.csv", "prior_log.csv", "volume_log.csv")
 WORK_ROOT = pathlib.Path("output")  # where a shipped model's figures and caches go
 
@@ -32,13 +33,13 @@ def work_dir(output_dir, images_dir=None):
     if images_dir:
         path = pathlib.Path(images_dir)
         for folder in (path, *path.resolve().parents):
-            if runs.is_shipped(folder):
-                raise runs.RunError(f"--images-dir {images_dir} lies in the shipped model "
-                                    f"{folder}, which the scripts never write: give another "
-                                    f"folder, or leave --images-dir out "
-                                    f"({WORK_ROOT / folder.resolve().name})")
+            if run_folder.is_shipped(folder):
+                raise RunError(f"--images-dir {images_dir} lies in the shipped model "
+                               f"{folder}, which the scripts never write: give another "
+                               f"folder, or leave --images-dir out "
+                               f"({WORK_ROOT / folder.resolve().name})")
         return path
-    if runs.is_shipped(output_dir):
+    if run_folder.is_shipped(output_dir):
         return WORK_ROOT / pathlib.Path(output_dir).resolve().name
     return pathlib.Path(output_dir) / "images"
 
@@ -46,7 +47,8 @@ def work_dir(output_dir, images_dir=None):
 def cache_dir(output_dir, images_dir):
     """Where a script may keep what it computes for a run (the realism feature network, the
     metrics CSV): the run folder, except for a shipped model, which is never written."""
-    return pathlib.Path(images_dir) if runs.is_shipped(output_dir) else pathlib.Path(output_dir)
+    shipped = run_folder.is_shipped(output_dir)
+    return pathlib.Path(images_dir) if shipped else pathlib.Path(output_dir)
 
 
 def same_weights(model, path):
@@ -58,7 +60,7 @@ def same_weights(model, path):
     if not pathlib.Path(path).is_file():
         return False
     try:
-        shipped = runs.load_checkpoint(path, compile=False)
+        shipped = run_folder.load_checkpoint(path, compile=False)
     except Exception:  # a damaged or foreign file is replaced
         return False
     if shipped.get_config() != model.get_config() or len(shipped.weights) != len(model.weights):
@@ -94,7 +96,7 @@ def record_data_by_name(values):
 
 def data_description(output_dir):
     """The shipped model's record of its data (`record_data_by_name`), or None."""
-    return runs.read_state(output_dir).get(DATA_KEY)
+    return run_folder.read_state(output_dir).get(DATA_KEY)
 
 
 def export(source, destination, overwrite=False):
@@ -115,38 +117,39 @@ def export(source, destination, overwrite=False):
             is a training run folder, or it already holds a model and `overwrite` is False.
     """
     source, destination = pathlib.Path(source), pathlib.Path(destination)
-    for name in (runs.VQVAE_FILE, runs.PRIOR_FILE):
+    for name in (run_folder.VQVAE_FILE, run_folder.PRIOR_FILE):
         if not (source / name).is_file():
-            raise runs.RunError(f"{source / name} not found: train both stages before exporting "
-                                f"(`python train.py --output-dir {source}`)")
-    runs.check_prior_matches_vqvae(source)
+            raise RunError(f"{source / name} not found: train both stages before exporting "
+                           f"(`python train.py --output-dir {source}`)")
+    run_folder.check_prior_matches_vqvae(source)
     stages = ["vqvae", "prior"]
-    if (source / runs.VOLUME_PRIOR_FILE).is_file():  # a run cut as stacks: its volume prior
-        runs.check_prior_matches_vqvae(source, "volume")
+    if (source / run_folder.VOLUME_PRIOR_FILE).is_file():  # a run cut as stacks: its volume prior
+        run_folder.check_prior_matches_vqvae(source, "volume")
         stages.append("volume")
-    models = [runs.STAGE_FILES[stage] for stage in stages]
+    models = [run_folder.STAGE_FILES[stage] for stage in stages]
     values = config.load(source)
     if destination.resolve() == source.resolve() or (
-            (destination / runs.STATE_FILE).is_file() and not runs.is_shipped(destination)):
-        raise runs.RunError(f"--export {destination} is a training run folder (its "
-                            f"{runs.STATE_FILE} records training, not a shipped model): export "
-                            f"into a folder of its own, e.g. pretrained/{source.name}")
-    present = [name for name in (*SHIPPED_FILES, runs.VOLUME_PRIOR_FILE)
+            (destination / run_folder.STATE_FILE).is_file()
+            and not run_folder.is_shipped(destination)):
+        raise RunError(f"--export {destination} is a training run folder (its "
+                       f"{run_folder.STATE_FILE} records training, not a shipped model): export "
+                       f"into a folder of its own, e.g. pretrained/{source.name}")
+    present = [name for name in (*SHIPPED_FILES, run_folder.VOLUME_PRIOR_FILE)
                if (destination / name).exists()]
     if present and not overwrite:
-        raise runs.RunError(f"{destination} already holds a model ({', '.join(present)}); "
-                            f"nothing was changed. Pass --overwrite to replace it")
+        raise RunError(f"{destination} already holds a model ({', '.join(present)}); "
+                       f"nothing was changed. Pass --overwrite to replace it")
     destination.mkdir(parents=True, exist_ok=True)
-    (destination / runs.VOLUME_PRIOR_FILE).unlink(missing_ok=True)  # one model's files only
+    (destination / run_folder.VOLUME_PRIOR_FILE).unlink(missing_ok=True)  # one model's files only
     written = []
     for name in models:
-        model = runs.load_checkpoint(source / name, compile=False)  # no optimizer state
+        model = run_folder.load_checkpoint(source / name, compile=False)  # no optimizer state
         if same_weights(model, destination / name):
             continue  # the shipped file stays as it is: no new binary in the history
-        runs.save_atomically(model, destination / name)
-        runs.previous_name(destination / name).unlink(missing_ok=True)
+        run_folder.save_atomically(model, destination / name)
+        run_folder.previous_name(destination / name).unlink(missing_ok=True)
         written.append(destination / name)
-    values, data = record_data_by_name(runs.run_paths(values, source))
+    values, data = record_data_by_name(run_folder.run_paths(values, source))
     values["output_dir"] = str(destination)
     values["images_dir"] = str(WORK_ROOT / destination.name)
     written.append(config.save(values, destination))
@@ -154,20 +157,20 @@ def export(source, destination, overwrite=False):
         if (source / name).is_file():
             shutil.copyfile(source / name, destination / name)
             written.append(destination / name)
-    state = runs.read_state(source)
+    state = run_folder.read_state(source)
     shipped = {stage: {key: value for key, value in state.get(stage, {}).items()
                        if key != "data_fingerprint"} for stage in stages}
     for stage in stages[1:]:
-        shipped[stage]["vqvae_fingerprint"] = runs.file_fingerprint(
-            destination / runs.VQVAE_FILE)
+        shipped[stage]["vqvae_fingerprint"] = run_folder.file_fingerprint(
+            destination / run_folder.VQVAE_FILE)
     if "subjects" in state:  # who it trained on and held out, by name
         shipped["subjects"] = state["subjects"]
     shipped[DATA_KEY] = data
-    shipped[runs.FILES_KEY] = {name: runs.file_fingerprint(destination / name)
-                               for name in (*SHIPPED_FILES, *models[2:])}
-    runs.write_state(destination, shipped)
-    written.append(destination / runs.STATE_FILE)
-    card = destination / runs.MODEL_CARD_FILE
+    shipped[run_folder.FILES_KEY] = {name: run_folder.file_fingerprint(destination / name)
+                                     for name in (*SHIPPED_FILES, *models[2:])}
+    run_folder.write_state(destination, shipped)
+    written.append(destination / run_folder.STATE_FILE)
+    card = destination / run_folder.MODEL_CARD_FILE
     replaced = present and any(destination / name in written for name in models)
     if replaced or not card.is_file():  # a new model: the old model's card no longer fits it
         card.write_text(f"# {destination.name}\n\nExported from `{source}`. Complete this card: "

@@ -14,7 +14,7 @@ import pathlib
 
 import numpy as np
 
-from brainvq.runs import folder as run_folder
+from brainvq.runs import run_folder
 
 
 @dataclasses.dataclass

@@ -5,7 +5,7 @@ import numpy as np
 
 from brainvq.data import demo
 from brainvq.data.slice_sets import subject_name, subject_names
-from brainvq.runs.folder import RunError, read_state, write_state
+from brainvq.runs.run_folder import RunError, read_state, write_state
 
 SPLITS = ("train", "validate", "test")
 

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from brainvq.output import figures
-from brainvq.runs import folder as runs
+from brainvq.runs import run_folder
 
 
 def checkpoint_callbacks(folder, filename, stage, patience=0, record=None):
@@ -33,9 +33,9 @@ def checkpoint_callbacks(folder, filename, stage, patience=0, record=None):
         record: extra entries for the stage's state (e.g. fingerprints).
     """
     folder = pathlib.Path(folder)
-    entry = runs.read_state(folder).get(stage, {})
+    entry = run_folder.read_state(folder).get(stage, {})
     best_value = entry.get("best_value")
-    latest = VerifiedCheckpoint(folder / runs.last_checkpoint_name(filename))
+    latest = VerifiedCheckpoint(folder / run_folder.last_checkpoint_name(filename))
     best = VerifiedCheckpoint(folder / filename, save_best_only=True, best=best_value)
     stopping = []
     if patience:
@@ -80,7 +80,7 @@ class VerifiedCheckpoint(keras.callbacks.ModelCheckpoint):
             if current is None or (self.best is not None and not current < self.best):
                 return
             self.best, self.improved = float(current), True
-        runs.save_atomically(self.model, self.filepath)
+        run_folder.save_atomically(self.model, self.filepath)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -116,7 +116,7 @@ class RunState(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not _finite(logs):
             return
-        state = runs.read_state(self.folder)
+        state = run_folder.read_state(self.folder)
         entry = state.get(self.stage, {})
         entry.update(self.record)
         if self.best.improved:
@@ -124,14 +124,14 @@ class RunState(keras.callbacks.Callback):
                          monitor=self.best.monitor)
         entry["epochs_done"] = epoch + 1
         if self.latest is not None:  # --resume checks that it continues this very file
-            entry["last_fingerprint"] = runs.file_fingerprint(self.latest)
+            entry["last_fingerprint"] = run_folder.file_fingerprint(self.latest)
         if self.model.stop_training:
             entry["stopped_early"] = True
             print(f"{self.stage}: no better {entry['monitor']} for {self.patience} epochs; "
                   f"stopping (best epoch {entry['best_epoch']}, {entry['monitor']} "
                   f"{entry['best_value']:.4f})")
         state[self.stage] = entry
-        runs.write_state(self.folder, state)
+        run_folder.write_state(self.folder, state)
 
 
 class AveragedWeights(keras.callbacks.SwapEMAWeights):

@@ -10,7 +10,7 @@ from brainvq import config
 from brainvq.data import augmentation, input_pipeline, pose
 from brainvq.generation import generate
 from brainvq.runs import fingerprints
-from brainvq.runs.folder import CODES_FILE, VQVAE_FILE
+from brainvq.runs.run_folder import CODES_FILE, VQVAE_FILE
 
 POSES_FILE = "poses.npz"
 

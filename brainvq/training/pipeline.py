@@ -6,9 +6,8 @@ import keras
 
 from brainvq import config
 from brainvq.data import layouts
-from brainvq.runs import checks, subjects
-from brainvq.runs import folder as runs
-from brainvq.runs.folder import PRIOR_FILE, VQVAE_FILE, read_state
+from brainvq.runs import checks, run_folder, subjects
+from brainvq.runs.run_folder import PRIOR_FILE, VQVAE_FILE, read_state
 from brainvq.training.devices import make_strategy, set_precision
 from brainvq.training.stages import TrainingFailed, train_prior, train_vqvae  # noqa: F401
 from brainvq.training.volume_stage import train_volume_prior
@@ -36,7 +35,7 @@ def train(values, output_dir, stages, *, resume, overwrite, given, command):
     values = checks.check_covariates(values, splits, output_dir, stages, resume)
     checks.check_same_data(output_dir, stages, splits, resume, values["data_dir"])
     for stage in clear:
-        runs.clear_stage(output_dir, stage)
+        run_folder.clear_stage(output_dir, stage)
         print(f"--overwrite: removed the earlier {stage} stage from {output_dir}")
     config.save(checks.record_of(values, output_dir, stages), output_dir)
     subjects.record(output_dir, splits)
@@ -56,7 +55,7 @@ def train(values, output_dir, stages, *, resume, overwrite, given, command):
             _, test_bits = train_volume_prior(
                 values, splits, output_dir,
                 resume=_resumable(output_dir, "volume", resume, stages), strategy=strategy)
-            print(f"volume prior saved to {output_dir / runs.VOLUME_PRIOR_FILE}, log in "
+            print(f"volume prior saved to {output_dir / run_folder.VOLUME_PRIOR_FILE}, log in "
                   f"{output_dir / 'volume_log.csv'}; test-split NLL {test_bits:.3f} bits per "
                   f"code given the slice below")
     except KeyboardInterrupt:
@@ -70,9 +69,9 @@ def _resumable(output_dir, stage, resume, stages):
     if not (resume and "vqvae" in stages and read_state(output_dir).get(stage)):
         return resume
     try:
-        runs.check_prior_matches_vqvae(output_dir, stage)
-    except runs.RunError:
-        runs.clear_stage(output_dir, stage)
+        run_folder.check_prior_matches_vqvae(output_dir, stage)
+    except run_folder.RunError:
+        run_folder.clear_stage(output_dir, stage)
         print(f"the VQ-VAE trained on, so the {'volume ' if stage == 'volume' else ''}prior "
               f"trained over the earlier one is trained again over the new one, from its "
               f"first epoch")

@@ -15,8 +15,15 @@ from brainvq.data import covariates, input_pipeline, pose
 from brainvq.losses import perceptual
 from brainvq.models import build, prior_inputs
 from brainvq.output import figures
-from brainvq.runs import folder as runs
-from brainvq.runs.folder import PRIOR_FILE, SNAPSHOTS_DIR, VQVAE_FILE, epochs_done, read_state
+from brainvq.runs import run_folder
+from brainvq.runs.run_folder import (
+    PRIOR_FILE,
+    SNAPSHOTS_DIR,
+    VQVAE_FILE,
+    RunError,
+    epochs_done,
+    read_state,
+)
 from brainvq.training import callbacks
 from brainvq.training.code_cache import code_dataset, encode_splits, measured_poses
 
@@ -61,7 +68,7 @@ def fit_stage(model, stage, train_data, validation_data, values, epochs, batch_s
     else:  # a fresh start of this stage forgets an earlier run's progress (not other stages')
         state = read_state(output_dir)
         if state.pop(stage, None) is not None:
-            runs.write_state(output_dir, state)
+            run_folder.write_state(output_dir, state)
     nan_guard = callbacks.StopOnNonFinite(stage)
     fit_callbacks = [
         nan_guard,
@@ -100,29 +107,29 @@ def load_for_resume(output_dir, stage, values):
     printed). (None, 0) when the stage has no checkpoint yet."""
     saved = config.load(output_dir)
     config.check_compatible(saved, values, output_dir)
-    candidates = runs.resume_candidates(output_dir, stage)
+    candidates = run_folder.resume_candidates(output_dir, stage)
     recorded = read_state(output_dir).get(stage, {}).get("last_fingerprint")
-    last_name = runs.last_checkpoint_name(runs.STAGE_FILES[stage])
+    last_name = run_folder.last_checkpoint_name(run_folder.STAGE_FILES[stage])
     for number, (path, epochs) in enumerate(candidates):
         try:
-            model = runs.load_checkpoint(path)
-        except runs.CorruptCheckpoint as error:
+            model = run_folder.load_checkpoint(path)
+        except run_folder.CorruptCheckpoint as error:
             following = candidates[number + 1][0] if number + 1 < len(candidates) else None
             print(f"warning: {error}; " + (f"resuming from {following} instead"
                                             if following else "no other checkpoint is left"),
                   file=sys.stderr)
             continue
-        if recorded and path.name == last_name and runs.file_fingerprint(path) != recorded:
-            raise runs.RunError(
-                f"{path} is not the checkpoint {pathlib.Path(output_dir) / runs.STATE_FILE} "
+        if recorded and path.name == last_name and run_folder.file_fingerprint(path) != recorded:
+            raise RunError(
+                f"{path} is not the checkpoint {pathlib.Path(output_dir) / run_folder.STATE_FILE} "
                 f"records for the {stage} stage (its sha256 differs: a file of another run, or "
                 f"a state file copied from one): put back the run's own files, or start the "
                 f"stage again with --overwrite")
         config.check_model(model, values, path)
         return model, epochs
     if candidates:
-        raise runs.RunError(f"no loadable {stage} checkpoint in {output_dir}: start this stage "
-                            f"again with --overwrite")
+        raise RunError(f"no loadable {stage} checkpoint in {output_dir}: start this stage "
+                       f"again with --overwrite")
     return None, 0
 
 
@@ -149,10 +156,10 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
                                       pathlib.Path(values["images_dir"]) / "training_progress.gif")
     fit_stage(model, "vqvae", train_data, validation_data, values, training.epochs, batch_size,
               output_dir, VQVAE_FILE, resume, [frames, *extra_callbacks], training.patience,
-              done=done, record={"data_fingerprint": runs.data_fingerprint(splits)})
+              done=done, record={"data_fingerprint": run_folder.data_fingerprint(splits)})
     report_best(output_dir, "vqvae")
     plot_training_curves(output_dir, "vqvae", values["images_dir"])
-    return runs.load_checkpoint(checkpoint) if checkpoint.exists() else model
+    return run_folder.load_checkpoint(checkpoint) if checkpoint.exists() else model
 
 
 def frozen_vqvae(output_dir, values):
@@ -163,9 +170,9 @@ def frozen_vqvae(output_dir, values):
     """
     vqvae_path = pathlib.Path(output_dir) / VQVAE_FILE
     if not vqvae_path.is_file():
-        raise runs.RunError(f"{vqvae_path} not found: train the VQ-VAE first "
-                            f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
-    vqvae = runs.load_checkpoint(vqvae_path)
+        raise RunError(f"{vqvae_path} not found: train the VQ-VAE first "
+                       f"(`python train.py --stage vqvae --output-dir {output_dir}`)")
+    vqvae = run_folder.load_checkpoint(vqvae_path)
     config.check_model(vqvae, values, vqvae_path)
     return vqvae
 
@@ -178,8 +185,8 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     vqvae_path = output_dir / VQVAE_FILE
     vqvae = frozen_vqvae(output_dir, values)
     if resume and read_state(output_dir).get("prior"):
-        runs.check_prior_matches_vqvae(output_dir)
-    data_fingerprint = runs.data_fingerprint(splits)
+        run_folder.check_prior_matches_vqvae(output_dir)
+    data_fingerprint = run_folder.data_fingerprint(splits)
     covariate_specs, covariate_values = [], {}
     if values.get("condition_on"):
         splits, covariate_specs, covariate_values = covariates.for_splits(values, splits)
@@ -220,7 +227,7 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
                                    augmentation=held_out.get("validate") if told else None)
     positions = np.bincount(codes["train"][1], minlength=values["num_slice_positions"])
     record = {"data_fingerprint": data_fingerprint, "covariates": covariate_specs,
-              "vqvae_fingerprint": runs.file_fingerprint(vqvae_path),
+              "vqvae_fingerprint": run_folder.file_fingerprint(vqvae_path),
               "slice_position_counts": positions.tolist()}  # unconditional samples draw these
     if slice_poses is not None:
         record["slice_poses"] = slice_poses
@@ -240,7 +247,7 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     report_best(output_dir, "prior")
     plot_training_curves(output_dir, "prior", values["images_dir"])
     if checkpoint.exists():
-        prior = runs.load_checkpoint(checkpoint)
+        prior = run_folder.load_checkpoint(checkpoint)
     prior.run_eagerly = values["run_eagerly"]
     test = prior.evaluate(code_dataset(*codes["test"], batch_size, shuffle=False,
                                        covariates=covariate_values.get("test"),
@@ -274,9 +281,9 @@ def initialise_from(prior, source):
     if path.is_dir():
         path = path / PRIOR_FILE
     if not path.is_file():
-        raise runs.RunError(f"--prior-init {source}: no prior checkpoint there (give a "
-                            f"prior.keras file or a run folder holding one)")
-    trained = runs.load_checkpoint(path, compile=False)
+        raise RunError(f"--prior-init {source}: no prior checkpoint there (give a "
+                       f"prior.keras file or a run folder holding one)")
+    trained = run_folder.load_checkpoint(path, compile=False)
     by_name = {layer.name: layer for layer in getattr(trained, "layers", [])}
     copied, kept = [], []
     for layer in prior.layers:
@@ -288,7 +295,7 @@ def initialise_from(prior, source):
         elif layer.weights:
             kept.append(layer.name)
     if not copied:
-        raise runs.RunError(f"--prior-init {source}: {path} shares no layer with this prior")
+        raise RunError(f"--prior-init {source}: {path} shares no layer with this prior")
     print(f"prior: started from {path} ({len(copied)} layers"
           + (f"; new: {', '.join(kept)})" if kept else ")"))
 

@@ -12,8 +12,8 @@ import numpy as np
 from brainvq.data import covariates, input_pipeline
 from brainvq.data.stacks import consecutive_pairs
 from brainvq.models import build, prior_inputs
-from brainvq.runs import folder as runs
-from brainvq.runs.folder import VOLUME_PRIOR_FILE, VQVAE_FILE
+from brainvq.runs import run_folder
+from brainvq.runs.run_folder import VOLUME_PRIOR_FILE, VQVAE_FILE, RunError
 from brainvq.training import stages
 from brainvq.training.code_cache import encode_splits
 
@@ -44,7 +44,7 @@ def train_volume_prior(values, splits, output_dir, resume=False, strategy=None,
     output_dir = pathlib.Path(output_dir)
     vqvae_path = output_dir / VQVAE_FILE
     vqvae = stages.frozen_vqvae(output_dir, values)
-    data_fingerprint = runs.data_fingerprint(splits)
+    data_fingerprint = run_folder.data_fingerprint(splits)
     covariate_specs, covariate_values = [], {}
     if values.get("condition_on"):  # the slice prior's age, sex, ...: a whole volume's
         splits, covariate_specs, covariate_values = covariates.for_splits(values, splits)
@@ -53,8 +53,8 @@ def train_volume_prior(values, splits, output_dir, resume=False, strategy=None,
                                covariate_values.get(name))
              for name in ("train", "validate", "test")}
     if len(pairs["train"][0]) == 0 or len(pairs["validate"][0]) == 0:
-        raise runs.RunError("no consecutive slices of one subject in the training or validation "
-                            "split: the volume prior needs stacks (--slice-spacing > 0)")
+        raise RunError("no consecutive slices of one subject in the training or validation "
+                       "split: the volume prior needs stacks (--slice-spacing > 0)")
     scope = strategy.scope() if strategy else contextlib.nullcontext()
     with scope:
         prior, done = (stages.load_for_resume(output_dir, "volume", values) if resume
@@ -68,7 +68,7 @@ def train_volume_prior(values, splits, output_dir, resume=False, strategy=None,
     batch_size = values["prior_batch_size"]
     steps = values["steps_per_epoch"] or math.ceil(len(pairs["train"][0]) / batch_size)
     record = {"data_fingerprint": data_fingerprint, "covariates": covariate_specs,
-              "vqvae_fingerprint": runs.file_fingerprint(vqvae_path),
+              "vqvae_fingerprint": run_folder.file_fingerprint(vqvae_path),
               "pairs": {name: int(len(pair[0])) for name, pair in pairs.items()}}
     if covariate_specs:  # what --unconditional-covariates drawn gives a whole volume
         record["subject_covariates"] = covariates.subject_rows(
@@ -84,7 +84,7 @@ def train_volume_prior(values, splits, output_dir, resume=False, strategy=None,
     stages.plot_training_curves(output_dir, "volume", values["images_dir"])
     checkpoint = output_dir / VOLUME_PRIOR_FILE
     if checkpoint.exists():
-        prior = runs.load_checkpoint(checkpoint)
+        prior = run_folder.load_checkpoint(checkpoint)
     prior.run_eagerly = values["run_eagerly"]
     if len(pairs["test"][0]) == 0:
         return prior, float("nan")

@@ -15,7 +15,7 @@ import numpy as np
 
 from brainvq.data import covariates, layouts
 from brainvq.evaluation import volume_checks
-from brainvq.runs import folder as runs
+from brainvq.runs import run_folder
 
 
 def main():
@@ -26,7 +26,7 @@ def main():
     parser.add_argument("--demographics", required=True, help="CSV: subject, age, sex")
     parser.add_argument("--output", required=True, help="the CSV to write")
     args = parser.parse_args()
-    values, _ = runs.load_run(args.output_dir, {"data_dir": args.data_dir})
+    values, _ = run_folder.load_run(args.output_dir, {"data_dir": args.data_dir})
     splits, _ = layouts.load_splits_for(values)
     table = covariates.read_table(args.demographics)
     pixel, spacing = values["field_of_view"] / values["image_size"], values["slice_spacing"]

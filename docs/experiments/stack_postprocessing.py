@@ -24,7 +24,7 @@ from brainvq.data import layouts
 from brainvq.data.stacks import subject_stacks
 from brainvq.evaluation import realism, volume_checks
 from brainvq.generation import stacks as stack_sampling
-from brainvq.runs import folder as runs
+from brainvq.runs import run_folder
 
 
 def matched_brightness(stacks, sigma=2.0):
@@ -102,7 +102,7 @@ def main():
     args = parser.parse_args()
     work = pathlib.Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    values, vqvae = runs.load_run(args.output_dir, {"data_dir": args.data_dir})
+    values, vqvae = run_folder.load_run(args.output_dir, {"data_dir": args.data_dir})
     splits, _ = layouts.load_splits_for(values)
     length = stack_sampling.stack_length(values)
     if args.yardstick:

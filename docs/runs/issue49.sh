@@ -43,8 +43,8 @@ snapshot_checkpoint() {
   [ -f "$1/prior_e$2.keras" ] && return 0
   python - "$1" "$2" <<'PY'
 import sys
-from brainvq.runs import folder
-prior = folder.load_prior(sys.argv[1])
+from brainvq.runs import run_folder
+prior = run_folder.load_prior(sys.argv[1])
 prior.load_weights(f"{sys.argv[1]}/snapshots/prior_epoch_{int(sys.argv[2]):03d}.weights.h5")
 prior.save(f"{sys.argv[1]}/prior_e{sys.argv[2]}.keras")
 PY

@@ -6,7 +6,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from brainvq.generation import sampling, stacks  # noqa: E402
-from brainvq.runs import folder as runs  # noqa: E402
+from brainvq.runs import run_folder  # noqa: E402
 from helpers import CODES, GRID, SLICES, make_prior  # noqa: E402
 
 
@@ -76,6 +76,6 @@ def test_a_stack_is_seeded_and_repeatable_and_starts_with_the_slice_prior():
 
 def test_a_volume_prior_trained_without_covariates_refuses_them_by_name():
     request = np.array([70.0, np.nan], np.float32)
-    with pytest.raises(runs.RunError, match="runs/plain.*trained without covariates"):
+    with pytest.raises(run_folder.RunError, match="runs/plain.*trained without covariates"):
         stacks.generate_stacks({"seed": 0}, None, "runs/plain", 1, prior=make_prior(seed=0),
                                volume_prior=volume_prior(), covariates=request)

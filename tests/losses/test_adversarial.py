@@ -10,7 +10,7 @@ from keras import ops  # noqa: E402
 import hyperparameters  # noqa: E402
 import train  # noqa: E402
 from brainvq.losses import adversarial  # noqa: E402
-from brainvq.runs import folder as runs  # noqa: E402
+from brainvq.runs import run_folder  # noqa: E402
 from brainvq.training import stages  # noqa: E402
 from helpers import (  # noqa: E402
     TINY,
@@ -57,7 +57,8 @@ def test_discriminator_state_survives_resume(data_dir, tmp_path):
              "--images-dir", str(tmp_path / "images"), *TINY, "--adversarial-weight", "0.1",
              "--adversarial-start", "0"]
     train.main([*flags, "--epochs", "1"])
-    first = runs.load_checkpoint(output_dir / runs.last_checkpoint_name(runs.VQVAE_FILE))
+    first = run_folder.load_checkpoint(
+        output_dir / run_folder.last_checkpoint_name(run_folder.VQVAE_FILE))
     trained = discriminator_weights(first)
     fresh = tiny_vqvae(adversarial_weight=0.1)
     assert max(np.abs(a - b).max()
@@ -69,7 +70,7 @@ def test_discriminator_state_survives_resume(data_dir, tmp_path):
         np.testing.assert_array_equal(saved, resumed)
     assert int(ops.convert_to_numpy(model.optimizer.iterations)) > 0
     train.main([*flags, "--epochs", "2", "--resume"])
-    assert runs.epochs_done(output_dir, "vqvae") == 2
+    assert run_folder.epochs_done(output_dir, "vqvae") == 2
 
 
 JAX_ADVERSARIAL = """

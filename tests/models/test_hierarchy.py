@@ -10,7 +10,7 @@ import hyperparameters  # noqa: E402
 import modules  # noqa: E402
 from brainvq.generation import sampling  # noqa: E402
 from brainvq.models import hierarchy  # noqa: E402
-from brainvq.runs import folder as runs  # noqa: E402
+from brainvq.runs import run_folder  # noqa: E402
 from helpers import TINY, run_on_jax, smooth_images  # noqa: E402
 
 TOP_GRID, BOTTOM_GRID, CODES = 4, 8, 16
@@ -159,7 +159,7 @@ def test_train_and_predict_with_two_levels(data_dir, tmp_path, capsys):
               "--images-dir", str(images_dir), *TINY, "--levels", "2", "--top-code-dim", "4"]
     train.main(["--epochs", "1", "--prior-epochs", "1", *common])
     assert "test-split NLL" in capsys.readouterr().out
-    with np.load(output_dir / runs.CODES_FILE) as stored:
+    with np.load(output_dir / run_folder.CODES_FILE) as stored:
         assert stored["train_codes"].shape == (12, TOP_GRID ** 2 + BOTTOM_GRID ** 2)
     predict.main(["--output-dir", str(output_dir), "--images-dir", str(images_dir),
                   "--samples", "3", "--slice", "1"])

@@ -12,7 +12,7 @@ import hyperparameters  # noqa: E402
 import modules  # noqa: E402
 from brainvq.generation import sampling, sampling_loops  # noqa: E402
 from brainvq.models.layers import attention  # noqa: E402
-from brainvq.runs import folder as runs  # noqa: E402
+from brainvq.runs import run_folder  # noqa: E402
 from helpers import (  # noqa: E402
     CHANGED,
     CODES,
@@ -142,9 +142,9 @@ def test_best_epoch_is_kept_and_training_stops_after_patience(tmp_path):
     assert stopped_at == 3  # epochs 3 and 4 (1-based) were no better than epoch 2
     best = keras.saving.load_model(tmp_path / "prior.keras")
     np.testing.assert_array_equal(ops.convert_to_numpy(best.layers[0].kernel), 1.0)
-    last = keras.saving.load_model(tmp_path / runs.last_checkpoint_name("prior.keras"))
+    last = keras.saving.load_model(tmp_path / run_folder.last_checkpoint_name("prior.keras"))
     np.testing.assert_array_equal(ops.convert_to_numpy(last.layers[0].kernel), 3.0)
-    state = runs.read_state(tmp_path)["prior"]
+    state = run_folder.read_state(tmp_path)["prior"]
     assert state["best_epoch"] == 2 and state["epochs_done"] == 4 and state["stopped_early"]
     assert state["best_value"] == 1.0 and state["monitor"] == "val_loss"
 

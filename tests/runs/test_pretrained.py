@@ -19,8 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.traced, pytest.mark.usefixtures("qui
 import predict  # noqa: E402
 import train  # noqa: E402
 from brainvq.generation.generate import draw_subject_covariates  # noqa: E402
-from brainvq.runs import folder as runs  # noqa: E402
-from brainvq.runs import pretrained  # noqa: E402
+from brainvq.runs import pretrained, run_folder  # noqa: E402
 from brainvq.runs.run import Run  # noqa: E402
 from helpers import REPO, TINY  # noqa: E402
 
@@ -40,7 +39,7 @@ def exported(data_dir, tmp_path_factory):
 
 
 def snapshot(folder):
-    return {path.name: (path.stat().st_mtime_ns, runs.file_fingerprint(path))
+    return {path.name: (path.stat().st_mtime_ns, run_folder.file_fingerprint(path))
             for path in sorted(pathlib.Path(folder).iterdir())}
 
 
@@ -62,10 +61,11 @@ def test_export_strips_the_optimizer_and_records_the_files(exported, data_dir):
         with zipfile.ZipFile(shipped / name) as archive:
             config = json.loads(archive.read("config.json"))
         assert not config.get("compile_config"), name  # no optimizer to restore
-    state = runs.read_state(shipped)
-    assert set(state[runs.FILES_KEY]) == {"vqvae.keras", "prior.keras", "hyperparameters.json"}
+    state = run_folder.read_state(shipped)
+    assert set(state[run_folder.FILES_KEY]) == {"vqvae.keras", "prior.keras",
+                                                "hyperparameters.json"}
     assert state["prior"]["slice_position_counts"]
-    assert (shipped / runs.MODEL_CARD_FILE).is_file() and runs.is_shipped(shipped)
+    assert (shipped / run_folder.MODEL_CARD_FILE).is_file() and run_folder.is_shipped(shipped)
     saved = json.loads((shipped / "hyperparameters.json").read_text())
     assert saved["data_dir"] == ""  # no path of the machine it was made on: named instead
     assert state["data"].startswith(f"{data_dir.name}, split ")  # the data, by name
@@ -83,7 +83,7 @@ def test_export_again_keeps_model_files_whose_weights_did_not_change(exported, t
     again = tmp_path / "again"
     shutil.copytree(shipped, again)
     before = snapshot(again)
-    prior = runs.load_checkpoint(run / "prior.keras")
+    prior = run_folder.load_checkpoint(run / "prior.keras")
     prior.set_weights([weight + 1e-3 for weight in prior.get_weights()])  # a retrained prior
     retrained = tmp_path / "run"
     shutil.copytree(run, retrained)
@@ -93,12 +93,12 @@ def test_export_again_keeps_model_files_whose_weights_did_not_change(exported, t
     assert after["vqvae.keras"] == before["vqvae.keras"]  # the same file, not rewritten
     assert after["prior.keras"][1] != before["prior.keras"][1]
     # the card of the model it replaced no longer fits: a new stub naming the source
-    assert str(retrained) in (again / runs.MODEL_CARD_FILE).read_text()
-    assert runs.read_state(again)["subjects"]["test"] == ["case_004"]
-    card = (again / runs.MODEL_CARD_FILE).read_text() + "completed by hand\n"
-    (again / runs.MODEL_CARD_FILE).write_text(card)
+    assert str(retrained) in (again / run_folder.MODEL_CARD_FILE).read_text()
+    assert run_folder.read_state(again)["subjects"]["test"] == ["case_004"]
+    card = (again / run_folder.MODEL_CARD_FILE).read_text() + "completed by hand\n"
+    (again / run_folder.MODEL_CARD_FILE).write_text(card)
     pretrained.export(retrained, again, overwrite=True)  # the same models: the card stays
-    assert (again / runs.MODEL_CARD_FILE).read_text() == card
+    assert (again / run_folder.MODEL_CARD_FILE).read_text() == card
     with pytest.raises(SystemExit, match="is a training run folder"):
         train.main(["--output-dir", str(retrained), "--export", str(run), "--overwrite"])
     predict.main(["--output-dir", str(again), "--samples", "1", "--images-dir",
@@ -143,7 +143,7 @@ def test_realism_benchmark_averages_seeds_and_keeps_its_network_out_of_a_shipped
         exported, data_dir, tmp_path, monkeypatch, capsys):
     import benchmark
     from brainvq.evaluation import realism
-    from brainvq.runs import folder as runs
+    from brainvq.runs import run_folder
 
     _, shipped = exported
     monkeypatch.chdir(tmp_path)
@@ -156,8 +156,9 @@ def test_realism_benchmark_averages_seeds_and_keeps_its_network_out_of_a_shipped
 
     monkeypatch.setattr(realism, "RealReference", counted)
     loaded = []
-    load_prior = runs.load_prior
-    monkeypatch.setattr(runs, "load_prior", lambda *args: loaded.append(args) or load_prior(*args))
+    load_prior = run_folder.load_prior
+    monkeypatch.setattr(run_folder, "load_prior",
+                        lambda *args: loaded.append(args) or load_prior(*args))
     before = snapshot(shipped)
     rows = benchmark.main(["realism", "--output-dir", str(shipped), "--data-dir", str(data_dir),
                            "--samples", "3", "--temperatures", "1.0", "--top-ks", "0",
@@ -212,7 +213,7 @@ def test_a_copy_without_its_state_and_an_images_dir_inside_it_are_refused(export
             predict.main(["--output-dir", str(copy), "--samples", "1", "--images-dir",
                           str(inside)])
     assert snapshot(copy) == before and not (copy / "figures").exists()
-    (copy / runs.STATE_FILE).unlink()
+    (copy / run_folder.STATE_FILE).unlink()
     with pytest.raises(SystemExit, match="training_state.json is missing from the shipped"):
         predict.main(["--output-dir", str(copy), "--samples", "1",
                       "--images-dir", str(tmp_path / "images")])
@@ -222,7 +223,7 @@ def test_a_copy_without_its_state_and_an_images_dir_inside_it_are_refused(export
 def test_the_shipped_ixi_model_samples_two_slices_seeded(tmp_path):
     from brainvq.generation import generate
 
-    values, vqvae = runs.load_run(SHIPPED)
+    values, vqvae = run_folder.load_run(SHIPPED)
     assert values["image_size"] == 128
     first, _ = generate.generate(values, vqvae, SHIPPED, 2, seed=5)
     second, _ = generate.generate(values, vqvae, SHIPPED, 2, seed=5)
@@ -233,10 +234,10 @@ def test_the_shipped_ixi_model_samples_two_slices_seeded(tmp_path):
     # its data by name, no path of the machine it was made on; --data-dir points at it
     assert values["data_dir"] == "" and "125,20,20 by subject" in pretrained.data_description(
         SHIPPED)
-    pointed, _ = runs.load_run(SHIPPED, {"data_dir": str(tmp_path)})
+    pointed, _ = run_folder.load_run(SHIPPED, {"data_dir": str(tmp_path)})
     assert pointed["covariates"] == str(tmp_path / "demographics.csv")
     # its 122 training subjects' age and sex, for --unconditional-covariates drawn
-    recorded = np.asarray(runs.read_state(SHIPPED)["prior"]["subject_covariates"], np.float32)
+    recorded = np.asarray(run_folder.read_state(SHIPPED)["prior"]["subject_covariates"], np.float32)
     drawn = draw_subject_covariates(SHIPPED, 244, seed=0)
     assert recorded.shape == (122, 2) and drawn.shape == (244, 2)
     assert sorted(map(tuple, drawn.tolist())) == sorted(
@@ -256,7 +257,7 @@ def test_the_shipped_ixi_model_samples_two_slices_seeded(tmp_path):
 def test_the_shipped_ixi_card_states_the_sampling_settings_the_model_samples_at():
     # an export copies the training run's settings: the card and hyperparameters.json once
     # disagreed, and the first test figures were taken at the run's settings, not the card's
-    card = (SHIPPED / runs.MODEL_CARD_FILE).read_text()
+    card = (SHIPPED / run_folder.MODEL_CARD_FILE).read_text()
     saved = json.loads((SHIPPED / "hyperparameters.json").read_text())
     stated = re.search(r"\*\*Temperature ([\d.]+), top-k (\d+)\*\*", card)
     assert stated, "the card names no temperature and top-k"
@@ -272,10 +273,10 @@ def test_the_shipped_ixi_card_states_the_sampling_settings_the_model_samples_at(
 def test_the_shipped_volume_model_draws_a_seeded_stack_and_refuses_a_damaged_copy(tmp_path):
     from brainvq.generation import stacks
 
-    values, vqvae = runs.load_run(SHIPPED_VOLUMES)
+    values, vqvae = run_folder.load_run(SHIPPED_VOLUMES)
     assert (values["slice_spacing"], values["slices_per_volume"]) == (2.0, 64)
-    prior = runs.load_prior(SHIPPED_VOLUMES)
-    volume_prior = runs.load_prior(SHIPPED_VOLUMES, "volume")
+    prior = run_folder.load_prior(SHIPPED_VOLUMES)
+    volume_prior = run_folder.load_prior(SHIPPED_VOLUMES, "volume")
 
     def stack(seed):  # the first three slices of a volume, from its base up
         return stacks.sample_stack_codes(prior, volume_prior, 1, vqvae.grid_size, 3,
@@ -289,7 +290,7 @@ def test_the_shipped_volume_model_draws_a_seeded_stack_and_refuses_a_damaged_cop
     assert 0.02 < images.mean() < 0.6  # the base of a head on a dark background
     copy = tmp_path / "ixi-t1-128-volumes"
     shutil.copytree(SHIPPED_VOLUMES, copy)
-    target = copy / runs.VOLUME_PRIOR_FILE
+    target = copy / run_folder.VOLUME_PRIOR_FILE
     flip_middle_byte(target)
-    with pytest.raises(runs.RunError, match=re.escape(str(target))):
-        runs.load_run(copy)
+    with pytest.raises(run_folder.RunError, match=re.escape(str(target))):
+        run_folder.load_run(copy)

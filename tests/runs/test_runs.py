@@ -1,4 +1,4 @@
-"""Run folders never lose, overwrite or mix work (runs.py, train.py): one test per way a user
+"""Run folders never lose, overwrite or mix work (run_folder.py, train.py): one test per way a user
 lost or mixed work before, each on a tiny PNG dataset."""
 import json
 import os
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
 import hyperparameters  # noqa: E402
 import train  # noqa: E402
 from brainvq.generation.generate import draw_slice_positions  # noqa: E402
-from brainvq.runs import folder as runs  # noqa: E402
+from brainvq.runs import run_folder  # noqa: E402
 from brainvq.runs.lock import RunLock  # noqa: E402
 from brainvq.training import stages  # noqa: E402
 from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
@@ -47,7 +47,7 @@ def run_copy(finished_run, tmp_path):
 
 
 def snapshot(folder):
-    return {path.name: runs.file_fingerprint(path) for path in pathlib.Path(folder).iterdir()
+    return {path.name: run_folder.file_fingerprint(path) for path in pathlib.Path(folder).iterdir()
             if path.is_file()}
 
 
@@ -67,8 +67,8 @@ def test_a_finished_run_is_not_overwritten_without_resume_or_overwrite(data_dir,
 
 def test_overwrite_of_the_vqvae_removes_the_prior_trained_over_it(data_dir, run_copy, capsys):
     train.main(train_args(data_dir, run_copy, "--overwrite", "--seed", "7", stage="vqvae"))
-    assert not (run_copy / runs.PRIOR_FILE).exists()
-    assert "prior" not in runs.read_state(run_copy)
+    assert not (run_copy / run_folder.PRIOR_FILE).exists()
+    assert "prior" not in run_folder.read_state(run_copy)
     assert "removed the earlier prior stage" in capsys.readouterr().out
 
 
@@ -81,7 +81,7 @@ def test_a_failed_run_leaves_the_good_one_intact(run_copy, tmp_path):
         train.main(train_args(bad_data, run_copy, "--overwrite", "--image-size", "64",
                               "--num-codes", "64"))
     assert snapshot(run_copy) == before
-    values, _ = runs.load_run(run_copy)
+    values, _ = run_folder.load_run(run_copy)
     assert values["image_size"] == 32 and values["num_codes"] == 16
 
 
@@ -89,13 +89,13 @@ def test_a_prior_over_another_vqvae_is_refused(data_dir, run_copy, finished_run)
     from brainvq.generation import generate
 
     # The VQ-VAE file changes under the prior (as after `--stage vqvae` on an older version).
-    shutil.copyfile(run_copy / runs.last_checkpoint_name(runs.VQVAE_FILE),
-                    run_copy / runs.VQVAE_FILE)
-    state = runs.read_state(run_copy)
+    shutil.copyfile(run_copy / run_folder.last_checkpoint_name(run_folder.VQVAE_FILE),
+                    run_copy / run_folder.VQVAE_FILE)
+    state = run_folder.read_state(run_copy)
     state["prior"]["vqvae_fingerprint"] = "0" * 64
-    runs.write_state(run_copy, state)
-    values, vqvae = runs.load_run(run_copy)
-    with pytest.raises(runs.RunError, match="trained over another VQ-VAE.*--stage prior"):
+    run_folder.write_state(run_copy, state)
+    values, vqvae = run_folder.load_run(run_copy)
+    with pytest.raises(run_folder.RunError, match="trained over another VQ-VAE.*--stage prior"):
         generate.generate(values, vqvae, run_copy, 2)
     with pytest.raises(SystemExit, match="trained over another VQ-VAE"):
         train.main(train_args(data_dir, run_copy, "--resume", stage="prior", epochs="2"))
@@ -103,7 +103,7 @@ def test_a_prior_over_another_vqvae_is_refused(data_dir, run_copy, finished_run)
 
 def test_a_second_writer_is_refused_by_the_lock_and_a_stale_lock_is_taken_over(
         data_dir, run_copy, capsys):
-    lock = run_copy / runs.LOCK_FILE
+    lock = run_copy / run_folder.LOCK_FILE
     lock.write_text(json.dumps({"pid": os.getpid(), "host": __import__("socket").gethostname(),
                                 "command": "python train.py (the other run)"}))
     with pytest.raises(SystemExit) as refusal:
@@ -126,13 +126,13 @@ def test_a_corrupt_checkpoint_is_named_and_resume_falls_back_to_the_previous_one
 
     output_dir = tmp_path / "run"
     train.main(train_args(data_dir, output_dir, stage="vqvae", epochs="2"))
-    last = output_dir / runs.last_checkpoint_name(runs.VQVAE_FILE)
-    assert runs.previous_name(last).is_file()  # epoch 1's checkpoint, kept by epoch 2's save
-    for path in (last, output_dir / runs.VQVAE_FILE):
+    last = output_dir / run_folder.last_checkpoint_name(run_folder.VQVAE_FILE)
+    assert run_folder.previous_name(last).is_file()  # epoch 1's checkpoint, kept by epoch 2's save
+    for path in (last, output_dir / run_folder.VQVAE_FILE):
         data = path.read_bytes()
         path.write_bytes(data[:len(data) // 2])  # cut in half
-    with pytest.raises(runs.CorruptCheckpoint, match=r"vqvae.keras is corrupt"):
-        runs.load_run(output_dir)
+    with pytest.raises(run_folder.CorruptCheckpoint, match=r"vqvae.keras is corrupt"):
+        run_folder.load_run(output_dir)
     with pytest.raises(SystemExit, match="corrupt"):
         predict.main(["--output-dir", str(output_dir), "--images-dir", str(tmp_path / "img")])
     model, done = stages.load_for_resume(
@@ -140,8 +140,8 @@ def test_a_corrupt_checkpoint_is_named_and_resume_falls_back_to_the_previous_one
             train_args(data_dir, output_dir, stage="vqvae"))))
     assert done == 1 and model is not None
     train.main(train_args(data_dir, output_dir, "--resume", stage="vqvae", epochs="3"))
-    assert runs.epochs_done(output_dir, "vqvae") == 3
-    runs.load_run(output_dir)  # a good best checkpoint again
+    assert run_folder.epochs_done(output_dir, "vqvae") == 3
+    run_folder.load_run(output_dir)  # a good best checkpoint again
 
 
 @pytest.mark.parametrize("edit,message", [
@@ -156,7 +156,7 @@ def test_a_hand_edited_hyperparameters_file_is_reported_as_such(run_copy, edit, 
     edit(values)
     path.write_text(json.dumps(values))
     with pytest.raises(hyperparameters.InvalidHyperparameters, match=message):
-        runs.load_run(run_copy)
+        run_folder.load_run(run_copy)
 
 
 def test_keys_newer_than_a_run_take_the_value_that_run_used(run_copy):
@@ -187,7 +187,7 @@ def test_a_run_written_by_the_previous_version_loads(run_copy):
     path = run_copy / hyperparameters.HYPERPARAMETERS_FILE
     values = json.loads(path.read_text())
     path.write_text(json.dumps({key: values[key] for key in PREVIOUS_KEYS}))
-    loaded, _ = runs.load_run(run_copy)
+    loaded, _ = run_folder.load_run(run_copy)
     assert loaded["crop_to_head"] is False and loaded["adversarial_weight"] == 0.0
     assert loaded["attention"] is False and loaded["split"] == "0.8,0.1,0.1"
 
@@ -260,7 +260,7 @@ def test_an_unwritable_images_dir_is_refused_before_training(data_dir, tmp_path)
     arguments[arguments.index("--images-dir") + 1] = str(blocker / "images")
     with pytest.raises(SystemExit, match="--images-dir .* is not writable"):
         train.main(arguments)
-    assert not (output_dir / runs.VQVAE_FILE).exists()
+    assert not (output_dir / run_folder.VQVAE_FILE).exists()
     assert not (output_dir / hyperparameters.HYPERPARAMETERS_FILE).exists()
 
 
@@ -290,7 +290,7 @@ def test_ctrl_c_ends_with_one_line_naming_the_checkpoint_and_the_resume_command(
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     try:
-        while time.time() < deadline and runs.epochs_done(output_dir) < 1:
+        while time.time() < deadline and run_folder.epochs_done(output_dir) < 1:
             assert process.poll() is None, "training ended before its first checkpoint"
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
@@ -307,7 +307,7 @@ def test_ctrl_c_ends_with_one_line_naming_the_checkpoint_and_the_resume_command(
         (process.returncode, stderr[-3000:])
     assert "vqvae_last.keras" in lines[-1] and "--resume" in lines[-1]
     assert process.returncode != 0
-    assert not (output_dir / runs.LOCK_FILE).exists()
+    assert not (output_dir / run_folder.LOCK_FILE).exists()
 
 
 def test_scripts_print_no_tensorflow_start_up_lines(finished_run, tmp_path):
@@ -334,19 +334,20 @@ def test_prior_with_weight_averaging_keeps_the_average_and_resumes(data_dir, run
     arguments = train_args(data_dir, run_copy, "--prior-weight-averaging", "0.9", stage="prior",
                            epochs="2")
     train.main([*arguments, "--overwrite"])
-    kept = keras.saving.load_model(run_copy / runs.PRIOR_FILE)
+    kept = keras.saving.load_model(run_copy / run_folder.PRIOR_FILE)
     assert kept.optimizer.use_ema and kept.optimizer.ema_momentum == 0.9
     # The first epoch's checkpoint (kept as the previous one) holds the average as the model's
     # weights and the weights as trained in the optimizer's average slots: the two differ.
     # (After the last epoch Keras makes the slots the average too.)
-    first = runs.previous_name(run_copy / runs.last_checkpoint_name(runs.PRIOR_FILE))
+    first = run_folder.previous_name(
+        run_copy / run_folder.last_checkpoint_name(run_folder.PRIOR_FILE))
     kept = keras.saving.load_model(first)
     assert any(not np.allclose(keras.ops.convert_to_numpy(weight), keras.ops.convert_to_numpy(slot))
                for weight, slot in zip(kept.trainable_weights,
                                        kept.optimizer._model_variables_moving_average))
     train.main([*arguments[:arguments.index("--prior-epochs") + 1], "3",
                 *arguments[arguments.index("--prior-epochs") + 2:], "--resume"])
-    assert runs.read_state(run_copy)["prior"]["epochs_done"] == 3
+    assert run_folder.read_state(run_copy)["prior"]["epochs_done"] == 3
 
 
 def test_a_prior_stage_keeps_the_record_of_how_the_vqvae_was_trained(data_dir, run_copy):
@@ -368,14 +369,14 @@ def test_a_prior_stage_keeps_the_record_of_how_the_vqvae_was_trained(data_dir, r
 def test_unconditional_samples_draw_positions_as_the_training_slices_have_them(
         finished_run, tmp_path, capsys):
     # The prior stage records how many training slices each position has ...
-    state = runs.read_state(finished_run)
+    state = run_folder.read_state(finished_run)
     counts = state["prior"]["slice_position_counts"]
     values = hyperparameters.load(finished_run)
     assert len(counts) == values["num_slice_positions"] and sum(counts) > 0
     # ... and unconditional samples draw their positions from those counts, seeded.
     folder = tmp_path / "recorded"
     folder.mkdir()
-    runs.write_state(folder, {"prior": {"slice_position_counts": [0, 5, 0, 15]}})
+    run_folder.write_state(folder, {"prior": {"slice_position_counts": [0, 5, 0, 15]}})
     drawn = draw_slice_positions(folder, 4, 4000, seed=1)
     assert set(drawn.tolist()) == {1, 3}
     np.testing.assert_array_equal(drawn, draw_slice_positions(folder, 4, 4000, seed=1))
@@ -389,7 +390,7 @@ def test_unconditional_samples_draw_positions_as_the_training_slices_have_them(
     # A run trained before the record: the cached code grids' positions ...
     cached = tmp_path / "cached"
     cached.mkdir()
-    np.savez(cached / runs.CODES_FILE, train_slices=np.array([2, 2, 2], np.int32))
+    np.savez(cached / run_folder.CODES_FILE, train_slices=np.array([2, 2, 2], np.int32))
     assert set(draw_slice_positions(cached, 4, 50, seed=0).tolist()) == {2}
     # ... or, with neither, all positions alike, with a note that says so.
     capsys.readouterr()
@@ -400,7 +401,7 @@ def test_unconditional_samples_draw_positions_as_the_training_slices_have_them(
 def test_unconditional_sampling_mode_changes_the_samples(finished_run):
     from brainvq.generation import generate
 
-    values, vqvae = runs.load_run(finished_run)
+    values, vqvae = run_folder.load_run(finished_run)
     assert values["unconditional"] == "positions"  # the default for new runs
     drawn, _ = generate.generate(values, vqvae, finished_run, 4, seed=3)
     again, _ = generate.generate(values, vqvae, finished_run, 4, seed=3)
@@ -413,7 +414,7 @@ def test_unconditional_sampling_mode_changes_the_samples(finished_run):
 def test_unconditional_guidance_sharpens_the_drawn_position_and_only_that(finished_run):
     from brainvq.generation import generate
 
-    values, vqvae = runs.load_run(finished_run)
+    values, vqvae = run_folder.load_run(finished_run)
     assert values["unconditional_guidance"] == 1.0  # the default: samples as they always were
     plain, _ = generate.generate(values, vqvae, finished_run, 4, seed=3)
     guided, _ = generate.generate(dict(values, unconditional_guidance=3.0), vqvae,
@@ -433,11 +434,11 @@ def test_unconditional_guidance_sharpens_the_drawn_position_and_only_that(finish
 def test_a_state_keeps_its_lists_of_numbers_on_one_line_each_and_reads_back(tmp_path):
     state = {"prior": {"slice_poses": [[0, 1.5, -2.25], [3, 0.0, 4.0]], "counts": [1, 2],
                        "classes": ["F", "M"], "empty": [], "nested": {}}}
-    runs.write_state(tmp_path, state)
-    text = (tmp_path / runs.STATE_FILE).read_text()
+    run_folder.write_state(tmp_path, state)
+    text = (tmp_path / run_folder.STATE_FILE).read_text()
     assert json.loads(text) == state
     assert '      [0, 1.5, -2.25],\n' in text and '"counts": [1, 2],' in text
-    np.testing.assert_array_equal(runs.slice_poses(tmp_path), state["prior"]["slice_poses"])
-    runs.write_state(tmp_path, {"prior": {}})
-    with pytest.raises(runs.RunError, match="--pose-spread 0"):
-        runs.slice_poses(tmp_path)
+    np.testing.assert_array_equal(run_folder.slice_poses(tmp_path), state["prior"]["slice_poses"])
+    run_folder.write_state(tmp_path, {"prior": {}})
+    with pytest.raises(run_folder.RunError, match="--pose-spread 0"):
+        run_folder.slice_poses(tmp_path)

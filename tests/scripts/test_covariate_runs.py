@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
 import predict  # noqa: E402
 import train  # noqa: E402
 from brainvq.generation.generate import draw_subject_covariates  # noqa: E402
-from brainvq.runs import folder as runs  # noqa: E402
+from brainvq.runs import run_folder  # noqa: E402
 from helpers import TINY, write_oasis_layout  # noqa: E402
 
 TABLE = "subject,age,sex\n1,30,F\n2,60,M\n3,45,F\n4,50,M\n"
@@ -34,7 +34,7 @@ def test_the_run_records_the_covariates_of_its_training_subjects(covariate_run):
 
     saved = json.loads((covariate_run / "run" / "hyperparameters.json").read_text())
     assert os.path.isabs(saved["covariates"]) and saved["condition_on"] == "age,sex"
-    specs = runs.read_state(covariate_run / "run")["prior"]["covariates"]
+    specs = run_folder.read_state(covariate_run / "run")["prior"]["covariates"]
     assert specs == [{"name": "age", "kind": "continuous", "low": 30.0, "high": 60.0},
                      {"name": "sex", "kind": "categorical", "classes": ["F", "M"]}]
 
@@ -47,7 +47,7 @@ def test_unconditional_samples_draw_a_training_subjects_covariates_unguided(cova
 
     run = covariate_run / "run"
     # one row per training subject (cases 1 and 2: 30 F, 60 M), as the prior takes them
-    recorded = runs.read_state(run)["prior"]["subject_covariates"]
+    recorded = run_folder.read_state(run)["prior"]["subject_covariates"]
     np.testing.assert_allclose(recorded, [[0.0, 0.0], [1.0, 1.0]])
     drawn = draw_subject_covariates(run, 5, seed=3)
     _, counts = np.unique(drawn, axis=0, return_counts=True)
@@ -59,7 +59,7 @@ def test_unconditional_samples_draw_a_training_subjects_covariates_unguided(cova
     monkeypatch.setattr(sampling, "sample_codes",
                         lambda *args, **kwargs: calls.append(kwargs) or sample_codes(*args,
                                                                                      **kwargs))
-    values, vqvae = runs.load_run(run)
+    values, vqvae = run_folder.load_run(run)
     requests = [generate.Request(4), generate.Request(2, 1, np.array([0.5, 1.0], np.float32)),
                 generate.Request(3, 1)]
     null = generate.generate_together(dict(values, unconditional_covariates="null",
@@ -84,7 +84,7 @@ def test_drawn_covariates_of_a_run_without_the_record_are_refused_before_any_wor
 
     older = tmp_path / "older"  # a run trained before the subjects' rows were recorded
     shutil.copytree(covariate_run / "run", older)
-    state = runs.read_state(older)
+    state = run_folder.read_state(older)
     del state["prior"]["subject_covariates"]
     (older / "training_state.json").write_text(json.dumps(state))
     with pytest.raises(SystemExit, match="prior records no training subjects' covariates.*"
@@ -132,7 +132,7 @@ def test_a_run_without_covariates_refuses_them(covariate_run, tmp_path):
     with pytest.raises(SystemExit, match="was trained without covariates: drop --age"):
         predict.main(["--output-dir", str(plain), "--images-dir", str(tmp_path), "--samples",
                       "1", "--age", "40"])
-    with pytest.raises(runs.RunError, match="records no training subjects' covariates"):
+    with pytest.raises(run_folder.RunError, match="records no training subjects' covariates"):
         draw_subject_covariates(plain, 2, seed=0)
 
 
@@ -151,11 +151,12 @@ def test_subjects_without_a_row_are_refused_by_name_or_dropped(covariate_run, tm
 def test_similarity_checks_the_covariates_with_rulers(covariate_run, tmp_path, capsys,
                                                       monkeypatch):
     import similarity
-    from brainvq.runs import folder as runs
+    from brainvq.runs import run_folder
 
     loaded = []
-    load_prior = runs.load_prior
-    monkeypatch.setattr(runs, "load_prior", lambda *args: loaded.append(args) or load_prior(*args))
+    load_prior = run_folder.load_prior
+    monkeypatch.setattr(run_folder, "load_prior",
+                        lambda *args: loaded.append(args) or load_prior(*args))
     similarity.main(["--output-dir", str(covariate_run / "run"), "--images-dir", str(tmp_path),
                      "--samples", "4", "--feature-network", "no",
                      "--covariates", str(covariate_run / "table.csv")])
@@ -215,7 +216,7 @@ def test_a_bad_covariates_file_is_refused_before_any_training(covariate_run, tmp
         train.main(["--data-dir", str(covariate_run / "oasis"), "--covariates", str(bad),
                     "--condition-on", "age", "--epochs", "1", "--prior-epochs", "1",
                     "--output-dir", str(tmp_path / "run"), *TINY])
-    assert not (tmp_path / "run" / runs.VQVAE_FILE).exists()  # refused before the VQ-VAE
+    assert not (tmp_path / "run" / run_folder.VQVAE_FILE).exists()  # refused before the VQ-VAE
 
 
 def test_a_covariates_file_without_condition_on_is_said_unused_and_not_recorded(

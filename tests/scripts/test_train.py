@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
 import hyperparameters  # noqa: E402
 import train  # noqa: E402
 from brainvq.evaluation import reports  # noqa: E402
-from brainvq.runs import folder as runs  # noqa: E402
+from brainvq.runs import run_folder  # noqa: E402
 from brainvq.training import stages  # noqa: E402
 from helpers import REPO, TINY, TINY_TRACED, write_oasis_layout  # noqa: E402
 
@@ -36,7 +36,7 @@ def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
     train.main(["--stage", "vqvae", "--data-dir", str(data_dir), "--epochs", "2",
                 "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"),
                 *TINY_TRACED])  # traced into graphs, as a user's run is
-    assert (output_dir / runs.VQVAE_FILE).is_file()
+    assert (output_dir / run_folder.VQVAE_FILE).is_file()
     saved = json.loads((output_dir / hyperparameters.HYPERPARAMETERS_FILE).read_text())
     assert saved["image_size"] == 32 and saved["num_codes"] == 16
     rows = read_csv(output_dir / "vqvae_log.csv")
@@ -52,12 +52,12 @@ def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
 
     train.main(["--stage", "prior", "--data-dir", str(data_dir), "--prior-epochs", "2",
                 "--output-dir", str(output_dir), "--images-dir", str(images_dir), *TINY_TRACED])
-    assert (output_dir / runs.PRIOR_FILE).is_file()
+    assert (output_dir / run_folder.PRIOR_FILE).is_file()
     prior_rows = read_csv(output_dir / "prior_log.csv")
     assert [int(row["epoch"]) for row in prior_rows] == [0, 1]
     assert float(prior_rows[-1]["bits_per_code"]) < 4.0  # log2(16) = 4 bits is a uniform guess
     assert "val_bits_per_code" in prior_rows[0]
-    with np.load(output_dir / runs.CODES_FILE) as codes:
+    with np.load(output_dir / run_folder.CODES_FILE) as codes:
         assert codes["train_codes"].shape == (12, 8, 8)  # 2 cases x 6 slices, 32 / 4 = 8
     assert "test-split NLL" in capsys.readouterr().out
 
@@ -72,7 +72,7 @@ def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
     assert len(list((images_dir / "samples").glob("sample_*.png"))) == 4
 
     assert (images_dir / "samples_by_slice.png").stat().st_size > 1000
-    state = runs.read_state(output_dir)["prior"]
+    state = run_folder.read_state(output_dir)["prior"]
     assert 1 <= state["best_epoch"] <= 2 and state["monitor"] == "val_loss"
 
     similarity.main(["--output-dir", str(output_dir), "--images-dir", str(images_dir),
@@ -162,7 +162,7 @@ def test_predict_refuses_a_run_with_other_image_size(data_dir, tmp_path):
                 "--output-dir", str(output_dir), "--images-dir", str(tmp_path / "images"), *TINY])
     with pytest.raises(hyperparameters.IncompatibleCheckpoint,
                        match="image_size: checkpoint has 32"):
-        runs.load_run(output_dir, {"image_size": 64})
+        run_folder.load_run(output_dir, {"image_size": 64})
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -179,11 +179,11 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
 
     batches = tf.data.Dataset.from_tensor_slices(np.stack([good, bad, bad]))  # one batch an epoch
     with pytest.raises(stages.TrainingFailed, match="vqvae stage: loss became nan at epoch 2"):
-        stages.fit_stage(model, "vqvae", batches, None, values, 3, 4, tmp_path, runs.VQVAE_FILE,
-                         resume=False)
-    kept = keras.saving.load_model(tmp_path / runs.VQVAE_FILE)
+        stages.fit_stage(model, "vqvae", batches, None, values, 3, 4, tmp_path,
+                         run_folder.VQVAE_FILE, resume=False)
+    kept = keras.saving.load_model(tmp_path / run_folder.VQVAE_FILE)
     assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in kept.weights)
-    assert runs.read_state(tmp_path)["vqvae"]["epochs_done"] == 1
+    assert run_folder.read_state(tmp_path)["vqvae"]["epochs_done"] == 1
 
 
 @pytest.mark.traced  # the graphs a user's run has
@@ -197,16 +197,17 @@ def test_sigkill_then_resume_continues_from_the_last_checkpoint(data_dir, tmp_pa
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     deadline = time.time() + 240
     try:
-        while time.time() < deadline and runs.epochs_done(output_dir) < 1:
+        while time.time() < deadline and run_folder.epochs_done(output_dir) < 1:
             assert process.poll() is None, "training ended before its first checkpoint"
             time.sleep(0.05)
         os.kill(process.pid, signal.SIGKILL)  # mid-epoch 2 (or right at its start)
     finally:
         process.kill()
         process.wait()
-    epochs_done = runs.epochs_done(output_dir)
+    epochs_done = run_folder.epochs_done(output_dir)
     assert 1 <= epochs_done < 4
-    saved = keras.saving.load_model(output_dir / runs.last_checkpoint_name(runs.VQVAE_FILE))
+    saved = keras.saving.load_model(
+        output_dir / run_folder.last_checkpoint_name(run_folder.VQVAE_FILE))
 
     class CaptureStart(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -226,7 +227,7 @@ def test_sigkill_then_resume_continues_from_the_last_checkpoint(data_dir, tmp_pa
     assert capture.iterations == 30 * epochs_done  # optimizer state came back too
     for loaded, kept in zip(capture.weights, saved.weights):
         np.testing.assert_array_equal(loaded, keras.ops.convert_to_numpy(kept))
-    assert runs.read_state(output_dir)["vqvae"]["epochs_done"] == 4
+    assert run_folder.read_state(output_dir)["vqvae"]["epochs_done"] == 4
     epochs_logged = [int(row["epoch"]) for row in read_csv(output_dir / "vqvae_log.csv")]
     assert epochs_logged == list(range(4))  # no epoch lost, none repeated
     assert all(np.isfinite(float(row["loss"])) for row in read_csv(output_dir / "vqvae_log.csv"))
@@ -259,10 +260,10 @@ def test_prior_snapshots_are_kept_and_judged_by_the_realism_benchmark(data_dir, 
     train.main(["--data-dir", str(data_dir), "--epochs", "1", "--prior-epochs", "2",
                 "--prior-snapshot-every", "1", "--prior-weight-averaging", "0.9",
                 "--output-dir", str(run), *TINY])
-    kept = sorted(path.name for path in (run / runs.SNAPSHOTS_DIR).iterdir())
+    kept = sorted(path.name for path in (run / run_folder.SNAPSHOTS_DIR).iterdir())
     assert kept == ["prior_epoch_001.weights.h5", "prior_epoch_002.weights.h5"]
-    best = runs.load_prior(run)
-    best.load_weights(run / runs.SNAPSHOTS_DIR / kept[-1])  # epoch 2 is the best (of 2 here)
+    best = run_folder.load_prior(run)
+    best.load_weights(run / run_folder.SNAPSHOTS_DIR / kept[-1])  # epoch 2 is the best (of 2 here)
     rows = benchmark.main(["realism", "--output-dir", str(run), "--data-dir", str(data_dir),
                            "--samples", "3", "--temperatures", "1.0", "--top-ks", "0",
                            "--seeds", "0", "--snapshots", "1,2"])
@@ -286,10 +287,10 @@ def test_a_prior_told_the_head_pose_measures_every_slice_once_and_trains(data_di
         shapes = {name: stored[name].shape for name in ("train_augmented", "validate", "test")}
         poses = stored["train_augmented"]
     assert shapes == {"train_augmented": (36, 2), "validate": (6, 2), "test": (6, 2)}
-    assert runs.load_prior(run).augmentation_inputs == 5
+    assert run_folder.load_prior(run).augmentation_inputs == 5
     assert hyperparameters.load(run)["prior_pose_condition"] is True
     # The training slices' poses, recorded for --pose-spread to draw from
-    recorded = np.array(runs.read_state(run)["prior"]["slice_poses"])
+    recorded = np.array(run_folder.read_state(run)["prior"]["slice_poses"])
     with np.load(run / "codes.npz") as stored:
         np.testing.assert_array_equal(recorded[:, 0], stored["train_slices"])
     np.testing.assert_allclose(recorded[:, 1:], poses[:12], atol=0.006)

@@ -20,8 +20,7 @@ import hyperparameters  # noqa: E402
 import predict  # noqa: E402
 import similarity  # noqa: E402
 import train  # noqa: E402
-from brainvq.runs import folder as runs  # noqa: E402
-from brainvq.runs import lock  # noqa: E402
+from brainvq.runs import lock, run_folder  # noqa: E402
 from brainvq.training import pipeline  # noqa: E402
 from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
 
@@ -54,8 +53,8 @@ def run_copy(relative_run, tmp_path):
 
 
 def fingerprints(folder):
-    return {path.name: runs.file_fingerprint(path) for path in pathlib.Path(folder).iterdir()
-            if path.is_file() and path.name != runs.LOCK_FILE}
+    return {path.name: run_folder.file_fingerprint(path) for path in pathlib.Path(folder).iterdir()
+            if path.is_file() and path.name != run_folder.LOCK_FILE}
 
 
 # --- wrong data, no error ---------------------------------------------------------------------
@@ -63,7 +62,7 @@ def fingerprints(folder):
 def test_a_named_data_folder_that_does_not_exist_is_an_error_not_the_demo(tmp_path):
     with pytest.raises(SystemExit, match="data folder .*nowhere does not exist"):
         train.main(tiny_train(tmp_path / "nowhere", tmp_path / "run"))
-    assert not (tmp_path / "run" / runs.VQVAE_FILE).exists()
+    assert not (tmp_path / "run" / run_folder.VQVAE_FILE).exists()
 
 
 def test_the_run_finds_its_data_from_another_directory(relative_run, tmp_path, monkeypatch,
@@ -131,8 +130,8 @@ def test_training_the_vqvae_on_alone_is_refused_before_touching_the_run(run_copy
 def test_training_both_on_retrains_the_prior_over_the_new_vqvae(run_copy, tmp_path, capsys):
     train.main(["--resume", "--epochs", "2", "--output-dir", str(run_copy), "--run-eagerly"])
     assert "the prior trained over the earlier one is trained again" in capsys.readouterr().out
-    assert runs.epochs_done(run_copy, "vqvae") == 2
-    runs.check_prior_matches_vqvae(run_copy)  # sampling works
+    assert run_folder.epochs_done(run_copy, "vqvae") == 2
+    run_folder.check_prior_matches_vqvae(run_copy)  # sampling works
     predict.main(["--output-dir", str(run_copy), "--images-dir", str(tmp_path), "--samples", "1"])
 
 
@@ -237,7 +236,7 @@ def test_ctrl_c_in_predict_and_similarity_is_one_line(script, relative_run, tmp_
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runs, "load_run", interrupt)
+    monkeypatch.setattr(run_folder, "load_run", interrupt)
     with pytest.raises(SystemExit, match="^interrupted: "):
         script.main(["--output-dir", str(relative_run), "--images-dir", str(tmp_path)])
 
@@ -283,7 +282,7 @@ def test_a_run_scores_only_the_subjects_it_never_saw(run_copy, tmp_path, capsys)
     """The run records its subjects by name; another folder whose test split holds one of its
     training subjects beside a new one is scored on the new one only, and one that holds only
     training subjects is refused, naming them."""
-    state = json.loads((run_copy / runs.STATE_FILE).read_text())
+    state = json.loads((run_copy / run_folder.STATE_FILE).read_text())
     assert state["subjects"] == {"train": ["case_001", "case_002"], "validate": ["case_003"],
                                  "test": ["case_004"]}
     other = write_oasis_layout(tmp_path / "other", cases=(2, 1, 2))  # case_001 .. case_005
@@ -350,4 +349,4 @@ def test_a_second_predict_into_the_same_images_dir_is_refused_while_the_first_ru
     assert not list(images.glob("samples/*"))
     predict.main(["--output-dir", str(run_copy), "--images-dir", str(images), "--samples", "1"])
     assert len(list(images.glob("samples/sample_*.png"))) == 1
-    assert not (images / runs.LOCK_FILE).exists()
+    assert not (images / run_folder.LOCK_FILE).exists()

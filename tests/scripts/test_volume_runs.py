@@ -14,7 +14,7 @@ import train  # noqa: E402
 from brainvq.benchmarks import harness  # noqa: E402
 from brainvq.data import volumes  # noqa: E402
 from brainvq.generation.generate import draw_subject_covariates  # noqa: E402
-from brainvq.runs import folder as runs  # noqa: E402
+from brainvq.runs import run_folder  # noqa: E402
 from helpers import TINY, phantom, write_volume  # noqa: E402
 
 STACK = ["--slice-spacing", "3", "--slices-per-volume", "8", "--num-slice-positions", "8",
@@ -38,8 +38,8 @@ def stack_run(tmp_path_factory):
 
 def test_all_stages_of_a_stack_run_include_the_volume_prior(stack_run):
     _, output_dir = stack_run
-    state = runs.read_state(output_dir)
-    assert (output_dir / runs.VOLUME_PRIOR_FILE).is_file()
+    state = run_folder.read_state(output_dir)
+    assert (output_dir / run_folder.VOLUME_PRIOR_FILE).is_file()
     assert state["volume"]["epochs_done"] == 2
     # pairs of consecutive slices: each of the 2 training subjects' stacks gives length - 1
     assert state["volume"]["pairs"]["train"] == 2 * 7
@@ -54,9 +54,9 @@ def test_volumes_can_draw_a_training_subjects_age(stack_run):
 
     _, output_dir = stack_run
     # the 2 training subjects' ages (40 and 50: the ends of their range), one row each
-    recorded = runs.read_state(output_dir)["volume"]["subject_covariates"]
+    recorded = run_folder.read_state(output_dir)["volume"]["subject_covariates"]
     np.testing.assert_allclose(sorted(recorded), [[0.0], [1.0]])
-    values, vqvae = runs.load_run(output_dir)
+    values, vqvae = run_folder.load_run(output_dir)
 
     def codes(mode, seed=3):
         return stacks.generate_stacks(dict(values, unconditional_covariates=mode), vqvae,
@@ -125,8 +125,8 @@ def test_an_exported_stack_run_ships_its_volume_prior(stack_run, tmp_path):
     _, output_dir = stack_run
     shipped = tmp_path / "shipped"
     train.main(["--output-dir", str(output_dir), "--export", str(shipped)])
-    assert (shipped / runs.VOLUME_PRIOR_FILE).is_file()
-    assert runs.VOLUME_PRIOR_FILE in runs.read_state(shipped)[runs.FILES_KEY]
+    assert (shipped / run_folder.VOLUME_PRIOR_FILE).is_file()
+    assert run_folder.VOLUME_PRIOR_FILE in run_folder.read_state(shipped)[run_folder.FILES_KEY]
     predict.main(["--output-dir", str(shipped), "--volumes", "1", "--images-dir",
                   str(tmp_path / "figures")])
     assert (tmp_path / "figures" / "samples" / "volume_000.nii.gz").is_file()
@@ -183,4 +183,4 @@ def test_train_refuses_subject_counts_the_data_cannot_fill(stack_run, tmp_path):
         train.main(["--data-dir", str(root / "data"), "--output-dir", str(tmp_path / "run"),
                     "--epochs", "1", "--prior-epochs", "1", *STACK[:-4], "--split", "10,10,10",
                     *TINY])
-    assert not (tmp_path / "run" / runs.VQVAE_FILE).exists()
+    assert not (tmp_path / "run" / run_folder.VQVAE_FILE).exists()

@@ -14,6 +14,7 @@ A shipped model folder (`pretrained/<name>/`, made by `python train.py --export 
 It is read-only to the scripts: predict.py and similarity.py write its figures, the realism
 feature network and the metrics CSV under `output/<name>/` (or `--images-dir`), never into it.
 """
+import dataclasses
 import os
 import pathlib
 import shutil
@@ -178,3 +179,38 @@ def export(source, destination, overwrite=False):
                         f"intended use, limits.\n")
         written.append(card)
     return written
+
+
+def set_sampling_settings(destination, **settings):
+    """Changes a shipped model's sampling settings (`SamplingSettings`' keys: temperature,
+    guidance, ...) in its `hyperparameters.json` and records the file's new sha256, so that the
+    model loads as before with the settings chosen for it; the weights are untouched. Returns
+    the settings as they were.
+
+    Raises:
+        RunError: `destination` is not a shipped model, or a key is not a sampling setting.
+        InvalidHyperparameters: a value outside its range.
+    """
+    from brainvq.generation.inferer import SamplingSettings
+
+    destination = pathlib.Path(destination)
+    if not run_folder.is_shipped(destination):
+        raise RunError(f"{destination} is not a shipped model (no model card and recorded "
+                       f"hashes)")
+    names = {field.name for field in dataclasses.fields(SamplingSettings)}
+    unknown = sorted(set(settings) - names)
+    if unknown:
+        raise RunError(f"not sampling settings: {', '.join(unknown)} (these are: "
+                       f"{', '.join(sorted(names))})")
+    problems = [f"{name} {config.value_problem(name, value)}" for name, value in settings.items()
+                if config.value_problem(name, value)]
+    if problems:
+        raise config.InvalidHyperparameters("; ".join(problems))
+    values = config.load(destination)
+    before = {name: values.get(name) for name in settings}
+    config.save(dict(values, **settings), destination)
+    state = run_folder.read_state(destination)
+    state[run_folder.FILES_KEY][config.HYPERPARAMETERS_FILE] = run_folder.file_fingerprint(
+        destination / config.HYPERPARAMETERS_FILE)
+    run_folder.write_state(destination, state)
+    return before

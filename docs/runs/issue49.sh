@@ -11,6 +11,7 @@
 #   bash docs/runs/issue49.sh realism RUN 3,6  # rank a run's snapshots on the validation subjects
 #   bash docs/runs/issue49.sh ship RUN EPOCH   # RUN's epoch-EPOCH prior into pretrained/
 #                                              # (shipped before: ship runs/aug49c 2)
+#   bash docs/runs/issue49.sh settings         # the shipped model's sampling settings, re-chosen
 # Extra flags go to train.py (e.g. --resume).
 # DATA (default ../shared/data/ixi) is the IXI T1 folder with demographics.csv.
 set -euo pipefail
@@ -104,6 +105,18 @@ values.update(temperature=1.0, top_k=64, guidance=1.25, covariate_guidance=1.5)
 json.dump(values, open(path, "w"), indent=2, sort_keys=True)
 PY
     python train.py --output-dir "$RUN" --export pretrained/ixi-t1-128 --overwrite ;;
-  *) echo "usage: bash docs/runs/issue49.sh aug49|aug49b|aug49c|noaug49|pose49|pose49b|realism RUN [EPOCHS]|ship RUN EPOCH" >&2
+  settings)
+    # The sampling settings chosen on the validation subjects after shipping (the weights stay):
+    # every sample that requests no covariate draws one training subject's age and sex, and
+    # unconditional samples are guided on their drawn slice position as requested ones are
+    python - <<'PY'
+from brainvq.runs import pretrained
+before = pretrained.set_sampling_settings("pretrained/ixi-t1-128",
+                                          unconditional_covariates="drawn",
+                                          unconditional_guidance=1.25)
+print(f"pretrained/ixi-t1-128: was {before}")
+PY
+    ;;
+  *) echo "usage: bash docs/runs/issue49.sh aug49|aug49b|aug49c|noaug49|pose49|pose49b|realism RUN [EPOCHS]|ship RUN EPOCH|settings" >&2
      exit 2 ;;
 esac

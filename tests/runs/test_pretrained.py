@@ -219,6 +219,28 @@ def test_a_copy_without_its_state_and_an_images_dir_inside_it_are_refused(export
                       "--images-dir", str(tmp_path / "images")])
 
 
+def test_a_shipped_models_sampling_settings_change_and_it_still_loads(exported, tmp_path):
+    run, shipped = exported
+    copy = tmp_path / "tiny"
+    shutil.copytree(shipped, copy)
+    weights = {name: run_folder.file_fingerprint(copy / name)
+               for name in ("vqvae.keras", "prior.keras")}
+    before = pretrained.set_sampling_settings(copy, guidance=1.25,
+                                              unconditional_covariates="drawn")
+    assert before == {"guidance": 1.0, "unconditional_covariates": "null"}
+    values, _ = run_folder.load_run(copy)  # its recorded sha256 checked: the new one
+    assert (values["guidance"], values["unconditional_covariates"]) == (1.25, "drawn")
+    assert weights == {name: run_folder.file_fingerprint(copy / name) for name in weights}
+    saved = snapshot(copy)
+    with pytest.raises(run_folder.RunError, match="not sampling settings: num_codes"):
+        pretrained.set_sampling_settings(copy, num_codes=8)
+    with pytest.raises(Exception, match="guidance"):
+        pretrained.set_sampling_settings(copy, guidance=-1.0)
+    assert snapshot(copy) == saved
+    with pytest.raises(run_folder.RunError, match="not a shipped model"):
+        pretrained.set_sampling_settings(run, guidance=1.25)
+
+
 @pytest.mark.skipif(not SHIPPED.is_dir(), reason="no model shipped in pretrained/ixi-t1-128")
 def test_the_shipped_ixi_model_samples_two_slices_seeded(tmp_path):
     from brainvq.generation import generate

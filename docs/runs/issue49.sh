@@ -106,14 +106,12 @@ json.dump(values, open(path, "w"), indent=2, sort_keys=True)
 PY
     python train.py --output-dir "$RUN" --export pretrained/ixi-t1-128 --overwrite ;;
   settings)
-    # The sampling settings chosen on the validation subjects after shipping (the weights stay):
-    # every sample that requests no covariate draws one training subject's age and sex, and
-    # unconditional samples are guided on their drawn slice position as requested ones are
+    # The sampling settings re-chosen on the validation subjects after shipping (the weights
+    # stay): every sample that requests no covariate draws one training subject's age and sex
     python - <<'PY'
 from brainvq.runs import pretrained
 before = pretrained.set_sampling_settings("pretrained/ixi-t1-128",
-                                          unconditional_covariates="drawn",
-                                          unconditional_guidance=1.25)
+                                          unconditional_covariates="drawn")
 print(f"pretrained/ixi-t1-128: was {before}")
 PY
     ;;

@@ -288,6 +288,8 @@ def test_the_shipped_ixi_card_states_the_sampling_settings_the_model_samples_at(
                       ("Covariate guidance", "covariate_guidance")):
         stated = re.search(rf"\*\*{name} ([\d.]+)\*\*", card)
         assert stated and float(stated[1]) == saved[key], name
+    # a sample that requests no covariate: drawn at a training subject's, as the card says
+    assert ("**Age and sex drawn**" in card) == (saved["unconditional_covariates"] == "drawn")
 
 
 @pytest.mark.skipif(not SHIPPED_VOLUMES.is_dir(),

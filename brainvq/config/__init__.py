@@ -8,6 +8,7 @@ from brainvq.config.defaults import (  # noqa: F401 - the package's face
     DEFAULTS,
     LEGACY_VALUES,
     RANGES,
+    SAMPLING_KEYS,
     VQVAE_KEYS,
     VQVAE_TRAINING_KEYS,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "TrainingConfig",
     "DEFAULTS",
     "ARCHITECTURE_KEYS",
+    "SAMPLING_KEYS",
     "VQVAE_KEYS",
     "VQVAE_TRAINING_KEYS",
     "CHOICES",

@@ -176,6 +176,11 @@ ARCHITECTURE_KEYS = (
     "condition_on", "prior_augment_condition",
 )
 
+# How a trained prior is sampled (`generation.inferer.SamplingSettings`' fields): a shipped
+# model's may be re-chosen without touching its weights (`pretrained.set_sampling_settings`).
+SAMPLING_KEYS = ("temperature", "top_k", "guidance", "covariate_guidance", "unconditional",
+                 "unconditional_guidance", "unconditional_covariates", "pose_spread")
+
 # The subset that fixes the VQ-VAE (a prior may be retrained over it with other prior values).
 VQVAE_KEYS = ("image_size", "num_codes", "code_dim", "num_downsamples", "channels",
               "num_residual_blocks", "attention", "adversarial_weight", "levels", "top_code_dim")

@@ -14,7 +14,6 @@ A shipped model folder (`pretrained/<name>/`, made by `python train.py --export 
 It is read-only to the scripts: predict.py and similarity.py write its figures, the realism
 feature network and the metrics CSV under `output/<name>/` (or `--images-dir`), never into it.
 """
-import dataclasses
 import os
 import pathlib
 import shutil
@@ -182,7 +181,7 @@ def export(source, destination, overwrite=False):
 
 
 def set_sampling_settings(destination, **settings):
-    """Changes a shipped model's sampling settings (`SamplingSettings`' keys: temperature,
+    """Changes a shipped model's sampling settings (`config.SAMPLING_KEYS`: temperature,
     guidance, ...) in its `hyperparameters.json` and records the file's new sha256, so that the
     model loads as before with the settings chosen for it; the weights are untouched. Returns
     the settings as they were.
@@ -191,19 +190,16 @@ def set_sampling_settings(destination, **settings):
         RunError: `destination` is not a shipped model, or a key is not a sampling setting.
         InvalidHyperparameters: a value outside its range.
     """
-    from brainvq.generation.inferer import SamplingSettings
-
     destination = pathlib.Path(destination)
     if not run_folder.is_shipped(destination):
         raise RunError(f"{destination} is not a shipped model (no model card and recorded "
                        f"hashes)")
-    names = {field.name for field in dataclasses.fields(SamplingSettings)}
-    unknown = sorted(set(settings) - names)
+    unknown = sorted(set(settings) - set(config.SAMPLING_KEYS))
     if unknown:
         raise RunError(f"not sampling settings: {', '.join(unknown)} (these are: "
-                       f"{', '.join(sorted(names))})")
-    problems = [f"{name} {config.value_problem(name, value)}" for name, value in settings.items()
-                if config.value_problem(name, value)]
+                       f"{', '.join(sorted(config.SAMPLING_KEYS))})")
+    problems = [f"{name} {problem}" for name, value in settings.items()
+                if (problem := config.value_problem(name, value))]
     if problems:
         raise config.InvalidHyperparameters("; ".join(problems))
     values = config.load(destination)

@@ -47,6 +47,15 @@ def test_stratified_rows_take_every_subject_as_often_as_the_others():
     assert sorted(times) == [3, 3, 4]
 
 
+def test_the_settings_are_the_sampling_keys_a_shipped_model_may_change():
+    import dataclasses
+
+    from brainvq import config
+
+    names = [field.name for field in dataclasses.fields(SamplingSettings)]
+    assert names == list(config.SAMPLING_KEYS)
+
+
 def test_settings_come_from_a_runs_values_and_overrides_that_are_given():
     values = {"temperature": 0.9, "top_k": 32, "guidance": 1.5, "seed": 42}
     settings = SamplingSettings.from_values(values, temperature=None, top_k=64)

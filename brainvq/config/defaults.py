@@ -82,6 +82,14 @@ DEFAULTS = {
     # is replaced by random codes, so the prior learns to repair its condition rather than copy
     # it (sampled stacks condition each slice on a sampled one, errors included). 0: clean.
     "volume_condition_noise": 0.25,
+    # Whole volumes (runs cut as stacks): > 0, a slab autoencoder (models/slabs.py) codes each
+    # stack's slice codes again as one code per this many slices of each code column (a power
+    # of 2 that divides slices_per_volume), and both priors draw those slab codes instead of
+    # slice codes: a latent that spans the slices (issue 52). 0: the priors draw slice codes.
+    "slab_depth": 0,
+    "slab_num_codes": 512,  # the slab codebook's size
+    "slab_channels": 64,  # the slab autoencoder's width
+    "slab_epochs": 10,  # the slab autoencoder's training epochs (it keeps its best)
     # Code-grid augmentation: each training slice is also encoded this many more times, flipped
     # left-right and/or shifted by up to prior_augment_shift pixels, by the frozen VQ-VAE.
     "prior_augment_copies": 8,
@@ -173,7 +181,7 @@ ARCHITECTURE_KEYS = (
     "prior_filters", "prior_layers",
     "prior_kernel_size",
     "prior_attention_blocks", "prior_attention_heads", "prior_position_embedding",
-    "condition_on", "prior_augment_condition",
+    "condition_on", "prior_augment_condition", "slab_depth", "slab_num_codes", "slab_channels",
 )
 
 # How a trained prior is sampled (`generation.inferer.SamplingSettings`' fields): a shipped
@@ -219,6 +227,8 @@ RANGES = {
     "prior_batch_size": (1, None), "prior_learning_rate": ((0.0, "exclusive"), 1.0),
     "prior_weight_decay": (0.0, None), "prior_weight_averaging": (0.0, 0.9999),
     "prior_epochs": (1, None), "volume_condition_noise": (0.0, 1.0),
+    "slab_depth": (0, 64), "slab_num_codes": (2, None), "slab_channels": (1, None),
+    "slab_epochs": (1, None),
     "prior_augment_copies": (0, None), "prior_augment_shift": (0, None),
     "prior_augment_rotation": (0.0, 45.0), "prior_augment_scale": (0.0, 0.5),
     "patience": (0, None), "prior_patience": (0, None), "prior_snapshot_every": (0, None),
@@ -245,4 +255,5 @@ LEGACY_VALUES = {
     "unconditional_covariates": "null", "prior_augment_condition": False, "prior_init": "",
     "prior_pose_condition": False, "pose_spread": 0.0,
     "prior_snapshot_every": 0, "prior_original_weight": 1,
+    "slab_depth": 0, "slab_num_codes": 512, "slab_channels": 64, "slab_epochs": 10,
 }

@@ -71,6 +71,15 @@ def combination_problem(values):
             return (f"--slice-spacing gives every slice of a stack its own position: use "
                     f"--num-slice-positions {values['slices_per_volume']} (= "
                     f"--slices-per-volume)")
+    depth = values.get("slab_depth", 0)
+    if depth:
+        if values.get("slice_spacing", 0) <= 0:
+            return "--slab-depth codes whole stacks: cut them with --slice-spacing (e.g. 2)"
+        if depth & (depth - 1) or values["slices_per_volume"] % depth:
+            return (f"--slab-depth {depth} must be a power of 2 that divides --slices-per-volume "
+                    f"{values['slices_per_volume']} (e.g. 4 or 8)")
+        if values.get("condition_on") or levels > 1:
+            return "--slab-depth works with one level and no --condition-on (not yet with them)"
     if size // factor < MIN_GRID:
         most = max(0, (size // MIN_GRID).bit_length() - 1 - (levels - 1))
         return (f"--image-size {size} with --num-downsamples {values['num_downsamples']}"
@@ -278,3 +287,11 @@ def check_model(model, values, source):
             f"{source} does not match {saved}:\n  " + "\n  ".join(clashes)
             + f"\n{saved} was edited or belongs to another run: restore it (the values the "
               f"checkpoint was trained with), or retrain with --overwrite.")
+
+
+def prior_values(values):
+    """The values a run's priors are built and checked with: with `slab_depth` they draw slab
+    codes, so their codebook is the slab autoencoder's (`slab_num_codes`), not the VQ-VAE's."""
+    if not values.get("slab_depth"):
+        return values
+    return dict(values, num_codes=values["slab_num_codes"])

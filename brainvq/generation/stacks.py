@@ -60,9 +60,26 @@ def decode_stacks(vqvae, codes, batch_size=64):
     return images.reshape((count, length) + images.shape[1:])
 
 
+def _batched(function, arrays, batch_size):
+    """`function` over `arrays` [N, ...] in batches, as one int32 numpy array."""
+    return np.concatenate([keras.ops.convert_to_numpy(function(arrays[start:start + batch_size]))
+                           for start in range(0, len(arrays), batch_size)]).astype(np.int32)
+
+
+def encode_slabs(slab_autoencoder, stacks, batch_size=8):
+    """Slab codes [V, S / f, g, g] of slice-code stacks [V, S, g, g] (V > 0)."""
+    return _batched(slab_autoencoder.encode, stacks, batch_size)
+
+
+def decode_slabs(slab_autoencoder, slab_codes, batch_size=8):
+    """The most likely slice codes [V, S, g, g] of slab codes [V, S / f, g, g] (V > 0)."""
+    return _batched(slab_autoencoder.decode, slab_codes, batch_size)
+
+
 def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=None, seed=None,
                     prior=None, volume_prior=None, covariates=None):
-    """`count` whole volumes: (images [V, S, H, W], codes [V, S, g, g], seconds per volume);
+    """`count` whole volumes: (images [V, S, H, W], slice codes [V, S, g, g], seconds per
+    volume; with `slab_depth` the priors draw slab codes, decoded to slice codes);
     `covariates` (a row [C], NaN where not requested) applies to every slice of every volume.
     Without them, the volumes of priors trained on covariates are drawn as the run's
     `unconditional_covariates` says: under the no-covariate row ("null"), or each volume with
@@ -80,8 +97,12 @@ def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=No
             and values.get("unconditional_covariates", "null") == "drawn"):
         covariates = generate.draw_subject_covariates(output_dir, count, seed, "volume")
         covariate_guidance = 1.0
-    length = stack_length(values)
-    progress = progress_bar(length, f"sampling {count} volume(s) of {length} slices", minimum=2)
+    length, slab_autoencoder = stack_length(values), None
+    if values.get("slab_depth"):  # the priors draw slab codes: one per slab_depth slices
+        slab_autoencoder = run_folder.load_prior(output_dir, "slab")
+        length //= values["slab_depth"]
+    what = "slabs" if slab_autoencoder is not None else "slices"
+    progress = progress_bar(length, f"sampling {count} volume(s) of {length} {what}", minimum=2)
     start = time.perf_counter()
     codes = sample_stack_codes(
         prior, volume_prior, count, vqvae.grid_size, length,
@@ -89,6 +110,8 @@ def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=No
         top_k=values["top_k"] if top_k is None else top_k, seed=seed, progress=progress,
         guidance=values.get("guidance", 1.0), covariates=covariates,
         covariate_guidance=covariate_guidance)
+    if slab_autoencoder is not None:
+        codes = decode_slabs(slab_autoencoder, codes)
     images = decode_stacks(vqvae, codes)
     return images, codes, (time.perf_counter() - start) / count
 

@@ -7,6 +7,7 @@ map a run's values onto them.
 import keras
 
 from brainvq.config.schema import PriorConfig, TrainingConfig, VQVAEConfig
+from brainvq.config.values import prior_values
 from brainvq.data.augmentation import AUGMENTATION_PARAMETERS
 from brainvq.models.hierarchy import HierarchicalPrior, VQVAE2Trainer
 from brainvq.models.pixelcnn import GatedPixelCNN
@@ -51,6 +52,7 @@ def prior_from_hyperparameters(values, grid_size, covariates=()):
     the slice position), or with `levels` 2 a `HierarchicalPrior` (a top prior, and a bottom
     prior given the top codes) over the packed codes of a VQ-VAE-2 whose bottom grid is
     `grid_size`."""
+    values = prior_values(values)
     prior = PriorConfig.from_values(values)
     settings = prior.network_arguments()
     if prior.levels == 2:
@@ -72,6 +74,7 @@ def volume_prior_from_hyperparameters(values, grid_size, covariates=()):
     of the slice below (a spatial condition of the grid's own size, from the same codebook),
     trained with `volume_condition_noise` of those codes replaced by random ones, and on the
     slice prior's `covariates` (a whole volume's age, sex, ...)."""
+    values = prior_values(values)
     model = GatedPixelCNN(grid_size=grid_size, condition_codes=values["num_codes"],
                           condition_grid_size=grid_size, name="volume_prior",
                           condition_noise=values.get("volume_condition_noise", 0.0),

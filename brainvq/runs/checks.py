@@ -22,11 +22,15 @@ from brainvq.runs.run_folder import (
 
 def stages_of(stage, values=None):
     """The stages `--stage` names: "all" is the VQ-VAE and the prior, and the volume prior
-    too when the data are cut as stacks (`slice_spacing` > 0)."""
+    too when the data are cut as stacks (`slice_spacing` > 0), after the slab autoencoder
+    with `slab_depth`."""
     if stage != "all":
         return (stage,)
     stacks = bool(values and values.get("slice_spacing", 0) > 0)
-    return ("vqvae", "prior", "volume") if stacks else ("vqvae", "prior")
+    if not stacks:
+        return ("vqvae", "prior")
+    return ("vqvae", "slab", "prior", "volume") if values.get("slab_depth") else (
+        "vqvae", "prior", "volume")
 
 
 def run_values(args):

@@ -39,7 +39,9 @@ LOCK_FILE = ".lock"
 MODEL_CARD_FILE = "MODEL_CARD.md"  # a shipped model's card (pretrained.py)
 FILES_KEY = "files"  # in a shipped model's training_state.json: sha256 of each shipped file
 VOLUME_PRIOR_FILE = "volume_prior.keras"  # the prior of a slice given the slice below it
-STAGE_FILES = {"vqvae": VQVAE_FILE, "prior": PRIOR_FILE, "volume": VOLUME_PRIOR_FILE}
+SLAB_FILE = "slab_autoencoder.keras"  # slice codes <-> slab codes (--slab-depth)
+STAGE_FILES = {"vqvae": VQVAE_FILE, "slab": SLAB_FILE, "prior": PRIOR_FILE,
+               "volume": VOLUME_PRIOR_FILE}
 
 
 class RunError(RuntimeError):

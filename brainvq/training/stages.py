@@ -11,7 +11,7 @@ import numpy as np
 
 from brainvq import config
 from brainvq.config.schema import PriorConfig, TrainingConfig
-from brainvq.data import covariates, input_pipeline, pose
+from brainvq.data import augmentation, covariates, input_pipeline, pose
 from brainvq.losses import perceptual
 from brainvq.models import build, prior_inputs
 from brainvq.output import figures
@@ -26,6 +26,7 @@ from brainvq.runs.run_folder import (
 )
 from brainvq.training import callbacks
 from brainvq.training.code_cache import code_dataset, encode_splits, measured_poses
+from brainvq.training.slab_codes import slab_code_splits
 
 
 class TrainingFailed(RuntimeError):
@@ -125,7 +126,8 @@ def load_for_resume(output_dir, stage, values):
                 f"records for the {stage} stage (its sha256 differs: a file of another run, or "
                 f"a state file copied from one): put back the run's own files, or start the "
                 f"stage again with --overwrite")
-        config.check_model(model, values, path)
+        config.check_model(model, config.prior_values(values) if stage in ("prior", "volume")
+                           else values, path)
         return model, epochs
     if candidates:
         raise RunError(f"no loadable {stage} checkpoint in {output_dir}: start this stage "
@@ -177,6 +179,18 @@ def frozen_vqvae(output_dir, values):
     return vqvae
 
 
+def prior_codes(vqvae, splits, output_dir, values):
+    """What the prior stages train on: the VQ-VAE's slice codes (`encode_splits`), or with
+    `slab_depth` the slab codes of each stack (`slab_code_splits`: its "case_id" entry holds
+    each row's subject)."""
+    if not values.get("slab_depth"):
+        return encode_splits(vqvae, splits, output_dir, values)
+    codes = slab_code_splits(vqvae, splits, output_dir, values)
+    codes["augmentation"] = np.zeros((len(codes["train_augmented"][0]),
+                                      len(augmentation.AUGMENTATION_PARAMETERS)), np.float32)
+    return codes
+
+
 def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_callbacks=()):
     """Fits the PixelCNN prior on the frozen VQ-VAE's code grids; returns the prior and the
     test-split negative log-likelihood in bits per code."""
@@ -192,7 +206,7 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
         splits, covariate_specs, covariate_values = covariates.for_splits(values, splits)
         copies = 1 + settings.augment_copies  # the augmented grids: `copies` passes
         covariate_values["train_augmented"] = np.tile(covariate_values["train"], (copies, 1))
-    codes = encode_splits(vqvae, splits, output_dir, values)
+    codes = prior_codes(vqvae, splits, output_dir, values)
     held_out = {}  # the held-out grids' augmentation input: none, or their measured poses
     slice_poses = None  # the training slices' (position, offset, tilt): --pose-spread draws them
     if settings.pose_condition and settings.augment_condition:

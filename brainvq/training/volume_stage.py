@@ -15,7 +15,6 @@ from brainvq.models import build, prior_inputs
 from brainvq.runs import run_folder
 from brainvq.runs.run_folder import VOLUME_PRIOR_FILE, VQVAE_FILE, RunError
 from brainvq.training import stages
-from brainvq.training.code_cache import encode_splits
 
 
 def pair_arrays(codes, slice_index, case_id, slice_covariates=None):
@@ -48,8 +47,9 @@ def train_volume_prior(values, splits, output_dir, resume=False, strategy=None,
     covariate_specs, covariate_values = [], {}
     if values.get("condition_on"):  # the slice prior's age, sex, ...: a whole volume's
         splits, covariate_specs, covariate_values = covariates.for_splits(values, splits)
-    codes = encode_splits(vqvae, splits, output_dir, values)
-    pairs = {name: pair_arrays(codes[name][0], codes[name][1], splits[name].case_id,
+    codes = stages.prior_codes(vqvae, splits, output_dir, values)
+    case_ids = codes.get("case_id") or {name: splits[name].case_id for name in splits}
+    pairs = {name: pair_arrays(codes[name][0], codes[name][1], case_ids[name],
                                covariate_values.get(name))
              for name in ("train", "validate", "test")}
     if len(pairs["train"][0]) == 0 or len(pairs["validate"][0]) == 0:

@@ -27,14 +27,14 @@ def slab_run(tmp_path_factory):
                      phantom((40 + 2 * case, 48, 45 + case)), np.eye(4))
     output_dir = root / "run"
     train.main(["--data-dir", str(root / "data"), "--output-dir", str(output_dir),
-                "--epochs", "2", "--prior-epochs", "2", "--slab-epochs", "2", *STACK, *TINY])
+                "--epochs", "1", "--prior-epochs", "1", "--slab-epochs", "1", *STACK, *TINY])
     return root, output_dir
 
 
 def test_a_slab_run_trains_the_priors_on_slab_codes(slab_run):
     _, output_dir = slab_run
     state = run_folder.read_state(output_dir)
-    assert state["slab"]["epochs_done"] == 2
+    assert state["slab"]["epochs_done"] == 1
     assert (output_dir / run_folder.SLAB_FILE).is_file()
     # 2 training subjects and their 2 mirror images, each 8 slices = 2 slabs of 4: one pair each
     assert state["volume"]["pairs"]["train"] == 4 * 1

@@ -149,6 +149,10 @@ def draw(run, requests, temperature=None, top_k=None, seed=None):
     own slice guidance: the run's `guidance` where it asks for a position, none where it does
     not), so all of them share one compiled sampler; returns one (images, codes) per request.
     `temperature`, `top_k` and `seed` default to the run's."""
+    if run.values.get("slab_depth"):
+        raise RunError(f"{run.folder} draws whole heads as slabs (--slab-depth "
+                       f"{run.values['slab_depth']}): its prior's codes are not slices. Sample "
+                       f"volumes (`predict.py --volumes N`, `similarity.py --volumes N`)")
     seed = run.values["seed"] if seed is None else seed
     settings = SamplingSettings.from_values(run.values, temperature=temperature, top_k=top_k)
     sampler = inferer_for(run, settings, requests)

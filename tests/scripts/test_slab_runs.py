@@ -57,6 +57,10 @@ def test_slab_volumes_are_whole_stacks_of_slices(slab_run, tmp_path):
                   "--images-dir", str(tmp_path)])
     volume = volumes.read_volume(tmp_path / "samples" / "volume_000.nii.gz")
     assert volume.voxels.shape[:2] == (32, 32)  # 8 slices 3 mm apart, read at 1.5 mm
+    # its prior draws slabs, not slices: single slices are refused with the command that works
+    with pytest.raises(SystemExit, match="draws whole heads as slabs"):
+        predict.main(["--output-dir", str(output_dir), "--samples", "2",
+                      "--images-dir", str(tmp_path / "slices")])
 
 
 def test_slab_depth_must_divide_the_stack(tmp_path):

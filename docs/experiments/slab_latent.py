@@ -80,6 +80,17 @@ def train(depth, codes, args):
     return keras.saving.load_model(path)
 
 
+def unquantized(vqvae, stacks, batch_size=64):
+    """Stacks [V, S, H, W] through the VQ-VAE's encoder and decoder with no quantizer between:
+    what its decoder makes of continuous latents, slice by slice."""
+    flat = stacks.reshape((-1,) + stacks.shape[2:])[..., None]
+    images = []
+    for start in range(0, len(flat), batch_size):
+        latents = vqvae.encoder(flat[start:start + batch_size])
+        images.append(keras.ops.convert_to_numpy(vqvae.decoder(latents)))
+    return np.clip(np.concatenate(images), 0.0, 1.0)[..., 0].reshape(stacks.shape)
+
+
 def judge(name, stacks, real, codes=None, truth=None):
     """A dict of the figures of one set of decoded validation stacks."""
     ssim = [structural_similarity(image, target, data_range=1.0)
@@ -115,7 +126,9 @@ def main():
     _, vqvae = run_folder.load_run(args.output_dir)
     rows = [judge("real stacks", real, real),
             judge("slice codes decoded (no slab bottleneck)",
-                  stack_sampling.decode_stacks(vqvae, codes["validate"]), real)]
+                  stack_sampling.decode_stacks(vqvae, codes["validate"]), real),
+            judge("encoder latents decoded unquantized", unquantized(vqvae, real), real)]
+    print(json.dumps(rows[1:]), flush=True)
     for depth in (int(text) for text in args.depths.split(",")):
         model = train(depth, codes, args)
         decoded = np.concatenate([

@@ -126,6 +126,8 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
     ([V, S, H, W] in [0, 1]) judges those instead of sampling (their time is not known; `count`
     becomes V). Returns a dict."""
     length = stack_sampling.stack_length(values)
+    # a slab run's prior draws slabs, not slices: it has no independent slices to compare with
+    independent = independent and not values.get("slab_depth")
     spacing, pixel = values["slice_spacing"], values["field_of_view"] / values["image_size"]
     held_out = subject_stacks(splits[split], length)
     train = subject_stacks(splits["train"], length)

@@ -70,3 +70,13 @@ def test_slab_depth_must_divide_the_stack(tmp_path):
                     "--slices-per-volume", "6", "--num-slice-positions", "6",
                     "--slab-depth", "4", *TINY])
     assert not (tmp_path / "run").exists()
+
+
+def test_similarity_judges_slab_volumes_without_independent_slices(slab_run, capsys):
+    import similarity
+
+    _, output_dir = slab_run
+    similarity.main(["--output-dir", str(output_dir), "--volumes", "2"])
+    printed = capsys.readouterr().out
+    assert "coronal reslices plausible" in printed and "streak" in printed
+    assert "independent" not in printed

@@ -19,11 +19,13 @@ from brainvq import console, errors
 
 def parse_args(argv=None):
     parser = hyperparameters.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stage", choices=("vqvae", "slab", "prior", "volume", "all"),
+    parser.add_argument("--stage", choices=("vqvae", "context", "slab", "prior", "volume", "all"),
                         default="all",
                         help="which stage to train (default: all = vqvae then prior, then the "
                              "volume prior when the volumes are cut as stacks, --slice-spacing; "
-                             "with --slab-depth the slab autoencoder before the priors)")
+                             "for stacks the slice-context refiner after the VQ-VAE "
+                             "(--context-blocks), with --slab-depth the slab autoencoder "
+                             "before the priors)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --output-dir from its last checkpoint, with "
                              "its saved values (flags given may change the training ones)")

@@ -90,6 +90,12 @@ DEFAULTS = {
     "slab_num_codes": 512,  # the slab codebook's size
     "slab_channels": 64,  # the slab autoencoder's width
     "slab_epochs": 10,  # the slab autoencoder's training epochs (it keeps its best)
+    # Whole volumes (runs cut as stacks, one level): > 0, a slice-context refiner
+    # (models/slice_context.py) of this many 3D residual blocks refines each stack's quantized
+    # latents along its slices before the VQ-VAE decodes them, so neighbouring slices are not
+    # rendered with a step between them; it sees this many slices above and below. 0: none.
+    "context_blocks": 4,
+    "context_epochs": 10,  # the refiner's training epochs (it keeps its best)
     # Code-grid augmentation: each training slice is also encoded this many more times, flipped
     # left-right and/or shifted by up to prior_augment_shift pixels, by the frozen VQ-VAE.
     "prior_augment_copies": 8,
@@ -182,6 +188,7 @@ ARCHITECTURE_KEYS = (
     "prior_kernel_size",
     "prior_attention_blocks", "prior_attention_heads", "prior_position_embedding",
     "condition_on", "prior_augment_condition", "slab_depth", "slab_num_codes", "slab_channels",
+    "context_blocks",
 )
 
 # How a trained prior is sampled (`generation.inferer.SamplingSettings`' fields): a shipped
@@ -228,7 +235,7 @@ RANGES = {
     "prior_weight_decay": (0.0, None), "prior_weight_averaging": (0.0, 0.9999),
     "prior_epochs": (1, None), "volume_condition_noise": (0.0, 1.0),
     "slab_depth": (0, 64), "slab_num_codes": (2, None), "slab_channels": (1, None),
-    "slab_epochs": (1, None),
+    "slab_epochs": (1, None), "context_blocks": (0, 32), "context_epochs": (1, None),
     "prior_augment_copies": (0, None), "prior_augment_shift": (0, None),
     "prior_augment_rotation": (0.0, 45.0), "prior_augment_scale": (0.0, 0.5),
     "patience": (0, None), "prior_patience": (0, None), "prior_snapshot_every": (0, None),
@@ -256,4 +263,5 @@ LEGACY_VALUES = {
     "prior_pose_condition": False, "pose_spread": 0.0,
     "prior_snapshot_every": 0, "prior_original_weight": 1,
     "slab_depth": 0, "slab_num_codes": 512, "slab_channels": 64, "slab_epochs": 10,
+    "context_blocks": 0, "context_epochs": 10,
 }

@@ -295,3 +295,10 @@ def prior_values(values):
     if not values.get("slab_depth"):
         return values
     return dict(values, num_codes=values["slab_num_codes"])
+
+
+def uses_context(values):
+    """Whether a run's stacks are decoded through a slice-context refiner
+    (models/slice_context.py): cut as stacks, one level, `context_blocks` > 0."""
+    return (values.get("slice_spacing", 0) > 0 and values.get("levels", 1) == 1
+            and values.get("context_blocks", 0) > 0)

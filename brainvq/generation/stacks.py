@@ -8,8 +8,10 @@ import time
 import keras
 import numpy as np
 
+from brainvq import config
 from brainvq.data import volumes
 from brainvq.generation import generate, sampling
+from brainvq.models import slice_context
 from brainvq.output import figures
 from brainvq.progress import progress_bar
 from brainvq.runs import run_folder
@@ -50,9 +52,15 @@ def sample_stack_codes(prior, volume_prior, count, grid_size, length, temperatur
     return codes
 
 
-def decode_stacks(vqvae, codes, batch_size=64):
-    """[V, S, g, g] code grids -> images [V, S, H, W] in [0, 1]."""
+def decode_stacks(vqvae, codes, batch_size=64, refiner=None):
+    """[V, S, g, g] code grids -> images [V, S, H, W] in [0, 1]: slice by slice, or with a
+    `SliceContextRefiner` (models/slice_context.py) each stack's latents refined along its
+    slices first."""
     count, length = codes.shape[:2]
+    if refiner is not None:
+        return np.concatenate([keras.ops.convert_to_numpy(
+            slice_context.decode_refined(refiner, vqvae, codes[number:number + 1], batch_size))
+            for number in range(count)]).reshape(codes.shape[:2] + (-1, vqvae.image_size))
     flat = codes.reshape((count * length,) + codes.shape[2:])
     images = [keras.ops.convert_to_numpy(vqvae.decode_codes(flat[start:start + batch_size]))
               for start in range(0, len(flat), batch_size)]
@@ -79,7 +87,8 @@ def decode_slabs(slab_autoencoder, slab_codes, batch_size=8):
 def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=None, seed=None,
                     prior=None, volume_prior=None, covariates=None):
     """`count` whole volumes: (images [V, S, H, W], slice codes [V, S, g, g], seconds per
-    volume; with `slab_depth` the priors draw slab codes, decoded to slice codes);
+    volume; with `slab_depth` the priors draw slab codes, decoded to slice codes; a run with a
+    slice-context refiner decodes each stack through it);
     `covariates` (a row [C], NaN where not requested) applies to every slice of every volume.
     Without them, the volumes of priors trained on covariates are drawn as the run's
     `unconditional_covariates` says: under the no-covariate row ("null"), or each volume with
@@ -97,6 +106,8 @@ def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=No
             and values.get("unconditional_covariates", "null") == "drawn"):
         covariates = generate.draw_subject_covariates(output_dir, count, seed, "volume")
         covariate_guidance = 1.0
+    refiner = (run_folder.load_prior(output_dir, "context")
+               if config.uses_context(values) else None)
     length, slab_autoencoder = stack_length(values), None
     if values.get("slab_depth"):  # the priors draw slab codes: one per slab_depth slices
         slab_autoencoder = run_folder.load_prior(output_dir, "slab")
@@ -112,7 +123,7 @@ def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=No
         covariate_guidance=covariate_guidance)
     if slab_autoencoder is not None:
         codes = decode_slabs(slab_autoencoder, codes)
-    images = decode_stacks(vqvae, codes)
+    images = decode_stacks(vqvae, codes, refiner=refiner)
     return images, codes, (time.perf_counter() - start) / count
 
 

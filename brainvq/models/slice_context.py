@@ -79,11 +79,15 @@ def refine_codes(refiner, vqvae, code_indices):
     return refiner(latents)
 
 
-def decode_refined(refiner, vqvae, code_indices):
+def decode_refined(refiner, vqvae, code_indices, batch_size=64):
     """Images [V, S, H, W] in [0, 1] of slice code stacks [V, S, g, g], each stack's latents
-    refined along its slices and then decoded slice by slice."""
+    refined along its slices and then decoded slice by slice (`batch_size` slices at a
+    time)."""
     refined = refine_codes(refiner, vqvae, code_indices)
     count, length = refined.shape[:2]
     flat = ops.reshape(refined, (-1,) + tuple(refined.shape[2:]))
-    images = ops.clip(ops.cast(vqvae.decoder(flat, training=False), "float32"), 0.0, 1.0)
+    images = ops.concatenate([
+        ops.cast(vqvae.decoder(flat[start:start + batch_size], training=False), "float32")
+        for start in range(0, count * length, batch_size)])
+    images = ops.clip(images, 0.0, 1.0)
     return ops.reshape(images, (count, length) + tuple(images.shape[1:3]))

@@ -22,15 +22,16 @@ from brainvq.runs.run_folder import (
 
 def stages_of(stage, values=None):
     """The stages `--stage` names: "all" is the VQ-VAE and the prior, and the volume prior
-    too when the data are cut as stacks (`slice_spacing` > 0), after the slab autoencoder
-    with `slab_depth`."""
+    too when the data are cut as stacks (`slice_spacing` > 0), after the slice-context refiner
+    (`context_blocks` > 0, one level) and the slab autoencoder (`slab_depth`)."""
     if stage != "all":
         return (stage,)
     stacks = bool(values and values.get("slice_spacing", 0) > 0)
     if not stacks:
         return ("vqvae", "prior")
-    return ("vqvae", "slab", "prior", "volume") if values.get("slab_depth") else (
-        "vqvae", "prior", "volume")
+    return ("vqvae", *(("context",) if config.uses_context(values) else ()),
+            *(("slab",) if values.get("slab_depth") else ()), "prior", "volume")
+
 
 
 def run_values(args):
@@ -93,8 +94,8 @@ def check_run_folder(output_dir, stages, values, resume, overwrite):
                        "run in --output-dir, --overwrite replaces it")
     existing = [stage for stage in run_folder.STAGE_FILES
                 if run_folder.has_stage(output_dir, stage)]
-    affected = list(stages) + ([stage for stage in ("prior", "volume") if stage not in stages]
-                               if "vqvae" in stages else [])
+    affected = list(stages) + ([stage for stage in ("context", "slab", "prior", "volume")
+                                if stage not in stages] if "vqvae" in stages else [])
     clashes = [stage for stage in affected if stage in existing]
     if clashes and not (resume or overwrite):
         files = ", ".join(path.name for stage in clashes
@@ -132,6 +133,11 @@ def check_run_folder(output_dir, stages, values, resume, overwrite):
         raise RunError("--stage volume trains a prior of each slice given the one below "
                        "it, which needs whole stacks: cut the volumes with --slice-spacing "
                        "2 --slices-per-volume 64 --num-slice-positions 64 (a run of its own)")
+    if "context" in stages and not config.uses_context(values):
+        raise RunError("--stage context refines each stack's latents along its slices, which "
+                       "needs whole stacks and one level: cut the volumes with --slice-spacing "
+                       "2 --slices-per-volume 64 --num-slice-positions 64, --levels 1, and "
+                       "--context-blocks 4")
     if "vqvae" not in stages and not (output_dir / VQVAE_FILE).is_file():
         raise RunError(f"{output_dir / VQVAE_FILE} not found: train the VQ-VAE first "
                        f"(`python train.py --stage vqvae --output-dir {output_dir}`)")

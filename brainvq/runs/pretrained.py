@@ -126,21 +126,30 @@ def export(source, destination, overwrite=False):
     if (source / run_folder.VOLUME_PRIOR_FILE).is_file():  # a run cut as stacks: its volume prior
         run_folder.check_prior_matches_vqvae(source, "volume")
         stages.append("volume")
-    models = [run_folder.STAGE_FILES[stage] for stage in stages]
     values = config.load(source)
+    if config.uses_context(values):  # its stacks are decoded through the refiner
+        if not (source / run_folder.CONTEXT_FILE).is_file():
+            raise RunError(f"{source / run_folder.CONTEXT_FILE} not found: train it before "
+                           f"exporting (`python train.py --stage context --output-dir "
+                           f"{source}`)")
+        run_folder.check_prior_matches_vqvae(source, "context")
+        stages.append("context")
+    models = [run_folder.STAGE_FILES[stage] for stage in stages]
     if destination.resolve() == source.resolve() or (
             (destination / run_folder.STATE_FILE).is_file()
             and not run_folder.is_shipped(destination)):
         raise RunError(f"--export {destination} is a training run folder (its "
                        f"{run_folder.STATE_FILE} records training, not a shipped model): export "
                        f"into a folder of its own, e.g. pretrained/{source.name}")
-    present = [name for name in (*SHIPPED_FILES, run_folder.VOLUME_PRIOR_FILE)
-               if (destination / name).exists()]
+    optional = (run_folder.VOLUME_PRIOR_FILE, run_folder.CONTEXT_FILE)
+    present = [name for name in (*SHIPPED_FILES, *optional) if (destination / name).exists()]
     if present and not overwrite:
         raise RunError(f"{destination} already holds a model ({', '.join(present)}); "
                        f"nothing was changed. Pass --overwrite to replace it")
     destination.mkdir(parents=True, exist_ok=True)
-    (destination / run_folder.VOLUME_PRIOR_FILE).unlink(missing_ok=True)  # one model's files only
+    for name in optional:  # one model's files only
+        if name not in models:
+            (destination / name).unlink(missing_ok=True)
     written = []
     for name in models:
         model = run_folder.load_checkpoint(source / name, compile=False)  # no optimizer state

@@ -40,8 +40,9 @@ MODEL_CARD_FILE = "MODEL_CARD.md"  # a shipped model's card (pretrained.py)
 FILES_KEY = "files"  # in a shipped model's training_state.json: sha256 of each shipped file
 VOLUME_PRIOR_FILE = "volume_prior.keras"  # the prior of a slice given the slice below it
 SLAB_FILE = "slab_autoencoder.keras"  # slice codes <-> slab codes (--slab-depth)
-STAGE_FILES = {"vqvae": VQVAE_FILE, "slab": SLAB_FILE, "prior": PRIOR_FILE,
-               "volume": VOLUME_PRIOR_FILE}
+CONTEXT_FILE = "slice_context.keras"  # a stack's latents refined along its slices
+STAGE_FILES = {"vqvae": VQVAE_FILE, "context": CONTEXT_FILE, "slab": SLAB_FILE,
+               "prior": PRIOR_FILE, "volume": VOLUME_PRIOR_FILE}
 
 
 class RunError(RuntimeError):

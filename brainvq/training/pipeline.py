@@ -8,6 +8,7 @@ from brainvq import config
 from brainvq.data import layouts
 from brainvq.runs import checks, run_folder, subjects
 from brainvq.runs.run_folder import PRIOR_FILE, VQVAE_FILE, read_state
+from brainvq.training.context_stage import train_slice_context
 from brainvq.training.devices import make_strategy, set_precision
 from brainvq.training.slab_stage import train_slab_autoencoder
 from brainvq.training.stages import TrainingFailed, train_prior, train_vqvae  # noqa: F401
@@ -15,8 +16,8 @@ from brainvq.training.volume_stage import train_volume_prior
 
 
 def train(values, output_dir, stages, *, resume, overwrite, given, command):
-    """Trains `stages` ("vqvae", "prior", "volume") into `output_dir` with `values`, once the
-    folder is locked: nothing in it is written before every check has passed.
+    """Trains `stages` ("vqvae", "context", "slab", "prior", "volume") into `output_dir` with
+    `values`, once the folder is locked: nothing in it is written before every check has passed.
 
     Args:
         given: the flags given on the command line ({key: value}; some only apply to NIfTI).
@@ -45,6 +46,15 @@ def train(values, output_dir, stages, *, resume, overwrite, given, command):
             train_vqvae(values, splits, output_dir, resume=resume, strategy=strategy)
             print(f"VQ-VAE saved to {output_dir / VQVAE_FILE}, log in "
                   f"{output_dir / 'vqvae_log.csv'}")
+        if "context" in stages:
+            _, streak = train_slice_context(
+                values, splits, output_dir,
+                resume=_resumable(output_dir, "context", resume, stages))
+            print(f"slice-context refiner saved to {output_dir / run_folder.CONTEXT_FILE}, log "
+                  f"in {output_dir / 'context_log.csv'}"
+                  + (f"; the test stacks' streak index (real {streak['real']:.3f}): decoded "
+                     f"slice by slice {streak['codes']:.3f}, refined {streak['refined']:.3f}"
+                     if streak else ""))
         if "slab" in stages:
             _, accuracy = train_slab_autoencoder(
                 values, splits, output_dir,
@@ -80,8 +90,9 @@ def _resumable(output_dir, stage, resume, stages):
         run_folder.check_prior_matches_vqvae(output_dir, stage)
     except run_folder.RunError:
         run_folder.clear_stage(output_dir, stage)
-        print(f"the VQ-VAE trained on, so the {'volume ' if stage == 'volume' else ''}prior "
-              f"trained over the earlier one is trained again over the new one, from its "
-              f"first epoch")
+        what = {"volume": "volume prior", "context": "slice-context refiner",
+                "slab": "slab autoencoder"}.get(stage, stage)
+        print(f"the VQ-VAE trained on, so the {what} trained over the earlier one is trained "
+              f"again over the new one, from its first epoch")
         return False
     return resume

@@ -18,7 +18,8 @@ from brainvq.runs import run_folder  # noqa: E402
 from helpers import TINY, phantom, write_volume  # noqa: E402
 
 STACK = ["--slice-spacing", "3", "--slices-per-volume", "8", "--num-slice-positions", "8",
-         "--field-of-view", "48", "--split", "2,1,1", "--prior-augment-copies", "0"]
+         "--field-of-view", "48", "--split", "2,1,1", "--prior-augment-copies", "0",
+         "--context-epochs", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,26 @@ def test_all_stages_of_a_stack_run_include_the_volume_prior(stack_run):
     # a whole volume has one age: both priors are conditioned on it, with the same range
     assert state["volume"]["covariates"] == state["prior"]["covariates"]
     assert [spec["name"] for spec in state["volume"]["covariates"]] == ["age"]
+    # and the slice-context refiner, over the same VQ-VAE
+    assert (output_dir / run_folder.CONTEXT_FILE).is_file()
+    assert state["context"]["epochs_done"] == 1
+    assert state["context"]["vqvae_fingerprint"] == state["prior"]["vqvae_fingerprint"]
+
+
+def test_volumes_are_decoded_through_the_slice_context_refiner(stack_run):
+    from brainvq.generation import stacks
+
+    _, output_dir = stack_run
+    values, vqvae = run_folder.load_run(output_dir)
+    images, codes, _ = stacks.generate_stacks(values, vqvae, output_dir, 1, seed=3)
+    refiner = run_folder.load_prior(output_dir, "context")
+    np.testing.assert_allclose(images, stacks.decode_stacks(vqvae, codes, refiner=refiner),
+                               atol=1e-5)
+    assert not np.allclose(images, stacks.decode_stacks(vqvae, codes), atol=1e-4)
+    without, again, _ = stacks.generate_stacks(dict(values, context_blocks=0), vqvae,
+                                               output_dir, 1, seed=3)
+    np.testing.assert_array_equal(again, codes)  # the same codes, decoded slice by slice
+    np.testing.assert_allclose(without, stacks.decode_stacks(vqvae, codes), atol=1e-5)
 
 
 def test_volumes_can_draw_a_training_subjects_age(stack_run):
@@ -127,6 +148,7 @@ def test_an_exported_stack_run_ships_its_volume_prior(stack_run, tmp_path):
     train.main(["--output-dir", str(output_dir), "--export", str(shipped)])
     assert (shipped / run_folder.VOLUME_PRIOR_FILE).is_file()
     assert run_folder.VOLUME_PRIOR_FILE in run_folder.read_state(shipped)[run_folder.FILES_KEY]
+    assert run_folder.CONTEXT_FILE in run_folder.read_state(shipped)[run_folder.FILES_KEY]
     predict.main(["--output-dir", str(shipped), "--volumes", "1", "--images-dir",
                   str(tmp_path / "figures")])
     assert (tmp_path / "figures" / "samples" / "volume_000.nii.gz").is_file()

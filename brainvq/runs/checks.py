@@ -108,6 +108,9 @@ def check_run_folder(output_dir, stages, values, resume, overwrite):
     keeps_vqvae = "vqvae" not in stages or resume
     if keeps_vqvae and saved_file.exists():
         saved = config.load(output_dir)
+        if "context" in stages and not run_folder.has_stage(output_dir, "context"):
+            # a refiner added to a run that has none yet (its width is chosen now)
+            saved = dict(saved, context_blocks=values.get("context_blocks", 0))
         keys = None if resume else config.VQVAE_KEYS
         config.check_compatible(saved, values, output_dir, keys=keys)
         changes = config.resume_changes(saved, values) if resume else ()

@@ -21,22 +21,18 @@ def quick_evaluation(monkeypatch, request):
     monkeypatch.setattr(feature_network, "IMAGES_SEEN", 1000)  # at least 3 passes still
     monkeypatch.setattr(covariate_checks, "RULER_COPIES", 1)
     monkeypatch.setattr(covariate_checks, "IMAGES_SEEN", 1000)
-    # ... and run eagerly: tracing a tiny network's fit, predict or sampling loop into a graph
-    # costs seconds, running its few steps as Python a fraction of that. Tests marked `traced`
-    # keep the graphs a user's run has (and the shipped models' and stacks' long sampling
-    # loops, which run eagerly take minutes).
+    # ... and their fit, predict and evaluate run eagerly: tracing a tiny network's steps into a
+    # graph costs seconds, running its few steps as Python a fraction of that. The samplers stay
+    # compiled graphs (a grid's worth of steps run eagerly costs many times its tracing). Tests
+    # marked `traced` keep the graphs a user's run has.
     import keras
 
-    if "traced" in request.keywords or keras.backend.backend() != "tensorflow":
+    if "traced" in request.keywords:
         yield
         return
-    import tensorflow as tf
-
-    tf.config.run_functions_eagerly(True)
-    try:
-        yield
-    finally:
-        tf.config.run_functions_eagerly(False)
+    monkeypatch.setattr(keras.Model, "run_eagerly",
+                        property(lambda model: True, lambda model, value: None))
+    yield
 
 
 @pytest.fixture(autouse=True)

@@ -28,26 +28,16 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from brainvq.data import layouts
-from brainvq.data.stacks import subject_stacks
 from brainvq.evaluation import streaks
 from brainvq.generation import stacks as stack_sampling
 from brainvq.models.slice_context import SliceContextRefiner, decode_refined
-from brainvq.progress import progress_bar
 from brainvq.runs import run_folder
-
-
-def encoder_latents(vqvae, stacks, batch_size=64):
-    """Unquantized latents [V, S, g, g, D] float16 of stacks [V, S, H, W]."""
-    flat = np.ascontiguousarray(stacks.reshape((-1,) + stacks.shape[2:])[..., None], np.float32)
-    starts = range(0, len(flat), batch_size)
-    progress = progress_bar(len(starts), f"encoding {len(flat)} slices", minimum=2)
-    latents = []
-    for start in starts:
-        latents.append(keras.ops.convert_to_numpy(
-            vqvae.encoder(flat[start:start + batch_size], training=False)).astype(np.float16))
-        progress.add(1)
-    latents = np.concatenate(latents)
-    return latents.reshape(stacks.shape[:2] + latents.shape[1:])
+from brainvq.training.context_stage import (
+    LatentRuns,
+    encoder_latents,
+    nearest_codes,
+    stack_images,
+)
 
 
 def load_latents(args, values, vqvae):
@@ -59,8 +49,7 @@ def load_latents(args, values, vqvae):
             return {name: stored[name] for name in stored.files}
     splits, _ = layouts.load_splits_for(values)
     length = stack_sampling.stack_length(values)
-    train = np.stack(list(subject_stacks(splits["train"], length).values()))
-    validate = np.stack(list(subject_stacks(splits["validate"], length).values()))
+    train, validate = (stack_images(splits[name], length) for name in ("train", "validate"))
     arrays = {"train": np.concatenate([encoder_latents(vqvae, train),
                                        encoder_latents(vqvae, train[..., ::-1])]),
               "validate": encoder_latents(vqvae, validate),
@@ -70,38 +59,6 @@ def load_latents(args, values, vqvae):
     return arrays
 
 
-def nearest_codes(vqvae, latents, batch=16384):
-    """Code indices [...] of latents [..., D]."""
-    flat = latents.reshape(-1, latents.shape[-1]).astype(np.float32)
-    codes = [keras.ops.convert_to_numpy(vqvae.quantizer.nearest_codes(flat[i:i + batch]))
-             for i in range(0, len(flat), batch)]
-    return np.concatenate(codes).astype(np.int32).reshape(latents.shape[:-1])
-
-
-class Crops(keras.utils.PyDataset):
-    """Random runs of `crop` slices of the training stacks: (quantized, unquantized) latents."""
-
-    def __init__(self, quantized, latents, crop, batch_size, seed):
-        super().__init__()
-        self.quantized, self.latents = quantized, latents
-        self.crop, self.batch_size = crop, batch_size
-        self.random = np.random.default_rng(seed)
-        self.order = self.random.permutation(len(latents))
-
-    def __len__(self):
-        return len(self.latents) // self.batch_size
-
-    def __getitem__(self, index):
-        stacks = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        starts = self.random.integers(0, self.latents.shape[1] - self.crop + 1, len(stacks))
-        pick = [(stack, slice(start, start + self.crop)) for stack, start in zip(stacks, starts)]
-        return (np.stack([self.quantized[s, run] for s, run in pick]).astype(np.float32),
-                np.stack([self.latents[s, run] for s, run in pick]).astype(np.float32))
-
-    def on_epoch_end(self):
-        self.order = self.random.permutation(len(self.latents))
-
-
 def train(args, vqvae, latents):
     """The refiner fitted on the training latents; the epoch best on validation."""
     path = args.work_dir / "refiner.keras"
@@ -109,16 +66,14 @@ def train(args, vqvae, latents):
         return keras.saving.load_model(path)
     keras.utils.set_random_seed(args.seed)
     codebook = keras.ops.convert_to_numpy(vqvae.quantizer.codebook.value)
-    quantized = {name: codebook[nearest_codes(vqvae, latents[name])].astype(np.float16)
-                 for name in ("train", "validate")}
+    codes = {name: nearest_codes(vqvae, latents[name]) for name in ("train", "validate")}
     refiner = SliceContextRefiner(code_dim=codebook.shape[1], channels=args.channels,
                                   blocks=args.blocks)
     refiner.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
-    refiner.fit(Crops(quantized["train"], latents["train"], args.crop, args.batch_size,
-                      args.seed),
-                validation_data=(quantized["validate"].astype(np.float32),
-                                 latents["validate"].astype(np.float32)),
-                validation_batch_size=2, epochs=args.epochs, verbose=2, callbacks=[
+    refiner.fit(LatentRuns(codes["train"], latents["train"], codebook, args.batch_size,
+                           args.crop, seed=args.seed),
+                validation_data=LatentRuns(codes["validate"], latents["validate"], codebook, 2),
+                epochs=args.epochs, verbose=2, callbacks=[
                     keras.callbacks.ModelCheckpoint(path, monitor="val_loss",
                                                     save_best_only=True),
                     keras.callbacks.CSVLogger(args.work_dir / "refiner_log.csv")])

@@ -33,7 +33,7 @@ def test_slab_codes_are_one_per_depth_slices(depth):
 def test_fitting_decodes_more_slice_codes_right():
     keras.utils.set_random_seed(0)
     model = tiny(4)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), run_eagerly=True)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
     codes = stacks(16)
     before = model.evaluate(codes, codes, verbose=0, return_dict=True)["code_accuracy"]
     model.fit(codes, codes, epochs=30, batch_size=8, verbose=0)

@@ -60,7 +60,7 @@ def decode_stacks(vqvae, codes, batch_size=64, refiner=None):
     if refiner is not None:
         return np.concatenate([keras.ops.convert_to_numpy(
             slice_context.decode_refined(refiner, vqvae, codes[number:number + 1], batch_size))
-            for number in range(count)]).reshape(codes.shape[:2] + (-1, vqvae.image_size))
+            for number in range(count)])
     flat = codes.reshape((count * length,) + codes.shape[2:])
     images = [keras.ops.convert_to_numpy(vqvae.decode_codes(flat[start:start + batch_size]))
               for start in range(0, len(flat), batch_size)]

@@ -33,7 +33,6 @@ def stages_of(stage, values=None):
             *(("slab",) if values.get("slab_depth") else ()), "prior", "volume")
 
 
-
 def run_values(args):
     """The values this command trains with: the defaults and the flags given; with --resume,
     the run's saved values and the flags given (so only a flag given can differ). A data folder

@@ -117,6 +117,17 @@ def _plane_figures(plane, train, held_out, samples, cache_dir, seed):
                for metric, value in row.items()}}
 
 
+def _plot_neighbour_ssim(real_ssim, sample_ssim, real_count, count, images_dir, spacing):
+    """`volume_neighbour_ssim.png`: the neighbouring-slice SSIMs of the real and synthetic
+    volumes, overlaid."""
+    figures.plot_overlaid_histograms(
+        {f"{real_count} held-out real volumes": real_ssim,
+         f"{count} synthetic volumes": sample_ssim},
+        pathlib.Path(images_dir) / "volume_neighbour_ssim.png",
+        xlabel="SSIM between neighbouring slices",
+        title=f"Neighbouring-slice SSIM ({spacing:g} mm apart)")
+
+
 def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_dir, images_dir,
                   slice_features=True, independent=True, stacks=None):
     """Samples `count` stacks and prints the figures of the module docstring beside those of
@@ -152,12 +163,7 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
         report[f"head_volume_sd_{name}"] = float(millilitres.std())
     report.update(streaks.streak_report(samples, held_out.values(), train.values()))
     if images_dir is not None:
-        figures.plot_overlaid_histograms(
-            {f"{len(held_out)} held-out real volumes": real_ssim,
-             f"{count} synthetic volumes": sample_ssim},
-            pathlib.Path(images_dir) / "volume_neighbour_ssim.png",
-            xlabel="SSIM between neighbouring slices",
-            title=f"Neighbouring-slice SSIM ({spacing:g} mm apart)")
+        _plot_neighbour_ssim(real_ssim, sample_ssim, len(held_out), count, images_dir, spacing)
     size = values["image_size"]
     for plane in ("coronal", "sagittal"):
         row = _plane_figures(

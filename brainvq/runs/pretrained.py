@@ -99,24 +99,14 @@ def data_description(output_dir):
     return run_folder.read_state(output_dir).get(DATA_KEY)
 
 
-def export(source, destination, overwrite=False):
-    """Writes the trained run in `source` as a shipped model folder `destination`.
-
-    The best checkpoints (both stages, and the volume prior of a run cut as stacks) are saved
-    again without optimizer state (a model file already there with the same weights, e.g. the
-    VQ-VAE when only the prior was retrained, is kept as it is); the hyperparameters keep
-    the data folder relative to `destination`, and the state its subjects by name; a
-    MODEL_CARD.md already there is kept while the models stay the same, and replaced by a stub
-    (to be completed by hand) when a model is new.
-
-    Returns:
-        The paths written.
+def _exported_stages(source):
+    """The stages an export of `source` ships and its values: the VQ-VAE and the prior, a stack
+    run's volume prior, and the slice-context refiner its stacks are decoded through; each
+    checked to belong to the run's VQ-VAE.
 
     Raises:
-        RunError: `source` lacks a stage, its prior belongs to another VQ-VAE, `destination`
-            is a training run folder, or it already holds a model and `overwrite` is False.
+        RunError: a stage is missing, or trained over another VQ-VAE.
     """
-    source, destination = pathlib.Path(source), pathlib.Path(destination)
     for name in (run_folder.VQVAE_FILE, run_folder.PRIOR_FILE):
         if not (source / name).is_file():
             raise RunError(f"{source / name} not found: train both stages before exporting "
@@ -134,6 +124,28 @@ def export(source, destination, overwrite=False):
                            f"{source}`)")
         run_folder.check_prior_matches_vqvae(source, "context")
         stages.append("context")
+    return stages, values
+
+
+def export(source, destination, overwrite=False):
+    """Writes the trained run in `source` as a shipped model folder `destination`.
+
+    The best checkpoints (both stages, and a run cut as stacks' volume prior and slice-context
+    refiner) are saved again without optimizer state (a model file already there with the same
+    weights, e.g. the VQ-VAE when only the prior was retrained, is kept as it is); the
+    hyperparameters keep the data folder relative to `destination`, and the state its subjects
+    by name; a MODEL_CARD.md already there is kept while the models stay the same, and replaced
+    by a stub (to be completed by hand) when a model is new.
+
+    Returns:
+        The paths written.
+
+    Raises:
+        RunError: `source` lacks a stage, its prior belongs to another VQ-VAE, `destination`
+            is a training run folder, or it already holds a model and `overwrite` is False.
+    """
+    source, destination = pathlib.Path(source), pathlib.Path(destination)
+    stages, values = _exported_stages(source)
     models = [run_folder.STAGE_FILES[stage] for stage in stages]
     if destination.resolve() == source.resolve() or (
             (destination / run_folder.STATE_FILE).is_file()

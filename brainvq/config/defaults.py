@@ -93,8 +93,9 @@ DEFAULTS = {
     # Whole volumes (runs cut as stacks, one level): > 0, a slice-context refiner
     # (models/slice_context.py) of this many 3D residual blocks refines each stack's quantized
     # latents along its slices before the VQ-VAE decodes them, so neighbouring slices are not
-    # rendered with a step between them; it sees this many slices above and below. 0: none.
-    "context_blocks": 4,
+    # rendered with a step between them; it sees this many slices above and below. 0: none
+    # (experimental: 4 halves the streaks but smooths the axial slices, docs/experiments.md).
+    "context_blocks": 0,
     "context_epochs": 10,  # the refiner's training epochs (it keeps its best)
     # Code-grid augmentation: each training slice is also encoded this many more times, flipped
     # left-right and/or shifted by up to prior_augment_shift pixels, by the frozen VQ-VAE.

@@ -16,8 +16,7 @@ from helpers import TINY, phantom, write_volume  # noqa: E402
 
 STACK = ["--slice-spacing", "3", "--slices-per-volume", "8", "--num-slice-positions", "8",
          "--field-of-view", "48", "--split", "2,1,1", "--prior-augment-copies", "0",
-         "--slab-depth", "4", "--slab-num-codes", "8", "--slab-channels", "8",
-         "--context-blocks", "0"]
+         "--slab-depth", "4", "--slab-num-codes", "8", "--slab-channels", "8"]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from helpers import TINY, phantom, write_volume  # noqa: E402
 
 STACK = ["--slice-spacing", "3", "--slices-per-volume", "8", "--num-slice-positions", "8",
          "--field-of-view", "48", "--split", "2,1,1", "--prior-augment-copies", "0",
-         "--context-epochs", "1"]
+         "--context-blocks", "2", "--context-epochs", "1"]
 
 
 @pytest.fixture(scope="module")

@@ -88,6 +88,22 @@ def _nearest(volumes, training):
                      for stack in volumes])
 
 
+def stack_figures(stacks, real=None):
+    """A set of stacks [V, S, H, W]: {"streak_index", "high_frequency_share"} (the mean across
+    stacks) and their "<figure>_sd"; with the `real` stacks they stand for (the same shape),
+    "slice_ssim", the mean SSIM (data range 1) of each slice to its real one."""
+    figures = {}
+    if real is not None:
+        figures["slice_ssim"] = float(np.mean([
+            structural_similarity(image, target, data_range=1.0)
+            for stack, reference in zip(stacks, real) for image, target in zip(stack, reference)]))
+    for figure, function in (("streak_index", streak_index),
+                             ("high_frequency_share", high_frequency_share)):
+        values = np.array([function(stack) for stack in stacks])
+        figures[figure], figures[f"{figure}_sd"] = float(values.mean()), float(values.std())
+    return figures
+
+
 def streak_report(samples, real, training):
     """The three figures for `samples` and `real` stacks ([V, S, H, W] or lists), the nearest
     training volume among `training`: a dict of `<figure>_samples` / `<figure>_real` (mean and

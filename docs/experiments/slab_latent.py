@@ -22,7 +22,6 @@ import pathlib
 
 import keras
 import numpy as np
-from skimage.metrics import structural_similarity
 
 from brainvq.data import layouts
 from brainvq.data.stacks import subject_stacks
@@ -93,16 +92,10 @@ def unquantized(vqvae, stacks, batch_size=64):
 
 def judge(name, stacks, real, codes=None, truth=None):
     """A dict of the figures of one set of decoded validation stacks."""
-    ssim = [structural_similarity(image, target, data_range=1.0)
-            for stack, reference in zip(stacks, real) for image, target in zip(stack, reference)]
-    row = {"name": name, "slice_ssim": float(np.mean(ssim))}
+    row = {"name": name}
     if codes is not None:
         row["code_accuracy"] = float(np.mean(codes == truth))
-    for figure, function in (("streak_index", streaks.streak_index),
-                             ("high_frequency_share", streaks.high_frequency_share)):
-        figures = np.array([function(stack) for stack in stacks])
-        row[figure], row[f"{figure}_sd"] = float(figures.mean()), float(figures.std())
-    return row
+    return dict(row, **streaks.stack_figures(stacks, real))
 
 
 def main():

@@ -25,10 +25,9 @@ import pathlib
 
 import keras
 import numpy as np
-from skimage.metrics import structural_similarity
 
 from brainvq.data import layouts
-from brainvq.evaluation import streaks
+from brainvq.evaluation import streaks, volume_checks
 from brainvq.generation import stacks as stack_sampling
 from brainvq.models.slice_context import SliceContextRefiner, decode_refined
 from brainvq.runs import run_folder
@@ -95,24 +94,11 @@ def unquantized(vqvae, latents, batch=128):
 
 def judge(name, stacks, real=None):
     """A dict of the figures of one set of stacks (slice SSIM when the real ones are given)."""
-    row = {"name": name}
-    if real is not None:
-        row["slice_ssim"] = float(np.mean([
-            structural_similarity(image, target, data_range=1.0)
-            for stack, reference in zip(stacks, real) for image, target in zip(stack, reference)]))
-    for figure, function in (("streak_index", streaks.streak_index),
-                             ("high_frequency_share", streaks.high_frequency_share),
-                             ("neighbour_ssim", neighbour_ssim)):
-        figures = np.array([function(stack) for stack in stacks])
-        row[figure], row[f"{figure}_sd"] = float(figures.mean()), float(figures.std())
+    neighbours = np.array([volume_checks.neighbour_ssim(stack).mean() for stack in stacks])
+    row = dict({"name": name}, **streaks.stack_figures(stacks, real),
+               neighbour_ssim=float(neighbours.mean()), neighbour_ssim_sd=float(neighbours.std()))
     print(json.dumps(row), flush=True)
     return row
-
-
-def neighbour_ssim(stack):
-    """The mean SSIM between neighbouring slices of a stack [S, H, W]."""
-    return float(np.mean([structural_similarity(below, above, data_range=1.0)
-                          for below, above in zip(stack[:-1], stack[1:])]))
 
 
 def main():

@@ -52,3 +52,14 @@ def test_the_report_puts_samples_beside_real_volumes():
     assert report["high_frequency_share_samples"] > report["high_frequency_share_real"]
     assert set(report) >= {"streak_index_sd_real", "nearest_training_ssim_max_samples",
                            "nearest_training_ssim_max_real"}
+
+
+def test_stack_figures_are_the_figures_of_each_stack_and_the_slices_ssim_to_real():
+    heads = np.stack([smooth_head(), streaky(smooth_head())])
+    figures = streaks.stack_figures(heads)
+    indices = [streaks.streak_index(head) for head in heads]
+    assert figures["streak_index"] == pytest.approx(np.mean(indices))
+    assert figures["streak_index_sd"] == pytest.approx(np.std(indices))
+    assert "slice_ssim" not in figures
+    assert streaks.stack_figures(heads, heads)["slice_ssim"] == pytest.approx(1.0)
+    assert streaks.stack_figures(heads[1:], heads[:1])["slice_ssim"] < 0.999

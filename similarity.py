@@ -70,7 +70,8 @@ def parse_args(argv=None):
         help="with --samples: train (once per run, a few minutes on a CPU) the realism feature "
              "network and report Fréchet distance, KID, precision, recall and slice position in "
              "its space (auto: yes, except on the demo data, where 73 slices of one template "
-             "make them meaningless)")
+             "make them meaningless); with --volumes, no leaves out the reslices' and slices' "
+             "feature-space figures and trains none of their networks")
     console.add_verbose_flag(parser)
     return parser.parse_args(argv)
 
@@ -142,7 +143,7 @@ def main(argv=None):
             seed = values["seed"] if args.seed is None else args.seed
             volume_checks.volume_report(values, vqvae, args.output_dir, splits, split,
                                         args.volumes, seed, cache_dir, images_dir,
-                                        slice_features=args.feature_network != "no")
+                                        feature_figures=args.feature_network != "no")
     except run_folder.script_errors() as failure:
         sys.exit(f"error: {failure}")
     except KeyboardInterrupt:

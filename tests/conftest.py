@@ -17,7 +17,7 @@ def quick_evaluation(monkeypatch, request):
     while tests/evaluation checks what the networks learn at their real sizes."""
     from brainvq.evaluation import covariate_checks, feature_network
 
-    monkeypatch.setattr(feature_network, "MAX_TRAINING_IMAGES", 64)
+    monkeypatch.setattr(feature_network, "MAX_TRAINING_IMAGES", 32)
     monkeypatch.setattr(feature_network, "IMAGES_SEEN", 1000)  # at least 3 passes still
     monkeypatch.setattr(covariate_checks, "RULER_COPIES", 1)
     monkeypatch.setattr(covariate_checks, "IMAGES_SEEN", 300)  # a dozen passes, tiny runs
@@ -43,3 +43,13 @@ def graph_samplers(monkeypatch):
     from brainvq.generation import sampling_loops
 
     monkeypatch.setattr(sampling_loops, "_XLA_WORKS", False)
+
+
+def pytest_collection_modifyitems(items):
+    """The end-to-end modules (tests/scripts, tests/runs: a minute or two each) first, then the
+    rest in their order: the xdist workers take a module at a time, and ending on the small ones
+    leaves no worker waiting on a long module at the end of the run."""
+    def long_first(item):
+        return item.path.parent.name not in ("scripts", "runs")
+
+    items.sort(key=long_first)  # a stable sort: each module's tests keep their order

@@ -95,12 +95,16 @@ def _reslice_set(stacks, plane, pixel, spacing, image_size):
     return np.concatenate([cut[0] for cut in cuts]), np.concatenate([cut[1] for cut in cuts])
 
 
-def _plane_figures(plane, train, held_out, samples, cache_dir, seed):
-    """Plausibility and feature-space figures of one reslice plane; each argument a pair
-    (images, order) of reslices."""
+def _plane_figures(plane, train, held_out, samples, cache_dir, seed, with_features=True):
+    """Plausibility and (`with_features`) feature-space figures of one reslice plane; each
+    argument a pair (images, order) of reslices."""
     ranges = realism.plausibility_ranges(train[0])
     real_ok, _ = realism.plausible(held_out[0], ranges)
     sample_ok, failures = realism.plausible(samples[0], ranges)
+    plausibility = {"plausible_real": float(real_ok.mean()),
+                    "plausible_samples": float(sample_ok.mean()), "failures": failures}
+    if not with_features:
+        return plausibility
     folder = pathlib.Path(cache_dir) / f"reslice_features_{plane}"
     folder.mkdir(parents=True, exist_ok=True)
     network = feature_network.load_or_train(folder, train[0], train[1], RESLICES_PER_VOLUME,
@@ -111,8 +115,7 @@ def _plane_figures(plane, train, held_out, samples, cache_dir, seed):
                                      ("samples", samples))}
     distances, size = realism.equal_size_report(
         features["train"], {"real": features["real"], "samples": features["samples"]})
-    return {"plausible_real": float(real_ok.mean()), "plausible_samples": float(sample_ok.mean()),
-            "failures": failures, "compared_set_size": size,
+    return {**plausibility, "compared_set_size": size,
             **{f"{metric}_{name}": value for name, row in distances.items()
                for metric, value in row.items()}}
 
@@ -129,10 +132,12 @@ def _plot_neighbour_ssim(real_ssim, sample_ssim, real_count, count, images_dir, 
 
 
 def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_dir, images_dir,
-                  slice_features=True, independent=True, stacks=None):
+                  feature_figures=True, independent=True, stacks=None):
     """Samples `count` stacks and prints the figures of the module docstring beside those of
     the held-out real volumes of `split`; writes `volume_neighbour_ssim.png` (unless
-    `images_dir` is None). `independent=False` leaves out the independent slices (as many as
+    `images_dir` is None). `feature_figures=False` leaves out the figures in a feature
+    network's space (Fréchet distance, precision, recall of the reslices and the axial slices):
+    no network is trained. `independent=False` leaves out the independent slices (as many as
     the stacks hold, sampled one by one: the stacks' slices are then judged alone). `stacks`
     ([V, S, H, W] in [0, 1]) judges those instead of sampling (their time is not known; `count`
     becomes V). Returns a dict."""
@@ -169,7 +174,8 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
         row = _plane_figures(
             plane, _reslice_set(train.values(), plane, pixel, spacing, size),
             _reslice_set(held_out.values(), plane, pixel, spacing, size),
-            _reslice_set(samples, plane, pixel, spacing, size), cache_dir, values["seed"])
+            _reslice_set(samples, plane, pixel, spacing, size), cache_dir, values["seed"],
+            with_features=feature_figures)
         report.update({f"{plane}_{key}": value for key, value in row.items()})
     stack_slices = samples.reshape((-1,) + samples.shape[2:])[..., None]
     sets = {"stacks": stack_slices}
@@ -182,7 +188,7 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
     for name, images in sets.items():
         key = "stack_slices" if name == "stacks" else name
         report[f"plausible_{key}"] = float(realism.plausible(images, ranges)[0].mean())
-    if slice_features:
+    if feature_figures:
         network = feature_network.load_or_train(
             cache_dir, splits["train"].images, splits["train"].slice_index,
             values["num_slice_positions"], seed=values["seed"])
@@ -230,6 +236,8 @@ def _print(report, count, real_count, length, spacing):
         print(f"  {plane + ' reslices plausible':40s} "
               f"{report[f'{plane}_plausible_samples']:10.1%} "
               f"{report[f'{plane}_plausible_real']:10.1%}")
+        if f"{plane}_frechet_samples" not in report:
+            continue
         print(f"  {plane + ' reslices Fréchet distance':40s} "
               f"{report[f'{plane}_frechet_samples']:10.4f} "
               f"{report[f'{plane}_frechet_real']:10.4f}")

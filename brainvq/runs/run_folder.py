@@ -334,7 +334,7 @@ def load_run(output_dir, overrides=None):
     if not checkpoint.is_file():
         raise RunError(f"{checkpoint} not found: train one with "
                        f"`python train.py --stage vqvae --output-dir {output_dir}`")
-    vqvae = load_checkpoint(checkpoint)
+    vqvae = load_checkpoint(checkpoint, compile=False)  # to encode and decode: no optimizer
     config.check_model(vqvae, values, checkpoint)
     return values, vqvae
 

@@ -76,7 +76,11 @@ def test_similarity_judges_slab_volumes_without_independent_slices(slab_run, cap
     import similarity
 
     _, output_dir = slab_run
-    similarity.main(["--output-dir", str(output_dir), "--volumes", "2"])
+    similarity.main(["--output-dir", str(output_dir), "--volumes", "2",
+                     "--feature-network", "no"])
     printed = capsys.readouterr().out
     assert "coronal reslices plausible" in printed and "streak" in printed
     assert "independent" not in printed
+    # --feature-network no: no figure in a feature network's space, and no network trained
+    assert "Fréchet" not in printed and "recall" not in printed
+    assert not list(output_dir.glob("**/feature_network.keras"))

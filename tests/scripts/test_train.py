@@ -90,6 +90,12 @@ def test_train_predict_similarity_end_to_end(data_dir, tmp_path, capsys):
     assert 0.0 <= recorded["figures"]["plausible_samples"] <= 1.0
     assert recorded["figures"]["nearest_ssim"]["count"] == 4
     assert "held-out real slices" in out and "(copies): " in out
+    # a run of single slices draws no volumes: refused with the flag that cuts stacks
+    with pytest.raises(SystemExit, match="--volumes needs a run cut as whole stacks"):
+        predict.main(["--output-dir", str(output_dir), "--volumes", "1"])
+    with pytest.raises(SystemExit, match="needs whole stacks"):
+        train.main(["--stage", "volume", "--data-dir", str(data_dir), "--output-dir",
+                    str(output_dir), *TINY_TRACED])
 
 
 @pytest.mark.traced  # the graphs a user's run has

@@ -73,17 +73,20 @@ class SliceContextRefiner(keras.Model):
                     blocks=self.blocks)
 
 
-def refine_codes(refiner, vqvae, code_indices):
-    """Refined latents [V, S, g, g, D] of slice code stacks [V, S, g, g]."""
+def refine_codes(refiner, vqvae, code_indices, strength=1.0):
+    """Refined latents [V, S, g, g, D] of slice code stacks [V, S, g, g]: the codebook rows
+    moved `strength` of the way to the refiner's output (0: unchanged, 1: the refiner's)."""
     latents = vqvae.quantizer.lookup(ops.cast(code_indices, "int32"))
-    return refiner(latents)
+    if strength == 1.0:
+        return refiner(latents)
+    return latents + strength * (refiner(latents) - latents)
 
 
-def decode_refined(refiner, vqvae, code_indices, batch_size=64):
+def decode_refined(refiner, vqvae, code_indices, batch_size=64, strength=1.0):
     """Images [V, S, H, W] in [0, 1] of slice code stacks [V, S, g, g], each stack's latents
-    refined along its slices and then decoded slice by slice (`batch_size` slices at a
-    time)."""
-    refined = refine_codes(refiner, vqvae, code_indices)
+    refined along its slices (`strength`: see `refine_codes`) and then decoded slice by slice
+    (`batch_size` slices at a time)."""
+    refined = refine_codes(refiner, vqvae, code_indices, strength)
     count, length = refined.shape[:2]
     flat = ops.reshape(refined, (-1,) + tuple(refined.shape[2:]))
     images = ops.concatenate([

@@ -15,7 +15,7 @@ slices". Run from the repository root (2 CPU cores: about 10 minutes to encode, 
 2 minutes an epoch; sampling about 30 s a volume):
 
     PYTHONPATH=. python docs/experiments/slice_context.py --data-dir ../shared/data/ixi \
-        --epochs 12 --samples 8 --seeds 0,1,2
+        --epochs 12 --samples 8 --seeds 0,1,2 [--strengths 0.5,1]
 
 Writes `output/slice-context/` (the latents, `refiner.keras` and its log, `judged.json`).
 """
@@ -79,9 +79,14 @@ def train(args, vqvae, latents):
     return keras.saving.load_model(path)
 
 
-def refined_stacks(refiner, vqvae, codes, batch=2):
+def refined_stacks(refiner, vqvae, codes, batch=2, strength=1.0):
     return np.concatenate([keras.ops.convert_to_numpy(
-        decode_refined(refiner, vqvae, codes[i:i + batch])) for i in range(0, len(codes), batch)])
+        decode_refined(refiner, vqvae, codes[i:i + batch], strength=strength))
+        for i in range(0, len(codes), batch)])
+
+
+def strength_label(strength):
+    return "refined" if strength == 1.0 else f"refined at strength {strength:g}"
 
 
 def unquantized(vqvae, latents, batch=128):
@@ -117,6 +122,9 @@ def main():
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retrain", action="store_true")
+    parser.add_argument("--strengths", type=lambda text: [float(x) for x in text.split(",")],
+                        default=[1.0], help="how far the refiner moves the codebook rows "
+                                            "(comma-separated; 1: all the way)")
     args = parser.parse_args()
     values, vqvae = run_folder.load_run(args.output_dir, {"data_dir": args.data_dir})
     latents = load_latents(args, values, vqvae)
@@ -127,17 +135,20 @@ def main():
             judge("codes decoded slice by slice", stack_sampling.decode_stacks(vqvae, codes),
                   real),
             judge("unquantized latents decoded", unquantized(vqvae, latents["validate"]), real),
-            judge("codes refined, then decoded", refined_stacks(refiner, vqvae, codes), real)]
+            *(judge(f"codes {strength_label(strength)}, then decoded",
+                    refined_stacks(refiner, vqvae, codes, strength=strength), real)
+              for strength in args.strengths)]
     for seed in (int(text) for text in args.seeds.split(",")) if args.samples else ():
         _, sampled, _ = stack_sampling.generate_stacks(values, vqvae, args.output_dir,
                                                        args.samples, seed=seed)
         rows.append(judge(f"sampled volumes, seed {seed}: decoded slice by slice",
                           stack_sampling.decode_stacks(vqvae, sampled)))
-        rows.append(judge(f"sampled volumes, seed {seed}: refined, then decoded",
-                          refined_stacks(refiner, vqvae, sampled)))
-    print(f"\n{'':52s} {'SSIM':>6s} {'streak index':>15s} {'HF share':>16s} {'nbr SSIM':>14s}")
+        rows.extend(judge(f"sampled volumes, seed {seed}: {strength_label(strength)}, then "
+                          f"decoded", refined_stacks(refiner, vqvae, sampled, strength=strength))
+                    for strength in args.strengths)
+    print(f"\n{'':64s} {'SSIM':>6s} {'streak index':>15s} {'HF share':>16s} {'nbr SSIM':>14s}")
     for row in rows:
-        print(f"{row['name']:52s} {row.get('slice_ssim', float('nan')):6.3f} "
+        print(f"{row['name']:64s} {row.get('slice_ssim', float('nan')):6.3f} "
               f"{row['streak_index']:7.3f} ± {row['streak_index_sd']:.3f} "
               f"{row['high_frequency_share']:7.4f} ± {row['high_frequency_share_sd']:.4f} "
               f"{row['neighbour_ssim']:6.3f} ± {row['neighbour_ssim_sd']:.3f}")

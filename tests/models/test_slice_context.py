@@ -94,3 +94,20 @@ def test_decoding_through_an_untrained_refiner_is_decoding_slice_by_slice():
     assert plain.shape == (2, 5, vqvae.image_size, vqvae.image_size)
     changed = decode_stacks(vqvae, codes, refiner=scrambled(refiner))
     assert not np.allclose(changed, plain, atol=1e-3)
+
+
+def test_strength_moves_the_codebook_rows_that_far_towards_the_refiners_output():
+    from brainvq.models.slice_context import decode_refined, refine_codes
+
+    vqvae = tiny_vqvae()
+    grid = vqvae.grid_size
+    codes = np.random.RandomState(0).randint(0, vqvae.num_codes, (1, 4, grid, grid))
+    refiner = scrambled(SliceContextRefiner(code_dim=vqvae.code_dim, channels=4, blocks=1))
+    rows = np.asarray(refine_codes(refiner, vqvae, codes, strength=0.0))
+    full = np.asarray(refine_codes(refiner, vqvae, codes))
+    assert not np.allclose(rows, full, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(refine_codes(refiner, vqvae, codes, strength=0.25)),
+                               rows + 0.25 * (full - rows), atol=1e-5)
+    # strength 0 decodes the codebook rows themselves: slice by slice
+    np.testing.assert_allclose(np.asarray(decode_refined(refiner, vqvae, codes, strength=0.0)),
+                               decode_stacks(vqvae, codes), atol=1e-5)

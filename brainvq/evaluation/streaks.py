@@ -31,15 +31,24 @@ def _mean_step(stack, mask, axis):
     return float(step[inside].mean()) if inside.any() else float("nan")
 
 
-def streak_index(stack, threshold=TISSUE_THRESHOLD):
-    """A stack [S, H, W] (slices first): the mean step between neighbouring slices inside the
-    head over the mean step between neighbouring pixels in-plane (rows and columns)."""
+def neighbour_steps(stack, threshold=TISSUE_THRESHOLD):
+    """A stack [S, H, W] (slices first): (the mean absolute step between neighbouring slices
+    inside the head, the mean step between neighbouring pixels in-plane over rows and columns).
+    The streak index is their ratio: it rises with steps between slices, and as much with
+    in-plane blur (a decoder's), which the two apart tell from each other."""
     stack = np.asarray(stack, np.float64)
     mask = stack > threshold
     steps = [_mean_step(stack, mask, axis) for axis in (0, 1, 2)]
-    if np.isnan(steps).any():
+    return steps[0], float(np.mean(steps[1:]))
+
+
+def streak_index(stack, threshold=TISSUE_THRESHOLD):
+    """A stack [S, H, W] (slices first): the mean step between neighbouring slices inside the
+    head over the mean step between neighbouring pixels in-plane (rows and columns)."""
+    slice_step, in_plane_step = neighbour_steps(stack, threshold)
+    if np.isnan([slice_step, in_plane_step]).any():
         return float("nan")  # no head (or no neighbouring pair inside it)
-    return steps[0] / np.mean(steps[1:])
+    return slice_step / in_plane_step
 
 
 def high_frequency_share(stack, threshold=TISSUE_THRESHOLD):
@@ -90,8 +99,9 @@ def _nearest(volumes, training):
 
 def stack_figures(stacks, real=None):
     """A set of stacks [V, S, H, W]: {"streak_index", "high_frequency_share"} (the mean across
-    stacks) and their "<figure>_sd"; with the `real` stacks they stand for (the same shape),
-    "slice_ssim", the mean SSIM (data range 1) of each slice to its real one."""
+    stacks) and their "<figure>_sd", and the mean "slice_step" and "in_plane_step" (the streak
+    index's two parts, `neighbour_steps`); with the `real` stacks they stand for (the same
+    shape), "slice_ssim", the mean SSIM (data range 1) of each slice to its real one."""
     figures = {}
     if real is not None:
         figures["slice_ssim"] = float(np.mean([
@@ -101,13 +111,17 @@ def stack_figures(stacks, real=None):
                              ("high_frequency_share", high_frequency_share)):
         values = np.array([function(stack) for stack in stacks])
         figures[figure], figures[f"{figure}_sd"] = float(values.mean()), float(values.std())
+    steps = np.array([neighbour_steps(stack) for stack in stacks])
+    figures["slice_step"], figures["in_plane_step"] = (float(value)
+                                                       for value in np.nanmean(steps, axis=0))
     return figures
 
 
 def streak_report(samples, real, training):
     """The three figures for `samples` and `real` stacks ([V, S, H, W] or lists), the nearest
     training volume among `training`: a dict of `<figure>_samples` / `<figure>_real` (mean and
-    sd across stacks; the nearest SSIM's maximum)."""
+    sd across stacks; the nearest SSIM's maximum), and the streak index's two parts
+    (`slice_step_*`, `in_plane_step_*`, means across stacks)."""
     report, training = {}, [_half(stack) for stack in training]  # once for both groups
     for name, group in (("samples", samples), ("real", real)):
         group = list(group)
@@ -116,6 +130,8 @@ def streak_report(samples, real, training):
             values = np.array([function(stack) for stack in group])
             report[f"{figure}_{name}"] = float(values.mean())
             report[f"{figure}_sd_{name}"] = float(values.std())
+        steps = np.nanmean([neighbour_steps(stack) for stack in group], axis=0)
+        report[f"slice_step_{name}"], report[f"in_plane_step_{name}"] = map(float, steps)
         nearest = _nearest(group, training)
         report[f"nearest_training_ssim_max_{name}"] = float(nearest.max())
         report[f"nearest_training_ssim_mean_{name}"] = float(nearest.mean())

@@ -228,6 +228,10 @@ def _print(report, count, real_count, length, spacing):
                         for name in ("samples", "real"))
         print(f"  {label:40s} {sample} {real}"
               f"   (mean, sd across volumes)")
+    print(f"  {'  its parts: slice step, in-plane step':40s} "
+          f"{report['slice_step_samples']:.3f},{report['in_plane_step_samples']:.3f} "
+          f"{report['slice_step_real']:.3f},{report['in_plane_step_real']:.3f}"
+          f"   (a blurred decoder lowers the second)")
     print(f"  {'nearest training volume, 3D SSIM: max':40s} "
           f"{report['nearest_training_ssim_max_samples']:10.4f} "
           f"{report['nearest_training_ssim_max_real']:10.4f}"

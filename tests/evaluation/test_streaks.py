@@ -52,6 +52,10 @@ def test_the_report_puts_samples_beside_real_volumes():
     assert report["high_frequency_share_samples"] > report["high_frequency_share_real"]
     assert set(report) >= {"streak_index_sd_real", "nearest_training_ssim_max_samples",
                            "nearest_training_ssim_max_real"}
+    # streaks are steps between slices: the slice step rises, not the in-plane one
+    assert report["slice_step_samples"] > 1.5 * report["slice_step_real"]
+    assert report["in_plane_step_samples"] == pytest.approx(report["in_plane_step_real"],
+                                                            rel=0.2)
 
 
 def test_stack_figures_are_the_figures_of_each_stack_and_the_slices_ssim_to_real():
@@ -63,3 +67,25 @@ def test_stack_figures_are_the_figures_of_each_stack_and_the_slices_ssim_to_real
     assert "slice_ssim" not in figures
     assert streaks.stack_figures(heads, heads)["slice_ssim"] == pytest.approx(1.0)
     assert streaks.stack_figures(heads[1:], heads[:1])["slice_ssim"] < 0.999
+
+
+def test_blur_in_plane_raises_the_streak_index_through_the_in_plane_step_alone():
+    from scipy import ndimage
+
+    head = smooth_head()
+    inside = head > 0
+    # fine in-plane texture and a brightness that changes from slice to slice; each slice blurred
+    # on its own inside the same head outline
+    z, y, x = np.mgrid[0:head.shape[0], 0:head.shape[1], 0:head.shape[2]]
+    sharp = 0.5 + 0.1 * np.sin(1.3 * x) * np.cos(1.1 * y) + 0.05 * np.sin(z / 2.0)
+    blurred = np.stack([ndimage.gaussian_filter(image, 1.0) for image in sharp])
+    (slice_step, in_plane), (blurred_slice_step, blurred_in_plane) = (
+        streaks.neighbour_steps(inside * texture) for texture in (sharp, blurred))
+    assert streaks.streak_index(inside * sharp) == pytest.approx(slice_step / in_plane)
+    # the in-plane steps shrink far more than those between slices: the ratio rises with no
+    # new step between slices
+    assert blurred_in_plane < 0.5 * in_plane
+    assert blurred_slice_step == pytest.approx(slice_step, rel=0.05)
+    assert streaks.streak_index(inside * blurred) > 1.5 * streaks.streak_index(inside * sharp)
+    figures = streaks.stack_figures(np.stack([inside * sharp, inside * blurred]))
+    assert figures["in_plane_step"] == pytest.approx((in_plane + blurred_in_plane) / 2)

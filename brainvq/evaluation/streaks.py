@@ -42,6 +42,22 @@ def neighbour_steps(stack, threshold=TISSUE_THRESHOLD):
     return steps[0], float(np.mean(steps[1:]))
 
 
+def brightness_steps(stack, threshold=TISSUE_THRESHOLD, window=5):
+    """A stack [S, H, W]: each slice's mean brightness inside the head, and (its mean absolute
+    step from slice to slice, its mean absolute deviation from its own running mean over
+    `window` slices). Whole-slice brightness jumps: a few percent of the pixel steps, so they
+    hardly move the streak index, but they run across a whole slice, as a reslice shows."""
+    stack = np.asarray(stack, np.float64)
+    means = np.array([image[image > threshold].mean() for image in stack
+                      if (image > threshold).any()])
+    if len(means) <= window:
+        return float("nan"), float("nan")
+    trend = np.convolve(means, np.ones(window) / window, mode="same")
+    edge = window // 2
+    return (float(np.abs(np.diff(means)).mean()),
+            float(np.abs(means - trend)[edge:len(means) - edge].mean()))
+
+
 def streak_index(stack, threshold=TISSUE_THRESHOLD):
     """A stack [S, H, W] (slices first): the mean step between neighbouring slices inside the
     head over the mean step between neighbouring pixels in-plane (rows and columns)."""
@@ -100,7 +116,8 @@ def _nearest(volumes, training):
 def stack_figures(stacks, real=None):
     """A set of stacks [V, S, H, W]: {"streak_index", "high_frequency_share"} (the mean across
     stacks) and their "<figure>_sd", and the mean "slice_step" and "in_plane_step" (the streak
-    index's two parts, `neighbour_steps`); with the `real` stacks they stand for (the same
+    index's two parts, `neighbour_steps`) and "brightness_step" and "brightness_jump"
+    (`brightness_steps`); with the `real` stacks they stand for (the same
     shape), "slice_ssim", the mean SSIM (data range 1) of each slice to its real one."""
     figures = {}
     if real is not None:
@@ -114,6 +131,9 @@ def stack_figures(stacks, real=None):
     steps = np.array([neighbour_steps(stack) for stack in stacks])
     figures["slice_step"], figures["in_plane_step"] = (float(value)
                                                        for value in np.nanmean(steps, axis=0))
+    jumps = np.array([brightness_steps(stack) for stack in stacks])
+    figures["brightness_step"], figures["brightness_jump"] = (
+        float(value) for value in np.nanmean(jumps, axis=0))
     return figures
 
 

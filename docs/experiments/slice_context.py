@@ -147,13 +147,14 @@ def main():
                           f"decoded", refined_stacks(refiner, vqvae, sampled, strength=strength))
                     for strength in args.strengths)
     print(f"\n{'':64s} {'SSIM':>6s} {'streak index':>15s} {'steps: slice, in-plane':>23s} "
-          f"{'HF share':>16s} {'nbr SSIM':>14s}")
+          f"{'HF share':>16s} {'nbr SSIM':>14s} {'brightness: step, jump':>23s}")
     for row in rows:
         print(f"{row['name']:64s} {row.get('slice_ssim', float('nan')):6.3f} "
               f"{row['streak_index']:7.3f} ± {row['streak_index_sd']:.3f} "
               f"{row['slice_step']:11.4f} {row['in_plane_step']:11.4f} "
               f"{row['high_frequency_share']:7.4f} ± {row['high_frequency_share_sd']:.4f} "
-              f"{row['neighbour_ssim']:6.3f} ± {row['neighbour_ssim_sd']:.3f}")
+              f"{row['neighbour_ssim']:6.3f} ± {row['neighbour_ssim_sd']:.3f} "
+              f"{row['brightness_step']:11.4f} {row['brightness_jump']:11.4f}")
     (args.work_dir / "judged.json").write_text(json.dumps(rows, indent=1))
 
 

@@ -89,3 +89,16 @@ def test_blur_in_plane_raises_the_streak_index_through_the_in_plane_step_alone()
     assert streaks.streak_index(inside * blurred) > 1.5 * streaks.streak_index(inside * sharp)
     figures = streaks.stack_figures(np.stack([inside * sharp, inside * blurred]))
     assert figures["in_plane_step"] == pytest.approx((in_plane + blurred_in_plane) / 2)
+
+
+def test_brightness_steps_see_whole_slice_jumps_and_not_a_steady_trend():
+    head = smooth_head()
+    step, jump = streaks.brightness_steps(head)
+    jumpy_step, jumpy_jump = streaks.brightness_steps(streaky(head))
+    assert jumpy_step > 3 * step and jumpy_jump > 3 * jump
+    # a brightness that rises steadily along the stack is a step, but no jump about its trend
+    ramp = head * np.linspace(0.8, 1.2, len(head))[:, None, None]
+    ramp_step, ramp_jump = streaks.brightness_steps(ramp)
+    assert ramp_step > step and ramp_jump < 2 * jump + 1e-3
+    figures = streaks.stack_figures(np.stack([head, streaky(head)]))
+    assert figures["brightness_jump"] == pytest.approx((jump + jumpy_jump) / 2)

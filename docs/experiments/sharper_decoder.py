@@ -1,0 +1,155 @@
+"""Can a sharper decoder take the streak index's excess out? The decoder fine-tuned adversarially.
+
+The streak index's excess in the shipped volume model's samples is in-plane blur: they step from
+slice to slice as real heads do (1.03x) while their in-plane step is 0.73x real heads', because
+the 2D decoder renders each slice smoother than a real one (docs/experiments.md, "The streak
+index's two parts"). This fine-tunes only the decoder of `pretrained/ixi-t1-128-volumes`, the
+encoder and codebook frozen, so the codes (and the priors drawn over them) keep their meaning:
+the reconstruction loss the VQ-VAE was trained with, plus the project's PatchGAN hinge loss with
+its adaptive weight (`brainvq/losses/adversarial.py`, `--adversarial-weight` of train.py), on
+the axial slices of `--subjects` training subjects. It then judges the validation subjects'
+stacks decoded from their codes by the shipped and by the fine-tuned decoder (slice SSIM to the
+real slices, streak index and its two parts, high-frequency share, slice brightness jumps;
+`brainvq/evaluation/streaks.py`), and with `--samples N`, N volumes per seed of `--seeds` drawn
+by the shipped priors, decoded both ways. Run from the repository root (2 CPU cores: a few
+minutes to load the data, then about 1-2 s a step at batch 8):
+
+    PYTHONPATH=. python docs/experiments/sharper_decoder.py --data-dir ../shared/data/ixi \
+        --epochs 10 --samples 8 --seeds 0
+
+Each epoch's decoder and discriminator weights are kept in `output/sharper-decoder/`; run it
+again to go on from the last epoch (`--epochs` counts in all), `--epochs 0` only judges.
+"""
+import argparse
+import csv
+import json
+import pathlib
+
+import keras
+import numpy as np
+from keras import ops
+
+from brainvq.data import layouts
+from brainvq.evaluation import streaks
+from brainvq.generation import stacks as stack_sampling
+from brainvq.models.vqvae import VQVAETrainer
+from brainvq.runs import run_folder
+from brainvq.training.context_stage import nearest_codes, stack_images
+
+WEIGHTS = "decoder_finetuned.weights.h5"
+
+
+class DecoderFineTuner(VQVAETrainer):
+    """A VQ-VAE whose encoder and quantizer only code the images (frozen, in inference mode:
+    no EMA update of the codebook); the decoder and the discriminator train."""
+
+    def autoencode(self, images, training=False):
+        latents = self.encoder(images, training=False)
+        quantized = self.quantizer(latents, training=False)
+        reconstructions = ops.cast(
+            self.decoder(ops.stop_gradient(quantized["quantized"]), training=training), "float32")
+        return reconstructions, {"code_indices": quantized["code_indices"],
+                                 "vq_loss": ops.zeros(()),
+                                 "perplexity": quantized["perplexity"],
+                                 "codebook_usage": quantized["usage"]}
+
+
+def fine_tuner(shipped, args):
+    """The tuner: the shipped VQ-VAE's configuration and weights, a new discriminator."""
+    config = dict(shipped.get_config(), adversarial_weight=args.adversarial_weight,
+                  adversarial_start=0, ssim_warmup_steps=0)
+    tuner = DecoderFineTuner.from_config(config)
+    tuner.build()
+    for part in ("encoder", "quantizer", "decoder"):
+        getattr(tuner, part).set_weights(getattr(shipped, part).get_weights())
+    tuner.encoder.trainable = False
+    tuner.quantizer.trainable = False
+    return tuner
+
+
+def train(args, values, tuner):
+    """Fits the decoder (and the discriminator) for the epochs still to go; returns the tuner
+    with the last epoch's weights."""
+    path, log = args.work_dir / WEIGHTS, args.work_dir / "log.csv"
+    done = 0
+    if path.is_file():
+        tuner.load_weights(path)
+        with open(log, newline="") as handle:
+            done = len(list(csv.DictReader(handle)))
+        print(f"going on from epoch {done} ({path})")
+    tuner.compile(optimizer=keras.optimizers.Adam(args.learning_rate, beta_1=0.5))
+    if done >= args.epochs:
+        return tuner
+    splits, _ = layouts.load_splits_for(values)
+    length = stack_sampling.stack_length(values)
+    stacks = stack_images(splits["train"], length)[:args.subjects]
+    slices = stacks.reshape((-1,) + stacks.shape[2:])[..., None]
+    slices = np.concatenate([slices, slices[:, :, ::-1]])  # and their mirror images
+    print(f"{len(slices)} training slices (with mirror images) of {len(stacks)} subjects")
+    import tensorflow as tf
+
+    data = (tf.data.Dataset.from_tensor_slices(slices).shuffle(len(slices), seed=args.seed)
+            .repeat().batch(args.batch_size, drop_remainder=True).prefetch(2))
+    tuner.fit(data, epochs=args.epochs, initial_epoch=done, steps_per_epoch=args.steps,
+              verbose=2, callbacks=[
+                  keras.callbacks.ModelCheckpoint(path, save_weights_only=True),
+                  keras.callbacks.CSVLogger(log, append=True)])
+    return tuner
+
+
+def decoded(vqvae, codes, batch=4):
+    return np.concatenate([stack_sampling.decode_stacks(vqvae, codes[i:i + batch])
+                           for i in range(0, len(codes), batch)])
+
+
+def judge(name, stacks, real=None):
+    row = dict({"name": name}, **streaks.stack_figures(stacks, real))
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output-dir", default="pretrained/ixi-t1-128-volumes")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--work-dir", type=pathlib.Path,
+                        default=pathlib.Path("output/sharper-decoder"))
+    parser.add_argument("--latents", type=pathlib.Path,
+                        default=pathlib.Path("output/slice-context/latents.npz"),
+                        help="the validation latents and stacks slice_context.py cached")
+    parser.add_argument("--adversarial-weight", type=float, default=0.1)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=100, help="steps an epoch")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--subjects", type=int, default=125)
+    parser.add_argument("--samples", type=int, default=0)
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(args.seed)
+    values, shipped = run_folder.load_run(args.output_dir, {"data_dir": args.data_dir})
+    tuner = train(args, values, fine_tuner(shipped, args))
+    with np.load(args.latents) as stored:
+        real, latents = stored["validate_stacks"].astype(np.float32), stored["validate"]
+    codes = nearest_codes(shipped, latents)
+    rows = [judge("real validation stacks", real),
+            judge("codes, shipped decoder", decoded(shipped, codes), real),
+            judge("codes, fine-tuned decoder", decoded(tuner, codes), real)]
+    for seed in (int(text) for text in args.seeds.split(",")) if args.samples else ():
+        _, sampled, _ = stack_sampling.generate_stacks(values, shipped, args.output_dir,
+                                                       args.samples, seed=seed)
+        rows.append(judge(f"sampled, seed {seed}: shipped decoder", decoded(shipped, sampled)))
+        rows.append(judge(f"sampled, seed {seed}: fine-tuned decoder", decoded(tuner, sampled)))
+    print(f"\n{'':40s} {'SSIM':>6s} {'streak':>7s} {'slice step':>10s} {'in-plane':>9s} "
+          f"{'HF share':>9s} {'bright. jump':>12s}")
+    for row in rows:
+        print(f"{row['name']:40s} {row.get('slice_ssim', float('nan')):6.3f} "
+              f"{row['streak_index']:7.3f} {row['slice_step']:10.4f} {row['in_plane_step']:9.4f} "
+              f"{row['high_frequency_share']:9.4f} {row['brightness_jump']:12.4f}")
+    (args.work_dir / "judged.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -31,6 +31,15 @@ def _mean_step(stack, mask, axis):
     return float(step[inside].mean()) if inside.any() else float("nan")
 
 
+def _known_mean(rows):
+    """Column means [K] of rows [N, K] over the rows that are not NaN (NaN where none is)."""
+    rows = np.asarray(rows, np.float64).reshape(len(rows), -1)
+    known = ~np.isnan(rows)
+    counts = known.sum(axis=0)
+    return np.where(counts > 0, np.where(known, rows, 0.0).sum(axis=0) / np.maximum(counts, 1),
+                    np.nan)
+
+
 def neighbour_steps(stack, threshold=TISSUE_THRESHOLD):
     """A stack [S, H, W] (slices first): (the mean absolute step between neighbouring slices
     inside the head, the mean step between neighbouring pixels in-plane over rows and columns).
@@ -129,11 +138,9 @@ def stack_figures(stacks, real=None):
         values = np.array([function(stack) for stack in stacks])
         figures[figure], figures[f"{figure}_sd"] = float(values.mean()), float(values.std())
     steps = np.array([neighbour_steps(stack) for stack in stacks])
-    figures["slice_step"], figures["in_plane_step"] = (float(value)
-                                                       for value in np.nanmean(steps, axis=0))
+    figures["slice_step"], figures["in_plane_step"] = map(float, _known_mean(steps))
     jumps = np.array([brightness_steps(stack) for stack in stacks])
-    figures["brightness_step"], figures["brightness_jump"] = (
-        float(value) for value in np.nanmean(jumps, axis=0))
+    figures["brightness_step"], figures["brightness_jump"] = map(float, _known_mean(jumps))
     return figures
 
 
@@ -150,7 +157,7 @@ def streak_report(samples, real, training):
             values = np.array([function(stack) for stack in group])
             report[f"{figure}_{name}"] = float(values.mean())
             report[f"{figure}_sd_{name}"] = float(values.std())
-        steps = np.nanmean([neighbour_steps(stack) for stack in group], axis=0)
+        steps = _known_mean([neighbour_steps(stack) for stack in group])
         report[f"slice_step_{name}"], report[f"in_plane_step_{name}"] = map(float, steps)
         nearest = _nearest(group, training)
         report[f"nearest_training_ssim_max_{name}"] = float(nearest.max())

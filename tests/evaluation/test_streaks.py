@@ -102,3 +102,15 @@ def test_brightness_steps_see_whole_slice_jumps_and_not_a_steady_trend():
     assert ramp_step > step and ramp_jump < 2 * jump + 1e-3
     figures = streaks.stack_figures(np.stack([head, streaky(head)]))
     assert figures["brightness_jump"] == pytest.approx((jump + jumpy_jump) / 2)
+
+
+def test_a_stack_with_no_head_leaves_its_steps_out_of_the_means_without_a_warning():
+    import warnings
+
+    head, empty = smooth_head(), np.zeros_like(smooth_head())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figures = streaks.stack_figures(np.stack([head, empty]))
+        nothing = streaks.stack_figures(empty[None])
+    assert figures["slice_step"] == pytest.approx(streaks.neighbour_steps(head)[0])
+    assert np.isnan(nothing["slice_step"]) and np.isnan(nothing["brightness_jump"])

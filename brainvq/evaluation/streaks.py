@@ -146,19 +146,15 @@ def stack_figures(stacks, real=None):
 
 def streak_report(samples, real, training):
     """The three figures for `samples` and `real` stacks ([V, S, H, W] or lists), the nearest
-    training volume among `training`: a dict of `<figure>_samples` / `<figure>_real` (mean and
-    sd across stacks; the nearest SSIM's maximum), and the streak index's two parts
-    (`slice_step_*`, `in_plane_step_*`, means across stacks)."""
+    training volume among `training`: a dict of `<figure>_samples` / `<figure>_real` for each
+    figure of `stack_figures` (its "<figure>_sd" as `<figure>_sd_samples` / `_sd_real`), and
+    the nearest training volume's SSIM (maximum and mean)."""
     report, training = {}, [_half(stack) for stack in training]  # once for both groups
     for name, group in (("samples", samples), ("real", real)):
         group = list(group)
-        for figure, function in (("streak_index", streak_index),
-                                 ("high_frequency_share", high_frequency_share)):
-            values = np.array([function(stack) for stack in group])
-            report[f"{figure}_{name}"] = float(values.mean())
-            report[f"{figure}_sd_{name}"] = float(values.std())
-        steps = _known_mean([neighbour_steps(stack) for stack in group])
-        report[f"slice_step_{name}"], report[f"in_plane_step_{name}"] = map(float, steps)
+        for key, value in stack_figures(group).items():
+            sd = key.endswith("_sd")
+            report[f"{key[:-3]}_sd_{name}" if sd else f"{key}_{name}"] = value
         nearest = _nearest(group, training)
         report[f"nearest_training_ssim_max_{name}"] = float(nearest.max())
         report[f"nearest_training_ssim_mean_{name}"] = float(nearest.mean())

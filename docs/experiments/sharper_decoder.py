@@ -28,9 +28,9 @@ import pathlib
 import keras
 import numpy as np
 from keras import ops
+from slice_context import judge  # beside this script: the same figures of a set of stacks
 
 from brainvq.data import layouts
-from brainvq.evaluation import streaks
 from brainvq.generation import stacks as stack_sampling
 from brainvq.models.vqvae import VQVAETrainer
 from brainvq.runs import run_folder
@@ -97,17 +97,6 @@ def train(args, values, tuner):
     return tuner
 
 
-def decoded(vqvae, codes, batch=4):
-    return np.concatenate([stack_sampling.decode_stacks(vqvae, codes[i:i + batch])
-                           for i in range(0, len(codes), batch)])
-
-
-def judge(name, stacks, real=None):
-    row = dict({"name": name}, **streaks.stack_figures(stacks, real))
-    print(json.dumps(row), flush=True)
-    return row
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", default="pretrained/ixi-t1-128-volumes")
@@ -135,13 +124,14 @@ def main():
         real, latents = stored["validate_stacks"].astype(np.float32), stored["validate"]
     codes = nearest_codes(shipped, latents)
     rows = [judge("real validation stacks", real),
-            judge("codes, shipped decoder", decoded(shipped, codes), real),
-            judge("codes, fine-tuned decoder", decoded(tuner, codes), real)]
+            *(judge(f"codes, {which} decoder", stack_sampling.decode_stacks(model, codes), real)
+              for which, model in (("shipped", shipped), ("fine-tuned", tuner)))]
     for seed in (int(text) for text in args.seeds.split(",")) if args.samples else ():
         _, sampled, _ = stack_sampling.generate_stacks(values, shipped, args.output_dir,
                                                        args.samples, seed=seed)
-        rows.append(judge(f"sampled, seed {seed}: shipped decoder", decoded(shipped, sampled)))
-        rows.append(judge(f"sampled, seed {seed}: fine-tuned decoder", decoded(tuner, sampled)))
+        rows.extend(judge(f"sampled, seed {seed}: {which} decoder",
+                          stack_sampling.decode_stacks(model, sampled))
+                    for which, model in (("shipped", shipped), ("fine-tuned", tuner)))
     print(f"\n{'':40s} {'SSIM':>6s} {'streak':>7s} {'slice step':>10s} {'in-plane':>9s} "
           f"{'HF share':>9s} {'bright. jump':>12s}")
     for row in rows:

@@ -14,7 +14,7 @@ from brainvq.evaluation import metrics
 from brainvq.generation import generate
 from brainvq.losses import perceptual
 from brainvq.models import build
-from brainvq.models.vqvae import VQVAETrainer
+from brainvq.models.vqvae_trainer import VQVAETrainer
 
 
 def machine_description():

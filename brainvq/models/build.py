@@ -9,9 +9,9 @@ import keras
 from brainvq.config.schema import PriorConfig, TrainingConfig, VQVAEConfig
 from brainvq.config.values import prior_values
 from brainvq.data.augmentation import AUGMENTATION_PARAMETERS
-from brainvq.models.hierarchy import HierarchicalPrior, VQVAE2Trainer
+from brainvq.models.hierarchy import HierarchicalPrior
 from brainvq.models.pixelcnn import GatedPixelCNN
-from brainvq.models.vqvae import LinearWarmup, VQVAETrainer
+from brainvq.models.vqvae_trainer import LinearWarmup, VQVAE2Trainer, VQVAETrainer
 
 
 def vqvae_from_hyperparameters(values):

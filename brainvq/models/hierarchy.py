@@ -1,4 +1,4 @@
-"""VQ-VAE-2: a two-level VQ-VAE, and the two-level prior over its codes.
+"""VQ-VAE-2: a two-level VQ-VAE network, and the two-level prior over its codes.
 
 The bottom level is our single-level VQ-VAE's grid (image / 2**num_downsamples); the top level
 is a grid half as wide again, encoded from the bottom encoder's features. As in Razavi et al.
@@ -24,8 +24,8 @@ from keras import layers, ops
 from brainvq.models.layers.attention import SpatialSelfAttention
 from brainvq.models.prior_inputs import split_prior_inputs
 from brainvq.models.vqvae import (
+    VQVAE,
     ResidualBlock,
-    VQVAETrainer,
     build_decoder,
     build_encoder,
     level_channels,
@@ -74,8 +74,8 @@ def build_top_decoder(top_grid_size, code_dim, width, num_residual_blocks):
 
 
 @keras.saving.register_keras_serializable(package="vqvae")
-class VQVAE2Trainer(VQVAETrainer):
-    """A two-level VQ-VAE (VQ-VAE-2), trained with `VQVAETrainer`'s step and losses.
+class VQVAE2(VQVAE):
+    """A two-level VQ-VAE network (VQ-VAE-2); `vqvae_trainer.VQVAE2Trainer` trains it.
 
     Encoder (as the single level's, to `width` features on the bottom grid g) -> top encoder
     (one more stride-2 level, to the top grid t = g/2) -> top quantizer; the bottom latents are
@@ -86,11 +86,10 @@ class VQVAE2Trainer(VQVAETrainer):
 
     Args:
         top_code_dim: dimension of the top codes (the bottom's is `code_dim`).
-        Everything else as `VQVAETrainer` (architecture "residual" only).
+        Everything else as `VQVAE` (architecture "residual" only).
 
     `encode` returns packed codes [B, t*t + g*g] (`pack_codes`), `decode_codes` takes them;
-    the training step also reports "top_perplexity" and "top_codebook_usage" ("perplexity" and
-    "codebook_usage" are the bottom level's).
+    `autoencode`'s codes also hold "top_perplexity" and "top_codebook_usage".
     """
 
     levels = 2
@@ -100,8 +99,6 @@ class VQVAE2Trainer(VQVAETrainer):
         if kwargs.get("architecture", "residual") != "residual":
             raise ValueError("VQ-VAE-2 is built on the residual architecture only")
         super().__init__(**kwargs)
-        for name in ("top_perplexity", "top_codebook_usage"):
-            self.trackers[name] = keras.metrics.Mean(name=name)
 
     @property
     def top_grid_size(self):

@@ -4,7 +4,8 @@ the adversarial hinge losses when a discriminator is on), the adaptive weight th
 reconstruction and adversarial gradients, and the metrics each step reports.
 
 A mixin: it holds no weights and needs the model's `forward`, `decoder`, `discriminator`,
-`optimizer`, `trackers` and settings, which `VQVAETrainer` (and `VQVAE2Trainer`) give it.
+`optimizer`, `trackers` and settings, which `vqvae_trainer.VQVAETrainer` (and `VQVAE2Trainer`)
+give it.
 """
 import keras
 from keras import ops

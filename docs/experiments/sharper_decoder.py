@@ -32,7 +32,7 @@ from slice_context import judge  # beside this script: the same figures of a set
 
 from brainvq.data import layouts
 from brainvq.generation import stacks as stack_sampling
-from brainvq.models.vqvae import VQVAETrainer
+from brainvq.models.vqvae_trainer import VQVAETrainer
 from brainvq.runs import run_folder
 from brainvq.training.context_stage import nearest_codes, stack_images
 

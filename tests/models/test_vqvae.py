@@ -1,4 +1,5 @@
-"""Tests of the VQ-VAE (autoencoder.py): losses fall, codes are used, save/reload."""
+"""Tests of the VQ-VAE (models/vqvae.py, models/vqvae_trainer.py): losses fall, codes are used,
+save/reload, the network apart from its training."""
 import numpy as np
 import pytest
 
@@ -40,6 +41,41 @@ def test_saved_model_reloads_with_the_same_reconstructions(tmp_path):
                                   ops.convert_to_numpy(model.encode(images)))
     np.testing.assert_allclose(ops.convert_to_numpy(loaded.quantizer.ema_cluster_size),
                                ops.convert_to_numpy(model.quantizer.ema_cluster_size))
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_the_network_alone_is_the_trainer_without_its_training(tmp_path, levels):
+    """`VQVAE` (`VQVAE2`) holds the trainer's weights, in the same order, and nothing else: a
+    trained trainer's weights give the network the same codes and reconstructions; the network
+    has no loss terms or metrics, and saves and reloads as itself."""
+    keras.utils.set_random_seed(0)
+    images = smooth_images(8, 32)
+    network_class, settings = modules.VQVAE, {}
+    if levels == 2:
+        network_class, settings = modules.VQVAE2, {"top_code_dim": 8}
+    trainer = tiny_vqvae(**settings) if levels == 1 else modules.VQVAE2Trainer(
+        image_size=32, num_codes=16, code_dim=8, num_downsamples=2, channels=16,
+        num_residual_blocks=1, **settings)
+    if levels == 2:
+        trainer.build()
+        trainer.compile(optimizer=keras.optimizers.Adam(3e-3))
+    trainer.fit(images, epochs=1, batch_size=8, verbose=0)
+    network = network_class(image_size=32, num_codes=16, code_dim=8, num_downsamples=2,
+                            channels=16, num_residual_blocks=1, **settings)
+    network.build()
+    assert [w.shape for w in network.weights] == [w.shape for w in trainer.weights]
+    network.set_weights(trainer.get_weights())
+    np.testing.assert_array_equal(ops.convert_to_numpy(network.encode(images)),
+                                  ops.convert_to_numpy(trainer.encode(images)))
+    np.testing.assert_allclose(ops.convert_to_numpy(network(images)),
+                               ops.convert_to_numpy(trainer(images)), atol=1e-6)
+    assert not hasattr(network, "forward") and not network.metrics
+    assert "ssim_weight" not in network.get_config()
+    network.save(tmp_path / "network.keras")
+    loaded = keras.saving.load_model(tmp_path / "network.keras")
+    assert type(loaded) is network_class
+    np.testing.assert_allclose(ops.convert_to_numpy(loaded(images)),
+                               ops.convert_to_numpy(network(images)), atol=1e-6)
 
 
 def test_decode_codes_renders_images_of_the_input_size():

@@ -45,21 +45,18 @@ def test_saved_model_reloads_with_the_same_reconstructions(tmp_path):
 
 @pytest.mark.parametrize("levels", [1, 2])
 def test_the_network_alone_is_the_trainer_without_its_training(tmp_path, levels):
-    """`VQVAE` (`VQVAE2`) holds the trainer's weights, in the same order, and nothing else: a
-    trained trainer's weights give the network the same codes and reconstructions; the network
-    has no loss terms or metrics, and saves and reloads as itself."""
+    """`VQVAE` (`VQVAE2`) holds the trainer's weights, in the same order, and nothing else: the
+    trainer's weights give the network the same codes and reconstructions; the network has no
+    loss terms or metrics, and saves and reloads as itself."""
     keras.utils.set_random_seed(0)
     images = smooth_images(8, 32)
-    network_class, settings = modules.VQVAE, {}
+    network_class, trainer_class, settings = modules.VQVAE, modules.VQVAETrainer, {}
     if levels == 2:
-        network_class, settings = modules.VQVAE2, {"top_code_dim": 8}
-    trainer = tiny_vqvae(**settings) if levels == 1 else modules.VQVAE2Trainer(
-        image_size=32, num_codes=16, code_dim=8, num_downsamples=2, channels=16,
-        num_residual_blocks=1, **settings)
-    if levels == 2:
-        trainer.build()
-        trainer.compile(optimizer=keras.optimizers.Adam(3e-3))
-    trainer.fit(images, epochs=1, batch_size=8, verbose=0)
+        network_class, trainer_class = modules.VQVAE2, modules.VQVAE2Trainer
+        settings = {"top_code_dim": 8}
+    trainer = trainer_class(image_size=32, num_codes=16, code_dim=8, num_downsamples=2,
+                            channels=16, num_residual_blocks=1, **settings)
+    trainer.build()
     network = network_class(image_size=32, num_codes=16, code_dim=8, num_downsamples=2,
                             channels=16, num_residual_blocks=1, **settings)
     network.build()

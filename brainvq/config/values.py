@@ -2,9 +2,12 @@
 values that do not work together (`combination_problem`), the command-line flags built from
 `DEFAULTS` (`add_arguments`, `resolve`), `hyperparameters.json` (`save`, `load`, with legacy
 values for keys added since), and the checks that a checkpoint fits its values."""
+from __future__ import annotations
+
 import argparse
 import json
 import pathlib
+from typing import Any, Callable, Iterable, Mapping, NoReturn
 
 from brainvq.config.defaults import (
     ARCHITECTURE_KEYS,
@@ -13,9 +16,10 @@ from brainvq.config.defaults import (
     LEGACY_VALUES,
     RANGES,
 )
+from brainvq.types import PathLike, Values
 
 
-def value_problem(key, value):
+def value_problem(key: str, value: Any) -> str | None:
     """Why `value` is not a valid `key` (a short phrase), or None when it is."""
     default = DEFAULTS[key]
     if isinstance(default, bool):
@@ -51,7 +55,7 @@ def value_problem(key, value):
 MIN_GRID = 4  # the smallest code grid side a run may have
 
 
-def combination_problem(values):
+def combination_problem(values: Mapping[str, Any]) -> str | None:
     """Why values that are each valid do not work together (a short sentence), or None."""
     levels = values.get("levels", 1)
     downsamples = values["num_downsamples"] + levels - 1
@@ -93,7 +97,7 @@ def combination_problem(values):
     return None
 
 
-def split_shares(text):
+def split_shares(text: str) -> tuple[float, float, float] | None:
     """"125,20,20" or "0.8,0.1,0.1" -> the (train, validate, test) shares, or None when the text
     is not three positive finite numbers (`--split`)."""
     try:
@@ -105,12 +109,12 @@ def split_shares(text):
     return shares
 
 
-def flag_type(key):
+def flag_type(key: str) -> Callable[[str], Any]:
     """argparse type of `--key`: parses and range-checks, so a bad value is refused in one line
     when the command line is read."""
     default = DEFAULTS[key]
 
-    def parse(text):
+    def parse(text: str) -> Any:
         if isinstance(default, bool):
             value = parse_bool(text)
         else:
@@ -128,7 +132,7 @@ def flag_type(key):
     return parse
 
 
-def non_negative_int(text):
+def non_negative_int(text: str) -> int:
     """argparse type for counts such as --samples."""
     try:
         value = int(text)
@@ -145,7 +149,7 @@ class IncompatibleCheckpoint(ValueError):
     """A checkpoint was trained with other architecture hyperparameters than asked for."""
 
 
-def parse_bool(text):
+def parse_bool(text: str | bool) -> bool:
     lowered = str(text).lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
@@ -157,11 +161,12 @@ def parse_bool(text):
 class ArgumentParser(argparse.ArgumentParser):
     """An argparse parser whose errors are one line (`prog: error: ...`), not the whole usage."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def add_arguments(parser, keys=None):
+def add_arguments(parser: argparse.ArgumentParser, keys: Iterable[str] | None = None
+                  ) -> argparse.ArgumentParser:
     """Adds a `--flag` for each default (all, or only `keys`) to an argparse parser."""
     for key, value in DEFAULTS.items():
         if keys is not None and key not in keys:
@@ -176,7 +181,7 @@ def add_arguments(parser, keys=None):
     return parser
 
 
-def default_text(key, value):
+def default_text(key: str, value: Any) -> Any:
     """A default as `--help` shows it: an empty `images_dir` is the run's own figures folder,
     any other empty text is none, and a number is itself (0 too)."""
     if key == "images_dir" and not value:
@@ -184,12 +189,12 @@ def default_text(key, value):
     return "none" if value == "" else value
 
 
-def given_flags(args):
+def given_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The values of the flags the user actually gave ({key: value})."""
     return {key: getattr(args, key) for key in DEFAULTS if getattr(args, key, None) is not None}
 
 
-def resolve(args, base=None):
+def resolve(args: argparse.Namespace, base: Mapping[str, Any] | None = None) -> Values:
     """Returns `base` (default: the defaults) updated with every flag the user actually gave;
     an empty `images_dir` becomes the run's own figures folder, `<output_dir>/images`."""
     values = dict(DEFAULTS if base is None else base, **given_flags(args))
@@ -198,7 +203,7 @@ def resolve(args, base=None):
     return values
 
 
-def save(values, folder):
+def save(values: Mapping[str, Any], folder: PathLike) -> pathlib.Path:
     """Writes `values` as JSON into `folder` and returns the file path."""
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -211,7 +216,7 @@ class InvalidHyperparameters(ValueError):
     """A saved hyperparameters.json is unreadable, incomplete or holds invalid values."""
 
 
-def load(folder):
+def load(folder: PathLike) -> Values:
     """Reads and validates the hyperparameters a run saved.
 
     Keys added to the project after the run was written take the value that reproduces what the
@@ -243,7 +248,8 @@ def load(folder):
     return values
 
 
-def check_compatible(saved, wanted, source, keys=None):
+def check_compatible(saved: Mapping[str, Any], wanted: Mapping[str, Any], source: PathLike,
+                     keys: Iterable[str] | None = None) -> None:
     """Raises IncompatibleCheckpoint naming every architecture value (of `keys`, default all
     of ARCHITECTURE_KEYS) that differs."""
     clashes = [f"{key}: checkpoint has {saved.get(key)!r}, this run asks for {wanted.get(key)!r}"
@@ -262,7 +268,8 @@ RESUME_FREE_KEYS = ("output_dir", "images_dir", "data_dir", "epochs", "prior_epo
                     "prior_patience", "run_eagerly", "prior_init", "prior_snapshot_every")
 
 
-def resume_changes(saved, wanted):
+def resume_changes(saved: Mapping[str, Any], wanted: Mapping[str, Any]
+                   ) -> list[tuple[str, Any, Any]]:
     """The training settings (not architecture, not `RESUME_FREE_KEYS`) in which a resumed run
     differs from the values its folder saved: [(key, saved value, value asked for now)]."""
     return [(key, saved.get(key), wanted.get(key)) for key in DEFAULTS
@@ -270,7 +277,7 @@ def resume_changes(saved, wanted):
             and saved.get(key) != wanted.get(key)]
 
 
-def check_model(model, values, source):
+def check_model(model: Any, values: Mapping[str, Any], source: PathLike) -> None:
     """Raises IncompatibleCheckpoint when a loaded model's architecture attributes (those of
     ARCHITECTURE_KEYS it has) differ from `values`. The scripts refuse flags that differ from a
     run's saved values before they load a model, so a difference here is between the checkpoint
@@ -289,7 +296,7 @@ def check_model(model, values, source):
               f"checkpoint was trained with), or retrain with --overwrite.")
 
 
-def prior_values(values):
+def prior_values(values: Values) -> Values:
     """The values a run's priors are built and checked with: with `slab_depth` they draw slab
     codes, so their codebook is the slab autoencoder's (`slab_num_codes`), not the VQ-VAE's."""
     if not values.get("slab_depth"):
@@ -297,7 +304,7 @@ def prior_values(values):
     return dict(values, num_codes=values["slab_num_codes"])
 
 
-def uses_context(values):
+def uses_context(values: Mapping[str, Any]) -> bool:
     """Whether a run's stacks are decoded through a slice-context refiner
     (models/slice_context.py): cut as stacks, one level, `context_blocks` > 0."""
     return (values.get("slice_spacing", 0) > 0 and values.get("levels", 1) == 1

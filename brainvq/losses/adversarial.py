@@ -13,14 +13,18 @@ where W is the decoder's last layer, so the adversarial gradient there is as lar
 reconstruction gradient (times `adversarial_weight`) whatever the two losses' scales. Both terms
 are off until `adversarial_start` training steps, when the reconstructions are already close.
 """
+from __future__ import annotations
+
 import keras
 from keras import layers, ops
+
+from brainvq.types import Tensor
 
 ADAPTIVE_EPSILON = 1e-4
 ADAPTIVE_MAX = 1e4
 
 
-def build_discriminator(image_size, channels=64, num_layers=3):
+def build_discriminator(image_size: int, channels: int = 64, num_layers: int = 3) -> keras.Model:
     """A PatchGAN discriminator: [B, S, S, 1] -> logits [B, S / 2^n, S / 2^n, 1] (n = num_layers).
 
     Args:
@@ -44,19 +48,19 @@ def build_discriminator(image_size, channels=64, num_layers=3):
     return keras.Model(inputs, logits, name="discriminator")
 
 
-def discriminator_hinge(real_logits, fake_logits):
+def discriminator_hinge(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     """Hinge loss of the discriminator: mean relu(1 - real) + mean relu(1 + fake), over 2."""
     real = ops.mean(ops.relu(1.0 - ops.cast(real_logits, "float32")))
     fake = ops.mean(ops.relu(1.0 + ops.cast(fake_logits, "float32")))
     return 0.5 * (real + fake)
 
 
-def generator_hinge(fake_logits):
+def generator_hinge(fake_logits: Tensor) -> Tensor:
     """The generator's adversarial loss: -mean D(reconstruction)."""
     return -ops.mean(ops.cast(fake_logits, "float32"))
 
 
-def adaptive_weight(reconstruction_gradient, generator_gradient):
+def adaptive_weight(reconstruction_gradient: Tensor, generator_gradient: Tensor) -> Tensor:
     """|grad L_rec| / (|grad L_gen| + 1e-4) at the decoder's last layer, clipped to [0, 1e4],
     with no gradient of its own."""
     numerator = ops.sqrt(ops.sum(ops.square(ops.cast(reconstruction_gradient, "float32"))))

@@ -11,12 +11,15 @@ The VGG16 weights are not part of a saved VQ-VAE: they are fixed, and are loaded
 (`keras.applications.VGG16(weights="imagenet")`, downloaded once into ~/.keras/models) or from a
 local file (`--perceptual-weights PATH`).
 """
+from __future__ import annotations
+
 import pathlib
 
 import keras
 from keras import ops
 
 from brainvq.errors import WeightsUnavailable
+from brainvq.types import Tensor, Values
 
 FEATURE_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv3")
 VGG16_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -24,7 +27,7 @@ WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg
                "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
 
 
-def attach_feature_network(model, values):
+def attach_feature_network(model: keras.Model, values: Values) -> None:
     """Gives a VQ-VAE whose `perceptual_weight` is > 0 the VGG16 features its loss needs (they
     are not saved with it, so a built, reloaded or resumed model each needs them); does nothing
     otherwise.
@@ -38,7 +41,7 @@ def attach_feature_network(model, values):
                                                      values["perceptual_weights"]))
 
 
-def feature_network(image_size, weights=""):
+def feature_network(image_size: int, weights: str = "") -> keras.Model:
     """VGG16 (no top) truncated to the outputs of FEATURE_LAYERS, frozen.
 
     Args:
@@ -79,14 +82,14 @@ def feature_network(image_size, weights=""):
     return network
 
 
-def _preprocess(images):
+def _preprocess(images: Tensor) -> Tensor:
     """Grayscale [B, S, S, 1] in [0, 1] -> VGG16 input [B, S, S, 3] (BGR, mean subtracted)."""
     scaled = ops.cast(images, "float32") * 255.0
     mean = ops.reshape(ops.convert_to_tensor(VGG16_MEAN_BGR, "float32"), (1, 1, 1, 3))
     return ops.concatenate([scaled] * 3, axis=-1) - mean
 
 
-def perceptual_distance(network, images_a, images_b):
+def perceptual_distance(network: keras.Model, images_a: Tensor, images_b: Tensor) -> Tensor:
     """Per-image perceptual distance [B] between two batches of grayscale images.
 
     Args:

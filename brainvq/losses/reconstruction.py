@@ -1,13 +1,19 @@
 """The VQ-VAE's reconstruction loss: MSE + ssim_weight * (1 - SSIM) (+ perceptual_weight *
 the perceptual distance), the combination `VQVAETrainer` trains with."""
+from __future__ import annotations
+
+import keras
 from keras import ops
 
 from brainvq.losses import perceptual
 from brainvq.losses.ssim import ssim_per_image
+from brainvq.types import Tensor
 
 
-def reconstruction_terms(images, reconstructions, ssim_weight, ssim_window="uniform",
-                         data_variance=1.0, perceptual_weight=0.0, perceptual_network=None):
+def reconstruction_terms(images: Tensor, reconstructions: Tensor, ssim_weight: float | Tensor,
+                         ssim_window: str = "uniform", data_variance: float = 1.0,
+                         perceptual_weight: float = 0.0,
+                         perceptual_network: keras.Model | None = None) -> dict[str, Tensor]:
     """The reconstruction loss of a batch and its parts.
 
     Args:

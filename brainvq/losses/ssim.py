@@ -1,12 +1,17 @@
 """SSIM as a differentiable training loss (keras.ops), agreeing with scikit-image's SSIM."""
+from __future__ import annotations
+
 import math
 
 from keras import ops
 
+from brainvq.types import Tensor
+
 SSIM_WINDOWS = ("gaussian", "uniform")
 
 
-def _ssim_window(kind, image_height, image_width):
+def _ssim_window(kind: str, image_height: int, image_width: int
+                 ) -> tuple[list[list[float]], float]:
     """The SSIM averaging window [k, k] and the factor applied to (co)variances.
 
     "gaussian": 11x11, sigma 1.5, population (co)variances (Wang et al. 2004);
@@ -26,7 +31,8 @@ def _ssim_window(kind, image_height, image_width):
     raise ValueError(f"unknown SSIM window {kind!r}: use one of {SSIM_WINDOWS}")
 
 
-def ssim_per_image(images_a, images_b, max_value=1.0, window="uniform"):
+def ssim_per_image(images_a: Tensor, images_b: Tensor, max_value: float = 1.0,
+                   window: str = "uniform") -> Tensor:
     """Mean SSIM of each image pair [B, H, W, 1] -> [B].
 
     Filtering is "valid", as in scikit-image (which crops the border it pads), so the values
@@ -47,7 +53,7 @@ def ssim_per_image(images_a, images_b, max_value=1.0, window="uniform"):
     images_a = ops.cast(images_a, "float32")
     images_b = ops.cast(images_b, "float32")
 
-    def blur(image):
+    def blur(image: Tensor) -> Tensor:
         return ops.conv(image, kernel, padding="valid")
 
     c1 = (0.01 * max_value) ** 2

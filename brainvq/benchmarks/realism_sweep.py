@@ -98,7 +98,8 @@ def run(args):
                                  values["data_dir"])
     reference = realism.RealReference(values, vqvae, splits["train"], held_out,
                                       feature_figures=True, cache_dir=cache)
-    prior = run_folder.load_prior(args.output_dir)  # one load, one compiled sampler for every call
+    # one load, one compiled sampler for every call; its own copy: snapshots load into it
+    prior = run_folder.load_prior(args.output_dir, shared=False)
     snapshots = {epoch: snapshot_path(args.output_dir, epoch) for epoch in args.snapshots}
     rows = []
     for epoch in [*snapshots] or [None]:

@@ -17,6 +17,7 @@ A run folder (`--output-dir`) holds:
     codes.npz                the cached code grids; vqvae_log.csv, prior_log.csv; progress/
     .lock                    while a train.py process writes the folder: its pid and command
 """
+import functools
 import json
 import os
 import pathlib
@@ -142,6 +143,26 @@ def load_checkpoint(path, compile=True):
         return keras.saving.load_model(path, compile=compile)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise CorruptCheckpoint(f"{path} could not be loaded ({str(error)[:200]})") from None
+
+
+def load_for_inference(path, shared=True):
+    """A model file loaded uncompiled (no optimizer), to encode, decode or sample with.
+
+    `shared`: one object per process while the file is unchanged (the same path, inode,
+    modification time and size): the scripts and benchmarks that judge one run over several
+    seeds and settings load each model once, and its compiled samplers, kept on the model, are
+    traced (and XLA-compiled) once. Callers must not change a shared model; one that does
+    (loads snapshot weights into it) asks for its own with `shared=False`."""
+    if not shared:
+        return load_checkpoint(path, compile=False)
+    status = os.stat(path)
+    return _load_shared(str(pathlib.Path(path).resolve()),
+                        (status.st_ino, status.st_mtime_ns, status.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_shared(path, identity):
+    return load_checkpoint(path, compile=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,7 +355,7 @@ def load_run(output_dir, overrides=None):
     if not checkpoint.is_file():
         raise RunError(f"{checkpoint} not found: train one with "
                        f"`python train.py --stage vqvae --output-dir {output_dir}`")
-    vqvae = load_checkpoint(checkpoint, compile=False)  # to encode and decode: no optimizer
+    vqvae = load_for_inference(checkpoint)  # to encode and decode: no optimizer
     config.check_model(vqvae, values, checkpoint)
     return values, vqvae
 
@@ -398,9 +419,9 @@ def subject_covariates(folder, stage="prior"):
     return np.asarray(rows, np.float32)
 
 
-def load_prior(output_dir, stage="prior"):
+def load_prior(output_dir, stage="prior", shared=True):
     """The run's prior (`stage` "volume": its volume prior), after checking it was trained over
-    the run's current VQ-VAE."""
+    the run's current VQ-VAE; `shared` as `load_for_inference`."""
     output_dir = pathlib.Path(output_dir)
     checkpoint = output_dir / STAGE_FILES[stage]
     if not checkpoint.is_file():
@@ -409,7 +430,7 @@ def load_prior(output_dir, stage="prior"):
         raise RunError(f"{checkpoint} not found: train it with `python train.py --stage {stage} "
                        f"--output-dir {output_dir}`{hint}")
     check_prior_matches_vqvae(output_dir, stage)
-    return load_checkpoint(checkpoint, compile=False)
+    return load_for_inference(checkpoint, shared)
 
 
 

@@ -32,8 +32,11 @@ test-split quality, so two configurations can be compared on the same budget and
 rate.
 Figures are printed; nothing is asserted.
 """
+from __future__ import annotations
+
 import argparse
 import sys
+from typing import Any, Sequence
 
 from brainvq import console
 from brainvq.benchmarks import (
@@ -56,7 +59,7 @@ SUBCOMMANDS = (sampling_speed, realism_sweep, quality, learning_curve, rate_dist
                covariate_guidance, utility)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> Any:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for subcommand in SUBCOMMANDS:

@@ -11,18 +11,28 @@
 Reads the run in --output-dir (as train.py wrote it); figures go to --images-dir (default: the
 run's images/ folder; for a shipped model output/<its name>). The work is brainvq/generation/.
 """
+from __future__ import annotations
+
 import argparse
 import os
+import pathlib
 import sys
+from typing import TYPE_CHECKING, Sequence
 
 import hyperparameters
 from brainvq import console, errors
 from brainvq.runs.arguments import add_run_arguments
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from brainvq.data.slice_sets import SliceSet
+    from brainvq.runs.run import Run
+
 MAX_VOLUMES = 1000  # whole volumes one predict.py call draws at most (14 s each on 2 CPU cores)
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     """argparse type for --count: a whole number >= 1."""
     value = hyperparameters.non_negative_int(text)
     if value < 1:
@@ -30,7 +40,7 @@ def positive_int(text):
     return value
 
 
-def parse_args(argv=None):
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = add_run_arguments(hyperparameters.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--count", type=positive_int, default=8,
                         help="test slices shown in the reconstruction figure (default: 8)")
@@ -55,7 +65,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     console.quiet_start(args.verbose)
     from brainvq.runs import run_folder
@@ -69,7 +79,7 @@ def main(argv=None):
                  "before the interruption stay in the images folder)")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     """Reconstructions of the test split (skipped, in one line, when only samples are asked for
     and the run's data are not here) and, with --samples, new slices."""
     from brainvq.runs import lock, pretrained, run_folder
@@ -88,7 +98,7 @@ def run(args):
         _run(args, images_dir)
 
 
-def _run(args, images_dir):
+def _run(args: argparse.Namespace, images_dir: pathlib.Path) -> None:
     from brainvq.evaluation import reports
     from brainvq.generation import generate
     from brainvq.runs import pretrained, run_folder, subjects
@@ -163,7 +173,9 @@ def _run(args, images_dir):
               f"planes in {figure}")
 
 
-def write_samples(args, run, covariates, requested, test, images_dir):
+def write_samples(args: argparse.Namespace, run: Run, covariates: np.ndarray | None,
+                  requested: dict[str, str], test: SliceSet | None, images_dir: pathlib.Path
+                  ) -> None:
     """The samples asked for, the slice-conditioned figure and, with --by-covariate, one figure
     per covariate: all drawn in one sampling call (one compilation)."""
     from brainvq.generation import generate

@@ -14,8 +14,11 @@ memorisation), pairwise MS-SSIM among samples (lower is more diverse), the Fréc
 between real and generated images in the frozen encoder's feature space, and the distance between
 the code-usage histograms of sampled and real code grids. The work is brainvq/evaluation/.
 """
+from __future__ import annotations
+
 import argparse
 import sys
+from typing import Any, Mapping, Sequence
 
 import hyperparameters
 from brainvq import console
@@ -24,7 +27,7 @@ from brainvq.runs.arguments import add_run_arguments
 SPLIT_NAMES = ("train", "validate", "test")
 
 
-def split_argument(text):
+def split_argument(text: str) -> str:
     """`--split`: a split name, or subject shares (train,validate,test) kept as text."""
     if text in SPLIT_NAMES or hyperparameters.split_shares(text) is not None:
         return text
@@ -33,7 +36,7 @@ def split_argument(text):
         f"125,20,20")
 
 
-def evaluated_split(text, values):
+def evaluated_split(text: str, values: Mapping[str, Any]) -> str:
     """The split name to evaluate for `--split` text; subject shares must be the run's own."""
     if text in SPLIT_NAMES:
         return text
@@ -47,7 +50,7 @@ def evaluated_split(text, values):
     return "test"
 
 
-def parse_args(argv=None):
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = add_run_arguments(hyperparameters.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument(
         "--split", default="test", type=split_argument,
@@ -76,7 +79,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     console.quiet_start(args.verbose)
     from brainvq.data import demo, layouts

@@ -9,15 +9,19 @@ Everything lands in --output-dir: `vqvae.keras`, `prior.keras`, `hyperparameters
 `vqvae_log.csv`, `prior_log.csv`, `codes.npz` (the cached code grids of every split) and the
 figures in `images/`. The work itself is `brainvq/training/`.
 """
+from __future__ import annotations
+
+import argparse
 import pathlib
 import shlex
 import sys
+from typing import Sequence
 
 import hyperparameters
 from brainvq import console, errors
 
 
-def parse_args(argv=None):
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = hyperparameters.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stage", choices=("vqvae", "context", "slab", "prior", "volume", "all"),
                         default="all",
@@ -42,7 +46,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     command = "python train.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     console.quiet_start(args.verbose)

@@ -7,6 +7,9 @@ and the first ones are written before TensorFlow's own log settings apply, so
 `TF_CPP_MIN_LOG_LEVEL` alone does not hide them: `quiet_start` points the process's stderr at
 /dev/null while TensorFlow starts and finds its devices, then restores it.
 """
+from __future__ import annotations
+
+import argparse
 import importlib.util
 import os
 import sys
@@ -16,13 +19,13 @@ BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy":
             "openvino": "openvino"}
 
 
-def add_verbose_flag(parser):
+def add_verbose_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's start-up and informational log lines")
     return parser
 
 
-def check_backend():
+def check_backend() -> None:
     """Exits with one line when KERAS_BACKEND names no Keras backend, or one not installed."""
     name = os.environ.get("KERAS_BACKEND", "tensorflow")
     installed = [backend for backend, package in BACKENDS.items()
@@ -37,7 +40,7 @@ def check_backend():
                  f"(installed here: {', '.join(installed) or 'none'})")
 
 
-def quiet_start(verbose=False):
+def quiet_start(verbose: bool = False) -> None:
     """Checks KERAS_BACKEND, then starts the Keras backend with its informational logging
     hidden (unless `verbose`)."""
     check_backend()

@@ -1,12 +1,14 @@
 """Progress bars for long loops that print nothing else: Keras's `Progbar`, after one line that
 says what is being done. On a terminal the bar redraws in place; in a log file it writes one line
 when the work is done. Loops shorter than `minimum` steps stay quiet."""
+from __future__ import annotations
+
 import sys
 
 import keras
 
 
-def progress_bar(total, label, minimum=20):
+def progress_bar(total: int, label: str, minimum: int = 20) -> keras.utils.Progbar:
     """A `keras.utils.Progbar` over `total` steps (advance it with `.add(count)`), announced by
     `label` (e.g. "reading 165 NIfTI files"); silent when `total` < `minimum`."""
     shown = total >= minimum

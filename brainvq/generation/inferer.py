@@ -10,9 +10,11 @@ and writes no files; `brainvq.runs.run.Run` builds one from a run folder, and
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
 from brainvq.data import pose
 from brainvq.generation import sampling
@@ -47,7 +49,7 @@ class SamplingSettings:
     pose_spread: float = 0.0
 
     @classmethod
-    def from_values(cls, values, **overrides) -> SamplingSettings:
+    def from_values(cls, values: Mapping[str, Any], **overrides: Any) -> SamplingSettings:
         """The settings a run's values hold (keys it lacks keep their defaults); `overrides`
         that are not None replace them."""
         names = [field.name for field in dataclasses.fields(cls)]
@@ -70,7 +72,7 @@ class Request:
         self.count = int(self.count)
 
 
-def stratified_positions(counts, count: int, seed: int) -> np.ndarray:
+def stratified_positions(counts: ArrayLike, count: int, seed: int) -> np.ndarray:
     """[count] int32 slice positions (seeded, in random order) in proportion to `counts`.
 
     The positions at `count` evenly spaced quantiles (one random offset) of the distribution,
@@ -88,7 +90,7 @@ def stratified_positions(counts, count: int, seed: int) -> np.ndarray:
     return rng.permutation(drawn).astype(np.int32)
 
 
-def stratified_rows(rows, count: int, seed: int) -> np.ndarray:
+def stratified_rows(rows: ArrayLike, count: int, seed: int) -> np.ndarray:
     """[count, C] float32: rows of `rows` [S, C], every one count / S times, give or take one
     (seeded, in random order; a stream apart from `stratified_positions`' for the same seed)."""
     rows = np.asarray(rows, np.float32)
@@ -113,8 +115,10 @@ class SliceInferer:
             a `pose_spread` above 0 (needed only then; `pose.draw_poses`).
     """
 
-    def __init__(self, vqvae, prior, settings: SamplingSettings,
-                 slice_position_counts=None, subject_covariates=None, slice_poses=None):
+    def __init__(self, vqvae: keras.Model, prior: keras.Model, settings: SamplingSettings,
+                 slice_position_counts: ArrayLike | None = None,
+                 subject_covariates: np.ndarray | None = None,
+                 slice_poses: np.ndarray | None = None) -> None:
         self.vqvae, self.prior, self.settings = vqvae, prior, settings
         positions = prior.num_slice_positions
         counts = slice_position_counts
@@ -135,7 +139,7 @@ class SliceInferer:
         return bool(self.covariate_width and request.covariates is None
                     and self.settings.unconditional_covariates == "drawn")
 
-    def _conditions(self, request, seed):
+    def _conditions(self, request: Request, seed: int) -> tuple:
         """(slice positions, slice guidance, covariates rows, covariate guidance, augmentation
         rows) of one request, each [count], [count, C] or [count, A]."""
         settings, count = self.settings, request.count
@@ -161,7 +165,9 @@ class SliceInferer:
         return (slices, np.full(count, scale, np.float32), rows,
                 np.full(count, covariate_scale, np.float32), told)
 
-    def __call__(self, requests, seed: int, progress=None):
+    def __call__(self, requests: Sequence[Request], seed: int,
+                 progress: keras.utils.Progbar | None = None
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Samples every `Request` in one sampling call (one compiled sampler), each at its own
         guidance; returns one (images [n, S, S, 1] in [0, 1], codes) per request."""
         if (any(request.covariates is not None for request in requests)

@@ -4,19 +4,28 @@
 `plot_loss_curves`, `plot_volume_planes`, and `make_gif` to animate saved frames; the
 benchmarks' own figures are in `benchmarks/plots.py`.
 """
+from __future__ import annotations
+
 import csv
 import math
 import pathlib
+from types import ModuleType
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from brainvq.data.arrays import as_batch, check_same_shape
 from brainvq.errors import OutputBlocked
+from brainvq.types import PathLike
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FIGURE_DPI = 120
 
 
-def pyplot():
+def pyplot() -> ModuleType:
     """matplotlib.pyplot on the non-interactive Agg backend."""
     import matplotlib
 
@@ -26,7 +35,7 @@ def pyplot():
     return plt
 
 
-def save(figure, path):
+def save(figure: Figure, path: PathLike) -> pathlib.Path:
     """Saves `figure` as a PNG at `path` (parent folders created), closes it, returns `path`.
 
     Raises:
@@ -47,7 +56,8 @@ def save(figure, path):
     return path
 
 
-def plot_ssim_histogram(ssim_values, path, title="SSIM of reconstructions"):
+def plot_ssim_histogram(ssim_values: ArrayLike, path: PathLike,
+                        title: str = "SSIM of reconstructions") -> pathlib.Path:
     """Histogram of SSIM values with the mean and mean ± std marked.
 
     Args:
@@ -81,7 +91,8 @@ def plot_ssim_histogram(ssim_values, path, title="SSIM of reconstructions"):
     return save(figure, path)
 
 
-def plot_metric_by_slice(slice_index, values, path, metric_name="SSIM"):
+def plot_metric_by_slice(slice_index: ArrayLike, values: ArrayLike, path: PathLike,
+                         metric_name: str = "SSIM") -> pathlib.Path:
     """A metric against slice position: every image as a faint dot, mean ± std per slice index.
 
     Args:
@@ -122,7 +133,8 @@ def plot_metric_by_slice(slice_index, values, path, metric_name="SSIM"):
     return save(figure, path)
 
 
-def plot_best_worst(references, reconstructions, ssim_values, path, count=4):
+def plot_best_worst(references: ArrayLike, reconstructions: ArrayLike, ssim_values: ArrayLike,
+                    path: PathLike, count: int = 4) -> pathlib.Path:
     """The worst and best reconstructions: original | reconstruction | |difference| per row.
 
     Rows are the `count` lowest-SSIM images then the `count` highest; if there are no more than
@@ -172,7 +184,9 @@ def plot_best_worst(references, reconstructions, ssim_values, path, count=4):
     return save(figure, path)
 
 
-def plot_image_grid(images, path, columns=8, titles=None, title=None):
+def plot_image_grid(images: ArrayLike, path: PathLike, columns: int = 8,
+                    titles: Sequence[str] | None = None, title: str | None = None
+                    ) -> pathlib.Path:
     """A grid of grayscale images shown on [0, 1].
 
     Args:
@@ -207,14 +221,14 @@ def plot_image_grid(images, path, columns=8, titles=None, title=None):
     return save(figure, path)
 
 
-def _read_csv_columns(csv_path):
+def _read_csv_columns(csv_path: PathLike) -> dict[str, np.ndarray]:
     """A CSV file as dict column -> float64 array (empty or unparsable cells -> NaN)."""
     with open(csv_path, newline="") as handle:
         reader = csv.DictReader(handle)
         fieldnames = [name.strip() for name in (reader.fieldnames or [])]
         rows = list(reader)
 
-    def number(text):
+    def number(text: str | None) -> float:
         try:
             return float(text)
         except (TypeError, ValueError):
@@ -224,7 +238,8 @@ def _read_csv_columns(csv_path):
             for name, raw in zip(fieldnames, reader.fieldnames or [])}
 
 
-def plot_loss_curves(csv_path, path, columns=None):
+def plot_loss_curves(csv_path: PathLike, path: PathLike, columns: Sequence[str] | None = None
+                     ) -> pathlib.Path:
     """Training curves from a Keras CSVLogger file, on a linear and a log y-scale.
 
     Each training column is a solid line and its "val_" counterpart, if logged, a dashed line
@@ -278,7 +293,8 @@ def plot_loss_curves(csv_path, path, columns=None):
     return save(figure, path)
 
 
-def make_gif(frame_paths, path, duration_ms=400):
+def make_gif(frame_paths: Sequence[PathLike], path: PathLike, duration_ms: int = 400
+             ) -> pathlib.Path:
     """An animated GIF (looping forever) from image frames, e.g. PNGs saved during training.
 
     Frames are converted to RGB and resized to the first frame's size if they differ. Note
@@ -310,7 +326,8 @@ def make_gif(frame_paths, path, duration_ms=400):
     return path
 
 
-def plot_reconstructions(originals, reconstructions, ssim_values, path):
+def plot_reconstructions(originals: ArrayLike, reconstructions: ArrayLike,
+                         ssim_values: ArrayLike, path: PathLike) -> pathlib.Path:
     """Two rows: originals above their reconstructions, SSIM in each title."""
     plt = pyplot()
     count = len(originals)
@@ -327,7 +344,8 @@ def plot_reconstructions(originals, reconstructions, ssim_values, path):
     return save(figure, path)
 
 
-def volume_planes(stack, pixel, spacing):
+def volume_planes(stack: np.ndarray, pixel: float, spacing: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """The middle axial, coronal and sagittal planes of upright axial slices [S, H, W] (bottom
     first), upright (superior at the top, anterior on the left of the sagittal plane), with the
     height in mm of a coronal/sagittal pixel: (axial [H, W], coronal [S, W], sagittal [S, H],
@@ -340,7 +358,9 @@ def volume_planes(stack, pixel, spacing):
     return axial, coronal, sagittal, spacing / pixel
 
 
-def plot_volume_planes(stacks, path, pixel, spacing, titles=None, title=None):
+def plot_volume_planes(stacks: Sequence[np.ndarray], path: PathLike, pixel: float,
+                       spacing: float, titles: Sequence[str] | None = None,
+                       title: str | None = None) -> pathlib.Path:
     """One row per volume: its middle axial, coronal and sagittal planes (`volume_planes`), at
     their physical aspect. Returns `path`."""
     plt = pyplot()
@@ -366,7 +386,8 @@ def plot_volume_planes(stacks, path, pixel, spacing, titles=None, title=None):
     return save(figure, path)
 
 
-def plot_overlaid_histograms(groups, path, xlabel, title=""):
+def plot_overlaid_histograms(groups: Mapping[str, ArrayLike], path: PathLike, xlabel: str,
+                             title: str = "") -> pathlib.Path:
     """Histograms of several groups of values ({label: [N] values}) on shared bins, each with its
     mean marked. Returns `path`."""
     plt = pyplot()

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
+
+from brainvq.types import PathLike
+
+if TYPE_CHECKING:
+    import keras
 
 from brainvq.runs import run_folder
 
@@ -34,28 +40,28 @@ class Run:
     _priors: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, folder, overrides=None) -> Run:
+    def load(cls, folder: PathLike, overrides: Mapping[str, Any] | None = None) -> Run:
         """Loads a finished run (`folder.load_run`: shipped models' files checked against
         their hashes; architecture overrides refused)."""
         values, vqvae = run_folder.load_run(folder, overrides)
         return cls(pathlib.Path(folder), values, vqvae)
 
-    def _prior(self, stage):
+    def _prior(self, stage: str) -> keras.Model:
         if stage not in self._priors:
             self._priors[stage] = run_folder.load_prior(self.folder, stage)
         return self._priors[stage]
 
     @property
-    def prior(self):
+    def prior(self) -> keras.Model:
         """The slice prior (loaded once)."""
         return self._prior("prior")
 
     @prior.setter
-    def prior(self, prior):
+    def prior(self, prior: keras.Model) -> None:
         self._priors["prior"] = prior
 
     @property
-    def volume_prior(self):
+    def volume_prior(self) -> keras.Model:
         """The volume prior of a run cut as stacks (loaded once)."""
         return self._prior("volume")
 
@@ -71,7 +77,7 @@ class Run:
         without them when it recorded none)."""
         return run_folder.slice_poses(self.folder)
 
-    def subject_covariates(self, stage="prior") -> np.ndarray:
+    def subject_covariates(self, stage: str = "prior") -> np.ndarray:
         """[S, C] the training subjects' covariates rows as `stage` recorded them (a RunError
         naming the flag that samples without them when it recorded none)."""
         return run_folder.subject_covariates(self.folder, stage)

@@ -158,7 +158,7 @@ def test_realism_benchmark_averages_seeds_and_keeps_its_network_out_of_a_shipped
     loaded = []
     load_prior = run_folder.load_prior
     monkeypatch.setattr(run_folder, "load_prior",
-                        lambda *args: loaded.append(args) or load_prior(*args))
+                        lambda *args, **kwargs: loaded.append(args) or load_prior(*args, **kwargs))
     before = snapshot(shipped)
     rows = benchmark.main(["realism", "--output-dir", str(shipped), "--data-dir", str(data_dir),
                            "--samples", "3", "--temperatures", "1.0", "--top-ks", "0",

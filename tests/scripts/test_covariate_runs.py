@@ -156,7 +156,7 @@ def test_similarity_checks_the_covariates_with_rulers(covariate_run, tmp_path, c
     loaded = []
     load_prior = run_folder.load_prior
     monkeypatch.setattr(run_folder, "load_prior",
-                        lambda *args: loaded.append(args) or load_prior(*args))
+                        lambda *args, **kwargs: loaded.append(args) or load_prior(*args, **kwargs))
     similarity.main(["--output-dir", str(covariate_run / "run"), "--images-dir", str(tmp_path),
                      "--samples", "4", "--feature-network", "no",
                      "--covariates", str(covariate_run / "table.csv")])

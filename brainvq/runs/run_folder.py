@@ -433,8 +433,6 @@ def load_prior(output_dir, stage="prior", shared=True):
     return load_for_inference(checkpoint, shared)
 
 
-
-
 def slice_poses(folder):
     """[M, 3] float32: the training slices' (slice position, centroid offset in pixels, tilt in
     degrees), as a prior trained with `prior_pose_condition` recorded them.

@@ -263,3 +263,11 @@ def run_layer_test(layer_class, init_kwargs, inputs, tmp_path, output_key=None):
     for before, after in zip(keras.tree.flatten(expected), keras.tree.flatten(restored)):
         np.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-5)
     return outputs
+
+
+def read_csv(path):
+    """A CSV file's rows as dicts (a Keras CSVLogger log, a metrics table)."""
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))

@@ -16,7 +16,7 @@ from brainvq.config.defaults import (
     LEGACY_VALUES,
     RANGES,
 )
-from brainvq.types import PathLike, Values
+from brainvq.hints import PathLike, Values
 
 
 def value_problem(key: str, value: Any) -> str | None:

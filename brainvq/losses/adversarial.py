@@ -18,7 +18,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from brainvq.types import Tensor
+from brainvq.hints import Tensor
 
 ADAPTIVE_EPSILON = 1e-4
 ADAPTIVE_MAX = 1e4

@@ -19,7 +19,7 @@ import keras
 from keras import ops
 
 from brainvq.errors import WeightsUnavailable
-from brainvq.types import Tensor, Values
+from brainvq.hints import Tensor, Values
 
 FEATURE_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv3")
 VGG16_MEAN_BGR = (103.939, 116.779, 123.68)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from brainvq.hints import Tensor
 from brainvq.losses import perceptual
 from brainvq.losses.ssim import ssim_per_image
-from brainvq.types import Tensor
 
 
 def reconstruction_terms(images: Tensor, reconstructions: Tensor, ssim_weight: float | Tensor,

@@ -5,7 +5,7 @@ import math
 
 from keras import ops
 
-from brainvq.types import Tensor
+from brainvq.hints import Tensor
 
 SSIM_WINDOWS = ("gaussian", "uniform")
 

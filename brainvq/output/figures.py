@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 
 from brainvq.data.arrays import as_batch, check_same_shape
 from brainvq.errors import OutputBlocked
-from brainvq.types import PathLike
+from brainvq.hints import PathLike
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from brainvq.types import PathLike
+from brainvq.hints import PathLike
 
 if TYPE_CHECKING:
     import keras

@@ -1,9 +1,13 @@
 """The command-line flags that predict.py and similarity.py share. Light on purpose: the scripts
 read their flags before the Keras backend starts."""
+from __future__ import annotations
+
+import argparse
+
 from brainvq import config
 
 
-def add_run_arguments(parser):
+def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The flags that predict.py and similarity.py share: which run, which data, where to, and
     how samples are drawn (the same seed and values give both scripts the same samples)."""
     parser.add_argument("--output-dir", default=config.DEFAULTS["output_dir"],

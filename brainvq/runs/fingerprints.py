@@ -1,13 +1,22 @@
 """Fingerprints: what a stage, a cache or a network was made from, as sha256 hex digests, so
 that a run folder can tell when its parts no longer belong together."""
+from __future__ import annotations
+
 import hashlib
 import json
 import pathlib
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+from brainvq.hints import PathLike
+
+if TYPE_CHECKING:
+    from brainvq.data.slice_sets import SliceSet
 
 
-def file_fingerprint(path):
+def file_fingerprint(path: PathLike) -> str | None:
     """sha256 of a file's bytes (hex), or None when it does not exist."""
     path = pathlib.Path(path)
     if not path.is_file():
@@ -19,7 +28,7 @@ def file_fingerprint(path):
     return digest.hexdigest()
 
 
-def data_fingerprint(splits, legacy=False):
+def data_fingerprint(splits: Mapping[str, SliceSet], legacy: bool = False) -> str:
     """sha256 of every split's file names (or, for the demo, its images) and slice indices.
 
     The names, not the paths: the same data reached by another path (relative or absolute,
@@ -40,7 +49,8 @@ def data_fingerprint(splits, legacy=False):
     return digest.hexdigest()
 
 
-def code_fingerprint(vqvae_path, splits, values):
+def code_fingerprint(vqvae_path: PathLike, splits: Mapping[str, SliceSet],
+                     values: Mapping[str, Any]) -> str:
     """A hash of everything the cached code grids depend on: the VQ-VAE checkpoint's bytes, the
     images and slice indices of every split, and the augmentation settings."""
     digest = hashlib.sha256(str(file_fingerprint(vqvae_path)).encode())
@@ -55,7 +65,7 @@ def code_fingerprint(vqvae_path, splits, values):
     return digest.hexdigest()
 
 
-def slices_fingerprint(images, slice_index):
+def slices_fingerprint(images: ArrayLike, slice_index: ArrayLike) -> str:
     """sha256 of slices' pixels and positions (the realism feature network's training data)."""
     digest = hashlib.sha256(np.ascontiguousarray(images, np.float32).tobytes())
     digest.update(np.asarray(slice_index, np.int64).tobytes())

@@ -1,15 +1,18 @@
 """The lock a process holds on a folder it writes (a run folder for train.py, a figures folder
 for predict.py), so that two processes never write into one."""
+from __future__ import annotations
+
 import json
 import os
 import pathlib
 import socket
 import sys
 
+from brainvq.hints import PathLike
 from brainvq.runs.run_folder import LOCK_FILE, RunError
 
 
-def _alive(pid):
+def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -26,19 +29,19 @@ class RunLock:
     (on this host) is taken over with a note. Use as a context manager.
     """
 
-    def __init__(self, folder, flag="--output-dir"):
+    def __init__(self, folder: PathLike, flag: str = "--output-dir") -> None:
         self.folder = pathlib.Path(folder)
         self.path = self.folder / LOCK_FILE
         self.flag = flag  # the option that names the folder, for the message
         self.held = False
 
-    def _owner(self):
+    def _owner(self) -> dict:
         try:
             return json.loads(self.path.read_text())
         except (OSError, json.JSONDecodeError):
             return {}
 
-    def acquire(self):
+    def acquire(self) -> RunLock:
         self.folder.mkdir(parents=True, exist_ok=True)
         record = {"pid": os.getpid(), "host": socket.gethostname(),
                   "command": " ".join(sys.argv)}
@@ -63,14 +66,14 @@ class RunLock:
             return self
         raise RunError(f"could not take the lock {self.path}")
 
-    def release(self):
+    def release(self) -> None:
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
 
-    def __enter__(self):
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> bool:
         self.release()
         return False

@@ -1,16 +1,21 @@
 """A run knows its subjects by name: which subjects it trained on, chose its settings on and
 held out (recorded at training), so that scoring takes only subjects the model never saw,
 whatever folder the slices come from."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
 import numpy as np
 
 from brainvq.data import demo
-from brainvq.data.slice_sets import subject_name, subject_names
+from brainvq.data.slice_sets import SliceSet, subject_name, subject_names
+from brainvq.hints import PathLike
 from brainvq.runs.run_folder import RunError, read_state, write_state
 
 SPLITS = ("train", "validate", "test")
 
 
-def record(output_dir, splits):
+def record(output_dir: PathLike, splits: Mapping[str, SliceSet]) -> None:
     """Writes each split's subject names into the run's state ("subjects"), once per run: a
     later stage trained on the same subjects keeps the record. The demo (one template, split by
     slice ranges, not by subject) records none."""
@@ -21,13 +26,14 @@ def record(output_dir, splits):
     write_state(output_dir, state)
 
 
-def recorded(output_dir):
+def recorded(output_dir: PathLike) -> dict[str, set[str]] | None:
     """{split: set of subject names} as the run recorded them, or None (a run from before)."""
     entry = read_state(output_dir).get("subjects")
     return None if entry is None else {name: set(entry.get(name, [])) for name in SPLITS}
 
 
-def held_out(output_dir, slices, split="test", data_dir=None):
+def held_out(output_dir: PathLike, slices: SliceSet, split: str = "test",
+             data_dir: str | None = None) -> SliceSet:
     """The slices of `slices` (the `split` to score) whose subjects the run never trained on
     (nor, for the test split, chose its settings on), with one line saying which were left out.
 
@@ -61,6 +67,6 @@ def held_out(output_dir, slices, split="test", data_dir=None):
     return slices.take(kept)
 
 
-def _names(names, shown=4):
+def _names(names: Sequence[str], shown: int = 4) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more"
                                         if len(names) > shown else "")

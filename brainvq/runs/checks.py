@@ -1,14 +1,19 @@
 """What train.py checks before it writes anything in a run folder: the values it trains with
 (--resume starts from the run's own), the data flags, the folder's stages and checkpoints, the
 data it was trained on; and the line Ctrl-C ends with."""
+from __future__ import annotations
+
+import argparse
 import os
 import pathlib
 import shlex
 import sys
+from typing import Any, Mapping, Sequence
 
 from brainvq import config, errors
 from brainvq.data import demo, layouts, nifti
-from brainvq.data.slice_sets import subject_names
+from brainvq.data.slice_sets import SliceSet, subject_names
+from brainvq.hints import PathLike, Values
 from brainvq.runs import run_folder
 from brainvq.runs.run_folder import (
     STATE_FILE,
@@ -20,7 +25,7 @@ from brainvq.runs.run_folder import (
 )
 
 
-def stages_of(stage, values=None):
+def stages_of(stage: str, values: Mapping[str, Any] | None = None) -> tuple[str, ...]:
     """The stages `--stage` names: "all" is the VQ-VAE and the prior, and the volume prior
     too when the data are cut as stacks (`slice_spacing` > 0), after the slice-context refiner
     (`context_blocks` > 0, one level) and the slab autoencoder (`slab_depth`)."""
@@ -33,7 +38,7 @@ def stages_of(stage, values=None):
             *(("slab",) if values.get("slab_depth") else ()), "prior", "volume")
 
 
-def run_values(args):
+def run_values(args: argparse.Namespace) -> Values:
     """The values this command trains with: the defaults and the flags given; with --resume,
     the run's saved values and the flags given (so only a flag given can differ). A data folder
     that exists, and the figures folder, are recorded as absolute paths, so the run finds them
@@ -63,7 +68,7 @@ def run_values(args):
     return values
 
 
-def check_data_flags(given, values):
+def check_data_flags(given: Mapping[str, Any], values: Mapping[str, Any]) -> None:
     """Refuses flags that only NIfTI volumes use (cutting, cropping, the subject split) when
     the data are slices already cut, so that no ignored value is recorded as if it was used."""
     layout = layouts.data_layout(values["data_dir"])
@@ -78,7 +83,8 @@ def check_data_flags(given, values):
                        f"{flags}")
 
 
-def check_run_folder(output_dir, stages, values, resume, overwrite):
+def check_run_folder(output_dir: PathLike, stages: Sequence[str], values: Values, resume: bool,
+                     overwrite: bool) -> list[str]:
     """Refuses, before anything in the folder is written, a run that would overwrite or mix
     work: a stage already there without --resume or --overwrite, a VQ-VAE retrained under a
     prior that would go stale, a prior stage without a VQ-VAE, and hyperparameters that do not
@@ -146,14 +152,14 @@ def check_run_folder(output_dir, stages, values, resume, overwrite):
     return clashes if overwrite else []
 
 
-def vqvae_trains_on(output_dir, values):
+def vqvae_trains_on(output_dir: PathLike, values: Mapping[str, Any]) -> bool:
     """Whether a resumed VQ-VAE stage would train more epochs (and so replace `vqvae.keras`)."""
     entry = read_state(output_dir).get("vqvae", {})
     return (entry.get("epochs_done", 0) < values["epochs"]
             and not entry.get("stopped_early", False))
 
 
-def record_of(values, output_dir, stages):
+def record_of(values: Values, output_dir: PathLike, stages: Sequence[str]) -> Values:
     """The hyperparameters to save in `output_dir`: `values`, except that a prior stage over a
     VQ-VAE already there keeps how that VQ-VAE was trained (its epochs, learning rate, losses:
     `VQVAE_TRAINING_KEYS`) as the folder recorded them, not this command's defaults."""
@@ -164,7 +170,7 @@ def record_of(values, output_dir, stages):
     return dict(values, **{key: saved[key] for key in config.VQVAE_TRAINING_KEYS})
 
 
-def check_split_counts(values, splits):
+def check_split_counts(values: Mapping[str, Any], splits: Mapping[str, SliceSet]) -> None:
     """Refuses a --split of subject counts (whole numbers) that the data's subjects cannot
     fill: the loader would otherwise take them as shares of fewer subjects."""
     shares = config.split_shares(values["split"])
@@ -179,7 +185,8 @@ def check_split_counts(values, splits):
             f"most {subjects}, or shares such as 0.8,0.1,0.1")
 
 
-def check_covariates(values, splits, output_dir, stages, resume):
+def check_covariates(values: Values, splits: Mapping[str, SliceSet], output_dir: PathLike,
+                     stages: Sequence[str], resume: bool) -> Values:
     """Reads the covariates file before any training, so that a bad file (a non-numeric age, a
     subject on two rows, a missing subject) is refused before the VQ-VAE stage, not after it.
     With --resume, refuses a file whose covariates differ from those the prior stages in the
@@ -205,13 +212,14 @@ def check_covariates(values, splits, output_dir, stages, resume):
     return values
 
 
-def _spec_text(specs):
+def _spec_text(specs: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(f"{spec['name']} {spec['low']:g}-{spec['high']:g}"
                      if spec["kind"] == "continuous"
                      else f"{spec['name']} {'/'.join(spec['classes'])}" for spec in specs)
 
 
-def check_same_data(output_dir, stages, splits, resume, data_dir):
+def check_same_data(output_dir: PathLike, stages: Sequence[str], splits: Mapping[str, SliceSet],
+                    resume: bool, data_dir: str) -> None:
     """With --resume, refuses a stage whose recorded data differ from the data loaded now."""
     if not resume:
         return
@@ -227,7 +235,7 @@ def check_same_data(output_dir, stages, splits, resume, data_dir):
                 f"the same --data-dir and --seed, or start again with --overwrite")
 
 
-def interrupted_message(output_dir, stages, command):
+def interrupted_message(output_dir: PathLike, stages: Sequence[str], command: str) -> str:
     """The one line Ctrl-C ends with: where the last checkpoint is and how to continue."""
     for stage in reversed(stages):
         done = epochs_done(output_dir, stage)

@@ -14,20 +14,27 @@ A shipped model folder (`pretrained/<name>/`, made by `python train.py --export 
 It is read-only to the scripts: predict.py and similarity.py write its figures, the realism
 feature network and the metrics CSV under `output/<name>/` (or `--images-dir`), never into it.
 """
+from __future__ import annotations
+
 import os
 import pathlib
 import shutil
+from typing import TYPE_CHECKING, Any
 
 from brainvq import config
+from brainvq.hints import PathLike, Values
 from brainvq.runs import run_folder
 from brainvq.runs.run_folder import RunError
+
+if TYPE_CHECKING:
+    import keras
 
 SHIPPED_FILES = (run_folder.VQVAE_FILE, run_folder.PRIOR_FILE, "hyperparameters.json")
 LOG_FILES = ("vqvae_log.csv", "prior_log.csv", "volume_log.csv")
 WORK_ROOT = pathlib.Path("output")  # where a shipped model's figures and caches go
 
 
-def work_dir(output_dir, images_dir=None):
+def work_dir(output_dir: PathLike, images_dir: PathLike | None = None) -> pathlib.Path:
     """Where the scripts write for the run in `output_dir`: `images_dir` when given; for a
     shipped model `output/<name>`; else the run's own figures folder, `<output_dir>/images`."""
     if images_dir:
@@ -44,14 +51,14 @@ def work_dir(output_dir, images_dir=None):
     return pathlib.Path(output_dir) / "images"
 
 
-def cache_dir(output_dir, images_dir):
+def cache_dir(output_dir: PathLike, images_dir: PathLike) -> pathlib.Path:
     """Where a script may keep what it computes for a run (the realism feature network, the
     metrics CSV): the run folder, except for a shipped model, which is never written."""
     shipped = run_folder.is_shipped(output_dir)
     return pathlib.Path(images_dir) if shipped else pathlib.Path(output_dir)
 
 
-def same_weights(model, path):
+def same_weights(model: keras.Model, path: PathLike) -> bool:
     """Whether the model file at `path` exists and holds the same architecture and weights as
     `model` (so re-exporting it would only rewrite the same numbers)."""
     import keras
@@ -72,7 +79,7 @@ def same_weights(model, path):
 DATA_KEY = "data"  # the state's description of the data a shipped model was trained on
 
 
-def record_data_by_name(values):
+def record_data_by_name(values: Values) -> tuple[Values, str]:
     """(values as a shipped model records them, the data's description): no path of the machine
     it was trained on. `data_dir` becomes empty (scripts take `--data-dir`), a covariates file
     its path inside the data folder (else its name), `prior_init` empty, and the data is
@@ -94,12 +101,12 @@ def record_data_by_name(values):
     return values, description
 
 
-def data_description(output_dir):
+def data_description(output_dir: PathLike) -> str | None:
     """The shipped model's record of its data (`record_data_by_name`), or None."""
     return run_folder.read_state(output_dir).get(DATA_KEY)
 
 
-def _exported_stages(source):
+def _exported_stages(source: pathlib.Path) -> tuple[list[str], Values]:
     """The stages an export of `source` ships and its values: the VQ-VAE and the prior, a stack
     run's volume prior, and the slice-context refiner its stacks are decoded through; each
     checked to belong to the run's VQ-VAE.
@@ -127,7 +134,8 @@ def _exported_stages(source):
     return stages, values
 
 
-def export(source, destination, overwrite=False):
+def export(source: PathLike, destination: PathLike, overwrite: bool = False
+           ) -> list[pathlib.Path]:
     """Writes the trained run in `source` as a shipped model folder `destination`.
 
     The best checkpoints (both stages, and a run cut as stacks' volume prior and slice-context
@@ -201,7 +209,7 @@ def export(source, destination, overwrite=False):
     return written
 
 
-def set_sampling_settings(destination, **settings):
+def set_sampling_settings(destination: PathLike, **settings: Any) -> dict[str, Any]:
     """Changes a shipped model's sampling settings (`config.SAMPLING_KEYS`: temperature,
     guidance, ...) in its `hyperparameters.json` and records the file's new sha256, so that the
     model loads as before with the settings chosen for it; the weights are untouched. Returns

@@ -17,19 +17,34 @@ A run folder (`--output-dir`) holds:
     codes.npz                the cached code grids; vqvae_log.csv, prior_log.csv; progress/
     .lock                    while a train.py process writes the folder: its pid and command
 """
-import functools
+from __future__ import annotations
+
 import json
 import os
 import pathlib
-import shutil
-import zipfile
+from typing import TYPE_CHECKING, Any, Mapping
 
-import keras
 import numpy as np
 
 from brainvq import config
-from brainvq.models import build  # noqa: F401 (registers the models)
+from brainvq.hints import PathLike, Values
+from brainvq.runs.checkpoints import (  # noqa: F401 (run_folder's names, as before)
+    CorruptCheckpoint,
+    RunError,
+    copy_atomically,
+    json_text,
+    last_checkpoint_name,
+    load_checkpoint,
+    load_for_inference,
+    previous_name,
+    save_atomically,
+    verify_checkpoint,
+    write_json_atomically,
+)
 from brainvq.runs.fingerprints import data_fingerprint, file_fingerprint  # noqa: F401
+
+if TYPE_CHECKING:
+    import keras
 
 VQVAE_FILE = "vqvae.keras"
 PRIOR_FILE = "prior.keras"
@@ -46,130 +61,11 @@ STAGE_FILES = {"vqvae": VQVAE_FILE, "context": CONTEXT_FILE, "slab": SLAB_FILE,
                "prior": PRIOR_FILE, "volume": VOLUME_PRIOR_FILE}
 
 
-class RunError(RuntimeError):
-    """A run folder cannot be used as asked; the message names the file and the fix."""
-
-
-class CorruptCheckpoint(RunError):
-    """A checkpoint file exists but cannot be loaded."""
-
-# ---------------------------------------------------------------------------------------------
-# File names and atomic writes
-# ---------------------------------------------------------------------------------------------
-
-def last_checkpoint_name(filename):
-    """Where the latest epoch of a stage is kept for --resume: `vqvae.keras` -> `vqvae_last.keras`
-    (the file named `filename` holds the best validation epoch)."""
-    return filename.replace(".keras", "_last.keras")
-
-
-def previous_name(path):
-    """`vqvae_last.keras` -> `vqvae_last.previous.keras`: the checkpoint a save replaced."""
-    path = pathlib.Path(path)
-    return path.with_name(path.stem + ".previous" + path.suffix)
-
-
-def _partial_name(path):
-    path = pathlib.Path(path)
-    return path.with_name(path.stem + f".partial-{os.getpid()}" + path.suffix)
-
-
-def verify_checkpoint(path):
-    """Raises CorruptCheckpoint unless `path` is a complete `.keras` archive (every member's
-    CRC checks, the config and the weights are there)."""
-    path = pathlib.Path(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            broken = archive.testzip()
-            names = set(archive.namelist())
-    except (OSError, zipfile.BadZipFile, EOFError) as error:
-        raise CorruptCheckpoint(f"{path} is corrupt or incomplete ({error})") from None
-    if broken is not None or not {"config.json", "model.weights.h5"} <= names:
-        raise CorruptCheckpoint(f"{path} is corrupt or incomplete (damaged member "
-                                f"{broken or 'missing config/weights'})")
-
-
-def _replace_keeping_previous(partial, path):
-    path = pathlib.Path(path)
-    if path.exists():
-        os.replace(path, previous_name(path))
-    os.replace(partial, path)
-
-
-def save_atomically(model, path):
-    """Saves `model` as `path`: written under a temporary name, verified complete, then renamed
-    into place; the checkpoint it replaces is kept as `*.previous.keras`."""
-    partial = _partial_name(path)
-    model.save(partial)
-    verify_checkpoint(partial)
-    _replace_keeping_previous(partial, path)
-
-
-def copy_atomically(source, path):
-    """Copies the checkpoint `source` to `path` the same way as `save_atomically`."""
-    partial = _partial_name(path)
-    shutil.copyfile(source, partial)
-    verify_checkpoint(partial)
-    _replace_keeping_previous(partial, path)
-
-
-def json_text(data, indent=0):
-    """`data` as indented JSON with every list of numbers or strings on one line (a run's
-    records hold thousands of them: one per line would be tens of thousands of lines)."""
-    pad = " " * (indent + 2)
-    if isinstance(data, dict) and data:
-        items = [f"{pad}{json.dumps(str(key))}: {json_text(value, indent + 2)}"
-                 for key, value in data.items()]
-        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
-    if isinstance(data, (list, tuple)) and any(isinstance(item, (dict, list, tuple))
-                                               for item in data):
-        items = [pad + json_text(item, indent + 2) for item in data]
-        return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
-    return json.dumps(data)
-
-
-def write_json_atomically(path, data):
-    path = pathlib.Path(path)
-    partial = path.with_name(path.name + f".partial-{os.getpid()}")
-    partial.write_text(json_text(data) + "\n")
-    os.replace(partial, path)
-
-
-def load_checkpoint(path, compile=True):
-    """`keras.saving.load_model(path)`, with a corrupt file reported as such by name."""
-    path = pathlib.Path(path)
-    verify_checkpoint(path)
-    try:
-        return keras.saving.load_model(path, compile=compile)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise CorruptCheckpoint(f"{path} could not be loaded ({str(error)[:200]})") from None
-
-
-def load_for_inference(path, shared=True):
-    """A model file loaded uncompiled (no optimizer), to encode, decode or sample with.
-
-    `shared`: one object per process while the file is unchanged (the same path, inode,
-    modification time and size): the scripts and benchmarks that judge one run over several
-    seeds and settings load each model once, and its compiled samplers, kept on the model, are
-    traced (and XLA-compiled) once. Callers must not change a shared model; one that does
-    (loads snapshot weights into it) asks for its own with `shared=False`."""
-    if not shared:
-        return load_checkpoint(path, compile=False)
-    status = os.stat(path)
-    return _load_shared(str(pathlib.Path(path).resolve()),
-                        (status.st_ino, status.st_mtime_ns, status.st_size))
-
-
-@functools.lru_cache(maxsize=8)
-def _load_shared(path, identity):
-    return load_checkpoint(path, compile=False)
-
-
 # ---------------------------------------------------------------------------------------------
 # Training state
 # ---------------------------------------------------------------------------------------------
 
-def read_state(folder):
+def read_state(folder: PathLike) -> dict[str, Any]:
     """The training state file: {stage: {"epochs_done": N, ...}} ({} before the first epoch)."""
     path = pathlib.Path(folder) / STATE_FILE
     if not path.is_file():
@@ -181,16 +77,16 @@ def read_state(folder):
                        f"--overwrite, or restore it") from None
 
 
-def write_state(folder, state):
+def write_state(folder: PathLike, state: Mapping[str, Any]) -> None:
     write_json_atomically(pathlib.Path(folder) / STATE_FILE, state)
 
 
-def epochs_done(folder, stage="vqvae"):
+def epochs_done(folder: PathLike, stage: str = "vqvae") -> int:
     """How many epochs of `stage` the latest checkpoint in `folder` holds."""
     return read_state(folder).get(stage, {}).get("epochs_done", 0)
 
 
-def resume_candidates(folder, stage):
+def resume_candidates(folder: PathLike, stage: str) -> list[tuple[pathlib.Path, int]]:
     """Checkpoints --resume may continue from, newest first: [(path, epochs it holds)]."""
     folder = pathlib.Path(folder)
     entry = read_state(folder).get(stage, {})
@@ -202,7 +98,7 @@ def resume_candidates(folder, stage):
     return [(path, epochs) for path, epochs in candidates if path.exists() and epochs > 0]
 
 
-def stage_files(folder, stage):
+def stage_files(folder: PathLike, stage: str) -> list[pathlib.Path]:
     """The files of `stage` in `folder` that exist."""
     folder = pathlib.Path(folder)
     filename = STAGE_FILES[stage]
@@ -212,12 +108,12 @@ def stage_files(folder, stage):
     return [path for path in paths if path.exists()]
 
 
-def has_stage(folder, stage):
+def has_stage(folder: PathLike, stage: str) -> bool:
     """Whether `folder` holds a finished or partial `stage` (checkpoints, log or state)."""
     return bool(stage_files(folder, stage)) or stage in read_state(folder)
 
 
-def clear_stage(folder, stage):
+def clear_stage(folder: PathLike, stage: str) -> None:
     """Removes a stage's checkpoints, log and state (for --overwrite)."""
     for path in stage_files(folder, stage):
         path.unlink()
@@ -233,7 +129,7 @@ def clear_stage(folder, stage):
 # ---------------------------------------------------------------------------------------------
 
 
-def check_prior_matches_vqvae(folder, stage="prior"):
+def check_prior_matches_vqvae(folder: PathLike, stage: str = "prior") -> None:
     """Raises RunError when the prior of `stage` ("prior" or "volume") was trained over another
     VQ-VAE than the one in `folder` now (its codes would be decoded by a decoder that never made
     them)."""
@@ -249,13 +145,13 @@ def check_prior_matches_vqvae(folder, stage="prior"):
             f"--output-dir {folder}")
 
 
-def is_shipped(folder):
+def is_shipped(folder: PathLike) -> bool:
     """Whether `folder` is a shipped model (pretrained.py): a model card and recorded hashes."""
     folder = pathlib.Path(folder)
     return (folder / MODEL_CARD_FILE).is_file() and FILES_KEY in read_state(folder)
 
 
-def verify_shipped(folder):
+def verify_shipped(folder: PathLike) -> None:
     """Raises RunError naming each file of a shipped model that is missing or whose bytes differ
     from the sha256 recorded when it was exported (a damaged download, an edited file)."""
     folder = pathlib.Path(folder)
@@ -274,7 +170,7 @@ def verify_shipped(folder):
 PATH_KEYS = ("data_dir", "covariates")  # the paths a run records (relative: to the run folder)
 
 
-def run_paths(values, folder):
+def run_paths(values: Values, folder: PathLike) -> Values:
     """`values` with each path a run records (`PATH_KEYS`) resolved: an absolute one as saved;
     a relative one relative to the run folder `folder` when it exists there, else kept as saved
     (relative to where the run was trained, as runs saved before this rule kept it)."""
@@ -291,7 +187,7 @@ def run_paths(values, folder):
 # Output locations
 # ---------------------------------------------------------------------------------------------
 
-def check_writable(folder, flag):
+def check_writable(folder: PathLike, flag: str) -> None:
     """Raises RunError unless `folder` exists (or can be created) and accepts files."""
     folder = pathlib.Path(folder)
     try:
@@ -308,7 +204,7 @@ def check_writable(folder, flag):
 # Loading a trained run
 # ---------------------------------------------------------------------------------------------
 
-def check_run_dir(output_dir):
+def check_run_dir(output_dir: PathLike) -> pathlib.Path:
     """`output_dir` as a Path; RunError, naming it, when it is a file or does not exist."""
     output_dir = pathlib.Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
@@ -321,7 +217,8 @@ def check_run_dir(output_dir):
     return output_dir
 
 
-def load_run(output_dir, overrides=None):
+def load_run(output_dir: PathLike, overrides: Mapping[str, Any] | None = None
+             ) -> tuple[Values, keras.Model]:
     """Loads a finished run: its hyperparameters and its VQ-VAE.
 
     Args:
@@ -360,7 +257,7 @@ def load_run(output_dir, overrides=None):
     return values, vqvae
 
 
-def check_stack_run(values, output_dir):
+def check_stack_run(values: Mapping[str, Any], output_dir: PathLike) -> None:
     """Raises RunError unless the run was cut as whole stacks (what --volumes needs)."""
     if values.get("slice_spacing", 0) <= 0:
         raise RunError(f"--volumes needs a run cut as whole stacks, and {output_dir} was trained "
@@ -368,7 +265,7 @@ def check_stack_run(values, output_dir):
                        f"--slices-per-volume 64 --num-slice-positions 64")
 
 
-def script_errors():
+def script_errors() -> tuple[type[Exception], ...]:
     """The errors a script (predict.py, similarity.py, benchmark.py) reports in one line, with
     no traceback: what a user's flags, data or files got wrong."""
     from brainvq import errors
@@ -377,7 +274,7 @@ def script_errors():
             config.InvalidHyperparameters, errors.OutputBlocked, FileNotFoundError)
 
 
-def slice_position_counts(folder, num_slice_positions):
+def slice_position_counts(folder: PathLike, num_slice_positions: int) -> np.ndarray | None:
     """How many training slices each slice position had, as the prior stage recorded it (or,
     for a run trained before that record, as its cached code grids hold them); None when
     neither is there."""
@@ -392,7 +289,7 @@ def slice_position_counts(folder, num_slice_positions):
     return np.asarray(counts, np.float64)[:num_slice_positions]
 
 
-def check_unconditional_covariates(folder, values):
+def check_unconditional_covariates(folder: PathLike, values: Mapping[str, Any]) -> None:
     """Refuses, before any work, `unconditional_covariates` "drawn" for a run whose prior (or
     volume prior) was trained on covariates but records no training subjects' rows; a prior
     without covariates draws none, so it passes."""
@@ -403,7 +300,7 @@ def check_unconditional_covariates(folder, values):
             subject_covariates(folder, stage)
 
 
-def subject_covariates(folder, stage="prior"):
+def subject_covariates(folder: PathLike, stage: str = "prior") -> np.ndarray:
     """[S, C] float32: the training subjects' covariates rows as the `stage` ("prior" or
     "volume") recorded them.
 
@@ -419,7 +316,7 @@ def subject_covariates(folder, stage="prior"):
     return np.asarray(rows, np.float32)
 
 
-def load_prior(output_dir, stage="prior", shared=True):
+def load_prior(output_dir: PathLike, stage: str = "prior", shared: bool = True) -> keras.Model:
     """The run's prior (`stage` "volume": its volume prior), after checking it was trained over
     the run's current VQ-VAE; `shared` as `load_for_inference`."""
     output_dir = pathlib.Path(output_dir)
@@ -433,7 +330,7 @@ def load_prior(output_dir, stage="prior", shared=True):
     return load_for_inference(checkpoint, shared)
 
 
-def slice_poses(folder):
+def slice_poses(folder: PathLike) -> np.ndarray:
     """[M, 3] float32: the training slices' (slice position, centroid offset in pixels, tilt in
     degrees), as a prior trained with `prior_pose_condition` recorded them.
 

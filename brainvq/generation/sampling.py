@@ -21,36 +21,44 @@ copies and batches the calls.
 `sample_codes_naive` is the keras-io style loop (one `predict` call on the whole grid per
 position, sampling in numpy): the baseline of `benchmark.py sampling`.
 """
+from __future__ import annotations
+
 import numbers
+from typing import Any, Callable, Optional
 
 import keras
 import numpy as np
 from keras import ops
+from numpy.typing import ArrayLike
 
 from brainvq.generation import sampling_loops as loops
 from brainvq.models import hierarchy
+
+SamplerInputs = tuple[Optional[np.ndarray], ...]
+"""Slice positions [N], then condition codes, covariates and augmentation rows (each or None)."""
 
 # ---------------------------------------------------------------------------------------------
 # Argument checks
 # ---------------------------------------------------------------------------------------------
 
-def _num_codes(prior):
+def _num_codes(prior: keras.Model) -> int:
     if hasattr(prior, "num_codes"):
         return int(prior.num_codes)
     return int(prior.output_shape[-1])
 
 
-def _num_slice_positions(prior):
+def _num_slice_positions(prior: keras.Model) -> int:
     return int(getattr(prior, "num_slice_positions", 0))
 
 
-def _check_positive_int(name, value):
+def _check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
-def _slice_indices(prior, slice_index, num_samples):
+def _slice_indices(prior: keras.Model, slice_index: int | ArrayLike | None, num_samples: int
+                   ) -> np.ndarray:
     """int32 [num_samples] slice indices; None -> the unconditional row."""
     positions = _num_slice_positions(prior)
     if slice_index is None:
@@ -72,7 +80,9 @@ def _slice_indices(prior, slice_index, num_samples):
     return given.astype(np.int32)
 
 
-def _check_arguments(prior, num_samples, grid_size, slice_index, temperature, top_k, seed):
+def _check_arguments(prior: keras.Model, num_samples: int, grid_size: int,
+                     slice_index: int | ArrayLike | None, temperature: float, top_k: int,
+                     seed: int) -> tuple[int, int, np.ndarray, float, int, int]:
     num_samples = _check_positive_int("num_samples", num_samples)
     grid_size = _check_positive_int("grid_size", grid_size)
     prior_grid = getattr(prior, "grid_size", None)
@@ -99,7 +109,8 @@ def _check_arguments(prior, num_samples, grid_size, slice_index, temperature, to
 # Public API
 # ---------------------------------------------------------------------------------------------
 
-def _covariates(prior, covariates, num_samples):
+def _covariates(prior: keras.Model, covariates: ArrayLike | None, num_samples: int
+                ) -> np.ndarray | None:
     """float32 [N, C] covariates (NaN: not given) for a prior built with covariates; None for
     a prior without them (which refuses any)."""
     names = [spec["name"] for spec in getattr(prior, "covariates", [])]
@@ -118,7 +129,8 @@ def _covariates(prior, covariates, num_samples):
     return np.ascontiguousarray(values)
 
 
-def _augmentation(prior, augmentation, num_samples):
+def _augmentation(prior: keras.Model, augmentation: ArrayLike | None, num_samples: int
+                  ) -> np.ndarray | None:
     """float32 [N, A] augmentation parameters (the pose to draw each sample at, for a prior told
     its training grids' poses) or None (all 0: a slice as it is, centred and upright)."""
     width = int(getattr(prior, "augmentation_inputs", 0) or 0)
@@ -138,7 +150,8 @@ def _augmentation(prior, augmentation, num_samples):
     return np.ascontiguousarray(rows)
 
 
-def _condition_codes(prior, condition_codes, num_samples):
+def _condition_codes(prior: keras.Model, condition_codes: ArrayLike | None, num_samples: int
+                     ) -> np.ndarray | None:
     """int32 [N, t, t] codes of the coarser grid a spatially conditioned prior needs (None for
     any other prior)."""
     needed = int(getattr(prior, "condition_codes", 0) or 0)
@@ -159,7 +172,8 @@ def _condition_codes(prior, condition_codes, num_samples):
     return codes.astype(np.int32)
 
 
-def _sample_hierarchy(prior, num_samples, grid_size, **options):
+def _sample_hierarchy(prior: keras.Model, num_samples: int, grid_size: int, **options: Any
+                      ) -> np.ndarray:
     """Two-level codes from a `hierarchy.HierarchicalPrior`: the top grid, then the bottom grid
     given it; returns them packed [N, t*t + g*g] (`hierarchy.pack_codes`)."""
     if grid_size != prior.grid_size:
@@ -173,7 +187,7 @@ def _sample_hierarchy(prior, num_samples, grid_size, **options):
         ops.convert_to_tensor(top), ops.convert_to_tensor(bottom))), np.int32)
 
 
-def _scales(name, scale, num_samples):
+def _scales(name: str, scale: float | ArrayLike, num_samples: int) -> np.ndarray:
     """float32 [N] guidance scales from one number or one per sample, each >= 0."""
     scales = np.asarray(scale, np.float64)
     if scales.ndim == 0:
@@ -186,7 +200,8 @@ def _scales(name, scale, num_samples):
     return scales.astype(np.float32)
 
 
-def _guidance_plan(prior, slices, covariates, guidance, covariate_guidance):
+def _guidance_plan(prior: keras.Model, slices: np.ndarray, covariates: np.ndarray | None,
+                   guidance: np.ndarray, covariate_guidance: np.ndarray) -> list[tuple]:
     """The guided conditions, in order, each as (name, rows [N] bool, scales [N]): "slice" for
     the rows with a slice position and a guidance other than 1, "covariates" for the rows that
     give a covariate and have a covariate guidance other than 1 (the other rows' dropped copy
@@ -198,7 +213,8 @@ def _guidance_plan(prior, slices, covariates, guidance, covariate_guidance):
     return [(name, rows, scales) for name, rows, scales in plan if rows.any()]
 
 
-def _guided_copies(prior, plan, start, batch_size, copies, inputs):
+def _guided_copies(prior: keras.Model, plan: list[tuple], start: int, batch_size: int,
+                   copies: list[int], inputs: SamplerInputs) -> tuple[SamplerInputs, list[tuple]]:
     """One batch's inputs (slices [B], then condition codes, covariates and augmentation, each
     or None), followed, for each guided condition of `plan`, by `copies[i]` rows: the batch's
     rows that it guides with that condition dropped ("slice": the no-condition row;
@@ -228,7 +244,8 @@ def _guided_copies(prior, plan, start, batch_size, copies, inputs):
     return inputs, guides
 
 
-def _padded_batch(prior, inputs, start, batch_size):
+def _padded_batch(prior: keras.Model, inputs: SamplerInputs, start: int, batch_size: int
+                  ) -> SamplerInputs:
     """The batch at `start` of inputs (slices [N], then condition codes, covariates and
     augmentation, each or None), the last one padded to `batch_size` with unconditional rows
     (no recompiling)."""
@@ -250,14 +267,17 @@ def _padded_batch(prior, inputs, start, batch_size):
     return slices, condition, covariates, augmentation
 
 
-def _batch_seed(seed, batch_number, grid_size, backend):
+def _batch_seed(seed: int, batch_number: int, grid_size: int, backend: str) -> np.ndarray:
     """The stateless seed of a batch: step p of batch b draws with (seed, b * g * g + p)."""
     batch_seed = np.array([seed, batch_number * grid_size * grid_size], np.int64)
     batch_seed = (batch_seed & 0x7FFFFFFF).astype(np.int32)  # int32: what XLA accepts
     return batch_seed.astype(np.uint32) if backend == "jax" else batch_seed
 
 
-def _draw_batches(prior, sampler, inputs, guidance, batch_size, grid_size, drawing, progress):
+def _draw_batches(prior: keras.Model, sampler: Callable, inputs: SamplerInputs,
+                  guidance: tuple[list[tuple], list[int]], batch_size: int, grid_size: int,
+                  drawing: tuple[float, int], progress: keras.utils.Progbar | None
+                  ) -> np.ndarray:
     """Runs the compiled `sampler` batch by batch over `inputs` (slices [N], then condition
     codes, covariates and augmentation, each or None) with `guidance` (its plan and copies)
     and `drawing` (temperature, seed); returns the grids [N, g, g]."""
@@ -285,10 +305,13 @@ def _draw_batches(prior, sampler, inputs, guidance, batch_size, grid_size, drawi
     return np.concatenate(grids)
 
 
-def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature=1.0, top_k=0,
-                 seed=0, batch_size=None, crop=True, jit_compile=None, progress=None,
-                 condition_codes=None, covariates=None, guidance=1.0,
-                 covariate_guidance=1.0, augmentation=None):
+def sample_codes(prior: keras.Model, num_samples: int, grid_size: int, *,
+                 slice_index: int | ArrayLike | None = None, temperature: float = 1.0,
+                 top_k: int = 0, seed: int = 0, batch_size: int | None = None, crop: bool = True,
+                 jit_compile: bool | None = None, progress: keras.utils.Progbar | None = None,
+                 condition_codes: ArrayLike | None = None, covariates: ArrayLike | None = None,
+                 guidance: float | ArrayLike = 1.0, covariate_guidance: float | ArrayLike = 1.0,
+                 augmentation: ArrayLike | None = None) -> np.ndarray:
     """Samples code grids from the prior, the whole raster loop in one compiled function.
 
     Args:
@@ -366,8 +389,9 @@ def sample_codes(prior, num_samples, grid_size, *, slice_index=None, temperature
                          (temperature, seed), progress)
 
 
-def sample_codes_naive(prior, num_samples, grid_size, slice_index=None, temperature=1.0,
-                       seed=0):
+def sample_codes_naive(prior: keras.Model, num_samples: int, grid_size: int,
+                       slice_index: int | ArrayLike | None = None, temperature: float = 1.0,
+                       seed: int = 0) -> np.ndarray:
     """The keras-io style sampler: a Python loop calling `prior.predict` for every position.
 
     The benchmark's baseline: g*g `predict` calls on the whole grid, sampling in numpy.

@@ -2,15 +2,20 @@
 prior (at slice position 0), each next one by the volume prior given the codes of the slice
 below it; decoded slice by slice and written as NIfTI volumes with the spacing the model was
 trained at."""
+from __future__ import annotations
+
 import pathlib
 import time
+from typing import Any, Callable, Mapping
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
 from brainvq import config
 from brainvq.data import volumes
 from brainvq.generation import generate, sampling
+from brainvq.hints import PathLike
 from brainvq.models import slice_context
 from brainvq.output import figures
 from brainvq.progress import progress_bar
@@ -20,14 +25,16 @@ from brainvq.runs.run_folder import RunError
 SLICE_SEED_STRIDE = 7919  # slice k of a stack draws with seed + k * this (mod 2**31)
 
 
-def stack_length(values):
+def stack_length(values: Mapping[str, Any]) -> int:
     """Slices in one stack: the run's slices per volume."""
     return int(values["slices_per_volume"])
 
 
-def sample_stack_codes(prior, volume_prior, count, grid_size, length, temperature=1.0,
-                       top_k=0, seed=0, progress=None, guidance=1.0, covariates=None,
-                       covariate_guidance=1.0):
+def sample_stack_codes(prior: keras.Model, volume_prior: keras.Model, count: int, grid_size: int,
+                       length: int, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
+                       progress: keras.utils.Progbar | None = None, guidance: float = 1.0,
+                       covariates: ArrayLike | None = None, covariate_guidance: float = 1.0
+                       ) -> np.ndarray:
     """Code grids of `count` stacks of `length` slices: [count, length, g, g] int32, bottom
     first. Slice 0 comes from `prior` at slice position 0; slice k from `volume_prior` at
     position k given slice k - 1's codes (`guidance` on the slice position, and `covariates`
@@ -52,7 +59,8 @@ def sample_stack_codes(prior, volume_prior, count, grid_size, length, temperatur
     return codes
 
 
-def decode_stacks(vqvae, codes, batch_size=64, refiner=None):
+def decode_stacks(vqvae: keras.Model, codes: np.ndarray, batch_size: int = 64,
+                  refiner: keras.Model | None = None) -> np.ndarray:
     """[V, S, g, g] code grids -> images [V, S, H, W] in [0, 1]: slice by slice, or with a
     `SliceContextRefiner` (models/slice_context.py) each stack's latents refined along its
     slices first."""
@@ -68,24 +76,29 @@ def decode_stacks(vqvae, codes, batch_size=64, refiner=None):
     return images.reshape((count, length) + images.shape[1:])
 
 
-def _batched(function, arrays, batch_size):
+def _batched(function: Callable, arrays: np.ndarray, batch_size: int) -> np.ndarray:
     """`function` over `arrays` [N, ...] in batches, as one int32 numpy array."""
     return np.concatenate([keras.ops.convert_to_numpy(function(arrays[start:start + batch_size]))
                            for start in range(0, len(arrays), batch_size)]).astype(np.int32)
 
 
-def encode_slabs(slab_autoencoder, stacks, batch_size=8):
+def encode_slabs(slab_autoencoder: keras.Model, stacks: np.ndarray, batch_size: int = 8
+                 ) -> np.ndarray:
     """Slab codes [V, S / f, g, g] of slice-code stacks [V, S, g, g] (V > 0)."""
     return _batched(slab_autoencoder.encode, stacks, batch_size)
 
 
-def decode_slabs(slab_autoencoder, slab_codes, batch_size=8):
+def decode_slabs(slab_autoencoder: keras.Model, slab_codes: np.ndarray, batch_size: int = 8
+                 ) -> np.ndarray:
     """The most likely slice codes [V, S, g, g] of slab codes [V, S / f, g, g] (V > 0)."""
     return _batched(slab_autoencoder.decode, slab_codes, batch_size)
 
 
-def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=None, seed=None,
-                    prior=None, volume_prior=None, covariates=None):
+def generate_stacks(values: Mapping[str, Any], vqvae: keras.Model, output_dir: PathLike,
+                    count: int, temperature: float | None = None, top_k: int | None = None,
+                    seed: int | None = None, prior: keras.Model | None = None,
+                    volume_prior: keras.Model | None = None, covariates: ArrayLike | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
     """`count` whole volumes: (images [V, S, H, W], slice codes [V, S, g, g], seconds per
     volume; with `slab_depth` the priors draw slab codes, decoded to slice codes; a run with a
     slice-context refiner decodes each stack through it);
@@ -127,7 +140,8 @@ def generate_stacks(values, vqvae, output_dir, count, temperature=None, top_k=No
     return images, codes, (time.perf_counter() - start) / count
 
 
-def write_volumes(stacks, values, images_dir):
+def write_volumes(stacks: np.ndarray, values: Mapping[str, Any], images_dir: PathLike
+                  ) -> tuple[list[pathlib.Path], pathlib.Path]:
     """Writes each stack as `samples/volume_NNN.nii.gz` (RAS, the run's pixel size and slice
     spacing) and the figure of their middle planes `volumes.png`; returns (NIfTI paths,
     figure path)."""

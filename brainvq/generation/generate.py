@@ -2,12 +2,16 @@
 
 predict.py, similarity.py, train.py and benchmark.py share these, so no script imports another.
 """
+from __future__ import annotations
+
 import math
 import pathlib
 import sys
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
 from brainvq.data import covariates, layouts
 from brainvq.errors import OutputBlocked
@@ -19,26 +23,31 @@ from brainvq.generation.inferer import (  # noqa: F401 (Request: the scripts' na
     stratified_positions,
     stratified_rows,
 )
+from brainvq.hints import PathLike
 from brainvq.output import figures
 from brainvq.progress import progress_bar
 from brainvq.runs import run_folder
 from brainvq.runs.run import Run
 from brainvq.runs.run_folder import RunError
 
+if TYPE_CHECKING:
+    from brainvq.data.slice_sets import SliceSet
 
-def load_test_split(values, split="test"):
+
+def load_test_split(values: Mapping[str, Any], split: str = "test") -> SliceSet:
     """The evaluation split of the run's data (the demo data if its folder is absent)."""
     splits, description = layouts.load_splits_for(values)
     print(description)
     return splits[split]
 
 
-def reconstruct(vqvae, images, batch_size=32):
+def reconstruct(vqvae: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Reconstructions of `images` [N, S, S, 1], clipped to [0, 1]."""
     return np.clip(vqvae.predict(images, batch_size=batch_size, verbose=0), 0.0, 1.0)
 
 
-def encode_all(vqvae, images, batch_size=64, what="slices"):
+def encode_all(vqvae: keras.Model, images: np.ndarray, batch_size: int = 64,
+               what: str = "slices") -> np.ndarray:
     """Code grids [N, g, g] int32 of `images` (packed two-level codes [N, t*t + g*g] for a
     VQ-VAE-2), in batches (a progress line, "encoding N {what}", for large sets)."""
     starts = range(0, len(images), batch_size)
@@ -52,7 +61,7 @@ def encode_all(vqvae, images, batch_size=64, what="slices"):
     return np.concatenate(grids).astype(np.int32)
 
 
-def samples_folder(images_dir, pattern, what="samples"):
+def samples_folder(images_dir: PathLike, pattern: str, what: str = "samples") -> pathlib.Path:
     """`<images_dir>/samples`, created, without the files matching `pattern` an earlier call
     left there (the folder holds one call's `what`).
 
@@ -69,7 +78,8 @@ def samples_folder(images_dir, pattern, what="samples"):
     return folder
 
 
-def write_samples(images, images_dir, slice_index=None, requested=None):
+def write_samples(images: np.ndarray, images_dir: PathLike, slice_index: int | None = None,
+                  requested: Mapping[str, str] | None = None) -> pathlib.Path:
     """Writes a grid of samples and each sample as its own PNG; returns the grid's path. The
     title names the slice index and the `requested` covariates ({name: value text})."""
     from PIL import Image
@@ -88,7 +98,9 @@ def write_samples(images, images_dir, slice_index=None, requested=None):
     return grid
 
 
-def samples_by_slice_request(values, output_dir, slices, rows=8, columns=6, covariates=None):
+def samples_by_slice_request(values: Mapping[str, Any], output_dir: PathLike,
+                             slices: SliceSet | None, rows: int = 8, columns: int = 6,
+                             covariates: np.ndarray | None = None) -> tuple[Request, np.ndarray]:
     """The samples of the slice-conditioned figure: one row per slice position, from the bottom
     of the brain to its top, `columns` samples each; the positions are spread over those the
     run's training slices had (or, for a run that did not record them, those of `slices`).
@@ -106,7 +118,8 @@ def samples_by_slice_request(values, output_dir, slices, rows=8, columns=6, cova
     return Request(len(requested), requested, covariates), positions
 
 
-def plot_samples_by_slice(images, positions, images_dir, columns=6):
+def plot_samples_by_slice(images: np.ndarray, positions: np.ndarray, images_dir: PathLike,
+                          columns: int = 6) -> pathlib.Path:
     """`samples_by_slice.png` from the samples of `samples_by_slice_request`; returns its path."""
     titles = [f"slice {position}" if column == 0 else ""
               for position in positions for column in range(columns)]
@@ -116,8 +129,11 @@ def plot_samples_by_slice(images, positions, images_dir, columns=6):
                              "(bottom of the brain first)")
 
 
-def generate(values, vqvae, output_dir, count, slice_index=None, temperature=None, top_k=None,
-             seed=None, covariates=None, prior=None):
+def generate(values: Mapping[str, Any], vqvae: keras.Model, output_dir: PathLike, count: int,
+             slice_index: int | ArrayLike | None = None, temperature: float | None = None,
+             top_k: int | None = None, seed: int | None = None,
+             covariates: ArrayLike | None = None, prior: keras.Model | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
     """Samples `count` code grids from the prior and decodes them into images [N, S, S, 1].
 
     With `slice_index` None the samples are unconditional: as `values["unconditional"]` says,
@@ -135,8 +151,10 @@ def generate(values, vqvae, output_dir, count, slice_index=None, temperature=Non
     return images, codes
 
 
-def generate_together(values, vqvae, output_dir, requests, temperature=None, top_k=None,
-                      seed=None, prior=None):
+def generate_together(values: Mapping[str, Any], vqvae: keras.Model, output_dir: PathLike,
+                      requests: Sequence[Request], temperature: float | None = None,
+                      top_k: int | None = None, seed: int | None = None,
+                      prior: keras.Model | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """`draw` for a run given as its values, VQ-VAE and folder (and, when loaded, its prior)."""
     run = Run(pathlib.Path(output_dir), values, vqvae)
     if prior is not None:
@@ -144,7 +162,8 @@ def generate_together(values, vqvae, output_dir, requests, temperature=None, top
     return draw(run, requests, temperature=temperature, top_k=top_k, seed=seed)
 
 
-def draw(run, requests, temperature=None, top_k=None, seed=None):
+def draw(run: Run, requests: Sequence[Request], temperature: float | None = None,
+         top_k: int | None = None, seed: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Samples every `Request` from a `Run` in one sampling call, each as `generate` would (its
     own slice guidance: the run's `guidance` where it asks for a position, none where it does
     not), so all of them share one compiled sampler; returns one (images, codes) per request.
@@ -161,14 +180,15 @@ def draw(run, requests, temperature=None, top_k=None, seed=None):
     return sampler(requests, seed, progress=progress)
 
 
-def recorded_slice_positions(folder, num_slice_positions):
+def recorded_slice_positions(folder: PathLike, num_slice_positions: int) -> np.ndarray:
     """[P] how often the run's training slices have each position; uniform, with a printed
     note, when the run recorded none (trained before they were recorded)."""
     return _uniform_if_unrecorded(run_folder.slice_position_counts(folder, num_slice_positions),
                                   folder, num_slice_positions)
 
 
-def _uniform_if_unrecorded(counts, folder, num_slice_positions):
+def _uniform_if_unrecorded(counts: np.ndarray | None, folder: PathLike,
+                           num_slice_positions: int) -> np.ndarray:
     """`counts`, or uniform counts with a printed note when the run recorded none."""
     if counts is None or counts.sum() <= 0:
         print(f"note: {folder} records no slice positions of its training slices (trained "
@@ -178,21 +198,24 @@ def _uniform_if_unrecorded(counts, folder, num_slice_positions):
     return counts
 
 
-def draw_slice_positions(folder, num_slice_positions, count, seed):
+def draw_slice_positions(folder: PathLike, num_slice_positions: int, count: int, seed: int
+                         ) -> np.ndarray:
     """`count` slice positions (seeded, in random order) in proportion to how often the run's
     training slices have them (`inferer.stratified_positions`)."""
     return stratified_positions(recorded_slice_positions(folder, num_slice_positions), count,
                                 seed)
 
 
-def draw_subject_covariates(folder, count, seed, stage="prior"):
+def draw_subject_covariates(folder: PathLike, count: int, seed: int, stage: str = "prior"
+                            ) -> np.ndarray:
     """[count, C] float32 covariates rows, each one training subject's as the `stage` recorded
     them (`inferer.stratified_rows`); raises `run_folder.subject_covariates`' RunError when it
     recorded none."""
     return stratified_rows(run_folder.subject_covariates(folder, stage), count, seed)
 
 
-def inferer_for(run, settings, requests=()):
+def inferer_for(run: Run, settings: SamplingSettings, requests: Sequence[Request] = ()
+                ) -> SliceInferer:
     """A `SliceInferer` over a `Run`'s models with the distributions it recorded: the training
     slices' positions (uniform, with a printed note, when it recorded none) and, where
     `requests` draw them, the training subjects' covariates rows; with a `pose_spread`, the
@@ -209,7 +232,8 @@ def inferer_for(run, settings, requests=()):
     return sampler
 
 
-def check_slice(slice_index, values, output_dir):
+def check_slice(slice_index: int | None, values: Mapping[str, Any], output_dir: PathLike
+                ) -> None:
     """Refuses, in one line, a --slice outside the run's slice positions or at a position no
     training slice had (its condition was never trained)."""
     positions = values["num_slice_positions"]
@@ -227,7 +251,7 @@ def check_slice(slice_index, values, output_dir):
                        f"positions {_ranges(trained)}")
 
 
-def _ranges(numbers):
+def _ranges(numbers: Sequence[int]) -> str:
     """[0, 1, 2, 5, 7, 8] -> "0-2, 5, 7-8"."""
     parts, start = [], None
     for index, number in enumerate(numbers):
@@ -239,7 +263,8 @@ def _ranges(numbers):
     return ", ".join(parts)
 
 
-def requested_covariates(output_dir, requested, prior=None):
+def requested_covariates(output_dir: PathLike, requested: Mapping[str, str],
+                         prior: keras.Model | None = None) -> np.ndarray | None:
     """The covariates row [C] (NaN: not requested) for `requested` {name: value text}, checked
     against the run's prior; None when nothing is requested.
 
@@ -267,7 +292,7 @@ def requested_covariates(output_dir, requested, prior=None):
     return row
 
 
-def covariate_levels(spec):
+def covariate_levels(spec: Mapping[str, Any]) -> list[str]:
     """The values a figure shows for a covariate, as text: every class; for age, 25, 45, 65 and
     85 years, each brought inside the training range (IXI's oldest subject is 79: 85 becomes
     79); for any other continuous covariate, four values spread over the training range."""
@@ -282,7 +307,9 @@ def covariate_levels(spec):
     return [f"{value:.3g}" for value in np.linspace(low, high, 6)[1:-1]]
 
 
-def samples_by_covariates_request(values, output_dir, specs, columns=6):
+def samples_by_covariates_request(values: Mapping[str, Any], output_dir: PathLike,
+                                  specs: Sequence[Mapping[str, Any]], columns: int = 6
+                                  ) -> tuple[Request, list[list[str]], int]:
     """The samples of the figures by covariate: for each covariate in `specs`, one row per
     value of it (`covariate_levels`), the other covariates not given, `columns` seeds each, all
     at one slice position (the middle of those the training slices had). Returns (a `Request`,
@@ -301,7 +328,9 @@ def samples_by_covariates_request(values, output_dir, specs, columns=6):
     return Request(len(rows), position, rows), levels, position
 
 
-def plot_samples_by_covariates(images, specs, levels, position, images_dir, columns=6):
+def plot_samples_by_covariates(images: np.ndarray, specs: Sequence[Mapping[str, Any]],
+                               levels: Sequence[Sequence[str]], position: int,
+                               images_dir: PathLike, columns: int = 6) -> list[pathlib.Path]:
     """`samples_by_<name>.png` for each covariate, from the samples of
     `samples_by_covariates_request`; returns the figures' paths."""
     paths, start = [], 0

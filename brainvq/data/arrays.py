@@ -1,8 +1,11 @@
 """Batches of grayscale images as arrays: the shape the metrics and figures take."""
+from __future__ import annotations
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def as_batch(images):
+def as_batch(images: ArrayLike) -> np.ndarray:
     """A batch of grayscale images as an [N, H, W] array (a trailing channel of 1 is dropped).
 
     Args:
@@ -22,7 +25,7 @@ def as_batch(images):
     return array
 
 
-def check_same_shape(reference, test):
+def check_same_shape(reference: np.ndarray, test: np.ndarray) -> None:
     """Raises ValueError unless the two arrays have the same shape."""
     if reference.shape != test.shape:
         raise ValueError(f"images differ in shape: {reference.shape} vs {test.shape}")

@@ -1,5 +1,7 @@
 """The embedded demo dataset: the MNI152 template shipped in data/mni152, cut into axial slices,
 split by slice ranges and augmented, for a first run on a fresh machine."""
+from __future__ import annotations
+
 import math
 import pathlib
 
@@ -7,7 +9,13 @@ import numpy as np
 
 from brainvq.config import DEFAULTS
 from brainvq.data import volumes
-from brainvq.data.slice_sets import affine_warp, concatenate_parts, position_to_index, square_resize
+from brainvq.data.slice_sets import (
+    SliceSet,
+    affine_warp,
+    concatenate_parts,
+    position_to_index,
+    square_resize,
+)
 from brainvq.errors import DatasetError
 
 DEMO_VOLUME = (pathlib.Path(__file__).resolve().parents[2] / "data" / "mni152"
@@ -18,7 +26,7 @@ DEMO_TEST_BAND = (0.60, 0.67)
 DEMO_GAP_SLICES = 2  # slices left out between a held-out band and the training slices
 
 
-def _augment(image, rng):
+def _augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A randomly jittered copy: small rotation/scale/shift, then gain and gamma."""
     size = image.shape[0]
     warped = affine_warp(image, rng.uniform(-6.0, 6.0), rng.uniform(0.93, 1.07),
@@ -28,8 +36,8 @@ def _augment(image, rng):
     return np.clip(gain * np.clip(warped, 0.0, 1.0) ** gamma, 0.0, 1.0).astype(np.float32)
 
 
-def load_demo(image_size, copies=DEFAULTS["demo_copies"], seed=DEFAULTS["seed"],
-              num_slice_positions=DEFAULTS["num_slice_positions"]) -> dict:
+def load_demo(image_size: int, copies: int = DEFAULTS["demo_copies"], seed: int = DEFAULTS["seed"],
+              num_slice_positions: int = DEFAULTS["num_slice_positions"]) -> dict[str, SliceSet]:
     """The embedded MNI152 template cut into an augmented demo dataset.
 
     Axial slices over 20%..80% of the template's non-empty axial extent, split by slice ranges:
@@ -82,7 +90,7 @@ def load_demo(image_size, copies=DEFAULTS["demo_copies"], seed=DEFAULTS["seed"],
     return splits
 
 
-def is_demo(slices) -> bool:
+def is_demo(slices: SliceSet) -> bool:
     """Whether every slice of a SliceSet was cut from the embedded demo volume."""
     return len(slices.paths) > 0 and all(str(path).rsplit(":", 1)[0] == str(DEMO_VOLUME)
                                          for path in slices.paths)

@@ -10,26 +10,33 @@ Layouts `load_splits` recognises in `data_dir`:
 * The default folder, absent: the embedded MNI152 template cut into an augmented demo set. A
   named folder that does not exist is an error, never the demo.
 """
+from __future__ import annotations
+
 import pathlib
+from typing import Any, Mapping
 
 from brainvq.config import DEFAULTS
 from brainvq.data.demo import load_demo
 from brainvq.data.nifti import NIFTI_EXTENSIONS, NIFTI_SLICE_FOLDERS, load_nifti_folder, parse_split
 from brainvq.data.png import OASIS_PNG_FOLDERS, PNG_EXTENSIONS, load_oasis_png
-from brainvq.data.slice_sets import SPLITS, check_folder, list_files
+from brainvq.data.slice_sets import SPLITS, SliceSet, check_folder, list_files
 from brainvq.errors import DatasetError, MissingData
+from brainvq.hints import PathLike
 
 
-def _counts(splits):
+def _counts(splits: Mapping[str, SliceSet]) -> str:
     return " / ".join(f"{len(splits[name])} {name}" for name in SPLITS)
 
 
-def load_splits(data_dir, image_size, *, slices_per_volume=DEFAULTS["slices_per_volume"],
-                num_slice_positions=DEFAULTS["num_slice_positions"],
-                demo_copies=DEFAULTS["demo_copies"], seed=DEFAULTS["seed"],
-                skip_bad=DEFAULTS["skip_bad"], slice_axis=DEFAULTS["slice_axis"], split=None,
-                crop=DEFAULTS["crop_to_head"], slice_spacing=DEFAULTS["slice_spacing"],
-                field_of_view=DEFAULTS["field_of_view"]) -> tuple[dict, str]:
+def load_splits(data_dir: PathLike, image_size: int, *,
+                slices_per_volume: int = DEFAULTS["slices_per_volume"],
+                num_slice_positions: int = DEFAULTS["num_slice_positions"],
+                demo_copies: int = DEFAULTS["demo_copies"], seed: int = DEFAULTS["seed"],
+                skip_bad: bool = DEFAULTS["skip_bad"], slice_axis: str = DEFAULTS["slice_axis"],
+                split: str | None = None, crop: bool = DEFAULTS["crop_to_head"],
+                slice_spacing: float = DEFAULTS["slice_spacing"],
+                field_of_view: float = DEFAULTS["field_of_view"]
+                ) -> tuple[dict[str, SliceSet], str]:
     """Detects the layout of `data_dir` and loads train/validate/test.
 
     Args:
@@ -84,7 +91,7 @@ VOLUME_ONLY_KEYS = ("slices_per_volume", "slice_axis", "crop_to_head", "split", 
                     "field_of_view")
 
 
-def data_layout(data_dir):
+def data_layout(data_dir: PathLike) -> str:
     """Which layout `data_dir` holds: "demo" (the default folder, absent), "png" (the OASIS PNG
     layout), "nifti-slices" (2D NIfTI in keras_slices_*) or "nifti-volumes".
 
@@ -129,7 +136,7 @@ def data_layout(data_dir):
         f"or 2D NIfTI slices in {', '.join(NIFTI_SLICE_FOLDERS.values())}.{demo_hint}{hint}")
 
 
-def load_splits_for(values):
+def load_splits_for(values: Mapping[str, Any]) -> tuple[dict[str, SliceSet], str]:
     """`load_splits` with the data settings of a hyperparameters dict (hyperparameters.py)."""
     return load_splits(values["data_dir"], values["image_size"],
                        slices_per_volume=values["slices_per_volume"],

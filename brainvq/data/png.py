@@ -1,8 +1,11 @@
 """Slices stored as PNG files: one folder, or the OASIS layout of three split folders
 (`keras_png_slices_{train,validate,test}/case_NNN_slice_S.nii.png`). 8-bit, RGB and 16-bit
 images load as float32 in [0, 1]; 16-bit ones are scaled by the bit depth their data use."""
+from __future__ import annotations
+
 import concurrent.futures
 import os
+import pathlib
 import sys
 
 import numpy as np
@@ -19,6 +22,7 @@ from brainvq.data.slice_sets import (
     square_resize,
 )
 from brainvq.errors import DatasetError
+from brainvq.hints import PathLike
 
 OASIS_PNG_FOLDERS = {split: f"keras_png_slices_{split}" for split in SPLITS}
 
@@ -29,7 +33,7 @@ PNG_EXTENSIONS = (".png",)
 PROGRESS_MIN_FILES = 2000  # folders at least this large show progress on stderr
 
 
-def _read_png(path, image_size):
+def _read_png(path: pathlib.Path, image_size: int) -> tuple[np.ndarray, float | None]:
     """One PNG, square and resized, in [0, 1]: (pixels [S, S] float32, peak). 8-bit and RGB
     images come with peak None; a 16-bit image comes divided by 65535, with its largest stored
     value as peak, so that its folder can be rescaled by the bit depth its data use
@@ -52,14 +56,15 @@ def _read_png(path, image_size):
     return square_resize(np.clip(pixels, 0.0, 1.0), image_size), peak
 
 
-def _read_png_or_error(path, image_size):
+def _read_png_or_error(path: pathlib.Path, image_size: int
+                       ) -> tuple[tuple[np.ndarray, float | None] | None, str | None]:
     try:
         return _read_png(path, image_size), None
     except DatasetError as error:
         return (None, None), str(error)
 
 
-def _scale_16_bit(images, peaks, folder):
+def _scale_16_bit(images: np.ndarray, peaks: np.ndarray, folder: PathLike) -> None:
     """Scales the 16-bit images of a folder (in place) by the bit depth their data use: 12-bit
     scanner data stored in 16-bit PNGs (values up to 4095) are divided by 4095, not 65535,
     which would leave them near black. Says what it assumed when that is not 16 bits."""
@@ -75,8 +80,8 @@ def _scale_16_bit(images, peaks, folder):
               f"{bits}-bit data (divided by {full_scale:.0f}, not 65535)", file=sys.stderr)
 
 
-def load_png_folder(folder, image_size, skip_bad=False,
-                    num_slice_positions=DEFAULTS["num_slice_positions"]) -> SliceSet:
+def load_png_folder(folder: PathLike, image_size: int, skip_bad: bool = False,
+                    num_slice_positions: int = DEFAULTS["num_slice_positions"]) -> SliceSet:
     """Loads every `.png` in one folder (other files are ignored).
 
     Args:
@@ -131,8 +136,9 @@ def load_png_folder(folder, image_size, skip_bad=False,
                     skipped=[str(path) for path, _ in skipped])
 
 
-def load_oasis_png(root, image_size, skip_bad=False,
-                   num_slice_positions=DEFAULTS["num_slice_positions"]) -> dict:
+def load_oasis_png(root: PathLike, image_size: int, skip_bad: bool = False,
+                   num_slice_positions: int = DEFAULTS["num_slice_positions"]
+                   ) -> dict[str, SliceSet]:
     """Loads the OASIS PNG layout (`keras_png_slices_{train,validate,test}` under `root`).
 
     Args:

@@ -1,15 +1,20 @@
 """Slices and where they came from: the `SliceSet` every loader returns, OASIS-style file names,
 folder checks, and squaring and resizing of 2D images. Shared by dataset.py, nifti.py and demo.py.
 """
+from __future__ import annotations
+
 import dataclasses
 import pathlib
 import re
 import sys
+from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from PIL import Image
 
 from brainvq.errors import DatasetError
+from brainvq.hints import PathLike
 
 SPLITS = ("train", "validate", "test")
 
@@ -20,7 +25,7 @@ CASE_SLICE_PATTERN = re.compile(r"case_(\d+)(?:_[A-Za-z]+_\d+)*_slice_(\d+)", re
 _PNG_CASE = re.compile(r"^(case_\d+)_slice_\d+")
 
 
-def subject_name(path):
+def subject_name(path: PathLike) -> str:
     """The subject a slice came from, by name: the volume's file name for a slice of a NIfTI
     volume ("IXI002-Guys-0828_T1.nii.gz"), `case_NNN` for an OASIS PNG slice, else the file's
     name. Names, unlike the case numbers of one loading, mean the same subject in any folder."""
@@ -29,7 +34,7 @@ def subject_name(path):
     return match.group(1) if match else name
 
 
-def subject_names(slices):
+def subject_names(slices: SliceSet) -> list[str]:
     """The sorted names (`subject_name`) of the subjects a `SliceSet` holds slices of."""
     return sorted({subject_name(path) for path in slices.paths})
 
@@ -52,10 +57,10 @@ class SliceSet:
     paths: list
     skipped: list = dataclasses.field(default_factory=list)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.images)
 
-    def take(self, indices) -> "SliceSet":
+    def take(self, indices: ArrayLike) -> SliceSet:
         """Returns the subset at `indices` (integer indices or a boolean mask)."""
         indices = np.asarray(indices)
         if indices.dtype == bool:
@@ -66,7 +71,7 @@ class SliceSet:
                         paths=[self.paths[i] for i in indices], skipped=list(self.skipped))
 
     @staticmethod
-    def join(sets) -> "SliceSet":
+    def join(sets: Sequence[SliceSet]) -> SliceSet:
         """One SliceSet holding the slices of every set in `sets` (a non-empty list), in order."""
         return SliceSet(images=np.concatenate([s.images for s in sets]),
                         slice_index=np.concatenate([s.slice_index for s in sets]),
@@ -75,13 +80,14 @@ class SliceSet:
                         skipped=[path for s in sets for path in s.skipped])
 
 
-def empty_slice_set(image_size, skipped=()):
+def empty_slice_set(image_size: int, skipped: Sequence[str] = ()) -> SliceSet:
     return SliceSet(images=np.zeros((0, image_size, image_size, 1), np.float32),
                     slice_index=np.zeros(0, np.int32), case_id=np.zeros(0, np.int32),
                     paths=[], skipped=list(skipped))
 
 
-def concatenate_parts(parts, image_size, skipped=()):
+def concatenate_parts(parts: Sequence[tuple], image_size: int, skipped: Sequence[str] = ()
+                      ) -> SliceSet:
     """One SliceSet from a list of (image [S, S], slice_index, case_id, path) tuples."""
     if not parts:
         return empty_slice_set(image_size, skipped)
@@ -113,7 +119,7 @@ def parse_case_slice(name: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def check_folder(folder, what="data folder"):
+def check_folder(folder: PathLike, what: str = "data folder") -> pathlib.Path:
     folder = pathlib.Path(folder)
     if not folder.exists():
         raise DatasetError(f"{what} {folder} does not exist: check the path (--data-dir), "
@@ -124,18 +130,19 @@ def check_folder(folder, what="data folder"):
     return folder
 
 
-def has_extension(path, extensions):
+def has_extension(path: pathlib.Path, extensions: tuple[str, ...]) -> bool:
     return path.name.lower().endswith(extensions)
 
 
-def list_files(folder, extensions):
+def list_files(folder: pathlib.Path, extensions: tuple[str, ...]) -> list[pathlib.Path]:
     """Visible files in `folder` with one of `extensions`; other files are ignored."""
     return sorted(path for path in folder.iterdir()
                   if path.is_file() and not path.name.startswith(".")
                   and has_extension(path, extensions))
 
 
-def order_by_case_slice(paths, num_slice_positions):
+def order_by_case_slice(paths: Sequence[pathlib.Path], num_slice_positions: int
+                        ) -> list[tuple[pathlib.Path, int, int]]:
     """Sorts files by (case, slice); returns [(path, slice_index, case_id)].
 
     Names without case_NNN_slice_S come last in name order, each as its own case at slice 0,
@@ -163,7 +170,7 @@ def order_by_case_slice(paths, num_slice_positions):
     return ordered
 
 
-def report_skipped(skipped, total, folder):
+def report_skipped(skipped: Sequence[str], total: int, folder: PathLike) -> None:
     """Prints the skip summary, or raises when nothing in the folder could be read."""
     if not skipped:
         return
@@ -177,7 +184,7 @@ def report_skipped(skipped, total, folder):
 
 # --- images ------------------------------------------------------------------------------------
 
-def square_resize(image, image_size):
+def square_resize(image: np.ndarray, image_size: int) -> np.ndarray:
     """Pads a [H, W] float image in [0, 1] to a centred square and resizes it (bicubic)."""
     height, width = image.shape
     side = max(height, width)
@@ -193,7 +200,8 @@ def square_resize(image, image_size):
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
 
-def affine_warp(image, angle_degrees=0.0, scale=1.0, shift=(0.0, 0.0)):
+def affine_warp(image: np.ndarray, angle_degrees: float = 0.0, scale: float = 1.0,
+                shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """`image` [S, S] (or [S, S, 1]) rotated by `angle_degrees` and scaled by `scale` about its
     centre, then moved by `shift` pixels (rows, columns); bilinear, zero outside the frame."""
     from scipy import ndimage
@@ -210,7 +218,7 @@ def affine_warp(image, angle_degrees=0.0, scale=1.0, shift=(0.0, 0.0)):
     return warped[..., None] if squeeze else warped
 
 
-def position_to_index(position, count, num_slice_positions):
+def position_to_index(position: int, count: int, num_slice_positions: int) -> int:
     """Ordinal position 0..count-1 -> slice index 0..num_slice_positions-1."""
     if count <= 1:
         return (num_slice_positions - 1) // 2

@@ -1,9 +1,18 @@
 """Slices as stacks: which slices of a split are consecutive slices of one subject (the volume
 prior's training pairs), and each subject's slices put back together as a volume."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from brainvq.data.slice_sets import SliceSet
 
 
-def consecutive_pairs(slice_index, case_id):
+def consecutive_pairs(slice_index: ArrayLike, case_id: ArrayLike
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Rows of slices whose subject also has the slice just below them.
 
     Args:
@@ -27,7 +36,7 @@ def consecutive_pairs(slice_index, case_id):
     return np.asarray(rows, np.int64), np.asarray(below, np.int64)
 
 
-def subject_stacks(slice_set, length=None):
+def subject_stacks(slice_set: SliceSet, length: int | None = None) -> dict[int, np.ndarray]:
     """Each subject's slices, bottom first: {case_id: images [S, H, W]} for every subject whose
     positions run without a gap from 0 (to `length` - 1 when given: shorter stacks are left
     out)."""

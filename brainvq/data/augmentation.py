@@ -1,5 +1,7 @@
 """Augmented copies of slices: mirrored, shifted, rotated and scaled (the prior's extra code
 grids, and the demo's training set)."""
+from __future__ import annotations
+
 import numpy as np
 
 from brainvq.data.slice_sets import affine_warp
@@ -10,8 +12,9 @@ from brainvq.data.slice_sets import affine_warp
 AUGMENTATION_PARAMETERS = ("flip", "shift_y", "shift_x", "rotation", "scale")
 
 
-def flip_and_shift(images, copies, max_shift, seed=0, max_rotation=0.0, max_scale=0.0,
-                   return_parameters=False):
+def flip_and_shift(images: np.ndarray, copies: int, max_shift: int, seed: int = 0,
+                   max_rotation: float = 0.0, max_scale: float = 0.0,
+                   return_parameters: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Augmented copies of slices for the prior's code grids: left-right flips and small shifts
     (and, optionally, small rotations and scalings).
 
@@ -68,5 +71,5 @@ def flip_and_shift(images, copies, max_shift, seed=0, max_rotation=0.0, max_scal
     return stacked, np.asarray(parameters, np.float32).reshape(-1, len(AUGMENTATION_PARAMETERS))
 
 
-def _scaled(value, largest):
+def _scaled(value: float, largest: float) -> float:
     return float(value) / largest if largest > 0 else 0.0

@@ -7,19 +7,24 @@ subject is matched by its NIfTI file's subject id (the file name starts with the
 `IXI012-HH-1211_T1.nii.gz` for `IXI012-HH-1211`) or, in the OASIS PNG layout, by its case number
 (`case_001_slice_4.nii.png` for a subject id whose number is 1, e.g. `1` or `OAS1_0001`).
 """
+from __future__ import annotations
+
 import csv
 import io
 import math
 import pathlib
 import re
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from brainvq.data.slice_sets import parse_case_slice
+from brainvq.data.slice_sets import SliceSet, parse_case_slice
 from brainvq.errors import DatasetError
+from brainvq.hints import PathLike
 
 
-def read_table(path):
+def read_table(path: PathLike) -> dict[str, dict[str, str]]:
     """{subject id: {column: text}} of a covariates CSV.
 
     Read as UTF-8 (or, failing that, Windows-1252, which Excel writes), comma-separated, or
@@ -66,12 +71,12 @@ def read_table(path):
     return table
 
 
-def _case_number(text):
+def _case_number(text: str) -> int | None:
     digits = re.findall(r"\d+", text)
     return int(digits[-1]) if digits else None
 
 
-def _starts_with_id(name, subject):
+def _starts_with_id(name: str, subject: str) -> bool:
     """Whether the file name begins with the subject id as a whole word: followed by a
     separator or the end, so `IXI01` never matches `IXI013-HH-1212_T1.nii.gz`."""
     if not name.startswith(subject):
@@ -80,7 +85,7 @@ def _starts_with_id(name, subject):
     return not rest or not rest[0].isalnum()
 
 
-def subject_of(slice_path, table):
+def subject_of(slice_path: PathLike, table: Mapping[str, Any]) -> str | None:
     """The subject id of `table` a slice belongs to, or None: the longest id that begins the
     NIfTI file's name as a whole word (`IXI012-HH-1211` or `IXI012` for
     `IXI012-HH-1211_T1.nii.gz`; `IXI01` for none of them), else by OASIS case number."""
@@ -96,7 +101,7 @@ def subject_of(slice_path, table):
     return numbered[0] if len(numbered) == 1 else None
 
 
-def _number(text):
+def _number(text: str | None) -> float | None:
     try:
         value = float(text)
     except (TypeError, ValueError):
@@ -104,7 +109,8 @@ def _number(text):
     return value if math.isfinite(value) else None
 
 
-def specs(table, names, subjects):
+def specs(table: dict[str, dict[str, str]], names: Sequence[str], subjects: Iterable[str]
+          ) -> list[dict[str, Any]]:
     """One spec per covariate name, from the training subjects' values: {"name", "kind":
     "continuous", "low", "high"} for a numeric column, {"name", "kind": "categorical",
     "classes"} otherwise. DatasetError for a column the file lacks or one without values."""
@@ -142,7 +148,7 @@ def specs(table, names, subjects):
     return result
 
 
-def encode(spec, text):
+def encode(spec: Mapping[str, Any], text: Any) -> float:
     """One covariate value as the prior takes it: a continuous value scaled to its training range
     (low: 0, high: 1), a class's index; NaN for an empty value."""
     text = "" if text is None else str(text).strip()
@@ -159,7 +165,7 @@ def encode(spec, text):
     return float(spec["classes"].index(text))
 
 
-def check_request(spec, text):
+def check_request(spec: Mapping[str, Any], text: str) -> float:
     """Refuses, naming the range or the classes, a requested value the training data did not
     cover; returns the encoded value."""
     if spec["kind"] == "categorical" and str(text).strip() not in spec["classes"]:
@@ -172,7 +178,9 @@ def check_request(spec, text):
     return value
 
 
-def slice_covariates(slices, table, covariate_specs, skip_bad=False):
+def slice_covariates(slices: SliceSet, table: dict[str, dict[str, str]],
+                     covariate_specs: Sequence[Mapping[str, Any]], skip_bad: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """[N, C] float32 covariates of a SliceSet's slices, and the indices of the slices kept.
 
     Raises:
@@ -197,7 +205,7 @@ def slice_covariates(slices, table, covariate_specs, skip_bad=False):
     return values, np.asarray(kept, np.int64)
 
 
-def subject_rows(case_ids, slice_rows):
+def subject_rows(case_ids: ArrayLike, slice_rows: np.ndarray) -> np.ndarray:
     """[S, C] float32: one covariates row per subject (in the order of their case ids) from the
     rows of their slices [N, C]; every slice of a subject has its subject's row."""
     case_ids = np.asarray(case_ids)
@@ -206,7 +214,8 @@ def subject_rows(case_ids, slice_rows):
     return slice_rows[np.sort(first)]
 
 
-def for_splits(values, splits, verbose=True):
+def for_splits(values: Mapping[str, Any], splits: Mapping[str, SliceSet], verbose: bool = True
+               ) -> tuple[dict[str, SliceSet], list[dict[str, Any]], dict[str, np.ndarray]]:
     """The covariates a run conditions on (`values["covariates"]`, `values["condition_on"]`) for
     every split: (the splits, less slices dropped by `skip_bad` for want of a row, the specs
     from the training subjects, {split: [N, C] float32})."""

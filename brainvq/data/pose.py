@@ -1,7 +1,10 @@
 """Where a head sits in its frame: the brain mask of a slice, its centroid's offset from the
 image's centre column and its tilt. The realism checks judge samples by them, and a prior can be
 told them (`prior_pose_condition`), to be sampled at a centred, upright pose."""
+from __future__ import annotations
+
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import ndimage
 
 from brainvq.data.augmentation import AUGMENTATION_PARAMETERS
@@ -15,7 +18,7 @@ POSE_SCALES = (4.0, 8.0)
 POSE_SLOTS = (AUGMENTATION_PARAMETERS.index("shift_x"), AUGMENTATION_PARAMETERS.index("rotation"))
 
 
-def largest_filled_component(foreground):
+def largest_filled_component(foreground: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mask, labels, sizes) of a boolean image: its largest connected component with its holes
     filled, the component labels and every label's size (0 for the background's; the mask is
     all False, and sizes the count 0, when there is no foreground)."""
@@ -27,7 +30,7 @@ def largest_filled_component(foreground):
     return ndimage.binary_fill_holes(labels == int(np.argmax(sizes))), labels, sizes
 
 
-def tilt(rows, cols):
+def tilt(rows: np.ndarray, cols: np.ndarray) -> float:
     """Signed degrees (-90 .. 90] between the long axis of the points (row, col offsets from
     their centroid) and the image's vertical: 0 for an upright head, longer front to back."""
     var_rows, var_cols = float((rows ** 2).mean()), float((cols ** 2).mean())
@@ -36,7 +39,7 @@ def tilt(rows, cols):
     return float(np.degrees(0.5 * np.arctan2(-2.0 * covariance, var_rows - var_cols)))
 
 
-def mask_pose(mask):
+def mask_pose(mask: np.ndarray) -> tuple[float, float]:
     """(offset, tilt) of a non-empty [H, W] boolean mask: its centroid's column minus the image's
     centre column (pixels), and the tilt (degrees, `tilt`) of its long axis."""
     rows, cols = np.nonzero(mask)
@@ -44,7 +47,7 @@ def mask_pose(mask):
             tilt(rows - rows.mean(), cols - cols.mean()))
 
 
-def head_pose(images, threshold=TISSUE_THRESHOLD):
+def head_pose(images: np.ndarray, threshold: float = TISSUE_THRESHOLD) -> np.ndarray:
     """[N, 2] float32: per image, its brain mask's `mask_pose`; (0, 0) for an image with no
     tissue.
 
@@ -61,7 +64,7 @@ def head_pose(images, threshold=TISSUE_THRESHOLD):
     return poses
 
 
-def with_poses(parameters, poses):
+def with_poses(parameters: np.ndarray | None, poses: np.ndarray) -> np.ndarray:
     """Augmentation parameters [N, 5] (None: all 0, slices as they are) with the applied shift
     across and rotation replaced by the measured poses [N, 2] (scaled by `POSE_SCALES`): what
     a prior trained with `prior_pose_condition` is told, so that 0 asks for a centred, upright
@@ -73,7 +76,8 @@ def with_poses(parameters, poses):
     return told
 
 
-def draw_poses(slice_poses, positions, spread, seed):
+def draw_poses(slice_poses: np.ndarray, positions: ArrayLike, spread: float, seed: int
+               ) -> np.ndarray:
     """[N, 2] poses (offset, tilt) to sample N slices at: for each of `positions` [N], the pose
     of one training slice at that position (any training slice for a position none had, e.g.
     the no-position row), times `spread` (0: centred and upright; 1: as the training slices
@@ -102,7 +106,7 @@ def draw_poses(slice_poses, positions, spread, seed):
     return drawn
 
 
-def recorded_poses(positions, poses):
+def recorded_poses(positions: ArrayLike, poses: np.ndarray) -> list[list[float]]:
     """The training slices' poses as a run records them (what `draw_poses` draws from): one
     [slice position, offset, tilt] list per slice, to 0.01 pixel and degree."""
     rows = np.column_stack([np.asarray(positions, np.float64),

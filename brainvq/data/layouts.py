@@ -13,7 +13,7 @@ Layouts `load_splits` recognises in `data_dir`:
 from __future__ import annotations
 
 import pathlib
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from brainvq.config import DEFAULTS
 from brainvq.data.demo import load_demo
@@ -33,7 +33,7 @@ def load_splits(data_dir: PathLike, image_size: int, *,
                 num_slice_positions: int = DEFAULTS["num_slice_positions"],
                 demo_copies: int = DEFAULTS["demo_copies"], seed: int = DEFAULTS["seed"],
                 skip_bad: bool = DEFAULTS["skip_bad"], slice_axis: str = DEFAULTS["slice_axis"],
-                split: str | None = None, crop: bool = DEFAULTS["crop_to_head"],
+                split: Sequence[float] | None = None, crop: bool = DEFAULTS["crop_to_head"],
                 slice_spacing: float = DEFAULTS["slice_spacing"],
                 field_of_view: float = DEFAULTS["field_of_view"]
                 ) -> tuple[dict[str, SliceSet], str]:

@@ -1,7 +1,11 @@
 """NIfTI data: folders of 3D volumes (cut into slices by volumes.py, split by subject) and the
 `keras_slices_{train,validate,test}` layout of 2D slices."""
+from __future__ import annotations
+
 import math
+import pathlib
 import sys
+from typing import Sequence
 
 import numpy as np
 
@@ -9,6 +13,7 @@ from brainvq.config import DEFAULTS, split_shares
 from brainvq.data import volumes
 from brainvq.data.slice_sets import (
     SPLITS,
+    SliceSet,
     check_folder,
     concatenate_parts,
     list_files,
@@ -17,13 +22,14 @@ from brainvq.data.slice_sets import (
     square_resize,
 )
 from brainvq.errors import DatasetError
+from brainvq.hints import PathLike
 from brainvq.progress import progress_bar
 
 NIFTI_SLICE_FOLDERS = {split: f"keras_slices_{split}" for split in SPLITS}
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 
 
-def _read_nifti(path):
+def _read_nifti(path: PathLike) -> np.ndarray:
     """Voxels as float32 with singleton dimensions squeezed: [X, Y, Z] or [X, Y]."""
     import nibabel
 
@@ -42,9 +48,11 @@ def _read_nifti(path):
     return voxels
 
 
-def _volume_slices(path, image_size, slices_per_volume, num_slice_positions, case_id,
-                   slice_axis="axial", crop=True, slice_spacing=0.0,
-                   field_of_view=DEFAULTS["field_of_view"]):
+def _volume_slices(path: pathlib.Path, image_size: int, slices_per_volume: int,
+                   num_slice_positions: int, case_id: int, slice_axis: str = "axial",
+                   crop: bool = True, slice_spacing: float = 0.0,
+                   field_of_view: float = DEFAULTS["field_of_view"]
+                   ) -> tuple[list[tuple], str | None]:
     """Slices of one 3D volume (volumes.py) as (image, slice_index, case_id, path) tuples:
     `volumes.cut_stack` with a `slice_spacing` (mm) > 0, else `volumes.cut_slices`.
 
@@ -66,14 +74,14 @@ def _volume_slices(path, image_size, slices_per_volume, num_slice_positions, cas
     return parts, note
 
 
-def _slice_image(path, voxels, image_size):
+def _slice_image(path: PathLike, voxels: np.ndarray, image_size: int) -> np.ndarray:
     """One 2D NIfTI slice, upright, min-max scaled to [0, 1], square and resized."""
     low, high = float(voxels.min()), float(voxels.max())
     scaled = (voxels - low) / (high - low) if high > low else np.zeros_like(voxels)
     return square_resize(np.flipud(scaled.T), image_size)  # upright, as volumes.upright
 
 
-def _nifti_files(folder):
+def _nifti_files(folder: pathlib.Path) -> list[pathlib.Path]:
     files = list_files(folder, NIFTI_EXTENSIONS)
     if not files:
         raise DatasetError(f"no .nii or .nii.gz files in {folder}: put the NIfTI files there, "
@@ -81,7 +89,8 @@ def _nifti_files(folder):
     return files
 
 
-def _load_nifti_slice_folder(folder, image_size, skip_bad, num_slice_positions):
+def _load_nifti_slice_folder(folder: pathlib.Path, image_size: int, skip_bad: bool,
+                             num_slice_positions: int) -> SliceSet:
     """A folder of 2D NIfTI slices (one slice per file) as one SliceSet."""
     files = _nifti_files(folder)
     parts, skipped = [], []
@@ -101,13 +110,13 @@ def _load_nifti_slice_folder(folder, image_size, skip_bad, num_slice_positions):
     return concatenate_parts(parts, image_size, [str(path) for path, _ in skipped])
 
 
-def is_counts(split):
+def is_counts(split: Sequence[float]) -> bool:
     """Whether a split gives subject counts (three whole numbers, each >= 1: 125,20,20) rather
     than shares (0.8,0.1,0.1)."""
     return len(split) == 3 and all(float(part).is_integer() and part >= 1 for part in split)
 
 
-def split_counts(count, split):
+def split_counts(count: int, split: Sequence[float]) -> tuple[int, int, int]:
     """Cases per split. Counts (`is_counts`) are taken as they are when `count` cases hold them
     (the cases left over are not used); otherwise, and for shares, the shares of `count`
     rounded, >= 1 train, >= 1 validate and test from 3 cases. (train.py refuses counts that
@@ -132,7 +141,9 @@ def split_counts(count, split):
     return count - validate - test, validate, test
 
 
-def _split_by_case(parts, image_size, split, seed, skipped, folder, what="volumes"):
+def _split_by_case(parts: Sequence[tuple], image_size: int, split: Sequence[float], seed: int,
+                   skipped: Sequence[str], folder: PathLike, what: str = "volumes"
+                   ) -> dict[str, SliceSet]:
     """Assigns whole cases to train/validate/test: sorted case ids, shuffled with `seed`.
 
     Raises:
@@ -162,7 +173,7 @@ def _split_by_case(parts, image_size, split, seed, skipped, folder, what="volume
             for name, members in assigned.items()}
 
 
-def parse_split(text):
+def parse_split(text: str) -> tuple[float, float, float]:
     """`config.split_shares`, with a DatasetError for malformed text."""
     shares = split_shares(text)
     if shares is None:
@@ -171,7 +182,7 @@ def parse_split(text):
     return shares
 
 
-def _nifti_dimensions(path):
+def _nifti_dimensions(path: PathLike) -> int:
     """Number of non-singleton dimensions of a NIfTI file, from its header alone."""
     import nibabel
 
@@ -188,7 +199,8 @@ def _nifti_dimensions(path):
     return dimensions
 
 
-def _warn_fewer_slices(fewer, total, folder, slices_per_volume, slice_axis, slice_spacing):
+def _warn_fewer_slices(fewer: Sequence[tuple[str, str]], total: int, folder: PathLike,
+                       slices_per_volume: int, slice_axis: str, slice_spacing: float) -> None:
     """Warns, once for all of them, of the volumes that gave fewer slices than asked for
     (`fewer`: (path, note) pairs)."""
     (first, note) = fewer[0]
@@ -203,7 +215,8 @@ def _warn_fewer_slices(fewer, total, folder, slices_per_volume, slice_axis, slic
               f"is used once, none is repeated.", file=sys.stderr)
 
 
-def _ordered_2d_slices(parts_2d, image_size, num_slice_positions):
+def _ordered_2d_slices(parts_2d: Sequence[tuple[pathlib.Path, np.ndarray]], image_size: int,
+                       num_slice_positions: int) -> list[tuple]:
     """(image, slice index, case id, path) of 2D NIfTI slices ((path, voxels) pairs), ordered
     by case and slice (`order_by_case_slice`)."""
     voxels_by_path = dict(parts_2d)
@@ -213,7 +226,8 @@ def _ordered_2d_slices(parts_2d, image_size, num_slice_positions):
                                                                    num_slice_positions)]
 
 
-def _load_nifti_slice_layout(folder, image_size, skip_bad, num_slice_positions):
+def _load_nifti_slice_layout(folder: pathlib.Path, image_size: int, skip_bad: bool,
+                             num_slice_positions: int) -> dict[str, SliceSet]:
     """The keras_slices_{train,validate,test} layout: each folder one split, as it is."""
     missing = [name for name in NIFTI_SLICE_FOLDERS.values() if not (folder / name).is_dir()]
     if missing:
@@ -224,12 +238,15 @@ def _load_nifti_slice_layout(folder, image_size, skip_bad, num_slice_positions):
             for split_name, name in NIFTI_SLICE_FOLDERS.items()}
 
 
-def load_nifti_folder(folder, image_size, slices_per_volume=DEFAULTS["slices_per_volume"],
-                      split=None, seed=DEFAULTS["seed"], skip_bad=False,
-                      num_slice_positions=DEFAULTS["num_slice_positions"],
-                      slice_axis=DEFAULTS["slice_axis"], crop=DEFAULTS["crop_to_head"],
-                      slice_spacing=DEFAULTS["slice_spacing"],
-                      field_of_view=DEFAULTS["field_of_view"]) -> dict:
+def load_nifti_folder(folder: PathLike, image_size: int,
+                      slices_per_volume: int = DEFAULTS["slices_per_volume"],
+                      split: Sequence[float] | None = None, seed: int = DEFAULTS["seed"],
+                      skip_bad: bool = False,
+                      num_slice_positions: int = DEFAULTS["num_slice_positions"],
+                      slice_axis: str = DEFAULTS["slice_axis"],
+                      crop: bool = DEFAULTS["crop_to_head"],
+                      slice_spacing: float = DEFAULTS["slice_spacing"],
+                      field_of_view: float = DEFAULTS["field_of_view"]) -> dict[str, SliceSet]:
     """Loads NIfTI data: 3D volumes (split by case) or the keras_slices_* 2D slice layout.
 
     A flat folder of 3D volumes is read as `volumes.py` describes: reoriented to RAS by its

@@ -29,11 +29,15 @@ inferior-superior, so every volume is first put in one frame:
    cut slices (voxels above HEAD_THRESHOLD of the intensity scale), plus a margin, so the anatomy
    fills the frame whatever the field of view. Padding to a square and resizing is the caller's.
 """
+from __future__ import annotations
+
 import dataclasses
+from typing import Any, Sequence
 
 import numpy as np
 
 from brainvq.errors import DatasetError
+from brainvq.hints import PathLike
 
 SLICE_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}  # array axis in RAS order
 SLICE_RANGE = (0.30, 0.75)  # coronal and sagittal: central part of the non-empty extent
@@ -79,7 +83,7 @@ class VolumeSlices:
     requested: int
 
 
-def _usable_affine(image):
+def _usable_affine(image: Any) -> bool:
     """Whether the header says how the voxel axes lie in the body."""
     header = image.header
     codes = [int(header.get(key, 0)) for key in ("sform_code", "qform_code")]
@@ -89,7 +93,7 @@ def _usable_affine(image):
             and abs(np.linalg.det(rotation)) > 1e-8)
 
 
-def read_volume(path) -> Volume:
+def read_volume(path: PathLike) -> Volume:
     """Reads one 3D NIfTI volume, reoriented to RAS and resampled to isotropic voxels.
 
     Args:
@@ -133,7 +137,7 @@ def read_volume(path) -> Volume:
                   path=str(path))
 
 
-def resample_isotropic(voxels, spacing):
+def resample_isotropic(voxels: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """Linear resampling of [X, Y, Z] voxels of size `spacing` (mm) to the finest spacing."""
     spacing = np.asarray(spacing, dtype=np.float64)
     factors = spacing / spacing.min()
@@ -149,7 +153,7 @@ def resample_isotropic(voxels, spacing):
                         grid_mode=False).astype(np.float32)
 
 
-def intensity_scale(voxels):
+def intensity_scale(voxels: np.ndarray) -> float:
     """The 99.5th percentile of the positive voxels (1.0 for an empty volume)."""
     positive = voxels[voxels > 0]
     if positive.size == 0:
@@ -157,7 +161,7 @@ def intensity_scale(voxels):
     return float(np.percentile(positive, INTENSITY_PERCENTILE)) or 1.0
 
 
-def extent(voxels, axis):
+def extent(voxels: np.ndarray, axis: int) -> tuple[int, int]:
     """First and last index along `axis` whose slice holds a voxel above 5% of the maximum."""
     maximum = float(voxels.max())
     if maximum <= 0:
@@ -169,7 +173,7 @@ def extent(voxels, axis):
     return int(filled[0]), int(filled[-1])
 
 
-def head_mask(voxels, scale=None):
+def head_mask(voxels: np.ndarray, scale: float | None = None) -> np.ndarray:
     """The head in a 2D or 3D array: voxels above HEAD_THRESHOLD of the intensity scale, with
     specks removed by an opening and only the largest connected region kept, so scanner noise and
     labels do not count."""
@@ -184,19 +188,20 @@ def head_mask(voxels, scale=None):
     return labels == 1 + int(np.argmax(sizes))
 
 
-def _axial_head_area(volume):
+def _axial_head_area(volume: Volume) -> np.ndarray:
     """mm^2 of head in each axial slice of a Volume."""
     return head_mask(volume.voxels).sum(axis=(0, 1)) * volume.spacing ** 2
 
 
-def head_top(volume: "Volume", area=None):
+def head_top(volume: Volume, area: np.ndarray | None = None) -> int | None:
     """Index of the highest axial slice with at least HEAD_TOP_AREA mm^2 of head, or None."""
     area = _axial_head_area(volume) if area is None else area
     tops = np.flatnonzero(area >= HEAD_TOP_AREA)
     return int(tops[-1]) if tops.size else None
 
 
-def axial_head_range(volume: "Volume", head_range=HEAD_RANGE):
+def axial_head_range(volume: Volume, head_range: tuple[float, float] = HEAD_RANGE
+                     ) -> tuple[float, float]:
     """(low, high) axial indices of the slice range placed by the head's anatomy.
 
     The top of the head is the highest axial slice with at least HEAD_TOP_AREA mm^2 of head. The
@@ -222,7 +227,7 @@ def axial_head_range(volume: "Volume", head_range=HEAD_RANGE):
     return float(max(low, 0.0)), float(max(high, 0.0))
 
 
-def upright(voxels, axis, index):
+def upright(voxels: np.ndarray, axis: int, index: int) -> np.ndarray:
     """Slice `index` along RAS `axis`, turned upright (see the module docstring)."""
     # Basic indexing, then a copy: np.take along an axis of nibabel's Fortran-ordered voxels
     # is about a thousand times slower (45 ms a slice of the MNI template).
@@ -233,7 +238,7 @@ def upright(voxels, axis, index):
     return image
 
 
-def head_box(images, scale):
+def head_box(images: np.ndarray, scale: float) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) of the head in a stack of upright [N, H, W] slices, with margin.
 
     The head is `head_mask` of the slices' maximum projection.
@@ -247,8 +252,8 @@ def head_box(images, scale):
             max(int(cols.min()) - margin, 0), min(int(cols.max()) + 1 + margin, width))
 
 
-def cut_slices(volume: Volume, count, axis="axial", crop=True,
-               slice_range=SLICE_RANGE) -> VolumeSlices:
+def cut_slices(volume: Volume, count: int, axis: str = "axial", crop: bool = True,
+               slice_range: tuple[float, float] = SLICE_RANGE) -> VolumeSlices:
     """Cuts up to `count` distinct slices: axial ones over the head's range (axial_head_range),
     coronal and sagittal ones over `slice_range` of the non-empty extent.
 
@@ -297,7 +302,7 @@ def cut_slices(volume: Volume, count, axis="axial", crop=True,
     return VolumeSlices(images=images, fractions=fractions, indices=indices, requested=count)
 
 
-def _fixed_box(images, scale, side):
+def _fixed_box(images: np.ndarray, scale: float, side: int) -> np.ndarray:
     """`images` [N, H, W] cut to a `side` x `side` box centred on their head box (zeros where
     the box leaves the frame)."""
     top, bottom, left, right = head_box(images, scale)
@@ -312,7 +317,8 @@ def _fixed_box(images, scale, side):
     return boxed
 
 
-def cut_stack(volume: Volume, count, spacing, field_of_view) -> VolumeSlices:
+def cut_stack(volume: Volume, count: int, spacing: float, field_of_view: float
+              ) -> VolumeSlices:
     """Up to `count` axial slices `spacing` mm apart, the highest STACK_TOP_OFFSET mm below the
     top of the head (`head_top`), each interpolated (linear) between the two nearest voxel
     slices and cut to a square `field_of_view` mm wide centred on the head.
@@ -356,7 +362,7 @@ def cut_stack(volume: Volume, count, spacing, field_of_view) -> VolumeSlices:
                         indices=np.round(positions).astype(int), requested=count)
 
 
-def stack_affine(image_size, field_of_view, spacing):
+def stack_affine(image_size: int, field_of_view: float, spacing: float) -> np.ndarray:
     """The RAS affine of a stack written by `write_stack`: pixels field_of_view / image_size mm
     wide, slices `spacing` mm apart, centred on the origin."""
     pixel = field_of_view / image_size
@@ -365,14 +371,15 @@ def stack_affine(image_size, field_of_view, spacing):
     return affine
 
 
-def stack_to_voxels(stack):
+def stack_to_voxels(stack: np.ndarray) -> np.ndarray:
     """Upright axial slices [S, H, W] (bottom first) -> voxels [X, Y, Z] in RAS order: the
     inverse of `upright` along the axial axis."""
     stack = np.asarray(stack, np.float32)
     return np.ascontiguousarray(np.flip(stack, axis=1).transpose(2, 1, 0))
 
 
-def write_stack(path, stack, field_of_view, spacing):
+def write_stack(path: PathLike, stack: np.ndarray, field_of_view: float, spacing: float
+                ) -> PathLike:
     """Writes upright axial slices [S, H, W] (bottom first, values in [0, 1]) as a NIfTI volume
     [W, H, S] in RAS order with `stack_affine` (sform and qform set, code 1: scanner)."""
     import nibabel

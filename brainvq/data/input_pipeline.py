@@ -9,7 +9,10 @@ GPU machine), and a JAX run never lets TensorFlow take GPU memory beside it.
 e.g. `images`, `(images, slice_index)` or `((codes, slices), codes)`; every batch has that
 structure.
 """
+from __future__ import annotations
+
 import math
+from typing import Any
 
 import keras
 import numpy as np
@@ -17,7 +20,8 @@ import numpy as np
 from brainvq.data.slice_sets import SliceSet
 
 
-def batches(structure, batch_size, shuffle, seed=0, drop_remainder=False, repeat=False):
+def batches(structure: np.ndarray | tuple, batch_size: int, shuffle: bool, seed: int = 0,
+            drop_remainder: bool = False, repeat: bool = False) -> Any:
     """Batches of `structure` for `fit`, `evaluate` or `predict`.
 
     Args:
@@ -44,13 +48,13 @@ def batches(structure, batch_size, shuffle, seed=0, drop_remainder=False, repeat
     return data.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
-def _length(structure):
+def _length(structure: np.ndarray | tuple) -> int:
     if isinstance(structure, dict):
         return _length(next(iter(structure.values())))
     return _length(structure[0]) if isinstance(structure, tuple) else len(structure)
 
 
-def _take(structure, indices):
+def _take(structure: np.ndarray | tuple, indices: np.ndarray) -> np.ndarray | tuple:
     if isinstance(structure, dict):
         return {key: _take(part, indices) for key, part in structure.items()}
     if isinstance(structure, tuple):
@@ -67,8 +71,8 @@ class ArrayBatches(keras.utils.PyDataset):
     last one stopped, as a repeated `tf.data` pipeline does.
     """
 
-    def __init__(self, structure, batch_size, shuffle, seed=0, drop_remainder=False,
-                 repeat=False):
+    def __init__(self, structure: np.ndarray | tuple, batch_size: int, shuffle: bool, seed: int = 0,
+             drop_remainder: bool = False, repeat: bool = False) -> None:
         super().__init__()  # one worker, no multiprocessing: batches are numpy slices
         self.structure = structure
         self.batch_size = int(batch_size)
@@ -80,23 +84,23 @@ class ArrayBatches(keras.utils.PyDataset):
         self._order = self._new_order()
         self._cursor = 0
 
-    def _new_order(self):
+    def _new_order(self) -> np.ndarray:
         return self._rng.permutation(self.size) if self.shuffle else np.arange(self.size)
 
     @property
-    def num_batches(self):
+    def num_batches(self) -> int | None:
         if self.repeat:
             return None
         rounding = math.floor if self.drop_remainder else math.ceil
         return rounding(self.size / self.batch_size)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> np.ndarray | tuple:
         if self.repeat:
             return _take(self.structure, self._next_indices())
         start = index * self.batch_size
         return _take(self.structure, self._order[start:start + self.batch_size])
 
-    def _next_indices(self):
+    def _next_indices(self) -> np.ndarray:
         taken = []
         needed = self.batch_size
         while needed:
@@ -108,13 +112,14 @@ class ArrayBatches(keras.utils.PyDataset):
             taken.append(part)
         return np.concatenate(taken)
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         if not self.repeat:
             self._order = self._new_order()
 
 
-def make_dataset(slices: SliceSet, batch_size, shuffle=True, seed=42,
-                 with_slice_index=False, drop_remainder=False, repeat=False):
+def make_dataset(slices: SliceSet, batch_size: int, shuffle: bool = True, seed: int = 42,
+                 with_slice_index: bool = False, drop_remainder: bool = False,
+                 repeat: bool = False) -> Any:
     """Batches of a SliceSet for `fit`: shuffle -> repeat -> batch -> prefetch.
 
     Args:

@@ -2,18 +2,23 @@
 (Keras's `ModelCheckpoint` and `EarlyStopping`, with atomic saves and resumable state), the NaN
 guard (`TerminateOnNaN`), throughput, the moving average of the weights, and the
 training-progress frames."""
+from __future__ import annotations
+
 import math
 import pathlib
 import time
+from typing import Any, Mapping
 
 import keras
 import numpy as np
 
+from brainvq.hints import PathLike
 from brainvq.output import figures
 from brainvq.runs import run_folder
 
 
-def checkpoint_callbacks(folder, filename, stage, patience=0, record=None):
+def checkpoint_callbacks(folder: PathLike, filename: str, stage: str, patience: int = 0,
+                         record: Mapping[str, Any] | None = None) -> list[keras.callbacks.Callback]:
     """The callbacks that keep a stage's checkpoints and its state, in the order they must run.
 
     After every epoch with finite losses the whole model (weights, optimizer, EMA codebook) is
@@ -45,7 +50,7 @@ def checkpoint_callbacks(folder, filename, stage, patience=0, record=None):
             RunState(folder, stage, best, patience, record, latest=latest.filepath)]
 
 
-def _finite(logs):
+def _finite(logs: Mapping[str, Any]) -> bool:
     return all(math.isfinite(float(value)) for value in (logs or {}).values())
 
 
@@ -62,13 +67,14 @@ class VerifiedCheckpoint(keras.callbacks.ModelCheckpoint):
         best: the best `val_loss` so far (a resumed run's), or None.
     """
 
-    def __init__(self, filepath, save_best_only=False, best=None):
+    def __init__(self, filepath: PathLike, save_best_only: bool = False,
+                 best: float | None = None) -> None:
         super().__init__(str(filepath), monitor="val_loss", save_best_only=save_best_only,
                          mode="min", initial_value_threshold=best)
         self.best = best
         self.improved = False
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         self.improved = False
         if not _finite(logs):
@@ -93,11 +99,11 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         waited: epochs since that best one.
     """
 
-    def __init__(self, patience, best=None, waited=0):
+    def __init__(self, patience: int, best: float | None = None, waited: int = 0) -> None:
         super().__init__(monitor="val_loss", patience=patience, mode="min")
         self.resumed_best, self.resumed_wait = best, max(int(waited), 0)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         super().on_train_begin(logs)
         self.best, self.wait = self.resumed_best, self.resumed_wait
 
@@ -107,13 +113,14 @@ class RunState(keras.callbacks.Callback):
     epochs done, the best epoch and its `val_loss` (from `best`, the best-epoch checkpoint),
     `record`, and whether early stopping ended the stage."""
 
-    def __init__(self, folder, stage, best, patience=0, record=None, latest=None):
+    def __init__(self, folder: PathLike, stage: str, best: float | None, patience: int = 0,
+                 record: Mapping[str, Any] | None = None, latest: PathLike | None = None) -> None:
         super().__init__()
         self.folder, self.stage, self.best = pathlib.Path(folder), stage, best
         self.patience, self.record = patience, dict(record or {})
         self.latest = latest  # the latest epoch's checkpoint, whose sha256 is recorded
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if not _finite(logs):
             return
         state = run_folder.read_state(self.folder)
@@ -149,7 +156,7 @@ class AveragedWeights(keras.callbacks.SwapEMAWeights):
         resumed: whether the model was loaded from a checkpoint this callback saved.
     """
 
-    def __init__(self, resumed=False):
+    def __init__(self, resumed: bool = False) -> None:
         super().__init__(swap_on_epoch=True)
         self._ema_weights_in_model = bool(resumed)
 
@@ -160,11 +167,11 @@ class WeightSnapshots(keras.callbacks.Callback):
     that a checkpoint can be chosen afterwards by what its samples look like. Written under a
     temporary name and renamed, so a kill never leaves half a file."""
 
-    def __init__(self, folder, stage, every=1):
+    def __init__(self, folder: PathLike, stage: str, every: int = 1) -> None:
         super().__init__()
         self.folder, self.stage, self.every = pathlib.Path(folder), stage, max(int(every), 1)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if not _finite(logs) or (epoch + 1) % self.every:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -178,16 +185,16 @@ class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
     """Keras's `TerminateOnNaN`, remembering where the loss stopped being finite (the stage, the
     epoch and the batch) for the error the run ends with."""
 
-    def __init__(self, stage):
+    def __init__(self, stage: str) -> None:
         super().__init__()
         self.stage = stage
         self.epoch = 0
         self.failure = None
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch = epoch
 
-    def on_batch_end(self, batch, logs=None):
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)) and self.failure is None:
             self.failure = (f"{self.stage} stage: loss became {float(loss)} at epoch "
@@ -198,17 +205,17 @@ class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
 class Throughput(keras.callbacks.Callback):
     """Adds `images_per_second` (training images seen per wall-clock second) to the logs."""
 
-    def __init__(self, batch_size):
+    def __init__(self, batch_size: int) -> None:
         super().__init__()
         self.batch_size = batch_size
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.start, self.batches = time.perf_counter(), 0
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.batches += 1
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None:
             seconds = time.perf_counter() - self.start
             logs["images_per_second"] = self.batches * self.batch_size / max(seconds, 1e-9)
@@ -218,23 +225,23 @@ class ProgressFrames(keras.callbacks.Callback):
     """Reconstructs fixed validation slices after every epoch and, when training ends,
     assembles the frames into an animated GIF of training progress."""
 
-    def __init__(self, images, frames_dir, gif_path):
+    def __init__(self, images: np.ndarray, frames_dir: PathLike, gif_path: PathLike) -> None:
         super().__init__()
         self.images = images
         self.frames_dir = pathlib.Path(frames_dir)
         self.gif_path = gif_path
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.frames_dir.mkdir(parents=True, exist_ok=True)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         reconstructions = np.clip(self.model.predict(self.images, verbose=0), 0.0, 1.0)
         figures.plot_image_grid(
             np.concatenate([self.images, reconstructions]),
             self.frames_dir / f"epoch_{epoch + 1:04d}.png", columns=len(self.images),
             title=f"epoch {epoch + 1}: validation slices (top), reconstructions (bottom)")
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict | None = None) -> None:
         frames = sorted(self.frames_dir.glob("epoch_*.png"))
         if frames:
             figures.make_gif(frames, self.gif_path, duration_ms=500)

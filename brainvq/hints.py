@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any, MutableMapping, Union
+from typing import TYPE_CHECKING, Any, Mapping, MutableMapping, Sequence, Union
+
+if TYPE_CHECKING:
+    import keras
+
+    from brainvq.data.slice_sets import SliceSet
 
 Tensor = Any
 """A backend tensor or a numpy array: `keras.ops` take either, and no one class spans
@@ -13,3 +18,9 @@ Values = MutableMapping[str, Any]
 
 PathLike = Union[str, "os.PathLike[str]"]
 """A file or folder, as a string or a `pathlib.Path`."""
+
+Splits = Mapping[str, "SliceSet"]
+"""A run's slices by split name ("train", "validate", "test")."""
+
+Callbacks = Sequence["keras.callbacks.Callback"]
+"""Extra Keras callbacks for a training stage."""

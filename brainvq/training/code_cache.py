@@ -1,21 +1,29 @@
 """The prior's training data: every split's code grids, encoded once by the frozen VQ-VAE (with
 the augmented copies of the training slices) and cached in the run folder's `codes.npz` while
 their fingerprint matches."""
+from __future__ import annotations
+
 import os
 import pathlib
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from brainvq import config
 from brainvq.data import augmentation, input_pipeline, pose
 from brainvq.generation import generate
+from brainvq.hints import PathLike, Splits
 from brainvq.runs import fingerprints
 from brainvq.runs.run_folder import CODES_FILE, VQVAE_FILE
+
+if TYPE_CHECKING:
+    import keras
 
 POSES_FILE = "poses.npz"
 
 
-def encode_splits(vqvae, splits, output_dir, values=None):
+def encode_splits(vqvae: keras.Model, splits: Splits, output_dir: PathLike,
+                  values: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Code grids of every split, computed once with the frozen VQ-VAE and cached on disk.
 
     With `prior_augment_copies` > 0 the training split is also encoded that many more times,
@@ -69,7 +77,9 @@ def encode_splits(vqvae, splits, output_dir, values=None):
     return encoded
 
 
-def augmented_copies(images, values, return_parameters=False):
+def augmented_copies(images: np.ndarray, values: Mapping[str, Any],
+                     return_parameters: bool = False
+                     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The training slices' `prior_augment_copies` augmented copies as the run's values ask
     (`augmentation.flip_and_shift`, seeded by `seed`): the same copies each time."""
     return augmentation.flip_and_shift(
@@ -78,7 +88,8 @@ def augmented_copies(images, values, return_parameters=False):
         max_scale=values["prior_augment_scale"], return_parameters=return_parameters)
 
 
-def measured_poses(splits, output_dir, values):
+def measured_poses(splits: Splits, output_dir: PathLike, values: Mapping[str, Any]
+                   ) -> dict[str, np.ndarray]:
     """Head poses (`pose.head_pose`: [N, 2], centroid offset in pixels and tilt in degrees) of
     the slices behind the code grids: {"train_augmented": the training slices, then each
     augmented copy; "validate", "test": the held-out slices}, cached in the run folder's
@@ -106,8 +117,9 @@ def measured_poses(splits, output_dir, values):
     return measured
 
 
-def code_dataset(codes, slices, batch_size, shuffle, seed=0, repeat=False, covariates=None,
-                 augmentation=None):
+def code_dataset(codes: np.ndarray, slices: np.ndarray, batch_size: int, shuffle: bool,
+                 seed: int = 0, repeat: bool = False, covariates: np.ndarray | None = None,
+                 augmentation: np.ndarray | None = None) -> Any:
     """Batches of ((code grids, slice index), code grids) for fitting the prior; with
     `covariates` [N, C] or `augmentation` [N, A], of ({"code_indices", "slice_index",
     "covariates", "augmentation"}, code grids) with those given."""

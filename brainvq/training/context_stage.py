@@ -4,27 +4,35 @@ from the quantized ones of a run of neighbouring slices, on every training subje
 its left-right mirror image; the epoch with the best validation loss is kept as
 `slice_context.keras`. `predict.py --volumes` and `similarity.py --volumes` then decode every
 stack through it."""
+from __future__ import annotations
+
 import math
 import pathlib
+from typing import TYPE_CHECKING, Any, Mapping
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
 from brainvq.data.stacks import subject_stacks
 from brainvq.evaluation import streaks
 from brainvq.generation.stacks import decode_stacks
+from brainvq.hints import Callbacks, PathLike, Splits, Values
 from brainvq.models.slice_context import SliceContextRefiner
 from brainvq.progress import progress_bar
 from brainvq.runs import run_folder
 from brainvq.runs.run_folder import CONTEXT_FILE, VQVAE_FILE, RunError
 from brainvq.training import stages
 
+if TYPE_CHECKING:
+    from brainvq.data.slice_sets import SliceSet
+
 RUN_LENGTH = 16  # slices in each training example (the refiner is fully convolutional)
 BATCH_SIZE = 8
 LEARNING_RATE = 1e-3
 
 
-def stack_images(split, length):
+def stack_images(split: SliceSet, length: int) -> np.ndarray:
     """The split's subjects' stacks [V, length, H, W] (subjects without a whole stack left
     out)."""
     stacks = list(subject_stacks(split, length).values())
@@ -33,7 +41,7 @@ def stack_images(split, length):
     return np.stack(stacks).astype(np.float32)
 
 
-def encoder_latents(vqvae, stacks, batch_size=64):
+def encoder_latents(vqvae: keras.Model, stacks: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """The VQ-VAE's unquantized latents [V, S, g, g, D] (float16) of stacks [V, S, H, W]."""
     flat = np.ascontiguousarray(stacks.reshape((-1,) + stacks.shape[2:])[..., None], np.float32)
     starts = range(0, len(flat), batch_size)
@@ -47,7 +55,7 @@ def encoder_latents(vqvae, stacks, batch_size=64):
     return latents.reshape(stacks.shape[:2] + latents.shape[1:])
 
 
-def nearest_codes(vqvae, latents, batch=16384):
+def nearest_codes(vqvae: keras.Model, latents: np.ndarray, batch: int = 16384) -> np.ndarray:
     """The code indices [...] int32 of latents [..., D] (as `VQVAETrainer.encode` picks them)."""
     flat = latents.reshape(-1, latents.shape[-1]).astype(np.float32)
     codes = [keras.ops.convert_to_numpy(vqvae.quantizer.nearest_codes(flat[i:i + batch]))
@@ -66,7 +74,8 @@ class LatentRuns(keras.utils.PyDataset):
         codebook: [K, D] the VQ-VAE's codebook (the quantized latents are its rows).
     """
 
-    def __init__(self, codes, latents, codebook, batch_size, run_length=None, seed=0):
+    def __init__(self, codes: np.ndarray, latents: np.ndarray, codebook: ArrayLike, batch_size: int,
+                 run_length: int | None = None, seed: int = 0) -> None:
         super().__init__()
         self.codes, self.latents, self.codebook = codes, latents, np.asarray(codebook)
         self.batch_size, self.run_length = int(batch_size), run_length
@@ -74,10 +83,10 @@ class LatentRuns(keras.utils.PyDataset):
         self.order = (self.random.permutation(len(codes)) if run_length
                       else np.arange(len(codes)))
 
-    def __len__(self):
+    def __len__(self) -> int:
         return math.ceil(len(self.codes) / self.batch_size)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         stacks = self.order[index * self.batch_size:(index + 1) * self.batch_size]
         length = self.codes.shape[1]
         run = min(self.run_length or length, length)
@@ -87,12 +96,12 @@ class LatentRuns(keras.utils.PyDataset):
         latents = np.stack([self.latents[s, t:t + run] for s, t in zip(stacks, starts)])
         return self.codebook[codes].astype(np.float32), latents.astype(np.float32)
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         if self.run_length:
             self.order = self.random.permutation(len(self.codes))
 
 
-def refiner_from_values(values):
+def refiner_from_values(values: Mapping[str, Any]) -> SliceContextRefiner:
     """An untrained `SliceContextRefiner` of a run's settings (as wide as its VQ-VAE),
     compiled."""
     refiner = SliceContextRefiner(code_dim=values["code_dim"], channels=values["channels"],
@@ -101,7 +110,9 @@ def refiner_from_values(values):
     return refiner
 
 
-def train_slice_context(values, splits, output_dir, resume=False, extra_callbacks=()):
+def train_slice_context(values: Values, splits: Splits, output_dir: PathLike,
+                        resume: bool = False, extra_callbacks: Callbacks = ()
+                        ) -> tuple[SliceContextRefiner, dict[str, float]]:
     """Fits the refiner on the training stacks and their mirror images, keeping the epoch with
     the best validation loss as `slice_context.keras`; returns it and the test stacks' streak
     indices (`streaks.streak_index`, the mean over stacks): {"real", "codes" (decoded slice by
@@ -142,7 +153,7 @@ def train_slice_context(values, splits, output_dir, resume=False, extra_callback
     return model, {name: _mean_streak_index(stacks) for name, stacks in decoded.items()}
 
 
-def _mean_streak_index(stacks):
+def _mean_streak_index(stacks: np.ndarray) -> float:
     """The mean streak index of the stacks that have a head (NaN when none has)."""
     figures = [streaks.streak_index(stack) for stack in stacks]
     figures = [figure for figure in figures if np.isfinite(figure)]

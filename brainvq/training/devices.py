@@ -1,11 +1,14 @@
 """Devices and precision: the `tf.distribute` strategy of --strategy, mixed precision, and
 whether the backend sees a GPU."""
+from __future__ import annotations
+
 import os
+from typing import Any
 
 import keras
 
 
-def make_strategy(name):
+def make_strategy(name: str) -> Any:
     """The `tf.distribute` strategy for --strategy (None for a single device)."""
     if name == "none":
         return None
@@ -25,7 +28,7 @@ def make_strategy(name):
     raise SystemExit(f"error: unknown --strategy {name!r}; use none, mirrored or multiworker")
 
 
-def set_precision(mixed):
+def set_precision(mixed: bool) -> str:
     """float32, or mixed precision: float16 compute on a GPU, bfloat16 on a CPU."""
     if not mixed:
         keras.mixed_precision.set_global_policy("float32")
@@ -35,7 +38,7 @@ def set_precision(mixed):
     return policy
 
 
-def has_gpu():
+def has_gpu() -> bool:
     """Whether the Keras backend sees a GPU (TensorFlow, JAX or PyTorch)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":

@@ -1,11 +1,15 @@
 """One train.py command: the checks, then the VQ-VAE stage and the prior stage over it."""
+from __future__ import annotations
+
 import math
 import sys
+from typing import Any, Mapping, Sequence
 
 import keras
 
 from brainvq import config
 from brainvq.data import layouts
+from brainvq.hints import PathLike, Values
 from brainvq.runs import checks, run_folder, subjects
 from brainvq.runs.run_folder import PRIOR_FILE, VQVAE_FILE, read_state
 from brainvq.training.context_stage import train_slice_context
@@ -15,7 +19,8 @@ from brainvq.training.stages import TrainingFailed, train_prior, train_vqvae  # 
 from brainvq.training.volume_stage import train_volume_prior
 
 
-def train(values, output_dir, stages, *, resume, overwrite, given, command):
+def train(values: Values, output_dir: PathLike, stages: Sequence[str], *, resume: bool,
+          overwrite: bool, given: Mapping[str, Any], command: str) -> None:
     """Trains `stages` ("vqvae", "context", "slab", "prior", "volume") into `output_dir` with
     `values`, once the folder is locked: nothing in it is written before every check has passed.
 
@@ -80,7 +85,7 @@ def train(values, output_dir, stages, *, resume, overwrite, given, command):
         sys.exit(checks.interrupted_message(output_dir, stages, command))
 
 
-def _resumable(output_dir, stage, resume, stages):
+def _resumable(output_dir: PathLike, stage: str, resume: bool, stages: Sequence[str]) -> bool:
     """Whether a prior `stage` ("prior" or "volume") continues from its checkpoint: with
     --resume, unless the VQ-VAE trained on in this command, in which case the prior's codes
     belong to the earlier VQ-VAE and it is cleared and trained again from its first epoch."""

@@ -6,22 +6,31 @@ the one below; generation/stacks.py decodes them back to slice codes, and those 
 Cached in the run folder: `stack_codes.npz` (the frozen VQ-VAE's slice codes of each stack,
 by fingerprint) and `slab_codes.npz` (the slab codes, by the slab autoencoder's fingerprint).
 """
+from __future__ import annotations
+
 import os
 import pathlib
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from brainvq.generation import generate
 from brainvq.generation.stacks import encode_slabs
+from brainvq.hints import PathLike, Splits
 from brainvq.runs import fingerprints, run_folder
 from brainvq.runs.run_folder import SLAB_FILE, VQVAE_FILE, RunError
+
+if TYPE_CHECKING:
+    import keras
 
 STACK_CODES_FILE = "stack_codes.npz"
 SLAB_CODES_FILE = "slab_codes.npz"
 SPLITS = ("train", "validate", "test")
 
 
-def stacks_of(codes, slice_index, case_id, length):
+def stacks_of(codes: np.ndarray, slice_index: ArrayLike, case_id: ArrayLike, length: int
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Each subject's slice codes as one stack: (stacks [V, length, g, g], case ids [V]) for the
     subjects whose positions run 0 .. length - 1 without a gap (others are left out)."""
     stacks, cases = [], []
@@ -37,13 +46,14 @@ def stacks_of(codes, slice_index, case_id, length):
             np.asarray(cases, np.int64))
 
 
-def _atomic_savez(path, **arrays):
+def _atomic_savez(path: pathlib.Path, **arrays: np.ndarray) -> None:
     partial = path.with_name(path.stem + ".partial.npz")
     np.savez_compressed(partial, **arrays)
     os.replace(partial, path)
 
 
-def stack_codes(vqvae, splits, output_dir, values):
+def stack_codes(vqvae: keras.Model, splits: Splits, output_dir: PathLike, values: Mapping[str, Any]
+                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{split: (slice codes of each stack [V, S, g, g], case ids [V])} for train, validate and
     test, and "train_mirrored" (the training stacks mirrored left-right, then encoded); cached
     by the VQ-VAE's and the splits' fingerprint."""
@@ -70,7 +80,8 @@ def stack_codes(vqvae, splits, output_dir, values):
     return result
 
 
-def slab_code_splits(vqvae, splits, output_dir, values):
+def slab_code_splits(vqvae: keras.Model, splits: Splits, output_dir: PathLike,
+                     values: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The priors' training data in slab codes, shaped as `code_cache.encode_splits` returns
     slice codes: {split: (slab code grids [N, g, g], slab positions [N])} for train (the
     training stacks and their mirror images), validate, test and "train_augmented" (= train),
@@ -103,7 +114,8 @@ def slab_code_splits(vqvae, splits, output_dir, values):
     return _as_code_splits(slabs)
 
 
-def _as_code_splits(slabs):
+def _as_code_splits(slabs: Mapping[str, tuple[np.ndarray, np.ndarray]]
+                    ) -> dict[str, np.ndarray]:
     """{split: (slab codes [V, s, g, g], case ids [V])} -> rows of slab grids (see
     `slab_code_splits`)."""
     result, case_ids = {}, {}

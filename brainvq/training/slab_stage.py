@@ -1,14 +1,18 @@
 """The slab stage (runs cut as stacks, `--slab-depth F`): a `SlabAutoencoder` (models/slabs.py)
 trained on every subject's stack of slice codes and its left-right mirror image, keeping the
 epoch with the best validation loss as `slab_autoencoder.keras`."""
+from __future__ import annotations
+
 import math
 import pathlib
+from typing import Any, Mapping
 
 import keras
 import numpy as np
 
 from brainvq.data import input_pipeline
 from brainvq.generation.stacks import decode_slabs, encode_slabs
+from brainvq.hints import Callbacks, PathLike, Splits, Values
 from brainvq.models.slabs import SlabAutoencoder
 from brainvq.runs import run_folder
 from brainvq.runs.run_folder import SLAB_FILE, VQVAE_FILE, RunError
@@ -16,7 +20,7 @@ from brainvq.training import stages
 from brainvq.training.slab_codes import stack_codes
 
 
-def slab_autoencoder_from_values(values):
+def slab_autoencoder_from_values(values: Mapping[str, Any]) -> SlabAutoencoder:
     """An untrained `SlabAutoencoder` of a run's settings, compiled."""
     model = SlabAutoencoder(num_slice_codes=values["num_codes"], slab_depth=values["slab_depth"],
                             slab_num_codes=values["slab_num_codes"],
@@ -28,7 +32,10 @@ def slab_autoencoder_from_values(values):
     return model
 
 
-def train_slab_autoencoder(values, splits, output_dir, resume=False, extra_callbacks=()):
+def train_slab_autoencoder(values: Values, splits: Splits, output_dir: PathLike,
+                           resume: bool = False,
+                           extra_callbacks: Callbacks = ()
+                           ) -> tuple[SlabAutoencoder, float]:
     """Fits the slab autoencoder on the training stacks and their mirror images, keeping the
     epoch with the best validation loss as `slab_autoencoder.keras`; returns it and the test
     stacks' slice codes it decodes right (a share)."""

@@ -1,10 +1,13 @@
 """The two training stages: the VQ-VAE on the slices, then the prior on its frozen code grids,
 each a Keras `fit` with checkpoints of the best and the latest epoch, early stopping, a CSV log
 and the NaN guard, resumable from its last epoch."""
+from __future__ import annotations
+
 import contextlib
 import math
 import pathlib
 import sys
+from typing import Any, Mapping
 
 import keras
 import numpy as np
@@ -12,6 +15,7 @@ import numpy as np
 from brainvq import config
 from brainvq.config.schema import PriorConfig, TrainingConfig
 from brainvq.data import augmentation, covariates, input_pipeline, pose
+from brainvq.hints import Callbacks, PathLike, Splits, Values
 from brainvq.losses import perceptual
 from brainvq.models import build, prior_inputs
 from brainvq.output import figures
@@ -33,7 +37,8 @@ class TrainingFailed(RuntimeError):
     """Training stopped on a non-finite loss; the message names the stage and epoch."""
 
 
-def plot_training_curves(output_dir, stage, images_dir):
+def plot_training_curves(output_dir: PathLike, stage: str, images_dir: PathLike
+                         ) -> pathlib.Path | None:
     """Loss curves (linear and log scale) of a stage's CSV log, as `images/<stage>_loss.png`."""
     log = pathlib.Path(output_dir) / f"{stage}_log.csv"
     if log.is_file() and len(log.read_text().splitlines()) > 1:
@@ -41,7 +46,7 @@ def plot_training_curves(output_dir, stage, images_dir):
     return None
 
 
-def trim_log(path, epochs):
+def trim_log(path: PathLike, epochs: int) -> None:
     """Drops CSV log rows of epochs >= `epochs` (logged, but not checkpointed, before a kill)."""
     path = pathlib.Path(path)
     if not path.is_file():
@@ -51,8 +56,11 @@ def trim_log(path, epochs):
     path.write_text("".join(kept))
 
 
-def fit_stage(model, stage, train_data, validation_data, values, epochs, batch_size, output_dir,
-              checkpoint_file, resume, extra_callbacks=(), patience=0, done=None, record=None):
+def fit_stage(model: keras.Model, stage: str, train_data: Any, validation_data: Any,
+              values: Values, epochs: int, batch_size: int, output_dir: PathLike,
+              checkpoint_file: str, resume: bool, extra_callbacks: Callbacks = (),
+              patience: int = 0, done: int | None = None,
+              record: Mapping[str, Any] | None = None) -> keras.callbacks.History:
     """Runs `model.fit` with checkpointing (latest and best epoch), early stopping after
     `patience` epochs without a better validation loss (0: never), CSV logging and the NaN
     guard; returns the history.
@@ -102,7 +110,8 @@ def fit_stage(model, stage, train_data, validation_data, values, epochs, batch_s
     return history
 
 
-def load_for_resume(output_dir, stage, values):
+def load_for_resume(output_dir: PathLike, stage: str, values: Values
+                    ) -> tuple[keras.Model | None, int]:
     """The checkpoint to resume `stage` from, and the epochs it holds: the latest epoch's, or,
     when that file is corrupt, the one it replaced, or the best epoch's (each fallback is
     printed). (None, 0) when the stage has no checkpoint yet."""
@@ -135,7 +144,8 @@ def load_for_resume(output_dir, stage, values):
     return None, 0
 
 
-def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_callbacks=()):
+def train_vqvae(values: Values, splits: Splits, output_dir: PathLike, resume: bool = False,
+                strategy: Any = None, extra_callbacks: Callbacks = ()) -> keras.Model:
     """Fits the VQ-VAE on splits["train"], validating on splits["validate"]."""
     output_dir = pathlib.Path(output_dir)
     checkpoint = output_dir / VQVAE_FILE
@@ -164,7 +174,7 @@ def train_vqvae(values, splits, output_dir, resume=False, strategy=None, extra_c
     return run_folder.load_checkpoint(checkpoint) if checkpoint.exists() else model
 
 
-def frozen_vqvae(output_dir, values):
+def frozen_vqvae(output_dir: PathLike, values: Values) -> keras.Model:
     """The run's trained VQ-VAE, which a prior stage trains over, checked against `values`.
 
     Raises:
@@ -179,7 +189,8 @@ def frozen_vqvae(output_dir, values):
     return vqvae
 
 
-def prior_codes(vqvae, splits, output_dir, values):
+def prior_codes(vqvae: keras.Model, splits: Splits, output_dir: PathLike, values: Values
+                ) -> dict:
     """What the prior stages train on: the VQ-VAE's slice codes (`encode_splits`), or with
     `slab_depth` the slab codes of each stack (`slab_code_splits`: its "case_id" entry holds
     each row's subject)."""
@@ -191,7 +202,9 @@ def prior_codes(vqvae, splits, output_dir, values):
     return codes
 
 
-def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_callbacks=()):
+def train_prior(values: Values, splits: Splits, output_dir: PathLike, resume: bool = False,
+                strategy: Any = None, extra_callbacks: Callbacks = ()
+                ) -> tuple[keras.Model, float]:
     """Fits the PixelCNN prior on the frozen VQ-VAE's code grids; returns the prior and the
     test-split negative log-likelihood in bits per code."""
     output_dir = pathlib.Path(output_dir)
@@ -270,7 +283,8 @@ def train_prior(values, splits, output_dir, resume=False, strategy=None, extra_c
     return prior, float(test["bits_per_code"])
 
 
-def pooled(codes, covariate_rows, original_weight=1):
+def pooled(codes: Mapping[str, Any], covariate_rows: np.ndarray | None,
+           original_weight: int = 1) -> dict[str, np.ndarray | None]:
     """The pool the prior's training batches are drawn from: the training grids as they are
     `original_weight` times, then their augmented copies once ({"codes", "slices",
     "covariates" (None without), "augmentation"})."""
@@ -283,7 +297,7 @@ def pooled(codes, covariate_rows, original_weight=1):
             "covariates": None if covariate_rows is None else covariate_rows[repeat]}
 
 
-def initialise_from(prior, source):
+def initialise_from(prior: keras.Model, source: PathLike) -> None:
     """Copies into `prior` the weights of every layer it shares (by name, with the same shapes)
     with the prior checkpoint `source` (a .keras file, or a run folder holding prior.keras), and
     prints what it left at its initial values.
@@ -314,7 +328,7 @@ def initialise_from(prior, source):
           + (f"; new: {', '.join(kept)})" if kept else ")"))
 
 
-def prior_optimizer(values):
+def prior_optimizer(values: Values) -> keras.optimizers.Optimizer:
     """AdamW with the prior's learning rate and weight decay (plain Adam when the decay is 0),
     keeping a moving average of the weights when `prior_weight_averaging` > 0."""
     settings = PriorConfig.from_values(values)
@@ -326,7 +340,7 @@ def prior_optimizer(values):
     return keras.optimizers.Adam(settings.learning_rate, **options)
 
 
-def report_best(output_dir, stage):
+def report_best(output_dir: PathLike, stage: str) -> None:
     entry = read_state(output_dir).get(stage, {})
     if "best_epoch" in entry:
         print(f"{stage}: kept the best epoch, {entry['best_epoch']} of {entry['epochs_done']} "

@@ -2,22 +2,28 @@
 slice just below it (and its slice position), trained on consecutive slice pairs of the same
 subject over the frozen VQ-VAE's codes. Sampled slice by slice from the bottom up
 (generation/stacks.py), it draws a whole stack: a volume."""
+from __future__ import annotations
+
 import contextlib
 import math
 import pathlib
+from typing import Any
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
 from brainvq.data import covariates, input_pipeline
 from brainvq.data.stacks import consecutive_pairs
+from brainvq.hints import Callbacks, PathLike, Splits, Values
 from brainvq.models import build, prior_inputs
 from brainvq.runs import run_folder
 from brainvq.runs.run_folder import VOLUME_PRIOR_FILE, VQVAE_FILE, RunError
 from brainvq.training import stages
 
 
-def pair_arrays(codes, slice_index, case_id, slice_covariates=None):
+def pair_arrays(codes: np.ndarray, slice_index: ArrayLike, case_id: ArrayLike,
+                slice_covariates: np.ndarray | None = None) -> tuple:
     """The volume prior's examples from one split's code grids: (code grids [P, g, g], slice
     positions [P], code grids of the slice below [P, g, g], and with `slice_covariates`
     [N, C] each pair's covariates [P, C], else None)."""
@@ -26,7 +32,8 @@ def pair_arrays(codes, slice_index, case_id, slice_covariates=None):
             None if slice_covariates is None else np.asarray(slice_covariates)[rows])
 
 
-def pair_dataset(pairs, batch_size, shuffle, seed=0, repeat=False):
+def pair_dataset(pairs: tuple, batch_size: int, shuffle: bool, seed: int = 0,
+                 repeat: bool = False) -> Any:
     """Batches of ({"code_indices", "slice_index", "condition_codes"[, "covariates"]}, code
     grids)."""
     codes, positions, below, pair_covariates = pairs
@@ -36,8 +43,9 @@ def pair_dataset(pairs, batch_size, shuffle, seed=0, repeat=False):
     return input_pipeline.batches((inputs, codes), batch_size, shuffle, seed=seed, repeat=repeat)
 
 
-def train_volume_prior(values, splits, output_dir, resume=False, strategy=None,
-                       extra_callbacks=()):
+def train_volume_prior(values: Values, splits: Splits, output_dir: PathLike,
+                       resume: bool = False, strategy: Any = None, extra_callbacks: Callbacks = ()
+                       ) -> tuple[keras.Model, float]:
     """Fits the volume prior (`build.volume_prior_from_hyperparameters`) on consecutive slice
     pairs of each split; returns the prior and the test pairs' NLL in bits per code."""
     output_dir = pathlib.Path(output_dir)

@@ -4,6 +4,10 @@
 The model classes themselves take explicit arguments with literal defaults; these factories
 map a run's values onto them.
 """
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
 import keras
 
 from brainvq.config.schema import PriorConfig, TrainingConfig, VQVAEConfig
@@ -14,7 +18,7 @@ from brainvq.models.pixelcnn import GatedPixelCNN
 from brainvq.models.vqvae_trainer import LinearWarmup, VQVAE2Trainer, VQVAETrainer
 
 
-def vqvae_from_hyperparameters(values):
+def vqvae_from_hyperparameters(values: Mapping[str, Any]) -> VQVAETrainer:
     """A built `VQVAETrainer` from a hyperparameters dict; with `levels` 2, a `VQVAE2Trainer`."""
     settings = VQVAEConfig.from_values(values)
     cls = VQVAE2Trainer if settings.levels == 2 else VQVAETrainer
@@ -23,7 +27,7 @@ def vqvae_from_hyperparameters(values):
     return model
 
 
-def vqvae_optimizer(values):
+def vqvae_optimizer(values: Mapping[str, Any]) -> keras.optimizers.Optimizer:
     """Adam at `learning_rate`, reached after `warmup_steps` of linear warm-up (0: none)."""
     training = TrainingConfig.from_values(values)
     rate = training.learning_rate
@@ -32,12 +36,12 @@ def vqvae_optimizer(values):
     return keras.optimizers.Adam(rate)
 
 
-def prior_settings(values):
+def prior_settings(values: Mapping[str, Any]) -> dict[str, Any]:
     """`GatedPixelCNN` keyword arguments (all but grid_size) from a hyperparameters dict."""
     return PriorConfig.from_values(values).network_arguments()
 
 
-def augmentation_inputs(values):
+def augmentation_inputs(values: Mapping[str, Any]) -> int:
     """How many augmentation parameters a (one-level) slice prior is conditioned on: those of
     `flip_and_shift` with `prior_augment_condition` and augmented copies, else 0."""
     settings = PriorConfig.from_values(values)
@@ -46,7 +50,8 @@ def augmentation_inputs(values):
     return 0
 
 
-def prior_from_hyperparameters(values, grid_size, covariates=()):
+def prior_from_hyperparameters(values: Mapping[str, Any], grid_size: int,
+                               covariates: Sequence[Mapping[str, Any]] = ()) -> keras.Model:
     """A built prior from a hyperparameters dict: a `GatedPixelCNN` over code grids of side
     `grid_size` (conditioned on `covariates`, specs from `brainvq.data.covariates.specs`, beside
     the slice position), or with `levels` 2 a `HierarchicalPrior` (a top prior, and a bottom
@@ -69,7 +74,9 @@ def prior_from_hyperparameters(values, grid_size, covariates=()):
     return model
 
 
-def volume_prior_from_hyperparameters(values, grid_size, covariates=()):
+def volume_prior_from_hyperparameters(values: Mapping[str, Any], grid_size: int,
+                                      covariates: Sequence[Mapping[str, Any]] = ()
+                                      ) -> GatedPixelCNN:
     """The volume prior: a `GatedPixelCNN` like the slice prior, also conditioned on the code grid
     of the slice below (a spatial condition of the grid's own size, from the same codebook),
     trained with `volume_condition_noise` of those codes replaced by random ones, and on the

@@ -5,11 +5,15 @@ convolutions) down- and up-sample by 2^num_downsamples. `VQVAE` encodes images t
 and renders code indices back to images; `vqvae_trainer.VQVAETrainer` is this network with its
 losses (`losses/reconstruction.py`) and training steps (`vqvae_steps.py`).
 """
+from __future__ import annotations
+
 import math
+from typing import Any
 
 import keras
 from keras import layers, ops
 
+from brainvq.hints import Tensor
 from brainvq.models.kerasio import build_kerasio_decoder, build_kerasio_encoder
 from brainvq.models.layers.attention import SpatialSelfAttention
 from brainvq.models.layers.quantizer import VectorQuantizer
@@ -24,36 +28,34 @@ class ResidualBlock(layers.Layer):
         hidden_channels: width of the 3x3 convolution (default: channels // 2).
     """
 
-    def __init__(self, channels, hidden_channels=None, **kwargs):
+    def __init__(self, channels: int, hidden_channels: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.channels = int(channels)
         self.hidden_channels = int(hidden_channels or max(channels // 2, 1))
         self.conv3 = layers.Conv2D(self.hidden_channels, 3, padding="same")
         self.conv1 = layers.Conv2D(self.channels, 1)
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         self.conv3.build(input_shape)
         self.conv1.build(tuple(input_shape[:-1]) + (self.hidden_channels,))
 
-    def call(self, inputs):
+    def call(self, inputs: Tensor) -> Tensor:
         hidden = self.conv3(ops.relu(inputs))
         return inputs + self.conv1(ops.relu(hidden))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"channels": self.channels, "hidden_channels": self.hidden_channels})
         return config
 
 
-def level_channels(channels, num_downsamples):
+def level_channels(channels: int, num_downsamples: int) -> list[int]:
     """Width of each resolution level: `channels`, doubling per level, capped at 4x."""
     return [channels * min(2 ** level, 4) for level in range(num_downsamples)]
 
 
-def build_encoder(image_size, code_dim, num_downsamples=3,
-                  channels=64,
-                  num_residual_blocks=2,
-                  attention=False):
+def build_encoder(image_size: int, code_dim: int, num_downsamples: int = 3, channels: int = 64,
+                  num_residual_blocks: int = 2, attention: bool = False) -> keras.Model:
     """Strided convolutions then residual blocks (and, with `attention`, a self-attention block
     at the grid's resolution): [B, S, S, 1] -> [B, S/2^n, S/2^n, code_dim]."""
     inputs = keras.Input((image_size, image_size, 1), name="image")
@@ -72,10 +74,8 @@ def build_encoder(image_size, code_dim, num_downsamples=3,
     return keras.Model(inputs, latents, name="encoder")
 
 
-def build_decoder(grid_size, code_dim, num_downsamples=3,
-                  channels=64,
-                  num_residual_blocks=2,
-                  attention=False):
+def build_decoder(grid_size: int, code_dim: int, num_downsamples: int = 3, channels: int = 64,
+                  num_residual_blocks: int = 2, attention: bool = False) -> keras.Model:
     """(With `attention`, a self-attention block, then) residual blocks, then transposed
     convolutions: [B, g, g, code_dim] -> [B, g*2^n, g*2^n, 1]."""
     inputs = keras.Input((grid_size, grid_size, code_dim), name="quantized")
@@ -116,10 +116,11 @@ class VQVAE(keras.Model):
 
     levels = 1  # code grids (hierarchy.VQVAE2 has two)
 
-    def __init__(self, image_size=128, num_codes=512, code_dim=64, num_downsamples=3,
-                 channels=64, num_residual_blocks=2, commitment_cost=0.25, use_ema=True,
-                 ema_decay=0.99, dead_code_threshold=1.0, architecture="residual",
-                 attention=False, **kwargs):
+    def __init__(self, image_size: int = 128, num_codes: int = 512, code_dim: int = 64,
+                 num_downsamples: int = 3, channels: int = 64, num_residual_blocks: int = 2,
+                 commitment_cost: float = 0.25, use_ema: bool = True, ema_decay: float = 0.99,
+                 dead_code_threshold: float = 1.0, architecture: str = "residual",
+                 attention: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if image_size % (2 ** num_downsamples):
             raise ValueError(f"image_size {image_size} is not divisible by 2**num_downsamples "
@@ -144,7 +145,7 @@ class VQVAE(keras.Model):
         self.grid_size = self.image_size // 2 ** self.num_downsamples
         self._build_networks()
 
-    def _build_networks(self):
+    def _build_networks(self) -> None:
         """Creates the encoder, the decoder and the quantizer (a subclass may add levels)."""
         if self.architecture == "kerasio":
             self.encoder = build_kerasio_encoder(self.image_size, self.code_dim)
@@ -156,31 +157,32 @@ class VQVAE(keras.Model):
                                          self.channels, self.num_residual_blocks, self.attention)
         self.quantizer = self._make_quantizer(self.code_dim, "vector_quantizer")
 
-    def _make_quantizer(self, code_dim, name):
+    def _make_quantizer(self, code_dim: int, name: str) -> VectorQuantizer:
         return VectorQuantizer(
             self.num_codes, code_dim, commitment_cost=self.commitment_cost,
             use_ema=self.use_ema, ema_decay=self.ema_decay,
             dead_code_threshold=self.dead_code_threshold, name=name)
 
     @property
-    def code_shape(self):
+    def code_shape(self) -> tuple[int, ...]:
         """Shape of one image's code indices (`encode` gives [B, *code_shape])."""
         return (self.grid_size, self.grid_size)
 
     @property
-    def code_bits(self):
+    def code_bits(self) -> float:
         """Bits of one image's code: positions x log2 K."""
         return self.grid_size ** 2 * math.log2(self.num_codes)
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: tuple | None = None) -> None:
         grid = (None, self.grid_size, self.grid_size, self.code_dim)
         self.quantizer.build(grid)
         super().build((None, self.image_size, self.image_size, 1))
 
-    def call(self, images, training=False):
+    def call(self, images: Tensor, training: bool = False) -> Tensor:
         return self.autoencode(images, training=training)[0]
 
-    def autoencode(self, images, training=False):
+    def autoencode(self, images: Tensor, training: bool = False
+                   ) -> tuple[Tensor, dict[str, Tensor]]:
         """Encoder -> quantizer -> decoder.
 
         Returns:
@@ -197,22 +199,22 @@ class VQVAE(keras.Model):
                                  "codebook_usage": quantized["usage"]}
 
     @staticmethod
-    def _nearest(quantizer, latents, grid_size):
+    def _nearest(quantizer: VectorQuantizer, latents: Tensor, grid_size: int) -> Tensor:
         """Code indices [B, grid_size, grid_size] of `quantizer`'s codes nearest `latents`."""
         flat = ops.reshape(ops.cast(latents, "float32"), (-1, quantizer.code_dim))
         return ops.reshape(quantizer.nearest_codes(flat), (-1, grid_size, grid_size))
 
-    def encode(self, images):
+    def encode(self, images: Tensor) -> Tensor:
         """Code indices [B, g, g] of a batch of images."""
         return self._nearest(self.quantizer, self.encoder(images, training=False),
                              self.grid_size)
 
-    def decode_codes(self, code_indices):
+    def decode_codes(self, code_indices: Tensor) -> Tensor:
         """Images [B, S, S, 1] rendered from code indices [B, g, g]."""
         return ops.cast(self.decoder(self.quantizer.lookup(code_indices), training=False),
                         "float32")
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({
             "image_size": self.image_size, "num_codes": self.num_codes,

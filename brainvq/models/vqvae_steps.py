@@ -7,27 +7,32 @@ A mixin: it holds no weights and needs the model's `forward`, `decoder`, `discri
 `optimizer`, `trackers` and settings, which `vqvae_trainer.VQVAETrainer` (and `VQVAE2Trainer`)
 give it.
 """
+from __future__ import annotations
+
+from typing import Any, Mapping
+
 import keras
 from keras import ops
 
+from brainvq.hints import Tensor
 from brainvq.losses import adversarial
 
 
 class VQVAETrainingSteps:
     """`train_step` and `test_step` for a VQ-VAE model (see the module docstring)."""
 
-    def _report(self, results):
+    def _report(self, results: Mapping[str, Tensor]) -> dict[str, Tensor]:
         for name, tracker in self.trackers.items():
             if name in results:  # the adversarial terms exist only in training steps
                 tracker.update_state(results[name])
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
-    def _ssim_warmup(self):
+    def _ssim_warmup(self) -> Tensor:
         """Fraction of the SSIM weight in use: ramps from 0 to 1 over the warm-up steps."""
         return ops.minimum(ops.cast(self.optimizer.iterations, "float32")
                            / max(self.ssim_warmup_steps, 1), 1.0)
 
-    def _training_losses(self, images):
+    def _training_losses(self, images: Tensor) -> dict[str, Tensor]:
         """`forward` in training mode, plus the adversarial terms when they are on.
 
         Returns the forward results; with a discriminator also "generator_loss" (the
@@ -48,7 +53,7 @@ class VQVAETrainingSteps:
             self.optimizer.iterations >= self.adversarial_start, "float32")
         return results
 
-    def _split_variables(self):
+    def _split_variables(self) -> tuple[list[int], list[int], int]:
         """(generator variable indices, discriminator variable indices, index of the decoder's
         last kernel) in `trainable_variables`."""
         discriminator = {id(variable) for variable in self.discriminator.trainable_variables}
@@ -60,7 +65,8 @@ class VQVAETrainingSteps:
                           if id(variable) == last)
         return generator, critic, last_index
 
-    def _combine_gradients(self, reconstruction, generator, critic, results):
+    def _combine_gradients(self, reconstruction: list, generator: list, critic: list,
+                           results: dict[str, Tensor]) -> list:
         """Gradients to apply: the reconstruction gradient plus the adaptively weighted
         adversarial one for the VQ-VAE's variables, the hinge gradient for the
         discriminator's. Each argument is a list over `trainable_variables` (None: no
@@ -81,7 +87,7 @@ class VQVAETrainingSteps:
                                else ops.zeros_like(self.trainable_variables[index]))
         return combined
 
-    def train_step(self, *args):
+    def train_step(self, *args: Any) -> Any:
         # JAX calls train_step(state, data) and wants the new state back; TensorFlow calls
         # train_step(data) and updates variables in place.
         if keras.backend.backend() == "jax":
@@ -113,7 +119,7 @@ class VQVAETrainingSteps:
         self.optimizer.apply_gradients(zip(gradients, variables))
         return self._report(results)
 
-    def test_step(self, *args):
+    def test_step(self, *args: Any) -> Any:
         if keras.backend.backend() == "jax":
             return self._jax_test_step(*args)
         (data,) = args
@@ -122,7 +128,8 @@ class VQVAETrainingSteps:
 
     # -- JAX: the same steps, written statelessly ----------------------------------------------
 
-    def _stateless_losses(self, trainable, non_trainable, optimizer_variables, images, training):
+    def _stateless_losses(self, trainable: list, non_trainable: list, optimizer_variables: list,
+                          images: Tensor, training: bool) -> tuple[tuple, tuple[dict, list]]:
         """The step's losses with the given variable values.
 
         Returns ((loss, generator_loss, discriminator_loss), (results, non_trainable)); in
@@ -151,7 +158,8 @@ class VQVAETrainingSteps:
             updated.append(value if new_value is None else new_value)
         return losses, (results, updated)
 
-    def _stateless_report(self, metrics_variables, results):
+    def _stateless_report(self, metrics_variables: list, results: Mapping[str, Tensor]
+                          ) -> tuple[dict[str, Tensor], list]:
         logs, updated = {}, []
         for tracker in self.metrics:
             count = len(tracker.variables)
@@ -162,7 +170,7 @@ class VQVAETrainingSteps:
             updated.extend(values)
         return logs, updated
 
-    def _jax_train_step(self, state, data):
+    def _jax_train_step(self, state: tuple, data: Any) -> tuple[dict[str, Tensor], tuple]:
         import jax
 
         trainable, non_trainable, optimizer_variables, metrics_variables = state
@@ -189,7 +197,7 @@ class VQVAETrainingSteps:
         logs, metrics_variables = self._stateless_report(metrics_variables, results)
         return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
 
-    def _jax_test_step(self, state, data):
+    def _jax_test_step(self, state: tuple, data: Any) -> tuple[dict[str, Tensor], tuple]:
         trainable, non_trainable, metrics_variables = state
         images = data[0] if isinstance(data, (tuple, list)) else data
         _, (results, non_trainable) = self._stateless_losses(

@@ -7,9 +7,14 @@ The trainers subclass the networks rather than hold one, so a saved `.keras` fil
 layers at the top (`encoder/`, `quantizer/`, `decoder/`, `discriminator/`), as the shipped
 models were saved; `LinearWarmup` is the learning-rate warm-up their optimizer uses.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 from keras import ops
 
+from brainvq.hints import Tensor
 from brainvq.losses import adversarial
 from brainvq.losses.reconstruction import reconstruction_terms
 from brainvq.losses.ssim import SSIM_WINDOWS
@@ -63,9 +68,10 @@ class VQVAETrainer(VQVAETrainingSteps, VQVAE):
     Call returns the reconstructions [B, S, S, 1]; `forward` returns them with every loss term.
     """
 
-    def __init__(self, ssim_weight=0.5, ssim_warmup_steps=500, ssim_window="uniform",
-                 data_variance=1.0, perceptual_weight=0.0, adversarial_weight=0.0,
-                 adversarial_start=2000, **kwargs):
+    def __init__(self, ssim_weight: float = 0.5, ssim_warmup_steps: int = 500,
+                 ssim_window: str = "uniform", data_variance: float = 1.0,
+                 perceptual_weight: float = 0.0, adversarial_weight: float = 0.0,
+                 adversarial_start: int = 2000, **kwargs: Any) -> None:
         if ssim_window not in SSIM_WINDOWS:
             raise ValueError(f"unknown ssim_window {ssim_window!r}: use one of {SSIM_WINDOWS}")
         if not data_variance > 0:
@@ -89,15 +95,16 @@ class VQVAETrainer(VQVAETrainingSteps, VQVAE):
             names += TOP_LEVEL_METRICS
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
-    def use_perceptual_network(self, network):
+    def use_perceptual_network(self, network: keras.Model) -> None:
         """Gives the (frozen) `perceptual.feature_network` the perceptual term uses."""
         self._perceptual.network = network
 
     @property
-    def metrics(self):
+    def metrics(self) -> list[keras.metrics.Metric]:
         return list(self.trackers.values())
 
-    def forward(self, images, training=False, ssim_weight=None):
+    def forward(self, images: Tensor, training: bool = False,
+                ssim_weight: float | Tensor | None = None) -> dict[str, Tensor]:
         """Runs the whole model; returns reconstructions, code indices and the loss terms.
 
         `ssim_weight` overrides the model's weight of (1 - SSIM) (used for the warm-up)."""
@@ -109,7 +116,7 @@ class VQVAETrainer(VQVAETrainingSteps, VQVAE):
         return {"reconstructions": reconstructions,
                 "loss": terms["reconstruction_loss"] + codes["vq_loss"], **terms, **codes}
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({
             "ssim_weight": self.ssim_weight, "ssim_warmup_steps": self.ssim_warmup_steps,
@@ -143,13 +150,13 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
         warmup_steps: steps to reach it.
     """
 
-    def __init__(self, learning_rate, warmup_steps):
+    def __init__(self, learning_rate: float, warmup_steps: int) -> None:
         self.learning_rate = float(learning_rate)
         self.warmup_steps = int(warmup_steps)
 
-    def __call__(self, step):
+    def __call__(self, step: Tensor) -> Tensor:
         fraction = ops.minimum((ops.cast(step, "float32") + 1.0) / self.warmup_steps, 1.0)
         return self.learning_rate * fraction
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}

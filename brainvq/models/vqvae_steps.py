@@ -102,7 +102,7 @@ class VQVAETrainingSteps:
             # Gradients are summed over replicas, so each replica contributes its share.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
 
-            def scaled(loss):
+            def scaled(loss: Tensor) -> Tensor:
                 return self.optimizer.scale_loss(loss / replicas)
 
             scaled_loss = scaled(results["loss"])
@@ -176,14 +176,14 @@ class VQVAETrainingSteps:
         trainable, non_trainable, optimizer_variables, metrics_variables = state
         images = data[0] if isinstance(data, (tuple, list)) else data
 
-        def losses(trainable_values):
+        def losses(trainable_values: list) -> tuple:
             return self._stateless_losses(trainable_values, non_trainable, optimizer_variables,
                                           images, True)
 
         # One forward pass, one backward pass per loss (only the first without a discriminator).
         outputs, backward, (results, non_trainable) = jax.vjp(losses, trainable, has_aux=True)
 
-        def gradient_of(which):
+        def gradient_of(which: int) -> list:
             cotangent = tuple(ops.ones_like(value) if number == which else ops.zeros_like(value)
                               for number, value in enumerate(outputs))
             return list(backward(cotangent)[0])

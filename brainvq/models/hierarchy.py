@@ -16,11 +16,15 @@ the top codes (a spatial condition, upsampled to the bottom grid). Trained toget
 prior sees the true top codes and the bottom prior the true top codes as its condition; sampled,
 the top grid is drawn first, then the bottom grid given it (sampling.py).
 """
+from __future__ import annotations
+
 import math
+from typing import Any
 
 import keras
 from keras import layers, ops
 
+from brainvq.hints import Tensor
 from brainvq.models.layers.attention import SpatialSelfAttention
 from brainvq.models.prior_inputs import split_prior_inputs
 from brainvq.models.vqvae import (
@@ -32,14 +36,14 @@ from brainvq.models.vqvae import (
 )
 
 
-def pack_codes(top, bottom):
+def pack_codes(top: Tensor, bottom: Tensor) -> Tensor:
     """Top [B, t, t] and bottom [B, g, g] code indices -> one [B, t*t + g*g] vector each."""
     batch = ops.shape(bottom)[0]
     return ops.concatenate([ops.reshape(top, (batch, -1)),
                             ops.reshape(ops.cast(bottom, top.dtype), (batch, -1))], axis=1)
 
 
-def unpack_codes(codes, top_grid_size, grid_size):
+def unpack_codes(codes: Tensor, top_grid_size: int, grid_size: int) -> tuple[Tensor, Tensor]:
     """The inverse of `pack_codes`: (top [B, t, t], bottom [B, g, g])."""
     codes = ops.convert_to_tensor(codes)
     top_length = top_grid_size * top_grid_size
@@ -47,7 +51,8 @@ def unpack_codes(codes, top_grid_size, grid_size):
             ops.reshape(codes[:, top_length:], (-1, grid_size, grid_size)))
 
 
-def build_top_encoder(grid_size, width, code_dim, num_residual_blocks, attention):
+def build_top_encoder(grid_size: int, width: int, code_dim: int, num_residual_blocks: int,
+                      attention: bool) -> keras.Model:
     """Bottom features [B, g, g, width] -> top latents [B, g/2, g/2, code_dim]."""
     inputs = keras.Input((grid_size, grid_size, width), name="bottom_features")
     hidden = layers.Conv2D(width, 4, strides=2, padding="same", activation="relu",
@@ -61,7 +66,8 @@ def build_top_encoder(grid_size, width, code_dim, num_residual_blocks, attention
     return keras.Model(inputs, latents, name="top_encoder")
 
 
-def build_top_decoder(top_grid_size, code_dim, width, num_residual_blocks):
+def build_top_decoder(top_grid_size: int, code_dim: int, width: int, num_residual_blocks: int
+                      ) -> keras.Model:
     """Quantized top codes [B, t, t, code_dim] -> features on the bottom grid [B, 2t, 2t, width]
     (what the bottom latents are computed from, beside the bottom features)."""
     inputs = keras.Input((top_grid_size, top_grid_size, code_dim), name="top_quantized")
@@ -94,27 +100,27 @@ class VQVAE2(VQVAE):
 
     levels = 2
 
-    def __init__(self, top_code_dim=64, **kwargs):
+    def __init__(self, top_code_dim: int = 64, **kwargs: Any) -> None:
         self.top_code_dim = int(top_code_dim)
         if kwargs.get("architecture", "residual") != "residual":
             raise ValueError("VQ-VAE-2 is built on the residual architecture only")
         super().__init__(**kwargs)
 
     @property
-    def top_grid_size(self):
+    def top_grid_size(self) -> int:
         return self.grid_size // 2
 
     @property
-    def code_shape(self):
+    def code_shape(self) -> tuple[int, ...]:
         """Shape of one image's packed code."""
         return (self.top_grid_size ** 2 + self.grid_size ** 2,)
 
     @property
-    def code_bits(self):
+    def code_bits(self) -> float:
         """Bits of one image's code: positions of both grids x log2 K."""
         return (self.grid_size ** 2 + self.top_grid_size ** 2) * math.log2(self.num_codes)
 
-    def _build_networks(self):
+    def _build_networks(self) -> None:
         if self.grid_size % 2:
             raise ValueError(f"a two-level VQ-VAE needs an even bottom grid, got "
                              f"{self.grid_size}x{self.grid_size}: use an --image-size divisible "
@@ -135,7 +141,7 @@ class VQVAE2(VQVAE):
         self.top_quantizer = self._make_quantizer(self.top_code_dim, "top_quantizer")
         self.quantizer = self._make_quantizer(self.code_dim, "vector_quantizer")
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: tuple | None = None) -> None:
         width = level_channels(self.channels, self.num_downsamples)[-1]
         self.top_quantizer.build((None, self.top_grid_size, self.top_grid_size,
                                   self.top_code_dim))
@@ -144,16 +150,17 @@ class VQVAE2(VQVAE):
                                  self.top_code_dim))
         super().build(input_shape)
 
-    def _bottom_latents(self, features, top_quantized, training):
+    def _bottom_latents(self, features: Tensor, top_quantized: Tensor, training: bool) -> Tensor:
         top_features = self.top_decoder(top_quantized, training=training)
         return self.bottom_latents(ops.concatenate([features, top_features], axis=-1))
 
-    def _decode(self, bottom_quantized, top_quantized, training):
+    def _decode(self, bottom_quantized: Tensor, top_quantized: Tensor, training: bool) -> Tensor:
         upsampled = self.top_upsample(top_quantized)
         return ops.cast(self.decoder(ops.concatenate([bottom_quantized, upsampled], axis=-1),
                                      training=training), "float32")
 
-    def autoencode(self, images, training=False):
+    def autoencode(self, images: Tensor, training: bool = False
+                   ) -> tuple[Tensor, dict[str, Tensor]]:
         features = self.encoder(images, training=training)
         top = self.top_quantizer(self.top_encoder(features, training=training),
                                  training=training)
@@ -166,7 +173,7 @@ class VQVAE2(VQVAE):
             "perplexity": bottom["perplexity"], "codebook_usage": bottom["usage"],
             "top_perplexity": top["perplexity"], "top_codebook_usage": top["usage"]}
 
-    def encode(self, images):
+    def encode(self, images: Tensor) -> Tensor:
         """Packed code indices [B, t*t + g*g] (top grid, then bottom grid) of a batch."""
         features = self.encoder(images, training=False)
         top = self._nearest(self.top_quantizer, self.top_encoder(features, training=False),
@@ -175,12 +182,12 @@ class VQVAE2(VQVAE):
         bottom = self._nearest(self.quantizer, latents, self.grid_size)
         return pack_codes(top, bottom)
 
-    def decode_codes(self, code_indices):
+    def decode_codes(self, code_indices: Tensor) -> Tensor:
         """Images [B, S, S, 1] rendered from packed code indices [B, t*t + g*g]."""
         top, bottom = unpack_codes(code_indices, self.top_grid_size, self.grid_size)
         return self._decode(self.quantizer.lookup(bottom), self.top_quantizer.lookup(top), False)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["top_code_dim"] = self.top_code_dim
         return config
@@ -203,7 +210,7 @@ class HierarchicalPrior(keras.Model):
         against the packed codes is the NLL of the whole code, per code.
     """
 
-    def __init__(self, top, bottom, **kwargs):
+    def __init__(self, top: keras.Model, bottom: keras.Model, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if bottom.condition_codes != top.num_codes or \
                 bottom.condition_grid_size != top.grid_size:
@@ -217,21 +224,21 @@ class HierarchicalPrior(keras.Model):
         self.num_slice_positions = top.num_slice_positions
 
     @property
-    def unconditional_index(self):
+    def unconditional_index(self) -> int:
         return self.top.unconditional_index
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: tuple | None = None) -> None:
         for prior in (self.top, self.bottom):
             if not prior.built:
                 prior.build()
 
-    def get_build_config(self):
+    def get_build_config(self) -> dict[str, Any]:
         return {}
 
-    def build_from_config(self, config):
+    def build_from_config(self, config: dict[str, Any]) -> None:
         self.build()
 
-    def call(self, inputs, training=False):
+    def call(self, inputs: Any, training: bool = False) -> Tensor:
         codes, slice_index, _ = split_prior_inputs(inputs)
         top, bottom = unpack_codes(codes, self.top_grid_size, self.grid_size)
         top_logits = self.top({"code_indices": top, "slice_index": slice_index},
@@ -242,14 +249,14 @@ class HierarchicalPrior(keras.Model):
         return ops.concatenate([ops.reshape(top_logits, (batch, -1, self.num_codes)),
                                 ops.reshape(bottom_logits, (batch, -1, self.num_codes))], axis=1)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"top": keras.saving.serialize_keras_object(self.top),
                        "bottom": keras.saving.serialize_keras_object(self.bottom)})
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> HierarchicalPrior:
         config = dict(config)
         top = keras.saving.deserialize_keras_object(config.pop("top"))
         bottom = keras.saving.deserialize_keras_object(config.pop("bottom"))

@@ -1,7 +1,13 @@
 """Masked convolutions: the causal building block of the PixelCNN prior."""
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 import numpy as np
 from keras import layers, ops
+
+from brainvq.hints import Tensor
 
 #
 # A gated PixelCNN (van den Oord et al., 2016, "Conditional Image Generation with PixelCNN
@@ -22,7 +28,7 @@ from keras import layers, ops
 PIXELCNN_STACKS = ("vertical", "horizontal", "full")
 
 
-def pixelcnn_mask(kernel_size, mask_type, stack):
+def pixelcnn_mask(kernel_size: int, mask_type: str, stack: str) -> np.ndarray:
     """The 0/1 mask of a masked convolution kernel, as a float32 numpy array [kh, kw].
 
     Args:
@@ -75,8 +81,10 @@ class MaskedConv2D(layers.Layer):
         [B, H, W, filters] features ("same" padding, stride 1).
     """
 
-    def __init__(self, filters, kernel_size=3, mask_type="B", stack="full", use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+    def __init__(self, filters: int, kernel_size: int = 3, mask_type: str = "B",
+                 stack: str = "full", use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if mask_type not in ("A", "B"):
             raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
@@ -92,7 +100,7 @@ class MaskedConv2D(layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         self.mask = pixelcnn_mask(self.kernel_size, self.mask_type, self.stack)  # numpy constant
         kernel_height, kernel_width = self.mask.shape
         self.kernel = self.add_weight(
@@ -102,21 +110,21 @@ class MaskedConv2D(layers.Layer):
                                      initializer=self.bias_initializer)
                      if self.use_bias else None)
 
-    def masked_kernel(self):
+    def masked_kernel(self) -> Tensor:
         """The kernel with the mask applied (what `call` convolves with)."""
         mask = ops.convert_to_tensor(self.mask[:, :, None, None], dtype=self.compute_dtype)
         return ops.cast(self.kernel, self.compute_dtype) * mask
 
-    def call(self, inputs):
+    def call(self, inputs: Tensor) -> Tensor:
         outputs = ops.conv(inputs, self.masked_kernel(), strides=1, padding="same")
         if self.bias is not None:
             outputs = outputs + ops.cast(self.bias, self.compute_dtype)
         return outputs
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         return tuple(input_shape[:-1]) + (self.filters,)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({
             "filters": self.filters, "kernel_size": self.kernel_size,

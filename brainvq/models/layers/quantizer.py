@@ -4,11 +4,17 @@ Model code uses `keras.ops` and `keras.layers` only, so it runs on the TensorFlo
 The one exception is cross-replica reduction of the EMA codebook statistics, which asks TensorFlow's
 distribution strategy (when one is active) to sum them over replicas.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 from keras import layers, ops
 
+from brainvq.hints import Tensor
 
-def _sum_over_replicas(value):
+
+def _sum_over_replicas(value: Tensor) -> Tensor:
     """Sums `value` over the replicas of an active `tf.distribute` strategy; identity otherwise."""
     if keras.backend.backend() != "tensorflow":
         return value
@@ -60,10 +66,10 @@ class VectorQuantizer(layers.Layer):
         usage: fraction of the K codes used at least once in the batch.
     """
 
-    def __init__(self, num_codes, code_dim, commitment_cost=0.25,
-                 use_ema=True, ema_decay=0.99, epsilon=1e-5,
-                 dead_code_threshold=1.0, kmeans_iterations=3,
-                 init_from_data=True, **kwargs):
+    def __init__(self, num_codes: int, code_dim: int, commitment_cost: float = 0.25,
+                 use_ema: bool = True, ema_decay: float = 0.99, epsilon: float = 1e-5,
+                 dead_code_threshold: float = 1.0, kmeans_iterations: int = 3,
+                 init_from_data: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.num_codes = int(num_codes)
@@ -77,7 +83,7 @@ class VectorQuantizer(layers.Layer):
         self.init_from_data = bool(init_from_data)
         self.seed_generator = keras.random.SeedGenerator(1234)
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         if input_shape[-1] != self.code_dim:
             raise ValueError(f"VectorQuantizer expects inputs with last axis {self.code_dim} "
                              f"(code_dim), got shape {input_shape}")
@@ -100,24 +106,24 @@ class VectorQuantizer(layers.Layer):
 
     # -- pieces --------------------------------------------------------------------------------
 
-    def _distances(self, flat_inputs, codebook):
+    def _distances(self, flat_inputs: Tensor, codebook: Tensor) -> Tensor:
         """Squared Euclidean distances [N, K] between input vectors and codes."""
         return (ops.sum(flat_inputs ** 2, axis=1, keepdims=True)
                 - 2.0 * ops.matmul(flat_inputs, ops.transpose(codebook))
                 + ops.sum(codebook ** 2, axis=1)[None, :])
 
-    def nearest_codes(self, flat_inputs, codebook=None):
+    def nearest_codes(self, flat_inputs: Tensor, codebook: Tensor | None = None) -> Tensor:
         """Index of the nearest code for each row of `flat_inputs` [N, D]."""
         codebook = self.codebook.value if codebook is None else codebook
         return ops.cast(ops.argmin(self._distances(flat_inputs, codebook), axis=1), "int32")
 
-    def _random_rows(self, flat_inputs, count):
+    def _random_rows(self, flat_inputs: Tensor, count: int) -> Tensor:
         """`count` rows of `flat_inputs` drawn uniformly with replacement."""
         rows = ops.shape(flat_inputs)[0]
         picks = keras.random.randint((count,), 0, rows, seed=self.seed_generator)
         return ops.take(flat_inputs, picks, axis=0)
 
-    def _kmeans_init(self, flat_inputs, codebook):
+    def _kmeans_init(self, flat_inputs: Tensor, codebook: Tensor) -> Tensor:
         """k-means-style codebook from one batch: `codebook` (random inputs), then Lloyd
         iterations."""
         for _ in range(self.kmeans_iterations):
@@ -128,7 +134,7 @@ class VectorQuantizer(layers.Layer):
             codebook = ops.where((counts > 0)[:, None], means, codebook)
         return codebook
 
-    def _initialize_from(self, flat_inputs):
+    def _initialize_from(self, flat_inputs: Tensor) -> None:
         """Runs the k-means init once, on the first training batch."""
         first_time = self.initialized.value < 0.5
         # Drawn outside the cond: random state must not be updated inside a traced branch.
@@ -143,7 +149,7 @@ class VectorQuantizer(layers.Layer):
             self.ema_code_sum.assign(ops.where(first_time, codebook, self.ema_code_sum.value))
         self.initialized.assign(1.0)
 
-    def _ema_update(self, flat_inputs, one_hot, counts):
+    def _ema_update(self, flat_inputs: Tensor, one_hot: Tensor, counts: Tensor) -> None:
         """Moves each code towards the mean of the inputs assigned to it.
 
         `counts` are the assignments per code, already summed over replicas.
@@ -159,7 +165,7 @@ class VectorQuantizer(layers.Layer):
         self.ema_code_sum.assign(code_sum)
         self.codebook.assign(code_sum / smoothed[:, None])
 
-    def _restart_dead_codes(self, flat_inputs):
+    def _restart_dead_codes(self, flat_inputs: Tensor) -> None:
         """Replaces codes whose EMA cluster size is under the threshold by random inputs."""
         dead = self.ema_cluster_size.value < self.dead_code_threshold
         replacements = self._random_rows(flat_inputs, self.num_codes)
@@ -170,7 +176,7 @@ class VectorQuantizer(layers.Layer):
 
     # -- forward -------------------------------------------------------------------------------
 
-    def call(self, inputs, training=False):
+    def call(self, inputs: Tensor, training: bool = False) -> dict[str, Tensor]:
         inputs = ops.cast(inputs, "float32")
         flat_inputs = ops.reshape(inputs, (-1, self.code_dim))
         if training and self.init_from_data:
@@ -204,11 +210,11 @@ class VectorQuantizer(layers.Layer):
             "usage": usage,
         }
 
-    def lookup(self, code_indices):
+    def lookup(self, code_indices: Tensor) -> Tensor:
         """Code vectors [..., D] for integer code indices [...]."""
         return ops.take(self.codebook.value, ops.cast(code_indices, "int32"), axis=0)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({
             "num_codes": self.num_codes, "code_dim": self.code_dim,

@@ -1,7 +1,12 @@
 """The gated PixelCNN prior over code grids (its inputs and metric: `prior_inputs`)."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
 import keras
 from keras import layers, ops
 
+from brainvq.hints import Tensor
 from brainvq.models import prior_inputs
 from brainvq.models.layers import attention
 from brainvq.models.layers.gated import GatedPixelCNNLayer
@@ -83,16 +88,14 @@ class GatedPixelCNN(keras.Model):
     # The attention settings default to what a prior saved before they existed was built with
     # (none, 4 heads, no position embedding), so such checkpoints load unchanged; runs get
     # theirs from models/build.py.
-    def __init__(self, num_codes=512,
-                 grid_size=16,
-                 filters=96, num_layers=6,
-                 kernel_size=3, dropout=0.1,
-                 num_slice_positions=32, condition_dropout=0.1,
-                 seed=0, attention_blocks=0,
-                 attention_heads=4,
-                 position_embedding=False,
-                 condition_codes=0, condition_grid_size=0, covariates=(),
-                 condition_noise=0.0, augmentation_inputs=0, **kwargs):
+    def __init__(self, num_codes: int = 512, grid_size: int = 16, filters: int = 96,
+                 num_layers: int = 6, kernel_size: int = 3, dropout: float = 0.1,
+                 num_slice_positions: int = 32, condition_dropout: float = 0.1, seed: int = 0,
+                 attention_blocks: int = 0, attention_heads: int = 4,
+                 position_embedding: bool = False, condition_codes: int = 0,
+                 condition_grid_size: int = 0, covariates: Sequence[Mapping[str, Any]] = (),
+                 condition_noise: float = 0.0, augmentation_inputs: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.num_codes = int(num_codes)
         self.grid_size = int(grid_size)
@@ -116,7 +119,7 @@ class GatedPixelCNN(keras.Model):
         self._build_condition_encoders()
         self.seed_generator = keras.random.SeedGenerator(self.seed)
 
-    def _check_settings(self):
+    def _check_settings(self) -> None:
         """Raises ValueError for settings no prior can be built with."""
         if not 0.0 <= self.condition_noise <= 1.0:
             raise ValueError(f"condition_noise must lie in [0, 1], got {self.condition_noise}")
@@ -132,7 +135,7 @@ class GatedPixelCNN(keras.Model):
         if self.attention_blocks < 0:
             raise ValueError(f"attention_blocks must be >= 0, got {self.attention_blocks}")
 
-    def _build_layers(self):
+    def _build_layers(self) -> None:
         """The embeddings, the gated stacks, the attention blocks and the output head."""
         self.code_embedding = layers.Embedding(self.num_codes, self.filters,
                                                name="code_embedding")
@@ -156,7 +159,7 @@ class GatedPixelCNN(keras.Model):
         self.head_hidden = layers.Conv2D(self.filters, 1, name="head_hidden")
         self.head_logits = layers.Conv2D(self.num_codes, 1, dtype="float32", name="logits")
 
-    def _build_condition_encoders(self):
+    def _build_condition_encoders(self) -> None:
         """The encoders of the conditions beside the slice position: spatial condition codes,
         covariates and augmentation parameters (each only when the prior takes it)."""
         # A spatial condition (VQ-VAE-2's bottom prior: the top codes): embedded, attended over
@@ -195,16 +198,16 @@ class GatedPixelCNN(keras.Model):
                 name="augmentation_condition")
 
     @property
-    def causal_reach(self):
+    def causal_reach(self) -> int:
         """How far (rows up, columns either side) the logits at a position can look."""
         return (self.num_layers + 1) * (self.kernel_size // 2)
 
     @property
-    def unconditional_index(self):
+    def unconditional_index(self) -> int:
         """The slice index meaning "no condition"."""
         return self.num_slice_positions
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: Any = None) -> None:
         """Builds every sublayer (the input shape is implied by grid_size)."""
         grid = (None, self.grid_size, self.grid_size)
         features = grid + (self.filters,)
@@ -232,7 +235,8 @@ class GatedPixelCNN(keras.Model):
         self.head_hidden.build(features)
         self.head_logits.build(features)
 
-    def covariate_condition(self, covariates, batch, training=False):
+    def covariate_condition(self, covariates: Tensor | None, batch: int, training: bool = False
+                            ) -> Tensor:
         """[B, F]: the sum of the covariates' embeddings (0 without covariates).
 
         Args:
@@ -262,7 +266,7 @@ class GatedPixelCNN(keras.Model):
                 total = total + encoder(index)
         return total
 
-    def augmentation_condition(self, augmentation, batch):
+    def augmentation_condition(self, augmentation: Tensor | None, batch: int) -> Tensor | float:
         """[B, F]: the embedding of the augmentation parameters [B, A] (None: all 0, a grid as
         it is); 0 for a prior built without `augmentation_inputs`."""
         if not self.augmentation_inputs:
@@ -273,7 +277,7 @@ class GatedPixelCNN(keras.Model):
                                    (-1, self.augmentation_inputs))
         return self.augmentation_encoder(augmentation)
 
-    def corrupt_condition(self, condition_codes):
+    def corrupt_condition(self, condition_codes: Tensor) -> Tensor:
         """[B, t, t] codes with a share `condition_noise` of them replaced by uniformly drawn
         codes (training only; see the class docstring)."""
         condition_codes = ops.cast(condition_codes, "int32")
@@ -283,7 +287,7 @@ class GatedPixelCNN(keras.Model):
                                      seed=self.seed_generator)
         return ops.where(replace, drawn, condition_codes)
 
-    def spatial_condition(self, condition_codes):
+    def spatial_condition(self, condition_codes: Tensor) -> Tensor:
         """[B, t, t] codes of the coarser grid -> [B, g, g, F] condition features."""
         factor = self.grid_size // self.condition_grid_size
         embedded = self.condition_attention(
@@ -291,8 +295,9 @@ class GatedPixelCNN(keras.Model):
         upsampled = ops.repeat(ops.repeat(embedded, factor, axis=1), factor, axis=2)
         return self.condition_mix(upsampled)
 
-    def condition_biases(self, slice_index, batch, training=False, condition_codes=None,
-                         covariates=None, augmentation=None):
+    def condition_biases(self, slice_index: Tensor | None, batch: int, training: bool = False,
+                         condition_codes: Tensor | None = None, covariates: Tensor | None = None,
+                         augmentation: Tensor | None = None) -> list:
         """Per gated layer, the bias of the conditions: [B, 1, 1, 2F] for the slice alone, or
         [B, g, g, 2F] with a spatial condition (`condition_codes`).
 
@@ -333,7 +338,8 @@ class GatedPixelCNN(keras.Model):
         return [bias + projection(spatial)
                 for bias, projection in zip(biases, self.spatial_projections)]
 
-    def position_features(self, row_offset, column_offset, height, width):
+    def position_features(self, row_offset: int | Tensor, column_offset: int | Tensor, height: int,
+                          width: int) -> Tensor | float:
         """[1, height, width, F] learned embedding of the absolute grid positions of a crop
         whose top-left corner is (row_offset, column_offset); 0 without `position_embedding`."""
         if not self.position_embedding:
@@ -342,7 +348,8 @@ class GatedPixelCNN(keras.Model):
         columns = self.column_embedding(ops.arange(width, dtype="int32") + column_offset)
         return (rows[:, None, :] + columns[None, :, :])[None]
 
-    def embed(self, code_indices, row_offset=0, column_offset=0):
+    def embed(self, code_indices: Tensor, row_offset: int | Tensor = 0,
+              column_offset: int | Tensor = 0) -> Tensor:
         """[B, H, W] code indices (any crop of a grid whose top-left corner is at
         (row_offset, column_offset)) -> [B, H, W, F] input features: the code embedding plus,
         with `position_embedding`, the embedding of each position."""
@@ -350,7 +357,7 @@ class GatedPixelCNN(keras.Model):
         height, width = code_indices.shape[1], code_indices.shape[2]
         return embedded + self.position_features(row_offset, column_offset, height, width)
 
-    def vertical_pass(self, embedded, biases):
+    def vertical_pass(self, embedded: Tensor, biases: list) -> list:
         """The vertical stack of every gated layer.
 
         Args:
@@ -368,7 +375,8 @@ class GatedPixelCNN(keras.Model):
             to_horizontal.append(term)
         return to_horizontal
 
-    def horizontal_pass(self, embedded, to_horizontal, biases, training=False):
+    def horizontal_pass(self, embedded: Tensor, to_horizontal: list, biases: list,
+                        training: bool = False) -> Tensor:
         """The horizontal stack of every gated layer.
 
         Args:
@@ -385,7 +393,7 @@ class GatedPixelCNN(keras.Model):
             horizontal = layer.horizontal_step(horizontal, term, bias, training=training)
         return horizontal
 
-    def attention_pass(self, features, embedded, training=False):
+    def attention_pass(self, features: Tensor, embedded: Tensor, training: bool = False) -> Tensor:
         """The causal attention blocks over the whole grid (identity without them).
 
         Args:
@@ -408,11 +416,11 @@ class GatedPixelCNN(keras.Model):
             flat = block(flat, context, training=training)
         return ops.reshape(flat, (batch, height, width, self.filters))
 
-    def head(self, features):
+    def head(self, features: Tensor) -> Tensor:
         """Logits [..., K] (float32) from last-layer features [..., H, W, F]."""
         return self.head_logits(ops.relu(self.head_hidden(ops.relu(features))))
 
-    def call(self, inputs, training=False):
+    def call(self, inputs: Any, training: bool = False) -> Tensor:
         code_indices, slice_index, condition_codes = prior_inputs.split_prior_inputs(inputs)
         biases = self.condition_biases(slice_index, ops.shape(code_indices)[0], training,
                                        condition_codes, prior_inputs.prior_covariates(inputs),
@@ -424,7 +432,7 @@ class GatedPixelCNN(keras.Model):
         features = features + self.position_features(0, 0, self.grid_size, self.grid_size)
         return self.head(self.attention_pass(features, embedded, training))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({
             "num_codes": self.num_codes, "grid_size": self.grid_size, "filters": self.filters,

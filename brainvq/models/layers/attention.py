@@ -20,27 +20,32 @@ For sampling, a block is split into `query_step` (what position p needs before i
 drawn) and `key_value` (what p adds to the key/value cache once its code is known); together
 they give exactly the whole-grid `call`.
 """
+from __future__ import annotations
+
 import math
+from typing import Any
 
 import keras
 from keras import layers, ops
 
+from brainvq.hints import Tensor
 
-def _split_heads(tensor, heads):
+
+def _split_heads(tensor: Tensor, heads: int) -> Tensor:
     """[B, P, F] -> [B, heads, P, F // heads]."""
     batch, positions = ops.shape(tensor)[0], ops.shape(tensor)[1]
     tensor = ops.reshape(tensor, (batch, positions, heads, tensor.shape[-1] // heads))
     return ops.transpose(tensor, (0, 2, 1, 3))
 
 
-def _merge_heads(tensor):
+def _merge_heads(tensor: Tensor) -> Tensor:
     """[B, heads, P, d] -> [B, P, heads * d]."""
     tensor = ops.transpose(tensor, (0, 2, 1, 3))
     batch, positions = ops.shape(tensor)[0], ops.shape(tensor)[1]
     return ops.reshape(tensor, (batch, positions, tensor.shape[2] * tensor.shape[3]))
 
 
-def causal_mask(positions):
+def causal_mask(positions: int) -> Tensor:
     """Boolean [P, P]: entry (p, q) is true where query p may attend key q (q < p)."""
     index = ops.arange(positions, dtype="int32")
     return index[None, :] < index[:, None]
@@ -65,7 +70,7 @@ class CausalAttentionBlock(layers.Layer):
         [B, P, F] features; output p depends on features[:, <= p] and context[:, < p].
     """
 
-    def __init__(self, filters, heads=4, dropout=0.0, **kwargs):
+    def __init__(self, filters: int, heads: int = 4, dropout: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.heads = int(heads)
@@ -83,7 +88,7 @@ class CausalAttentionBlock(layers.Layer):
         self.mlp_output = layers.Dense(self.filters, name="mlp_output")
         self.dropout = layers.Dropout(self.dropout_rate)
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         shape = (None, None, self.filters)
         for layer in (self.attention_norm, self.query, self.key, self.value,
                       self.attention_output, self.mlp_norm):
@@ -91,13 +96,13 @@ class CausalAttentionBlock(layers.Layer):
         self.mlp_hidden.build(shape)
         self.mlp_output.build((None, None, 2 * self.filters))
 
-    def key_value(self, normed, context):
+    def key_value(self, normed: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         """Keys and values [B, P, F] of positions whose normed features and code context
         are given (`normed` is `attention_norm(features)`, as `query_step` returns it)."""
         source = normed + ops.cast(context, normed.dtype)
         return self.key(source), self.value(source)
 
-    def attend(self, query, keys, values, mask):
+    def attend(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None) -> Tensor:
         """Multi-head attention of queries [B, Pq, F] over keys/values [B, Pk, F].
 
         Args:
@@ -117,7 +122,8 @@ class CausalAttentionBlock(layers.Layer):
         attended = ops.einsum("bhpq,bhqd->bhpd", weights, ops.cast(values, "float32"))
         return ops.cast(_merge_heads(attended), query.dtype)
 
-    def query_step(self, features, keys, values, mask, training=False, normed=None):
+    def query_step(self, features: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None,
+                   training: bool = False, normed: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The block's output at some positions, given the keys and values of the others.
 
         Args:
@@ -139,7 +145,7 @@ class CausalAttentionBlock(layers.Layer):
         features = features + self.dropout(self.mlp_output(hidden), training=training)
         return features, normed
 
-    def call(self, features, context, training=False):
+    def call(self, features: Tensor, context: Tensor, training: bool = False) -> Tensor:
         normed = self.attention_norm(features)
         keys, values = self.key_value(normed, context)
         mask = causal_mask(ops.shape(features)[1])[None, None]
@@ -147,7 +153,7 @@ class CausalAttentionBlock(layers.Layer):
                                     normed=normed)
         return output
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"filters": self.filters, "heads": self.heads,
                        "dropout": self.dropout_rate})
@@ -171,11 +177,11 @@ class SpatialSelfAttention(layers.Layer):
         [B, H, W, F].
     """
 
-    def __init__(self, heads=4, **kwargs):
+    def __init__(self, heads: int = 4, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.heads = int(heads)
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         width = int(input_shape[-1])
         if width % self.heads:
             raise ValueError(f"feature width {width} is not a multiple of heads={self.heads}")
@@ -185,14 +191,14 @@ class SpatialSelfAttention(layers.Layer):
         sequence = (input_shape[0], None, width)
         self.attention.build(sequence, sequence)
 
-    def call(self, features):
+    def call(self, features: Tensor) -> Tensor:
         height, width = ops.shape(features)[1], ops.shape(features)[2]
         hidden = self.norm(features)
         flat = ops.reshape(hidden, (ops.shape(features)[0], height * width, features.shape[-1]))
         attended = self.attention(flat, flat)
         return features + ops.reshape(attended, ops.shape(features))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"heads": self.heads})
         return config

@@ -1,12 +1,17 @@
 """The gated PixelCNN layer (van den Oord et al. 2016): a vertical and a horizontal stack of
 masked convolutions with gated activations, the building block of `pixelcnn.GatedPixelCNN`."""
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 from keras import layers, ops
 
+from brainvq.hints import Tensor
 from brainvq.models.layers.masked_conv import MaskedConv2D
 
 
-def gate(features):
+def gate(features: Tensor) -> Tensor:
     """tanh(a) * sigmoid(b) for features [..., 2F] split into a and b along the last axis."""
     a, b = ops.split(features, 2, axis=-1)
     return ops.tanh(a) * ops.sigmoid(b)
@@ -43,8 +48,9 @@ class GatedPixelCNNLayer(layers.Layer):
         A tuple (vertical, horizontal) of [B, H, W, F] features.
     """
 
-    def __init__(self, filters, kernel_size=3, mask_type="B", dropout=0.0, condition_dim=None,
-                 residual=None, **kwargs):
+    def __init__(self, filters: int, kernel_size: int = 3, mask_type: str = "B",
+                 dropout: float = 0.0, condition_dim: int | None = None,
+                 residual: bool | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
@@ -67,7 +73,7 @@ class GatedPixelCNNLayer(layers.Layer):
                                      if self.condition_dim else None)
         self.dropout = layers.Dropout(self.dropout_rate)
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         """Builds the sublayers for stack inputs shaped `input_shape` ([B, H, W, C])."""
         input_shape = tuple(input_shape)
         gated_shape = input_shape[:-1] + (2 * self.filters,)
@@ -81,7 +87,7 @@ class GatedPixelCNNLayer(layers.Layer):
         if self.condition_projection is not None:
             self.condition_projection.build((None, self.condition_dim))
 
-    def condition_bias(self, condition):
+    def condition_bias(self, condition: Tensor | None) -> Tensor | None:
         """The conditioning vectors [B, condition_dim] projected to a [B, 1, 1, 2F] bias."""
         if condition is None:
             return None
@@ -90,7 +96,7 @@ class GatedPixelCNNLayer(layers.Layer):
                              f"(condition_dim=None) but was given a condition")
         return self.condition_projection(condition)[:, None, None, :]
 
-    def vertical_step(self, vertical, bias=None):
+    def vertical_step(self, vertical: Tensor, bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The vertical stack's half of the layer.
 
         Args:
@@ -109,7 +115,8 @@ class GatedPixelCNNLayer(layers.Layer):
             features = features + bias
         return gate(features), to_horizontal
 
-    def horizontal_step(self, horizontal, to_horizontal, bias=None, training=None):
+    def horizontal_step(self, horizontal: Tensor, to_horizontal: Tensor, bias: Tensor | None = None,
+                        training: bool | None = None) -> Tensor:
         """The horizontal stack's half of the layer.
 
         Args:
@@ -130,12 +137,13 @@ class GatedPixelCNNLayer(layers.Layer):
             output = horizontal + output
         return output
 
-    def call(self, vertical, horizontal, condition=None, training=None):
+    def call(self, vertical: Tensor, horizontal: Tensor, condition: Tensor | None = None,
+             training: bool | None = None) -> tuple[Tensor, Tensor]:
         bias = self.condition_bias(condition)
         vertical_out, to_horizontal = self.vertical_step(vertical, bias)
         return vertical_out, self.horizontal_step(horizontal, to_horizontal, bias, training)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({
             "filters": self.filters, "kernel_size": self.kernel_size,

@@ -13,11 +13,15 @@ slice axis by construction.
 Shapes: code indices [B, S, g, g] (slices first, bottom first) -> slab codes [B, S / f, g, g]
 -> logits [B, S, g, g, K] over the slice codebook. No file is read or written here.
 """
+from __future__ import annotations
+
 import math
+from typing import Any
 
 import keras
 from keras import layers, ops
 
+from brainvq.hints import Tensor
 from brainvq.models.layers.quantizer import VectorQuantizer
 
 
@@ -26,21 +30,21 @@ class SlabBlock(layers.Layer):
     """A residual block of two 3D convolutions: (3, 1, 1) along the slices, then (1, 3, 3)
     in-plane, each after a ReLU (factorised: a ninth of a full 3x3x3 convolution's cost)."""
 
-    def __init__(self, channels, **kwargs):
+    def __init__(self, channels: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.channels = int(channels)
         self.along = layers.Conv3D(self.channels, (3, 1, 1), padding="same")
         self.within = layers.Conv3D(self.channels, (1, 3, 3), padding="same")
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         self.along.build(input_shape)
         self.within.build(input_shape[:-1] + (self.channels,))
 
-    def call(self, inputs):
+    def call(self, inputs: Tensor) -> Tensor:
         hidden = self.along(ops.relu(inputs))
         return inputs + self.within(ops.relu(hidden))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return dict(super().get_config(), channels=self.channels)
 
 
@@ -59,9 +63,10 @@ class SlabAutoencoder(keras.Model):
             (`VectorQuantizer`).
     """
 
-    def __init__(self, num_slice_codes=512, slab_depth=8, slab_num_codes=512, slab_code_dim=32,
-                 slab_channels=64, blocks=1, commitment_cost=0.25, ema_decay=0.99,
-                 dead_code_threshold=1.0, **kwargs):
+    def __init__(self, num_slice_codes: int = 512, slab_depth: int = 8,
+                 slab_num_codes: int = 512, slab_code_dim: int = 32, slab_channels: int = 64,
+                 blocks: int = 1, commitment_cost: float = 0.25, ema_decay: float = 0.99,
+                 dead_code_threshold: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         steps = math.log2(slab_depth) if slab_depth >= 1 else 0.5
         if steps != int(steps):
@@ -92,7 +97,8 @@ class SlabAutoencoder(keras.Model):
         self.perplexity_tracker = keras.metrics.Mean(name="perplexity")
         self.build()  # its weights exist before `fit` (a saved model holds them all)
 
-    def _network(self, resampling, last, name, first=None):
+    def _network(self, resampling: layers.Layer, last: layers.Layer, name: str,
+                 first: layers.Layer | None = None) -> keras.Sequential:
         """[first] blocks, the resampling convolutions, blocks, then `last`."""
         stack = [first] if first is not None else []
         stack += [SlabBlock(self.slab_channels) for _ in range(self.blocks)]
@@ -102,47 +108,47 @@ class SlabAutoencoder(keras.Model):
         return keras.Sequential(stack, name=name)
 
     @property
-    def metrics(self):
+    def metrics(self) -> list[keras.metrics.Metric]:
         return [self.loss_tracker, self.accuracy_tracker, self.perplexity_tracker]
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: tuple | None = None) -> None:
         if self.built:
             return
         depth, grid = 2 * self.slab_depth, 2
         self.call(ops.zeros((1, depth, grid, grid), "int32"))
         self.built = True
 
-    def _check_depth(self, code_indices):
+    def _check_depth(self, code_indices: Tensor) -> None:
         if code_indices.shape[1] is not None and code_indices.shape[1] % self.slab_depth:
             raise ValueError(f"a stack of {code_indices.shape[1]} slices does not split into "
                              f"slabs of {self.slab_depth}: cut stacks of a multiple of "
                              f"{self.slab_depth} slices")
 
-    def bottleneck(self, code_indices, training=False):
+    def bottleneck(self, code_indices: Tensor, training: bool = False) -> dict[str, Tensor]:
         """The quantizer's dict (`quantized`, `code_indices` [B, S / f, g, g], `loss`, ...)
         for slice code grids [B, S, g, g]."""
         self._check_depth(code_indices)
         features = self.embedding(ops.cast(code_indices, "int32"))
         return self.quantizer(self.encoder(features, training=training), training=training)
 
-    def call(self, code_indices, training=False):
+    def call(self, code_indices: Tensor, training: bool = False) -> Tensor:
         """Slice-code logits [B, S, g, g, K] through the slab bottleneck."""
         return self.decoder(self.bottleneck(code_indices, training)["quantized"],
                             training=training)
 
-    def encode(self, code_indices):
+    def encode(self, code_indices: Tensor) -> Tensor:
         """Slab codes [B, S / f, g, g] int32 of slice code grids [B, S, g, g]."""
         return self.bottleneck(code_indices)["code_indices"]
 
-    def decode_logits(self, slab_codes):
+    def decode_logits(self, slab_codes: Tensor) -> Tensor:
         """Slice-code logits [B, S, g, g, K] of slab codes [B, S / f, g, g]."""
         return self.decoder(self.quantizer.lookup(slab_codes))
 
-    def decode(self, slab_codes):
+    def decode(self, slab_codes: Tensor) -> Tensor:
         """The most likely slice code grids [B, S, g, g] int32 of slab codes."""
         return ops.cast(ops.argmax(self.decode_logits(slab_codes), axis=-1), "int32")
 
-    def slab_losses(self, code_indices, training):
+    def slab_losses(self, code_indices: Tensor, training: bool) -> tuple[Tensor, Tensor, Tensor]:
         quantized = self.bottleneck(code_indices, training)
         logits = self.decoder(quantized["quantized"], training=training)
         reconstruction = ops.mean(keras.losses.sparse_categorical_crossentropy(
@@ -152,13 +158,13 @@ class SlabAutoencoder(keras.Model):
                       ops.cast(code_indices, "int32")), "float32"))
         return reconstruction + quantized["loss"], accuracy, quantized["perplexity"]
 
-    def _track(self, loss, accuracy, perplexity):
+    def _track(self, loss: Tensor, accuracy: Tensor, perplexity: Tensor) -> dict[str, Tensor]:
         self.loss_tracker.update_state(loss)
         self.accuracy_tracker.update_state(accuracy)
         self.perplexity_tracker.update_state(perplexity)
         return {metric.name: metric.result() for metric in self.metrics}
 
-    def train_step(self, data):
+    def train_step(self, data: Any) -> dict[str, Tensor]:
         code_indices = data[0] if isinstance(data, tuple) else data
         if keras.backend.backend() == "jax":
             raise NotImplementedError("SlabAutoencoder trains on TensorFlow; on JAX, call "
@@ -171,11 +177,11 @@ class SlabAutoencoder(keras.Model):
         self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
         return self._track(loss, accuracy, perplexity)
 
-    def test_step(self, data):
+    def test_step(self, data: Any) -> dict[str, Tensor]:
         code_indices = data[0] if isinstance(data, tuple) else data
         return self._track(*self.slab_losses(code_indices, training=False))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return dict(super().get_config(), num_slice_codes=self.num_slice_codes,
                     slab_depth=self.slab_depth, slab_num_codes=self.slab_num_codes,
                     slab_code_dim=self.slab_code_dim, slab_channels=self.slab_channels,

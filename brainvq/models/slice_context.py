@@ -14,9 +14,14 @@ unquantized latents (what quantization took away), and the slice VQ-VAE's own de
 its output slice by slice. It is fully convolutional: it trains on short runs of slices and
 refines a stack of any length. No file is read or written here.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 from keras import layers, ops
 
+from brainvq.hints import Tensor
 from brainvq.models.slabs import SlabBlock
 
 
@@ -31,7 +36,8 @@ class SliceContextRefiner(keras.Model):
             `blocks` slices above and below).
     """
 
-    def __init__(self, code_dim=64, channels=64, blocks=4, **kwargs):
+    def __init__(self, code_dim: int = 64, channels: int = 64, blocks: int = 4,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.code_dim, self.channels, self.blocks = int(code_dim), int(channels), int(blocks)
         self.inflow = layers.Conv3D(self.channels, 1, name="inflow")
@@ -42,7 +48,7 @@ class SliceContextRefiner(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.build((None, None, None, None, self.code_dim))
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         if self.built:
             return
         shape = tuple(input_shape[:-1])
@@ -53,27 +59,29 @@ class SliceContextRefiner(keras.Model):
         self.built = True
 
     @property
-    def metrics(self):
+    def metrics(self) -> list[keras.metrics.Metric]:
         return [self.loss_tracker]
 
-    def call(self, latents, training=False):
+    def call(self, latents: Tensor, training: bool = False) -> Tensor:
         hidden = self.inflow(latents)
         for block in self.residual_blocks:
             hidden = block(hidden)
         return latents + self.outflow(ops.relu(hidden))
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None,
+                     sample_weight: Any = None, training: bool = True) -> Tensor:
         """The mean squared distance to the unquantized latents `y`."""
         loss = ops.mean(ops.square(ops.cast(y, y_pred.dtype) - y_pred))
         self.loss_tracker.update_state(loss)
         return loss
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return dict(super().get_config(), code_dim=self.code_dim, channels=self.channels,
                     blocks=self.blocks)
 
 
-def refine_codes(refiner, vqvae, code_indices, strength=1.0):
+def refine_codes(refiner: SliceContextRefiner, vqvae: keras.Model, code_indices: Tensor,
+                 strength: float = 1.0) -> Tensor:
     """Refined latents [V, S, g, g, D] of slice code stacks [V, S, g, g]: the codebook rows
     moved `strength` of the way to the refiner's output (0: unchanged, 1: the refiner's)."""
     latents = vqvae.quantizer.lookup(ops.cast(code_indices, "int32"))
@@ -82,7 +90,8 @@ def refine_codes(refiner, vqvae, code_indices, strength=1.0):
     return latents + strength * (refiner(latents) - latents)
 
 
-def decode_refined(refiner, vqvae, code_indices, batch_size=64, strength=1.0):
+def decode_refined(refiner: SliceContextRefiner, vqvae: keras.Model, code_indices: Tensor,
+                   batch_size: int = 64, strength: float = 1.0) -> Tensor:
     """Images [V, S, H, W] in [0, 1] of slice code stacks [V, S, g, g], each stack's latents
     refined along its slices (`strength`: see `refine_codes`) and then decoded slice by slice
     (`batch_size` slices at a time)."""

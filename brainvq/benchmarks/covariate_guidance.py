@@ -1,7 +1,11 @@
 """Covariate-conditioned samples on the validation split per covariate guidance scale (choosing
 `covariate_guidance`): the rulers' agreement with the requests and the samples' plausibility,
 at the edges of the range too."""
+from __future__ import annotations
+
+import argparse
 import time
+from typing import Any
 
 from brainvq import config
 from brainvq.benchmarks.harness import comma_separated, machine_description
@@ -10,7 +14,7 @@ from brainvq.evaluation import covariate_checks, realism
 from brainvq.runs import run_folder
 
 
-def run(args):
+def run(args: argparse.Namespace) -> Any:
     """Trains each covariate's ruler once on the run's training slices, reads it on the
     validation slices (the ceiling), then judges `--samples` requested samples per covariate
     for each scale in `--covariate-guidances` (never the test subjects)."""
@@ -42,7 +46,7 @@ def run(args):
     return rows
 
 
-def add_parser(commands):
+def add_parser(commands: argparse._SubParsersAction) -> None:
     """This benchmark's subcommand of benchmark.py."""
     parser = commands.add_parser(
         "covariate-guidance",

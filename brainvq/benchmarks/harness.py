@@ -1,10 +1,13 @@
 """What every benchmark shares: the machine it ran on, timing, a wall-clock or step budget, the
 VQ-VAE trained for it (ours, or the keras-io design as published) and its held-out quality."""
+from __future__ import annotations
+
 import argparse
 import numbers
 import os
 import platform
 import time
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -16,8 +19,11 @@ from brainvq.losses import perceptual
 from brainvq.models import build
 from brainvq.models.vqvae_trainer import VQVAETrainer
 
+if TYPE_CHECKING:
+    from brainvq.data.slice_sets import SliceSet
 
-def machine_description():
+
+def machine_description() -> str:
     """One line about where the numbers come from: platform, CPUs, backend, accelerators."""
     backend = keras.backend.backend()
     accelerators = "none"
@@ -37,7 +43,7 @@ def machine_description():
             f"keras {keras.__version__} on {backend}, accelerators: {accelerators}")
 
 
-def timed(function, repeats):
+def timed(function: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     """Best wall time of `repeats` calls of `function`, and its last result."""
     best, result = float("inf"), None
     for _ in range(repeats):
@@ -52,14 +58,14 @@ class Budget(keras.callbacks.Callback):
     that many optimizer steps (a budget that gives the same figure on any machine, busy or
     idle); counts the images seen (`batch_size` per step)."""
 
-    def __init__(self, seconds, steps=0, batch_size=1):
+    def __init__(self, seconds: float, steps: int = 0, batch_size: int = 1) -> None:
         super().__init__()
         self.seconds, self.budget_steps, self.batch_size = seconds, steps, batch_size
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.start, self.images, self.steps = time.perf_counter(), 0, 0
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.images += self.batch_size
         self.steps += 1
         if self.budget_steps:
@@ -74,7 +80,7 @@ STEPS_HELP = ("train for exactly this many optimizer steps (at least 1) instead 
               "the same figure on any machine, busy or idle")
 
 
-def positive_steps(text):
+def positive_steps(text: str) -> int:
     """argparse type of --steps: a whole number >= 1 (leave the flag out to use --minutes)."""
     try:
         steps = int(text)
@@ -86,7 +92,7 @@ def positive_steps(text):
     return steps
 
 
-def seeds_mean(reports):
+def seeds_mean(reports: Sequence[Mapping[str, float]]) -> dict[str, float]:
     """The mean over several sampling seeds' reports (dicts) of every number they all have: the
     `mean` row of a benchmark run at several seeds."""
     return {key: float(np.mean([report[key] for report in reports])) for key in reports[0]
@@ -94,16 +100,16 @@ def seeds_mean(reports):
                    and not isinstance(report.get(key), bool) for report in reports)}
 
 
-def seeds_spread(reports):
+def seeds_spread(reports: Sequence[Mapping[str, float]]) -> dict[str, float]:
     """The standard deviation over several sampling seeds' reports of every number they all
     have: the `sd` row beside the `mean` row."""
     numeric = seeds_mean(reports)
     return {key: float(np.std([report[key] for report in reports])) for key in numeric}
 
 
-def comma_separated(convert=str):
+def comma_separated(convert: Callable[[str], Any] = str) -> Callable[[str], list]:
     """argparse type of a comma-separated list flag (`--top-ks 0,64`): each item `convert`ed."""
-    def parse(text):
+    def parse(text: str) -> list:
         return [convert(item) for item in text.split(",")]
 
     return parse
@@ -117,7 +123,8 @@ KERASIO = {"num_codes": 128, "code_dim": 16, "batch_size": 128, "learning_rate":
            "commitment_cost": 0.25}
 
 
-def quality_model(values, baseline, train_images=None):
+def quality_model(values: Mapping[str, Any], baseline: bool,
+                  train_images: np.ndarray | None = None) -> keras.Model:
     """Our VQ-VAE from `values`, or the keras-io design (which needs `train_images` for the
     variance its MSE is divided by)."""
     if baseline == "kerasio":
@@ -137,7 +144,8 @@ def quality_model(values, baseline, train_images=None):
     return model
 
 
-def train_for_budget(values, baseline, train, minutes, steps=0):
+def train_for_budget(values: Mapping[str, Any], baseline: bool, train: SliceSet, minutes: float,
+                     steps: int = 0) -> tuple[keras.Model, int, float]:
     """A VQ-VAE (ours from `values`, or the baseline) trained on `train` for `minutes`, or for
     `steps` optimizer steps when `steps` > 0.
 
@@ -157,7 +165,8 @@ def train_for_budget(values, baseline, train, minutes, steps=0):
     return model, budget.images, time.perf_counter() - budget.start
 
 
-def reconstruction_quality(model, slices):
+def reconstruction_quality(model: keras.Model, slices: SliceSet
+                           ) -> tuple[dict[str, np.ndarray], int]:
     """Per-image SSIM, PSNR, MS-SSIM and brain SSIM of `model`'s reconstructions of `slices`,
     and the codes it used."""
 
@@ -168,7 +177,8 @@ def reconstruction_quality(model, slices):
     return per_image, len(np.unique(codes))
 
 
-def subjects(slices, count, seed, flag="--subjects", values=None):
+def subjects(slices: SliceSet, count: int, seed: int, flag: str = "--subjects",
+             values: Mapping[str, Any] | None = None) -> SliceSet:
     """The slices of `count` subjects of `slices`, drawn in a seeded order (nested: the first
     8 of 32 are the 8); `flag` names the option in the error for too many."""
 

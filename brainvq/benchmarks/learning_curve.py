@@ -1,6 +1,10 @@
 """Held-out SSIM against the number of training subjects, one budget per point."""
+from __future__ import annotations
+
+import argparse
 import json
 import pathlib
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +23,7 @@ from brainvq.benchmarks.rate_distortion import budget_text
 from brainvq.data import layouts
 
 
-def run(args):
+def run(args: argparse.Namespace) -> Any:
     """Held-out SSIM against the number of training subjects, at one wall-clock budget each.
 
     Every point trains a fresh VQ-VAE on the first N subjects of the train split (nested sets,
@@ -67,7 +71,7 @@ def run(args):
     return rows
 
 
-def add_parser(commands):
+def add_parser(commands: argparse._SubParsersAction) -> None:
     """This benchmark's subcommand of benchmark.py."""
     curve_parser = commands.add_parser(
         "learning-curve", help="held-out SSIM against the number of training subjects")

@@ -1,4 +1,9 @@
 """A VQ-VAE trained for a wall-clock or step budget, then its test-split quality."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
 import numpy as np
 
 from brainvq import config
@@ -15,7 +20,7 @@ from brainvq.benchmarks.rate_distortion import budget_text
 from brainvq.data import layouts, slice_sets
 
 
-def run(args):
+def run(args: argparse.Namespace) -> Any:
     """Trains a VQ-VAE for a fixed wall-clock budget, then measures the test split."""
     values = config.resolve(args)
     splits, description = layouts.load_splits_for(values)
@@ -58,7 +63,7 @@ def run(args):
     return per_image
 
 
-def add_parser(commands):
+def add_parser(commands: argparse._SubParsersAction) -> None:
     """This benchmark's subcommand of benchmark.py."""
     quality_parser = commands.add_parser(
         "quality", help="train for a wall-clock budget, print test SSIM/PSNR/usage/bits")

@@ -11,8 +11,12 @@ training subjects, then scored on the same held-out test subjects. The designs:
 
 and any of them with the adversarial loss (name + "+adv").
 """
+from __future__ import annotations
+
+import argparse
 import json
 import pathlib
+from typing import Any
 
 import keras
 import numpy as np
@@ -217,7 +221,7 @@ def write(rows, json_path, figure_path, header, quiet=False):
             print(f"figure: {figure_path}")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> Any:
     """Held-out SSIM against code bits per image, one design per point, same budget each
     (rate_distortion.py); prints the table, writes --json and --figure."""
     if args.merge:
@@ -226,7 +230,7 @@ def run(args):
                  harness.reconstruction_quality, budget_text(args.minutes, args.steps))
 
 
-def add_parser(commands):
+def add_parser(commands: argparse._SubParsersAction) -> None:
     """This benchmark's subcommand of benchmark.py."""
     rd_parser = commands.add_parser(
         "rate-distortion", help="held-out SSIM against code bits per image, one design per "

@@ -1,6 +1,10 @@
 """Sample realism on the validation split per temperature, top-k and guidance (choosing sampling
 defaults), over one or several sampling seeds."""
+from __future__ import annotations
+
+import argparse
 import pathlib
+from typing import Any
 
 from brainvq import config
 from brainvq.benchmarks.harness import (
@@ -71,7 +75,7 @@ def feature_network_folder(args):
     return folder
 
 
-def run(args):
+def run(args: argparse.Namespace) -> Any:
     """Realism of a trained run's samples on the validation subjects, for each temperature,
     top-k and guidance (and, with --snapshots, each kept epoch), at each seed: what the sampling
     defaults and checkpoints are chosen by (never the test subjects; `--split test` gives a
@@ -172,7 +176,7 @@ def table(rows, several_seeds):
     return "\n".join(lines)
 
 
-def add_parser(commands):
+def add_parser(commands: argparse._SubParsersAction) -> None:
     """This benchmark's subcommand of benchmark.py."""
     realism_parser = commands.add_parser(
         "realism", help="sample realism on the validation split per temperature and top-k")

@@ -1,6 +1,10 @@
 """How well the covariate rulers read age, sex, ... from real slices of the validation subjects
 (choosing the rulers' training budget: the ruler must be good before it judges samples)."""
+from __future__ import annotations
+
+import argparse
 import time
+from typing import Any
 
 from brainvq import config
 from brainvq.benchmarks.harness import comma_separated, machine_description
@@ -23,7 +27,7 @@ def load_covariate_run(args):
     return values, vqvae, splits, specs, arrays, description
 
 
-def run(args):
+def run(args: argparse.Namespace) -> Any:
     """Trains each covariate's ruler on the run's training slices for each budget and prints its
     agreement with the truth on the validation slices (never the test subjects)."""
     values, _, splits, specs, arrays, description = load_covariate_run(args)
@@ -49,7 +53,7 @@ def run(args):
     return rows
 
 
-def add_parser(commands):
+def add_parser(commands: argparse._SubParsersAction) -> None:
     """This benchmark's subcommand of benchmark.py."""
     parser = commands.add_parser(
         "rulers", help="the covariate rulers' agreement on validation slices per training budget")

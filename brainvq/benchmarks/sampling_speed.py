@@ -1,5 +1,9 @@
 """The compiled sampler against the keras-io style loop, in samples per second."""
+from __future__ import annotations
+
+import argparse
 import time
+from typing import Any, Callable
 
 import keras
 import numpy as np
@@ -10,7 +14,7 @@ from brainvq.generation import sampling, sampling_loops
 from brainvq.models.pixelcnn import GatedPixelCNN
 
 
-def run(args):
+def run(args: argparse.Namespace) -> Any:
     """Compiled `sample_codes` vs the keras-io style `sample_codes_naive` on one prior."""
     keras.utils.set_random_seed(args.seed)
     prior = GatedPixelCNN(num_codes=args.num_codes, grid_size=args.grid_size,
@@ -27,11 +31,11 @@ def run(args):
           f"{args.attention_blocks} attention blocks, position embedding "
           f"{args.position_embedding}; {n} samples, {g * g} positions; best of {args.repeats}")
 
-    def compiled(crop):
+    def compiled(crop: bool) -> Callable[[], np.ndarray]:
         return lambda: sampling.sample_codes(prior, n, g, slice_index=3, seed=args.seed,
                                              crop=crop)
 
-    def naive():
+    def naive() -> np.ndarray:
         return sampling.sample_codes_naive(prior, n, g, slice_index=3, seed=args.seed)
 
     candidates = [("compiled, row-cached", compiled(True))]
@@ -76,7 +80,7 @@ def run(args):
     return rates
 
 
-def add_parser(commands):
+def add_parser(commands: argparse._SubParsersAction) -> None:
     """This benchmark's subcommand of benchmark.py."""
     sampling_parser = commands.add_parser(
         "sampling", help="compiled sampler vs the keras-io style loop (samples/s)")

@@ -1,5 +1,9 @@
 """A figure of chosen slice positions of NIfTI volumes, one row per volume."""
+from __future__ import annotations
+
+import argparse
 import os
+from typing import Any
 
 import numpy as np
 
@@ -10,7 +14,7 @@ from brainvq.data.slice_sets import square_resize
 from brainvq.output import figures
 
 
-def run(args):
+def run(args: argparse.Namespace) -> Any:
     """A figure of the slices at chosen positions, one row per volume (the slice range's check)."""
     positions = args.positions
     images, titles = [], []
@@ -31,7 +35,7 @@ def run(args):
     return args.figure
 
 
-def add_parser(commands):
+def add_parser(commands: argparse._SubParsersAction) -> None:
     """This benchmark's subcommand of benchmark.py."""
     positions_parser = commands.add_parser(
         "slice-positions", help="a figure of chosen slice positions of NIfTI volumes, one row "

@@ -1,4 +1,9 @@
 """Training and reconstruction images per second, ours against a keras-io-sized VQ-VAE."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
 import keras
 import numpy as np
 
@@ -6,7 +11,7 @@ from brainvq import config
 from brainvq.benchmarks.harness import machine_description, quality_model, timed
 
 
-def run(args):
+def run(args: argparse.Namespace) -> Any:
     """Training and reconstruction images/s of our VQ-VAE and a keras-io-sized one."""
     values = config.resolve(args)
     size, batch = values["image_size"], values["batch_size"]
@@ -32,7 +37,7 @@ def run(args):
     return rates
 
 
-def add_parser(commands):
+def add_parser(commands: argparse._SubParsersAction) -> None:
     """This benchmark's subcommand of benchmark.py."""
     throughput_parser = commands.add_parser(
         "throughput", help="training and reconstruction images/s, ours vs keras-io sized")

@@ -9,11 +9,14 @@ so their labels are distributed as the training subjects' are. They are kept on 
 model's checksum, the sampling settings and the seed, chunk by chunk: an interrupted run loses
 at most one chunk, and a second run samples nothing.
 """
+from __future__ import annotations
+
 import argparse
 import hashlib
 import json
 import pathlib
 import time
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +108,7 @@ def configurations(subjects, multiples):
     return sets
 
 
-def run(args):
+def run(args: argparse.Namespace) -> Any:
     """Trains the utility model on every training set for every seed (the subjects drawn, the
     synthetic slices sampled and the model trained at that seed) and judges it on the real
     validation slices (and, with `--report-test`, on the test slices too; choose nothing on
@@ -263,7 +266,7 @@ def subject_count(text):
     return count
 
 
-def add_parser(commands):
+def add_parser(commands: argparse._SubParsersAction) -> None:
     """This benchmark's subcommand of benchmark.py."""
     parser = commands.add_parser(
         "utility", help="train on synthetic, test on real: a small model trained on real, "

@@ -1,6 +1,9 @@
 """Whole volumes on the validation split, per run and per `unconditional_covariates` (choosing a
 volume model and how it is sampled), every run judged in one set of feature networks."""
+from __future__ import annotations
+
 import argparse
+from typing import Any
 
 from brainvq import config
 from brainvq.benchmarks.harness import comma_separated, machine_description, seeds_mean
@@ -65,7 +68,7 @@ def table(rows):
     return "\n".join(lines)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> Any:
     """Samples `--volumes` stacks of each run in `--output-dirs` under each of
     `--unconditional-covariates` (a run whose priors take no covariates is sampled once) and
     judges them against the validation subjects' volumes (never the test subjects), with the
@@ -118,7 +121,7 @@ def run(args):
     return rows
 
 
-def add_parser(commands):
+def add_parser(commands: argparse._SubParsersAction) -> None:
     """This benchmark's subcommand of benchmark.py."""
     parser = commands.add_parser(
         "volumes", help="whole volumes on the validation split per run and covariates, one "

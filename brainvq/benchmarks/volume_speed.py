@@ -1,7 +1,11 @@
 """Seconds to draw one whole volume: the first slice from the slice prior, each next one from
 the volume prior given the one below, then decoded; untrained models of the run's architecture
 (the time does not depend on the weights)."""
+from __future__ import annotations
+
+import argparse
 import time
+from typing import Any
 
 import keras
 
@@ -11,7 +15,7 @@ from brainvq.generation import stacks
 from brainvq.models import build
 
 
-def run(args):
+def run(args: argparse.Namespace) -> Any:
     """Prints the time of one volume of --slices-per-volume slices, compile included, then
     warm, for each --volumes count sampled together."""
     values = config.resolve(args)
@@ -37,7 +41,7 @@ def run(args):
                   f"{seconds / count:.1f} s per volume")
 
 
-def add_parser(commands):
+def add_parser(commands: argparse._SubParsersAction) -> None:
     """This benchmark's subcommand of benchmark.py."""
     parser = commands.add_parser("volume-speed",
                                  help="seconds per whole sampled volume (untrained models)")

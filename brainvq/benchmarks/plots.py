@@ -1,13 +1,19 @@
 """The benchmarks' figures: SSIM against the number of training subjects (`learning_curve`)
 and against code bits per image (`rate_distortion`); what synthetic slices add to a model
 trained on real ones (`utility_curve`)."""
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from brainvq.hints import PathLike
 from brainvq.output import figures
 
 
-def learning_curve(rows, path, title=""):
+def learning_curve(rows: Sequence[Mapping[str, Any]], path: PathLike, title: str = ""
+                   ) -> pathlib.Path:
     """Held-out and training-subject SSIM against the number of training subjects.
 
     Args:
@@ -42,7 +48,8 @@ def learning_curve(rows, path, title=""):
     return figures.save(figure, path)
 
 
-def rate_distortion(rows, path, title=""):
+def rate_distortion(rows: Sequence[Mapping[str, Any]], path: PathLike, title: str = ""
+                    ) -> pathlib.Path:
     """Held-out SSIM (left) and brain SSIM (right) against code bits per image, one marker
     per design: the designs compared with ("baseline") grey, our single level blue, VQ-VAE-2
     green, each family's points joined by a line (its curve); hollow markers with the
@@ -98,7 +105,8 @@ def rate_distortion(rows, path, title=""):
     return figures.save(figure, path)
 
 
-def utility_curve(summary, subjects, multiple, path, title="", split="validate"):
+def utility_curve(summary: Mapping[str, Any], subjects: Sequence[int], multiple: int,
+                  path: PathLike, title: str = "", split: str = "validate") -> pathlib.Path:
     """`benchmark.py utility`'s figures on the real `split` slices against the number of real
     training subjects, one panel per figure: real slices alone and real plus synthetic (mean ±
     sd over seeds), synthetic alone and the shuffled control as horizontal lines.

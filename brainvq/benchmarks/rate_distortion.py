@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-from typing import Any
+from typing import Any, Callable, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -24,6 +24,8 @@ import numpy as np
 from brainvq import config
 from brainvq.benchmarks import harness, plots
 from brainvq.data import layouts, slice_sets
+from brainvq.data.slice_sets import SliceSet
+from brainvq.hints import PathLike
 
 # name: (label, baseline, hyperparameter overrides)
 DESIGNS = {
@@ -40,7 +42,7 @@ DESIGNS = {
 REFERENCES = ("kerasio", "seed")  # the designs we compare with (grey in the figure)
 
 
-def design(name, values):
+def design(name: str, values: Mapping[str, Any]) -> tuple[str, bool, dict[str, Any]]:
     """(label, baseline, values) of a design name; "+adv" keeps the run's --adversarial-weight
     and --adversarial-start, every other design trains without the adversarial loss."""
     adversarial = name.endswith("+adv")
@@ -62,7 +64,8 @@ def design(name, values):
     return label, baseline, values
 
 
-def sweep(args, machine, train_for_budget, quality, budget):
+def sweep(args: argparse.Namespace, machine: str, train_for_budget: Callable,
+          quality: Callable, budget: str) -> list[dict[str, Any]]:
     """`benchmark.py rate-distortion`: loads the data, measures each of `args.points`, prints
     the table and writes `args.json` and `args.figure`.
 
@@ -93,7 +96,7 @@ def sweep(args, machine, train_for_budget, quality, budget):
               "title": f"{budget} of training per point; {subjects} training / "
                        f"{len(np.unique(test.case_id))} held-out subjects of {values['data_dir']}"}
 
-    def save(rows):  # after every point, so an interrupted sweep keeps what it measured
+    def save(rows: Sequence[Mapping[str, Any]]) -> None:
         write(rows, args.json, args.figure, header, quiet=True)
 
     rows = measure(names, values, train, test, args.minutes, train_for_budget, quality, save,
@@ -102,8 +105,9 @@ def sweep(args, machine, train_for_budget, quality, budget):
     return rows
 
 
-def measure(names, values, train, test, minutes, train_for_budget, quality, on_row=None,
-            steps=0):
+def measure(names: Sequence[str], values: Mapping[str, Any], train: SliceSet, test: SliceSet,
+            minutes: float, train_for_budget: Callable, quality: Callable,
+            on_row: Callable | None = None, steps: int = 0) -> list[dict[str, Any]]:
     """Trains and scores each design; returns one row per design (printed as it finishes).
 
     Args:
@@ -146,7 +150,8 @@ def measure(names, values, train, test, minutes, train_for_budget, quality, on_r
     return rows
 
 
-def merge(paths, names, json_path, figure_path):
+def merge(paths: Sequence[PathLike], names: Sequence[str] | None, json_path: PathLike | None,
+          figure_path: PathLike | None) -> dict[str, Any]:
     """`benchmark.py rate-distortion --merge`: one table and figure from sweeps measured before
     (a full sweep is hours on a CPU, so it is often run in parts), nothing trained.
 
@@ -204,12 +209,13 @@ def merge(paths, names, json_path, figure_path):
     return merged
 
 
-def budget_text(minutes, steps):
+def budget_text(minutes: float, steps: int) -> str:
     """How a training budget reads: "300 steps" or "9 min"."""
     return f"{steps:,} steps" if steps else f"{minutes:g} min"
 
 
-def write(rows, json_path, figure_path, header, quiet=False):
+def write(rows: Sequence[Mapping[str, Any]], json_path: PathLike | None,
+          figure_path: PathLike | None, header: Mapping[str, Any], quiet: bool = False) -> None:
     """Writes the rows as JSON (with `header`: machine, data, budget) and the figure."""
     if json_path:
         pathlib.Path(json_path).write_text(json.dumps(dict(header, rows=rows), indent=2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from brainvq import config
 from brainvq.benchmarks.harness import (
@@ -16,6 +16,7 @@ from brainvq.benchmarks.harness import (
 from brainvq.data import layouts
 from brainvq.evaluation import realism
 from brainvq.generation import generate
+from brainvq.hints import PathLike
 from brainvq.runs import pretrained, run_folder, subjects
 from brainvq.runs.run_folder import RunError
 
@@ -42,7 +43,7 @@ REAL = {"plausible_samples": "plausible_real", "frechet_samples": "frechet_real"
         "worst_outside_conditioned": "worst_outside_real"}
 
 
-def with_worst(figures):
+def with_worst(figures: Mapping[str, Any]) -> dict[str, Any]:
     """The figures, with the largest share of samples outside the real range of any one
     plausibility statistic, per set (samples, conditioned, real): the issue's "no statistic
     fails more than 3%"."""
@@ -52,7 +53,7 @@ def with_worst(figures):
     return dict(figures, **{f"worst_outside_{which}": value for which, value in worst.items()})
 
 
-def snapshot_path(output_dir, epoch):
+def snapshot_path(output_dir: PathLike, epoch: int) -> pathlib.Path:
     """A run's kept prior weights of `epoch` (`--prior-snapshot-every`), checked to exist."""
     path = (pathlib.Path(output_dir) / run_folder.SNAPSHOTS_DIR
             / f"prior_epoch_{epoch:03d}.weights.h5")
@@ -64,7 +65,7 @@ def snapshot_path(output_dir, epoch):
     return path
 
 
-def feature_network_folder(args):
+def feature_network_folder(args: argparse.Namespace) -> pathlib.Path:
     """Where the feature network is kept: `--feature-network-dir` (one network shared by the
     runs compared), else the run folder, or `output/<name>` for a shipped model (never written)."""
     if args.feature_network_dir:
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> Any:
     return rows
 
 
-def statistics_table(rows):
+def statistics_table(rows: Sequence[tuple]) -> str:
     """Per plausibility statistic, the share of unconditional / slice-conditioned samples
     outside the real training slices' range (the mean over the seeds), per setting, beside the
     held-out real slices' share: which statistic a setting fails."""
@@ -153,7 +154,7 @@ def statistics_table(rows):
     return "\n".join(lines)
 
 
-def table(rows, several_seeds):
+def table(rows: Sequence[tuple], several_seeds: bool) -> str:
     """The printed table: the real floor, then a row per setting and seed (and the seeds' mean
     per setting when there are several)."""
     header = (f"{'epoch':>5} {'T':>5} {'top-k':>6} {'guide':>6} {'seed':>5} "

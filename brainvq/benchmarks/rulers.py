@@ -14,7 +14,7 @@ from brainvq.runs import run_folder
 from brainvq.runs.run_folder import RunError
 
 
-def load_covariate_run(args):
+def load_covariate_run(args: argparse.Namespace) -> tuple:
     """The run in `args.output_dir`, trained on covariates, and its data: (values, VQ-VAE,
     splits with covariates, covariate specs, covariate arrays per split, data description)."""
     values, vqvae = run_folder.load_run(args.output_dir, {"data_dir": args.data_dir,

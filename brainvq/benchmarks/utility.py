@@ -16,7 +16,7 @@ import hashlib
 import json
 import pathlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -26,13 +26,20 @@ from brainvq.benchmarks.harness import comma_separated, machine_description, see
 from brainvq.benchmarks.rulers import load_covariate_run
 from brainvq.evaluation import utility
 from brainvq.generation import generate
+from brainvq.hints import PathLike
 from brainvq.runs import fingerprints, run_folder
+
+if TYPE_CHECKING:
+    import keras
+
+    from brainvq.data.slice_sets import SliceSet
 
 CHUNK = 256  # synthetic slices sampled (and kept) per file
 SAMPLING_SETTINGS = ("temperature", "top_k", "guidance", "covariate_guidance")
 
 
-def labelled(split, covariate_rows):
+def labelled(split: SliceSet, covariate_rows: np.ndarray
+             ) -> tuple[utility.LabelledSlices, np.ndarray]:
     """A split's slices with their covariates (LabelledSlices) and subject ids, slices with an
     unknown covariate left out."""
     known = ~np.isnan(covariate_rows).any(axis=1)
@@ -41,7 +48,8 @@ def labelled(split, covariate_rows):
     return slices, np.asarray(split.case_id)[known]
 
 
-def subject_subset(slices, case_id, count, seed):
+def subject_subset(slices: utility.LabelledSlices, case_id: np.ndarray, count: int, seed: int
+                   ) -> utility.LabelledSlices:
     """The slices of `count` subjects drawn in a seeded order (nested: the first 10 of 25 are
     the 10)."""
     cases = np.unique(case_id)
@@ -52,7 +60,8 @@ def subject_subset(slices, case_id, count, seed):
     return slices.take(np.isin(case_id, chosen))
 
 
-def synthetic_key(output_dir, values, real):
+def synthetic_key(output_dir: PathLike, values: Mapping[str, Any],
+                  real: utility.LabelledSlices) -> str:
     """What a synthetic set depends on, as one hex digest: the models' files, the sampling
     settings and the real label rows it is drawn at."""
     digest = hashlib.sha256()
@@ -66,7 +75,9 @@ def synthetic_key(output_dir, values, real):
     return digest.hexdigest()
 
 
-def synthetic_round(values, vqvae, output_dir, prior, real, cache, seed, round_index):
+def synthetic_round(values: Mapping[str, Any], vqvae: keras.Model, output_dir: PathLike,
+                    prior: keras.Model, real: utility.LabelledSlices, cache: pathlib.Path,
+                    seed: int, round_index: int) -> utility.LabelledSlices:
     """One round of synthetic slices: one per real training slice, at its label row, in a
     seeded order; sampled chunk by chunk into `cache` (a chunk already there is read, not
     sampled again)."""
@@ -98,7 +109,8 @@ def synthetic_round(values, vqvae, output_dir, prior, real, cache, seed, round_i
     return utility.concatenate(*parts)
 
 
-def configurations(subjects, multiples):
+def configurations(subjects: Sequence[int | str], multiples: Sequence[int]
+                   ) -> list[tuple[str, int | str | None, int, bool]]:
     """(name, real subjects or None, synthetic multiple or 0, shuffled) of every training set."""
     first = multiples[0]
     sets = [(f"real {count}", count, 0, False) for count in subjects]
@@ -178,7 +190,7 @@ def run(args: argparse.Namespace) -> Any:
     return summary
 
 
-def read_results(path, key, images_seen):
+def read_results(path: PathLike, key: str, images_seen: int) -> dict[tuple[str, int], dict]:
     """The rows of an earlier run of the same synthetic sets and budget, by (set, seed)."""
     if not pathlib.Path(path).is_file():
         return {}
@@ -188,7 +200,8 @@ def read_results(path, key, images_seen):
     return {(row["set"], row["seed"]): row for row in saved["rows"]}
 
 
-def write_results(path, key, images_seen, done):
+def write_results(path: PathLike, key: str, images_seen: int,
+                  done: Mapping[tuple[str, int], dict]) -> None:
     """Every row so far, written whole after each model (an interruption loses one model)."""
     path = pathlib.Path(path)
     partial = path.with_suffix(".partial")
@@ -198,7 +211,8 @@ def write_results(path, key, images_seen, done):
     partial.replace(path)
 
 
-def summarise(rows, names, seeds):
+def summarise(rows: Sequence[Mapping[str, Any]], names: Sequence[str], seeds: Sequence[int]
+              ) -> dict[str, Any]:
     """{set: {split: {"mean": {...}, "sd": {...}}, "slices": n, "seeds": k}} over `seeds`."""
     summary = {}
     for name in names:
@@ -217,7 +231,7 @@ def summarise(rows, names, seeds):
     return summary
 
 
-def print_table(summary, split):
+def print_table(summary: Mapping[str, Any], split: str) -> None:
     """One line per training set: each figure's mean ± sd over the seeds on `split`."""
     metrics = next(iter(summary.values()))[split]["mean"].keys()
     print(f"\nreal {split} slices, mean ± sd over seeds:")
@@ -230,9 +244,10 @@ def print_table(summary, split):
         print(f"  {name:38s} {entry['slices']:>7d} " + " ".join(f"{c:>17s}" for c in cells))
 
 
-def print_targets(summary, subjects, multiples):
+def print_targets(summary: Mapping[str, Any], subjects: Sequence[int | str],
+                  multiples: Sequence[int]) -> None:
     """The issue's three comparisons on the validation slices, as ratios."""
-    def mean(name, metric):
+    def mean(name: str, metric: str) -> float | None:
         entry = summary.get(name, {}).get("validate")
         return entry["mean"].get(metric) if entry else None
 
@@ -253,7 +268,7 @@ def print_targets(summary, subjects, multiples):
         print(f"  {metric}: " + "; ".join(parts))
 
 
-def subject_count(text):
+def subject_count(text: str) -> int | str:
     """argparse item type of --subjects: a whole number >= 1, or "all"."""
     if text == "all":
         return text

@@ -3,7 +3,7 @@ volume model and how it is sampled), every run judged in one set of feature netw
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from brainvq import config
 from brainvq.benchmarks.harness import comma_separated, machine_description, seeds_mean
@@ -31,11 +31,11 @@ COLUMNS = (("nb. SSIM", "neighbour_ssim_samples", "{:8.4f}"),
 REAL = {"frechet_stack_slices": "frechet_real_stack_slices", "plausible_stack_slices": None}
 
 
-def _real_key(key):
+def _real_key(key: str) -> str:
     return REAL.get(key, key.replace("_samples", "_real"))
 
 
-def _cell(figures, key, fmt, real=False):
+def _cell(figures: Mapping[str, Any], key: str, fmt: str, real: bool = False) -> str:
     keys = key if isinstance(key, tuple) else (key,)
     if real:
         keys = tuple(_real_key(name) for name in keys)
@@ -44,7 +44,7 @@ def _cell(figures, key, fmt, real=False):
     return fmt.format(*(figures[name] for name in keys))
 
 
-def table(rows):
+def table(rows: Sequence[tuple]) -> str:
     """The printed table: the held-out real volumes' row, then one per run, covariates and seed,
     and the seeds' mean per run and covariates when there are several seeds."""
     width = max(max(len(run) for (run, _), _, _ in rows), len("real (held out)"))

@@ -8,15 +8,20 @@ batch shaped [N, H, W] or [N, H, W, 1].
 (sharpness), `per_image_metrics`, `summary_table`, `write_metrics_csv`. Metrics of samples live
 in sample_metrics.py, the figures in figures.py.
 """
+from __future__ import annotations
+
 import csv
 import math
 import pathlib
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from brainvq.data.arrays import as_batch, check_same_shape
+from brainvq.hints import PathLike
 
 DATA_RANGE = 1.0
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -30,7 +35,7 @@ K1, K2 = 0.01, 0.03
 # helpers
 
 
-def _as_image(image):
+def _as_image(image: ArrayLike) -> np.ndarray:
     """One grayscale image as a float64 [H, W] array (a trailing channel of 1 is dropped).
 
     Args:
@@ -48,7 +53,7 @@ def _as_image(image):
     return array
 
 
-def _ssim_window(shape):
+def _ssim_window(shape: tuple[int, ...]) -> int:
     """skimage's default 7 x 7 window, shrunk (odd, >= 3) for images smaller than 7 px."""
     side = min(shape)
     if side >= 7:
@@ -62,7 +67,7 @@ def _ssim_window(shape):
 # full-reference image quality
 
 
-def ssim(reference, test):
+def ssim(reference: ArrayLike, test: ArrayLike) -> float:
     """Structural similarity of two images (scikit-image, data_range 1.0, 7 x 7 uniform window).
 
     Args:
@@ -78,7 +83,7 @@ def ssim(reference, test):
                                        win_size=_ssim_window(reference.shape)))
 
 
-def psnr(reference, test):
+def psnr(reference: ArrayLike, test: ArrayLike) -> float:
     """Peak signal-to-noise ratio 10 log10(1 / MSE) in dB, for data_range 1.0.
 
     Args:
@@ -96,7 +101,7 @@ def psnr(reference, test):
     return 10.0 * math.log10(DATA_RANGE ** 2 / mse)
 
 
-def ms_ssim_scales(shape, max_scales=None):
+def ms_ssim_scales(shape: tuple[int, ...], max_scales: int | None = None) -> int:
     """How many MS-SSIM scales an image of `shape` allows.
 
     Each scale halves the image; the coarsest must keep a smallest side of at least 11 px.
@@ -117,7 +122,7 @@ def ms_ssim_scales(shape, max_scales=None):
     return scales
 
 
-def _ssim_components(x, y):
+def _ssim_components(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian-window SSIM maps (sigma 1.5, 11 x 11) of two [H, W] images.
 
     Returns:
@@ -127,7 +132,7 @@ def _ssim_components(x, y):
     c1 = (K1 * DATA_RANGE) ** 2
     c2 = (K2 * DATA_RANGE) ** 2
 
-    def blur(image):
+    def blur(image: np.ndarray) -> np.ndarray:
         return ndimage.gaussian_filter(image, MS_SSIM_SIGMA, truncate=MS_SSIM_TRUNCATE,
                                        mode="reflect")
 
@@ -144,14 +149,15 @@ def _ssim_components(x, y):
     return luminance[crop], contrast_structure[crop]
 
 
-def _downsample2(image):
+def _downsample2(image: np.ndarray) -> np.ndarray:
     """2 x 2 average pooling of an [H, W] image (an odd last row / column is dropped)."""
     height, width = (image.shape[0] // 2) * 2, (image.shape[1] // 2) * 2
     image = image[:height, :width]
     return image.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
 
 
-def ms_ssim(reference, test, weights=MS_SSIM_WEIGHTS):
+def ms_ssim(reference: ArrayLike, test: ArrayLike,
+            weights: Sequence[float] = MS_SSIM_WEIGHTS) -> float:
     """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003).
 
     At each scale the mean contrast*structure term is computed with an 11 x 11 Gaussian window
@@ -193,7 +199,7 @@ def ms_ssim(reference, test, weights=MS_SSIM_WEIGHTS):
     return float(result)
 
 
-def brain_mask(image, threshold=0.05):
+def brain_mask(image: ArrayLike, threshold: float = 0.05) -> np.ndarray:
     """A brain (foreground) mask from intensity, for when no segmentation is available.
 
     Pixels above `threshold` are kept, then only the largest connected component, with its
@@ -217,7 +223,7 @@ def brain_mask(image, threshold=0.05):
     return ndimage.binary_fill_holes(largest)
 
 
-def masked_ssim(reference, test, mask):
+def masked_ssim(reference: ArrayLike, test: ArrayLike, mask: ArrayLike) -> float:
     """Mean of the SSIM map (scikit-image, full=True, data_range 1.0) inside `mask`.
 
     Args:
@@ -242,7 +248,8 @@ def masked_ssim(reference, test, mask):
     return float(ssim_map[mask].mean())
 
 
-def gradient_magnitude_ratio(reference, test, mask=None):
+def gradient_magnitude_ratio(reference: ArrayLike, test: ArrayLike,
+                             mask: ArrayLike | None = None) -> float:
     """Sharpness of `test` relative to `reference`: mean Sobel gradient magnitude of `test`
     over that of `reference`, inside `mask`. 1 means as sharp; blur shows as values below 1
     (a Gaussian blur of sigma 1 px takes a brain slice to roughly 0.7), noise as values above.
@@ -268,14 +275,16 @@ def gradient_magnitude_ratio(reference, test, mask=None):
     if not mask.any():
         mask = np.ones(reference.shape, dtype=bool)
 
-    def magnitude(image):
+    def magnitude(image: np.ndarray) -> np.ndarray:
         return np.hypot(ndimage.sobel(image, axis=0), ndimage.sobel(image, axis=1))
 
     original = magnitude(reference)[mask].mean()
     return float(magnitude(test)[mask].mean() / original) if original > 0 else math.nan
 
 
-def per_image_metrics(references, reconstructions, masks=None, progress=None):
+def per_image_metrics(references: ArrayLike, reconstructions: ArrayLike,
+                      masks: ArrayLike | None = None, progress: Any = None
+                      ) -> dict[str, np.ndarray]:
     """SSIM, PSNR, MS-SSIM and SSIM inside the brain of each pair of images.
 
     Args:
@@ -314,7 +323,7 @@ def per_image_metrics(references, reconstructions, masks=None, progress=None):
     return results
 
 
-def summary_table(metrics):
+def summary_table(metrics: Mapping[str, ArrayLike]) -> str:
     """An aligned text table of each metric: n, mean, std, min, max over the finite values.
 
     Infinite values (PSNR of identical images) and NaNs are left out of the statistics and
@@ -345,7 +354,7 @@ def summary_table(metrics):
         rows.append((str(name), str(finite.size), *stats, ", ".join(notes) or "-"))
     widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
 
-    def line(row):
+    def line(row: Sequence[str]) -> str:
         cells = [row[0].ljust(widths[0])]
         cells += [cell.rjust(width) for cell, width in zip(row[1:-1], widths[1:-1])]
         cells.append(row[-1].ljust(widths[-1]))
@@ -355,7 +364,8 @@ def summary_table(metrics):
     return "\n".join([line(header), separator, *(line(row) for row in rows)])
 
 
-def write_metrics_csv(path, metrics, names, extra_columns=None):
+def write_metrics_csv(path: PathLike, metrics: Mapping[str, ArrayLike], names: Sequence[str],
+                      extra_columns: Mapping[str, Sequence] | None = None) -> pathlib.Path:
     """Writes one CSV row per image: name, the extra columns, then each metric.
 
     Args:
@@ -377,7 +387,7 @@ def write_metrics_csv(path, metrics, names, extra_columns=None):
             raise ValueError(f"column {column!r} has {len(np.asarray(values).ravel())} values "
                              f"for {count} names")
 
-    def cell(value):
+    def cell(value: Any) -> str:
         if isinstance(value, (float, np.floating)):
             return repr(float(value))
         if isinstance(value, np.generic):

@@ -5,17 +5,21 @@ and distances between distributions.
 (diversity), `frechet_distance` (distribution of features), `code_histogram` +
 `histogram_distance` (code usage). Same image conventions as metrics.py.
 """
+from __future__ import annotations
+
 import math
 import warnings
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import linalg
 
 from brainvq.data.arrays import as_batch
 from brainvq.evaluation.metrics import ms_ssim, ms_ssim_scales, ssim
 
 
-def frechet_distance(features_a, features_b, eps=1e-6):
+def frechet_distance(features_a: ArrayLike, features_b: ArrayLike, eps: float = 1e-6) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets.
 
     ||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 sqrtm(C_a C_b)), with scipy.linalg.sqrtm; tiny
@@ -58,7 +62,7 @@ def frechet_distance(features_a, features_b, eps=1e-6):
     return float(max(distance, 0.0))
 
 
-def _pool(images, factor):
+def _pool(images: np.ndarray, factor: int) -> np.ndarray:
     """factor x factor average pooling of an [N, H, W] batch, flattened to [N, H*W/factor^2]."""
     count, height, width = images.shape
     height, width = (height // factor) * factor, (width // factor) * factor
@@ -68,8 +72,10 @@ def _pool(images, factor):
     return pooled.reshape(count, -1)
 
 
-def nearest_neighbour_ssim(samples, training_images, max_training=None, candidates=16,
-                           chunk_size=2048, progress=None):
+def nearest_neighbour_ssim(samples: ArrayLike, training_images: ArrayLike,
+                           max_training: int | None = None, candidates: int = 16,
+                           chunk_size: int = 2048, progress: Any = None
+                           ) -> tuple[np.ndarray, np.ndarray]:
     """For each sample, the highest SSIM against any training image, and that image's index.
 
     Candidates are prefiltered by L2 distance between 4 x 4 average-pooled images (the
@@ -129,7 +135,7 @@ def nearest_neighbour_ssim(samples, training_images, max_training=None, candidat
 COPY_THRESHOLD = 0.9  # nearest-training-slice SSIM above which a sample counts as a copy
 
 
-def memorisation_flags(nearest_ssim, threshold=COPY_THRESHOLD):
+def memorisation_flags(nearest_ssim: ArrayLike, threshold: float = COPY_THRESHOLD) -> np.ndarray:
     """Which samples are (near) copies of a training image.
 
     Args:
@@ -145,7 +151,7 @@ def memorisation_flags(nearest_ssim, threshold=COPY_THRESHOLD):
         return np.nan_to_num(values, nan=-np.inf) >= threshold
 
 
-def _pair_indices(count, max_pairs, seed):
+def _pair_indices(count: int, max_pairs: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(i, j) with i < j: all pairs, or `max_pairs` distinct pairs drawn at random."""
     total = count * (count - 1) // 2
     if max_pairs is None or max_pairs >= total:
@@ -159,7 +165,8 @@ def _pair_indices(count, max_pairs, seed):
     return first, second
 
 
-def pairwise_ms_ssim(samples, max_pairs=None, seed=0):
+def pairwise_ms_ssim(samples: ArrayLike, max_pairs: int | None = None, seed: int = 0
+                     ) -> tuple[float, float]:
     """Mean and std of MS-SSIM over distinct pairs of samples: lower is more diverse.
 
     Falls back to SSIM when the images are too small for 2 MS-SSIM scales.
@@ -181,7 +188,7 @@ def pairwise_ms_ssim(samples, max_pairs=None, seed=0):
     return float(values.mean()), float(values.std())
 
 
-def code_histogram(code_indices, num_codes):
+def code_histogram(code_indices: ArrayLike, num_codes: int) -> np.ndarray:
     """Normalised frequency of each code over all positions of integer code grids.
 
     Args:
@@ -205,7 +212,7 @@ def code_histogram(code_indices, num_codes):
     return counts / counts.sum()
 
 
-def histogram_distance(p, q):
+def histogram_distance(p: ArrayLike, q: ArrayLike) -> dict[str, float]:
     """Distances between two discrete distributions (each renormalised to sum 1).
 
     Args:
@@ -225,7 +232,7 @@ def histogram_distance(p, q):
     p, q = p / p.sum(), q / q.sum()
     middle = 0.5 * (p + q)
 
-    def kl_bits(a, b):
+    def kl_bits(a: np.ndarray, b: np.ndarray) -> float:
         support = a > 0
         return float(np.sum(a[support] * np.log2(a[support] / b[support])))
 

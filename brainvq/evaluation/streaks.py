@@ -16,13 +16,18 @@ on that, each for synthetic stacks beside real ones cut the same way:
 
 No file is read or written here.
 """
+from __future__ import annotations
+
+from typing import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 from skimage.metrics import structural_similarity
 
 from brainvq.evaluation.realism import TISSUE_THRESHOLD
 
 
-def _mean_step(stack, mask, axis):
+def _mean_step(stack: np.ndarray, mask: np.ndarray, axis: int) -> float:
     """The mean absolute difference between neighbours along `axis`, over pairs both inside
     `mask`."""
     step = np.abs(np.diff(stack, axis=axis))
@@ -31,7 +36,7 @@ def _mean_step(stack, mask, axis):
     return float(step[inside].mean()) if inside.any() else float("nan")
 
 
-def _known_mean(rows):
+def _known_mean(rows: ArrayLike) -> np.ndarray:
     """Column means [K] of rows [N, K] over the rows that are not NaN (NaN where none is)."""
     rows = np.asarray(rows, np.float64).reshape(len(rows), -1)
     known = ~np.isnan(rows)
@@ -40,7 +45,7 @@ def _known_mean(rows):
                     np.nan)
 
 
-def neighbour_steps(stack, threshold=TISSUE_THRESHOLD):
+def neighbour_steps(stack: np.ndarray, threshold: float = TISSUE_THRESHOLD) -> tuple[float, float]:
     """A stack [S, H, W] (slices first): (the mean absolute step between neighbouring slices
     inside the head, the mean step between neighbouring pixels in-plane over rows and columns).
     The streak index is their ratio: it rises with steps between slices, and as much with
@@ -51,7 +56,8 @@ def neighbour_steps(stack, threshold=TISSUE_THRESHOLD):
     return steps[0], float(np.mean(steps[1:]))
 
 
-def brightness_steps(stack, threshold=TISSUE_THRESHOLD, window=5):
+def brightness_steps(stack: np.ndarray, threshold: float = TISSUE_THRESHOLD, window: int = 5
+                     ) -> tuple[float, float]:
     """A stack [S, H, W]: each slice's mean brightness inside the head, and (its mean absolute
     step from slice to slice, its mean absolute deviation from its own running mean over
     `window` slices). Whole-slice brightness jumps: a few percent of the pixel steps, so they
@@ -67,7 +73,7 @@ def brightness_steps(stack, threshold=TISSUE_THRESHOLD, window=5):
             float(np.abs(means - trend)[edge:len(means) - edge].mean()))
 
 
-def streak_index(stack, threshold=TISSUE_THRESHOLD):
+def streak_index(stack: np.ndarray, threshold: float = TISSUE_THRESHOLD) -> float:
     """A stack [S, H, W] (slices first): the mean step between neighbouring slices inside the
     head over the mean step between neighbouring pixels in-plane (rows and columns)."""
     slice_step, in_plane_step = neighbour_steps(stack, threshold)
@@ -76,7 +82,7 @@ def streak_index(stack, threshold=TISSUE_THRESHOLD):
     return slice_step / in_plane_step
 
 
-def high_frequency_share(stack, threshold=TISSUE_THRESHOLD):
+def high_frequency_share(stack: np.ndarray, threshold: float = TISSUE_THRESHOLD) -> float:
     """A stack [S, H, W]: for each in-plane pixel inside the head in at least half the slices,
     the share of its column's power (mean removed) in the upper half of the frequencies along
     the slice axis; the mean over those columns."""
@@ -93,7 +99,7 @@ def high_frequency_share(stack, threshold=TISSUE_THRESHOLD):
     return float((upper[kept] / total[kept]).mean()) if kept.any() else float("nan")
 
 
-def _half(stack):
+def _half(stack: np.ndarray) -> np.ndarray:
     """A stack at half resolution in every direction (2x2x2 means; odd edges dropped); as it
     is when a side would fall under SSIM's 7-voxel window."""
     stack = np.asarray(stack, np.float64)
@@ -104,13 +110,14 @@ def _half(stack):
     return stack.reshape(s // 2, 2, h // 2, 2, w // 2, 2).mean(axis=(1, 3, 5))
 
 
-def nearest_volume_ssim(volumes, training):
+def nearest_volume_ssim(volumes: Sequence[np.ndarray], training: Sequence[np.ndarray]
+                        ) -> np.ndarray:
     """[V] each volume's highest 3D SSIM (data range 1, at half resolution) to any of the
     `training` volumes (all [S, H, W], one shape)."""
     return _nearest(volumes, [_half(stack) for stack in training])
 
 
-def _nearest(volumes, training):
+def _nearest(volumes: Sequence[np.ndarray], training: Sequence[np.ndarray]) -> np.ndarray:
     """`nearest_volume_ssim` against training volumes already at half resolution."""
     volumes = list(volumes)
     smallest = min(training[0].shape)
@@ -122,7 +129,8 @@ def _nearest(volumes, training):
                      for stack in volumes])
 
 
-def stack_figures(stacks, real=None):
+def stack_figures(stacks: Sequence[np.ndarray], real: Sequence[np.ndarray] | None = None
+                  ) -> dict[str, float]:
     """A set of stacks [V, S, H, W]: {"streak_index", "high_frequency_share"} (the mean across
     stacks) and their "<figure>_sd", and the mean "slice_step" and "in_plane_step" (the streak
     index's two parts, `neighbour_steps`) and "brightness_step" and "brightness_jump"
@@ -144,7 +152,8 @@ def stack_figures(stacks, real=None):
     return figures
 
 
-def streak_report(samples, real, training):
+def streak_report(samples: Sequence[np.ndarray], real: Sequence[np.ndarray],
+                  training: Sequence[np.ndarray]) -> dict[str, float]:
     """The three figures for `samples` and `real` stacks ([V, S, H, W] or lists), the nearest
     training volume among `training`: a dict of `<figure>_samples` / `<figure>_real` for each
     figure of `stack_figures` (its "<figure>_sd" as `<figure>_sd_samples` / `_sd_real`), and

@@ -13,14 +13,18 @@ the predicted position to check that slice-conditioned samples land where they w
 It is saved in the run folder (`feature_network.keras`, with `feature_network.json` recording a
 fingerprint of the slices it was trained on) and retrained only when those slices change.
 """
+from __future__ import annotations
+
 import json
 import pathlib
 
 import keras
 import numpy as np
 from keras import layers
+from numpy.typing import ArrayLike
 
 from brainvq.data import augmentation
+from brainvq.hints import PathLike
 from brainvq.runs import fingerprints
 
 MODEL_FILE = "feature_network.keras"
@@ -33,7 +37,7 @@ IMAGES_SEEN = 25000
 CORRUPTIONS = ("none", "blur", "dent", "split", "mismatched halves", "noise")
 
 
-def build(image_size, num_slice_positions, feature_dim=64):
+def build(image_size: int, num_slice_positions: int, feature_dim: int = 64) -> keras.Model:
     """The network: four stride-2 conv blocks, global average pooling, a `feature_dim`
     embedding, and two heads: class probabilities over the `num_slice_positions` slice
     positions, and over the `CORRUPTIONS` (which, if any, was applied to the slice)."""
@@ -51,7 +55,8 @@ def build(image_size, num_slice_positions, feature_dim=64):
     return keras.Model(inputs, [position, corruption], name="feature_network")
 
 
-def corrupt(image, kind, rng, other):
+def corrupt(image: np.ndarray, kind: str, rng: np.random.Generator,
+            other: np.ndarray) -> np.ndarray:
     """A copy of `image` [S, S, 1] with one anatomical or image defect (`CORRUPTIONS`).
 
     Args:
@@ -86,7 +91,9 @@ def corrupt(image, kind, rng, other):
     return out.astype(np.float32)
 
 
-def train(images, slice_index, num_slice_positions, epochs=None, seed=0, verbose=0):
+def train(images: np.ndarray, slice_index: ArrayLike, num_slice_positions: int,
+          epochs: int | None = None,
+          seed: int = 0, verbose: int = 0) -> keras.Model:
     """Fits a new feature network on real slices and their positions.
 
     Args:
@@ -128,7 +135,8 @@ def train(images, slice_index, num_slice_positions, epochs=None, seed=0, verbose
     return model
 
 
-def load_or_train(folder, images, slice_index, num_slice_positions, seed=0):
+def load_or_train(folder: PathLike, images: np.ndarray, slice_index: ArrayLike,
+                  num_slice_positions: int, seed: int = 0) -> keras.Model:
     """The run's feature network: loaded from `folder` when it was trained on these slices,
     else trained (printing that it does) and saved there."""
     folder = pathlib.Path(folder)
@@ -147,7 +155,9 @@ def load_or_train(folder, images, slice_index, num_slice_positions, seed=0):
     return model
 
 
-def features_and_positions(model, images, num_slice_positions=None, batch_size=64):
+def features_and_positions(model: keras.Model, images: np.ndarray,
+                           num_slice_positions: int | None = None,
+                           batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Realism features [N, d] (the `EMBEDDING_LAYER` output both heads read) and predicted
     slice positions [N] (the expectation of the class probabilities, in slice-index units)."""
     features = model.get_layer(EMBEDDING_LAYER).output

@@ -1,6 +1,9 @@
 """What similarity.py reports: the reconstruction metrics of a split (table, CSV, figures) and
 the sample metrics (realism, diversity, distribution distances), each printed and returned."""
+from __future__ import annotations
+
 import pathlib
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 from PIL import Image
@@ -8,19 +11,25 @@ from PIL import Image
 from brainvq.data import covariates
 from brainvq.evaluation import covariate_checks, metrics, realism, sample_metrics
 from brainvq.generation import generate
+from brainvq.hints import PathLike, Splits
 from brainvq.output import figures
 from brainvq.progress import progress_bar
 from brainvq.runs import run_folder
 
+if TYPE_CHECKING:
+    import keras
 
-def encoder_features(vqvae, images, batch_size=64):
+    from brainvq.data.slice_sets import SliceSet
+
+
+def encoder_features(vqvae: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Per-image features for the Fréchet distance: mean and std of the encoder output over
     the grid, [N, 2 * code_dim]. Uses the frozen VQ-VAE encoder, so no downloaded weights."""
     latents = vqvae.encoder.predict(images, batch_size=batch_size, verbose=0)
     return np.concatenate([latents.mean(axis=(1, 2)), latents.std(axis=(1, 2))], axis=1)
 
 
-def segmentation_path(image_path):
+def segmentation_path(image_path: PathLike) -> pathlib.Path | None:
     """Where the OASIS layout keeps the segmentation of a slice PNG: `keras_png_slices_test/
     case_001_slice_0.nii.png` -> `keras_png_slices_seg_test/seg_001_slice_0.nii.png`."""
     image_path = pathlib.Path(str(image_path))
@@ -32,7 +41,7 @@ def segmentation_path(image_path):
     return seg_folder / image_path.name.replace("case_", "seg_", 1)
 
 
-def segmentation_masks(slices, image_size):
+def segmentation_masks(slices: SliceSet, image_size: int) -> np.ndarray | None:
     """Brain masks [N, S, S] from the OASIS segmentations (label > 0) when every slice has one;
     None otherwise (the metrics then use threshold masks)."""
     paths = [segmentation_path(path) for path in slices.paths]
@@ -46,7 +55,8 @@ def segmentation_masks(slices, image_size):
     return np.stack(masks)
 
 
-def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
+def reconstruction_report(vqvae: keras.Model, test: SliceSet, images_dir: PathLike,
+                          output_dir: PathLike, split: str = "test") -> dict[str, np.ndarray]:
     """Computes, prints and plots the reconstruction metrics of the split `test` (named
     `split` in the printout); the per-image CSV goes to `output_dir`."""
     reconstructions = generate.reconstruct(vqvae, test.images)
@@ -74,8 +84,11 @@ def reconstruction_report(vqvae, test, images_dir, output_dir, split="test"):
     return per_image
 
 
-def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_figures=True,
-                  cache_dir=None, prior=None):
+def sample_report(values: Mapping[str, Any], vqvae: keras.Model, output_dir: PathLike,
+                  train: SliceSet,
+                  test: SliceSet | None, count: int, seed: int, feature_figures: bool = True,
+                  cache_dir: PathLike | None = None, prior: keras.Model | None = None
+                  ) -> dict[str, Any]:
     """Samples `count` slices and prints realism, diversity and distribution distances
     (`feature_figures`: also those in the feature network's space, `realism.realism_report`,
     whose network is kept in `cache_dir`, by default the run folder). `prior`: the run's prior
@@ -123,7 +136,10 @@ def sample_report(values, vqvae, output_dir, train, test, count, seed, feature_f
             **distances, **realism_figures}
 
 
-def covariate_report(values, vqvae, output_dir, splits, split, count, seed, prior=None):
+def covariate_report(values: Mapping[str, Any], vqvae: keras.Model, output_dir: PathLike,
+                     splits: Splits,
+                     split: str, count: int, seed: int, prior: keras.Model | None = None
+                     ) -> dict[str, Any] | None:
     """For a run whose prior was trained on covariates (and whose covariates file is here): the
     rulers' agreement on real held-out slices, on samples and on the shuffled control
     (`covariate_checks`); None for any other run. `prior`: as for `sample_report`."""
@@ -141,12 +157,13 @@ def covariate_report(values, vqvae, output_dir, splits, split, count, seed, prio
                                              specs, count, seed, prior=prior)
 
 
-def write_figures(figures, path, settings):
+def write_figures(figures: Mapping[str, Any], path: PathLike, settings: Mapping[str, Any]
+                  ) -> pathlib.Path:
     """Writes a report's figures as JSON (an array as its mean and max) with the `settings`
     that made them; returns `path`."""
     import json
 
-    def plain(value):
+    def plain(value: Any) -> Any:
         array = np.asarray(value)
         if array.ndim:
             return {"mean": float(array.mean()), "max": float(array.max()), "count": array.size}
@@ -158,7 +175,8 @@ def write_figures(figures, path, settings):
     return path
 
 
-def reconstruction_figure(vqvae, test, images_dir, count=8):
+def reconstruction_figure(vqvae: keras.Model, test: SliceSet, images_dir: PathLike,
+                          count: int = 8) -> tuple[pathlib.Path, np.ndarray]:
     """`reconstructions.png`: `count` test slices over their reconstructions, with SSIM; returns
     (the figure's path, per-slice SSIM of the whole split)."""
     reconstructions = generate.reconstruct(vqvae, test.images)

@@ -9,11 +9,15 @@ accuracy for a categorical one, and the share of slices placed within 2 position
 No file is read or written here: the benchmark (`benchmark.py utility`) draws the slices and
 keeps the synthetic sets.
 """
+from __future__ import annotations
+
 import dataclasses
+from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
 from keras import layers
+from numpy.typing import ArrayLike
 
 from brainvq.data import augmentation
 from brainvq.evaluation.covariate_checks import agreement
@@ -41,32 +45,32 @@ class LabelledSlices:
     covariates: np.ndarray
     slice_index: np.ndarray
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.images)
 
-    def take(self, chosen):
+    def take(self, chosen: ArrayLike) -> LabelledSlices:
         """The slices at `chosen` (indices or a boolean mask)."""
         return LabelledSlices(self.images[chosen], self.covariates[chosen],
                               self.slice_index[chosen])
 
-    def known(self):
+    def known(self) -> LabelledSlices:
         """The slices whose every covariate is known (no NaN)."""
         return self.take(~np.isnan(self.covariates).any(axis=1))
 
-    def shuffled(self, seed):
+    def shuffled(self, seed: int) -> LabelledSlices:
         """The same images with their label rows (covariates and position together) shuffled
         among them: the control whose readings must fall to chance."""
         order = np.random.default_rng(seed).permutation(len(self))
         return LabelledSlices(self.images, self.covariates[order], self.slice_index[order])
 
 
-def concatenate(*sets):
+def concatenate(*sets: LabelledSlices) -> LabelledSlices:
     """One LabelledSlices holding every slice of `sets`, in order."""
     return LabelledSlices(*(np.concatenate([getattr(part, field.name) for part in sets])
                             for field in dataclasses.fields(LabelledSlices)))
 
 
-def area_average(images, size=READ_SIZE):
+def area_average(images: np.ndarray, size: int = READ_SIZE) -> np.ndarray:
     """[N, S, S, 1] images averaged over S/size x S/size blocks (unchanged when S <= size)."""
     side = images.shape[1]
     if side <= size or side % size:
@@ -76,7 +80,8 @@ def area_average(images, size=READ_SIZE):
     return blocks.mean(axis=(2, 4))
 
 
-def build_utility_model(image_size, specs, num_slice_positions):
+def build_utility_model(image_size: int, specs: Sequence[Mapping[str, Any]],
+                        num_slice_positions: int) -> keras.Model:
     """Image -> one output per covariate in `specs` (a value near 0..1, or class probabilities)
     and the slice position's class probabilities: the rulers' convolutional trunk
     (covariate_checks.build_ruler) without the position as an input."""
@@ -101,7 +106,7 @@ def build_utility_model(image_size, specs, num_slice_positions):
     return keras.Model(image, outputs, name="utility_model")
 
 
-def _targets(slices, specs):
+def _targets(slices: LabelledSlices, specs: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     targets = {}
     for column, spec in enumerate(specs):
         values = slices.covariates[:, column]
@@ -111,7 +116,9 @@ def _targets(slices, specs):
     return targets
 
 
-def train_utility_model(slices, specs, num_slice_positions, seed=0, images_seen=None):
+def train_utility_model(slices: LabelledSlices, specs: Sequence[Mapping[str, Any]],
+                        num_slice_positions: int,
+                        seed: int = 0, images_seen: int | None = None) -> keras.Model:
     """A utility model fitted on `slices` (a LabelledSlices; slices with an unknown covariate
     are left out) for `images_seen` images (default `IMAGES_SEEN`), whatever the set's size:
     each slice and up to `MAX_COPIES` augmented copies (the first mirrored, the others shifted
@@ -151,7 +158,7 @@ def train_utility_model(slices, specs, num_slice_positions, seed=0, images_seen=
     return model
 
 
-def read(model, images):
+def read(model: keras.Model, images: np.ndarray) -> dict[str, np.ndarray]:
     """The model's readings of slices, averaged over each slice and its mirror image:
     {output name: [N] encoded values (continuous) or [N, K] class probabilities}."""
     images = area_average(images)
@@ -161,7 +168,8 @@ def read(model, images):
             for name in readings[0]}
 
 
-def judge(model, slices, specs):
+def judge(model: keras.Model, slices: LabelledSlices, specs: Sequence[Mapping[str, Any]]
+          ) -> dict[str, float]:
     """The model's figures on real held-out `slices` (slices with an unknown covariate are
     left out of that covariate's figure): `{"<name> r", "<name> MAE"}` per continuous
     covariate (MAE in its units), `{"<name> accuracy"}` per categorical one and

@@ -13,11 +13,22 @@ floor a perfect generator would reach):
 * **Slice position**: for slice-conditioned samples, how often the feature network's predicted
   position lies within 2 positions of the requested one (`position_accuracy`).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from brainvq.data.pose import TISSUE_THRESHOLD, largest_filled_component, mask_pose
 from brainvq.evaluation import feature_network, sample_metrics
 from brainvq.generation import generate
+from brainvq.hints import PathLike
+
+if TYPE_CHECKING:
+    import keras
+
+    from brainvq.data.slice_sets import SliceSet
 
 # Random subsets averaged when a larger set is scored at a smaller set's size (equal_size_report).
 EQUAL_SIZE_DRAWS = 20
@@ -39,7 +50,7 @@ SHAPE_STATISTICS = {
 }
 
 
-def shape_statistics(image, threshold=TISSUE_THRESHOLD):
+def shape_statistics(image: np.ndarray, threshold: float = TISSUE_THRESHOLD) -> dict[str, float]:
     """The shape statistics (`SHAPE_STATISTICS`) of the brain mask of one image.
 
     Args:
@@ -82,7 +93,7 @@ def shape_statistics(image, threshold=TISSUE_THRESHOLD):
     }
 
 
-def pose_summary(images, table=None):
+def pose_summary(images: np.ndarray, table: np.ndarray | None = None) -> dict[str, float]:
     """Mean absolute centroid offset (pixels) and tilt (degrees) of images' brain masks: where
     the heads sit in the frame (real slices: centred and upright). `table`: their
     `statistics_table`, when already computed."""
@@ -92,7 +103,7 @@ def pose_summary(images, table=None):
             "tilt": float(np.abs(table[:, names.index("tilt")]).mean())}
 
 
-def statistics_table(images):
+def statistics_table(images: np.ndarray) -> np.ndarray:
     """[N, len(SHAPE_STATISTICS)] shape statistics of a batch of images, columns in the order
     of `SHAPE_STATISTICS`."""
     return np.array([[stats[name] for name in SHAPE_STATISTICS]
@@ -104,8 +115,9 @@ PLAUSIBLE_PERCENTILES = (1.0, 99.0)  # the range of the training slices' statist
 PLAUSIBLE_MARGIN = 0.1  # ... widened by this share of its width on each side (a fifth in all)
 
 
-def plausibility_ranges(training_images, margin=PLAUSIBLE_MARGIN,
-                        percentiles=PLAUSIBLE_PERCENTILES):
+def plausibility_ranges(training_images: np.ndarray, margin: float = PLAUSIBLE_MARGIN,
+                        percentiles: tuple[float, float] = PLAUSIBLE_PERCENTILES
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) per statistic: the 1st to 99th percentile of the real training slices'
     values, widened by `margin` times its width on each side. The percentiles keep a few odd
     training slices from stretching the range; the margin covers real anatomy that a finite
@@ -115,7 +127,9 @@ def plausibility_ranges(training_images, margin=PLAUSIBLE_MARGIN,
     return low - margin * (high - low), high + margin * (high - low)
 
 
-def plausible(images, ranges, table=None):
+def plausible(images: np.ndarray, ranges: tuple[np.ndarray, np.ndarray],
+              table: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Which images are anatomically plausible, and which statistics fail.
 
     Args:
@@ -138,7 +152,7 @@ def plausible(images, ranges, table=None):
 # Distribution distances in a feature space
 # ---------------------------------------------------------------------------------------------
 
-def kernel_inception_distance(features_a, features_b):
+def kernel_inception_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """Unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3 (Bińkowski et al., 2018).
 
     Args:
@@ -161,26 +175,28 @@ def kernel_inception_distance(features_a, features_b):
     return float(within_a + within_b - 2.0 * kernel_ab.mean())
 
 
-def _pairwise_distances(a, b):
+def _pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
     return np.sqrt(np.maximum(squared, 0.0))
 
 
-def knn_radii(points, k):
+def knn_radii(points: np.ndarray, k: int) -> np.ndarray:
     """Distance from each point to its k-th nearest neighbour among `points` (itself excluded)."""
     points = np.asarray(points, np.float64)
     within = _pairwise_distances(points, points)
     return np.sort(within, axis=1)[:, min(k, len(points) - 1)]  # column 0: the point itself
 
 
-def _coverage(reference, queries, k, radii=None):
+def _coverage(reference: np.ndarray, queries: np.ndarray, k: int,
+              radii: np.ndarray | None = None) -> float:
     """Fraction of `queries` inside the k-NN ball of at least one `reference` point (`radii`:
     the reference's `knn_radii`, when already known)."""
     radii = knn_radii(reference, k) if radii is None else radii
     return float((_pairwise_distances(queries, reference) <= radii[None, :]).any(axis=1).mean())
 
 
-def precision_recall(real_features, fake_features, k=3, real_radii=None):
+def precision_recall(real_features: np.ndarray, fake_features: np.ndarray, k: int = 3,
+                     real_radii: np.ndarray | None = None) -> tuple[float, float]:
     """k-NN precision and recall (Kynkäänniemi et al., 2019).
 
     Precision: the fraction of generated points inside the real manifold (the union of the
@@ -198,7 +214,8 @@ def precision_recall(real_features, fake_features, k=3, real_radii=None):
     return _coverage(real, fake, k, real_radii), _coverage(fake, real, k)
 
 
-def distribution_report(reference, candidates, k=3, reference_radii=None):
+def distribution_report(reference: np.ndarray, candidates: Mapping[str, np.ndarray], k: int = 3,
+                        reference_radii: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """Fréchet distance, KID, precision and recall of each candidate set against `reference`.
 
     Args:
@@ -218,7 +235,9 @@ def distribution_report(reference, candidates, k=3, reference_radii=None):
             for name, features in candidates.items()}
 
 
-def equal_size_report(reference, candidates, k=3, seed=0, draws=EQUAL_SIZE_DRAWS):
+def equal_size_report(reference: np.ndarray, candidates: Mapping[str, np.ndarray], k: int = 3,
+                      seed: int = 0,
+                      draws: int = EQUAL_SIZE_DRAWS) -> tuple[dict[str, dict[str, float]], int]:
     """`distribution_report` with every candidate set scored at the same size.
 
     Fréchet distance and recall depend on how many points a set has (the Fréchet distance of
@@ -248,7 +267,7 @@ def equal_size_report(reference, candidates, k=3, seed=0, draws=EQUAL_SIZE_DRAWS
     return report, size
 
 
-def position_accuracy(predicted, requested, tolerance=2):
+def position_accuracy(predicted: ArrayLike, requested: ArrayLike, tolerance: int = 2) -> float:
     """Fraction of predicted slice positions within `tolerance` of the requested ones."""
     predicted, requested = np.asarray(predicted, float), np.asarray(requested, float)
     return float((np.abs(predicted - requested) <= tolerance).mean())
@@ -256,7 +275,7 @@ def position_accuracy(predicted, requested, tolerance=2):
 
 # --- a trained run's samples, judged -------------------------------------------------------
 
-def conditional_positions(slices, count):
+def conditional_positions(slices: SliceSet, count: int) -> np.ndarray:
     """`count` requested slice positions cycling through the positions the real slices have."""
     present = np.unique(np.asarray(slices.slice_index))
     return present[np.arange(count) % len(present)].astype(np.int32)
@@ -276,7 +295,9 @@ class RealReference:
         cache_dir: where the feature network is kept.
     """
 
-    def __init__(self, values, vqvae, train, held_out, feature_figures, cache_dir):
+    def __init__(self, values: Mapping[str, Any], vqvae: keras.Model, train: SliceSet,
+                 held_out: SliceSet,
+                 feature_figures: bool, cache_dir: PathLike | None) -> None:
         self.train, self.held_out = train, held_out
         self.positions = values["num_slice_positions"]
         self.reconstructed = generate.reconstruct(vqvae, held_out.images)
@@ -294,12 +315,14 @@ class RealReference:
             self.real_features, self.real_positions = self.features(held_out.images)
             self.decoded_features, _ = self.features(self.reconstructed)
 
-    def features(self, images):
+    def features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(features [N, d], predicted slice positions [N]) in the reference's network."""
         return feature_network.features_and_positions(self.network, images, self.positions)
 
 
-def print_realism_report(figures, distances, poses, outside, sizes):
+def print_realism_report(figures: Mapping[str, Any], distances: Mapping[str, Any],
+                         poses: Mapping[str, Any], outside: Mapping[str, Any],
+                         sizes: tuple[int, int, int]) -> None:
     """Prints `realism_report`'s figures as a table: samples, conditioned samples, held-out
     real slices (the floor) and their reconstructions; `sizes`: (samples per set, held-out
     slices, training slices)."""
@@ -341,9 +364,13 @@ def print_realism_report(figures, distances, poses, outside, sizes):
             for (counts, total), width in zip(outside.values(), (10, 12, 13))))
 
 
-def realism_report(values, vqvae, output_dir, train, held_out, samples, count, seed,
-                   temperature=None, top_k=None, verbose=True, feature_figures=True,
-                   cache_dir=None, reference=None, prior=None):
+def realism_report(values: Mapping[str, Any], vqvae: keras.Model, output_dir: PathLike,
+                   train: SliceSet,
+                   held_out: SliceSet, samples: np.ndarray | None, count: int, seed: int,
+                   temperature: float | None = None, top_k: int | None = None,
+                   verbose: bool = True, feature_figures: bool = True,
+                   cache_dir: PathLike | None = None, reference: RealReference | None = None,
+                   prior: keras.Model | None = None) -> dict[str, Any]:
     """Judges samples against real anatomy, each figure beside its real floor.
 
     Args:

@@ -8,21 +8,31 @@ same on the samples with the requested values shuffled among them is a control t
 chance. Continuous covariates: Pearson r and mean absolute error (in the covariate's units);
 categorical ones: accuracy.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
 import keras
 import numpy as np
 from keras import layers
+from numpy.typing import ArrayLike
 
 from brainvq.data import augmentation
 from brainvq.evaluation import realism
 from brainvq.generation import generate
+from brainvq.hints import PathLike
 from brainvq.runs import run_folder
+
+if TYPE_CHECKING:
+    from brainvq.data.slice_sets import SliceSet
 
 IMAGES_SEEN = 60000  # images a ruler sees while it trains (passes over the augmented slices)
 RULER_SIZE = 64  # larger slices are read area-averaged to this size (atrophy shows at it)
 RULER_COPIES = 8  # augmented copies of each training slice (benchmark.py rulers --ruler-copies)
 
 
-def build_ruler(image_size, spec, num_slice_positions, size=RULER_SIZE):
+def build_ruler(image_size: int, spec: Mapping[str, Any], num_slice_positions: int,
+                size: int = RULER_SIZE) -> keras.Model:
     """Image and slice position -> the covariate: a value near [0, 1] (continuous, scaled to the
     training range) or class probabilities (categorical); images larger than `size` are
     area-averaged to it first."""
@@ -46,8 +56,10 @@ def build_ruler(image_size, spec, num_slice_positions, size=RULER_SIZE):
     return keras.Model([image, position], output, name=f"ruler_{spec['name']}")
 
 
-def train_ruler(images, slice_index, targets, spec, num_slice_positions, seed=0, epochs=None,
-                images_seen=None, size=RULER_SIZE, copies=None):
+def train_ruler(images: np.ndarray, slice_index: ArrayLike, targets: np.ndarray,
+                spec: Mapping[str, Any], num_slice_positions: int, seed: int = 0,
+                epochs: int | None = None, images_seen: int | None = None,
+                size: int = RULER_SIZE, copies: int | None = None) -> keras.Model:
     """A ruler fitted on real slices whose covariate `targets` (encoded, NaN: unknown) are
     known, with `copies` augmented copies of each (the first mirrored; each further one shifted,
     rotated up to 8 degrees, scaled up to 8% and mirrored at random), for about `images_seen`
@@ -77,7 +89,8 @@ def train_ruler(images, slice_index, targets, spec, num_slice_positions, seed=0,
     return model
 
 
-def measure(ruler, spec, images, slice_index):
+def measure(ruler: keras.Model, spec: Mapping[str, Any], images: np.ndarray,
+            slice_index: ArrayLike) -> np.ndarray:
     """The ruler's readings of slices, averaged over each slice and its mirror image: encoded
     values (continuous) or class indices."""
     slice_index = np.asarray(slice_index, np.int32)
@@ -86,8 +99,9 @@ def measure(ruler, spec, images, slice_index):
     return output[:, 0] if spec["kind"] == "continuous" else output.argmax(axis=-1)
 
 
-def ruler_ceiling(train, held_out, train_targets, held_out_targets, spec, num_slice_positions,
-                  seed=0, **options):
+def ruler_ceiling(train: SliceSet, held_out: SliceSet, train_targets: np.ndarray,
+                  held_out_targets: np.ndarray, spec: Mapping[str, Any], num_slice_positions: int,
+                  seed: int = 0, **options: Any) -> tuple[keras.Model, dict[str, float]]:
     """A ruler trained on the real slices of `train` (a SliceSet) and its agreement with the
     truth on those of `held_out`: (ruler, agreement). `options`: of `train_ruler`."""
     ruler = train_ruler(train.images, train.slice_index, train_targets, spec, num_slice_positions,
@@ -96,7 +110,7 @@ def ruler_ceiling(train, held_out, train_targets, held_out_targets, spec, num_sl
     return ruler, agreement(spec, held_out_targets, reading)
 
 
-def agreement(spec, truth, reading):
+def agreement(spec: Mapping[str, Any], truth: ArrayLike, reading: ArrayLike) -> dict[str, float]:
     """{"r", "mae"} in the covariate's units (continuous) or {"accuracy"} (categorical)."""
     truth, reading = np.asarray(truth, np.float64), np.asarray(reading, np.float64)
     known = ~np.isnan(truth)
@@ -108,7 +122,7 @@ def agreement(spec, truth, reading):
     return {"accuracy": float((truth == reading).mean())}
 
 
-def requested_values(spec, count, seed):
+def requested_values(spec: Mapping[str, Any], count: int, seed: int) -> np.ndarray:
     """Values to request of `count` samples: spread evenly over the training range
     (continuous, encoded 0 .. 1) or every class in turn (categorical), in a seeded order."""
     if spec["kind"] == "continuous":
@@ -121,7 +135,9 @@ def requested_values(spec, count, seed):
 EDGE_SHARE = 0.1  # the top and bottom tenth of a continuous covariate's range
 
 
-def plausible_shares(spec, requested, samples, ranges):
+def plausible_shares(spec: Mapping[str, Any], requested: np.ndarray, samples: np.ndarray,
+                     ranges: tuple[np.ndarray, np.ndarray]
+                     ) -> dict[str, float]:
     """{"of all": share plausible, and for a continuous covariate "lowest tenth" and
     "highest tenth": the share among samples requested there (encoded 0 .. 1)."""
     ok, _ = realism.plausible(samples, ranges)
@@ -134,8 +150,10 @@ def plausible_shares(spec, requested, samples, ranges):
     return shares
 
 
-def judge_requests(values, vqvae, output_dir, specs, column, ruler, count, seed, ranges,
-                   prior):
+def judge_requests(values: Mapping[str, Any], vqvae: keras.Model, output_dir: PathLike,
+                   specs: Sequence[Mapping[str, Any]], column: int, ruler: keras.Model,
+                   count: int, seed: int, ranges: tuple[np.ndarray, np.ndarray],
+                   prior: keras.Model | None) -> dict[str, Any]:
     """Samples `count` slices requested at spread values of covariate `column` alone (the others
     not given; slice positions drawn as the training slices have them), and judges them: the
     ruler's agreement with the requests ("samples"), with the requests shuffled ("shuffled",
@@ -156,8 +174,11 @@ def judge_requests(values, vqvae, output_dir, specs, column, ruler, count, seed,
             "plausible": plausible_shares(spec, requested, samples, ranges)}
 
 
-def covariate_report(values, vqvae, output_dir, train, held_out, train_covariates,
-                     held_out_covariates, specs, count, seed, prior=None):
+def covariate_report(values: Mapping[str, Any], vqvae: keras.Model, output_dir: PathLike,
+                     train: SliceSet, held_out: SliceSet, train_covariates: np.ndarray,
+                     held_out_covariates: np.ndarray, specs: Sequence[Mapping[str, Any]],
+                     count: int, seed: int, prior: keras.Model | None = None
+                     ) -> dict[str, dict[str, Any]]:
     """Trains a ruler per covariate on the training slices, and prints and returns its agreement
     on held-out real slices (the ceiling) and its judgement of `count` samples requested at
     spread values of that covariate alone (`judge_requests`): agreement, the shuffled control,
@@ -180,7 +201,8 @@ def covariate_report(values, vqvae, output_dir, train, held_out, train_covariate
     return rows
 
 
-def print_judgement(spec, real, judged):
+def print_judgement(spec: Mapping[str, Any], real: Mapping[str, float],
+                    judged: Mapping[str, Any]) -> None:
     """The lines a covariate's judgement prints: the ruler on real slices, on samples and on the
     shuffled control; the samples' plausibility."""
     sampled, control = judged["samples"], judged["shuffled"]

@@ -17,9 +17,13 @@
   distance grows as a set's spread shrinks; so the same two sets are also cut from the held-out
   real volumes (`real_slice_sets`): their ratio shows how far grouping alone moves the figure.
 """
+from __future__ import annotations
+
 import pathlib
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from PIL import Image
 from skimage.metrics import structural_similarity
 
@@ -28,33 +32,38 @@ from brainvq.data.stacks import subject_stacks
 from brainvq.evaluation import feature_network, realism, streaks
 from brainvq.generation import generate
 from brainvq.generation import stacks as stack_sampling
+from brainvq.hints import PathLike, Splits
 from brainvq.output import figures
 from brainvq.runs import run_folder
+
+if TYPE_CHECKING:
+    import keras
 
 RESLICE_RANGE = (0.3, 0.7)  # share of the axis the coronal and sagittal planes are cut from
 RESLICES_PER_VOLUME = 8
 
 
-def neighbour_ssim(stack):
+def neighbour_ssim(stack: np.ndarray) -> np.ndarray:
     """[S - 1] SSIM (data range 1) between slice k and slice k + 1 of a stack [S, H, W]."""
     stack = np.asarray(stack, np.float64)
     return np.array([structural_similarity(stack[k], stack[k + 1], data_range=1.0)
                      for k in range(len(stack) - 1)])
 
 
-def head_volume(stack, pixel, spacing):
+def head_volume(stack: np.ndarray, pixel: float, spacing: float) -> float:
     """Millilitres of tissue in a stack [S, H, W] of slices `spacing` mm apart, pixels `pixel`
     mm wide: its voxels above realism.TISSUE_THRESHOLD."""
     voxels = np.count_nonzero(np.asarray(stack) > realism.TISSUE_THRESHOLD)
     return voxels * pixel * pixel * spacing / 1000.0
 
 
-def head_volumes(stacks, pixel, spacing):
+def head_volumes(stacks: Sequence[np.ndarray], pixel: float, spacing: float) -> np.ndarray:
     """[V] `head_volume` of each stack of `stacks` (an array [V, S, H, W] or an iterable)."""
     return np.array([head_volume(stack, pixel, spacing) for stack in stacks])
 
 
-def reslices(stack, plane, pixel, spacing, image_size, count=RESLICES_PER_VOLUME):
+def reslices(stack: np.ndarray, plane: str, pixel: float, spacing: float, image_size: int,
+             count: int = RESLICES_PER_VOLUME) -> tuple[np.ndarray, np.ndarray]:
     """`count` coronal or sagittal planes of a stack [S, H, W] (bottom first), spread over
     RESLICE_RANGE of the axis, upright (superior at the top), stretched to their physical
     aspect and squared: [count, image_size, image_size, 1], and their order 0 .. count - 1."""
@@ -73,7 +82,8 @@ def reslices(stack, plane, pixel, spacing, image_size, count=RESLICES_PER_VOLUME
     return np.stack(images)[..., None].astype(np.float32), np.arange(count, dtype=np.int32)
 
 
-def real_slice_sets(held_out, count, seed=0):
+def real_slice_sets(held_out: Mapping[int, np.ndarray], count: int, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Two sets of held-out real axial slices shaped like the samples' two: every slice of
     `count` whole stacks, and the same number of slices per position drawn each from a random
     held-out subject. At most half the held-out subjects are taken as whole stacks (with all of
@@ -90,12 +100,15 @@ def real_slice_sets(held_out, count, seed=0):
     return grouped[..., None], spread[..., None]
 
 
-def _reslice_set(stacks, plane, pixel, spacing, image_size):
+def _reslice_set(stacks: Sequence[np.ndarray], plane: str, pixel: float, spacing: float,
+                 image_size: int) -> tuple[np.ndarray, np.ndarray]:
     cuts = [reslices(stack, plane, pixel, spacing, image_size) for stack in stacks]
     return np.concatenate([cut[0] for cut in cuts]), np.concatenate([cut[1] for cut in cuts])
 
 
-def _plane_figures(plane, train, held_out, samples, cache_dir, seed, with_features=True):
+def _plane_figures(plane: str, train: tuple[np.ndarray, np.ndarray],
+                   held_out: tuple[np.ndarray, np.ndarray], samples: tuple[np.ndarray, np.ndarray],
+                   cache_dir: PathLike, seed: int, with_features: bool = True) -> dict[str, Any]:
     """Plausibility and (`with_features`) feature-space figures of one reslice plane; each
     argument a pair (images, order) of reslices."""
     ranges = realism.plausibility_ranges(train[0])
@@ -120,7 +133,9 @@ def _plane_figures(plane, train, held_out, samples, cache_dir, seed, with_featur
                for metric, value in row.items()}}
 
 
-def _plot_neighbour_ssim(real_ssim, sample_ssim, real_count, count, images_dir, spacing):
+def _plot_neighbour_ssim(real_ssim: np.ndarray, sample_ssim: np.ndarray, real_count: int,
+                         count: int,
+                         images_dir: PathLike, spacing: float) -> None:
     """`volume_neighbour_ssim.png`: the neighbouring-slice SSIMs of the real and synthetic
     volumes, overlaid."""
     figures.plot_overlaid_histograms(
@@ -131,8 +146,11 @@ def _plot_neighbour_ssim(real_ssim, sample_ssim, real_count, count, images_dir, 
         title=f"Neighbouring-slice SSIM ({spacing:g} mm apart)")
 
 
-def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_dir, images_dir,
-                  feature_figures=True, independent=True, stacks=None):
+def volume_report(values: Mapping[str, Any], vqvae: keras.Model, output_dir: PathLike,
+                  splits: Splits, split: str, count: int, seed: int, cache_dir: PathLike,
+                  images_dir: PathLike | None, feature_figures: bool = True,
+                  independent: bool = True, stacks: ArrayLike | None = None
+                  ) -> dict[str, Any] | None:
     """Samples `count` stacks and prints the figures of the module docstring beside those of
     the held-out real volumes of `split`; writes `volume_neighbour_ssim.png` (unless
     `images_dir` is None). `feature_figures=False` leaves out the figures in a feature
@@ -212,7 +230,8 @@ def volume_report(values, vqvae, output_dir, splits, split, count, seed, cache_d
     return report
 
 
-def _print(report, count, real_count, length, spacing):
+def _print(report: Mapping[str, Any], count: int, real_count: int, length: int,
+           spacing: float) -> None:
     print(f"\nWhole volumes: {count} synthetic stacks of {length} slices ({spacing:g} mm apart; "
           f"{report['seconds_per_volume']:.1f} s per volume) vs {real_count} held-out real "
           f"volumes")

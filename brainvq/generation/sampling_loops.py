@@ -8,9 +8,19 @@ per row and, at each position, only the horizontal stack on a one-row crop, the 
 against a cache of the positions drawn before it, and the output head. `guided` combines the
 logits of classifier-free guidance.
 """
+from __future__ import annotations
+
+from typing import Callable, Optional
+
 import keras
 import numpy as np
 from keras import ops
+
+from brainvq.hints import Tensor
+
+Conditions = tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]
+"""(condition codes [N, t, t], covariates [N, C], augmentation [N, A]), each or None."""
+NO_CONDITION = (None, None, None)
 
 # Compiled samplers live on the prior itself (attribute `_compiled_samplers`), keyed by
 # everything that changes the traced program: a sampler closes over its prior, so a global cache
@@ -19,12 +29,12 @@ from keras import ops
 _CACHE_ATTRIBUTE = "_compiled_samplers"
 
 
-def row_cached(prior, crop):
+def row_cached(prior: keras.Model, crop: bool) -> bool:
     """Whether to run the vertical stack once per row (GatedPixelCNN) or the whole prior."""
     return crop and hasattr(prior, "vertical_pass") and hasattr(prior, "causal_reach")
 
 
-def guided(logits, guides):
+def guided(logits: Tensor, guides: tuple) -> Tensor:
     """Classifier-free guidance over one or more conditions, row by row. `logits` [N + sum M_i,
     K] hold N conditioned rows, then for each guided condition i the M_i rows `rows_i` of them
     with that condition dropped (u_i); `guides` holds one (rows_i [M_i], scales_i [M_i]) per
@@ -46,7 +56,7 @@ def guided(logits, guides):
     return guided
 
 
-def all_copies(codes, guides):
+def all_copies(codes: Tensor, guides: tuple) -> Tensor:
     """Codes [N] drawn for a guided batch, written to each of its rows: the N conditioned ones,
     then each guided condition's copies of its rows."""
     if not guides:
@@ -55,7 +65,7 @@ def all_copies(codes, guides):
                            axis=0)
 
 
-def shape_logits(logits, temperature, top_k):
+def shape_logits(logits: Tensor, temperature: Tensor, top_k: int) -> Tensor:
     """Temperature and top-k applied to logits [N, K] (float32)."""
     logits = ops.cast(logits, "float32") / temperature
     if top_k:
@@ -64,7 +74,7 @@ def shape_logits(logits, temperature, top_k):
     return logits
 
 
-def write(grid, position, codes):
+def write(grid: Tensor, position: Tensor, codes: Tensor) -> Tensor:
     """The grid [N, g, g] with raster `position` set to `codes` [N]."""
     size = ops.shape(grid)[1] * ops.shape(grid)[2]
     here = ops.reshape(ops.equal(ops.arange(size, dtype="int32"), position),
@@ -72,7 +82,8 @@ def write(grid, position, codes):
     return ops.where(here, ops.cast(codes, grid.dtype)[:, None, None], grid)
 
 
-def whole_grid_loop(prior, grid, slices, grid_size, draw, condition=(None, None, None)):
+def whole_grid_loop(prior: keras.Model, grid: Tensor, slices: Tensor, grid_size: int,
+                    draw: Callable, condition: Conditions = NO_CONDITION) -> Tensor:
     """Every step runs the prior on the whole grid and draws the code at that step's position."""
     condition_codes, covariates, augmentation = condition
     inputs = {} if condition_codes is None else {"condition_codes": condition_codes}
@@ -81,7 +92,7 @@ def whole_grid_loop(prior, grid, slices, grid_size, draw, condition=(None, None,
     if augmentation is not None:
         inputs["augmentation"] = augmentation
 
-    def body(position, grid):
+    def body(position: Tensor, grid: Tensor) -> Tensor:
         logits = prior({"code_indices": grid, "slice_index": slices, **inputs}, training=False)
         flat = ops.reshape(logits, (ops.shape(grid)[0], grid_size * grid_size, -1))
         return write(grid, position, draw(ops.take(flat, position, axis=1), position))
@@ -89,7 +100,8 @@ def whole_grid_loop(prior, grid, slices, grid_size, draw, condition=(None, None,
     return ops.fori_loop(0, grid_size * grid_size, body, grid)
 
 
-def attention_step(prior, features, caches, row, column, position):
+def attention_step(prior: keras.Model, features: Tensor, caches: list, row: Tensor, column: Tensor,
+                   position: Tensor) -> tuple[Tensor, list]:
     """The attention blocks and head at one position, against the cached earlier positions.
 
     Args:
@@ -112,7 +124,8 @@ def attention_step(prior, features, caches, row, column, position):
     return ops.reshape(logits, (ops.shape(flat)[0], -1)), normed
 
 
-def cache_position(prior, caches, normed, codes, row, column, position):
+def cache_position(prior: keras.Model, caches: list, normed: list, codes: Tensor, row: Tensor,
+                   column: Tensor, position: Tensor) -> list:
     """The caches with the keys and values of `position` (whose codes [N] are now drawn)."""
     context = prior.embed(ops.reshape(codes, (-1, 1, 1)), row, column)
     context = ops.reshape(context, (ops.shape(context)[0], 1, prior.filters))
@@ -125,7 +138,8 @@ def cache_position(prior, caches, normed, codes, row, column, position):
     return tuple(updated)
 
 
-def crop(bias, row, column, height, width):
+def crop(bias: Tensor | float, row: Tensor, column: Tensor, height: int, width: int
+         ) -> Tensor | float:
     """The [N, height, width, C] window at (row, column) of a spatial bias [N, g, g, C]; a
     bias that is the same everywhere ([N, 1, 1, C]) as it is."""
     if bias.shape[1] == 1 and bias.shape[2] == 1:
@@ -134,7 +148,8 @@ def crop(bias, row, column, height, width):
                      (ops.shape(bias)[0], height, width, bias.shape[-1]))
 
 
-def row_cached_loop(prior, grid, slices, grid_size, draw, condition=(None, None, None)):
+def row_cached_loop(prior: keras.Model, grid: Tensor, slices: Tensor, grid_size: int,
+                    draw: Callable, condition: Conditions = NO_CONDITION) -> Tensor:
     """The row-cached loop for a `GatedPixelCNN`.
 
     The vertical stack at row r sees only the rows above r, so once per row it runs on the
@@ -157,7 +172,7 @@ def row_cached_loop(prior, grid, slices, grid_size, draw, condition=(None, None,
     caches = tuple((ops.zeros(cache_shape, "float32"), ops.zeros(cache_shape, "float32"))
                    for _ in attention_blocks)
 
-    def row_body(row, state):
+    def row_body(row: Tensor, state: tuple) -> tuple:
         grid, caches = state
         row = ops.convert_to_tensor(row, "int32")  # a Python int when run eagerly
         top = ops.clip(row - reach, 0, grid_size - rows)
@@ -166,7 +181,7 @@ def row_cached_loop(prior, grid, slices, grid_size, draw, condition=(None, None,
         to_horizontal = [ops.take(term, row - top, axis=1)  # [N, g, 2F]: row `row` only
                          for term in prior.vertical_pass(prior.embed(above, top), row_biases)]
 
-        def column_body(column, state):
+        def column_body(column: Tensor, state: tuple) -> tuple:
             grid, caches = state
             column = ops.convert_to_tensor(column, "int32")
             left = ops.clip(column - reach, 0, grid_size - width)
@@ -192,8 +207,9 @@ def row_cached_loop(prior, grid, slices, grid_size, draw, condition=(None, None,
     return ops.fori_loop(0, grid_size, row_body, (grid, caches))[0]
 
 
-def sampling_loop(prior, grid, slices, grid_size, row_cached, draw,
-                  condition=(None, None, None)):
+def sampling_loop(prior: keras.Model, grid: Tensor, slices: Tensor, grid_size: int,
+                  row_cached: bool, draw: Callable, condition: Conditions = NO_CONDITION
+                  ) -> Tensor:
     """The whole raster loop; `draw(logits [N, K], position)` returns the codes [N];
     `condition` is (condition codes [N, t, t], covariates [N, C], augmentation [N, A]: each or
     None)."""
@@ -206,11 +222,13 @@ def sampling_loop(prior, grid, slices, grid_size, row_cached, draw,
 # Backends
 # ---------------------------------------------------------------------------------------------
 
-def tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile):
+def tensorflow_sampler(prior: keras.Model, grid_size: int, top_k: int, row_cached: bool,
+                       jit_compile: bool) -> Callable:
     import tensorflow as tf
 
-    def run(grid, slices, temperature, seed, condition, guides):
-        def draw(logits, position):
+    def run(grid: Tensor, slices: Tensor, temperature: Tensor, seed: Tensor, condition: tuple,
+            guides: tuple) -> Tensor:
+        def draw(logits: Tensor, position: Tensor) -> Tensor:
             logits = shape_logits(guided(ops.cast(logits, "float32"), guides), temperature,
                                    top_k)
             step_seed = tf.stack([seed[0], seed[1] + tf.cast(position, seed.dtype)])
@@ -222,13 +240,14 @@ def tensorflow_sampler(prior, grid_size, top_k, row_cached, jit_compile):
     return tf.function(run, jit_compile=jit_compile, reduce_retracing=True)
 
 
-def jax_sampler(prior, grid_size, top_k, row_cached):
+def jax_sampler(prior: keras.Model, grid_size: int, top_k: int, row_cached: bool) -> Callable:
     import jax
 
-    def run(trainable, non_trainable, grid, slices, temperature, seed, condition, guides):
+    def run(trainable: list, non_trainable: list, grid: Tensor, slices: Tensor, temperature: Tensor,
+            seed: Tensor, condition: tuple, guides: tuple) -> Tensor:
         key = jax.random.fold_in(jax.random.PRNGKey(seed[0]), seed[1])
 
-        def draw(logits, position):
+        def draw(logits: Tensor, position: Tensor) -> Tensor:
             logits = shape_logits(guided(ops.cast(logits, "float32"), guides), temperature,
                                    top_k)
             return all_copies(jax.random.categorical(jax.random.fold_in(key, position), logits,
@@ -242,7 +261,8 @@ def jax_sampler(prior, grid_size, top_k, row_cached):
 
     jitted = jax.jit(run)
 
-    def call(grid, slices, temperature, seed, condition, guides):
+    def call(grid: Tensor, slices: Tensor, temperature: Tensor, seed: Tensor, condition: tuple,
+             guides: tuple) -> Tensor:
         trainable = [variable.value for variable in prior.trainable_variables]
         non_trainable = [variable.value for variable in prior.non_trainable_variables]
         return jitted(trainable, non_trainable, grid, slices, temperature, seed, condition,
@@ -251,7 +271,8 @@ def jax_sampler(prior, grid_size, top_k, row_cached):
     return call
 
 
-def compiled_sampler(prior, grid_size, top_k, row_cached, jit_compile):
+def compiled_sampler(prior: keras.Model, grid_size: int, top_k: int, row_cached: bool,
+                     jit_compile: bool | None) -> Callable:
     backend = keras.backend.backend()
     key = (backend, grid_size, top_k, row_cached, jit_compile)
     cache = getattr(prior, _CACHE_ATTRIBUTE, None)
@@ -269,7 +290,7 @@ def compiled_sampler(prior, grid_size, top_k, row_cached, jit_compile):
     return cache[key]
 
 
-def xla_works():
+def xla_works() -> bool:
     """Whether XLA compilation is usable here (TensorFlow backend)."""
     global _XLA_WORKS
     if _XLA_WORKS is None:

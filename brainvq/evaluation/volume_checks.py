@@ -160,8 +160,7 @@ def volume_report(values: Mapping[str, Any], vqvae: keras.Model, output_dir: Pat
     ([V, S, H, W] in [0, 1]) judges those instead of sampling (their time is not known; `count`
     becomes V). Returns a dict."""
     length = stack_sampling.stack_length(values)
-    # a slab run's prior draws slabs, not slices: it has no independent slices to compare with
-    independent = independent and not values.get("slab_depth")
+    independent = independent and not values.get("slab_depth")  # a slab prior draws slabs
     spacing, pixel = values["slice_spacing"], values["field_of_view"] / values["image_size"]
     held_out = subject_stacks(splits[split], length)
     train = subject_stacks(splits["train"], length)
@@ -195,8 +194,7 @@ def volume_report(values: Mapping[str, Any], vqvae: keras.Model, output_dir: Pat
             _reslice_set(samples, plane, pixel, spacing, size), cache_dir, values["seed"],
             with_features=feature_figures)
         report.update({f"{plane}_{key}": value for key, value in row.items()})
-    stack_slices = samples.reshape((-1,) + samples.shape[2:])[..., None]
-    sets = {"stacks": stack_slices}
+    sets = {"stacks": samples.reshape((-1,) + samples.shape[2:])[..., None]}
     if independent:
         positions = np.tile(np.arange(length, dtype=np.int32), count)
         sets["independent"], _ = generate.generate(values, vqvae, output_dir, len(positions),

@@ -274,6 +274,13 @@ def _batch_seed(seed: int, batch_number: int, grid_size: int, backend: str) -> n
     return batch_seed.astype(np.uint32) if backend == "jax" else batch_seed
 
 
+def _jit_setting(jit_compile: bool | None) -> bool | None:
+    """XLA or not on TensorFlow (None: when XLA works here); None on other backends."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    return loops.xla_works() if jit_compile is None else bool(jit_compile)
+
+
 def _draw_batches(prior: keras.Model, sampler: Callable, inputs: SamplerInputs,
                   guidance: tuple[list[tuple], list[int]], batch_size: int, grid_size: int,
                   drawing: tuple[float, int], progress: keras.utils.Progbar | None
@@ -370,10 +377,7 @@ def sample_codes(prior: keras.Model, num_samples: int, grid_size: int, *,
     batch_size = num_samples if batch_size is None else _check_positive_int("batch_size",
                                                                             batch_size)
     batch_size = min(batch_size, num_samples)
-    backend = keras.backend.backend()
-    if backend == "tensorflow" and jit_compile is None:
-        jit_compile = loops.xla_works()
-    jit_compile = bool(jit_compile) if backend == "tensorflow" else None
+    jit_compile = _jit_setting(jit_compile)
     guidance = _scales("guidance", guidance, num_samples)
     covariate_guidance = _scales("covariate_guidance", covariate_guidance, num_samples)
     inputs = (slices, _condition_codes(prior, condition_codes, num_samples),

@@ -126,7 +126,6 @@ def write_volume(path, voxels, affine, header_codes=True):
     return path
 
 
-
 # --- PixelCNN causality -------------------------------------------------------------------------
 
 GRID, CODES, FILTERS, LAYERS, SLICES = 8, 8, 16, 2, 4

@@ -103,8 +103,6 @@ def _check_arguments(prior: keras.Model, num_samples: int, grid_size: int,
     return num_samples, grid_size, slices, float(temperature), int(top_k), int(seed)
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ class CorruptCheckpoint(RunError):
     """A checkpoint file exists but cannot be loaded."""
 
 
-
 def last_checkpoint_name(filename: str) -> str:
     """Where the latest epoch of a stage is kept for --resume: `vqvae.keras` -> `vqvae_last.keras`
     (the file named `filename` holds the best validation epoch)."""

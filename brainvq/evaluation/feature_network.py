@@ -92,8 +92,7 @@ def corrupt(image: np.ndarray, kind: str, rng: np.random.Generator,
 
 
 def train(images: np.ndarray, slice_index: ArrayLike, num_slice_positions: int,
-          epochs: int | None = None,
-          seed: int = 0, verbose: int = 0) -> keras.Model:
+          epochs: int | None = None, seed: int = 0, verbose: int = 0) -> keras.Model:
     """Fits a new feature network on real slices and their positions.
 
     Args:

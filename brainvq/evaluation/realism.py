@@ -236,8 +236,8 @@ def distribution_report(reference: np.ndarray, candidates: Mapping[str, np.ndarr
 
 
 def equal_size_report(reference: np.ndarray, candidates: Mapping[str, np.ndarray], k: int = 3,
-                      seed: int = 0,
-                      draws: int = EQUAL_SIZE_DRAWS) -> tuple[dict[str, dict[str, float]], int]:
+                      seed: int = 0, draws: int = EQUAL_SIZE_DRAWS
+                      ) -> tuple[dict[str, dict[str, float]], int]:
     """`distribution_report` with every candidate set scored at the same size.
 
     Fréchet distance and recall depend on how many points a set has (the Fréchet distance of
@@ -296,8 +296,7 @@ class RealReference:
     """
 
     def __init__(self, values: Mapping[str, Any], vqvae: keras.Model, train: SliceSet,
-                 held_out: SliceSet,
-                 feature_figures: bool, cache_dir: PathLike | None) -> None:
+                 held_out: SliceSet, feature_figures: bool, cache_dir: PathLike | None) -> None:
         self.train, self.held_out = train, held_out
         self.positions = values["num_slice_positions"]
         self.reconstructed = generate.reconstruct(vqvae, held_out.images)
@@ -365,9 +364,8 @@ def print_realism_report(figures: Mapping[str, Any], distances: Mapping[str, Any
 
 
 def realism_report(values: Mapping[str, Any], vqvae: keras.Model, output_dir: PathLike,
-                   train: SliceSet,
-                   held_out: SliceSet, samples: np.ndarray | None, count: int, seed: int,
-                   temperature: float | None = None, top_k: int | None = None,
+                   train: SliceSet, held_out: SliceSet, samples: np.ndarray | None, count: int,
+                   seed: int, temperature: float | None = None, top_k: int | None = None,
                    verbose: bool = True, feature_figures: bool = True,
                    cache_dir: PathLike | None = None, reference: RealReference | None = None,
                    prior: keras.Model | None = None) -> dict[str, Any]:

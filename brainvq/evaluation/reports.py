@@ -85,10 +85,9 @@ def reconstruction_report(vqvae: keras.Model, test: SliceSet, images_dir: PathLi
 
 
 def sample_report(values: Mapping[str, Any], vqvae: keras.Model, output_dir: PathLike,
-                  train: SliceSet,
-                  test: SliceSet | None, count: int, seed: int, feature_figures: bool = True,
-                  cache_dir: PathLike | None = None, prior: keras.Model | None = None
-                  ) -> dict[str, Any]:
+                  train: SliceSet, test: SliceSet | None, count: int, seed: int,
+                  feature_figures: bool = True, cache_dir: PathLike | None = None,
+                  prior: keras.Model | None = None) -> dict[str, Any]:
     """Samples `count` slices and prints realism, diversity and distribution distances
     (`feature_figures`: also those in the feature network's space, `realism.realism_report`,
     whose network is kept in `cache_dir`, by default the run folder). `prior`: the run's prior
@@ -137,9 +136,8 @@ def sample_report(values: Mapping[str, Any], vqvae: keras.Model, output_dir: Pat
 
 
 def covariate_report(values: Mapping[str, Any], vqvae: keras.Model, output_dir: PathLike,
-                     splits: Splits,
-                     split: str, count: int, seed: int, prior: keras.Model | None = None
-                     ) -> dict[str, Any] | None:
+                     splits: Splits, split: str, count: int, seed: int,
+                     prior: keras.Model | None = None) -> dict[str, Any] | None:
     """For a run whose prior was trained on covariates (and whose covariates file is here): the
     rulers' agreement on real held-out slices, on samples and on the shuffled control
     (`covariate_checks`); None for any other run. `prior`: as for `sample_report`."""

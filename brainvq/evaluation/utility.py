@@ -117,8 +117,8 @@ def _targets(slices: LabelledSlices, specs: Sequence[Mapping[str, Any]]) -> dict
 
 
 def train_utility_model(slices: LabelledSlices, specs: Sequence[Mapping[str, Any]],
-                        num_slice_positions: int,
-                        seed: int = 0, images_seen: int | None = None) -> keras.Model:
+                        num_slice_positions: int, seed: int = 0, images_seen: int | None = None
+                        ) -> keras.Model:
     """A utility model fitted on `slices` (a LabelledSlices; slices with an unknown covariate
     are left out) for `images_seen` images (default `IMAGES_SEEN`), whatever the set's size:
     each slice and up to `MAX_COPIES` augmented copies (the first mirrored, the others shifted

@@ -134,8 +134,7 @@ def _plane_figures(plane: str, train: tuple[np.ndarray, np.ndarray],
 
 
 def _plot_neighbour_ssim(real_ssim: np.ndarray, sample_ssim: np.ndarray, real_count: int,
-                         count: int,
-                         images_dir: PathLike, spacing: float) -> None:
+                         count: int, images_dir: PathLike, spacing: float) -> None:
     """`volume_neighbour_ssim.png`: the neighbouring-slice SSIMs of the real and synthetic
     volumes, overlaid."""
     figures.plot_overlaid_histograms(

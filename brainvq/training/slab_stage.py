@@ -33,8 +33,7 @@ def slab_autoencoder_from_values(values: Mapping[str, Any]) -> SlabAutoencoder:
 
 
 def train_slab_autoencoder(values: Values, splits: Splits, output_dir: PathLike,
-                           resume: bool = False,
-                           extra_callbacks: Callbacks = ()
+                           resume: bool = False, extra_callbacks: Callbacks = ()
                            ) -> tuple[SlabAutoencoder, float]:
     """Fits the slab autoencoder on the training stacks and their mirror images, keeping the
     epoch with the best validation loss as `slab_autoencoder.keras`; returns it and the test

@@ -76,7 +76,11 @@ def brightness_steps(stack: np.ndarray, threshold: float = TISSUE_THRESHOLD, win
 def streak_index(stack: np.ndarray, threshold: float = TISSUE_THRESHOLD) -> float:
     """A stack [S, H, W] (slices first): the mean step between neighbouring slices inside the
     head over the mean step between neighbouring pixels in-plane (rows and columns)."""
-    slice_step, in_plane_step = neighbour_steps(stack, threshold)
+    return _ratio(*neighbour_steps(stack, threshold))
+
+
+def _ratio(slice_step: float, in_plane_step: float) -> float:
+    """The streak index from its two parts (`neighbour_steps`)."""
     if np.isnan([slice_step, in_plane_step]).any():
         return float("nan")  # no head (or no neighbouring pair inside it)
     return slice_step / in_plane_step
@@ -141,11 +145,12 @@ def stack_figures(stacks: Sequence[np.ndarray], real: Sequence[np.ndarray] | Non
         figures["slice_ssim"] = float(np.mean([
             structural_similarity(image, target, data_range=1.0)
             for stack, reference in zip(stacks, real) for image, target in zip(stack, reference)]))
-    for figure, function in (("streak_index", streak_index),
-                             ("high_frequency_share", high_frequency_share)):
-        values = np.array([function(stack) for stack in stacks])
+    steps = np.array([neighbour_steps(stack) for stack in stacks])  # once: the index's parts
+    for figure, values in (("streak_index", [_ratio(*pair) for pair in steps]),
+                           ("high_frequency_share", [high_frequency_share(stack)
+                                                     for stack in stacks])):
+        values = np.array(values)
         figures[figure], figures[f"{figure}_sd"] = float(values.mean()), float(values.std())
-    steps = np.array([neighbour_steps(stack) for stack in stacks])
     figures["slice_step"], figures["in_plane_step"] = map(float, _known_mean(steps))
     jumps = np.array([brightness_steps(stack) for stack in stacks])
     figures["brightness_step"], figures["brightness_jump"] = map(float, _known_mean(jumps))

@@ -18,9 +18,9 @@ def quick_evaluation(monkeypatch, request):
     from brainvq.evaluation import covariate_checks, feature_network
 
     monkeypatch.setattr(feature_network, "MAX_TRAINING_IMAGES", 32)
-    monkeypatch.setattr(feature_network, "IMAGES_SEEN", 1000)  # at least 3 passes still
+    monkeypatch.setattr(feature_network, "IMAGES_SEEN", 0)  # the fewest passes: 3
     monkeypatch.setattr(covariate_checks, "RULER_COPIES", 1)
-    monkeypatch.setattr(covariate_checks, "IMAGES_SEEN", 300)  # a dozen passes, tiny runs
+    monkeypatch.setattr(covariate_checks, "IMAGES_SEEN", 0)  # the fewest passes: 3
     # ... and their fit, predict and evaluate run eagerly: tracing a tiny network's steps into a
     # graph costs seconds, running its few steps as Python a fraction of that. The samplers stay
     # compiled graphs (a grid's worth of steps run eagerly costs many times its tracing). Tests

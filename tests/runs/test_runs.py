@@ -120,7 +120,7 @@ def test_a_second_writer_is_refused_by_the_lock_and_a_stale_lock_is_taken_over(
     assert "stale lock" in capsys.readouterr().err
 
 
-def test_a_corrupt_checkpoint_is_named_and_resume_falls_back_to_the_previous_one(
+def test_a_foreign_or_corrupt_checkpoint_is_named_and_resume_falls_back_to_the_previous_one(
         data_dir, tmp_path):
     import predict
 
@@ -128,6 +128,13 @@ def test_a_corrupt_checkpoint_is_named_and_resume_falls_back_to_the_previous_one
     train.main(train_args(data_dir, output_dir, stage="vqvae", epochs="2"))
     last = output_dir / run_folder.last_checkpoint_name(run_folder.VQVAE_FILE)
     assert run_folder.previous_name(last).is_file()  # epoch 1's checkpoint, kept by epoch 2's save
+    # Another checkpoint in the last one's place (epoch 1's here; another run's file is the same
+    # case): refused by name, instead of resuming the wrong weights at the state file's epoch.
+    own = last.read_bytes()
+    shutil.copyfile(run_folder.previous_name(last), last)
+    with pytest.raises(SystemExit, match="vqvae_last.keras is not the checkpoint .* records"):
+        train.main(train_args(data_dir, output_dir, "--resume", stage="vqvae", epochs="3"))
+    last.write_bytes(own)
     for path in (last, output_dir / run_folder.VQVAE_FILE):
         data = path.read_bytes()
         path.write_bytes(data[:len(data) // 2])  # cut in half
@@ -280,8 +287,8 @@ def test_png_names_without_case_and_slice_are_accepted_with_a_warning(tmp_path, 
 def test_ctrl_c_ends_with_one_line_naming_the_checkpoint_and_the_resume_command(
         data_dir, tmp_path):
     output_dir = tmp_path / "run"
-    arguments = train_args(data_dir, output_dir, "--steps-per-epoch", "30", stage="vqvae",
-                           epochs="4")
+    arguments = train_args(data_dir, output_dir, "--steps-per-epoch", "4", stage="vqvae",
+                           epochs="6")  # interrupted in the second of six short epochs
     # A shell starts background jobs with SIGINT ignored, and a child inherits that; restore
     # the default so Python turns SIGINT into KeyboardInterrupt as it does at a terminal.
     process = subprocess.Popen([sys.executable, "train.py", *arguments], cwd=REPO,
@@ -330,10 +337,24 @@ def test_image_size_not_divisible_is_one_line(tmp_path):
         train.main(["--image-size", "100", "--output-dir", str(tmp_path / "run")])
 
 
-def test_prior_with_weight_averaging_keeps_the_average_and_resumes(data_dir, run_copy):
-    arguments = train_args(data_dir, run_copy, "--prior-weight-averaging", "0.9", stage="prior",
-                           epochs="2")
-    train.main([*arguments, "--overwrite"])
+def test_prior_with_weight_averaging_keeps_the_average_resumes_and_the_vqvae_record(
+        data_dir, run_copy):
+    """A prior stage trained again over a run (--overwrite) keeps the moving average of its
+    weights, resumes with it, and keeps the record of how the VQ-VAE was trained."""
+    before = hyperparameters.load(run_copy)
+    # The defaults of the flags not given (epochs 10, learning rate 5e-4) must not replace the
+    # values the VQ-VAE was trained with; the prior's own values are this command's.
+    vqvae_training = TINY.index("--learning-rate")
+    prior_flags = TINY[:vqvae_training] + TINY[vqvae_training + 4:]  # no rate, no warm-up
+    assert "--warmup-steps" not in prior_flags
+    arguments = ["--stage", "prior", "--data-dir", str(data_dir), "--output-dir", str(run_copy),
+                 "--images-dir", str(run_copy.parent / "images"), *prior_flags,
+                 "--prior-weight-averaging", "0.9"]
+    train.main([*arguments, "--prior-epochs", "2", "--overwrite"])
+    after = hyperparameters.load(run_copy)
+    assert (before["epochs"], before["learning_rate"], before["warmup_steps"]) == (1, 1e-3, 0)
+    assert (after["epochs"], after["learning_rate"], after["warmup_steps"]) == (1, 1e-3, 0)
+    assert after["prior_epochs"] == 2 != before["prior_epochs"]
     kept = keras.saving.load_model(run_copy / run_folder.PRIOR_FILE)
     assert kept.optimizer.use_ema and kept.optimizer.ema_momentum == 0.9
     # The first epoch's checkpoint (kept as the previous one) holds the average as the model's
@@ -345,25 +366,8 @@ def test_prior_with_weight_averaging_keeps_the_average_and_resumes(data_dir, run
     assert any(not np.allclose(keras.ops.convert_to_numpy(weight), keras.ops.convert_to_numpy(slot))
                for weight, slot in zip(kept.trainable_weights,
                                        kept.optimizer._model_variables_moving_average))
-    train.main([*arguments[:arguments.index("--prior-epochs") + 1], "3",
-                *arguments[arguments.index("--prior-epochs") + 2:], "--resume"])
+    train.main([*arguments, "--prior-epochs", "3", "--resume"])
     assert run_folder.read_state(run_copy)["prior"]["epochs_done"] == 3
-
-
-def test_a_prior_stage_keeps_the_record_of_how_the_vqvae_was_trained(data_dir, run_copy):
-    before = hyperparameters.load(run_copy)
-    # The defaults of the flags not given (epochs 10, learning rate 5e-4) must not replace the
-    # values the VQ-VAE was trained with; the prior's own values are this command's.
-    vqvae_training = TINY.index("--learning-rate")
-    prior_flags = TINY[:vqvae_training] + TINY[vqvae_training + 4:]  # no rate, no warm-up
-    assert "--warmup-steps" not in prior_flags
-    train.main(["--stage", "prior", "--overwrite", "--data-dir", str(data_dir),
-                "--prior-epochs", "2", "--output-dir", str(run_copy),
-                "--images-dir", str(run_copy.parent / "images"), *prior_flags])
-    after = hyperparameters.load(run_copy)
-    assert (before["epochs"], before["learning_rate"], before["warmup_steps"]) == (1, 1e-3, 0)
-    assert (after["epochs"], after["learning_rate"], after["warmup_steps"]) == (1, 1e-3, 0)
-    assert after["prior_epochs"] == 2 != before["prior_epochs"]
 
 
 def test_unconditional_samples_draw_positions_as_the_training_slices_have_them(

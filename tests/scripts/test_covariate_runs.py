@@ -8,11 +8,12 @@ keras = pytest.importorskip("keras")
 # train.py, predict.py end to end, their evaluation networks kept small
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quick_evaluation")]
 
+import hyperparameters  # noqa: E402
 import predict  # noqa: E402
 import train  # noqa: E402
 from brainvq.generation.generate import draw_subject_covariates  # noqa: E402
 from brainvq.runs import run_folder  # noqa: E402
-from helpers import TINY, write_oasis_layout  # noqa: E402
+from helpers import REPO, TINY, write_oasis_layout  # noqa: E402
 
 TABLE = "subject,age,sex\n1,30,F\n2,60,M\n3,45,F\n4,50,M\n"
 
@@ -125,10 +126,9 @@ def test_samples_at_an_age_and_sex_and_refusals(covariate_run, tmp_path, capsys)
         predict.main(["--output-dir", run, "--images-dir", str(tmp_path), "--by-covariate"])
 
 
-def test_a_run_without_covariates_refuses_them(covariate_run, tmp_path):
-    plain = tmp_path / "plain"
-    train.main(["--data-dir", str(covariate_run / "oasis"), "--epochs", "1", "--prior-epochs",
-                "1", "--output-dir", str(plain), *TINY])
+def test_a_run_without_covariates_refuses_them(tmp_path):
+    plain = REPO / "pretrained" / "ixi-t1-128-volumes"  # a trained run without covariates
+    assert not hyperparameters.load(plain)["condition_on"]
     with pytest.raises(SystemExit, match="was trained without covariates: drop --age"):
         predict.main(["--output-dir", str(plain), "--images-dir", str(tmp_path), "--samples",
                       "1", "--age", "40"])

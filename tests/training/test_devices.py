@@ -77,18 +77,25 @@ MIXED = """
     codes16 = keras.ops.convert_to_numpy(mixed.encode(images))
     mixed.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = mixed.fit(images, epochs=2, batch_size=16, verbose=0).history
-    print(json.dumps({
+    mixed_result = {
         "encoder_dtype": mixed.encoder.get_layer("down_0").compute_dtype,
         "quantizer_dtype": mixed.quantizer.compute_dtype,
         "codebook_dtype": str(mixed.quantizer.codebook.dtype),
         "agreement": float((codes16 == codes32).mean()),
         "losses": history["loss"],
-    }))
+    }
 """
 
 
-def test_mixed_precision_keeps_the_quantizer_in_float32_and_the_codes():
-    result = run_python(MIXED)
+@pytest.fixture(scope="module")
+def tensorflow_precision():
+    """LOSS_SCALE, then MIXED, in one TensorFlow process (the loss-scale check runs first, under
+    the float32 policy MIXED then changes)."""
+    return run_python(LOSS_SCALE + MIXED + PRINT_BOTH)
+
+
+def test_mixed_precision_keeps_the_quantizer_in_float32_and_the_codes(tensorflow_precision):
+    result = tensorflow_precision["mixed"]
     assert result["encoder_dtype"] == "bfloat16"
     assert result["quantizer_dtype"] == "float32"
     assert result["codebook_dtype"] == "float32"
@@ -158,16 +165,24 @@ LOSS_SCALE = """
     plain = first_step_update(keras.optimizers.SGD(0.1))
     scaled = first_step_update(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1),
                                                                     initial_scale=1024.0))
-    print(json.dumps({"ratio": float(np.abs(scaled).sum() / np.abs(plain).sum())}))
+    loss_scale = {"ratio": float(np.abs(scaled).sum() / np.abs(plain).sum())}
+"""
+PRINT_BOTH = """
+    print(json.dumps({"loss_scale": loss_scale, "mixed": mixed_result}))
 """
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_a_loss_scale_optimizer_takes_the_same_step(backend):
+def test_a_loss_scale_optimizer_takes_the_same_step(backend, request):
     """Under a LossScaleOptimizer (as mixed float16 training uses) the loss is scaled before
     the gradients and they are unscaled after, so the step equals the unscaled one; on JAX the
     gradients were unscaled without the loss being scaled (steps 1024x too small)."""
-    if backend == "jax" and importlib.util.find_spec("jax") is None:
+    if backend == "tensorflow":
+        result = request.getfixturevalue("tensorflow_precision")["loss_scale"]
+    elif importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed")
-    result = run_python(LOSS_SCALE, backend=backend)
+    else:
+        result = run_python(LOSS_SCALE + """
+    print(json.dumps(loss_scale))
+""", backend=backend)
     assert result["ratio"] == pytest.approx(1.0, rel=1e-3)

@@ -25,14 +25,25 @@ def quick_evaluation(monkeypatch, request):
     # graph costs seconds, running its few steps as Python a fraction of that. The samplers stay
     # compiled graphs (a grid's worth of steps run eagerly costs many times its tracing). Tests
     # marked `traced` keep the graphs a user's run has.
+    if "traced" not in request.keywords:
+        run_keras_eagerly(monkeypatch)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def eager(monkeypatch, request):
+    """Tests marked `eager` run Keras's fit, predict and evaluate as Python: their few steps
+    cost less than tracing each into a graph."""
+    if "eager" in request.keywords:
+        run_keras_eagerly(monkeypatch)
+
+
+def run_keras_eagerly(monkeypatch):
+    """Every Keras model runs its fit, predict and evaluate steps eagerly, whatever it asks."""
     import keras
 
-    if "traced" in request.keywords:
-        yield
-        return
     monkeypatch.setattr(keras.Model, "run_eagerly",
                         property(lambda model: True, lambda model, value: None))
-    yield
 
 
 @pytest.fixture(autouse=True)

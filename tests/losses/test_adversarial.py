@@ -35,6 +35,7 @@ def discriminator_weights(model):
     return [ops.convert_to_numpy(w).copy() for w in model.discriminator.trainable_weights]
 
 
+@pytest.mark.eager  # a few steps: tracing them costs more
 @pytest.mark.parametrize("start", [0, 1000])
 def test_discriminator_trains_only_from_the_start_step(start):
     images = smooth_images(8, 32)

@@ -31,6 +31,7 @@ def test_perceptual_distance_of_an_image_with_itself_is_zero(network):
     assert not network.trainable_weights  # frozen
 
 
+@pytest.mark.eager  # a few steps: tracing them costs more
 def test_the_term_enters_the_loss_trains_and_is_not_saved(network):
     images = smooth_images(4, 32)
     keras.utils.set_random_seed(0)

@@ -26,6 +26,7 @@ def test_kerasio_baseline_is_the_published_configuration():
     assert np.var(images) < 0.5  # so dividing by it is not a no-op
 
 
+@pytest.mark.eager  # a few steps: tracing them costs more
 def test_a_step_budget_trains_exactly_that_many_steps():
     """`benchmark.py ... --steps N` stops after N optimizer steps, whatever the clock says (the
     slices' 12 // batch 4 = 3 steps per epoch, so 5 steps end inside the second epoch; the

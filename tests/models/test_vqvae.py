@@ -27,6 +27,7 @@ def test_trainer_losses_fall_and_codes_are_used():
     assert len(np.unique(codes)) >= 4
 
 
+@pytest.mark.eager  # a few steps: tracing them costs more
 def test_saved_model_reloads_with_the_same_reconstructions(tmp_path):
     keras.utils.set_random_seed(0)
     images = smooth_images(8, 32)
@@ -86,6 +87,7 @@ def test_image_size_must_divide_by_the_downsampling():
         modules.VQVAETrainer(image_size=36, num_downsamples=3)
 
 
+@pytest.mark.eager  # a few steps: tracing them costs more
 def test_attention_lets_every_grid_position_see_the_whole_slice(tmp_path):
     """--attention: a change in one corner of the slice reaches the latent at the far corner,
     which the convolutions alone (receptive field of a few grid cells) do not; the model
@@ -110,6 +112,7 @@ def test_attention_lets_every_grid_position_see_the_whole_slice(tmp_path):
                                atol=1e-5)
 
 
+@pytest.mark.eager  # a few steps: tracing them costs more
 def test_learning_rate_warms_up_linearly_and_survives_save_and_reload(tmp_path):
     import hyperparameters
 

@@ -68,6 +68,7 @@ MIXED = """
     images = smooth_images(32, 32)
     keras.utils.set_random_seed(0)
     full = tiny_vqvae()
+    full.run_eagerly = True  # a dozen steps: tracing them costs more than running them
     full.fit(images, epochs=6, batch_size=16, verbose=0)
     full.save("/tmp/vqvae_float32_for_mixed_test.keras")
     codes32 = keras.ops.convert_to_numpy(full.encode(images))
@@ -75,7 +76,7 @@ MIXED = """
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     mixed = keras.saving.load_model("/tmp/vqvae_float32_for_mixed_test.keras")
     codes16 = keras.ops.convert_to_numpy(mixed.encode(images))
-    mixed.compile(optimizer=keras.optimizers.Adam(1e-3))
+    mixed.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True)
     history = mixed.fit(images, epochs=2, batch_size=16, verbose=0).history
     mixed_result = {
         "encoder_dtype": mixed.encoder.get_layer("down_0").compute_dtype,
@@ -157,7 +158,7 @@ LOSS_SCALE = """
                                      channels=8, num_residual_blocks=1, ssim_weight=0.0,
                                      dead_code_threshold=0.0)
         model.build()
-        model.compile(optimizer=optimizer)
+        model.compile(optimizer=optimizer, run_eagerly=True)  # one step: eager is quicker
         before = keras.ops.convert_to_numpy(model.decoder.weights[-2]).copy()
         model.fit(images, batch_size=8, epochs=1, verbose=0, shuffle=False)
         return keras.ops.convert_to_numpy(model.decoder.weights[-2]) - before

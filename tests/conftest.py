@@ -12,9 +12,10 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture
 def quick_evaluation(monkeypatch, request):
-    """The evaluation networks (the realism feature network, the covariate rulers) trained on a
-    few hundred images: the script tests check that their figures are computed and printed,
-    while tests/evaluation checks what the networks learn at their real sizes."""
+    """The evaluation networks (the realism feature network, the covariate rulers) trained for
+    their fewest passes (3) over a few dozen images: the script tests check that their figures
+    are computed and printed, while tests/evaluation checks what the networks learn at their
+    real sizes."""
     from brainvq.evaluation import covariate_checks, feature_network
 
     monkeypatch.setattr(feature_network, "MAX_TRAINING_IMAGES", 32)

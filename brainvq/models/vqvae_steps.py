@@ -65,6 +65,12 @@ class VQVAETrainingSteps:
                           if id(variable) == last)
         return generator, critic, last_index
 
+    def adversarial_scale(self, reconstruction_gradient: Tensor,
+                          generator_gradient: Tensor) -> Tensor:
+        """The factor `adversarial_weight` multiplies, from the two gradients at the decoder's
+        last layer: VQGAN's adaptive weight (a subclass may hold it fixed)."""
+        return adversarial.adaptive_weight(reconstruction_gradient, generator_gradient)
+
     def _combine_gradients(self, reconstruction: list, generator: list, critic: list,
                            results: dict[str, Tensor]) -> list:
         """Gradients to apply: the reconstruction gradient plus the adaptively weighted
@@ -73,7 +79,7 @@ class VQVAETrainingSteps:
         gradient); `results` gets "adversarial_weight"."""
         generator_indices, critic_indices, last = self._split_variables()
         weight = (self.adversarial_weight * results["adversarial_on"]
-                  * adversarial.adaptive_weight(reconstruction[last], generator[last]))
+                  * self.adversarial_scale(reconstruction[last], generator[last]))
         results["adversarial_weight"] = weight
         combined = [None] * len(self.trainable_variables)
         for index in generator_indices:

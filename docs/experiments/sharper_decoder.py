@@ -34,14 +34,23 @@ from brainvq.data import layouts
 from brainvq.generation import stacks as stack_sampling
 from brainvq.models.vqvae_trainer import VQVAETrainer
 from brainvq.runs import run_folder
-from brainvq.training.context_stage import nearest_codes, stack_images
+from brainvq.training.context_stage import encoder_latents, nearest_codes, stack_images
 
 WEIGHTS = "decoder_finetuned.weights.h5"
 
 
 class DecoderFineTuner(VQVAETrainer):
     """A VQ-VAE whose encoder and quantizer only code the images (frozen, in inference mode:
-    no EMA update of the codebook); the decoder and the discriminator train."""
+    no EMA update of the codebook); the decoder and the discriminator train. With `held` the
+    adversarial term's weight is `adversarial_weight` itself at every step, not scaled by the
+    adaptive weight."""
+
+    held = False
+
+    def adversarial_scale(self, reconstruction_gradient, generator_gradient):
+        if self.held:
+            return ops.ones(())
+        return super().adversarial_scale(reconstruction_gradient, generator_gradient)
 
     def autoencode(self, images, training=False):
         latents = self.encoder(images, training=False)
@@ -59,6 +68,7 @@ def fine_tuner(shipped, args):
     config = dict(shipped.get_config(), adversarial_weight=args.adversarial_weight,
                   adversarial_start=0, ssim_warmup_steps=0)
     tuner = DecoderFineTuner.from_config(config)
+    tuner.held = args.held_weight
     tuner.build()
     for part in ("encoder", "quantizer", "decoder"):
         getattr(tuner, part).set_weights(getattr(shipped, part).get_weights())
@@ -97,6 +107,19 @@ def train(args, values, tuner):
     return tuner
 
 
+def validation_latents(args, values, shipped):
+    """The real validation stacks and their encoder latents: the ones slice_context.py cached
+    when `--latents` exists, else computed (and cached there)."""
+    if not args.latents.is_file():
+        splits, _ = layouts.load_splits_for(values)
+        real = stack_images(splits["validate"], stack_sampling.stack_length(values))
+        args.latents.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(args.latents, validate=encoder_latents(shipped, real),
+                 validate_stacks=real.astype(np.float16))
+    with np.load(args.latents) as stored:
+        return stored["validate_stacks"].astype(np.float32), stored["validate"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", default="pretrained/ixi-t1-128-volumes")
@@ -107,6 +130,8 @@ def main():
                         default=pathlib.Path("output/slice-context/latents.npz"),
                         help="the validation latents and stacks slice_context.py cached")
     parser.add_argument("--adversarial-weight", type=float, default=0.1)
+    parser.add_argument("--held-weight", action="store_true",
+                        help="the adversarial weight as it is at every step (not adaptive)")
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=100, help="steps an epoch")
@@ -120,8 +145,7 @@ def main():
     keras.utils.set_random_seed(args.seed)
     values, shipped = run_folder.load_run(args.output_dir, {"data_dir": args.data_dir})
     tuner = train(args, values, fine_tuner(shipped, args))
-    with np.load(args.latents) as stored:
-        real, latents = stored["validate_stacks"].astype(np.float32), stored["validate"]
+    real, latents = validation_latents(args, values, shipped)
     codes = nearest_codes(shipped, latents)
     rows = [judge("real validation stacks", real),
             *(judge(f"codes, {which} decoder", stack_sampling.decode_stacks(model, codes), real)

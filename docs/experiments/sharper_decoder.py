@@ -19,11 +19,15 @@ minutes to load the data, then about 1-2 s a step at batch 8):
 
 Each epoch's decoder and discriminator weights are kept in `output/sharper-decoder/`; run it
 again to go on from the last epoch (`--epochs` counts in all), `--epochs 0` only judges.
+`--held-weight` uses `--adversarial-weight` as it is at every step instead of scaling it by the
+adaptive weight; `--export DIR` writes a run folder with the fine-tuned decoder, for
+`benchmark.py volumes`.
 """
 import argparse
 import csv
 import json
 import pathlib
+import shutil
 
 import keras
 import numpy as np
@@ -107,6 +111,26 @@ def train(args, values, tuner):
     return tuner
 
 
+def export(args, shipped, tuner):
+    """A copy of the run folder `--output-dir` in `--export` whose VQ-VAE has the fine-tuned
+    decoder (no model card: not a shipped model). The encoder and codebook are the shipped ones,
+    so the priors' codes keep their meaning: their record of the VQ-VAE they were trained over
+    is set to the new file."""
+    destination = pathlib.Path(args.export)
+    shutil.copytree(args.output_dir, destination, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(run_folder.MODEL_CARD_FILE))
+    shipped.decoder.set_weights(tuner.decoder.get_weights())
+    shipped.save(destination / run_folder.VQVAE_FILE)
+    state = run_folder.read_state(destination)
+    state.pop(run_folder.FILES_KEY, None)
+    fingerprint = run_folder.file_fingerprint(destination / run_folder.VQVAE_FILE)
+    for stage in ("prior", "volume"):
+        if "vqvae_fingerprint" in state.get(stage, {}):
+            state[stage]["vqvae_fingerprint"] = fingerprint
+    run_folder.write_state(destination, state)
+    print(f"wrote {destination} (the fine-tuned decoder in {run_folder.VQVAE_FILE})")
+
+
 def validation_latents(args, values, shipped):
     """The real validation stacks and their encoder latents: the ones slice_context.py cached
     when `--latents` exists, else computed (and cached there)."""
@@ -140,11 +164,16 @@ def main():
     parser.add_argument("--samples", type=int, default=0)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export", default=None, metavar="DIR",
+                        help="then write a copy of --output-dir with the fine-tuned decoder here")
     args = parser.parse_args()
     args.work_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
     values, shipped = run_folder.load_run(args.output_dir, {"data_dir": args.data_dir})
     tuner = train(args, values, fine_tuner(shipped, args))
+    if args.export:
+        _, vqvae = run_folder.load_run(args.output_dir, {"data_dir": args.data_dir})
+        export(args, vqvae, tuner)  # a second copy: `shipped` keeps the shipped decoder
     real, latents = validation_latents(args, values, shipped)
     codes = nearest_codes(shipped, latents)
     rows = [judge("real validation stacks", real),

@@ -34,7 +34,9 @@ import numpy as np
 from keras import ops
 from slice_context import judge  # beside this script: the same figures of a set of stacks
 
+from brainvq.benchmarks import volume_realism
 from brainvq.data import layouts
+from brainvq.evaluation import volume_checks
 from brainvq.generation import stacks as stack_sampling
 from brainvq.models.vqvae_trainer import VQVAETrainer
 from brainvq.runs import run_folder
@@ -119,8 +121,10 @@ def export(args, shipped, tuner):
     destination = pathlib.Path(args.export)
     shutil.copytree(args.output_dir, destination, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns(run_folder.MODEL_CARD_FILE))
+    kept = shipped.decoder.get_weights()
     shipped.decoder.set_weights(tuner.decoder.get_weights())
     shipped.save(destination / run_folder.VQVAE_FILE)
+    shipped.decoder.set_weights(kept)  # the shipped decoder back: it judges beside the tuned one
     state = run_folder.read_state(destination)
     state.pop(run_folder.FILES_KEY, None)
     fingerprint = run_folder.file_fingerprint(destination / run_folder.VQVAE_FILE)
@@ -164,6 +168,13 @@ def main():
     parser.add_argument("--samples", type=int, default=0)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--realism", action="store_true",
+                        help="the sampled volumes also judged as benchmark.py volumes judges "
+                             "them (Fréchet distances of the reslices; feature networks "
+                             "trained once into the work folder)")
+    parser.add_argument("--feature-network-dir", type=pathlib.Path, default=None,
+                        help="where --realism keeps its feature networks (default: the work "
+                             "folder's features/; share one to compare runs)")
     parser.add_argument("--export", default=None, metavar="DIR",
                         help="then write a copy of --output-dir with the fine-tuned decoder here")
     args = parser.parse_args()
@@ -172,19 +183,26 @@ def main():
     values, shipped = run_folder.load_run(args.output_dir, {"data_dir": args.data_dir})
     tuner = train(args, values, fine_tuner(shipped, args))
     if args.export:
-        _, vqvae = run_folder.load_run(args.output_dir, {"data_dir": args.data_dir})
-        export(args, vqvae, tuner)  # a second copy: `shipped` keeps the shipped decoder
+        export(args, shipped, tuner)
     real, latents = validation_latents(args, values, shipped)
     codes = nearest_codes(shipped, latents)
     rows = [judge("real validation stacks", real),
             *(judge(f"codes, {which} decoder", stack_sampling.decode_stacks(model, codes), real)
               for which, model in (("shipped", shipped), ("fine-tuned", tuner)))]
+    realism = []  # (decoder, seed, volume report) with --realism
+    splits = layouts.load_splits_for(values)[0] if args.realism and args.samples else None
     for seed in (int(text) for text in args.seeds.split(",")) if args.samples else ():
         _, sampled, _ = stack_sampling.generate_stacks(values, shipped, args.output_dir,
                                                        args.samples, seed=seed)
-        rows.extend(judge(f"sampled, seed {seed}: {which} decoder",
-                          stack_sampling.decode_stacks(model, sampled))
-                    for which, model in (("shipped", shipped), ("fine-tuned", tuner)))
+        for which, model in (("shipped", shipped), ("fine-tuned", tuner)):
+            decoded = stack_sampling.decode_stacks(model, sampled)
+            rows.append(judge(f"sampled, seed {seed}: {which} decoder", decoded))
+            if args.realism:
+                report = volume_checks.volume_report(
+                    values, shipped, args.output_dir, splits, "validate", len(decoded), seed,
+                    args.feature_network_dir or args.work_dir / "features", None,
+                    independent=False, stacks=decoded)
+                realism.append(((f"{which} decoder", "null"), seed, report))
     print(f"\n{'':40s} {'SSIM':>6s} {'streak':>7s} {'slice step':>10s} {'in-plane':>9s} "
           f"{'HF share':>9s} {'bright. jump':>12s}")
     for row in rows:
@@ -192,6 +210,10 @@ def main():
               f"{row['streak_index']:7.3f} {row['slice_step']:10.4f} {row['in_plane_step']:9.4f} "
               f"{row['high_frequency_share']:9.4f} {row['brightness_jump']:12.4f}")
     (args.work_dir / "judged.json").write_text(json.dumps(rows, indent=1))
+    if realism:
+        print("\n" + volume_realism.table(realism))
+        (args.work_dir / "realism.json").write_text(json.dumps(
+            [[name, seed, report] for (name, _), seed, report in realism], indent=1))
 
 
 if __name__ == "__main__":

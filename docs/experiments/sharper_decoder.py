@@ -43,6 +43,7 @@ from brainvq.runs import run_folder
 from brainvq.training.context_stage import encoder_latents, nearest_codes, stack_images
 
 WEIGHTS = "decoder_finetuned.weights.h5"
+SLICE_CONTEXT_LATENTS = pathlib.Path("output/slice-context/latents.npz")
 
 
 class DecoderFineTuner(VQVAETrainer):
@@ -136,15 +137,17 @@ def export(args, shipped, tuner):
 
 
 def validation_latents(args, values, shipped):
-    """The real validation stacks and their encoder latents: the ones slice_context.py cached
-    when `--latents` exists, else computed (and cached there)."""
-    if not args.latents.is_file():
+    """The real validation stacks and their encoder latents: from `--latents`, else from the
+    cache of slice_context.py when it has run, else computed (and kept in the work folder)."""
+    path = args.latents or SLICE_CONTEXT_LATENTS
+    if not path.is_file():
+        path = args.work_dir / "validation_latents.npz"
+    if not path.is_file():
         splits, _ = layouts.load_splits_for(values)
         real = stack_images(splits["validate"], stack_sampling.stack_length(values))
-        args.latents.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(args.latents, validate=encoder_latents(shipped, real),
+        np.savez(path, validate=encoder_latents(shipped, real),
                  validate_stacks=real.astype(np.float16))
-    with np.load(args.latents) as stored:
+    with np.load(path) as stored:
         return stored["validate_stacks"].astype(np.float32), stored["validate"]
 
 
@@ -154,9 +157,9 @@ def main():
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--work-dir", type=pathlib.Path,
                         default=pathlib.Path("output/sharper-decoder"))
-    parser.add_argument("--latents", type=pathlib.Path,
-                        default=pathlib.Path("output/slice-context/latents.npz"),
-                        help="the validation latents and stacks slice_context.py cached")
+    parser.add_argument("--latents", type=pathlib.Path, default=None,
+                        help="the validation latents and stacks (default: slice_context.py's "
+                             "cache when it has run, else computed into the work folder)")
     parser.add_argument("--adversarial-weight", type=float, default=0.1)
     parser.add_argument("--held-weight", action="store_true",
                         help="the adversarial weight as it is at every step (not adaptive)")

@@ -21,7 +21,9 @@ Each epoch's decoder and discriminator weights are kept in `output/sharper-decod
 again to go on from the last epoch (`--epochs` counts in all), `--epochs 0` only judges.
 `--held-weight` uses `--adversarial-weight` as it is at every step instead of scaling it by the
 adaptive weight; `--export DIR` writes a run folder with the fine-tuned decoder, for
-`benchmark.py volumes`.
+`benchmark.py volumes`. `--refiner FILE --strengths 0.5,1` adds the fine-tuned decoder over the
+codes refined along the slices by a slice-context refiner (`slice_context.keras` of `python
+train.py --stage context`) moved that far; `--refined-only` judges the realism of those alone.
 """
 import argparse
 import csv
@@ -38,6 +40,7 @@ from brainvq.benchmarks import volume_realism
 from brainvq.data import layouts
 from brainvq.evaluation import volume_checks
 from brainvq.generation import stacks as stack_sampling
+from brainvq.models import slice_context
 from brainvq.models.vqvae_trainer import VQVAETrainer
 from brainvq.runs import run_folder
 from brainvq.training.context_stage import encoder_latents, nearest_codes, stack_images
@@ -151,6 +154,28 @@ def validation_latents(args, values, shipped):
         return stored["validate_stacks"].astype(np.float32), stored["validate"]
 
 
+def refined_decoding(refiner, model, strength):
+    """A function of code stacks [V, S, g, g] -> images [V, S, H, W]: each stack's latents moved
+    `strength` of the way to the refiner's output, then decoded by `model` slice by slice."""
+    def decode(codes):
+        return np.concatenate([ops.convert_to_numpy(slice_context.decode_refined(
+            refiner, model, codes[number:number + 1], strength=strength))
+            for number in range(len(codes))])
+    return decode
+
+
+def decodings(args, shipped, tuner):
+    """(name, decoding function, judged for realism) of every way the codes are decoded."""
+    ways = [(f"{which} decoder", lambda codes, model=model: stack_sampling.decode_stacks(
+        model, codes), not args.refined_only) for which, model in
+        (("shipped", shipped), ("fine-tuned", tuner))]
+    if args.refiner:
+        refiner = keras.saving.load_model(args.refiner, compile=False)
+        ways += [(f"fine-tuned, refined {strength:g}", refined_decoding(refiner, tuner, strength),
+                  True) for strength in args.strengths]
+    return ways
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", default="pretrained/ixi-t1-128-volumes")
@@ -178,6 +203,13 @@ def main():
     parser.add_argument("--feature-network-dir", type=pathlib.Path, default=None,
                         help="where --realism keeps its feature networks (default: the work "
                              "folder's features/; share one to compare runs)")
+    parser.add_argument("--refiner", type=pathlib.Path, default=None,
+                        help="a slice-context refiner (slice_context.keras): the fine-tuned "
+                             "decoder also judged over codes it refines")
+    parser.add_argument("--strengths", type=lambda text: [float(x) for x in text.split(",")],
+                        default=[1.0], help="how far the refiner moves the codes (comma list)")
+    parser.add_argument("--refined-only", action="store_true",
+                        help="the realism of the refined decodings only")
     parser.add_argument("--export", default=None, metavar="DIR",
                         help="then write a copy of --output-dir with the fine-tuned decoder here")
     args = parser.parse_args()
@@ -189,27 +221,27 @@ def main():
         export(args, shipped, tuner)
     real, latents = validation_latents(args, values, shipped)
     codes = nearest_codes(shipped, latents)
+    ways = decodings(args, shipped, tuner)
     rows = [judge("real validation stacks", real),
-            *(judge(f"codes, {which} decoder", stack_sampling.decode_stacks(model, codes), real)
-              for which, model in (("shipped", shipped), ("fine-tuned", tuner)))]
+            *(judge(f"codes, {name}", decode(codes), real) for name, decode, _ in ways)]
     realism = []  # (decoder, seed, volume report) with --realism
     splits = layouts.load_splits_for(values)[0] if args.realism and args.samples else None
     for seed in (int(text) for text in args.seeds.split(",")) if args.samples else ():
         _, sampled, _ = stack_sampling.generate_stacks(values, shipped, args.output_dir,
                                                        args.samples, seed=seed)
-        for which, model in (("shipped", shipped), ("fine-tuned", tuner)):
-            decoded = stack_sampling.decode_stacks(model, sampled)
-            rows.append(judge(f"sampled, seed {seed}: {which} decoder", decoded))
-            if args.realism:
+        for name, decode, judged in ways:
+            decoded = decode(sampled)
+            rows.append(judge(f"sampled, seed {seed}: {name}", decoded))
+            if args.realism and judged:
                 report = volume_checks.volume_report(
                     values, shipped, args.output_dir, splits, "validate", len(decoded), seed,
                     args.feature_network_dir or args.work_dir / "features", None,
                     independent=False, stacks=decoded)
-                realism.append(((f"{which} decoder", "null"), seed, report))
-    print(f"\n{'':40s} {'SSIM':>6s} {'streak':>7s} {'slice step':>10s} {'in-plane':>9s} "
+                realism.append(((name, "null"), seed, report))
+    print(f"\n{'':44s} {'SSIM':>6s} {'streak':>7s} {'slice step':>10s} {'in-plane':>9s} "
           f"{'HF share':>9s} {'bright. jump':>12s}")
     for row in rows:
-        print(f"{row['name']:40s} {row.get('slice_ssim', float('nan')):6.3f} "
+        print(f"{row['name']:44s} {row.get('slice_ssim', float('nan')):6.3f} "
               f"{row['streak_index']:7.3f} {row['slice_step']:10.4f} {row['in_plane_step']:9.4f} "
               f"{row['high_frequency_share']:9.4f} {row['brightness_jump']:12.4f}")
     (args.work_dir / "judged.json").write_text(json.dumps(rows, indent=1))

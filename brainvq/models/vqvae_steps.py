@@ -47,7 +47,7 @@ class VQVAETrainingSteps:
         results["generator_loss"] = adversarial.generator_hinge(
             self.discriminator(reconstructions, training=True))
         results["discriminator_loss"] = adversarial.discriminator_hinge(
-            self.discriminator(ops.cast(images, "float32"), training=True),
+            self.discriminator(ops.cast(self.real_images(images), "float32"), training=True),
             self.discriminator(ops.stop_gradient(reconstructions), training=True))
         results["adversarial_on"] = ops.cast(
             self.optimizer.iterations >= self.adversarial_start, "float32")

@@ -103,6 +103,12 @@ class VQVAETrainer(VQVAETrainingSteps, VQVAE):
     def metrics(self) -> list[keras.metrics.Metric]:
         return list(self.trackers.values())
 
+    def real_images(self, inputs: Tensor) -> Tensor:
+        """The images the reconstructions are scored against (and the discriminator sees as
+        real): the inputs themselves; a subclass fed more than the images overrides it with
+        `autoencode`."""
+        return inputs
+
     def forward(self, images: Tensor, training: bool = False,
                 ssim_weight: float | Tensor | None = None) -> dict[str, Tensor]:
         """Runs the whole model; returns reconstructions, code indices and the loss terms.
@@ -110,8 +116,8 @@ class VQVAETrainer(VQVAETrainingSteps, VQVAE):
         `ssim_weight` overrides the model's weight of (1 - SSIM) (used for the warm-up)."""
         reconstructions, codes = self.autoencode(images, training=training)
         terms = reconstruction_terms(
-            images, reconstructions, self.ssim_weight if ssim_weight is None else ssim_weight,
-            self.ssim_window, self.data_variance, self.perceptual_weight,
+            self.real_images(images), reconstructions,
+            self.ssim_weight if ssim_weight is None else ssim_weight, self.ssim_window, self.data_variance, self.perceptual_weight,
             self._perceptual.network)
         return {"reconstructions": reconstructions,
                 "loss": terms["reconstruction_loss"] + codes["vq_loss"], **terms, **codes}

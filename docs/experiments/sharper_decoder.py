@@ -24,6 +24,8 @@ adaptive weight; `--export DIR` writes a run folder with the fine-tuned decoder,
 `benchmark.py volumes`. `--refiner FILE --strengths 0.5,1` adds the fine-tuned decoder over the
 codes refined along the slices by a slice-context refiner (`slice_context.keras` of `python
 train.py --stage context`) moved that far; `--refined-only` judges the realism of those alone.
+With `--train-on-refined` the decoder is fine-tuned on what it is then judged on: the training
+stacks' codes refined by that refiner (at `--train-strength`), not the bare codes.
 """
 import argparse
 import csv
@@ -73,11 +75,46 @@ class DecoderFineTuner(VQVAETrainer):
                                  "codebook_usage": quantized["usage"]}
 
 
+class RefinedDecoderFineTuner(DecoderFineTuner):
+    """A `DecoderFineTuner` fed each slice with the latents it is to be decoded from (a stack's
+    codes refined along its slices), packed as a second channel: [B, S, S, 2], channel 0 the
+    image, channel 1 the latents [g, g, D] laid out as S x S values (g * g * D = S * S)."""
+
+    def real_images(self, inputs):
+        return inputs[..., :1]
+
+    def autoencode(self, inputs, training=False):
+        grid = self.image_size // 2 ** self.num_downsamples
+        latents = ops.reshape(inputs[..., 1], (-1, grid, grid, self.latent_dim))
+        reconstructions = ops.cast(self.decoder(latents, training=training), "float32")
+        zero = ops.zeros(())
+        return reconstructions, {"code_indices": zero, "vq_loss": zero, "perplexity": zero,
+                                 "codebook_usage": zero}
+
+
+def refined_slices(args, shipped, stacks):
+    """The stacks [V, S, H, W] and their mirror images, each slice [H, W, 2] with its stack's
+    codes refined by `--refiner` at `--train-strength` packed beside it (as
+    `RefinedDecoderFineTuner` reads them)."""
+    refiner = keras.saving.load_model(args.refiner, compile=False)
+    stacks = np.concatenate([stacks, stacks[..., ::-1]])
+    codes = nearest_codes(shipped, encoder_latents(shipped, stacks))
+    refined = np.concatenate([ops.convert_to_numpy(slice_context.refine_codes(
+        refiner, shipped, codes[number:number + 1], args.train_strength)).astype(np.float16)
+        for number in range(len(codes))])
+    slices = stacks.reshape((-1,) + stacks.shape[2:])
+    if refined[0, 0].size != slices[0].size:
+        raise SystemExit(f"--train-on-refined needs a latent grid of as many values as a slice "
+                         f"has pixels: {refined.shape[2:]} against {slices.shape[1:]}")
+    return np.stack([slices.astype(np.float16), refined.reshape(slices.shape)], axis=-1)
+
+
 def fine_tuner(shipped, args):
     """The tuner: the shipped VQ-VAE's configuration and weights, a new discriminator."""
     config = dict(shipped.get_config(), adversarial_weight=args.adversarial_weight,
                   adversarial_start=0, ssim_warmup_steps=0)
-    tuner = DecoderFineTuner.from_config(config)
+    tuner = (RefinedDecoderFineTuner if args.train_on_refined else
+             DecoderFineTuner).from_config(config)
     tuner.held = args.held_weight
     tuner.build()
     for part in ("encoder", "quantizer", "decoder"):
@@ -87,7 +124,7 @@ def fine_tuner(shipped, args):
     return tuner
 
 
-def train(args, values, tuner):
+def train(args, values, tuner, shipped):
     """Fits the decoder (and the discriminator) for the epochs still to go; returns the tuner
     with the last epoch's weights."""
     path, log = args.work_dir / WEIGHTS, args.work_dir / "log.csv"
@@ -103,13 +140,16 @@ def train(args, values, tuner):
     splits, _ = layouts.load_splits_for(values)
     length = stack_sampling.stack_length(values)
     stacks = stack_images(splits["train"], length)[:args.subjects]
-    slices = stacks.reshape((-1,) + stacks.shape[2:])[..., None]
-    slices = np.concatenate([slices, slices[:, :, ::-1]])  # and their mirror images
+    if args.train_on_refined:
+        slices = refined_slices(args, shipped, stacks)
+    else:
+        slices = stacks.reshape((-1,) + stacks.shape[2:])[..., None]
+        slices = np.concatenate([slices, slices[:, :, ::-1]])  # and their mirror images
     print(f"{len(slices)} training slices (with mirror images) of {len(stacks)} subjects")
     import tensorflow as tf
 
     data = (tf.data.Dataset.from_tensor_slices(slices).shuffle(len(slices), seed=args.seed)
-            .repeat().batch(args.batch_size, drop_remainder=True).prefetch(2))
+            .map(lambda batch: tf.cast(batch, tf.float32)).repeat().batch(args.batch_size, drop_remainder=True).prefetch(2))
     tuner.fit(data, epochs=args.epochs, initial_epoch=done, steps_per_epoch=args.steps,
               verbose=2, callbacks=[
                   keras.callbacks.ModelCheckpoint(path, save_weights_only=True),
@@ -208,6 +248,10 @@ def main():
                              "decoder also judged over codes it refines")
     parser.add_argument("--strengths", type=lambda text: [float(x) for x in text.split(",")],
                         default=[1.0], help="how far the refiner moves the codes (comma list)")
+    parser.add_argument("--train-on-refined", action="store_true",
+                        help="fine-tune the decoder on the training codes refined by --refiner")
+    parser.add_argument("--train-strength", type=float, default=1.0,
+                        help="how far --train-on-refined moves the codes")
     parser.add_argument("--refined-only", action="store_true",
                         help="the realism of the refined decodings only")
     parser.add_argument("--export", default=None, metavar="DIR",
@@ -216,7 +260,9 @@ def main():
     args.work_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
     values, shipped = run_folder.load_run(args.output_dir, {"data_dir": args.data_dir})
-    tuner = train(args, values, fine_tuner(shipped, args))
+    if args.train_on_refined and not args.refiner:
+        parser.error("--train-on-refined needs --refiner")
+    tuner = train(args, values, fine_tuner(shipped, args), shipped)
     if args.export:
         export(args, shipped, tuner)
     real, latents = validation_latents(args, values, shipped)

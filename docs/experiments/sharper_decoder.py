@@ -84,8 +84,8 @@ class RefinedDecoderFineTuner(DecoderFineTuner):
         return inputs[..., :1]
 
     def autoencode(self, inputs, training=False):
-        grid = self.image_size // 2 ** self.num_downsamples
-        latents = ops.reshape(inputs[..., 1], (-1, grid, grid, self.latent_dim))
+        latents = ops.reshape(inputs[..., 1],
+                              (-1, self.grid_size, self.grid_size, self.code_dim))
         reconstructions = ops.cast(self.decoder(latents, training=training), "float32")
         zero = ops.zeros(())
         return reconstructions, {"code_indices": zero, "vq_loss": zero, "perplexity": zero,

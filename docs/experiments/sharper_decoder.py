@@ -23,7 +23,8 @@ again to go on from the last epoch (`--epochs` counts in all), `--epochs 0` only
 adaptive weight; `--export DIR` writes a run folder with the fine-tuned decoder, for
 `benchmark.py volumes`. `--refiner FILE --strengths 0.5,1` adds the fine-tuned decoder over the
 codes refined along the slices by a slice-context refiner (`slice_context.keras` of `python
-train.py --stage context`) moved that far; `--refined-only` judges the realism of those alone.
+train.py --stage context`) moved that far; `--refined-only` judges the realism of those alone, `--tuned-only` of all but the shipped
+decoder.
 With `--train-on-refined` the decoder is fine-tuned on what it is then judged on: the training
 stacks' codes refined by that refiner (at `--train-strength`), not the bare codes.
 """
@@ -207,8 +208,8 @@ def refined_decoding(refiner, model, strength):
 def decodings(args, shipped, tuner):
     """(name, decoding function, judged for realism) of every way the codes are decoded."""
     ways = [(f"{which} decoder", lambda codes, model=model: stack_sampling.decode_stacks(
-        model, codes), not args.refined_only) for which, model in
-        (("shipped", shipped), ("fine-tuned", tuner))]
+        model, codes), not args.refined_only and not (args.tuned_only and which == "shipped"))
+        for which, model in (("shipped", shipped), ("fine-tuned", tuner))]
     if args.refiner:
         refiner = keras.saving.load_model(args.refiner, compile=False)
         ways += [(f"fine-tuned, refined {strength:g}", refined_decoding(refiner, tuner, strength),
@@ -254,6 +255,9 @@ def main():
                         help="how far --train-on-refined moves the codes")
     parser.add_argument("--refined-only", action="store_true",
                         help="the realism of the refined decodings only")
+    parser.add_argument("--tuned-only", action="store_true",
+                        help="no realism of the shipped decoder (the same seeds give the same "
+                             "codes: judge it once)")
     parser.add_argument("--export", default=None, metavar="DIR",
                         help="then write a copy of --output-dir with the fine-tuned decoder here")
     args = parser.parse_args()

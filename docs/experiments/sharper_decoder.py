@@ -23,8 +23,8 @@ again to go on from the last epoch (`--epochs` counts in all), `--epochs 0` only
 adaptive weight; `--export DIR` writes a run folder with the fine-tuned decoder, for
 `benchmark.py volumes`. `--refiner FILE --strengths 0.5,1` adds the fine-tuned decoder over the
 codes refined along the slices by a slice-context refiner (`slice_context.keras` of `python
-train.py --stage context`) moved that far; `--refined-only` judges the realism of those alone, `--tuned-only` of all but the shipped
-decoder.
+train.py --stage context`) moved that far; `--refined-only` judges the realism of those alone,
+`--tuned-only` of all but the shipped decoder.
 With `--train-on-refined` the decoder is fine-tuned on what it is then judged on: the training
 stacks' codes refined by that refiner (at `--train-strength`), not the bare codes.
 """

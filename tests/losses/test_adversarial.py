@@ -8,8 +8,10 @@ keras = pytest.importorskip("keras")
 from keras import ops  # noqa: E402
 
 import hyperparameters  # noqa: E402
+import modules  # noqa: E402
 import train  # noqa: E402
 from brainvq.losses import adversarial  # noqa: E402
+from brainvq.losses.reconstruction import reconstruction_terms  # noqa: E402
 from brainvq.runs import run_folder  # noqa: E402
 from brainvq.training import stages  # noqa: E402
 from helpers import (  # noqa: E402
@@ -50,6 +52,42 @@ def test_discriminator_trains_only_from_the_start_step(start):
         assert moved > 0 and history["adversarial_weight"][-1] > 0
     else:
         assert moved == 0 and history["adversarial_weight"][-1] == 0
+
+
+class ChannelTargets(modules.VQVAETrainer):
+    """Fed [B, S, S, 2]: codes channel 1, is scored (and its discriminator trained) against
+    channel 0, and holds the adversarial weight: the hooks a decoder fine-tune overrides."""
+
+    def real_images(self, inputs):
+        return inputs[..., :1]
+
+    def autoencode(self, inputs, training=False):
+        return super().autoencode(inputs[..., 1:], training=training)
+
+    def adversarial_scale(self, reconstruction_gradient, generator_gradient):
+        return ops.ones(())
+
+
+@pytest.mark.eager
+def test_a_trainer_fed_more_than_images_scores_against_its_real_images():
+    images = smooth_images(8, 32)
+    inputs = np.concatenate([1.0 - images, images], axis=-1)  # target: the negative
+    keras.utils.set_random_seed(0)
+    model = ChannelTargets(image_size=32, num_codes=16, code_dim=8, num_downsamples=2,
+                           channels=16, num_residual_blocks=1, ssim_warmup_steps=10,
+                           adversarial_weight=0.5, adversarial_start=0)
+    model.build()
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    results = model.forward(inputs)
+    against = reconstruction_terms(inputs[..., :1], results["reconstructions"], model.ssim_weight)
+    against_input = reconstruction_terms(images, results["reconstructions"], model.ssim_weight)
+    assert float(results["reconstruction_loss"]) == pytest.approx(
+        float(against["reconstruction_loss"]), rel=1e-5)
+    assert float(results["reconstruction_loss"]) != pytest.approx(
+        float(against_input["reconstruction_loss"]), rel=1e-2)
+    history = model.fit(inputs, epochs=1, batch_size=4, verbose=0).history
+    assert history["adversarial_weight"][-1] == pytest.approx(0.5)  # held, not adaptive
+    assert np.isfinite(history["discriminator_loss"]).all()
 
 
 def test_discriminator_state_survives_resume(data_dir, tmp_path):

@@ -105,8 +105,8 @@ class VQVAETrainer(VQVAETrainingSteps, VQVAE):
 
     def real_images(self, inputs: Tensor) -> Tensor:
         """The images the reconstructions are scored against (and the discriminator sees as
-        real): the inputs themselves; a subclass fed more than the images overrides it with
-        `autoencode`."""
+        real): the inputs themselves. A subclass fed more than the images overrides this and
+        `autoencode` to pick its parts out."""
         return inputs
 
     def forward(self, images: Tensor, training: bool = False,
@@ -117,8 +117,8 @@ class VQVAETrainer(VQVAETrainingSteps, VQVAE):
         reconstructions, codes = self.autoencode(images, training=training)
         terms = reconstruction_terms(
             self.real_images(images), reconstructions,
-            self.ssim_weight if ssim_weight is None else ssim_weight, self.ssim_window, self.data_variance, self.perceptual_weight,
-            self._perceptual.network)
+            self.ssim_weight if ssim_weight is None else ssim_weight, self.ssim_window,
+            self.data_variance, self.perceptual_weight, self._perceptual.network)
         return {"reconstructions": reconstructions,
                 "loss": terms["reconstruction_loss"] + codes["vq_loss"], **terms, **codes}
 

@@ -150,7 +150,8 @@ def train(args, values, tuner, shipped):
     import tensorflow as tf
 
     data = (tf.data.Dataset.from_tensor_slices(slices).shuffle(len(slices), seed=args.seed)
-            .map(lambda batch: tf.cast(batch, tf.float32)).repeat().batch(args.batch_size, drop_remainder=True).prefetch(2))
+            .map(lambda batch: tf.cast(batch, tf.float32)).repeat()
+            .batch(args.batch_size, drop_remainder=True).prefetch(2))
     tuner.fit(data, epochs=args.epochs, initial_epoch=done, steps_per_epoch=args.steps,
               verbose=2, callbacks=[
                   keras.callbacks.ModelCheckpoint(path, save_weights_only=True),

@@ -60,14 +60,14 @@ def sample_stack_codes(prior: keras.Model, volume_prior: keras.Model, count: int
 
 
 def decode_stacks(vqvae: keras.Model, codes: np.ndarray, batch_size: int = 64,
-                  refiner: keras.Model | None = None) -> np.ndarray:
+                  refiner: keras.Model | None = None, strength: float = 1.0) -> np.ndarray:
     """[V, S, g, g] code grids -> images [V, S, H, W] in [0, 1]: slice by slice, or with a
     `SliceContextRefiner` (models/slice_context.py) each stack's latents refined along its
-    slices first."""
+    slices first (moved `strength` of the way to the refiner's output)."""
     count, length = codes.shape[:2]
     if refiner is not None:
-        return np.concatenate([keras.ops.convert_to_numpy(
-            slice_context.decode_refined(refiner, vqvae, codes[number:number + 1], batch_size))
+        return np.concatenate([keras.ops.convert_to_numpy(slice_context.decode_refined(
+            refiner, vqvae, codes[number:number + 1], batch_size, strength))
             for number in range(count)])
     flat = codes.reshape((count * length,) + codes.shape[2:])
     images = [keras.ops.convert_to_numpy(vqvae.decode_codes(flat[start:start + batch_size]))

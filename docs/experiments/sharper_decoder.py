@@ -93,11 +93,10 @@ class RefinedDecoderFineTuner(DecoderFineTuner):
                                  "codebook_usage": zero}
 
 
-def refined_slices(args, shipped, stacks):
+def refined_slices(args, shipped, refiner, stacks):
     """The stacks [V, S, H, W] and their mirror images, each slice [H, W, 2] with its stack's
-    codes refined by `--refiner` at `--train-strength` packed beside it (as
+    codes refined by `refiner` at `--train-strength` packed beside it (as
     `RefinedDecoderFineTuner` reads them)."""
-    refiner = keras.saving.load_model(args.refiner, compile=False)
     stacks = np.concatenate([stacks, stacks[..., ::-1]])
     codes = nearest_codes(shipped, encoder_latents(shipped, stacks))
     refined = np.concatenate([ops.convert_to_numpy(slice_context.refine_codes(
@@ -125,7 +124,7 @@ def fine_tuner(shipped, args):
     return tuner
 
 
-def train(args, values, tuner, shipped):
+def train(args, values, tuner, shipped, refiner):
     """Fits the decoder (and the discriminator) for the epochs still to go; returns the tuner
     with the last epoch's weights."""
     path, log = args.work_dir / WEIGHTS, args.work_dir / "log.csv"
@@ -142,7 +141,7 @@ def train(args, values, tuner, shipped):
     length = stack_sampling.stack_length(values)
     stacks = stack_images(splits["train"], length)[:args.subjects]
     if args.train_on_refined:
-        slices = refined_slices(args, shipped, stacks)
+        slices = refined_slices(args, shipped, refiner, stacks)
     else:
         slices = stacks.reshape((-1,) + stacks.shape[2:])[..., None]
         slices = np.concatenate([slices, slices[:, :, ::-1]])  # and their mirror images
@@ -196,25 +195,16 @@ def validation_latents(args, values, shipped):
         return stored["validate_stacks"].astype(np.float32), stored["validate"]
 
 
-def refined_decoding(refiner, model, strength):
-    """A function of code stacks [V, S, g, g] -> images [V, S, H, W]: each stack's latents moved
-    `strength` of the way to the refiner's output, then decoded by `model` slice by slice."""
-    def decode(codes):
-        return np.concatenate([ops.convert_to_numpy(slice_context.decode_refined(
-            refiner, model, codes[number:number + 1], strength=strength))
-            for number in range(len(codes))])
-    return decode
-
-
-def decodings(args, shipped, tuner):
+def decodings(args, shipped, tuner, refiner):
     """(name, decoding function, judged for realism) of every way the codes are decoded."""
     ways = [(f"{which} decoder", lambda codes, model=model: stack_sampling.decode_stacks(
         model, codes), not args.refined_only and not (args.tuned_only and which == "shipped"))
         for which, model in (("shipped", shipped), ("fine-tuned", tuner))]
-    if args.refiner:
-        refiner = keras.saving.load_model(args.refiner, compile=False)
-        ways += [(f"fine-tuned, refined {strength:g}", refined_decoding(refiner, tuner, strength),
-                  True) for strength in args.strengths]
+    if refiner is not None:
+        ways += [(f"fine-tuned, refined {strength:g}",
+                  lambda codes, strength=strength: stack_sampling.decode_stacks(
+                      tuner, codes, refiner=refiner, strength=strength), True)
+                 for strength in args.strengths]
     return ways
 
 
@@ -267,12 +257,14 @@ def main():
     values, shipped = run_folder.load_run(args.output_dir, {"data_dir": args.data_dir})
     if args.train_on_refined and not args.refiner:
         parser.error("--train-on-refined needs --refiner")
-    tuner = train(args, values, fine_tuner(shipped, args), shipped)
+    refiner = (keras.saving.load_model(args.refiner, compile=False) if args.refiner
+               else None)
+    tuner = train(args, values, fine_tuner(shipped, args), shipped, refiner)
     if args.export:
         export(args, shipped, tuner)
     real, latents = validation_latents(args, values, shipped)
     codes = nearest_codes(shipped, latents)
-    ways = decodings(args, shipped, tuner)
+    ways = decodings(args, shipped, tuner, refiner)
     rows = [judge("real validation stacks", real),
             *(judge(f"codes, {name}", decode(codes), real) for name, decode, _ in ways)]
     realism = []  # (decoder, seed, volume report) with --realism

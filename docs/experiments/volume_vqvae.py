@@ -29,6 +29,7 @@ import keras
 import numpy as np
 
 from brainvq.evaluation import streaks
+from brainvq.losses.ssim import ssim_per_image
 from brainvq.models.volume_vqvae import VolumeVQVAE
 
 
@@ -80,6 +81,31 @@ class RandomCrops(keras.utils.PyDataset):
         return batch, batch
 
 
+@keras.saving.register_keras_serializable(package="volume_vqvae_experiment")
+class StackLoss(keras.losses.Loss):
+    """The slice VQ-VAE's reconstruction loss over stacks: MSE + ssim_weight * (1 - the mean
+    SSIM of the axial slices) (the quantizer adds its commitment loss)."""
+
+    def __init__(self, ssim_weight=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.ssim_weight = float(ssim_weight)
+
+    def call(self, stacks, given_back):
+        stacks = keras.ops.cast(stacks, "float32")
+        mse = keras.ops.mean((stacks - given_back) ** 2, axis=(1, 2, 3, 4))
+        if not self.ssim_weight:
+            return mse
+        shape = keras.ops.shape(stacks)
+        slices = (-1, shape[2], shape[3], 1)
+        ssim = keras.ops.reshape(ssim_per_image(keras.ops.reshape(stacks, slices),
+                                                keras.ops.reshape(given_back, slices)),
+                                 (shape[0], shape[1]))
+        return mse + self.ssim_weight * (1.0 - keras.ops.mean(ssim, axis=1))
+
+    def get_config(self):
+        return dict(super().get_config(), ssim_weight=self.ssim_weight)
+
+
 def build(args):
     return VolumeVQVAE(num_codes=args.num_codes, code_dim=args.code_dim,
                        num_downsamples=args.num_downsamples, channels=args.channels,
@@ -98,7 +124,8 @@ def train(args, stacks):
     else:
         keras.utils.set_random_seed(args.seed)
         model = build(args)
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="mae")
+        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
+                      loss=StackLoss(args.ssim_weight))
     crops = RandomCrops(stacks["train"], tuple(args.crop), args.batch_size, args.steps_per_epoch,
                         args.seed)
     crops.epoch = initial_epoch
@@ -124,7 +151,7 @@ def train(args, stacks):
 def settings(args):
     return {name: getattr(args, name) for name in (
         "num_codes", "code_dim", "num_downsamples", "slice_downsamples", "channels", "crop",
-        "batch_size", "steps_per_epoch", "learning_rate", "seed")}
+        "batch_size", "steps_per_epoch", "learning_rate", "ssim_weight", "seed")}
 
 
 def reconstruct(model, stacks):
@@ -140,7 +167,7 @@ def reconstruct(model, stacks):
 
 def judge(args, stacks):
     work = args.root / args.name
-    model = keras.saving.load_model(work / "best.keras")
+    model = keras.saving.load_model(work / "best.keras", compile=False)
     real = stacks["validate"].astype(np.float32)
     started = time.perf_counter()
     given_back, codes = reconstruct(model, real)
@@ -164,7 +191,7 @@ def judge(args, stacks):
 
 def export(args, folder):
     """The best epoch's model without its optimizer state, as `volume_vqvae.keras`."""
-    trained = keras.saving.load_model(args.root / args.name / "best.keras")
+    trained = keras.saving.load_model(args.root / args.name / "best.keras", compile=False)
     clean = VolumeVQVAE.from_config(trained.get_config())
     clean.set_weights(trained.get_weights())
     folder = pathlib.Path(folder)
@@ -190,6 +217,8 @@ def main():
     parser.add_argument("--steps-per-epoch", type=int, default=250)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--ssim-weight", type=float, default=0.5,
+                        help="loss: MSE + this x (1 - axial slice SSIM), as the slice VQ-VAE")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: all)")
     parser.add_argument("--resume", action="store_true")

@@ -4,9 +4,9 @@ The slice VQ-VAE (`vqvae.VQVAE`) codes each axial slice of a 128 x 128 x 64 stac
 codes, and the volume prior draws the 64 grids one after another: nothing in its latent spans
 more than two slices. `VolumeVQVAE` codes the stack itself, slices first, [S, H, W, 1] ->
 [S/fs, H/f, W/f] code indices (f = 2**num_downsamples in-plane, fs along the slices; 8 x 16 x
-16 = 2,048 codes for a 64-slice head at f = fs = 8), with 3D strided convolutions, 3D residual blocks and the same
-`VectorQuantizer`; its decoder renders all the slices of a head together. It is fully
-convolutional: it trains on crops of stacks and codes whole ones.
+16 = 2,048 codes for a 64-slice head at f = fs = 8), with 3D strided convolutions, 3D residual
+blocks and the same `VectorQuantizer`; its decoder renders all the slices of a head together.
+It is fully convolutional: it trains on crops of stacks and codes whole ones.
 
 Model code is `keras.ops` and `keras.layers` only (TensorFlow and JAX backends).
 """
@@ -131,7 +131,8 @@ class VolumeVQVAE(keras.Model):
 
     def __init__(self, num_codes: int = 512, code_dim: int = 64, num_downsamples: int = 3,
                  channels: int = 16, num_residual_blocks: int = 2,
-                 slice_downsamples: int | None = None, commitment_cost: float = 0.25, ema_decay: float = 0.99,
+                 slice_downsamples: int | None = None, commitment_cost: float = 0.25,
+                 ema_decay: float = 0.99,
                  dead_code_threshold: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.num_codes = int(num_codes)
@@ -214,7 +215,8 @@ class VolumeVQVAE(keras.Model):
             "num_codes": self.num_codes, "code_dim": self.code_dim,
             "num_downsamples": self.num_downsamples, "channels": self.channels,
             "num_residual_blocks": self.num_residual_blocks,
-            "slice_downsamples": self.slice_downsamples, "commitment_cost": self.commitment_cost, "ema_decay": self.ema_decay,
+            "slice_downsamples": self.slice_downsamples,
+            "commitment_cost": self.commitment_cost, "ema_decay": self.ema_decay,
             "dead_code_threshold": self.dead_code_threshold,
         })
         return config

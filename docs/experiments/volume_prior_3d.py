@@ -1,0 +1,202 @@
+"""Heads drawn from a 3D code (issue 52): priors over a `VolumeVQVAE`'s code grid, sampled and
+judged on whole volumes.
+
+A `VolumeVQVAE` (docs/experiments/volume_vqvae.py) codes a 64-slice head as s x 16 x 16 codes
+(s = 8 at 8x along the slices). Its code grid is drawn as the shipped volume model draws slice
+codes, one 16 x 16 layer at a time from the bottom up, but each layer now spans 64 / s slices
+and the decoder renders all of them together: layer 0 from a `GatedPixelCNN` at position 0, layer
+k from a second one given layer k - 1 (the shipped model's settings, `pretrained/ixi-t1-128-
+volumes/hyperparameters.json`, with s positions and no covariates). Both train on the 125
+training subjects' code grids and their mirror images, the epoch with the lowest validation NLL
+kept. The heads drawn (`--volumes` a seed, `--seeds`) are judged beside the 20 validation
+subjects' real stacks: the streak figures (`brainvq/evaluation/streaks.py`), neighbouring-slice
+SSIM, the heads' volumes and their spread, the nearest training head (3D SSIM) and the time a
+head takes. Run from the repository root:
+
+    PYTHONPATH=. python docs/experiments/volume_prior_3d.py \
+        --vqvae output/volume-vqvae/iso8/best.keras --name iso8 --epochs 40
+
+Writes `output/volume-prior-3d/<name>/` (the codes, both priors, their logs and `judged.json`).
+"""
+import argparse
+import json
+import pathlib
+import time
+
+import keras
+import numpy as np
+
+from brainvq.data import input_pipeline
+from brainvq.evaluation import streaks, volume_checks
+from brainvq.generation.stacks import sample_stack_codes
+from brainvq.models import build, prior_inputs
+from brainvq.training import stages
+from brainvq.training.volume_stage import pair_dataset
+
+FIELD_OF_VIEW, SPACING = 256.0, 2.0  # mm across a 128-pixel slice; mm between slices
+
+
+def encode(model, stacks, flip=False):
+    """Code grids [V, s, h, w] of stacks [V, S, H, W] (mirrored left-right with `flip`)."""
+    out = []
+    for stack in stacks:
+        stack = np.asarray(stack, np.float32)[..., ::-1] if flip else stack
+        out.append(keras.ops.convert_to_numpy(
+            model.encode(np.ascontiguousarray(stack, np.float32)[None, ..., None]))[0])
+    return np.stack(out).astype(np.int32)
+
+
+def decode(model, codes):
+    """Stacks [V, S, H, W] in [0, 1] rendered from code grids [V, s, h, w], one at a time."""
+    return np.stack([np.clip(keras.ops.convert_to_numpy(model.decode_codes(grid[None]))[0, ..., 0],
+                             0.0, 1.0) for grid in codes])
+
+
+def load_codes(args, vqvae, stacks):
+    cache = args.work / "codes.npz"
+    if cache.is_file():
+        with np.load(cache) as stored:
+            return {name: stored[name] for name in stored.files}
+    codes = {"train": np.concatenate([encode(vqvae, stacks["train"]),
+                                      encode(vqvae, stacks["train"], flip=True)]),
+             "validate": encode(vqvae, stacks["validate"])}
+    np.savez(cache, **codes)
+    return codes
+
+
+def prior_values(args, num_codes, layers):
+    values = json.loads(pathlib.Path(args.settings).read_text())
+    return dict(values, num_codes=num_codes, num_slice_positions=layers, condition_on="",
+                prior_pose_condition=False, prior_augment_condition=False,
+                prior_augment_copies=0, prior_epochs=args.epochs)
+
+
+def layer_data(codes, batch_size, shuffle, seed=0):
+    """Each code layer as a grid at its position: for the prior of layer 0 (trained on all)."""
+    count, layers = codes.shape[:2]
+    grids = codes.reshape((count * layers,) + codes.shape[2:])
+    positions = np.tile(np.arange(layers, dtype=np.int32), count)
+    return input_pipeline.batches(((grids, positions), grids), batch_size, shuffle, seed=seed,
+                                  repeat=shuffle)
+
+
+def pairs(codes):
+    """(layers, positions, layers below, None) for the layered prior."""
+    count, layers = codes.shape[:2]
+    return (codes[:, 1:].reshape((-1,) + codes.shape[2:]),
+            np.tile(np.arange(1, layers, dtype=np.int32), count),
+            codes[:, :-1].reshape((-1,) + codes.shape[2:]), None)
+
+
+def fit(model, name, train, validate, steps, args):
+    path = args.work / f"{name}.keras"
+    if path.is_file() and not args.retrain:
+        return keras.saving.load_model(path)
+    model.fit(train, validation_data=validate, epochs=args.epochs, steps_per_epoch=steps,
+              verbose=2, callbacks=[
+                  keras.callbacks.ModelCheckpoint(path, monitor="val_loss", save_best_only=True),
+                  keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience),
+                  keras.callbacks.CSVLogger(args.work / f"{name}_log.csv")])
+    return keras.saving.load_model(path)
+
+
+def train_priors(args, codes, num_codes):
+    layers, grid = codes["train"].shape[1], codes["train"].shape[2]
+    values = prior_values(args, num_codes, layers)
+    keras.utils.set_random_seed(args.seed)
+    compiled = dict(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=[prior_inputs.BitsPerCode()])
+    prior = build.prior_from_hyperparameters(values, grid)
+    prior.compile(optimizer=stages.prior_optimizer(values), **compiled)
+    batch = values["prior_batch_size"]
+    count = codes["train"].shape[0] * layers
+    prior = fit(prior, "prior", layer_data(codes["train"], batch, True, args.seed),
+                layer_data(codes["validate"], batch, False), -(-count // batch), args)
+    volume_prior = build.volume_prior_from_hyperparameters(values, grid)
+    volume_prior.compile(optimizer=stages.prior_optimizer(values), **compiled)
+    train_pairs = pairs(codes["train"])
+    volume_prior = fit(volume_prior, "layer_prior",
+                       pair_dataset(train_pairs, batch, True, seed=args.seed, repeat=True),
+                       pair_dataset(pairs(codes["validate"]), batch, False),
+                       -(-len(train_pairs[0]) // batch), args)
+    return values, prior, volume_prior
+
+
+def figures(stacks, training, real=None):
+    """The volume checks of a set of stacks [V, S, H, W]."""
+    pixel = FIELD_OF_VIEW / stacks.shape[-1]
+    row = streaks.stack_figures(stacks)
+    row["neighbour_ssim"] = float(np.mean([volume_checks.neighbour_ssim(s).mean()
+                                           for s in stacks]))
+    volumes = volume_checks.head_volumes(stacks, pixel, SPACING)
+    row["head_ml"], row["head_ml_sd"] = float(volumes.mean()), float(volumes.std())
+    nearest = streaks.nearest_volume_ssim(list(stacks), list(training))
+    row["nearest_training_ssim_max"] = float(np.nanmax(nearest))
+    row["nearest_training_ssim_mean"] = float(np.nanmean(nearest))
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vqvae", required=True, help="a VolumeVQVAE's .keras file")
+    parser.add_argument("--stacks", default="output/volume-vqvae/stacks.npz",
+                        help="the stacks volume_vqvae.py cached")
+    parser.add_argument("--settings", default="pretrained/ixi-t1-128-volumes/hyperparameters.json")
+    parser.add_argument("--root", type=pathlib.Path,
+                        default=pathlib.Path("output/volume-prior-3d"))
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--patience", type=int, default=8)
+    parser.add_argument("--volumes", type=int, default=20)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retrain", action="store_true")
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: all)")
+    args = parser.parse_args()
+    if args.threads and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    args.work = args.root / args.name
+    args.work.mkdir(parents=True, exist_ok=True)
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    import volume_vqvae  # noqa: F401 - registers StackLoss, so the checkpoint loads
+
+    vqvae = keras.saving.load_model(args.vqvae, compile=False)
+    with np.load(args.stacks) as stored:
+        stacks = {name: stored[name] for name in ("train", "validate")}
+    codes = load_codes(args, vqvae, stacks)
+    _, prior, volume_prior = train_priors(args, codes, vqvae.num_codes)
+    training = stacks["train"].astype(np.float32)
+    real = stacks["validate"].astype(np.float32)
+    rows = [dict(name="real validation stacks", **figures(real, training)),
+            dict(name="validation stacks given back",
+                 **figures(decode(vqvae, codes["validate"]), training))]
+    print(json.dumps(rows), flush=True)
+    layers, grid = codes["train"].shape[1], codes["train"].shape[2]
+    for seed in (int(text) for text in args.seeds.split(",")):
+        started = time.perf_counter()
+        drawn = sample_stack_codes(prior, volume_prior, args.volumes, grid, layers,
+                                   temperature=args.temperature, top_k=args.top_k,
+                                   seed=seed)
+        samples = decode(vqvae, drawn)
+        seconds = (time.perf_counter() - started) / args.volumes
+        rows.append(dict(name=f"drawn, seed {seed}", seconds_a_volume=round(seconds, 2),
+                         **figures(samples, training)))
+        np.save(args.work / f"samples_seed{seed}.npy", samples[:4].astype(np.float16))
+        print(json.dumps(rows[-1]), flush=True)
+    keys = ("streak_index", "high_frequency_share", "neighbour_ssim", "head_ml", "head_ml_sd",
+            "nearest_training_ssim_max")
+    print(f"\n{'':34s} " + " ".join(f"{key[:14]:>14s}" for key in keys))
+    for row in rows:
+        print(f"{row['name']:34s} " + " ".join(f"{row[key]:14.3f}" for key in keys))
+    (args.work / "judged.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

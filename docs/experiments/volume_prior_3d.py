@@ -30,6 +30,7 @@ from brainvq.data import input_pipeline
 from brainvq.evaluation import streaks, volume_checks
 from brainvq.generation.stacks import sample_stack_codes
 from brainvq.models import build, prior_inputs
+from brainvq.output import figures as plots
 from brainvq.training import stages
 from brainvq.training.volume_stage import pair_dataset
 
@@ -153,6 +154,8 @@ def main():
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retrain", action="store_true")
+    parser.add_argument("--figure", default=None,
+                        help="a PNG: a real validation head, it given back, 3 drawn heads")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: all)")
     args = parser.parse_args()
     if args.threads and keras.backend.backend() == "tensorflow":
@@ -174,9 +177,10 @@ def main():
     _, prior, volume_prior = train_priors(args, codes, vqvae.num_codes)
     training = stacks["train"].astype(np.float32)
     real = stacks["validate"].astype(np.float32)
+    given_back = decode(vqvae, codes["validate"])
     rows = [dict(name="real validation stacks", **figures(real, training)),
-            dict(name="validation stacks given back",
-                 **figures(decode(vqvae, codes["validate"]), training))]
+            dict(name="validation stacks given back", **figures(given_back, training))]
+    shown = [real[0], given_back[0]]
     print(json.dumps(rows), flush=True)
     layers, grid = codes["train"].shape[1], codes["train"].shape[2]
     for seed in (int(text) for text in args.seeds.split(",")):
@@ -189,6 +193,7 @@ def main():
         rows.append(dict(name=f"drawn, seed {seed}", seconds_a_volume=round(seconds, 2),
                          **figures(samples, training)))
         np.save(args.work / f"samples_seed{seed}.npy", samples[:4].astype(np.float16))
+        shown += list(samples[:3]) if len(shown) == 2 else []
         print(json.dumps(rows[-1]), flush=True)
     keys = ("streak_index", "high_frequency_share", "neighbour_ssim", "head_ml", "head_ml_sd",
             "nearest_training_ssim_max")
@@ -196,6 +201,13 @@ def main():
     for row in rows:
         print(f"{row['name']:34s} " + " ".join(f"{row[key]:14.3f}" for key in keys))
     (args.work / "judged.json").write_text(json.dumps(rows, indent=1))
+    if args.figure:
+        plots.plot_volume_planes(
+            shown, args.figure, FIELD_OF_VIEW / real.shape[-1], SPACING,
+            titles=["real (validation)", "it, given back"] + [f"drawn {n + 1}" for n in range(3)],
+            title=f"A VolumeVQVAE's {vqvae.code_shape(real.shape[1:])} codes, drawn layer by "
+                  f"layer (seed {args.seeds.split(',')[0]})")
+        print(f"figure: {args.figure}")
 
 
 if __name__ == "__main__":

@@ -34,8 +34,6 @@ from brainvq.output import figures as plots
 from brainvq.training import stages
 from brainvq.training.volume_stage import pair_dataset
 
-FIELD_OF_VIEW, SPACING = 256.0, 2.0  # mm across a 128-pixel slice; mm between slices
-
 
 def encode(model, stacks, flip=False):
     """Code grids [V, s, h, w] of stacks [V, S, H, W] (mirrored left-right with `flip`)."""
@@ -123,13 +121,13 @@ def train_priors(args, codes, num_codes):
     return values, prior, volume_prior
 
 
-def figures(stacks, training, real=None):
-    """The volume checks of a set of stacks [V, S, H, W]."""
-    pixel = FIELD_OF_VIEW / stacks.shape[-1]
+def figures(stacks, training, pixel, spacing):
+    """The volume checks of a set of stacks [V, S, H, W] (pixels `pixel` mm wide, slices
+    `spacing` mm apart)."""
     row = streaks.stack_figures(stacks)
     row["neighbour_ssim"] = float(np.mean([volume_checks.neighbour_ssim(s).mean()
                                            for s in stacks]))
-    volumes = volume_checks.head_volumes(stacks, pixel, SPACING)
+    volumes = volume_checks.head_volumes(stacks, pixel, spacing)
     row["head_ml"], row["head_ml_sd"] = float(volumes.mean()), float(volumes.std())
     nearest = streaks.nearest_volume_ssim(list(stacks), list(training))
     row["nearest_training_ssim_max"] = float(np.nanmax(nearest))
@@ -175,11 +173,13 @@ def main():
         stacks = {name: stored[name] for name in ("train", "validate")}
     codes = load_codes(args, vqvae, stacks)
     _, prior, volume_prior = train_priors(args, codes, vqvae.num_codes)
+    settings = json.loads(pathlib.Path(args.settings).read_text())
+    size = (settings["field_of_view"] / settings["image_size"], settings["slice_spacing"])
     training = stacks["train"].astype(np.float32)
     real = stacks["validate"].astype(np.float32)
     given_back = decode(vqvae, codes["validate"])
-    rows = [dict(name="real validation stacks", **figures(real, training)),
-            dict(name="validation stacks given back", **figures(given_back, training))]
+    rows = [dict(name="real validation stacks", **figures(real, training, *size)),
+            dict(name="validation stacks given back", **figures(given_back, training, *size))]
     shown = [real[0], given_back[0]]
     print(json.dumps(rows), flush=True)
     layers, grid = codes["train"].shape[1], codes["train"].shape[2]
@@ -191,7 +191,7 @@ def main():
         samples = decode(vqvae, drawn)
         seconds = (time.perf_counter() - started) / args.volumes
         rows.append(dict(name=f"drawn, seed {seed}", seconds_a_volume=round(seconds, 2),
-                         **figures(samples, training)))
+                         **figures(samples, training, *size)))
         np.save(args.work / f"samples_seed{seed}.npy", samples[:4].astype(np.float16))
         shown += list(samples[:3]) if len(shown) == 2 else []
         print(json.dumps(rows[-1]), flush=True)
@@ -203,7 +203,7 @@ def main():
     (args.work / "judged.json").write_text(json.dumps(rows, indent=1))
     if args.figure:
         plots.plot_volume_planes(
-            shown, args.figure, FIELD_OF_VIEW / real.shape[-1], SPACING,
+            shown, args.figure, *size,
             titles=["real (validation)", "it, given back"] + [f"drawn {n + 1}" for n in range(3)],
             title=f"A VolumeVQVAE's {vqvae.code_shape(real.shape[1:])} codes, drawn layer by "
                   f"layer (seed {args.seeds.split(',')[0]})")

@@ -18,6 +18,9 @@ users can write `modules.VQVAETrainer`, `modules.GatedPixelCNN`, ... without kno
   and the `BitsPerCode` metric.
 * `models/hierarchy.py` — VQ-VAE-2: `VQVAE2` (two code grids) and `HierarchicalPrior` (a
   top prior, and a bottom prior conditioned on the top codes).
+* `models/volume_vqvae.py` — `VolumeVQVAE`, a VQ-VAE over whole stacks: one 3D grid of codes
+  for a head, all its slices decoded together (issue 52's candidate latent; not yet a stage of
+  `train.py`).
 * `models/build.py` — the models from a run's hyperparameters (the only place that reads them).
 
 Model code uses `keras.ops` and `keras.layers` only, so it runs on the TensorFlow and JAX backends.
@@ -36,6 +39,7 @@ from brainvq.models.layers.masked_conv import PIXELCNN_STACKS, MaskedConv2D, pix
 from brainvq.models.layers.quantizer import VectorQuantizer
 from brainvq.models.pixelcnn import GatedPixelCNN
 from brainvq.models.prior_inputs import BitsPerCode
+from brainvq.models.volume_vqvae import ResidualBlock3D, VolumeVQVAE
 from brainvq.models.vqvae import VQVAE, ResidualBlock, build_decoder, build_encoder, level_channels
 from brainvq.models.vqvae_trainer import (
                                           VQVAE_METRICS,
@@ -48,7 +52,8 @@ __all__ = [
     "BitsPerCode", "CausalAttentionBlock", "GatedPixelCNN", "GatedPixelCNNLayer",
     "HierarchicalPrior", "LinearWarmup", "VQVAE2Trainer", "pack_codes", "unpack_codes",
     "MaskedConv2D", "PIXELCNN_STACKS", "ResidualBlock", "SSIM_WINDOWS", "VQVAE_METRICS",
-    "VQVAE", "VQVAE2", "VQVAETrainer", "VectorQuantizer", "build_decoder", "build_encoder",
+    "VQVAE", "VQVAE2", "VQVAETrainer", "VectorQuantizer", "VolumeVQVAE", "ResidualBlock3D",
+    "build_decoder", "build_encoder",
     "build_kerasio_decoder", "build_kerasio_encoder", "level_channels", "pixelcnn_mask",
     "prior_from_hyperparameters", "ssim_per_image", "vqvae_from_hyperparameters",
     "vqvae_optimizer",

@@ -20,38 +20,15 @@ from keras import layers, ops
 
 from brainvq.hints import Tensor
 from brainvq.models.layers.quantizer import VectorQuantizer
-from brainvq.models.vqvae import level_channels
+from brainvq.models.vqvae import ResidualBlock, level_channels
 
 
 @keras.saving.register_keras_serializable(package="vqvae")
-class ResidualBlock3D(layers.Layer):
-    """ReLU -> 3x3x3 conv -> ReLU -> 1x1x1 conv, added to the input (`vqvae.ResidualBlock` in
-    3D).
+class ResidualBlock3D(ResidualBlock):
+    """ReLU -> 3x3x3 conv -> ReLU -> 1x1x1 conv, added to the input: `vqvae.ResidualBlock` in
+    3D (the same arguments)."""
 
-    Args:
-        channels: width of the input and output.
-        hidden_channels: width of the 3x3x3 convolution (default: channels // 2).
-    """
-
-    def __init__(self, channels: int, hidden_channels: int | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.channels = int(channels)
-        self.hidden_channels = int(hidden_channels or max(channels // 2, 1))
-        self.conv3 = layers.Conv3D(self.hidden_channels, 3, padding="same")
-        self.conv1 = layers.Conv3D(self.channels, 1)
-
-    def build(self, input_shape: tuple) -> None:
-        self.conv3.build(input_shape)
-        self.conv1.build(tuple(input_shape[:-1]) + (self.hidden_channels,))
-
-    def call(self, inputs: Tensor) -> Tensor:
-        hidden = self.conv3(ops.relu(inputs))
-        return inputs + self.conv1(ops.relu(hidden))
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update({"channels": self.channels, "hidden_channels": self.hidden_channels})
-        return config
+    convolution = layers.Conv3D
 
 
 def level_strides(num_downsamples: int, slice_downsamples: int) -> list[tuple[int, int, int]]:
@@ -125,8 +102,9 @@ class VolumeVQVAE(keras.Model):
             4x) and depth at the code grid's resolution.
 
     Call returns the reconstructions [B, S, H, W, 1] (float32) and, while training, adds the
-    quantizer's loss to the model's losses, so `compile(loss="mae")` and `fit(stacks, stacks)`
-    train it. `encode` gives code indices [B, S/fs, H/f, W/f]; `decode_codes` renders them.
+    quantizer's loss to the model's losses, so `compile(loss="mse")` and `fit(stacks, stacks)`
+    train it (mean absolute error alone gave back black stacks: most voxels are background).
+    `encode` gives code indices [B, S/fs, H/f, W/f]; `decode_codes` renders them.
     """
 
     def __init__(self, num_codes: int = 512, code_dim: int = 64, num_downsamples: int = 3,

@@ -28,12 +28,14 @@ class ResidualBlock(layers.Layer):
         hidden_channels: width of the 3x3 convolution (default: channels // 2).
     """
 
+    convolution = layers.Conv2D  # the rank of the block (`volume_vqvae.ResidualBlock3D`: 3D)
+
     def __init__(self, channels: int, hidden_channels: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.channels = int(channels)
         self.hidden_channels = int(hidden_channels or max(channels // 2, 1))
-        self.conv3 = layers.Conv2D(self.hidden_channels, 3, padding="same")
-        self.conv1 = layers.Conv2D(self.channels, 1)
+        self.conv3 = self.convolution(self.hidden_channels, 3, padding="same")
+        self.conv1 = self.convolution(self.channels, 1)
 
     def build(self, input_shape: tuple) -> None:
         self.conv3.build(input_shape)

@@ -20,7 +20,7 @@ from keras import layers, ops
 
 from brainvq.hints import Tensor
 from brainvq.models.layers.quantizer import VectorQuantizer
-from brainvq.models.vqvae import ResidualBlock, level_channels
+from brainvq.models.vqvae import QuantizedAutoencoder, ResidualBlock, level_channels
 
 
 @keras.saving.register_keras_serializable(package="vqvae")
@@ -89,7 +89,7 @@ def build_volume_decoder(code_dim: int, num_downsamples: int = 3, channels: int 
 
 
 @keras.saving.register_keras_serializable(package="vqvae")
-class VolumeVQVAE(keras.Model):
+class VolumeVQVAE(QuantizedAutoencoder, keras.Model):
     """3D encoder -> VectorQuantizer -> 3D decoder: stacks to a 3D grid of code indices and back.
 
     Args:
@@ -104,7 +104,9 @@ class VolumeVQVAE(keras.Model):
     Call returns the reconstructions [B, S, H, W, 1] (float32) and, while training, adds the
     quantizer's loss to the model's losses, so `compile(loss="mse")` and `fit(stacks, stacks)`
     train it (mean absolute error alone gave back black stacks: most voxels are background).
-    `encode` gives code indices [B, S/fs, H/f, W/f]; `decode_codes` renders them.
+    `encode` gives code indices [B, S/fs, H/f, W/f]; `decode_codes` renders them [B, S, H, W, 1]
+    and `autoencode` gives the reconstructions with the quantizer's outputs
+    (`vqvae.QuantizedAutoencoder`, as the slice VQ-VAE).
     """
 
     def __init__(self, num_codes: int = 512, code_dim: int = 64, num_downsamples: int = 3,
@@ -164,28 +166,11 @@ class VolumeVQVAE(keras.Model):
             self.add_loss(codes["vq_loss"])
         return reconstructions
 
-    def autoencode(self, stacks: Tensor, training: bool = False
-                   ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Encoder -> quantizer -> decoder: (reconstructions [B, S, H, W, 1] float32, codes:
-        "code_indices" [B, s, h, w], "vq_loss", "perplexity", "codebook_usage")."""
-        quantized = self.quantizer(self.encoder(stacks, training=training), training=training)
-        reconstructions = ops.cast(self.decoder(quantized["quantized"], training=training),
-                                   "float32")
-        return reconstructions, {"code_indices": quantized["code_indices"],
-                                 "vq_loss": quantized["loss"],
-                                 "perplexity": quantized["perplexity"],
-                                 "codebook_usage": quantized["usage"]}
-
     def encode(self, stacks: Tensor) -> Tensor:
         """Code indices [B, s, h, w] of stacks [B, S, H, W, 1]."""
         latents = ops.cast(self.encoder(stacks, training=False), "float32")
         flat = ops.reshape(latents, (-1, self.code_dim))
         return ops.reshape(self.quantizer.nearest_codes(flat), ops.shape(latents)[:-1])
-
-    def decode_codes(self, code_indices: Tensor) -> Tensor:
-        """Stacks [B, S, H, W, 1] rendered from code indices [B, s, h, w]."""
-        return ops.cast(self.decoder(self.quantizer.lookup(code_indices), training=False),
-                        "float32")
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

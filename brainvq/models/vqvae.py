@@ -96,8 +96,37 @@ def build_decoder(grid_size: int, code_dim: int, num_downsamples: int = 3, chann
     return keras.Model(inputs, image, name="decoder")
 
 
+class QuantizedAutoencoder:
+    """Encoder -> quantizer -> decoder, for a model that has the three as `encoder`, `quantizer`
+    (a `VectorQuantizer`) and `decoder`: `VQVAE` (slices) and `volume_vqvae.VolumeVQVAE`
+    (stacks) share it."""
+
+    def autoencode(self, images: Tensor, training: bool = False
+                   ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Encoder -> quantizer -> decoder.
+
+        Returns:
+            (reconstructions float32 of the inputs' shape, codes), where codes holds
+            "code_indices" (the code grid), "vq_loss", "perplexity" and "codebook_usage" (the
+            quantizer's outputs).
+        """
+        latents = self.encoder(images, training=training)
+        quantized = self.quantizer(latents, training=training)
+        reconstructions = ops.cast(self.decoder(quantized["quantized"], training=training),
+                                   "float32")
+        return reconstructions, {"code_indices": quantized["code_indices"],
+                                 "vq_loss": quantized["loss"],
+                                 "perplexity": quantized["perplexity"],
+                                 "codebook_usage": quantized["usage"]}
+
+    def decode_codes(self, code_indices: Tensor) -> Tensor:
+        """Images (or stacks) rendered from code indices."""
+        return ops.cast(self.decoder(self.quantizer.lookup(code_indices), training=False),
+                        "float32")
+
+
 @keras.saving.register_keras_serializable(package="vqvae")
-class VQVAE(keras.Model):
+class VQVAE(QuantizedAutoencoder, keras.Model):
     """Encoder -> VectorQuantizer -> decoder: images to code indices and back.
 
     Args:
@@ -183,23 +212,6 @@ class VQVAE(keras.Model):
     def call(self, images: Tensor, training: bool = False) -> Tensor:
         return self.autoencode(images, training=training)[0]
 
-    def autoencode(self, images: Tensor, training: bool = False
-                   ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Encoder -> quantizer -> decoder.
-
-        Returns:
-            (reconstructions [B, S, S, 1] float32, codes), where codes holds "code_indices"
-            [B, g, g], "vq_loss", "perplexity" and "codebook_usage" (the quantizer's outputs).
-        """
-        latents = self.encoder(images, training=training)
-        quantized = self.quantizer(latents, training=training)
-        reconstructions = ops.cast(self.decoder(quantized["quantized"], training=training),
-                                   "float32")
-        return reconstructions, {"code_indices": quantized["code_indices"],
-                                 "vq_loss": quantized["loss"],
-                                 "perplexity": quantized["perplexity"],
-                                 "codebook_usage": quantized["usage"]}
-
     @staticmethod
     def _nearest(quantizer: VectorQuantizer, latents: Tensor, grid_size: int) -> Tensor:
         """Code indices [B, grid_size, grid_size] of `quantizer`'s codes nearest `latents`."""
@@ -210,11 +222,6 @@ class VQVAE(keras.Model):
         """Code indices [B, g, g] of a batch of images."""
         return self._nearest(self.quantizer, self.encoder(images, training=False),
                              self.grid_size)
-
-    def decode_codes(self, code_indices: Tensor) -> Tensor:
-        """Images [B, S, S, 1] rendered from code indices [B, g, g]."""
-        return ops.cast(self.decoder(self.quantizer.lookup(code_indices), training=False),
-                        "float32")
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

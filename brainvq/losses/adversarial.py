@@ -36,16 +36,40 @@ def build_discriminator(image_size: int, channels: int = 64, num_layers: int = 3
         An uncompiled keras.Model named "discriminator".
     """
     inputs = keras.Input((image_size, image_size, 1), name="image")
-    hidden = layers.Conv2D(channels, 4, strides=2, padding="same", name="down_0")(inputs)
+    return _patch_discriminator(inputs, layers.Conv2D, channels, num_layers, "discriminator")
+
+
+def build_volume_discriminator(channels: int = 32, num_layers: int = 3) -> keras.Model:
+    """The PatchGAN discriminator over stacks (3D patches, so it sees the steps between slices
+    as well as the texture within them): [B, S, H, W, 1] -> logits [B, S / 2^n, H / 2^n,
+    W / 2^n, 1], any S, H, W divisible by 2^n.
+
+    Args:
+        channels: width of the first 4x4x4 convolution; doubles per layer up to 8x.
+        num_layers: stride-2 4x4x4 convolutions.
+
+    Returns:
+        An uncompiled keras.Model named "volume_discriminator".
+    """
+    inputs = keras.Input((None, None, None, 1), name="stack")
+    return _patch_discriminator(inputs, layers.Conv3D, channels, num_layers,
+                                "volume_discriminator")
+
+
+def _patch_discriminator(inputs: Tensor, convolution: type, channels: int, num_layers: int,
+                         name: str) -> keras.Model:
+    """Stride-2 convolutions of kernel 4 (the first without normalisation), LeakyReLU 0.2,
+    group normalisation, then one convolution to a logit per patch."""
+    hidden = convolution(channels, 4, strides=2, padding="same", name="down_0")(inputs)
     hidden = layers.LeakyReLU(0.2)(hidden)
     for level in range(1, num_layers):
         width = channels * min(2 ** level, 8)
-        hidden = layers.Conv2D(width, 4, strides=2, padding="same", use_bias=False,
-                               name=f"down_{level}")(hidden)
+        hidden = convolution(width, 4, strides=2, padding="same", use_bias=False,
+                             name=f"down_{level}")(hidden)
         hidden = layers.GroupNormalization(groups=min(32, width), name=f"norm_{level}")(hidden)
         hidden = layers.LeakyReLU(0.2)(hidden)
-    logits = layers.Conv2D(1, 4, padding="same", name="patch_logits", dtype="float32")(hidden)
-    return keras.Model(inputs, logits, name="discriminator")
+    logits = convolution(1, 4, padding="same", name="patch_logits", dtype="float32")(hidden)
+    return keras.Model(inputs, logits, name=name)
 
 
 def discriminator_hinge(real_logits: Tensor, fake_logits: Tensor) -> Tensor:

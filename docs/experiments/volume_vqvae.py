@@ -17,7 +17,9 @@ whole stacks, and judges those stacks given back: slice SSIM and the streak figu
         --name iso8 --judge
 
 `--resume` goes on from the last epoch kept; `--export DIR` writes the best epoch's model without
-its optimizer state. Writes `output/volume-vqvae/<name>/` (its `best.keras`, `last.keras`, log
+its optimizer state. `--tune-from RUN --name NEW --learning-rate 1e-4` fine-tunes RUN's decoder
+with a 3D PatchGAN at a held `--adversarial-weight` (encoder and codebook frozen: the codes, and a
+prior over them, keep their meaning); judge it with `--checkpoint last`. Writes `output/volume-vqvae/<name>/` (its `best.keras`, `last.keras`, log
 and `judged.json`); the stacks are cached in `output/volume-vqvae/stacks.npz`.
 """
 import argparse
@@ -29,6 +31,7 @@ import keras
 import numpy as np
 
 from brainvq.evaluation import streaks
+from brainvq.losses import adversarial
 from brainvq.losses.ssim import ssim_per_image
 from brainvq.models.volume_vqvae import VolumeVQVAE
 
@@ -148,6 +151,106 @@ def train(args, stacks):
               callbacks=[Keep(), keras.callbacks.CSVLogger(work / "log.csv", append=True)])
 
 
+
+class DecoderTuner(keras.Model):
+    """A trained `VolumeVQVAE` whose encoder and codebook only code the crops (frozen, so a prior
+    over its codes keeps their meaning) and whose decoder trains on `StackLoss` plus a 3D
+    PatchGAN's hinge loss (`adversarial.build_volume_discriminator`) at a held weight: the
+    adaptive weight of VQGAN shrank as soon as the discriminator got ahead in the slice decoder's
+    fine-tune (docs/experiments.md, "A sharper decoder: the adversarial weight held"). The
+    discriminator has an Adam of its own. TensorFlow only (a tape)."""
+
+    def __init__(self, vqvae, adversarial_weight, ssim_weight, learning_rate):
+        super().__init__()
+        self.vqvae = vqvae
+        self.vqvae.encoder.trainable = False
+        self.vqvae.quantizer.trainable = False
+        self.discriminator = adversarial.build_volume_discriminator()
+        self.adversarial_weight = float(adversarial_weight)
+        self.stack_loss = StackLoss(ssim_weight)
+        self.critic_optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in (
+            "loss", "generator_loss", "discriminator_loss")}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def _given_back(self, stacks, training):
+        quantized = self.vqvae.quantizer.lookup(self.vqvae.encode(stacks))
+        return keras.ops.cast(self.vqvae.decoder(keras.ops.stop_gradient(quantized),
+                                                 training=training), "float32")
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        stacks = tf.cast(data[0], tf.float32)
+        with tf.GradientTape(persistent=True) as tape:
+            given_back = self._given_back(stacks, training=True)
+            loss = keras.ops.mean(self.stack_loss(stacks, given_back))
+            generator = adversarial.generator_hinge(self.discriminator(given_back,
+                                                                       training=True))
+            critic = adversarial.discriminator_hinge(
+                self.discriminator(stacks, training=True),
+                self.discriminator(tf.stop_gradient(given_back), training=True))
+            total = loss + self.adversarial_weight * generator
+        decoder = self.vqvae.decoder.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(total, decoder), decoder))
+        discriminator = self.discriminator.trainable_variables
+        self.critic_optimizer.apply_gradients(zip(tape.gradient(critic, discriminator),
+                                                  discriminator))
+        del tape
+        for name, value in (("loss", loss), ("generator_loss", generator),
+                            ("discriminator_loss", critic)):
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def test_step(self, data):
+        stacks = keras.ops.cast(data[0], "float32")
+        self.trackers["loss"].update_state(
+            keras.ops.mean(self.stack_loss(stacks, self._given_back(stacks, training=False))))
+        return {"loss": self.trackers["loss"].result()}
+
+
+def tune(args, stacks):
+    """Fine-tunes the decoder of run `--tune-from` (its best epoch) into run `--name`: each
+    epoch's model as `last.keras` (what is judged: the validation error is not what a sharper
+    decoder is chosen on), the discriminator's weights beside it; `--resume` goes on from them
+    (the two Adams start afresh)."""
+    work = args.root / args.name
+    work.mkdir(parents=True, exist_ok=True)
+    state_path = work / "state.json"
+    initial_epoch = 0
+    if args.resume and (work / "last.keras").is_file():
+        vqvae = keras.saving.load_model(work / "last.keras", compile=False)
+        initial_epoch = json.loads(state_path.read_text())["epochs_done"]
+        print(f"resuming {work} after epoch {initial_epoch}", flush=True)
+    else:
+        vqvae = keras.saving.load_model(args.root / args.tune_from / "best.keras", compile=False)
+    keras.utils.set_random_seed(args.seed + initial_epoch)
+    tuner = DecoderTuner(vqvae, args.adversarial_weight, args.ssim_weight, args.learning_rate)
+    if initial_epoch:
+        tuner.discriminator.load_weights(work / "discriminator.weights.h5")
+    tuner.compile(optimizer=keras.optimizers.Adam(args.learning_rate, beta_1=0.5))
+    crops = RandomCrops(stacks["train"], tuple(args.crop), args.batch_size, args.steps_per_epoch,
+                        args.seed + 1)
+    crops.epoch = initial_epoch
+    validate = stacks["validate"].astype(np.float32)[..., None]
+
+    class Keep(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            vqvae.save(work / "last.partial.keras")
+            (work / "last.partial.keras").replace(work / "last.keras")
+            tuner.discriminator.save_weights(work / "discriminator.weights.h5")
+            state_path.write_text(json.dumps({"epochs_done": epoch + 1,
+                                              "tuned_from": args.tune_from,
+                                              "adversarial_weight": args.adversarial_weight,
+                                              "settings": settings(args)}, indent=1))
+
+    tuner.fit(crops, validation_data=(validate, validate), validation_batch_size=1,
+              epochs=args.epochs, initial_epoch=initial_epoch, verbose=2,
+              callbacks=[Keep(), keras.callbacks.CSVLogger(work / "log.csv", append=True)])
+
 def settings(args):
     return {name: getattr(args, name) for name in (
         "num_codes", "code_dim", "num_downsamples", "slice_downsamples", "channels", "crop",
@@ -167,7 +270,7 @@ def reconstruct(model, stacks):
 
 def judge(args, stacks):
     work = args.root / args.name
-    model = keras.saving.load_model(work / "best.keras", compile=False)
+    model = keras.saving.load_model(work / f"{args.checkpoint}.keras", compile=False)
     real = stacks["validate"].astype(np.float32)
     started = time.perf_counter()
     given_back, codes = reconstruct(model, real)
@@ -190,8 +293,9 @@ def judge(args, stacks):
 
 
 def export(args, folder):
-    """The best epoch's model without its optimizer state, as `volume_vqvae.keras`."""
-    trained = keras.saving.load_model(args.root / args.name / "best.keras", compile=False)
+    """The `--checkpoint` epoch's model without its optimizer state, as `volume_vqvae.keras`."""
+    trained = keras.saving.load_model(args.root / args.name / f"{args.checkpoint}.keras",
+                                      compile=False)
     clean = VolumeVQVAE.from_config(trained.get_config())
     clean.set_weights(trained.get_weights())
     folder = pathlib.Path(folder)
@@ -224,6 +328,12 @@ def main():
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--judge", action="store_true")
     parser.add_argument("--export", default=None)
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help="the epoch --judge and --export read (a tuned run: last)")
+    parser.add_argument("--tune-from", default=None,
+                        help="a trained run whose decoder is fine-tuned adversarially into --name")
+    parser.add_argument("--adversarial-weight", type=float, default=0.015,
+                        help="--tune-from: the held weight of the 3D PatchGAN's hinge loss")
     args = parser.parse_args()
     if args.threads and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -235,6 +345,8 @@ def main():
         export(args, args.export)
     elif args.judge:
         judge(args, stacks)
+    elif args.tune_from:
+        tune(args, stacks)
     else:
         train(args, stacks)
 

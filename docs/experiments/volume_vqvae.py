@@ -19,8 +19,9 @@ whole stacks, and judges those stacks given back: slice SSIM and the streak figu
 `--resume` goes on from the last epoch kept; `--export DIR` writes the best epoch's model without
 its optimizer state. `--tune-from RUN --name NEW --learning-rate 1e-4` fine-tunes RUN's decoder
 with a 3D PatchGAN at a held `--adversarial-weight` (encoder and codebook frozen: the codes, and a
-prior over them, keep their meaning); judge it with `--checkpoint last`. Writes `output/volume-vqvae/<name>/` (its `best.keras`, `last.keras`, log
-and `judged.json`); the stacks are cached in `output/volume-vqvae/stacks.npz`.
+prior over them, keep their meaning); judge it with `--checkpoint last`. Writes
+`output/volume-vqvae/<name>/` (its `best.keras`, `last.keras`, log and `judged.json`); the stacks
+are cached in `output/volume-vqvae/stacks.npz`.
 """
 import argparse
 import json

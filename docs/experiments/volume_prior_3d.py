@@ -16,7 +16,10 @@ head takes. Run from the repository root:
     PYTHONPATH=. python docs/experiments/volume_prior_3d.py \
         --vqvae output/volume-vqvae/iso8/best.keras --name iso8 --epochs 40
 
-Writes `output/volume-prior-3d/<name>/` (the codes, both priors, their logs and `judged.json`).
+`--decoder LABEL=FILE` (repeatable) renders the same drawn codes, and the validation codes, with
+another `VolumeVQVAE` of the same encoder and codebook as well (a decoder fine-tuned by
+`volume_vqvae.py --tune-from`), its rows labelled. Writes `output/volume-prior-3d/<name>/` (the
+codes, both priors, their logs and `judged.json`).
 """
 import argparse
 import json
@@ -154,6 +157,8 @@ def main():
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--figure", default=None,
                         help="a PNG: a real validation head, it given back, 3 drawn heads")
+    parser.add_argument("--decoder", action="append", default=[], metavar="LABEL=FILE",
+                        help="another VolumeVQVAE of the same codes to render them (repeatable)")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: all)")
     args = parser.parse_args()
     if args.threads and keras.backend.backend() == "tensorflow":
@@ -169,6 +174,14 @@ def main():
     import volume_vqvae  # noqa: F401 - registers StackLoss, so the checkpoint loads
 
     vqvae = keras.saving.load_model(args.vqvae, compile=False)
+    renderers = {"": vqvae}
+    for text in args.decoder:
+        label, _, path = text.partition("=")
+        renderers[label] = keras.saving.load_model(path, compile=False)
+        if not all(np.array_equal(a, b) for a, b in zip(
+                renderers[label].quantizer.get_weights(), vqvae.quantizer.get_weights())):
+            raise SystemExit(f"--decoder {text}: its codebook is not --vqvae's, so it does not "
+                             f"render the same codes (give a decoder tuned from {args.vqvae})")
     with np.load(args.stacks) as stored:
         stacks = {name: stored[name] for name in ("train", "validate")}
     codes = load_codes(args, vqvae, stacks)
@@ -177,10 +190,12 @@ def main():
     size = (settings["field_of_view"] / settings["image_size"], settings["slice_spacing"])
     training = stacks["train"].astype(np.float32)
     real = stacks["validate"].astype(np.float32)
-    given_back = decode(vqvae, codes["validate"])
-    rows = [dict(name="real validation stacks", **figures(real, training, *size)),
-            dict(name="validation stacks given back", **figures(given_back, training, *size))]
-    shown = [real[0], given_back[0]]
+    rows = [dict(name="real validation stacks", **figures(real, training, *size))]
+    for label, renderer in renderers.items():
+        given_back = decode(renderer, codes["validate"])
+        rows.append(dict(name=f"validation stacks given back {label}".strip(),
+                         **figures(given_back, training, *size)))
+    shown = [real[0], given_back[0]]  # by the last decoder
     print(json.dumps(rows), flush=True)
     layers, grid = codes["train"].shape[1], codes["train"].shape[2]
     for seed in (int(text) for text in args.seeds.split(",")):
@@ -188,18 +203,22 @@ def main():
         drawn = sample_stack_codes(prior, volume_prior, args.volumes, grid, layers,
                                    temperature=args.temperature, top_k=args.top_k,
                                    seed=seed)
-        samples = decode(vqvae, drawn)
-        seconds = (time.perf_counter() - started) / args.volumes
-        rows.append(dict(name=f"drawn, seed {seed}", seconds_a_volume=round(seconds, 2),
-                         **figures(samples, training, *size)))
-        np.save(args.work / f"samples_seed{seed}.npy", samples[:4].astype(np.float16))
+        for label, renderer in renderers.items():
+            samples = decode(renderer, drawn)
+            seconds = (time.perf_counter() - started) / args.volumes
+            rows.append(dict(name=f"drawn, seed {seed} {label}".strip(),
+                             seconds_a_volume=round(seconds, 2),
+                             **figures(samples, training, *size)))
+            np.save(args.work / f"samples_seed{seed}{label and '_' + label}.npy",
+                    samples[:4].astype(np.float16))
+            print(json.dumps(rows[-1]), flush=True)
+            started = time.perf_counter()  # the next decoder's time: its rendering alone
         shown += list(samples[:3]) if len(shown) == 2 else []
-        print(json.dumps(rows[-1]), flush=True)
     keys = ("streak_index", "high_frequency_share", "neighbour_ssim", "head_ml", "head_ml_sd",
             "nearest_training_ssim_max")
-    print(f"\n{'':34s} " + " ".join(f"{key[:14]:>14s}" for key in keys))
+    print(f"\n{'':44s} " + " ".join(f"{key[:14]:>14s}" for key in keys))
     for row in rows:
-        print(f"{row['name']:34s} " + " ".join(f"{row[key]:14.3f}" for key in keys))
+        print(f"{row['name']:44s} " + " ".join(f"{row[key]:14.3f}" for key in keys))
     (args.work / "judged.json").write_text(json.dumps(rows, indent=1))
     if args.figure:
         plots.plot_volume_planes(

@@ -19,7 +19,11 @@ head takes. Run from the repository root:
 `--decoder LABEL=FILE` (repeatable) renders the same drawn codes, and the validation codes, with
 another `VolumeVQVAE` of the same encoder and codebook as well (a decoder fine-tuned by
 `volume_vqvae.py --tune-from`), its rows labelled. Writes `output/volume-prior-3d/<name>/` (the
-codes, both priors, their logs and `judged.json`).
+codes, both priors, their logs and `judged.json`). `--realism --data-dir DIR` also judges each
+seed's heads as `benchmark.py volumes` judges a run's (`volume_checks.volume_report`: the
+coronal and sagittal reslices' and the axial slices' plausibility, Fréchet distance, precision
+and recall in feature networks trained on the training subjects, kept in
+`--feature-network-dir`), beside the validation subjects' real heads; `realism.json`.
 """
 import argparse
 import json
@@ -29,11 +33,13 @@ import time
 import keras
 import numpy as np
 
-from brainvq.data import input_pipeline
+from brainvq.benchmarks import volume_realism
+from brainvq.data import input_pipeline, layouts
 from brainvq.evaluation import streaks, volume_checks
 from brainvq.generation.stacks import sample_stack_codes
 from brainvq.models import build, prior_inputs
 from brainvq.output import figures as plots
+from brainvq.runs import run_folder
 from brainvq.training import stages
 from brainvq.training.volume_stage import pair_dataset
 
@@ -159,6 +165,12 @@ def main():
                         help="a PNG: a real validation head, it given back, 3 drawn heads")
     parser.add_argument("--decoder", action="append", default=[], metavar="LABEL=FILE",
                         help="another VolumeVQVAE of the same codes to render them (repeatable)")
+    parser.add_argument("--realism", action="store_true",
+                        help="the feature-network figures of the drawn heads too (needs the data)")
+    parser.add_argument("--data-dir", default=None, help="the IXI volumes (with --realism)")
+    parser.add_argument("--feature-network-dir", type=pathlib.Path,
+                        default=pathlib.Path("output/volume-features"),
+                        help="where --realism keeps its feature networks")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: all)")
     args = parser.parse_args()
     if args.threads and keras.backend.backend() == "tensorflow":
@@ -198,6 +210,11 @@ def main():
     shown = [real[0], given_back[0]]  # by the last decoder
     print(json.dumps(rows), flush=True)
     layers, grid = codes["train"].shape[1], codes["train"].shape[2]
+    realism, splits = [], None  # (decoder, seed, volume report) with --realism
+    if args.realism:
+        run_values, _ = run_folder.load_run(pathlib.Path(args.settings).parent,
+                                            {"data_dir": args.data_dir})
+        splits, _ = layouts.load_splits_for(run_values)
     for seed in (int(text) for text in args.seeds.split(",")):
         started = time.perf_counter()
         drawn = sample_stack_codes(prior, volume_prior, args.volumes, grid, layers,
@@ -212,6 +229,11 @@ def main():
             np.save(args.work / f"samples_seed{seed}{label and '_' + label}.npy",
                     samples[:4].astype(np.float16))
             print(json.dumps(rows[-1]), flush=True)
+            if args.realism:
+                report = volume_checks.volume_report(
+                    run_values, None, None, splits, "validate", len(samples), seed,
+                    args.feature_network_dir, None, independent=False, stacks=samples)
+                realism.append(((f"3D code {label}".strip(), "null"), seed, report))
             started = time.perf_counter()  # the next decoder's time: its rendering alone
         shown += list(samples[:3]) if len(shown) == 2 else []
     keys = ("streak_index", "high_frequency_share", "neighbour_ssim", "head_ml", "head_ml_sd",
@@ -220,6 +242,10 @@ def main():
     for row in rows:
         print(f"{row['name']:44s} " + " ".join(f"{row[key]:14.3f}" for key in keys))
     (args.work / "judged.json").write_text(json.dumps(rows, indent=1))
+    if realism:
+        print("\n" + volume_realism.table(realism))
+        (args.work / "realism.json").write_text(json.dumps(
+            [[name, seed, report] for (name, _), seed, report in realism], indent=1))
     if args.figure:
         plots.plot_volume_planes(
             shown, args.figure, *size,

@@ -26,6 +26,7 @@ are cached in `output/volume-vqvae/stacks.npz`.
 import argparse
 import json
 import pathlib
+import shutil
 import time
 
 import keras
@@ -216,8 +217,8 @@ class DecoderTuner(keras.Model):
 def tune(args, stacks):
     """Fine-tunes the decoder of run `--tune-from` (its best epoch) into run `--name`: each
     epoch's model as `last.keras` (what is judged: the validation error is not what a sharper
-    decoder is chosen on), the discriminator's weights beside it; `--resume` goes on from them
-    (the two Adams start afresh)."""
+    decoder is chosen on) and `epoch<n>.keras`, the discriminator's weights beside them;
+    `--resume` goes on from them (the two Adams start afresh)."""
     work = args.root / args.name
     work.mkdir(parents=True, exist_ok=True)
     state_path = work / "state.json"
@@ -242,6 +243,7 @@ def tune(args, stacks):
         def on_epoch_end(self, epoch, logs=None):
             vqvae.save(work / "last.partial.keras")
             (work / "last.partial.keras").replace(work / "last.keras")
+            shutil.copyfile(work / "last.keras", work / f"epoch{epoch + 1}.keras")
             tuner.discriminator.save_weights(work / "discriminator.weights.h5")
             state_path.write_text(json.dumps({"epochs_done": epoch + 1,
                                               "tuned_from": args.tune_from,
@@ -329,8 +331,9 @@ def main():
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--judge", action="store_true")
     parser.add_argument("--export", default=None)
-    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
-                        help="the epoch --judge and --export read (a tuned run: last)")
+    parser.add_argument("--checkpoint", default="best",
+                        help="the model --judge and --export read: best, last or (a tuned "
+                             "run) epoch<n>")
     parser.add_argument("--tune-from", default=None,
                         help="a trained run whose decoder is fine-tuned adversarially into --name")
     parser.add_argument("--adversarial-weight", type=float, default=0.015,

@@ -66,11 +66,22 @@ def build_volume_encoder(code_dim: int, num_downsamples: int = 3, channels: int 
     return keras.Model(inputs, latents, name="volume_encoder")
 
 
+UPSAMPLING = ("transposed", "resize")
+
+
 def build_volume_decoder(code_dim: int, num_downsamples: int = 3, channels: int = 16,
-                         num_residual_blocks: int = 2, slice_downsamples: int | None = None
-                         ) -> keras.Model:
-    """Residual blocks, then transposed 3D convolutions: [B, s, h, w, code_dim] ->
-    [B, s*fs, h*f, w*f, 1]."""
+                         num_residual_blocks: int = 2, slice_downsamples: int | None = None,
+                         upsampling: str = "transposed") -> keras.Model:
+    """Residual blocks, then an upsampling level per downsampling one: [B, s, h, w, code_dim]
+    -> [B, s*fs, h*f, w*f, 1]. `upsampling` "transposed": transposed 3D convolutions (kernel 4
+    along a strided axis); "resize": nearest-neighbour upsampling, then a 3x3x3 convolution.
+    The two output voxels a transposed convolution makes of one input voxel along a strided
+    axis sum different taps of its kernel, so they can differ where the input does not: a
+    pattern of period 2 that an adversarial loss amplified into stripes between slices and a
+    grid in-plane (docs/experiments.md, "A sharper 3D decoder"); a resized grid is smooth
+    until a convolution puts detail in."""
+    if upsampling not in UPSAMPLING:
+        raise ValueError(f"upsampling {upsampling!r} is not one of {UPSAMPLING}")
     inputs = keras.Input((None, None, None, code_dim), name="quantized")
     widths = level_channels(channels, num_downsamples)
     strides = level_strides(num_downsamples, num_downsamples if slice_downsamples is None
@@ -81,9 +92,14 @@ def build_volume_decoder(code_dim: int, num_downsamples: int = 3, channels: int 
     hidden = layers.ReLU()(hidden)
     for level in reversed(range(len(widths))):
         out_width = widths[level - 1] if level > 0 else max(channels // 2, 1)
-        hidden = layers.Conv3DTranspose(out_width, _kernel(strides[level]),
-                                        strides=strides[level], padding="same",
-                                        activation="relu", name=f"up_{level}")(hidden)
+        if upsampling == "resize":
+            hidden = layers.UpSampling3D(strides[level], name=f"resize_{level}")(hidden)
+            hidden = layers.Conv3D(out_width, 3, padding="same", activation="relu",
+                                   name=f"up_{level}")(hidden)
+        else:
+            hidden = layers.Conv3DTranspose(out_width, _kernel(strides[level]),
+                                            strides=strides[level], padding="same",
+                                            activation="relu", name=f"up_{level}")(hidden)
     stack = layers.Conv3D(1, 3, padding="same", name="to_stack", dtype="float32")(hidden)
     return keras.Model(inputs, stack, name="volume_decoder")
 
@@ -100,6 +116,8 @@ class VolumeVQVAE(QuantizedAutoencoder, keras.Model):
             factor in every direction); fs = 2**slice_downsamples.
         channels, num_residual_blocks: width of the first level (doubling per level, capped at
             4x) and depth at the code grid's resolution.
+        upsampling: the decoder's upsampling, "transposed" (convolutions) or "resize" (nearest
+            neighbour, then a convolution: no pattern of period 2; `build_volume_decoder`).
 
     Call returns the reconstructions [B, S, H, W, 1] (float32) and, while training, adds the
     quantizer's loss to the model's losses, so `compile(loss="mse")` and `fit(stacks, stacks)`
@@ -111,7 +129,8 @@ class VolumeVQVAE(QuantizedAutoencoder, keras.Model):
 
     def __init__(self, num_codes: int = 512, code_dim: int = 64, num_downsamples: int = 3,
                  channels: int = 16, num_residual_blocks: int = 2,
-                 slice_downsamples: int | None = None, commitment_cost: float = 0.25,
+                 slice_downsamples: int | None = None, upsampling: str = "transposed",
+                 commitment_cost: float = 0.25,
                  ema_decay: float = 0.99,
                  dead_code_threshold: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -126,12 +145,13 @@ class VolumeVQVAE(QuantizedAutoencoder, keras.Model):
         self.slice_downsamples = int(self.num_downsamples if slice_downsamples is None
                                      else slice_downsamples)
         level_strides(self.num_downsamples, self.slice_downsamples)  # checks the two
+        self.upsampling = str(upsampling)
         self.factors = (2 ** self.slice_downsamples, 2 ** self.num_downsamples,
                         2 ** self.num_downsamples)
         networks = (self.code_dim, self.num_downsamples, self.channels,
                     self.num_residual_blocks, self.slice_downsamples)
         self.encoder = build_volume_encoder(*networks)
-        self.decoder = build_volume_decoder(*networks)
+        self.decoder = build_volume_decoder(*networks, upsampling=self.upsampling)
         self.quantizer = VectorQuantizer(self.num_codes, self.code_dim,
                                          commitment_cost=self.commitment_cost,
                                          ema_decay=self.ema_decay,
@@ -178,7 +198,7 @@ class VolumeVQVAE(QuantizedAutoencoder, keras.Model):
             "num_codes": self.num_codes, "code_dim": self.code_dim,
             "num_downsamples": self.num_downsamples, "channels": self.channels,
             "num_residual_blocks": self.num_residual_blocks,
-            "slice_downsamples": self.slice_downsamples,
+            "slice_downsamples": self.slice_downsamples, "upsampling": self.upsampling,
             "commitment_cost": self.commitment_cost, "ema_decay": self.ema_decay,
             "dead_code_threshold": self.dead_code_threshold,
         })

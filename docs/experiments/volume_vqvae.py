@@ -114,7 +114,7 @@ class StackLoss(keras.losses.Loss):
 def build(args):
     return VolumeVQVAE(num_codes=args.num_codes, code_dim=args.code_dim,
                        num_downsamples=args.num_downsamples, channels=args.channels,
-                       slice_downsamples=args.slice_downsamples)
+                       slice_downsamples=args.slice_downsamples, upsampling=args.upsampling)
 
 
 def train(args, stacks):
@@ -256,7 +256,8 @@ def tune(args, stacks):
 
 def settings(args):
     return {name: getattr(args, name) for name in (
-        "num_codes", "code_dim", "num_downsamples", "slice_downsamples", "channels", "crop",
+        "num_codes", "code_dim", "num_downsamples", "slice_downsamples", "upsampling",
+        "channels", "crop",
         "batch_size", "steps_per_epoch", "learning_rate", "ssim_weight", "seed")}
 
 
@@ -319,6 +320,8 @@ def main():
     parser.add_argument("--num-downsamples", type=int, default=3)
     parser.add_argument("--slice-downsamples", type=int, default=3)
     parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--upsampling", choices=("transposed", "resize"), default="transposed",
+                        help="the decoder's: transposed convolutions or resize + convolution")
     parser.add_argument("--crop", type=int, nargs=3, default=[32, 64, 64])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps-per-epoch", type=int, default=250)

@@ -1,6 +1,7 @@
 """The VQ-VAE over whole stacks (models/volume_vqvae.py): code grids of the right shape for each
-slice factor, a fit whose loss holds the quantizer's, learning, `.keras` round trip, and the
-stacks and factors it refuses."""
+slice factor, a fit whose loss holds the quantizer's, learning, `.keras` round trip of both
+decoders, a resizing decoder without the transposed one's pattern of period 2, and the stacks,
+factors and upsampling it refuses."""
 import numpy as np
 import pytest
 
@@ -57,14 +58,33 @@ def test_training_adds_the_quantizer_loss_and_fitting_learns():
     assert model.evaluate(stacks, stacks, verbose=0) < 0.4 * before
 
 
-def test_a_saved_volume_vqvae_codes_and_renders_the_same(tmp_path):
-    model = tiny(slice_downsamples=1)
+@pytest.mark.parametrize("upsampling", ["transposed", "resize"])
+def test_a_saved_volume_vqvae_codes_and_renders_the_same(tmp_path, upsampling):
+    model = tiny(slice_downsamples=1, upsampling=upsampling)
     stacks = blobs()
     model.save(tmp_path / "volume_vqvae.keras")
     loaded = keras.saving.load_model(tmp_path / "volume_vqvae.keras")
     assert loaded.slice_downsamples == 1 and loaded.num_codes == 16
+    assert loaded.upsampling == upsampling
     np.testing.assert_array_equal(loaded.encode(stacks), model.encode(stacks))
     np.testing.assert_allclose(loaded(stacks), model(stacks), atol=1e-5)
+
+
+def period_two_step(model):
+    """How much neighbouring voxels of the stack rendered from one code everywhere differ, in
+    its interior (away from the zero padding), along each axis."""
+    codes = np.zeros((1, 12, 12, 12), "int32")  # 48 voxels a side; the padding reaches 16 in
+    stack = np.asarray(model.decode_codes(codes))[0, 16:-16, 16:-16, 16:-16, 0]
+    return [float(np.abs(np.diff(stack, axis=axis)).max()) for axis in range(3)]
+
+
+def test_a_resizing_decoder_renders_one_code_everywhere_without_a_pattern_of_period_two():
+    keras.utils.set_random_seed(0)
+    # a transposed convolution sums different kernel taps into neighbouring voxels
+    assert min(period_two_step(tiny(slice_downsamples=2))) > 1e-4
+    assert max(period_two_step(tiny(slice_downsamples=2, upsampling="resize"))) < 1e-6
+    with pytest.raises(ValueError, match="upsampling"):
+        tiny(upsampling="bilinear")
 
 
 def test_a_stack_that_does_not_divide_by_the_factors_is_refused():

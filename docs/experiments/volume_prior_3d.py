@@ -202,20 +202,30 @@ def main():
     size = (settings["field_of_view"] / settings["image_size"], settings["slice_spacing"])
     training = stacks["train"].astype(np.float32)
     real = stacks["validate"].astype(np.float32)
-    rows = [dict(name="real validation stacks", **figures(real, training, *size))]
-    for label, renderer in renderers.items():
-        given_back = decode(renderer, codes["validate"])
-        rows.append(dict(name=f"validation stacks given back {label}".strip(),
-                         **figures(given_back, training, *size)))
-    shown = [real[0], given_back[0]]  # by the last decoder
-    print(json.dumps(rows), flush=True)
-    layers, grid = codes["train"].shape[1], codes["train"].shape[2]
     realism, splits = [], None  # (decoder, seed, volume report) with --realism
     if args.realism:
         run_values, _ = run_folder.load_run(pathlib.Path(args.settings).parent,
                                             {"data_dir": args.data_dir})
         splits, _ = layouts.load_splits_for(run_values)
-    for seed in (int(text) for text in args.seeds.split(",")):
+
+    def judge_realism(name, seed, judged):
+        if args.realism:
+            report = volume_checks.volume_report(
+                run_values, None, None, splits, "validate", len(judged), seed,
+                args.feature_network_dir, None, independent=False, stacks=judged)
+            realism.append(((name, "null"), seed, report))
+
+    rows = [dict(name="real validation stacks", **figures(real, training, *size))]
+    for label, renderer in renderers.items():
+        given_back = decode(renderer, codes["validate"])
+        rows.append(dict(name=f"validation stacks given back {label}".strip(),
+                         **figures(given_back, training, *size)))
+        judge_realism(f"given back {label}".strip(), 0, given_back)
+    shown = [real[0], given_back[0]]  # by the last decoder
+    print(json.dumps(rows), flush=True)
+    layers, grid = codes["train"].shape[1], codes["train"].shape[2]
+    seeds = [int(text) for text in args.seeds.split(",") if text]  # "": the given back only
+    for seed in seeds:
         started = time.perf_counter()
         drawn = sample_stack_codes(prior, volume_prior, args.volumes, grid, layers,
                                    temperature=args.temperature, top_k=args.top_k,
@@ -229,11 +239,7 @@ def main():
             np.save(args.work / f"samples_seed{seed}{label and '_' + label}.npy",
                     samples[:4].astype(np.float16))
             print(json.dumps(rows[-1]), flush=True)
-            if args.realism:
-                report = volume_checks.volume_report(
-                    run_values, None, None, splits, "validate", len(samples), seed,
-                    args.feature_network_dir, None, independent=False, stacks=samples)
-                realism.append(((f"3D code {label}".strip(), "null"), seed, report))
+            judge_realism(f"drawn {label}".strip(), seed, samples)
             started = time.perf_counter()  # the next decoder's time: its rendering alone
         shown += list(samples[:3]) if len(shown) == 2 else []
     keys = ("streak_index", "high_frequency_share", "neighbour_ssim", "head_ml", "head_ml_sd",
@@ -246,12 +252,12 @@ def main():
         print("\n" + volume_realism.table(realism))
         (args.work / "realism.json").write_text(json.dumps(
             [[name, seed, report] for (name, _), seed, report in realism], indent=1))
-    if args.figure:
+    if args.figure and seeds:
         plots.plot_volume_planes(
             shown, args.figure, *size,
             titles=["real (validation)", "it, given back"] + [f"drawn {n + 1}" for n in range(3)],
             title=f"A VolumeVQVAE's {vqvae.code_shape(real.shape[1:])} codes, drawn layer by "
-                  f"layer (seed {args.seeds.split(',')[0]})")
+                  f"layer (seed {seeds[0]})")
         print(f"figure: {args.figure}")
 
 

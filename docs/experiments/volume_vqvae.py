@@ -153,7 +153,6 @@ def train(args, stacks):
               callbacks=[Keep(), keras.callbacks.CSVLogger(work / "log.csv", append=True)])
 
 
-
 class DecoderTuner(keras.Model):
     """A trained `VolumeVQVAE` whose encoder and codebook only code the crops (frozen, so a prior
     over its codes keeps their meaning) and whose decoder trains on `StackLoss` plus a 3D
@@ -253,6 +252,7 @@ def tune(args, stacks):
     tuner.fit(crops, validation_data=(validate, validate), validation_batch_size=1,
               epochs=args.epochs, initial_epoch=initial_epoch, verbose=2,
               callbacks=[Keep(), keras.callbacks.CSVLogger(work / "log.csv", append=True)])
+
 
 def settings(args):
     return {name: getattr(args, name) for name in (

@@ -166,13 +166,16 @@ def main():
     parser.add_argument("--decoder", action="append", default=[], metavar="LABEL=FILE",
                         help="another VolumeVQVAE of the same codes to render them (repeatable)")
     parser.add_argument("--realism", action="store_true",
-                        help="the feature-network figures of the drawn heads too (needs the data)")
+                        help="the feature-network figures of the drawn and the given-back heads "
+                             "too (needs --data-dir)")
     parser.add_argument("--data-dir", default=None, help="the IXI volumes (with --realism)")
     parser.add_argument("--feature-network-dir", type=pathlib.Path,
                         default=pathlib.Path("output/volume-features"),
                         help="where --realism keeps its feature networks")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: all)")
     args = parser.parse_args()
+    if args.realism and not args.data_dir:
+        parser.error("--realism needs --data-dir: the IXI volumes its real heads are cut from")
     if args.threads and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 

@@ -177,17 +177,16 @@ class DecoderTuner(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
-    def _given_back(self, stacks, training):
-        quantized = self.vqvae.quantizer.lookup(self.vqvae.encode(stacks))
-        return keras.ops.cast(self.vqvae.decoder(keras.ops.stop_gradient(quantized),
-                                                 training=training), "float32")
+    def _given_back(self, stacks):
+        """The crops coded and rendered (the decoder has no layer that trains differently)."""
+        return self.vqvae.decode_codes(self.vqvae.encode(stacks))
 
     def train_step(self, data):
         import tensorflow as tf
 
         stacks = tf.cast(data[0], tf.float32)
         with tf.GradientTape(persistent=True) as tape:
-            given_back = self._given_back(stacks, training=True)
+            given_back = self._given_back(stacks)
             loss = keras.ops.mean(self.stack_loss(stacks, given_back))
             generator = adversarial.generator_hinge(self.discriminator(given_back,
                                                                        training=True))
@@ -209,7 +208,7 @@ class DecoderTuner(keras.Model):
     def test_step(self, data):
         stacks = keras.ops.cast(data[0], "float32")
         self.trackers["loss"].update_state(
-            keras.ops.mean(self.stack_loss(stacks, self._given_back(stacks, training=False))))
+            keras.ops.mean(self.stack_loss(stacks, self._given_back(stacks))))
         return {"loss": self.trackers["loss"].result()}
 
 

@@ -150,20 +150,21 @@ def _augmentation(prior: keras.Model, augmentation: ArrayLike | None, num_sample
 
 def _condition_codes(prior: keras.Model, condition_codes: ArrayLike | None, num_samples: int
                      ) -> np.ndarray | None:
-    """int32 [N, t, t] codes of the coarser grid a spatially conditioned prior needs (None for
-    any other prior)."""
+    """int32 [N, ...] condition codes a spatially conditioned prior needs: [N, t, t] codes of
+    the coarser grid, or the shape its `condition_shape` names (None for any other prior)."""
     needed = int(getattr(prior, "condition_codes", 0) or 0)
     if not needed:
         if condition_codes is not None:
             raise ValueError("this prior takes no condition_codes")
         return None
     side = int(prior.condition_grid_size)
+    shape = tuple(getattr(prior, "condition_shape", (side, side)))
     if condition_codes is None:
-        raise ValueError(f"this prior is conditioned on a {side}x{side} grid of codes: pass "
-                         f"condition_codes [N, {side}, {side}]")
+        raise ValueError(f"this prior is conditioned on codes of shape {shape}: pass "
+                         f"condition_codes [N, {', '.join(map(str, shape))}]")
     codes = np.asarray(condition_codes)
-    if codes.shape != (num_samples, side, side):
-        raise ValueError(f"condition_codes must have shape ({num_samples}, {side}, {side}), "
+    if codes.shape != (num_samples,) + shape:
+        raise ValueError(f"condition_codes must have shape {(num_samples,) + shape}, "
                          f"got {codes.shape}")
     if codes.min() < 0 or codes.max() >= needed:
         raise ValueError(f"condition_codes must lie in [0, {needed})")
@@ -338,7 +339,8 @@ def sample_codes(prior: keras.Model, num_samples: int, grid_size: int, *,
         progress: optional object whose `step(count)` is called after each batch with the
             number of grids it finished (e.g. a `progress.Progress`).
         condition_codes: [N, t, t] codes of the coarser grid, for a prior built with
-            `condition_codes` (VQ-VAE-2's bottom prior).
+            `condition_codes` (VQ-VAE-2's bottom prior); [N, D, g, g] layers below, for a
+            `stack_prior.StackPixelCNN` (its `condition_shape`).
         covariates: for a prior built with covariates: [N, C] or one row [C] for all, each
             column as `GatedPixelCNN.covariate_condition` takes it (NaN: not given); None: none
             given.

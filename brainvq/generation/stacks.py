@@ -17,6 +17,7 @@ from brainvq.data import volumes
 from brainvq.generation import generate, sampling
 from brainvq.hints import PathLike
 from brainvq.models import slice_context
+from brainvq.models.stack_prior import layers_below as stack_prior_layers_below
 from brainvq.output import figures
 from brainvq.progress import progress_bar
 from brainvq.runs import run_folder
@@ -54,6 +55,28 @@ def sample_stack_codes(prior: keras.Model, volume_prior: keras.Model, count: int
             codes[:, position] = sampling.sample_codes(
                 volume_prior, count, grid_size, condition_codes=codes[:, position - 1],
                 **options)
+        if progress is not None:
+            progress.add(1)
+    return codes
+
+
+def sample_stack_codes_given_below(stack_prior: keras.Model, count: int, length: int,
+                                   temperature: float = 1.0, top_k: int = 0, seed: int = 0,
+                                   progress: keras.utils.Progbar | None = None) -> np.ndarray:
+    """Code stacks [count, length, g, g] int32 drawn layer by layer from the bottom up by one
+    `stack_prior.StackPixelCNN`, each layer at its depth given every layer drawn below it (as
+    many as the prior sees). Seeded as `sample_stack_codes`: the same seed gives the same
+    stacks."""
+    grid = stack_prior.grid_size
+    codes = np.zeros((count, length, grid, grid), np.int32)
+    top_k = min(int(top_k), stack_prior.num_codes)
+    for layer in range(length):
+        below = stack_prior_layers_below(codes, layer, stack_prior.context_layers,
+                                         stack_prior.absent_code)
+        codes[:, layer] = sampling.sample_codes(
+            stack_prior, count, grid, slice_index=np.full(count, layer, np.int32),
+            temperature=temperature, top_k=top_k,
+            seed=(seed + layer * SLICE_SEED_STRIDE) % 2 ** 31, condition_codes=below)
         if progress is not None:
             progress.add(1)
     return codes

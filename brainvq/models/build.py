@@ -15,6 +15,7 @@ from brainvq.config.values import prior_values
 from brainvq.data.augmentation import AUGMENTATION_PARAMETERS
 from brainvq.models.hierarchy import HierarchicalPrior
 from brainvq.models.pixelcnn import GatedPixelCNN
+from brainvq.models.stack_prior import StackPixelCNN
 from brainvq.models.vqvae_trainer import LinearWarmup, VQVAE2Trainer, VQVAETrainer
 
 
@@ -87,5 +88,18 @@ def volume_prior_from_hyperparameters(values: Mapping[str, Any], grid_size: int,
                           condition_noise=values.get("volume_condition_noise", 0.0),
                           covariates=covariates,
                           **prior_settings(values))
+    model.build()
+    return model
+
+
+def stack_prior_from_hyperparameters(values: Mapping[str, Any], grid_size: int,
+                                     context_layers: int) -> StackPixelCNN:
+    """The prior of a 3D code grid's layer given the `context_layers` layers below it
+    (`stack_prior.StackPixelCNN`), with the slice prior's network settings and the volume
+    prior's `volume_condition_noise`."""
+    values = prior_values(values)
+    model = StackPixelCNN(grid_size=grid_size, context_layers=context_layers,
+                          condition_noise=values.get("volume_condition_noise", 0.0),
+                          name="stack_prior", **prior_settings(values))
     model.build()
     return model

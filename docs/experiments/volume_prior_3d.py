@@ -8,7 +8,8 @@ and the decoder renders all of them together: layer 0 from a `GatedPixelCNN` at 
 k from a second one given layer k - 1 (the shipped model's settings, `pretrained/ixi-t1-128-
 volumes/hyperparameters.json`, with s positions and no covariates). Both train on the 125
 training subjects' code grids and their mirror images, the epoch with the lowest validation NLL
-kept. The heads drawn (`--volumes` a seed, `--seeds`) are judged beside the 20 validation
+kept. `--prior stack` trains one `StackPixelCNN` instead (brainvq/models/stack_prior.py): each
+layer given every layer below it (`--context-layers`), the bottom one given none. The heads drawn (`--volumes` a seed, `--seeds`) are judged beside the 20 validation
 subjects' real stacks: the streak figures (`brainvq/evaluation/streaks.py`), neighbouring-slice
 SSIM, the heads' volumes and their spread, the nearest training head (3D SSIM) and the time a
 head takes. Run from the repository root:
@@ -36,8 +37,8 @@ import numpy as np
 from brainvq.benchmarks import volume_realism
 from brainvq.data import input_pipeline, layouts
 from brainvq.evaluation import streaks, volume_checks
-from brainvq.generation.stacks import sample_stack_codes
-from brainvq.models import build, prior_inputs
+from brainvq.generation.stacks import sample_stack_codes, sample_stack_codes_given_below
+from brainvq.models import build, prior_inputs, stack_prior
 from brainvq.output import figures as plots
 from brainvq.runs import run_folder
 from brainvq.training import stages
@@ -130,6 +131,39 @@ def train_priors(args, codes, num_codes):
     return values, prior, volume_prior
 
 
+def train_stack_prior(args, codes, num_codes):
+    """`--prior stack`: one `StackPixelCNN` drawing every layer given the layers below it."""
+    layers, grid = codes["train"].shape[1], codes["train"].shape[2]
+    values = prior_values(args, num_codes, layers)
+    keras.utils.set_random_seed(args.seed)
+    context = args.context_layers or layers - 1
+    prior = build.stack_prior_from_hyperparameters(values, grid, context)
+    prior.compile(optimizer=stages.prior_optimizer(values),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[prior_inputs.BitsPerCode()])
+    batch = values["prior_batch_size"]
+
+    def examples(split, shuffle):
+        layer, depth, below = stack_prior.stack_examples(codes[split], context, num_codes)
+        return pair_dataset((layer, depth, below, None), batch, shuffle, seed=args.seed,
+                            repeat=shuffle)
+
+    count = codes["train"].shape[0] * layers
+    return fit(prior, "stack_prior", examples("train", True), examples("validate", False),
+               -(-count // batch), args)
+
+
+def draw(args, priors, count, layers, grid, seed):
+    """Code stacks [count, layers, g, g] from the priors `--prior` trained."""
+    if args.prior == "stack":
+        return sample_stack_codes_given_below(priors, count, layers,
+                                              temperature=args.temperature, top_k=args.top_k,
+                                              seed=seed)
+    prior, volume_prior = priors
+    return sample_stack_codes(prior, volume_prior, count, grid, layers,
+                              temperature=args.temperature, top_k=args.top_k, seed=seed)
+
+
 def figures(stacks, training, pixel, spacing):
     """The volume checks of a set of stacks [V, S, H, W] (pixels `pixel` mm wide, slices
     `spacing` mm apart)."""
@@ -153,6 +187,11 @@ def main():
     parser.add_argument("--root", type=pathlib.Path,
                         default=pathlib.Path("output/volume-prior-3d"))
     parser.add_argument("--name", required=True)
+    parser.add_argument("--prior", choices=("layered", "stack"), default="layered",
+                        help="layered: a layer given the one below (and a prior of the bottom "
+                             "one); stack: one StackPixelCNN, a layer given every layer below")
+    parser.add_argument("--context-layers", type=int, default=0,
+                        help="--prior stack: the layers below it sees (0: all)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--volumes", type=int, default=20)
@@ -200,7 +239,8 @@ def main():
     with np.load(args.stacks) as stored:
         stacks = {name: stored[name] for name in ("train", "validate")}
     codes = load_codes(args, vqvae, stacks)
-    _, prior, volume_prior = train_priors(args, codes, vqvae.num_codes)
+    priors = (train_stack_prior(args, codes, vqvae.num_codes) if args.prior == "stack"
+              else train_priors(args, codes, vqvae.num_codes)[1:])
     settings = json.loads(pathlib.Path(args.settings).read_text())
     size = (settings["field_of_view"] / settings["image_size"], settings["slice_spacing"])
     training = stacks["train"].astype(np.float32)
@@ -230,9 +270,7 @@ def main():
     seeds = [int(text) for text in args.seeds.split(",") if text]  # "": the given back only
     for seed in seeds:
         started = time.perf_counter()
-        drawn = sample_stack_codes(prior, volume_prior, args.volumes, grid, layers,
-                                   temperature=args.temperature, top_k=args.top_k,
-                                   seed=seed)
+        drawn = draw(args, priors, args.volumes, layers, grid, seed)
         for label, renderer in renderers.items():
             samples = decode(renderer, drawn)
             seconds = (time.perf_counter() - started) / args.volumes
@@ -260,7 +298,7 @@ def main():
             shown, args.figure, *size,
             titles=["real (validation)", "it, given back"] + [f"drawn {n + 1}" for n in range(3)],
             title=f"A VolumeVQVAE's {vqvae.code_shape(real.shape[1:])} codes, drawn layer by "
-                  f"layer (seed {seeds[0]})")
+                  f"layer ({args.prior} prior, seed {seeds[0]})")
         print(f"figure: {args.figure}")
 
 

@@ -1,7 +1,8 @@
 """Whole synthetic volumes: a stack of slices drawn from the bottom up, the first by the slice
 prior (at slice position 0), each next one by the volume prior given the codes of the slice
 below it; decoded slice by slice and written as NIfTI volumes with the spacing the model was
-trained at."""
+trained at. The layers of a 3D code grid are drawn the same way by one `StackPixelCNN`, each
+given every layer below it (`sample_stack_codes_given_below`)."""
 from __future__ import annotations
 
 import pathlib

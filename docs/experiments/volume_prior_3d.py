@@ -1,18 +1,19 @@
 """Heads drawn from a 3D code (issue 52): priors over a `VolumeVQVAE`'s code grid, sampled and
 judged on whole volumes.
 
-A `VolumeVQVAE` (docs/experiments/volume_vqvae.py) codes a 64-slice head as s x 16 x 16 codes
-(s = 8 at 8x along the slices). Its code grid is drawn as the shipped volume model draws slice
-codes, one 16 x 16 layer at a time from the bottom up, but each layer now spans 64 / s slices
-and the decoder renders all of them together: layer 0 from a `GatedPixelCNN` at position 0, layer
-k from a second one given layer k - 1 (the shipped model's settings, `pretrained/ixi-t1-128-
-volumes/hyperparameters.json`, with s positions and no covariates). Both train on the 125
-training subjects' code grids and their mirror images, the epoch with the lowest validation NLL
-kept. `--prior stack` trains one `StackPixelCNN` instead (brainvq/models/stack_prior.py): each
-layer given every layer below it (`--context-layers`), the bottom one given none. The heads drawn (`--volumes` a seed, `--seeds`) are judged beside the 20 validation
-subjects' real stacks: the streak figures (`brainvq/evaluation/streaks.py`), neighbouring-slice
-SSIM, the heads' volumes and their spread, the nearest training head (3D SSIM) and the time a
-head takes. Run from the repository root:
+A `VolumeVQVAE` (docs/experiments/volume_vqvae.py) codes a 64-slice head as s x 16 x 16 codes (s = 8
+at 8x along the slices). Its code grid is drawn as the shipped volume model draws slice codes, one
+16 x 16 layer at a time from the bottom up, but each layer now spans 64 / s slices and the decoder
+renders all of them together: layer 0 from a `GatedPixelCNN` at position 0, layer k from a second
+one given layer k - 1 (the shipped model's settings,
+`pretrained/ixi-t1-128-volumes/hyperparameters.json`, with s positions and no covariates). Both
+train on the 125 training subjects' code grids and their mirror images, the epoch with the lowest
+validation NLL kept. `--prior stack` trains one `StackPixelCNN` instead
+(brainvq/models/stack_prior.py): each layer given every layer below it (`--context-layers`), the
+bottom one given none. The heads drawn (`--volumes` a seed, `--seeds`) are judged beside the 20
+validation subjects' real stacks: the streak figures (`brainvq/evaluation/streaks.py`),
+neighbouring-slice SSIM, the heads' volumes and their spread, the nearest training head (3D SSIM)
+and the time a head takes. Run from the repository root:
 
     PYTHONPATH=. python docs/experiments/volume_prior_3d.py \
         --vqvae output/volume-vqvae/iso8/best.keras --name iso8 --epochs 40

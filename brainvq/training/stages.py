@@ -238,9 +238,7 @@ def train_prior(values: Values, splits: Splits, output_dir: PathLike, resume: bo
                                                      covariates=covariate_specs)
             if settings.init:
                 initialise_from(prior, settings.init)
-            prior.compile(optimizer=prior_optimizer(values),
-                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                          metrics=[prior_inputs.BitsPerCode()])
+            compile_prior(prior, values)
     batch_size = settings.batch_size
     # The augmented grids widen the pool an epoch draws from, not the epoch: an epoch stays one
     # pass's worth of the real training grids, so augmentation costs no extra training time.
@@ -338,6 +336,15 @@ def prior_optimizer(values: Values) -> keras.optimizers.Optimizer:
         return keras.optimizers.AdamW(settings.learning_rate, weight_decay=settings.weight_decay,
                                       **options)
     return keras.optimizers.Adam(settings.learning_rate, **options)
+
+
+def compile_prior(prior: keras.Model, values: Values) -> keras.Model:
+    """`prior` compiled for training: cross-entropy over its logits, bits a code as the metric,
+    `prior_optimizer(values)`; returns it."""
+    prior.compile(optimizer=prior_optimizer(values),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[prior_inputs.BitsPerCode()])
+    return prior
 
 
 def report_best(output_dir: PathLike, stage: str) -> None:

@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike
 from brainvq.data import covariates, input_pipeline
 from brainvq.data.stacks import consecutive_pairs
 from brainvq.hints import Callbacks, PathLike, Splits, Values
-from brainvq.models import build, prior_inputs
+from brainvq.models import build
 from brainvq.runs import run_folder
 from brainvq.runs.run_folder import VOLUME_PRIOR_FILE, VQVAE_FILE, RunError
 from brainvq.training import stages
@@ -70,9 +70,7 @@ def train_volume_prior(values: Values, splits: Splits, output_dir: PathLike,
         if prior is None:
             prior = build.volume_prior_from_hyperparameters(values, vqvae.grid_size,
                                                             covariates=covariate_specs)
-            prior.compile(optimizer=stages.prior_optimizer(values),
-                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                          metrics=[prior_inputs.BitsPerCode()])
+            stages.compile_prior(prior, values)
     batch_size = values["prior_batch_size"]
     steps = values["steps_per_epoch"] or math.ceil(len(pairs["train"][0]) / batch_size)
     record = {"data_fingerprint": data_fingerprint, "covariates": covariate_specs,

@@ -39,7 +39,7 @@ from brainvq.benchmarks import volume_realism
 from brainvq.data import input_pipeline, layouts
 from brainvq.evaluation import streaks, volume_checks
 from brainvq.generation.stacks import sample_stack_codes, sample_stack_codes_given_below
-from brainvq.models import build, prior_inputs, stack_prior
+from brainvq.models import build, stack_prior
 from brainvq.output import figures as plots
 from brainvq.runs import run_folder
 from brainvq.training import stages
@@ -114,16 +114,13 @@ def train_priors(args, codes, num_codes):
     layers, grid = codes["train"].shape[1], codes["train"].shape[2]
     values = prior_values(args, num_codes, layers)
     keras.utils.set_random_seed(args.seed)
-    compiled = dict(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    metrics=[prior_inputs.BitsPerCode()])
-    prior = build.prior_from_hyperparameters(values, grid)
-    prior.compile(optimizer=stages.prior_optimizer(values), **compiled)
+    prior = stages.compile_prior(build.prior_from_hyperparameters(values, grid), values)
     batch = values["prior_batch_size"]
     count = codes["train"].shape[0] * layers
     prior = fit(prior, "prior", layer_data(codes["train"], batch, True, args.seed),
                 layer_data(codes["validate"], batch, False), -(-count // batch), args)
-    volume_prior = build.volume_prior_from_hyperparameters(values, grid)
-    volume_prior.compile(optimizer=stages.prior_optimizer(values), **compiled)
+    volume_prior = stages.compile_prior(
+        build.volume_prior_from_hyperparameters(values, grid), values)
     train_pairs = pairs(codes["train"])
     volume_prior = fit(volume_prior, "layer_prior",
                        pair_dataset(train_pairs, batch, True, seed=args.seed, repeat=True),
@@ -138,10 +135,8 @@ def train_stack_prior(args, codes, num_codes):
     values = prior_values(args, num_codes, layers)
     keras.utils.set_random_seed(args.seed)
     context = args.context_layers or layers - 1
-    prior = build.stack_prior_from_hyperparameters(values, grid, context)
-    prior.compile(optimizer=stages.prior_optimizer(values),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[prior_inputs.BitsPerCode()])
+    prior = stages.compile_prior(
+        build.stack_prior_from_hyperparameters(values, grid, context), values)
     batch = values["prior_batch_size"]
 
     def examples(split, shuffle):

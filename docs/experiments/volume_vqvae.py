@@ -35,7 +35,7 @@ import numpy as np
 from brainvq.evaluation import streaks
 from brainvq.losses import adversarial
 from brainvq.losses.ssim import ssim_per_image
-from brainvq.models.volume_vqvae import VolumeVQVAE
+from brainvq.models.volume_vqvae import UPSAMPLING, VolumeVQVAE
 
 
 def load_stacks(args):
@@ -256,8 +256,8 @@ def tune(args, stacks):
 def settings(args):
     return {name: getattr(args, name) for name in (
         "num_codes", "code_dim", "num_downsamples", "slice_downsamples", "upsampling",
-        "channels", "crop",
-        "batch_size", "steps_per_epoch", "learning_rate", "ssim_weight", "seed")}
+        "channels", "crop", "batch_size", "steps_per_epoch", "learning_rate", "ssim_weight",
+        "seed")}
 
 
 def reconstruct(model, stacks):
@@ -319,7 +319,7 @@ def main():
     parser.add_argument("--num-downsamples", type=int, default=3)
     parser.add_argument("--slice-downsamples", type=int, default=3)
     parser.add_argument("--channels", type=int, default=32)
-    parser.add_argument("--upsampling", choices=("transposed", "resize"), default="transposed",
+    parser.add_argument("--upsampling", choices=UPSAMPLING, default="transposed",
                         help="the decoder's: transposed convolutions or resize + convolution")
     parser.add_argument("--crop", type=int, nargs=3, default=[32, 64, 64])
     parser.add_argument("--batch-size", type=int, default=8)

@@ -150,15 +150,15 @@ def _augmentation(prior: keras.Model, augmentation: ArrayLike | None, num_sample
 
 def _condition_codes(prior: keras.Model, condition_codes: ArrayLike | None, num_samples: int
                      ) -> np.ndarray | None:
-    """int32 [N, ...] condition codes a spatially conditioned prior needs, of its
-    `condition_shape`: [N, t, t] codes of the coarser grid, [N, D, g, g] layers below (None for
-    any other prior)."""
+    """int32 [N, ...] condition codes a spatially conditioned prior needs: [N, t, t] codes of
+    the coarser grid, or the shape its `condition_shape` names (None for any other prior)."""
     needed = int(getattr(prior, "condition_codes", 0) or 0)
     if not needed:
         if condition_codes is not None:
             raise ValueError("this prior takes no condition_codes")
         return None
-    shape = tuple(prior.condition_shape)
+    side = int(prior.condition_grid_size)
+    shape = tuple(getattr(prior, "condition_shape", (side, side)))
     if condition_codes is None:
         raise ValueError(f"this prior is conditioned on codes of shape {shape}: pass "
                          f"condition_codes [N, {', '.join(map(str, shape))}]")

@@ -203,11 +203,6 @@ class GatedPixelCNN(keras.Model):
         return (self.num_layers + 1) * (self.kernel_size // 2)
 
     @property
-    def condition_shape(self) -> tuple[int, ...]:
-        """The shape of one example's spatial condition codes: (t, t), the coarser grid."""
-        return (self.condition_grid_size, self.condition_grid_size)
-
-    @property
     def unconditional_index(self) -> int:
         """The slice index meaning "no condition"."""
         return self.num_slice_positions

@@ -19,7 +19,9 @@ whole stacks, and judges those stacks given back: slice SSIM and the streak figu
 `--resume` goes on from the last epoch kept; `--export DIR` writes the best epoch's model without
 its optimizer state. `--tune-from RUN --name NEW --learning-rate 1e-4` fine-tunes RUN's decoder
 with a 3D PatchGAN at a held `--adversarial-weight` (encoder and codebook frozen: the codes, and a
-prior over them, keep their meaning); judge it with `--checkpoint last`. Writes
+prior over them, keep their meaning); judge it with `--checkpoint last`. `--fresh-decoder
+--upsampling resize` trains a new decoder over RUN's codes instead (at `--adversarial-weight 0`
+on the reconstruction loss alone), to be tuned in turn. Writes
 `output/volume-vqvae/<name>/` (its `best.keras`, `last.keras`, log and `judged.json`); the stacks
 are cached in `output/volume-vqvae/stacks.npz`.
 """
@@ -185,20 +187,24 @@ class DecoderTuner(keras.Model):
         import tensorflow as tf
 
         stacks = tf.cast(data[0], tf.float32)
+        adversarial_loss = self.adversarial_weight > 0  # at 0 the decoder learns to reconstruct
         with tf.GradientTape(persistent=True) as tape:
             given_back = self._given_back(stacks)
             loss = keras.ops.mean(self.stack_loss(stacks, given_back))
-            generator = adversarial.generator_hinge(self.discriminator(given_back,
-                                                                       training=True))
-            critic = adversarial.discriminator_hinge(
-                self.discriminator(stacks, training=True),
-                self.discriminator(tf.stop_gradient(given_back), training=True))
+            generator = critic = keras.ops.zeros(())
+            if adversarial_loss:
+                generator = adversarial.generator_hinge(self.discriminator(given_back,
+                                                                           training=True))
+                critic = adversarial.discriminator_hinge(
+                    self.discriminator(stacks, training=True),
+                    self.discriminator(tf.stop_gradient(given_back), training=True))
             total = loss + self.adversarial_weight * generator
         decoder = self.vqvae.decoder.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(total, decoder), decoder))
-        discriminator = self.discriminator.trainable_variables
-        self.critic_optimizer.apply_gradients(zip(tape.gradient(critic, discriminator),
-                                                  discriminator))
+        if adversarial_loss:
+            discriminator = self.discriminator.trainable_variables
+            self.critic_optimizer.apply_gradients(zip(tape.gradient(critic, discriminator),
+                                                      discriminator))
         del tape
         for name, value in (("loss", loss), ("generator_loss", generator),
                             ("discriminator_loss", critic)):
@@ -213,7 +219,7 @@ class DecoderTuner(keras.Model):
 
 
 def tune(args, stacks):
-    """Fine-tunes the decoder of run `--tune-from` (its best epoch) into run `--name`: each
+    """Fine-tunes the decoder of run `--tune-from` (its `--checkpoint`) into run `--name`: each
     epoch's model as `last.keras` (what is judged: the validation error is not what a sharper
     decoder is chosen on) and `epoch<n>.keras`, the discriminator's weights beside them;
     `--resume` goes on from them (the two Adams start afresh)."""
@@ -226,7 +232,13 @@ def tune(args, stacks):
         initial_epoch = json.loads(state_path.read_text())["epochs_done"]
         print(f"resuming {work} after epoch {initial_epoch}", flush=True)
     else:
-        vqvae = keras.saving.load_model(args.root / args.tune_from / "best.keras", compile=False)
+        vqvae = keras.saving.load_model(args.root / args.tune_from / f"{args.checkpoint}.keras",
+                                        compile=False)
+        if args.fresh_decoder:  # the same encoder and codebook, a decoder of --upsampling
+            trained, vqvae = vqvae, VolumeVQVAE.from_config(
+                dict(vqvae.get_config(), upsampling=args.upsampling))
+            vqvae.encoder.set_weights(trained.encoder.get_weights())
+            vqvae.quantizer.set_weights(trained.quantizer.get_weights())
     keras.utils.set_random_seed(args.seed + initial_epoch)
     tuner = DecoderTuner(vqvae, args.adversarial_weight, args.ssim_weight, args.learning_rate)
     if initial_epoch:
@@ -245,6 +257,7 @@ def tune(args, stacks):
             tuner.discriminator.save_weights(work / "discriminator.weights.h5")
             state_path.write_text(json.dumps({"epochs_done": epoch + 1,
                                               "tuned_from": args.tune_from,
+                                              "fresh_decoder": args.fresh_decoder,
                                               "adversarial_weight": args.adversarial_weight,
                                               "settings": settings(args)}, indent=1))
 
@@ -334,12 +347,16 @@ def main():
     parser.add_argument("--judge", action="store_true")
     parser.add_argument("--export", default=None)
     parser.add_argument("--checkpoint", default="best",
-                        help="the model --judge and --export read: best, last or (a tuned "
-                             "run) epoch<n>")
+                        help="the model --judge, --export and --tune-from read: best, last "
+                             "or (a tuned run) epoch<n>")
     parser.add_argument("--tune-from", default=None,
                         help="a trained run whose decoder is fine-tuned adversarially into --name")
     parser.add_argument("--adversarial-weight", type=float, default=0.015,
                         help="--tune-from: the held weight of the 3D PatchGAN's hinge loss")
+    parser.add_argument("--fresh-decoder", action="store_true",
+                        help="--tune-from: train a new decoder of --upsampling from the start "
+                             "on the run's codes (with --adversarial-weight 0: reconstruction "
+                             "alone), instead of fine-tuning its own")
     args = parser.parse_args()
     if args.threads and keras.backend.backend() == "tensorflow":
         import tensorflow as tf

@@ -23,13 +23,15 @@ from brainvq import console, errors
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = hyperparameters.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stage", choices=("vqvae", "context", "slab", "prior", "volume", "all"),
+    parser.add_argument("--stage", choices=("vqvae", "context", "slab", "prior", "volume_vqvae",
+                                            "volume", "all"),
                         default="all",
                         help="which stage to train (default: all = vqvae then prior, then the "
                              "volume prior when the volumes are cut as stacks, --slice-spacing; "
                              "for stacks the slice-context refiner after the VQ-VAE "
                              "(--context-blocks), with --slab-depth the slab autoencoder "
-                             "before the priors)")
+                             "before the priors, with --volume-latent 3d the volume VQ-VAE "
+                             "before the volume prior)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --output-dir from its last checkpoint, with "
                              "its saved values (flags given may change the training ones)")

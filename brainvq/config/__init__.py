@@ -35,6 +35,7 @@ from brainvq.config.values import (  # noqa: F401 - the package's face
     resume_changes,
     save,
     split_shares,
+    uses_3d_code,
     uses_context,
     value_problem,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "PriorConfig",
     "TrainingConfig",
     "prior_values",
+    "uses_3d_code",
     "uses_context",
     "DEFAULTS",
     "ARCHITECTURE_KEYS",

@@ -97,6 +97,16 @@ DEFAULTS = {
     # (experimental: 4 halves the streaks but smooths the axial slices, docs/experiments.md).
     "context_blocks": 0,
     "context_epochs": 10,  # the refiner's training epochs (it keeps its best)
+    # Whole volumes (runs cut as stacks): what the volume prior draws. "slices": each slice's
+    # codes given the slice below (the slice VQ-VAE decodes them). "3d": a `VolumeVQVAE`
+    # (models/volume_vqvae.py) codes each stack as one 3D grid (8x in-plane, 2**this along the
+    # slices) and a `StackPixelCNN` draws its layers bottom up, each given every layer below:
+    # heads that hold together in every plane (issue 52, docs/experiments.md).
+    "volume_latent": "slices",
+    "volume_slice_downsamples": 2,  # "3d": the 3D code's downsamplings along the slices
+    "volume_channels": 32,  # "3d": the VolumeVQVAE's width (its first level's channels)
+    "volume_upsampling": "transposed",  # "3d": its decoder's upsampling: transposed | resize
+    "volume_vqvae_epochs": 10,  # "3d": its training epochs of 250 steps (it keeps its best)
     # Code-grid augmentation: each training slice is also encoded this many more times, flipped
     # left-right and/or shifted by up to prior_augment_shift pixels, by the frozen VQ-VAE.
     "prior_augment_copies": 8,
@@ -189,7 +199,8 @@ ARCHITECTURE_KEYS = (
     "prior_kernel_size",
     "prior_attention_blocks", "prior_attention_heads", "prior_position_embedding",
     "condition_on", "prior_augment_condition", "slab_depth", "slab_num_codes", "slab_channels",
-    "context_blocks",
+    "context_blocks", "volume_latent", "volume_slice_downsamples", "volume_channels",
+    "volume_upsampling",
 )
 
 # How a trained prior is sampled (`generation.inferer.SamplingSettings`' fields): a shipped
@@ -213,7 +224,9 @@ CHOICES = {"ssim_window": ("gaussian", "uniform"),
            "slice_axis": ("axial", "coronal", "sagittal"),
            "strategy": ("none", "mirrored", "multiworker"),
            "unconditional": ("positions", "null"),
-           "unconditional_covariates": ("null", "drawn")}
+           "unconditional_covariates": ("null", "drawn"),
+           "volume_latent": ("slices", "3d"),
+           "volume_upsampling": ("transposed", "resize")}
 
 # Allowed range of each number: (lowest, highest), None for no bound; a low bound written as
 # (value, "exclusive") excludes the value itself.
@@ -237,6 +250,8 @@ RANGES = {
     "prior_epochs": (1, None), "volume_condition_noise": (0.0, 1.0),
     "slab_depth": (0, 64), "slab_num_codes": (2, None), "slab_channels": (1, None),
     "slab_epochs": (1, None), "context_blocks": (0, 32), "context_epochs": (1, None),
+    "volume_slice_downsamples": (0, 8), "volume_channels": (1, None),
+    "volume_vqvae_epochs": (1, None),
     "prior_augment_copies": (0, None), "prior_augment_shift": (0, None),
     "prior_augment_rotation": (0.0, 45.0), "prior_augment_scale": (0.0, 0.5),
     "patience": (0, None), "prior_patience": (0, None), "prior_snapshot_every": (0, None),
@@ -265,4 +280,6 @@ LEGACY_VALUES = {
     "prior_snapshot_every": 0, "prior_original_weight": 1,
     "slab_depth": 0, "slab_num_codes": 512, "slab_channels": 64, "slab_epochs": 10,
     "context_blocks": 0, "context_epochs": 10,
+    "volume_latent": "slices", "volume_slice_downsamples": 2, "volume_channels": 32,
+    "volume_upsampling": "transposed", "volume_vqvae_epochs": 10,
 }

@@ -84,6 +84,19 @@ def combination_problem(values: Mapping[str, Any]) -> str | None:
                     f"{values['slices_per_volume']} (e.g. 4 or 8)")
         if values.get("condition_on") or levels > 1:
             return "--slab-depth works with one level and no --condition-on (not yet with them)"
+    if values.get("volume_latent", "slices") == "3d":
+        if values.get("slice_spacing", 0) <= 0:
+            return "--volume-latent 3d codes whole stacks: cut them with --slice-spacing (e.g. 2)"
+        along = 2 ** values.get("volume_slice_downsamples", 2)
+        if values["slices_per_volume"] % along:
+            return (f"--volume-latent 3d: --slices-per-volume {values['slices_per_volume']} is "
+                    f"not divisible by 2**--volume-slice-downsamples = {along}")
+        if values.get("volume_slice_downsamples", 2) > values["num_downsamples"]:
+            return (f"--volume-slice-downsamples {values['volume_slice_downsamples']} is more "
+                    f"than --num-downsamples {values['num_downsamples']} (the in-plane ones)")
+        if depth or uses_context(values) or values.get("condition_on") or levels > 1:
+            return ("--volume-latent 3d works with one level and no --slab-depth, "
+                    "--context-blocks or --condition-on (not yet with them)")
     if size // factor < MIN_GRID:
         most = max(0, (size // MIN_GRID).bit_length() - 1 - (levels - 1))
         return (f"--image-size {size} with --num-downsamples {values['num_downsamples']}"
@@ -309,3 +322,9 @@ def uses_context(values: Mapping[str, Any]) -> bool:
     (models/slice_context.py): cut as stacks, one level, `context_blocks` > 0."""
     return (values.get("slice_spacing", 0) > 0 and values.get("levels", 1) == 1
             and values.get("context_blocks", 0) > 0)
+
+
+def uses_3d_code(values: Mapping[str, Any]) -> bool:
+    """Whether a run's volumes are drawn as one 3D code grid (`volume_latent` "3d": a
+    `VolumeVQVAE` and a `StackPixelCNN`) rather than slice by slice."""
+    return values.get("slice_spacing", 0) > 0 and values.get("volume_latent", "slices") == "3d"

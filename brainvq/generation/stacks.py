@@ -2,7 +2,8 @@
 prior (at slice position 0), each next one by the volume prior given the codes of the slice
 below it; decoded slice by slice and written as NIfTI volumes with the spacing the model was
 trained at. The layers of a 3D code grid are drawn the same way by one `StackPixelCNN`, each
-given every layer below it (`sample_stack_codes_given_below`)."""
+given every layer below it (`sample_stack_codes_given_below`), and rendered by a `VolumeVQVAE`
+(`generate_3d_stacks`, a run with `volume_latent` "3d")."""
 from __future__ import annotations
 
 import pathlib
@@ -100,6 +101,48 @@ def decode_stacks(vqvae: keras.Model, codes: np.ndarray, batch_size: int = 64,
     return images.reshape((count, length) + images.shape[1:])
 
 
+def encode_volumes(volume_vqvae: keras.Model, stacks: np.ndarray, mirrored: bool = False
+                   ) -> np.ndarray:
+    """3D code grids [V, s, h, w] int32 of stacks [V, S, H, W] by a `VolumeVQVAE`, one at a
+    time (mirrored left-right with `mirrored`)."""
+    grids = []
+    for stack in stacks:
+        stack = np.ascontiguousarray(stack[..., ::-1] if mirrored else stack, np.float32)
+        grids.append(keras.ops.convert_to_numpy(volume_vqvae.encode(stack[None, ..., None]))[0])
+    return np.stack(grids).astype(np.int32)
+
+
+def decode_volumes(volume_vqvae: keras.Model, codes: np.ndarray) -> np.ndarray:
+    """Stacks [V, S, H, W] in [0, 1] rendered by a `VolumeVQVAE` from its 3D code grids
+    [V, s, h, w], one at a time."""
+    return np.stack([np.clip(keras.ops.convert_to_numpy(
+        volume_vqvae.decode_codes(grid[None]))[0, ..., 0], 0.0, 1.0)
+        for grid in np.asarray(codes, np.int32)])
+
+
+def generate_3d_stacks(values: Mapping[str, Any], output_dir: PathLike, count: int,
+                       temperature: float | None = None, top_k: int | None = None,
+                       seed: int | None = None, stack_prior: keras.Model | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, float]:
+    """`count` whole volumes of a `volume_latent` "3d" run: (images [V, S, H, W], 3D code grids
+    [V, s, h, w], seconds per volume), each grid drawn layer by layer by its `StackPixelCNN`
+    and rendered by its `VolumeVQVAE`."""
+    stack_prior = (run_folder.load_prior(output_dir, "volume") if stack_prior is None
+                   else stack_prior)
+    volume_vqvae = run_folder.load_prior(output_dir, "volume_vqvae")
+    layers = stack_length(values) // 2 ** volume_vqvae.slice_downsamples
+    progress = progress_bar(layers, f"sampling {count} volume(s) of {layers} code layers",
+                            minimum=2)
+    start = time.perf_counter()
+    codes = sample_stack_codes_given_below(
+        stack_prior, count, layers,
+        temperature=values["temperature"] if temperature is None else temperature,
+        top_k=values["top_k"] if top_k is None else top_k,
+        seed=values["seed"] if seed is None else seed, progress=progress)
+    images = decode_volumes(volume_vqvae, codes)
+    return images, codes, (time.perf_counter() - start) / count
+
+
 def _batched(function: Callable, arrays: np.ndarray, batch_size: int) -> np.ndarray:
     """`function` over `arrays` [N, ...] in batches, as one int32 numpy array."""
     return np.concatenate([keras.ops.convert_to_numpy(function(arrays[start:start + batch_size]))
@@ -129,7 +172,15 @@ def generate_stacks(values: Mapping[str, Any], vqvae: keras.Model, output_dir: P
     `covariates` (a row [C], NaN where not requested) applies to every slice of every volume.
     Without them, the volumes of priors trained on covariates are drawn as the run's
     `unconditional_covariates` says: under the no-covariate row ("null"), or each volume with
-    one training subject's covariates, unguided ("drawn": a whole head's age and sex)."""
+    one training subject's covariates, unguided ("drawn": a whole head's age and sex). A
+    `volume_latent` "3d" run draws them with `generate_3d_stacks` (its codes are 3D grids)."""
+    if config.uses_3d_code(values):
+        if covariates is not None:
+            raise RunError(f"the volume prior of {output_dir} draws whole heads as one 3D code "
+                           f"and was trained without covariates: sample its volumes without "
+                           f"--condition")
+        return generate_3d_stacks(values, output_dir, count, temperature, top_k, seed,
+                                  volume_prior)
     prior = run_folder.load_prior(output_dir) if prior is None else prior
     volume_prior = (run_folder.load_prior(output_dir, "volume") if volume_prior is None
                     else volume_prior)

@@ -28,14 +28,16 @@ from brainvq.runs.run_folder import (
 def stages_of(stage: str, values: Mapping[str, Any] | None = None) -> tuple[str, ...]:
     """The stages `--stage` names: "all" is the VQ-VAE and the prior, and the volume prior
     too when the data are cut as stacks (`slice_spacing` > 0), after the slice-context refiner
-    (`context_blocks` > 0, one level) and the slab autoencoder (`slab_depth`)."""
+    (`context_blocks` > 0, one level) and the slab autoencoder (`slab_depth`), and with
+    `volume_latent` "3d" the volume VQ-VAE before it."""
     if stage != "all":
         return (stage,)
     stacks = bool(values and values.get("slice_spacing", 0) > 0)
     if not stacks:
         return ("vqvae", "prior")
     return ("vqvae", *(("context",) if config.uses_context(values) else ()),
-            *(("slab",) if values.get("slab_depth") else ()), "prior", "volume")
+            *(("slab",) if values.get("slab_depth") else ()), "prior",
+            *(("volume_vqvae",) if config.uses_3d_code(values) else ()), "volume")
 
 
 def run_values(args: argparse.Namespace) -> Values:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import keras
 
 SHIPPED_FILES = (run_folder.VQVAE_FILE, run_folder.PRIOR_FILE, "hyperparameters.json")
-LOG_FILES = ("vqvae_log.csv", "prior_log.csv", "volume_log.csv")
+LOG_FILES = ("vqvae_log.csv", "prior_log.csv", "volume_vqvae_log.csv", "volume_log.csv")
 WORK_ROOT = pathlib.Path("output")  # where a shipped model's figures and caches go
 
 
@@ -120,10 +120,16 @@ def _exported_stages(source: pathlib.Path) -> tuple[list[str], Values]:
                            f"(`python train.py --output-dir {source}`)")
     run_folder.check_prior_matches_vqvae(source)
     stages = ["vqvae", "prior"]
+    values = config.load(source)
+    if config.uses_3d_code(values):  # its volumes are drawn as 3D codes of its volume VQ-VAE
+        if not (source / run_folder.VOLUME_VQVAE_FILE).is_file():
+            raise RunError(f"{source / run_folder.VOLUME_VQVAE_FILE} not found: train it before "
+                           f"exporting (`python train.py --stage volume_vqvae --output-dir "
+                           f"{source}`)")
+        stages.append("volume_vqvae")
     if (source / run_folder.VOLUME_PRIOR_FILE).is_file():  # a run cut as stacks: its volume prior
         run_folder.check_prior_matches_vqvae(source, "volume")
         stages.append("volume")
-    values = config.load(source)
     if config.uses_context(values):  # its stacks are decoded through the refiner
         if not (source / run_folder.CONTEXT_FILE).is_file():
             raise RunError(f"{source / run_folder.CONTEXT_FILE} not found: train it before "
@@ -161,7 +167,8 @@ def export(source: PathLike, destination: PathLike, overwrite: bool = False
         raise RunError(f"--export {destination} is a training run folder (its "
                        f"{run_folder.STATE_FILE} records training, not a shipped model): export "
                        f"into a folder of its own, e.g. pretrained/{source.name}")
-    optional = (run_folder.VOLUME_PRIOR_FILE, run_folder.CONTEXT_FILE)
+    optional = (run_folder.VOLUME_PRIOR_FILE, run_folder.CONTEXT_FILE,
+                run_folder.VOLUME_VQVAE_FILE)
     present = [name for name in (*SHIPPED_FILES, *optional) if (destination / name).exists()]
     if present and not overwrite:
         raise RunError(f"{destination} already holds a model ({', '.join(present)}); "
@@ -189,9 +196,13 @@ def export(source: PathLike, destination: PathLike, overwrite: bool = False
     state = run_folder.read_state(source)
     shipped = {stage: {key: value for key, value in state.get(stage, {}).items()
                        if key != "data_fingerprint"} for stage in stages}
-    for stage in stages[1:]:
-        shipped[stage]["vqvae_fingerprint"] = run_folder.file_fingerprint(
-            destination / run_folder.VQVAE_FILE)
+    for stage in stages[1:]:  # what each was trained over: the shipped files
+        if stage == "volume_vqvae":
+            continue  # trained on the stacks themselves
+        key, name = ("vqvae_fingerprint", run_folder.VQVAE_FILE)
+        if "volume_vqvae_fingerprint" in shipped[stage]:  # a prior over 3D codes
+            key, name = ("volume_vqvae_fingerprint", run_folder.VOLUME_VQVAE_FILE)
+        shipped[stage][key] = run_folder.file_fingerprint(destination / name)
     if "subjects" in state:  # who it trained on and held out, by name
         shipped["subjects"] = state["subjects"]
     shipped[DATA_KEY] = data

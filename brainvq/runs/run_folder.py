@@ -57,8 +57,10 @@ FILES_KEY = "files"  # in a shipped model's training_state.json: sha256 of each 
 VOLUME_PRIOR_FILE = "volume_prior.keras"  # the prior of a slice given the slice below it
 SLAB_FILE = "slab_autoencoder.keras"  # slice codes <-> slab codes (--slab-depth)
 CONTEXT_FILE = "slice_context.keras"  # a stack's latents refined along its slices
+VOLUME_VQVAE_FILE = "volume_vqvae.keras"  # whole stacks as 3D code grids (--volume-latent 3d)
 STAGE_FILES = {"vqvae": VQVAE_FILE, "context": CONTEXT_FILE, "slab": SLAB_FILE,
-               "prior": PRIOR_FILE, "volume": VOLUME_PRIOR_FILE}
+               "prior": PRIOR_FILE, "volume_vqvae": VOLUME_VQVAE_FILE,
+               "volume": VOLUME_PRIOR_FILE}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,13 +136,17 @@ def check_prior_matches_vqvae(folder: PathLike, stage: str = "prior") -> None:
     VQ-VAE than the one in `folder` now (its codes would be decoded by a decoder that never made
     them)."""
     folder = pathlib.Path(folder)
-    recorded = read_state(folder).get(stage, {}).get("vqvae_fingerprint")
+    record = read_state(folder).get(stage, {})
+    source = VQVAE_FILE
+    if "volume_vqvae_fingerprint" in record:  # a prior over the 3D codes of the volume VQ-VAE
+        source = VOLUME_VQVAE_FILE
+    recorded = record.get("volume_vqvae_fingerprint", record.get("vqvae_fingerprint"))
     if recorded is None:
         return  # a run from before fingerprints: nothing to compare
-    if recorded != file_fingerprint(folder / VQVAE_FILE):
+    if recorded != file_fingerprint(folder / source):
         raise RunError(
             f"{folder / STAGE_FILES[stage]} was trained over another VQ-VAE than "
-            f"{folder / VQVAE_FILE} (the VQ-VAE was retrained since): its codes belong to "
+            f"{folder / source} (the VQ-VAE was retrained since): its codes belong to "
             f"another codebook. Retrain it: python train.py --stage {stage} --overwrite "
             f"--output-dir {folder}")
 

@@ -16,12 +16,14 @@ from brainvq.training.context_stage import train_slice_context
 from brainvq.training.devices import make_strategy, set_precision
 from brainvq.training.slab_stage import train_slab_autoencoder
 from brainvq.training.stages import TrainingFailed, train_prior, train_vqvae  # noqa: F401
+from brainvq.training.volume3d_stage import train_stack_prior, train_volume_vqvae
 from brainvq.training.volume_stage import train_volume_prior
 
 
 def train(values: Values, output_dir: PathLike, stages: Sequence[str], *, resume: bool,
           overwrite: bool, given: Mapping[str, Any], command: str) -> None:
-    """Trains `stages` ("vqvae", "context", "slab", "prior", "volume") into `output_dir` with
+    """Trains `stages` ("vqvae", "context", "slab", "prior", "volume_vqvae", "volume") into
+    `output_dir` with
     `values`, once the folder is locked: nothing in it is written before every check has passed.
 
     Args:
@@ -74,13 +76,21 @@ def train(values: Values, output_dir: PathLike, stages: Sequence[str], *, resume
             print(f"prior saved to {output_dir / PRIOR_FILE}, log in "
                   f"{output_dir / 'prior_log.csv'}; test-split NLL {test_bits:.3f} bits per "
                   f"code (uniform: {math.log2(values['num_codes']):.1f})")
+        if "volume_vqvae" in stages:
+            _, ssim = train_volume_vqvae(values, splits, output_dir, resume=resume)
+            print(f"volume VQ-VAE saved to {output_dir / run_folder.VOLUME_VQVAE_FILE}, log in "
+                  f"{output_dir / 'volume_vqvae_log.csv'}; the test stacks given back: axial "
+                  f"slice SSIM {ssim:.3f}")
         if "volume" in stages:
-            _, test_bits = train_volume_prior(
-                values, splits, output_dir,
-                resume=_resumable(output_dir, "volume", resume, stages), strategy=strategy)
+            three_d = config.uses_3d_code(values)
+            resumes = _resumable(output_dir, "volume", resume, stages)
+            _, test_bits = (train_stack_prior(values, splits, output_dir, resume=resumes)
+                            if three_d else
+                            train_volume_prior(values, splits, output_dir, resume=resumes,
+                                               strategy=strategy))
             print(f"volume prior saved to {output_dir / run_folder.VOLUME_PRIOR_FILE}, log in "
                   f"{output_dir / 'volume_log.csv'}; test-split NLL {test_bits:.3f} bits per "
-                  f"code given the slice below")
+                  f"code given " + ("every layer below" if three_d else "the slice below"))
     except KeyboardInterrupt:
         sys.exit(checks.interrupted_message(output_dir, stages, command))
 
@@ -89,7 +99,8 @@ def _resumable(output_dir: PathLike, stage: str, resume: bool, stages: Sequence[
     """Whether a prior `stage` ("prior" or "volume") continues from its checkpoint: with
     --resume, unless the VQ-VAE trained on in this command, in which case the prior's codes
     belong to the earlier VQ-VAE and it is cleared and trained again from its first epoch."""
-    if not (resume and "vqvae" in stages and read_state(output_dir).get(stage)):
+    if not (resume and {"vqvae", "volume_vqvae"} & set(stages)
+            and read_state(output_dir).get(stage)):
         return resume
     try:
         run_folder.check_prior_matches_vqvae(output_dir, stage)

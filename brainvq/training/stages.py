@@ -110,11 +110,12 @@ def fit_stage(model: keras.Model, stage: str, train_data: Any, validation_data: 
     return history
 
 
-def load_for_resume(output_dir: PathLike, stage: str, values: Values
-                    ) -> tuple[keras.Model | None, int]:
+def load_for_resume(output_dir: PathLike, stage: str, values: Values,
+                    model_values: Values | None = None) -> tuple[keras.Model | None, int]:
     """The checkpoint to resume `stage` from, and the epochs it holds: the latest epoch's, or,
     when that file is corrupt, the one it replaced, or the best epoch's (each fallback is
-    printed). (None, 0) when the stage has no checkpoint yet."""
+    printed), checked against `model_values` (default: the run's values, a prior's as
+    `config.prior_values` gives them). (None, 0) when the stage has no checkpoint yet."""
     saved = config.load(output_dir)
     config.check_compatible(saved, values, output_dir)
     candidates = run_folder.resume_candidates(output_dir, stage)
@@ -135,8 +136,10 @@ def load_for_resume(output_dir: PathLike, stage: str, values: Values
                 f"records for the {stage} stage (its sha256 differs: a file of another run, or "
                 f"a state file copied from one): put back the run's own files, or start the "
                 f"stage again with --overwrite")
-        config.check_model(model, config.prior_values(values) if stage in ("prior", "volume")
-                           else values, path)
+        if model_values is None:
+            model_values = (config.prior_values(values) if stage in ("prior", "volume")
+                            else values)
+        config.check_model(model, model_values, path)
         return model, epochs
     if candidates:
         raise RunError(f"no loadable {stage} checkpoint in {output_dir}: start this stage "

@@ -38,7 +38,12 @@ import numpy as np
 from brainvq.benchmarks import volume_realism
 from brainvq.data import input_pipeline, layouts
 from brainvq.evaluation import streaks, volume_checks
-from brainvq.generation.stacks import sample_stack_codes, sample_stack_codes_given_below
+from brainvq.generation.stacks import (
+    decode_volumes,
+    encode_volumes,
+    sample_stack_codes,
+    sample_stack_codes_given_below,
+)
 from brainvq.models import build, stack_prior
 from brainvq.output import figures as plots
 from brainvq.runs import run_folder
@@ -46,30 +51,14 @@ from brainvq.training import stages
 from brainvq.training.volume_stage import pair_dataset
 
 
-def encode(model, stacks, flip=False):
-    """Code grids [V, s, h, w] of stacks [V, S, H, W] (mirrored left-right with `flip`)."""
-    out = []
-    for stack in stacks:
-        stack = np.asarray(stack, np.float32)[..., ::-1] if flip else stack
-        out.append(keras.ops.convert_to_numpy(
-            model.encode(np.ascontiguousarray(stack, np.float32)[None, ..., None]))[0])
-    return np.stack(out).astype(np.int32)
-
-
-def decode(model, codes):
-    """Stacks [V, S, H, W] in [0, 1] rendered from code grids [V, s, h, w], one at a time."""
-    return np.stack([np.clip(keras.ops.convert_to_numpy(model.decode_codes(grid[None]))[0, ..., 0],
-                             0.0, 1.0) for grid in codes])
-
-
 def load_codes(args, vqvae, stacks):
     cache = args.work / "codes.npz"
     if cache.is_file():
         with np.load(cache) as stored:
             return {name: stored[name] for name in stored.files}
-    codes = {"train": np.concatenate([encode(vqvae, stacks["train"]),
-                                      encode(vqvae, stacks["train"], flip=True)]),
-             "validate": encode(vqvae, stacks["validate"])}
+    codes = {"train": np.concatenate([encode_volumes(vqvae, stacks["train"]),
+                                      encode_volumes(vqvae, stacks["train"], mirrored=True)]),
+             "validate": encode_volumes(vqvae, stacks["validate"])}
     np.savez(cache, **codes)
     return codes
 
@@ -256,7 +245,7 @@ def main():
 
     rows = [dict(name="real validation stacks", **figures(real, training, *size))]
     for label, renderer in renderers.items():
-        given_back = decode(renderer, codes["validate"])
+        given_back = decode_volumes(renderer, codes["validate"])
         rows.append(dict(name=f"validation stacks given back {label}".strip(),
                          **figures(given_back, training, *size)))
         judge_realism(f"given back {label}".strip(), 0, given_back)
@@ -268,7 +257,7 @@ def main():
         started = time.perf_counter()
         drawn = draw(args, priors, args.volumes, layers, grid, seed)
         for label, renderer in renderers.items():
-            samples = decode(renderer, drawn)
+            samples = decode_volumes(renderer, drawn)
             seconds = (time.perf_counter() - started) / args.volumes
             rows.append(dict(name=f"drawn, seed {seed} {label}".strip(),
                              seconds_a_volume=round(seconds, 2),

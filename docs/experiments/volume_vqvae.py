@@ -36,8 +36,8 @@ import numpy as np
 
 from brainvq.evaluation import streaks
 from brainvq.losses import adversarial
-from brainvq.losses.ssim import ssim_per_image
 from brainvq.models.volume_vqvae import UPSAMPLING, VolumeVQVAE
+from brainvq.training.volume3d_stage import RandomCrops, StackLoss
 
 
 def load_stacks(args):
@@ -60,57 +60,6 @@ def load_stacks(args):
     args.root.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **arrays)
     return arrays
-
-
-class RandomCrops(keras.utils.PyDataset):
-    """Batches of random crops [B, *crop, 1] of the training stacks and their mirror images;
-    each (epoch, batch) drawn from its own seed, so a resumed run sees what it would have."""
-
-    def __init__(self, stacks, crop, batch_size, steps, seed):
-        super().__init__()
-        self.stacks, self.crop, self.batch_size = stacks, crop, batch_size
-        self.steps, self.seed, self.epoch = steps, seed, 0
-
-    def __len__(self):
-        return self.steps
-
-    def on_epoch_end(self):
-        self.epoch += 1
-
-    def __getitem__(self, index):
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        batch = np.empty((self.batch_size, *self.crop, 1), np.float32)
-        for row in range(self.batch_size):
-            stack = self.stacks[rng.integers(len(self.stacks))]
-            start = [rng.integers(side - size + 1) for side, size in zip(stack.shape, self.crop)]
-            crop = stack[tuple(slice(s, s + size) for s, size in zip(start, self.crop))]
-            batch[row, ..., 0] = crop[..., ::-1] if rng.random() < 0.5 else crop
-        return batch, batch
-
-
-@keras.saving.register_keras_serializable(package="volume_vqvae_experiment")
-class StackLoss(keras.losses.Loss):
-    """The slice VQ-VAE's reconstruction loss over stacks: MSE + ssim_weight * (1 - the mean
-    SSIM of the axial slices) (the quantizer adds its commitment loss)."""
-
-    def __init__(self, ssim_weight=0.5, **kwargs):
-        super().__init__(**kwargs)
-        self.ssim_weight = float(ssim_weight)
-
-    def call(self, stacks, given_back):
-        stacks = keras.ops.cast(stacks, "float32")
-        mse = keras.ops.mean((stacks - given_back) ** 2, axis=(1, 2, 3, 4))
-        if not self.ssim_weight:
-            return mse
-        shape = keras.ops.shape(stacks)
-        slices = (-1, shape[2], shape[3], 1)
-        ssim = keras.ops.reshape(ssim_per_image(keras.ops.reshape(stacks, slices),
-                                                keras.ops.reshape(given_back, slices)),
-                                 (shape[0], shape[1]))
-        return mse + self.ssim_weight * (1.0 - keras.ops.mean(ssim, axis=1))
-
-    def get_config(self):
-        return dict(super().get_config(), ssim_weight=self.ssim_weight)
 
 
 def build(args):

@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace, images_dir: pathlib.Path) -> None:
+    from brainvq import config
     from brainvq.evaluation import reports
     from brainvq.generation import generate
     from brainvq.runs import pretrained, run_folder, subjects
@@ -135,7 +136,10 @@ def _run(args: argparse.Namespace, images_dir: pathlib.Path) -> None:
     wants_prior = args.samples > 0 or args.volumes > 0 or requested
     prior = run.prior if wants_prior else None
     volume_prior = run.volume_prior if args.volumes else None
-    covariates = generate.requested_covariates(args.output_dir, requested, prior)
+    conditioned = prior  # a 3D volume prior has its own covariates (--volume-condition-on)
+    if args.volumes and not args.samples and config.uses_3d_code(values):
+        conditioned = volume_prior
+    covariates = generate.requested_covariates(args.output_dir, requested, conditioned)
     try:
         test = subjects.held_out(args.output_dir, generate.load_test_split(values), "test",
                                  values["data_dir"])

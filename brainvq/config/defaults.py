@@ -107,6 +107,10 @@ DEFAULTS = {
     "volume_channels": 32,  # "3d": the VolumeVQVAE's width (its first level's channels)
     "volume_upsampling": "transposed",  # "3d": its decoder's upsampling: transposed | resize
     "volume_vqvae_epochs": 10,  # "3d": its training epochs of 250 steps (it keeps its best)
+    # "3d": the columns of --covariates the StackPixelCNN is conditioned on (comma-separated,
+    # e.g. age,sex,head_volume; a whole head's), independently of the slice prior's
+    # --condition-on. Empty: none.
+    "volume_condition_on": "",
     # Code-grid augmentation: each training slice is also encoded this many more times, flipped
     # left-right and/or shifted by up to prior_augment_shift pixels, by the frozen VQ-VAE.
     "prior_augment_copies": 8,
@@ -200,7 +204,7 @@ ARCHITECTURE_KEYS = (
     "prior_attention_blocks", "prior_attention_heads", "prior_position_embedding",
     "condition_on", "prior_augment_condition", "slab_depth", "slab_num_codes", "slab_channels",
     "context_blocks", "volume_latent", "volume_slice_downsamples", "volume_channels",
-    "volume_upsampling",
+    "volume_upsampling", "volume_condition_on",
 )
 
 # How a trained prior is sampled (`generation.inferer.SamplingSettings`' fields): a shipped
@@ -281,5 +285,5 @@ LEGACY_VALUES = {
     "slab_depth": 0, "slab_num_codes": 512, "slab_channels": 64, "slab_epochs": 10,
     "context_blocks": 0, "context_epochs": 10,
     "volume_latent": "slices", "volume_slice_downsamples": 2, "volume_channels": 32,
-    "volume_upsampling": "transposed", "volume_vqvae_epochs": 10,
+    "volume_upsampling": "transposed", "volume_vqvae_epochs": 10, "volume_condition_on": "",
 }

@@ -84,6 +84,10 @@ def combination_problem(values: Mapping[str, Any]) -> str | None:
                     f"{values['slices_per_volume']} (e.g. 4 or 8)")
         if values.get("condition_on") or levels > 1:
             return "--slab-depth works with one level and no --condition-on (not yet with them)"
+    if values.get("volume_condition_on") and not (values.get("volume_latent") == "3d"
+                                                  and values.get("covariates")):
+        return ("--volume-condition-on conditions the 3D volume prior: it needs "
+                "--volume-latent 3d and --covariates FILE.csv")
     if values.get("volume_latent", "slices") == "3d":
         if values.get("slice_spacing", 0) <= 0:
             return "--volume-latent 3d codes whole stacks: cut them with --slice-spacing (e.g. 2)"

@@ -64,11 +64,14 @@ def sample_stack_codes(prior: keras.Model, volume_prior: keras.Model, count: int
 
 def sample_stack_codes_given_below(stack_prior: keras.Model, count: int, length: int,
                                    temperature: float = 1.0, top_k: int = 0, seed: int = 0,
-                                   progress: keras.utils.Progbar | None = None) -> np.ndarray:
+                                   progress: keras.utils.Progbar | None = None,
+                                   covariates: ArrayLike | None = None,
+                                   covariate_guidance: float = 1.0) -> np.ndarray:
     """Code stacks [count, length, g, g] int32 drawn layer by layer from the bottom up by one
     `stack_prior.StackPixelCNN`, each layer at its depth given every layer drawn below it (as
-    many as the prior sees). Seeded as `sample_stack_codes`: the same seed gives the same
-    stacks."""
+    many as the prior sees), and for a prior trained on them each stack's `covariates` (a row
+    [C] or [count, C], as `sample_stack_codes`). Seeded as `sample_stack_codes`: the same seed
+    gives the same stacks."""
     grid = stack_prior.grid_size
     codes = np.zeros((count, length, grid, grid), np.int32)
     top_k = min(int(top_k), stack_prior.num_codes)
@@ -78,7 +81,8 @@ def sample_stack_codes_given_below(stack_prior: keras.Model, count: int, length:
         codes[:, layer] = sampling.sample_codes(
             stack_prior, count, grid, slice_index=np.full(count, layer, np.int32),
             temperature=temperature, top_k=top_k,
-            seed=(seed + layer * SLICE_SEED_STRIDE) % 2 ** 31, condition_codes=below)
+            seed=(seed + layer * SLICE_SEED_STRIDE) % 2 ** 31, condition_codes=below,
+            covariates=covariates, covariate_guidance=covariate_guidance)
         if progress is not None:
             progress.add(1)
     return codes
@@ -122,13 +126,27 @@ def decode_volumes(volume_vqvae: keras.Model, codes: np.ndarray) -> np.ndarray:
 
 def generate_3d_stacks(values: Mapping[str, Any], output_dir: PathLike, count: int,
                        temperature: float | None = None, top_k: int | None = None,
-                       seed: int | None = None, stack_prior: keras.Model | None = None
+                       seed: int | None = None, stack_prior: keras.Model | None = None,
+                       covariates: ArrayLike | None = None
                        ) -> tuple[np.ndarray, np.ndarray, float]:
     """`count` whole volumes of a `volume_latent` "3d" run: (images [V, S, H, W], 3D code grids
     [V, s, h, w], seconds per volume), each grid drawn layer by layer by its `StackPixelCNN`
-    and rendered by its `VolumeVQVAE`."""
+    and rendered by its `VolumeVQVAE`. A prior trained on covariates (`volume_condition_on`)
+    draws each head with `covariates` ([C] or [V, C], NaN where not given) or, without them,
+    as `unconditional_covariates` says: under the no-covariate row ("null"), or with one
+    training subject's row each ("drawn")."""
     stack_prior = (run_folder.load_prior(output_dir, "volume") if stack_prior is None
                    else stack_prior)
+    seed = values["seed"] if seed is None else seed
+    guidance = values.get("covariate_guidance", 1.0)
+    if covariates is not None and not getattr(stack_prior, "covariates", []):
+        raise RunError(f"the volume prior of {output_dir} draws whole heads as one 3D code "
+                       f"and was trained without covariates: sample its volumes without "
+                       f"--condition (or train it with --volume-condition-on)")
+    if (covariates is None and getattr(stack_prior, "covariates", [])
+            and values.get("unconditional_covariates", "null") == "drawn"):
+        covariates, guidance = generate.draw_subject_covariates(output_dir, count, seed,
+                                                                "volume"), 1.0
     volume_vqvae = run_folder.load_prior(output_dir, "volume_vqvae")
     layers = stack_length(values) // 2 ** volume_vqvae.slice_downsamples
     progress = progress_bar(layers, f"sampling {count} volume(s) of {layers} code layers",
@@ -137,8 +155,8 @@ def generate_3d_stacks(values: Mapping[str, Any], output_dir: PathLike, count: i
     codes = sample_stack_codes_given_below(
         stack_prior, count, layers,
         temperature=values["temperature"] if temperature is None else temperature,
-        top_k=values["top_k"] if top_k is None else top_k,
-        seed=values["seed"] if seed is None else seed, progress=progress)
+        top_k=values["top_k"] if top_k is None else top_k, seed=seed, progress=progress,
+        covariates=covariates, covariate_guidance=guidance)
     images = decode_volumes(volume_vqvae, codes)
     return images, codes, (time.perf_counter() - start) / count
 
@@ -175,12 +193,8 @@ def generate_stacks(values: Mapping[str, Any], vqvae: keras.Model, output_dir: P
     one training subject's covariates, unguided ("drawn": a whole head's age and sex). A
     `volume_latent` "3d" run draws them with `generate_3d_stacks` (its codes are 3D grids)."""
     if config.uses_3d_code(values):
-        if covariates is not None:
-            raise RunError(f"the volume prior of {output_dir} draws whole heads as one 3D code "
-                           f"and was trained without covariates: sample its volumes without "
-                           f"--condition")
         return generate_3d_stacks(values, output_dir, count, temperature, top_k, seed,
-                                  volume_prior)
+                                  volume_prior, covariates)
     prior = run_folder.load_prior(output_dir) if prior is None else prior
     volume_prior = (run_folder.load_prior(output_dir, "volume") if volume_prior is None
                     else volume_prior)

@@ -93,13 +93,15 @@ def volume_prior_from_hyperparameters(values: Mapping[str, Any], grid_size: int,
 
 
 def stack_prior_from_hyperparameters(values: Mapping[str, Any], grid_size: int,
-                                     context_layers: int) -> StackPixelCNN:
+                                     context_layers: int,
+                                     covariates: Sequence[Mapping[str, Any]] = ()
+                                     ) -> StackPixelCNN:
     """The prior of a 3D code grid's layer given the `context_layers` layers below it
     (`stack_prior.StackPixelCNN`), with the slice prior's network settings and the volume
-    prior's `volume_condition_noise`."""
+    prior's `volume_condition_noise`, conditioned on a whole head's `covariates` (specs)."""
     values = prior_values(values)
     model = StackPixelCNN(grid_size=grid_size, context_layers=context_layers,
                           condition_noise=values.get("volume_condition_noise", 0.0),
-                          name="stack_prior", **prior_settings(values))
+                          covariates=covariates, name="stack_prior", **prior_settings(values))
     model.build()
     return model

@@ -194,16 +194,22 @@ def check_covariates(values: Values, splits: Mapping[str, SliceSet], output_dir:
     With --resume, refuses a file whose covariates differ from those the prior stages in the
     folder were trained on. A file given without --condition-on is not used: it says so, and
     the run does not record it. Returns the values to train and record with."""
-    if not values.get("condition_on"):
+    names = {"prior": values.get("condition_on", ""), "volume": values.get("condition_on", "")}
+    if config.uses_3d_code(values):  # a 3D volume prior has covariates of its own
+        names["volume"] = values.get("volume_condition_on", "")
+    if not any(names.values()):
         if values.get("covariates"):
             print(f"note: --covariates {values['covariates']} is not used: no --condition-on "
                   f"names a column of it to condition the prior on (e.g. --condition-on age,sex)")
         return dict(values, covariates="")
     from brainvq.data import covariates  # the file's rows, as the prior stage reads them
 
-    _, specs, _ = covariates.for_splits(values, splits, verbose=False)
     state = read_state(output_dir) if resume else {}
     for stage in ("prior", "volume"):
+        if not names[stage]:
+            continue
+        _, specs, _ = covariates.for_splits(dict(values, condition_on=names[stage]), splits,
+                                            verbose=False)
         recorded = state.get(stage, {}).get("covariates")
         if stage in stages and recorded is not None and recorded != specs:
             raise RunError(

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from brainvq import config
-from brainvq.data import input_pipeline
+from brainvq.data import covariates, input_pipeline
 from brainvq.data.stacks import subject_stacks
 from brainvq.generation.stacks import decode_volumes, encode_volumes
 from brainvq.hints import Callbacks, PathLike, Splits, Values
@@ -105,15 +105,22 @@ def volume_vqvae_values(values: Mapping[str, Any]) -> Values:
     return dict(values, channels=values["volume_channels"])
 
 
-def split_stacks(values: Mapping[str, Any], splits: Splits) -> dict[str, np.ndarray]:
-    """{split: stacks [V, S, H, W] float32} of each split's subjects with a whole stack."""
+def split_stacks(values: Mapping[str, Any], splits: Splits,
+                 slice_rows: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """{split: stacks [V, S, H, W] float32} of each split's subjects with a whole stack; with
+    `slice_rows` ({split: covariates [N, C] of its slices}) also {split + "_covariates": each
+    stack's subject's row [V, C]}."""
     length = int(values["slices_per_volume"])
     size = values["image_size"]
     out = {}
     for name in ("train", "validate", "test"):
-        stacks = list(subject_stacks(splits[name], length).values()) if name in splits else []
-        out[name] = (np.stack(stacks).astype(np.float32) if stacks
+        stacks = subject_stacks(splits[name], length) if name in splits else {}
+        out[name] = (np.stack(list(stacks.values())).astype(np.float32) if stacks
                      else np.zeros((0, length, size, size), np.float32))
+        if slice_rows is not None and name in splits:
+            row_of = dict(zip(splits[name].case_id.tolist(), slice_rows[name]))
+            out[f"{name}_covariates"] = np.asarray([row_of[case] for case in stacks],
+                                                   np.float32).reshape(len(stacks), -1)
     return out
 
 
@@ -182,32 +189,43 @@ def train_stack_prior(values: Values, splits: Splits, output_dir: PathLike, resu
                        f"--stage volume_vqvae --output-dir {output_dir}`)")
     vqvae = run_folder.load_checkpoint(path)
     check_volume_vqvae(vqvae, values, path)
-    stacks = split_stacks(values, splits)
+    data_fingerprint = run_folder.data_fingerprint(splits)
+    covariate_specs, slice_rows = [], None
+    if values.get("volume_condition_on"):  # a whole head's age, sex, head volume, ...
+        splits, covariate_specs, slice_rows = covariates.for_splits(
+            dict(values, condition_on=values["volume_condition_on"]), splits)
+    stacks = split_stacks(values, splits, slice_rows)
     codes = {"train": np.concatenate([encode_volumes(vqvae, stacks["train"]),
                                       encode_volumes(vqvae, stacks["train"], mirrored=True)]),
              "validate": encode_volumes(vqvae, stacks["validate"]),
              "test": encode_volumes(vqvae, stacks["test"]) if len(stacks["test"]) else None}
+    if covariate_specs:  # a mirrored head is the same subject's
+        stacks["train_covariates"] = np.concatenate([stacks["train_covariates"]] * 2)
     layers, grid = codes["train"].shape[1:3]
     prior_values = stack_prior_values(values, layers)
     prior, done = (stages.load_for_resume(output_dir, "volume", values, prior_values) if resume
                    else (None, 0))
     if prior is None:
-        prior = stages.compile_prior(
-            build.stack_prior_from_hyperparameters(prior_values, grid, layers - 1), prior_values)
+        prior = stages.compile_prior(build.stack_prior_from_hyperparameters(
+            prior_values, grid, layers - 1, covariates=covariate_specs), prior_values)
     batch_size = values["prior_batch_size"]
 
     def examples(split: str, shuffle: bool) -> Any:
         layer, depth, below = stack_examples(codes[split], prior.context_layers,
                                              prior.absent_code)
         inputs = {"code_indices": layer, "slice_index": depth, "condition_codes": below}
+        if covariate_specs:  # every layer of a stack gets its subject's row
+            inputs["covariates"] = np.repeat(stacks[f"{split}_covariates"], layers, axis=0)
         return input_pipeline.batches((inputs, layer), batch_size, shuffle,
                                       seed=values["seed"], repeat=shuffle)
 
     steps = values["steps_per_epoch"] or math.ceil(len(codes["train"]) * layers / batch_size)
-    record = {"data_fingerprint": run_folder.data_fingerprint(splits),
+    record = {"data_fingerprint": data_fingerprint, "covariates": covariate_specs,
               "volume_vqvae_fingerprint": run_folder.file_fingerprint(path),
               "stacks": {name: 0 if grids is None else int(len(grids))
                          for name, grids in codes.items()}}
+    if covariate_specs:  # what --unconditional-covariates drawn gives a whole head
+        record["subject_covariates"] = stacks["train_covariates"][:len(stacks["train"])].tolist()
     stages.fit_stage(prior, "volume", examples("train", True), examples("validate", False),
                      dict(prior_values, steps_per_epoch=steps), values["prior_epochs"],
                      batch_size, output_dir, VOLUME_PRIOR_FILE, resume, extra_callbacks,

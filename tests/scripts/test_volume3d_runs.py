@@ -80,6 +80,32 @@ def test_similarity_judges_3d_volumes(run_3d, capsys):
     assert "coronal reslices plausible" in printed and "streak" in printed
 
 
+def test_a_stack_prior_conditioned_on_age_draws_heads_of_an_age(run_3d, tmp_path):
+    root, output_dir = run_3d
+    copy = tmp_path / "run"
+    shutil.copytree(output_dir, copy)
+    table = tmp_path / "ages.csv"
+    table.write_text("subject,age\nSUBJ000,30\nSUBJ001,70\nSUBJ002,40\nSUBJ003,50\n")
+    train.main(["--data-dir", str(root / "data"), "--output-dir", str(copy), "--stage",
+                "volume", "--overwrite", "--epochs", "1", "--prior-epochs", "1", *STACK_3D,
+                *TINY, "--covariates", str(table), "--volume-condition-on", "age",
+                "--unconditional-covariates", "drawn"])
+    record = run_folder.read_state(copy)["volume"]
+    assert [spec["name"] for spec in record["covariates"]] == ["age"]
+    # the 2 training subjects, once each, their ages scaled to their range [0, 1]
+    assert sorted(row[0] for row in record["subject_covariates"]) == [0.0, 1.0]
+    values, vqvae = run_folder.load_run(copy)
+    young, old = (stacks.generate_stacks(values, vqvae, copy, 2, seed=5,
+                                         covariates=np.array([age], np.float32))[1]
+                  for age in (0.0, 1.0))
+    assert not np.array_equal(young, old)  # the same seed, another age: other heads
+    drawn = stacks.generate_stacks(values, vqvae, copy, 2, seed=5)[1]  # a training row each
+    assert drawn.shape == young.shape
+    predict.main(["--output-dir", str(copy), "--volumes", "1", "--condition", "age=50",
+                  "--images-dir", str(tmp_path / "images")])
+    assert (tmp_path / "images" / "samples" / "volume_000.nii.gz").is_file()
+
+
 def test_the_stack_prior_refuses_a_volume_vqvae_trained_again(run_3d, tmp_path):
     _, output_dir = run_3d
     copy = tmp_path / "run"
@@ -113,6 +139,7 @@ def test_an_export_ships_the_volume_vqvae_and_draws_the_same_heads(run_3d, tmp_p
     (["--volume-latent", "3d", "--slice-spacing", "3", "--slices-per-volume", "8",
       "--num-slice-positions", "8", "--volume-slice-downsamples", "3"], "is more than "
                                                                          "--num-downsamples 2"),
+    (["--volume-condition-on", "age"], "needs --volume-latent 3d and --covariates"),
 ])
 def test_bad_3d_flags_are_refused_before_anything_is_written(tmp_path, flags, message):
     with pytest.raises(SystemExit, match=message):

@@ -28,6 +28,16 @@ def file_fingerprint(path: PathLike) -> str | None:
     return digest.hexdigest()
 
 
+def codebook_fingerprint(autoencoder: Any) -> str:
+    """sha256 of an autoencoder's encoder and quantizer weights: what its codes mean. A decoder
+    trained again or tuned over the same codes leaves it as it is, so a prior over the codes
+    stays valid."""
+    digest = hashlib.sha256()
+    for weights in autoencoder.encoder.get_weights() + autoencoder.quantizer.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()
+
+
 def data_fingerprint(splits: Mapping[str, SliceSet], legacy: bool = False) -> str:
     """sha256 of every split's file names (or, for the demo, its images) and slice indices.
 

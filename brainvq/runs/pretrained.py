@@ -196,13 +196,10 @@ def export(source: PathLike, destination: PathLike, overwrite: bool = False
     state = run_folder.read_state(source)
     shipped = {stage: {key: value for key, value in state.get(stage, {}).items()
                        if key != "data_fingerprint"} for stage in stages}
-    for stage in stages[1:]:  # what each was trained over: the shipped files
-        if stage == "volume_vqvae":
-            continue  # trained on the stacks themselves
-        key, name = ("vqvae_fingerprint", run_folder.VQVAE_FILE)
-        if "volume_vqvae_fingerprint" in shipped[stage]:  # a prior over 3D codes
-            key, name = ("volume_vqvae_fingerprint", run_folder.VOLUME_VQVAE_FILE)
-        shipped[stage][key] = run_folder.file_fingerprint(destination / name)
+    for stage in stages[1:]:  # what each was trained over: the shipped VQ-VAE file
+        if stage != "volume_vqvae" and "volume_codebook_fingerprint" not in shipped[stage]:
+            shipped[stage]["vqvae_fingerprint"] = run_folder.file_fingerprint(
+                destination / run_folder.VQVAE_FILE)
     if "subjects" in state:  # who it trained on and held out, by name
         shipped["subjects"] = state["subjects"]
     shipped[DATA_KEY] = data

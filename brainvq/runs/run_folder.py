@@ -41,7 +41,11 @@ from brainvq.runs.checkpoints import (  # noqa: F401 (run_folder's names, as bef
     verify_checkpoint,
     write_json_atomically,
 )
-from brainvq.runs.fingerprints import data_fingerprint, file_fingerprint  # noqa: F401
+from brainvq.runs.fingerprints import (  # noqa: F401
+    codebook_fingerprint,
+    data_fingerprint,
+    file_fingerprint,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -137,13 +141,17 @@ def check_prior_matches_vqvae(folder: PathLike, stage: str = "prior") -> None:
     them)."""
     folder = pathlib.Path(folder)
     record = read_state(folder).get(stage, {})
-    source = VQVAE_FILE
-    if "volume_vqvae_fingerprint" in record:  # a prior over the 3D codes of the volume VQ-VAE
-        source = VOLUME_VQVAE_FILE
-    recorded = record.get("volume_vqvae_fingerprint", record.get("vqvae_fingerprint"))
+    source, recorded = VQVAE_FILE, record.get("vqvae_fingerprint")
+    if "volume_codebook_fingerprint" in record:  # a prior over the volume VQ-VAE's 3D codes:
+        source, recorded = VOLUME_VQVAE_FILE, record["volume_codebook_fingerprint"]
     if recorded is None:
         return  # a run from before fingerprints: nothing to compare
-    if recorded != file_fingerprint(folder / source):
+    if source == VOLUME_VQVAE_FILE:  # its encoder and codebook (a decoder may be tuned)
+        path = folder / source
+        now = codebook_fingerprint(load_checkpoint(path, compile=False)) if path.is_file() else None
+    else:
+        now = file_fingerprint(folder / source)
+    if recorded != now:
         raise RunError(
             f"{folder / STAGE_FILES[stage]} was trained over another VQ-VAE than "
             f"{folder / source} (the VQ-VAE was retrained since): its codes belong to "

@@ -221,7 +221,7 @@ def train_stack_prior(values: Values, splits: Splits, output_dir: PathLike, resu
 
     steps = values["steps_per_epoch"] or math.ceil(len(codes["train"]) * layers / batch_size)
     record = {"data_fingerprint": data_fingerprint, "covariates": covariate_specs,
-              "volume_vqvae_fingerprint": run_folder.file_fingerprint(path),
+              "volume_codebook_fingerprint": run_folder.codebook_fingerprint(vqvae),
               "stacks": {name: 0 if grids is None else int(len(grids))
                          for name, grids in codes.items()}}
     if covariate_specs:  # what --unconditional-covariates drawn gives a whole head

@@ -11,6 +11,10 @@ stage; the hyperparameters are `--from`'s with the volume VQ-VAE's settings and 
         --data-dir ../shared/data/ixi --covariates runs/head-sizes.csv \
         --volume-condition-on age,sex,head_volume
     PYTHONPATH=. python train.py --stage volume --resume --output-dir output/ixi-vol3d
+
+`--replace` puts another `VolumeVQVAE` of the same encoder and codebook (a decoder tuned by
+`volume_vqvae.py --tune-from`) into an existing such run, its settings recorded: the run's volume
+prior stays valid, as its codes are unchanged (refused otherwise).
 """
 import argparse
 import os
@@ -36,13 +40,18 @@ def main():
     parser.add_argument("--unconditional-covariates", default="drawn",
                         help="how heads are drawn when no covariates are asked for")
     parser.add_argument("--prior-epochs", type=int, default=10)
+    parser.add_argument("--replace", action="store_true",
+                        help="put --volume-vqvae (the same codes) into the run --output-dir")
     args = parser.parse_args()
     source, output_dir = pathlib.Path(args.source), pathlib.Path(args.output_dir)
-    if output_dir.exists():
-        raise SystemExit(f"{output_dir} exists: give a new folder")
     trained = keras.saving.load_model(args.volume_vqvae, compile=False)
     volume_vqvae = VolumeVQVAE.from_config(trained.get_config())  # without optimizer state
     volume_vqvae.set_weights(trained.get_weights())
+    if args.replace:
+        replace(output_dir, volume_vqvae, args.volume_vqvae)
+        return
+    if output_dir.exists():
+        raise SystemExit(f"{output_dir} exists: give a new folder (or --replace)")
     values = dict(config.load(source), output_dir=str(output_dir), images_dir="",
                   data_dir=os.path.abspath(args.data_dir), volume_latent="3d",
                   volume_slice_downsamples=volume_vqvae.slice_downsamples,
@@ -68,6 +77,23 @@ def main():
     })
     print(f"wrote {output_dir}: train its volume prior with `python train.py --stage volume "
           f"--resume --output-dir {output_dir}`")
+
+
+def replace(output_dir, volume_vqvae, name):
+    """`volume_vqvae` as the run's, when its encoder and codebook are the run's volume prior's."""
+    state = run_folder.read_state(output_dir)
+    recorded = state.get("volume", {}).get("volume_codebook_fingerprint")
+    if recorded is not None and recorded != run_folder.codebook_fingerprint(volume_vqvae):
+        raise SystemExit(f"{name} codes heads otherwise than the volume VQ-VAE {output_dir}'s "
+                         f"volume prior was trained over: it cannot replace it")
+    volume_vqvae.save(output_dir / run_folder.VOLUME_VQVAE_FILE)
+    values = config.load(output_dir)
+    config.save(dict(values, volume_upsampling=volume_vqvae.upsampling,
+                     volume_channels=volume_vqvae.channels), output_dir)
+    state["volume_vqvae"] = dict(state.get("volume_vqvae", {}),
+                                 decoder_from=pathlib.Path(name).name)
+    run_folder.write_state(output_dir, state)
+    print(f"{output_dir}: volume VQ-VAE replaced by {name}")
 
 
 if __name__ == "__main__":

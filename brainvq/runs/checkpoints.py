@@ -14,7 +14,7 @@ from typing import Any
 import keras
 
 from brainvq.hints import PathLike
-from brainvq.models import build  # noqa: F401 (registers the models load_model reads)
+from brainvq.models import build, volume_vqvae  # noqa: F401 (registers the models load_model reads)
 
 
 class RunError(RuntimeError):

@@ -17,7 +17,7 @@ from brainvq.generation import stacks  # noqa: E402
 from brainvq.models.stack_prior import StackPixelCNN  # noqa: E402
 from brainvq.models.volume_vqvae import VolumeVQVAE  # noqa: E402
 from brainvq.runs import run_folder  # noqa: E402
-from helpers import TINY, phantom, write_volume  # noqa: E402
+from helpers import TINY, phantom, run_python, write_volume  # noqa: E402
 
 STACK_3D = ["--slice-spacing", "3", "--slices-per-volume", "8", "--num-slice-positions", "8",
             "--field-of-view", "48", "--split", "2,1,1", "--prior-augment-copies", "0",
@@ -70,6 +70,19 @@ def test_3d_volumes_are_whole_seeded_stacks(run_3d, tmp_path):
     with pytest.raises(SystemExit, match="trained without covariates"):
         predict.main(["--output-dir", str(output_dir), "--volumes", "1", "--condition",
                       "age=50", "--images-dir", str(tmp_path / "refused")])
+
+
+def test_a_new_interpreter_loads_the_run_as_predict_py_does(run_3d):
+    """Only the run-loading modules imported: every class the 3D run's files hold registered."""
+    _, output_dir = run_3d
+    shapes = run_python(f"""
+        import json
+        from brainvq.runs import run_folder
+        volume_vqvae = run_folder.load_prior({str(output_dir)!r}, "volume_vqvae")
+        prior = run_folder.load_prior({str(output_dir)!r}, "volume")
+        print(json.dumps([type(volume_vqvae).__name__, type(prior).__name__]))
+    """)
+    assert shapes == ["VolumeVQVAE", "StackPixelCNN"]
 
 
 def test_similarity_judges_3d_volumes(run_3d, capsys):

@@ -115,6 +115,14 @@ def phantom(shape=(40, 48, 45)):
     return np.clip(head + ball - hole, 0.0, None).astype(np.float32)
 
 
+def write_phantom_heads(folder, count=4):
+    """`count` phantom heads of slightly different sizes, SUBJ000_T1.nii.gz ..., in `folder`:
+    the stack runs' data."""
+    for case in range(count):
+        write_volume(pathlib.Path(folder) / f"SUBJ{case:03d}_T1.nii.gz",
+                     phantom((40 + 2 * case, 48, 45 + case)), np.eye(4))
+
+
 def write_volume(path, voxels, affine, header_codes=True):
     import nibabel
 

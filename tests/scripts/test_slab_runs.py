@@ -12,7 +12,7 @@ from brainvq.data import volumes  # noqa: E402
 from brainvq.generation import stacks  # noqa: E402
 from brainvq.runs import run_folder  # noqa: E402
 from brainvq.training import slab_codes  # noqa: E402
-from helpers import TINY, phantom, write_volume  # noqa: E402
+from helpers import TINY, write_phantom_heads  # noqa: E402
 
 STACK = ["--slice-spacing", "3", "--slices-per-volume", "8", "--num-slice-positions", "8",
          "--field-of-view", "48", "--split", "2,1,1", "--prior-augment-copies", "0",
@@ -22,9 +22,7 @@ STACK = ["--slice-spacing", "3", "--slices-per-volume", "8", "--num-slice-positi
 @pytest.fixture(scope="module")
 def slab_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("slabs")
-    for case in range(4):
-        write_volume(root / "data" / f"SUBJ{case:03d}_T1.nii.gz",
-                     phantom((40 + 2 * case, 48, 45 + case)), np.eye(4))
+    write_phantom_heads(root / "data")
     output_dir = root / "run"
     train.main(["--data-dir", str(root / "data"), "--output-dir", str(output_dir),
                 "--epochs", "1", "--prior-epochs", "1", "--slab-epochs", "1", *STACK, *TINY])

@@ -17,20 +17,18 @@ from brainvq.generation import stacks  # noqa: E402
 from brainvq.models.stack_prior import StackPixelCNN  # noqa: E402
 from brainvq.models.volume_vqvae import VolumeVQVAE  # noqa: E402
 from brainvq.runs import run_folder  # noqa: E402
-from helpers import TINY, phantom, run_python, write_volume  # noqa: E402
+from helpers import TINY, run_python, write_phantom_heads  # noqa: E402
 
 STACK_3D = ["--slice-spacing", "3", "--slices-per-volume", "8", "--num-slice-positions", "8",
             "--field-of-view", "48", "--split", "2,1,1", "--prior-augment-copies", "0",
-            "--volume-latent", "3d", "--volume-channels", "4", "--volume-vqvae-epochs", "2",
+            "--volume-latent", "3d", "--volume-channels", "4", "--volume-vqvae-epochs", "1",
             "--steps-per-epoch", "3"]
 
 
 @pytest.fixture(scope="module")
 def run_3d(tmp_path_factory):
     root = tmp_path_factory.mktemp("volume3d")
-    for case in range(4):
-        write_volume(root / "data" / f"SUBJ{case:03d}_T1.nii.gz",
-                     phantom((40 + 2 * case, 48, 45 + case)), np.eye(4))
+    write_phantom_heads(root / "data")
     output_dir = root / "run"
     train.main(["--data-dir", str(root / "data"), "--output-dir", str(output_dir),
                 "--epochs", "1", "--prior-epochs", "1", *STACK_3D, *TINY])
@@ -40,7 +38,7 @@ def run_3d(tmp_path_factory):
 def test_a_3d_run_trains_a_volume_vqvae_and_a_stack_prior_over_its_codes(run_3d):
     _, output_dir = run_3d
     state = run_folder.read_state(output_dir)
-    assert state["volume_vqvae"]["epochs_done"] == 2
+    assert state["volume_vqvae"]["epochs_done"] == 1
     # 2 training subjects and their mirror images; the validation and test subject
     assert state["volume"]["stacks"] == {"train": 4, "validate": 1, "test": 1}
     volume_vqvae = run_folder.load_checkpoint(output_dir / run_folder.VOLUME_VQVAE_FILE)
@@ -67,9 +65,8 @@ def test_3d_volumes_are_whole_seeded_stacks(run_3d, tmp_path):
                   "--images-dir", str(tmp_path)])
     volume = volumes.read_volume(tmp_path / "samples" / "volume_000.nii.gz")
     assert volume.voxels.shape[:2] == (32, 32)
-    with pytest.raises(SystemExit, match="trained without covariates"):
-        predict.main(["--output-dir", str(output_dir), "--volumes", "1", "--condition",
-                      "age=50", "--images-dir", str(tmp_path / "refused")])
+    with pytest.raises(run_folder.RunError, match="trained without covariates"):
+        stacks.generate_stacks(values, vqvae, output_dir, 1, covariates=np.array([0.5]))
 
 
 def test_a_new_interpreter_loads_the_run_as_predict_py_does(run_3d):

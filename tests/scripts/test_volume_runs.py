@@ -15,7 +15,7 @@ from brainvq.benchmarks import harness  # noqa: E402
 from brainvq.data import volumes  # noqa: E402
 from brainvq.generation.generate import draw_subject_covariates  # noqa: E402
 from brainvq.runs import run_folder  # noqa: E402
-from helpers import TINY, phantom, write_volume  # noqa: E402
+from helpers import TINY, write_phantom_heads  # noqa: E402
 
 STACK = ["--slice-spacing", "3", "--slices-per-volume", "8", "--num-slice-positions", "8",
          "--field-of-view", "48", "--split", "2,1,1", "--prior-augment-copies", "0",
@@ -25,9 +25,7 @@ STACK = ["--slice-spacing", "3", "--slices-per-volume", "8", "--num-slice-positi
 @pytest.fixture(scope="module")
 def stack_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("stacks")
-    for case in range(4):
-        write_volume(root / "data" / f"SUBJ{case:03d}_T1.nii.gz",
-                     phantom((40 + 2 * case, 48, 45 + case)), np.eye(4))
+    write_phantom_heads(root / "data")
     (root / "table.csv").write_text("subject,age\nSUBJ000,30\nSUBJ001,70\nSUBJ002,40\n"
                                     "SUBJ003,50\n")
     output_dir = root / "run"

@@ -148,7 +148,7 @@ def check_prior_matches_vqvae(folder: PathLike, stage: str = "prior") -> None:
         return  # a run from before fingerprints: nothing to compare
     if source == VOLUME_VQVAE_FILE:  # its encoder and codebook (a decoder may be tuned)
         path = folder / source
-        now = codebook_fingerprint(load_checkpoint(path, compile=False)) if path.is_file() else None
+        now = codebook_fingerprint(load_for_inference(path)) if path.is_file() else None
     else:
         now = file_fingerprint(folder / source)
     if recorded != now:

@@ -118,6 +118,8 @@ def load_for_resume(output_dir: PathLike, stage: str, values: Values,
     `config.prior_values` gives them). (None, 0) when the stage has no checkpoint yet."""
     saved = config.load(output_dir)
     config.check_compatible(saved, values, output_dir)
+    if model_values is None:
+        model_values = config.prior_values(values) if stage in ("prior", "volume") else values
     candidates = run_folder.resume_candidates(output_dir, stage)
     recorded = read_state(output_dir).get(stage, {}).get("last_fingerprint")
     last_name = run_folder.last_checkpoint_name(run_folder.STAGE_FILES[stage])
@@ -136,9 +138,6 @@ def load_for_resume(output_dir: PathLike, stage: str, values: Values,
                 f"records for the {stage} stage (its sha256 differs: a file of another run, or "
                 f"a state file copied from one): put back the run's own files, or start the "
                 f"stage again with --overwrite")
-        if model_values is None:
-            model_values = (config.prior_values(values) if stage in ("prior", "volume")
-                            else values)
         config.check_model(model, model_values, path)
         return model, epochs
     if candidates:

@@ -21,10 +21,7 @@ import os
 import pathlib
 import shutil
 
-import keras
-
 from brainvq import config
-from brainvq.models.volume_vqvae import VolumeVQVAE
 from brainvq.runs import run_folder
 
 
@@ -44,9 +41,7 @@ def main():
                         help="put --volume-vqvae (the same codes) into the run --output-dir")
     args = parser.parse_args()
     source, output_dir = pathlib.Path(args.source), pathlib.Path(args.output_dir)
-    trained = keras.saving.load_model(args.volume_vqvae, compile=False)
-    volume_vqvae = VolumeVQVAE.from_config(trained.get_config())  # without optimizer state
-    volume_vqvae.set_weights(trained.get_weights())
+    volume_vqvae = run_folder.load_checkpoint(args.volume_vqvae, compile=False)  # no optimizer
     if args.replace:
         replace(output_dir, volume_vqvae, args.volume_vqvae)
         return

@@ -35,6 +35,7 @@ import keras
 import numpy as np
 
 from brainvq.evaluation import streaks
+from brainvq.generation.stacks import decode_volumes, encode_volumes
 from brainvq.losses import adversarial
 from brainvq.models.volume_vqvae import UPSAMPLING, VolumeVQVAE
 from brainvq.training.volume3d_stage import RandomCrops, StackLoss
@@ -222,23 +223,13 @@ def settings(args):
         "seed")}
 
 
-def reconstruct(model, stacks):
-    """Stacks [V, S, H, W] given back through the model, one at a time, clipped to [0, 1]."""
-    out, usage = [], []
-    for stack in stacks:
-        codes = model.encode(np.asarray(stack, np.float32)[None, ..., None])
-        usage.append(keras.ops.convert_to_numpy(codes).ravel())
-        out.append(np.clip(keras.ops.convert_to_numpy(model.decode_codes(codes))[0, ..., 0],
-                           0.0, 1.0))
-    return np.stack(out), np.concatenate(usage)
-
-
 def judge(args, stacks):
     work = args.root / args.name
     model = keras.saving.load_model(work / f"{args.checkpoint}.keras", compile=False)
     real = stacks["validate"].astype(np.float32)
     started = time.perf_counter()
-    given_back, codes = reconstruct(model, real)
+    codes = encode_volumes(model, real)
+    given_back = decode_volumes(model, codes)
     seconds = (time.perf_counter() - started) / len(real)
     rows = [dict(name="real validation stacks", **streaks.stack_figures(real)),
             dict(name=f"{args.name}: {model.code_shape(real.shape[1:])} codes",

@@ -44,22 +44,18 @@ def sample_stack_codes(prior: keras.Model, volume_prior: keras.Model, count: int
     (one row [C] or one per stack [count, C]) with `covariate_guidance`, for priors trained
     on covariates, as in `sampling.sample_codes`: every slice of a stack gets its stack's).
     Seeded: the same seed gives the same stacks."""
-    codes = np.zeros((count, length, grid_size, grid_size), np.int32)
     top_k = min(int(top_k), prior.num_codes)
-    for position in range(length):
+
+    def draw(position: int, codes: np.ndarray, layer_seed: int) -> np.ndarray:
         options = dict(slice_index=np.full(count, position, np.int32), temperature=temperature,
-                       top_k=top_k, seed=(seed + position * SLICE_SEED_STRIDE) % 2 ** 31,
-                       guidance=guidance, covariates=covariates,
+                       top_k=top_k, seed=layer_seed, guidance=guidance, covariates=covariates,
                        covariate_guidance=covariate_guidance)
         if position == 0:
-            codes[:, 0] = sampling.sample_codes(prior, count, grid_size, **options)
-        else:
-            codes[:, position] = sampling.sample_codes(
-                volume_prior, count, grid_size, condition_codes=codes[:, position - 1],
-                **options)
-        if progress is not None:
-            progress.add(1)
-    return codes
+            return sampling.sample_codes(prior, count, grid_size, **options)
+        return sampling.sample_codes(volume_prior, count, grid_size,
+                                     condition_codes=codes[:, position - 1], **options)
+
+    return _draw_layers(count, length, grid_size, seed, draw, progress)
 
 
 def sample_stack_codes_given_below(stack_prior: keras.Model, count: int, length: int,
@@ -73,16 +69,27 @@ def sample_stack_codes_given_below(stack_prior: keras.Model, count: int, length:
     [C] or [count, C], as `sample_stack_codes`). Seeded as `sample_stack_codes`: the same seed
     gives the same stacks."""
     grid = stack_prior.grid_size
-    codes = np.zeros((count, length, grid, grid), np.int32)
     top_k = min(int(top_k), stack_prior.num_codes)
-    for layer in range(length):
+
+    def draw(layer: int, codes: np.ndarray, layer_seed: int) -> np.ndarray:
         below = stack_prior_layers_below(codes, layer, stack_prior.context_layers,
                                          stack_prior.absent_code)
-        codes[:, layer] = sampling.sample_codes(
+        return sampling.sample_codes(
             stack_prior, count, grid, slice_index=np.full(count, layer, np.int32),
-            temperature=temperature, top_k=top_k,
-            seed=(seed + layer * SLICE_SEED_STRIDE) % 2 ** 31, condition_codes=below,
+            temperature=temperature, top_k=top_k, seed=layer_seed, condition_codes=below,
             covariates=covariates, covariate_guidance=covariate_guidance)
+
+    return _draw_layers(count, length, grid, seed, draw, progress)
+
+
+def _draw_layers(count: int, length: int, grid_size: int, seed: int,
+                 draw: Callable[[int, np.ndarray, int], np.ndarray],
+                 progress: keras.utils.Progbar | None) -> np.ndarray:
+    """Code stacks [count, length, g, g] int32 filled from the bottom up: layer k is
+    `draw(k, codes so far, seed + k * SLICE_SEED_STRIDE mod 2**31)`."""
+    codes = np.zeros((count, length, grid_size, grid_size), np.int32)
+    for layer in range(length):
+        codes[:, layer] = draw(layer, codes, (seed + layer * SLICE_SEED_STRIDE) % 2 ** 31)
         if progress is not None:
             progress.add(1)
     return codes

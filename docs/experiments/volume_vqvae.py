@@ -250,10 +250,9 @@ def judge(args, stacks):
 
 def export(args, folder):
     """The `--checkpoint` epoch's model without its optimizer state, as `volume_vqvae.keras`."""
-    trained = keras.saving.load_model(args.root / args.name / f"{args.checkpoint}.keras",
-                                      compile=False)
-    clean = VolumeVQVAE.from_config(trained.get_config())
-    clean.set_weights(trained.get_weights())
+    # loaded uncompiled, as pretrained.export does: saved again, it holds no optimizer state
+    clean = keras.saving.load_model(args.root / args.name / f"{args.checkpoint}.keras",
+                                    compile=False)
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     clean.save(folder / "volume_vqvae.keras")

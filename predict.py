@@ -17,13 +17,14 @@ import argparse
 import os
 import pathlib
 import sys
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import hyperparameters
 from brainvq import console, errors
 from brainvq.runs.arguments import add_run_arguments
 
 if TYPE_CHECKING:
+    import keras
     import numpy as np
 
     from brainvq.data.slice_sets import SliceSet
@@ -99,7 +100,6 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace, images_dir: pathlib.Path) -> None:
-    from brainvq import config
     from brainvq.evaluation import reports
     from brainvq.generation import generate
     from brainvq.runs import pretrained, run_folder, subjects
@@ -136,10 +136,8 @@ def _run(args: argparse.Namespace, images_dir: pathlib.Path) -> None:
     wants_prior = args.samples > 0 or args.volumes > 0 or requested
     prior = run.prior if wants_prior else None
     volume_prior = run.volume_prior if args.volumes else None
-    conditioned = prior  # a 3D volume prior has its own covariates (--volume-condition-on)
-    if args.volumes and not args.samples and config.uses_3d_code(values):
-        conditioned = volume_prior
-    covariates = generate.requested_covariates(args.output_dir, requested, conditioned)
+    covariates, volume_covariates = covariate_rows(args.output_dir, values, requested, prior,
+                                                   volume_prior, args.samples, args.volumes)
     try:
         test = subjects.held_out(args.output_dir, generate.load_test_split(values), "test",
                                  values["data_dir"])
@@ -169,12 +167,31 @@ def _run(args: argparse.Namespace, images_dir: pathlib.Path) -> None:
         images, _, seconds = stacks.generate_stacks(
             values, vqvae, args.output_dir, args.volumes, temperature=args.temperature,
             top_k=args.top_k, seed=args.seed, prior=prior, volume_prior=volume_prior,
-            covariates=covariates)
+            covariates=volume_covariates)
         paths, figure = stacks.write_volumes(images, values, images_dir)
         print(f"{args.volumes} volume(s) of {images.shape[1]} slices written to "
               f"{paths[0].parent}/ ({', '.join(path.name for path in paths[:3])}"
               f"{', ...' if len(paths) > 3 else ''}), {seconds:.1f} s per volume; middle "
               f"planes in {figure}")
+
+
+def covariate_rows(output_dir: pathlib.Path, values: Mapping[str, Any], requested: dict[str, str],
+                   prior: keras.Model | None, volume_prior: keras.Model | None, samples: int,
+                   volumes: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The covariate rows asked for: (the slice prior's, for the samples; the one the volumes
+    are drawn with), each checked against the prior that takes it. Volumes drawn slice by slice
+    take the slice prior's row; a run with a 3D code draws its heads on its stack prior's own
+    covariates (`--volume-condition-on`), which need not be the slice prior's."""
+    from brainvq import config
+    from brainvq.generation import generate
+
+    three_d = volumes > 0 and config.uses_3d_code(values)
+    slice_row = None
+    if samples > 0 or not three_d:
+        slice_row = generate.requested_covariates(output_dir, requested, prior)
+    if not three_d:
+        return slice_row, slice_row
+    return slice_row, generate.requested_covariates(output_dir, requested, volume_prior)
 
 
 def write_samples(args: argparse.Namespace, run: Run, covariates: np.ndarray | None,

@@ -175,9 +175,10 @@ def _run(args: argparse.Namespace, images_dir: pathlib.Path) -> None:
               f"planes in {figure}")
 
 
-def covariate_rows(output_dir: pathlib.Path, values: Mapping[str, Any], requested: dict[str, str],
-                   prior: keras.Model | None, volume_prior: keras.Model | None, samples: int,
-                   volumes: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+def covariate_rows(output_dir: pathlib.Path, values: Mapping[str, Any],
+                   requested: Mapping[str, str], prior: keras.Model | None,
+                   volume_prior: keras.Model | None, samples: int, volumes: int
+                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The covariate rows asked for: (the slice prior's, for the samples; the one the volumes
     are drawn with), each checked against the prior that takes it. Volumes drawn slice by slice
     take the slice prior's row; a run with a 3D code draws its heads on its stack prior's own
